@@ -1,0 +1,277 @@
+//! What one page is: a slip, a blank page, a page of text or a picture, and which way up.
+//!
+//! [`analyse_page`] is the per-page step of the job: it runs on one decoded page, returns small
+//! values and the page's light encoding, and lets the pixels go.
+
+use image::GrayImage;
+
+use crate::binarize::{Bitmap, MIN_CONTRAST, TileStats, binarize, tile_stats};
+use crate::lightpdf::{EncodedPage, EncodeParams, PageContent, encode_page};
+use crate::qr::{QrHit, QrSearch, find_qr_codes, quarter_turn};
+use crate::raster::PageRaster;
+use crate::slip::{SlipParse, parse_payload};
+
+/// Tunable thresholds of the page decisions.
+#[derive(Debug, Clone, Copy)]
+pub struct AnalysisParams {
+    pub qr: QrSearch,
+    /// Contrast (0-255) a mark needs over the paper to count when deciding blankness; bleed-through
+    /// and scanner noise stay under it.
+    pub blank_contrast: u8,
+    /// A page with fewer inked cells (of ~0.7 mm) than this in its interior is blank.
+    pub blank_max_cells: u32,
+    /// Margins ignored for blankness (scanner edges, punch holes, staples), as page shares.
+    pub blank_margin_x: f32,
+    pub blank_margin_y: f32,
+    pub encode: EncodeParams,
+}
+
+impl Default for AnalysisParams {
+    fn default() -> Self {
+        Self {
+            qr: QrSearch::default(),
+            blank_contrast: 64,
+            blank_max_cells: 24,
+            blank_margin_x: 0.075,
+            blank_margin_y: 0.045,
+            encode: EncodeParams::default(),
+        }
+    }
+}
+
+/// Which way up a page reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orientation {
+    Upright,
+    UpsideDown,
+    /// Not enough text to tell; the page is kept as scanned.
+    Unknown,
+}
+
+/// A slip found on the page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlipSighting {
+    pub payload: Vec<u8>,
+    pub parse: SlipParse,
+    /// Quarter turn of the sheet as read from the code (0, 90, 180, 270).
+    pub turn: u16,
+}
+
+/// The decisions about one page.
+#[derive(Debug, Clone)]
+pub struct PageAnalysis {
+    /// The first slip on the page, if any (a QR code that is not a slip is content).
+    pub slip: Option<SlipSighting>,
+    /// Every QR code read on the page, slip or not.
+    pub qr_codes: Vec<QrHit>,
+    pub blank: bool,
+    /// Inked cells counted in the interior (evidence for the blank decision).
+    pub ink_cells: u32,
+    pub orientation: Orientation,
+    pub content: PageContent,
+    /// The page encoded for its piece; None for slips and blank pages.
+    pub encoded: Option<EncodedPage>,
+}
+
+/// Analyses a decoded page and encodes it if it will be part of a piece.
+pub fn analyse_page(mut raster: PageRaster, params: &AnalysisParams) -> PageAnalysis {
+    let qr_codes = find_qr_codes(&raster.gray, &params.qr);
+    let slip = qr_codes.iter().find_map(|hit| {
+        let parse = parse_payload(&hit.payload);
+        (!matches!(parse, SlipParse::NotASlip)).then(|| SlipSighting { payload: hit.payload.clone(), parse, turn: quarter_turn(hit.rotation) })
+    });
+    let stats = tile_stats(&raster.gray, raster.dpi);
+    let bits = binarize(&raster.gray, &stats, MIN_CONTRAST);
+    let ink_cells = inked_cells(&raster.gray, &bits, &stats, raster.dpi, params);
+    let blank = slip.is_none() && ink_cells < params.blank_max_cells;
+    if slip.is_some() || blank {
+        let orientation = if slip.as_ref().is_some_and(|s| s.turn == 180) { Orientation::UpsideDown } else { Orientation::Unknown };
+        return PageAnalysis { slip, qr_codes, blank, ink_cells, orientation, content: PageContent::Text, encoded: None };
+    }
+    let orientation = orientation(&bits, raster.dpi);
+    let content = content_kind(&raster, &stats);
+    let (encoded, orientation) = if orientation == Orientation::UpsideDown {
+        raster.rotate180();
+        let mut bits = bits;
+        bits.ink.reverse();
+        (encode_page(&raster, &bits, content, &params.encode), orientation)
+    } else {
+        (encode_page(&raster, &bits, content, &params.encode), orientation)
+    };
+    PageAnalysis { slip, qr_codes, blank, ink_cells, orientation, content, encoded: Some(encoded) }
+}
+
+/// Counts the ~0.7 mm cells of the interior holding a real mark: enough pixels clearly darker
+/// than the local paper. Specks of noise, bleed-through and the margins do not count.
+fn inked_cells(gray: &GrayImage, bits: &Bitmap, stats: &TileStats, dpi: f32, params: &AnalysisParams) -> u32 {
+    let (w, h) = (bits.width, bits.height);
+    let cell = ((dpi / 36.0) as u32).max(3);
+    let x0 = (w as f32 * params.blank_margin_x) as u32;
+    let x1 = w - x0;
+    let y0 = (h as f32 * params.blank_margin_y) as u32;
+    let y1 = h - y0;
+    let min_px = (cell * cell / 6).max(3);
+    let raw = gray.as_raw();
+    let mut count = 0;
+    let mut y = y0;
+    while y + cell <= y1 {
+        let ty = (y / stats.tile) as usize;
+        let mut x = x0;
+        while x + cell <= x1 {
+            let tx = (x / stats.tile) as usize;
+            let paper = stats.paper[ty * stats.cols as usize + tx];
+            let limit = paper.saturating_sub(params.blank_contrast);
+            let mut n = 0;
+            for yy in y..y + cell {
+                let base = (yy * w) as usize;
+                for xx in x..x + cell {
+                    let i = base + xx as usize;
+                    n += (bits.ink[i] == 1 && raw[i] < limit) as u32;
+                }
+            }
+            count += (n >= min_px) as u32;
+            x += cell;
+        }
+        y += cell;
+    }
+    count
+}
+
+/// Tells upright from upside-down text without OCR: in Latin script ascenders (b, d, h, l,
+/// capitals) are far more frequent than descenders (g, p, q, y), so within each text line more ink
+/// sits above the x-height band than below it. Lines are measured in narrow vertical strips so
+/// that a few degrees of skew do not blur them.
+pub fn orientation(bits: &Bitmap, dpi: f32) -> Orientation {
+    let (w, h) = (bits.width as usize, bits.height as usize);
+    let strip = ((dpi * 0.5) as usize).max(32);
+    let min_line = (dpi * 0.04) as usize; // ~1 mm
+    let max_line = (dpi * 0.30) as usize; // ~7.5 mm
+    let (mut above, mut below) = (0u64, 0u64);
+    let mut profile = vec![0u32; h];
+    let mut sx = 0;
+    while sx + strip <= w {
+        for (y, p) in profile.iter_mut().enumerate() {
+            let row = &bits.ink[y * w + sx..y * w + sx + strip];
+            *p = row.iter().map(|&b| b as u32).sum();
+        }
+        let mut y = 0;
+        while y < h {
+            if profile[y] == 0 {
+                y += 1;
+                continue;
+            }
+            let start = y;
+            while y < h && profile[y] > 0 {
+                y += 1;
+            }
+            let line = &profile[start..y];
+            if line.len() < min_line || line.len() > max_line {
+                continue;
+            }
+            let peak = line.iter().copied().max().unwrap_or(0);
+            if peak < 4 {
+                continue;
+            }
+            let core = peak * 2 / 5;
+            let c0 = line.iter().position(|&p| p >= core).unwrap_or(0);
+            let c1 = line.iter().rposition(|&p| p >= core).unwrap_or(line.len() - 1);
+            above += line[..c0].iter().map(|&p| p as u64).sum::<u64>();
+            below += line[c1 + 1..].iter().map(|&p| p as u64).sum::<u64>();
+        }
+        sx += strip;
+    }
+    let total = above + below;
+    if total < 2_000 {
+        return Orientation::Unknown;
+    }
+    if above as f64 > below as f64 * 1.25 {
+        Orientation::Upright
+    } else if below as f64 > above as f64 * 1.25 {
+        Orientation::UpsideDown
+    } else {
+        Orientation::Unknown
+    }
+}
+
+/// Bitonal when the page is text on paper and binarising keeps it legible; a picture (JPEG)
+/// when it holds photographs, colour that matters, or print too faint to binarise safely.
+fn content_kind(raster: &PageRaster, stats: &TileStats) -> PageContent {
+    if raster.bilevel {
+        return PageContent::Text;
+    }
+    let photo_tiles = stats.midtone.iter().filter(|&&m| m > 110).count();
+    let share = photo_tiles as f32 / stats.midtone.len().max(1) as f32;
+    let contrast = stats.page_paper.saturating_sub(stats.page_ink);
+    if raster.rgb.is_some() {
+        PageContent::Colour
+    } else if share > 0.02 && photo_tiles >= 8 {
+        PageContent::Photo
+    } else if contrast < 110 {
+        // Faint print: binarisation would break strokes; keep the grey levels.
+        PageContent::Photo
+    } else {
+        PageContent::Text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_like(upside_down: bool) -> Bitmap {
+        // Lines of "letters": an x-height band with tall strokes above it (ascenders).
+        let (w, h) = (1200u32, 1200u32);
+        let mut ink = vec![0u8; (w * h) as usize];
+        for line in 0..20u32 {
+            let top = 60 + line * 55;
+            for x in (40..1160u32).step_by(9) {
+                for y in top + 12..top + 30 {
+                    for dx in 0..3 {
+                        ink[(y * w + x + dx) as usize] = 1;
+                    }
+                }
+                if x % 27 == 4 {
+                    for y in top..top + 12 {
+                        ink[(y * w + x) as usize] = 1;
+                    }
+                }
+                if x % 90 == 4 {
+                    for y in top + 30..top + 38 {
+                        ink[(y * w + x) as usize] = 1;
+                    }
+                }
+            }
+        }
+        if upside_down {
+            ink.reverse();
+        }
+        Bitmap { width: w, height: h, ink }
+    }
+
+    #[test]
+    fn ascenders_tell_which_way_up() {
+        assert_eq!(orientation(&text_like(false), 300.0), Orientation::Upright);
+        assert_eq!(orientation(&text_like(true), 300.0), Orientation::UpsideDown);
+        let empty = Bitmap { width: 500, height: 500, ink: vec![0; 250_000] };
+        assert_eq!(orientation(&empty, 300.0), Orientation::Unknown);
+    }
+
+    #[test]
+    fn white_page_is_blank_and_a_short_line_is_not() {
+        let params = AnalysisParams::default();
+        let blank = PageRaster::from_gray(GrayImage::from_pixel(1240, 1754, image::Luma([235])), false);
+        let a = analyse_page(blank.clone(), &params);
+        assert!(a.blank && a.encoded.is_none());
+        let mut line = blank;
+        for y in 800..830 {
+            for x in 400..700 {
+                if (x / 6) % 3 != 0 {
+                    line.gray.put_pixel(x, y, image::Luma([30]));
+                }
+            }
+        }
+        let a = analyse_page(line, &params);
+        assert!(!a.blank, "a page with one short line is not blank ({} cells)", a.ink_cells);
+        assert!(a.encoded.is_some());
+    }
+}

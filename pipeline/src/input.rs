@@ -1,0 +1,279 @@
+//! Cutting what the bureau receives into pages: image folders, multi-page TIFF, PDF, `.eml`.
+//!
+//! Each input file becomes an ordered list of [`PageSource`]s whose pixels are decoded later, one
+//! page at a time. A file that cannot be read at all still becomes one page source carrying its
+//! reason, so that it is accounted for in the report.
+
+use std::sync::Arc;
+
+use image::ImageFormat;
+use lopdf::{Document, Object};
+
+use crate::raster::{Limits, PageBlob, PdfImageEncoding, PdfPageImage, tiff_page_count};
+use crate::reason::ReasonCode;
+
+/// One page of the mailing before decoding, with where it came from (for the report's `source`).
+#[derive(Debug, Clone)]
+pub struct PageSource {
+    pub source: String,
+    pub blob: PageBlob,
+}
+
+/// The sender of an e-mailed mailing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailEnvelope {
+    pub from: Option<String>,
+    pub subject: Option<String>,
+}
+
+/// The kind of a file, by its first bytes (then its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Jpeg,
+    Png,
+    Tiff,
+    Pdf,
+    Eml,
+    Unknown,
+}
+
+pub fn sniff(name: &str, bytes: &[u8]) -> FileKind {
+    if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        FileKind::Jpeg
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        FileKind::Png
+    } else if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
+        FileKind::Tiff
+    } else if bytes.len() >= 5 && bytes[..bytes.len().min(1024)].windows(5).any(|w| w == b"%PDF-") {
+        FileKind::Pdf
+    } else if name.to_ascii_lowercase().ends_with(".eml") || looks_like_mail(bytes) {
+        FileKind::Eml
+    } else {
+        FileKind::Unknown
+    }
+}
+
+fn looks_like_mail(bytes: &[u8]) -> bool {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(2048)]).to_ascii_lowercase();
+    head.contains("mime-version:") && (head.contains("\nfrom:") || head.starts_with("from:"))
+}
+
+fn unreadable(source: &str, reason: ReasonCode, detail: impl Into<String>) -> Vec<PageSource> {
+    vec![PageSource { source: source.to_string(), blob: PageBlob::Unreadable { reason, detail: detail.into() } }]
+}
+
+/// Cuts one input file into page sources, in the file's own page order.
+pub fn split_file(name: &str, bytes: Vec<u8>, limits: &Limits) -> Vec<PageSource> {
+    split_file_with_envelope(name, bytes, limits).0
+}
+
+/// As [`split_file`], also returning the envelope when the file is an e-mail.
+pub fn split_file_with_envelope(name: &str, bytes: Vec<u8>, limits: &Limits) -> (Vec<PageSource>, Option<MailEnvelope>) {
+    if bytes.len() as u64 > limits.max_file_bytes {
+        let detail = format!("file of {} bytes exceeds the limit of {} bytes", bytes.len(), limits.max_file_bytes);
+        return (unreadable(name, ReasonCode::FichierTropVolumineux, detail), None);
+    }
+    if bytes.is_empty() {
+        return (unreadable(name, ReasonCode::FichierCorrompu, "empty file"), None);
+    }
+    match sniff(name, &bytes) {
+        FileKind::Jpeg => (vec![image_page(name, bytes, ImageFormat::Jpeg)], None),
+        FileKind::Png => (vec![image_page(name, bytes, ImageFormat::Png)], None),
+        FileKind::Tiff => (split_tiff(name, bytes, limits), None),
+        FileKind::Pdf => (split_pdf(name, &bytes, limits), None),
+        FileKind::Eml => {
+            let (pages, env) = split_eml(name, &bytes, limits);
+            (pages, Some(env))
+        }
+        FileKind::Unknown => (unreadable(name, ReasonCode::FormatNonSupporte, "not an image, PDF or e-mail"), None),
+    }
+}
+
+fn image_page(name: &str, bytes: Vec<u8>, format: ImageFormat) -> PageSource {
+    PageSource { source: name.to_string(), blob: PageBlob::ImageFile { data: Arc::new(bytes), format } }
+}
+
+fn split_tiff(name: &str, bytes: Vec<u8>, limits: &Limits) -> Vec<PageSource> {
+    match tiff_page_count(&bytes, limits) {
+        Err(e) => unreadable(name, e.reason, e.detail),
+        Ok(1) => vec![PageSource { source: name.to_string(), blob: PageBlob::TiffPage { data: Arc::new(bytes), index: 0 } }],
+        Ok(n) => {
+            let data = Arc::new(bytes);
+            (0..n)
+                .map(|i| PageSource { source: format!("{name}#{}", i + 1), blob: PageBlob::TiffPage { data: data.clone(), index: i } })
+                .collect()
+        }
+    }
+}
+
+/// Takes each page's scanned image out of a PDF without rendering it.
+pub fn split_pdf(name: &str, bytes: &[u8], limits: &Limits) -> Vec<PageSource> {
+    let options = lopdf::LoadOptions { max_decompressed_size: Some(limits.max_decompressed_bytes), ..Default::default() };
+    let doc = match Document::load_mem_with_options(bytes, options) {
+        Ok(d) => d,
+        Err(lopdf::Error::Decryption(e)) => return unreadable(name, ReasonCode::FormatNonSupporte, format!("encrypted PDF: {e}")),
+        Err(e) => {
+            // An encrypted file whose password we do not have is a format matter, not damage.
+            if bytes.windows(8).any(|w| w == b"/Encrypt") {
+                return unreadable(name, ReasonCode::FormatNonSupporte, format!("encrypted PDF ({e})"));
+            }
+            return unreadable(name, ReasonCode::FichierCorrompu, format!("unreadable PDF: {e}"));
+        }
+    };
+    if doc.is_encrypted() || doc.trailer.get(b"Encrypt").is_ok() {
+        return unreadable(name, ReasonCode::FormatNonSupporte, "encrypted PDF");
+    }
+    let pages = doc.get_pages();
+    if pages.is_empty() {
+        return unreadable(name, ReasonCode::FichierCorrompu, "PDF without pages");
+    }
+    if pages.len() > limits.max_pages_per_file {
+        return unreadable(name, ReasonCode::FichierTropVolumineux, format!("PDF of {} pages exceeds the limit of {}", pages.len(), limits.max_pages_per_file));
+    }
+    pages
+        .values()
+        .enumerate()
+        .map(|(i, &id)| {
+            let source = format!("{name}#{}", i + 1);
+            let blob = match page_image(&doc, id, limits) {
+                Ok(img) => PageBlob::PdfImage(img),
+                Err((reason, detail)) => PageBlob::Unreadable { reason, detail },
+            };
+            PageSource { source, blob }
+        })
+        .collect()
+}
+
+fn page_image(doc: &Document, page: lopdf::ObjectId, limits: &Limits) -> Result<PdfPageImage, (ReasonCode, String)> {
+    let corrupt = |e: lopdf::Error| (ReasonCode::FichierCorrompu, format!("damaged PDF page: {e}"));
+    let images = doc.get_page_images(page).map_err(corrupt)?;
+    // A scanned page is one image covering the page; a born-digital page has text and vectors.
+    let Some(img) = images.iter().filter(|i| i.width >= 400 && i.height >= 400).max_by_key(|i| i.width * i.height) else {
+        return Err((ReasonCode::FormatNonSupporte, "PDF page without a scanned image (born-digital pages are not rendered yet)".into()));
+    };
+    let width = u32::try_from(img.width).map_err(|_| (ReasonCode::FichierCorrompu, "negative image width".to_string()))?;
+    let height = u32::try_from(img.height).map_err(|_| (ReasonCode::FichierCorrompu, "negative image height".to_string()))?;
+    let dict = img.origin_dict;
+    let filters = img.filters.clone().unwrap_or_default();
+    let image_mask = dict.get(b"ImageMask").and_then(Object::as_bool).unwrap_or(false);
+    let decode_inverted = match dict.get(b"Decode").and_then(Object::as_array) {
+        Ok(arr) => arr.first().and_then(|o| o.as_float().ok()).is_some_and(|f| f > 0.5),
+        Err(_) => false,
+    };
+    let components = match img.color_space.as_deref() {
+        Some("DeviceRGB") | Some("CalRGB") => 3,
+        Some("DeviceCMYK") => 4,
+        Some("ICCBased") => icc_components(doc, dict).unwrap_or(3),
+        _ => 1,
+    };
+    let bits = img.bits_per_component.unwrap_or(1) as u8;
+    let last = filters.last().map(String::as_str);
+    let (encoding, data, inverted) = match (filters.len(), last) {
+        (1, Some("DCTDecode")) => (PdfImageEncoding::Jpeg, img.content.to_vec(), decode_inverted),
+        (1, Some("CCITTFaxDecode")) => {
+            let parms = dict.get(b"DecodeParms").ok().and_then(|p| match p {
+                Object::Dictionary(d) => Some(d.clone()),
+                Object::Array(a) => a.first().and_then(|o| o.as_dict().ok()).cloned(),
+                Object::Reference(r) => doc.get_dictionary(*r).ok().cloned(),
+                _ => None,
+            });
+            let k = parms.as_ref().and_then(|p| p.get(b"K").and_then(Object::as_i64).ok()).unwrap_or(0);
+            if k >= 0 {
+                return Err((ReasonCode::FormatNonSupporte, "CCITT Group 3 image (only Group 4 is read)".into()));
+            }
+            let black_is_1 = parms.as_ref().and_then(|p| p.get(b"BlackIs1").and_then(Object::as_bool).ok()).unwrap_or(false);
+            // An image mask paints where samples are 0 by default: same sense as BlackIs1 = false.
+            (PdfImageEncoding::CcittG4, img.content.to_vec(), black_is_1 ^ decode_inverted)
+        }
+        (1, Some("JBIG2Decode")) => return Err((ReasonCode::FormatNonSupporte, "JBIG2 image (not read yet)".into())),
+        (1, Some("JPXDecode")) => return Err((ReasonCode::FormatNonSupporte, "JPEG 2000 image".into())),
+        (0, _) | (1, Some("FlateDecode")) => {
+            let stream = doc.get_object(img.id).and_then(Object::as_stream).map_err(corrupt)?;
+            let data = if filters.is_empty() {
+                stream.content.clone()
+            } else {
+                stream.decompressed_content_with_limit(limits.max_decompressed_bytes).map_err(corrupt)?
+            };
+            // For an image mask, 0 paints black: invert so that 0 reads as black below.
+            let inverted = decode_inverted ^ image_mask;
+            (PdfImageEncoding::Raw { bits, components }, data, inverted)
+        }
+        _ => return Err((ReasonCode::FormatNonSupporte, format!("PDF image filters {filters:?}"))),
+    };
+    Ok(PdfPageImage { width, height, encoding, inverted, data })
+}
+
+fn icc_components(doc: &Document, dict: &lopdf::Dictionary) -> Option<u8> {
+    let arr = dict.get(b"ColorSpace").ok()?.as_array().ok()?;
+    let stream_ref = arr.get(1)?.as_reference().ok()?;
+    let n = doc.get_object(stream_ref).ok()?.as_stream().ok()?.dict.get(b"N").ok()?.as_i64().ok()?;
+    u8::try_from(n).ok()
+}
+
+/// Takes the PDF and image attachments of an e-mail, in order.
+pub fn split_eml(name: &str, bytes: &[u8], limits: &Limits) -> (Vec<PageSource>, MailEnvelope) {
+    use mail_parser::MimeHeaders;
+    let Some(msg) = mail_parser::MessageParser::default().parse(bytes) else {
+        return (unreadable(name, ReasonCode::FichierCorrompu, "unreadable e-mail"), MailEnvelope::default());
+    };
+    let envelope = MailEnvelope {
+        from: msg.from().and_then(|a| a.first()).and_then(|a| a.address()).map(|s| s.to_ascii_lowercase()),
+        subject: msg.subject().map(str::to_string),
+    };
+    let mut pages = Vec::new();
+    for (i, part) in msg.attachments().enumerate() {
+        let att_name = part.attachment_name().map(str::to_string).unwrap_or_else(|| format!("attachment-{}", i + 1));
+        let source = format!("{name}/{att_name}");
+        let contents = part.contents().to_vec();
+        let (sub, _) = split_file_with_envelope(&source, contents, limits);
+        pages.extend(sub);
+    }
+    if pages.is_empty() {
+        pages = unreadable(name, ReasonCode::FormatNonSupporte, "e-mail without PDF or image attachment");
+    }
+    (pages, envelope)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffing() {
+        assert_eq!(sniff("a.bin", b"\xff\xd8\xff\xe0xx"), FileKind::Jpeg);
+        assert_eq!(sniff("a", b"%PDF-1.4\n"), FileKind::Pdf);
+        assert_eq!(sniff("a.tif", b"II*\0...."), FileKind::Tiff);
+        assert_eq!(sniff("m.eml", b"whatever"), FileKind::Eml);
+        assert_eq!(sniff("notes.txt", b"hello"), FileKind::Unknown);
+    }
+
+    #[test]
+    fn broken_files_become_one_accounted_page() {
+        let l = Limits::default();
+        for (name, bytes, reason) in [
+            ("a.pdf", b"%PDF-1.4\n garbage garbage".to_vec(), ReasonCode::FichierCorrompu),
+            ("a.txt", b"hello".to_vec(), ReasonCode::FormatNonSupporte),
+            ("a.jpg", Vec::new(), ReasonCode::FichierCorrompu),
+            ("a.tif", b"II*\0\xff\xff\xff\xff".to_vec(), ReasonCode::FichierCorrompu),
+        ] {
+            let pages = split_file(name, bytes, &l);
+            assert_eq!(pages.len(), 1, "{name}");
+            match &pages[0].blob {
+                PageBlob::Unreadable { reason: r, .. } => assert_eq!(*r, reason, "{name}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        let tiny = Limits { max_file_bytes: 3, ..Limits::default() };
+        let pages = split_file("big.jpg", vec![0xff, 0xd8, 0xff, 0, 0], &tiny);
+        assert!(matches!(pages[0].blob, PageBlob::Unreadable { reason: ReasonCode::FichierTropVolumineux, .. }));
+    }
+
+    #[test]
+    fn mail_without_attachment_is_accounted() {
+        let eml = b"From: Guichet <pj@bailleur.fr>\r\nTo: bureau@example.org\r\nSubject: test\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nBonjour\r\n";
+        let (pages, env) = split_eml("m.eml", eml, &Limits::default());
+        assert_eq!(env.from.as_deref(), Some("pj@bailleur.fr"));
+        assert_eq!(pages.len(), 1);
+        assert!(matches!(pages[0].blob, PageBlob::Unreadable { reason: ReasonCode::FormatNonSupporte, .. }));
+    }
+}

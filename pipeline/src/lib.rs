@@ -1,0 +1,35 @@
+//! Pure core of scanbureau.
+//!
+//! Everything here takes bytes, images or values and returns values: no file system, no clock, no
+//! network, no environment. The `scanbureau` binary and the (future) workers sit around it and
+//! do the effects. Bad input is a value (a reason code), never a panic.
+//!
+//! The flow of one mailing, in the order the modules are used:
+//! [`input`] splits files into page sources → [`raster`] decodes one page → [`analysis`] finds
+//! slips ([`qr`], [`slip`]), blank pages and orientation → [`lightpdf`] encodes the page small →
+//! [`mailing`] splits the page stream per request → [`qualify`] cuts pieces → [`registry`] and
+//! [`plan`] check them → [`notice`] and [`report`] say what happened. [`job`] ties the pure steps
+//! together.
+
+pub mod analysis;
+pub mod binarize;
+pub mod calendar;
+//TODO pub mod config;
+pub mod ids;
+pub mod input;
+//TODO pub mod job;
+pub mod lightpdf;
+//TODO pub mod mailing;
+//TODO pub mod notice;
+//TODO pub mod plan;
+pub mod qr;
+//TODO pub mod qualify;
+pub mod raster;
+pub mod reason;
+//TODO pub mod registry;
+//TODO pub mod report;
+pub mod slip;
+//TODO pub mod text;
+
+pub use ids::{Departement, NumeroGuichet, NumeroUnique, PageIndex};
+pub use reason::{AnomalyCode, ReasonCode};

@@ -1,0 +1,357 @@
+//! Decoding one page into pixels, under limits (decompression bombs, enormous scans).
+//!
+//! A page arrives as a [`PageBlob`]: still-encoded bytes cut out of its file by [`crate::input`].
+//! Pages are decoded one at a time and dropped after encoding, so a 1,000-page mailing never holds
+//! all of its pages decoded at once.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use image::{DynamicImage, GrayImage, ImageFormat, RgbImage};
+use thiserror::Error;
+
+use crate::reason::ReasonCode;
+
+/// Bounds on untrusted input.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_file_bytes: u64,
+    pub max_pages_per_file: usize,
+    /// Largest page accepted, in pixels (a 600-dpi A3 page is about 70 Mpx).
+    pub max_page_pixels: u64,
+    /// Largest decompressed stream of a PDF.
+    pub max_decompressed_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_file_bytes: 256 << 20, max_pages_per_file: 5_000, max_page_pixels: 80_000_000, max_decompressed_bytes: 256 << 20 }
+    }
+}
+
+/// A page decoded into pixels. `gray` is always there; `rgb` only when the page carries colour.
+#[derive(Debug, Clone)]
+pub struct PageRaster {
+    pub gray: GrayImage,
+    pub rgb: Option<RgbImage>,
+    /// Resolution of the scan, estimated from the page size when the file does not say.
+    pub dpi: f32,
+    /// The source was already bitonal (1-bit TIFF, CCITT in a PDF).
+    pub bilevel: bool,
+}
+
+impl PageRaster {
+    pub fn from_gray(gray: GrayImage, bilevel: bool) -> Self {
+        let dpi = estimate_dpi(gray.width(), gray.height());
+        Self { gray, rgb: None, dpi, bilevel }
+    }
+
+    /// Keeps the colour only when the page really carries some (a grey page scanned in colour
+    /// is stored grey).
+    pub fn from_rgb(rgb: RgbImage) -> Self {
+        let gray = DynamicImage::ImageRgb8(rgb.clone()).into_luma8();
+        let dpi = estimate_dpi(rgb.width(), rgb.height());
+        let rgb = is_colourful(&rgb).then_some(rgb);
+        Self { gray, rgb, dpi, bilevel: false }
+    }
+
+    pub fn width(&self) -> u32 {
+        self.gray.width()
+    }
+    pub fn height(&self) -> u32 {
+        self.gray.height()
+    }
+
+    /// Turns the page half a turn (an upside-down sheet).
+    pub fn rotate180(&mut self) {
+        image::imageops::rotate180_in_place(&mut self.gray);
+        if let Some(rgb) = self.rgb.as_mut() {
+            image::imageops::rotate180_in_place(rgb);
+        }
+    }
+}
+
+/// Scans are of A4 sheets nearly always: the long side says the resolution (2480×3508 → 300).
+pub fn estimate_dpi(w: u32, h: u32) -> f32 {
+    let long = w.max(h) as f32;
+    let dpi = long / 11.69;
+    // Snap to the usual scanner settings when close.
+    for std in [100.0, 150.0, 200.0, 240.0, 300.0, 400.0, 600.0] {
+        if (dpi - std).abs() / std < 0.04 {
+            return std;
+        }
+    }
+    dpi.max(50.0)
+}
+
+/// A page whose chroma is visible somewhere beyond scanner noise.
+fn is_colourful(rgb: &RgbImage) -> bool {
+    let mut coloured = 0u64;
+    let mut seen = 0u64;
+    for y in (0..rgb.height()).step_by(4) {
+        for x in (0..rgb.width()).step_by(4) {
+            let p = rgb.get_pixel(x, y).0;
+            let max = p.iter().max().copied().unwrap_or(0) as i32;
+            let min = p.iter().min().copied().unwrap_or(0) as i32;
+            seen += 1;
+            if max - min > 48 {
+                coloured += 1;
+            }
+        }
+    }
+    seen > 0 && coloured * 1000 > seen * 5
+}
+
+/// A still-encoded page.
+#[derive(Debug, Clone)]
+pub enum PageBlob {
+    /// A whole single-page image file (JPEG, PNG).
+    ImageFile { data: Arc<Vec<u8>>, format: ImageFormat },
+    /// Page `index` of a TIFF file.
+    TiffPage { data: Arc<Vec<u8>>, index: usize },
+    /// The one image of a scanned PDF page.
+    PdfImage(PdfPageImage),
+    /// The file or page could not be read at all: the reason is known before decoding.
+    Unreadable { reason: ReasonCode, detail: String },
+}
+
+/// An image taken out of a PDF page without rendering.
+#[derive(Debug, Clone)]
+pub struct PdfPageImage {
+    pub width: u32,
+    pub height: u32,
+    pub encoding: PdfImageEncoding,
+    /// `/Decode [1 0]` (or `/BlackIs1` for CCITT): samples are inverted.
+    pub inverted: bool,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PdfImageEncoding {
+    /// DCTDecode: a JPEG stream.
+    Jpeg,
+    /// CCITT Group 4 (K < 0).
+    CcittG4,
+    /// Already decompressed samples.
+    Raw { bits: u8, components: u8 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{reason}: {detail}")]
+pub struct PageError {
+    pub reason: ReasonCode,
+    pub detail: String,
+}
+
+impl PageError {
+    pub fn new(reason: ReasonCode, detail: impl Into<String>) -> Self {
+        Self { reason, detail: detail.into() }
+    }
+}
+
+fn corrupt(detail: impl Into<String>) -> PageError {
+    PageError::new(ReasonCode::FichierCorrompu, detail)
+}
+
+fn check_pixels(w: u64, h: u64, limits: &Limits) -> Result<(), PageError> {
+    if w == 0 || h == 0 {
+        return Err(corrupt("image of size zero"));
+    }
+    if w * h > limits.max_page_pixels {
+        return Err(PageError::new(
+            ReasonCode::FichierTropVolumineux,
+            format!("page of {w}×{h} pixels exceeds the limit of {} Mpx", limits.max_page_pixels / 1_000_000),
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes one page. Never panics on bad bytes: errors carry the reason code of the report.
+pub fn decode_page(blob: &PageBlob, limits: &Limits) -> Result<PageRaster, PageError> {
+    match blob {
+        PageBlob::Unreadable { reason, detail } => Err(PageError::new(*reason, detail.clone())),
+        PageBlob::ImageFile { data, format } => decode_image_file(data, *format, limits),
+        PageBlob::TiffPage { data, index } => decode_tiff_page(data, *index, limits),
+        PageBlob::PdfImage(img) => decode_pdf_image(img, limits),
+    }
+}
+
+fn decode_image_file(data: &[u8], format: ImageFormat, limits: &Limits) -> Result<PageRaster, PageError> {
+    let mut reader = image::ImageReader::with_format(Cursor::new(data), format);
+    let mut l = image::Limits::default();
+    l.max_alloc = Some(limits.max_page_pixels * 4);
+    reader.limits(l);
+    let (w, h) = reader.into_dimensions().map_err(|e| corrupt(format!("unreadable image header: {e}")))?;
+    check_pixels(w as u64, h as u64, limits)?;
+    let mut reader = image::ImageReader::with_format(Cursor::new(data), format);
+    let mut l = image::Limits::default();
+    l.max_alloc = Some(limits.max_page_pixels * 4);
+    reader.limits(l);
+    let img = reader.decode().map_err(|e| corrupt(format!("unreadable image: {e}")))?;
+    Ok(from_dynamic(img))
+}
+
+fn from_dynamic(img: DynamicImage) -> PageRaster {
+    match img {
+        DynamicImage::ImageLuma8(g) => PageRaster::from_gray(g, false),
+        DynamicImage::ImageRgb8(rgb) => PageRaster::from_rgb(rgb),
+        other if other.color().has_color() => PageRaster::from_rgb(other.into_rgb8()),
+        other => PageRaster::from_gray(other.into_luma8(), false),
+    }
+}
+
+/// Counts the pages of a TIFF file (reads the directories only).
+pub fn tiff_page_count(data: &[u8], limits: &Limits) -> Result<usize, PageError> {
+    let mut dec = tiff::decoder::Decoder::new(Cursor::new(data)).map_err(|e| corrupt(format!("unreadable TIFF: {e}")))?;
+    let mut n = 1;
+    while dec.more_images() {
+        if n >= limits.max_pages_per_file {
+            return Err(PageError::new(ReasonCode::FichierTropVolumineux, format!("more than {} pages", limits.max_pages_per_file)));
+        }
+        dec.next_image().map_err(|e| corrupt(format!("unreadable TIFF directory {n}: {e}")))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn decode_tiff_page(data: &[u8], index: usize, limits: &Limits) -> Result<PageRaster, PageError> {
+    use tiff::decoder::{Decoder, DecodingResult};
+    use tiff::tags::Tag;
+    use tiff::ColorType;
+    let mut tl = tiff::decoder::Limits::default();
+    tl.decoding_buffer_size = (limits.max_page_pixels * 3) as usize;
+    let mut dec = Decoder::new(Cursor::new(data)).map_err(|e| corrupt(format!("unreadable TIFF: {e}")))?.with_limits(tl);
+    dec.seek_to_image(index).map_err(|e| corrupt(format!("TIFF page {index}: {e}")))?;
+    let (w, h) = dec.dimensions().map_err(|e| corrupt(format!("TIFF page {index}: {e}")))?;
+    check_pixels(w as u64, h as u64, limits)?;
+    let colour = dec.colortype().map_err(|e| PageError::new(ReasonCode::FormatNonSupporte, format!("TIFF page {index}: {e}")))?;
+    // 0 = WhiteIsZero (fax default), 1 = BlackIsZero.
+    let white_is_zero = dec.get_tag_u32(Tag::PhotometricInterpretation).map(|p| p == 0).unwrap_or(false);
+    let img = dec.read_image().map_err(|e| corrupt(format!("TIFF page {index}: {e}")))?;
+    let DecodingResult::U8(buf) = img else {
+        return Err(PageError::new(ReasonCode::FormatNonSupporte, format!("TIFF page {index}: samples wider than 8 bits")));
+    };
+    let (w, h) = (w as usize, h as usize);
+    match colour {
+        ColorType::Gray(1) => {
+            let stride = w.div_ceil(8);
+            if buf.len() < stride * h {
+                return Err(corrupt(format!("TIFF page {index}: truncated bitonal data")));
+            }
+            let mut g = GrayImage::new(w as u32, h as u32);
+            for (y, row) in g.rows_mut().enumerate() {
+                let src = &buf[y * stride..(y + 1) * stride];
+                for (x, p) in row.enumerate() {
+                    let bit = (src[x / 8] >> (7 - (x % 8))) & 1;
+                    // WhiteIsZero: a set bit is black.
+                    let black = if white_is_zero { bit == 1 } else { bit == 0 };
+                    p.0[0] = if black { 0 } else { 255 };
+                }
+            }
+            Ok(PageRaster::from_gray(g, true))
+        }
+        ColorType::Gray(8) => {
+            let mut g = GrayImage::from_raw(w as u32, h as u32, buf).ok_or_else(|| corrupt("truncated grey TIFF"))?;
+            if white_is_zero {
+                image::imageops::invert(&mut g);
+            }
+            Ok(PageRaster::from_gray(g, false))
+        }
+        ColorType::RGB(8) => {
+            let rgb = RgbImage::from_raw(w as u32, h as u32, buf).ok_or_else(|| corrupt("truncated colour TIFF"))?;
+            Ok(PageRaster::from_rgb(rgb))
+        }
+        other => Err(PageError::new(ReasonCode::FormatNonSupporte, format!("TIFF page {index}: colour type {other:?}"))),
+    }
+}
+
+fn decode_pdf_image(img: &PdfPageImage, limits: &Limits) -> Result<PageRaster, PageError> {
+    check_pixels(img.width as u64, img.height as u64, limits)?;
+    let (w, h) = (img.width as usize, img.height as usize);
+    let mut raster = match img.encoding {
+        PdfImageEncoding::Jpeg => decode_image_file(&img.data, ImageFormat::Jpeg, limits)?,
+        PdfImageEncoding::CcittG4 => {
+            let mut g = GrayImage::new(img.width, img.height);
+            let mut y = 0usize;
+            let width = u16::try_from(w).map_err(|_| corrupt("CCITT image too wide"))?;
+            let height = u16::try_from(h).map_err(|_| corrupt("CCITT image too tall"))?;
+            let raw = g.as_mut();
+            let ok = fax::decoder::decode_g4(img.data.iter().copied(), width, Some(height), |transitions| {
+                if y < h {
+                    let row = &mut raw[y * w..(y + 1) * w];
+                    for (x, c) in fax::decoder::pels(transitions, width).enumerate().take(w) {
+                        row[x] = if c == fax::Color::Black { 0 } else { 255 };
+                    }
+                }
+                y += 1;
+            });
+            if ok.is_none() || y < h {
+                return Err(corrupt("damaged CCITT G4 image"));
+            }
+            PageRaster::from_gray(g, true)
+        }
+        PdfImageEncoding::Raw { bits: 8, components: 1 } => {
+            let data = img.data.get(..w * h).ok_or_else(|| corrupt("truncated grey image"))?;
+            PageRaster::from_gray(GrayImage::from_raw(img.width, img.height, data.to_vec()).ok_or_else(|| corrupt("grey image"))?, false)
+        }
+        PdfImageEncoding::Raw { bits: 8, components: 3 } => {
+            let data = img.data.get(..w * h * 3).ok_or_else(|| corrupt("truncated colour image"))?;
+            PageRaster::from_rgb(RgbImage::from_raw(img.width, img.height, data.to_vec()).ok_or_else(|| corrupt("colour image"))?)
+        }
+        PdfImageEncoding::Raw { bits: 1, components: 1 } => {
+            let stride = w.div_ceil(8);
+            let data = img.data.get(..stride * h).ok_or_else(|| corrupt("truncated bitonal image"))?;
+            let mut g = GrayImage::new(img.width, img.height);
+            for (y, row) in g.rows_mut().enumerate() {
+                for (x, p) in row.enumerate() {
+                    let bit = (data[y * stride + x / 8] >> (7 - (x % 8))) & 1;
+                    p.0[0] = if bit == 1 { 255 } else { 0 };
+                }
+            }
+            PageRaster::from_gray(g, true)
+        }
+        PdfImageEncoding::Raw { bits, components } => {
+            return Err(PageError::new(ReasonCode::FormatNonSupporte, format!("PDF image of {components} components at {bits} bits")));
+        }
+    };
+    if img.inverted {
+        image::imageops::invert(&mut raster.gray);
+        if let Some(rgb) = raster.rgb.as_mut() {
+            image::imageops::invert(rgb);
+        }
+    }
+    Ok(raster)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dpi_from_a4_sizes() {
+        assert_eq!(estimate_dpi(2480, 3508), 300.0);
+        assert_eq!(estimate_dpi(1654, 2339), 200.0);
+        assert_eq!(estimate_dpi(3508, 2480), 300.0);
+    }
+
+    #[test]
+    fn garbage_is_a_reason_not_a_panic() {
+        let junk = Arc::new(b"\xff\xd8\xff\xe0 not really a jpeg".to_vec());
+        let e = decode_page(&PageBlob::ImageFile { data: junk.clone(), format: ImageFormat::Jpeg }, &Limits::default()).expect_err("junk");
+        assert_eq!(e.reason, ReasonCode::FichierCorrompu);
+        let e = decode_page(&PageBlob::TiffPage { data: junk, index: 0 }, &Limits::default()).expect_err("junk");
+        assert_eq!(e.reason, ReasonCode::FichierCorrompu);
+        let bad_g4 = PdfPageImage { width: 100, height: 100, encoding: PdfImageEncoding::CcittG4, inverted: false, data: vec![0xff; 10] };
+        assert!(decode_page(&PageBlob::PdfImage(bad_g4), &Limits::default()).is_err());
+    }
+
+    #[test]
+    fn enormous_pages_are_refused_before_decoding() {
+        // A 4000x4000 PNG is refused from its header when the limit is 10 Mpx.
+        let mut png = Vec::new();
+        GrayImage::new(4000, 4000).write_to(&mut Cursor::new(&mut png), ImageFormat::Png).expect("png");
+        let limits = Limits { max_page_pixels: 10_000_000, ..Limits::default() };
+        let e = decode_page(&PageBlob::ImageFile { data: Arc::new(png), format: ImageFormat::Png }, &limits).expect_err("too big");
+        assert_eq!(e.reason, ReasonCode::FichierTropVolumineux);
+    }
+}
