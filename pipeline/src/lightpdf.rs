@@ -289,11 +289,11 @@ mod tests {
         let doc = lopdf::Document::load_mem(&pdf).expect("lopdf reads what we write");
         assert_eq!(doc.get_pages().len(), 2);
         // The xref offsets point at the objects.
-        let text = String::from_utf8_lossy(&pdf);
+        let text = String::from_utf8_lossy(&pdf[15..]);
         let xref = text.find("\nxref\n").expect("xref") + 1;
         let first = text[xref..].lines().nth(3).expect("entry");
         let off: usize = first[..10].parse().expect("offset");
-        assert!(text[off..].starts_with("1 0 obj"));
+        assert!(pdf[off..].starts_with(b"1 0 obj"));
     }
 
     #[test]

@@ -1,0 +1,411 @@
+//! The one-shot job's pure assembly: analysed pages in; report, piece PDFs and notices out.
+//!
+//! The caller (the `scanbureau` binary, later the workers) reads files, decodes and analyses
+//! pages (in parallel, one at a time each), then hands the [`PageRecord`]s here. Nothing here
+//! touches the disk or the clock.
+
+
+use chrono::{DateTime, FixedOffset};
+use sha2::{Digest, Sha256};
+
+use crate::analysis::{Orientation, PageAnalysis};
+use crate::config::SiteConfig;
+use crate::ids::NumeroUnique;
+use crate::input::MailEnvelope;
+use crate::lightpdf::{EncodedPage, shrink_page, write_pdf};
+use crate::mailing::{Channel, MailingKind, PageFact, PageFate, PageInfo, RequestSlip, SplitParams, split_mailing};
+use crate::notice::{NoticeContext, NoticePiece, RequestNotice, mailing_notice, request_notice};
+use crate::plan::{FilingPlan, apply_maxima};
+use crate::qualify::{PageFeatures, Qualifier, QualifyInput};
+use crate::reason::{AnomalyCode, ReasonCode};
+use crate::registry::{Registry, check_request};
+use crate::report::*;
+use crate::slip::{SlipParse, payload as slip_payload};
+
+/// The public portal refuses pieces over 2 MB.
+pub const MAX_PIECE_BYTES: usize = 2_000_000;
+
+/// Everything the job needs besides the pages.
+#[derive(Debug, Clone)]
+pub struct JobContext<'a> {
+    pub batch_id: String,
+    pub channel: Channel,
+    pub received_at: DateTime<FixedOffset>,
+    pub now: DateTime<FixedOffset>,
+    pub numero_unique: Option<NumeroUnique>,
+    pub envelope: Option<MailEnvelope>,
+    /// The portal user who uploaded (receives the notices of a portal deposit).
+    pub notify: Option<String>,
+    pub registry: &'a Registry,
+    pub plan: &'a FilingPlan,
+    pub site: &'a SiteConfig,
+}
+
+/// One input page after the per-page step.
+#[derive(Debug, Clone)]
+pub struct PageRecord {
+    pub source: String,
+    /// Index of the input file it came from.
+    pub group: usize,
+    pub outcome: PageOutcome,
+}
+
+#[derive(Debug, Clone)]
+pub enum PageOutcome {
+    Unreadable { reason: ReasonCode, detail: String },
+    Read { analysis: Box<PageAnalysis>, features: PageFeatures },
+}
+
+/// A file the caller writes under the output directory.
+#[derive(Debug, Clone)]
+pub struct OutputFile {
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobOutput {
+    pub report: Report,
+    pub pieces: Vec<OutputFile>,
+    pub notices: Vec<OutputFile>,
+}
+
+fn short_hash(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+fn fact_of(rec: &PageRecord) -> PageFact {
+    match &rec.outcome {
+        PageOutcome::Unreadable { reason, detail } => PageFact::Unreadable { reason: *reason, detail: detail.clone() },
+        PageOutcome::Read { analysis, .. } => match &analysis.slip {
+            Some(s) => PageFact::Slip(s.parse.clone()),
+            None if analysis.blank => PageFact::Blank,
+            None => PageFact::Content,
+        },
+    }
+}
+
+/// Builds a piece's PDF, shrinking its pictures until it fits under the limit.
+fn piece_pdf(pages: &[&EncodedPage], title: &str) -> Option<Vec<u8>> {
+    let pdf = write_pdf(pages, title);
+    if pdf.len() <= MAX_PIECE_BYTES {
+        return Some(pdf);
+    }
+    let mut current: Vec<EncodedPage> = pages.iter().map(|p| (*p).clone()).collect();
+    for (scale, quality) in [(0.85, 45), (0.75, 40), (0.6, 35)] {
+        current = current.iter().map(|p| shrink_page(p, scale, quality)).collect();
+        let refs: Vec<&EncodedPage> = current.iter().collect();
+        let pdf = write_pdf(&refs, title);
+        if pdf.len() <= MAX_PIECE_BYTES {
+            return Some(pdf);
+        }
+    }
+    None
+}
+
+struct Recipient {
+    email: Option<String>,
+    missing: Option<&'static str>,
+}
+
+/// Assembles the job's results.
+pub fn assemble(ctx: &JobContext<'_>, records: &[PageRecord], qualifier: &dyn Qualifier) -> JobOutput {
+    let site = ctx.site;
+    let calendar = site.calendar();
+    let received_at = calendar.localise(ctx.received_at);
+    let due_at = calendar.due_at(ctx.received_at);
+    let infos: Vec<PageInfo> = records.iter().map(|r| PageInfo { fact: fact_of(r), group: r.group }).collect();
+    let params = SplitParams { channel: ctx.channel, numero_unique: ctx.numero_unique.clone(), duplex: site.scan.duplex };
+    let split = split_mailing(&infos, &params);
+    let features: Vec<PageFeatures> = records
+        .iter()
+        .map(|r| match &r.outcome {
+            PageOutcome::Read { features, .. } => features.clone(),
+            PageOutcome::Unreadable { .. } => PageFeatures::default(),
+        })
+        .collect();
+    let encoded = |i: usize| match &records[i].outcome {
+        PageOutcome::Read { analysis, .. } => analysis.encoded.as_ref(),
+        PageOutcome::Unreadable { .. } => None,
+    };
+    let mut anomalies: Vec<AnomalyReport> =
+        split.anomalies.iter().map(|a| AnomalyReport { code: a.code, detail: a.detail.clone(), pages: a.pages.clone() }).collect();
+
+    // Who sent the mailing, and who reads its notices.
+    let bordereau = split.bordereau.as_ref().and_then(|(_, b)| b.as_ref().ok());
+    let mail_guichet = ctx.envelope.as_ref().and_then(|e| e.from.as_deref()).and_then(|f| ctx.registry.guichet_by_email(f));
+    let sender = match (split.kind, bordereau, mail_guichet) {
+        (MailingKind::Guichet, Some(b), _) => Sender {
+            kind: SenderKind::Guichet,
+            id: Some(b.guichet.to_string()),
+            email: ctx.registry.guichet(b.guichet.as_str()).map(|g| g.email_referent.clone()),
+        },
+        (_, _, Some(g)) => Sender { kind: SenderKind::Guichet, id: Some(g.numero.to_string()), email: Some(g.email_referent.clone()) },
+        (MailingKind::Demandeur, _, _) => Sender {
+            kind: SenderKind::Demandeur,
+            id: split.requests.first().and_then(|r| r.numero()).map(|n| n.to_string()),
+            email: split.requests.first().and_then(|r| r.numero()).and_then(|n| ctx.registry.demande(n)).and_then(|d| d.email.clone()),
+        },
+        _ => Sender { kind: SenderKind::Unknown, id: None, email: ctx.envelope.as_ref().and_then(|e| e.from.clone()) },
+    };
+    let recipient_for = |numero: Option<&NumeroUnique>| -> Recipient {
+        if let Some(user) = &ctx.notify {
+            return Recipient { email: Some(user.clone()), missing: None };
+        }
+        let registering = numero.and_then(|n| ctx.registry.guichet(n.guichet_enregistreur())).map(|g| g.email_referent.clone());
+        let email = match sender.kind {
+            SenderKind::Guichet => sender.email.clone(),
+            SenderKind::Demandeur => numero.and_then(|n| ctx.registry.demande(n)).and_then(|d| d.email.clone()),
+            SenderKind::Unknown => sender.email.clone().or(registering),
+        };
+        let missing = email.is_none().then_some("no known address for the sender");
+        Recipient { email, missing }
+    };
+
+    let notice_ctx = NoticeContext {
+        bureau_email: &site.site.bureau_email,
+        site_name: &site.site.name,
+        batch_id: &ctx.batch_id,
+        received_at,
+        due_at,
+        now: calendar.localise(ctx.now),
+    };
+
+    let mut pages_out: Vec<PageReport> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| PageReport { index: i, source: r.source.clone(), role: PageRole::Blank, piece: None, reason: None, detail: None, rotated: false })
+        .collect();
+    for (i, fate) in split.fates.iter().enumerate() {
+        let p = &mut pages_out[i];
+        match fate {
+            PageFate::Slip => p.role = PageRole::Slip,
+            PageFate::Blank => p.role = PageRole::Blank,
+            PageFate::Rejected { reason, detail } => {
+                p.role = PageRole::Rejected;
+                p.reason = Some(*reason);
+                p.detail = detail.clone();
+            }
+            PageFate::InRequest(_) => p.role = PageRole::Piece,
+        }
+        if let PageOutcome::Read { analysis, .. } = &records[i].outcome {
+            p.rotated = analysis.orientation == Orientation::UpsideDown && analysis.encoded.is_some();
+        }
+    }
+
+    let mut piece_files = Vec::new();
+    let mut notices = Vec::new();
+    let mut requests_out = Vec::new();
+    let threshold = site.qualify.review_threshold;
+    for req in &split.requests {
+        let numero = req.numero();
+        let fiche = match &req.slip {
+            RequestSlip::Fiche(f) => Some(f),
+            _ => None,
+        };
+        let all_pages: Vec<usize> = req.sheets.iter().flatten().copied().collect();
+        let rejection = split.rejection.or_else(|| req.slip_rejection()).or_else(|| {
+            let n = numero?;
+            check_request(ctx.registry, &site.territories(), n, fiche).err()
+        });
+        let held = numero.and_then(|n| ctx.registry.demande(n)).map(|d| d.pieces.clone()).unwrap_or_default();
+        let mut pieces_out = Vec::new();
+        if let Some(reason) = rejection {
+            for &pg in &all_pages {
+                pages_out[pg].role = PageRole::Rejected;
+                pages_out[pg].reason = Some(reason);
+            }
+        } else {
+            let drafts = qualifier.qualify(&QualifyInput { numero, sheets: &req.sheets, features: &features, plan: ctx.plan });
+            if let Some(f) = fiche
+                && f.nb_documents as usize != drafts.len()
+            {
+                anomalies.push(AnomalyReport {
+                    code: AnomalyCode::NbDocumentsIncoherent,
+                    detail: format!("fiche of {} announces {} documents, {} pieces cut", f.numero, f.nb_documents, drafts.len()),
+                    pages: req.slip_page.into_iter().collect(),
+                });
+            }
+            let cats: Vec<Option<&str>> = drafts.iter().map(|d| if d.rejection.is_none() { d.categorie.as_deref() } else { None }).collect();
+            let maxima = apply_maxima(ctx.plan, &held, &cats);
+            let numero_str = numero.map(|n| n.to_string()).unwrap_or_else(|| "sans-numero".into());
+            for (d, full) in drafts.iter().zip(maxima) {
+                let page_keys: Vec<String> = d.pages.iter().map(|p| p.to_string()).collect();
+                let id = format!("p-{}", short_hash(&[&ctx.batch_id, &numero_str, &page_keys.join(",")]));
+                let ptype = d.categorie.as_deref().zip(d.type_code.as_deref()).and_then(|(c, t)| ctx.plan.piece_type(c, t));
+                let sensible = ptype.is_some_and(|t| t.sensible);
+                let mut reason = d.rejection.or(full);
+                let mut status = if reason.is_some() {
+                    PieceStatus::Rejected
+                } else if d.categorie.is_none() || d.confidence < threshold {
+                    PieceStatus::Review
+                } else {
+                    PieceStatus::Uploaded
+                };
+                let (mut file, mut bytes) = (None, None);
+                if status != PieceStatus::Rejected {
+                    let enc: Vec<&EncodedPage> = d.pages.iter().filter_map(|&p| encoded(p)).collect();
+                    match piece_pdf(&enc, &format!("{numero_str} {id}")) {
+                        Some(pdf) => {
+                            let path = format!("pieces/{numero_str}/{id}.pdf");
+                            bytes = Some(pdf.len() as u64);
+                            file = Some(path.clone());
+                            piece_files.push(OutputFile { path, bytes: pdf });
+                        }
+                        None => {
+                            status = PieceStatus::Rejected;
+                            reason = Some(ReasonCode::FichierTropVolumineux);
+                        }
+                    }
+                }
+                for &pg in &d.pages {
+                    pages_out[pg].piece = Some(id.clone());
+                    if status == PieceStatus::Rejected {
+                        pages_out[pg].role = PageRole::Rejected;
+                        pages_out[pg].reason = reason;
+                    }
+                }
+                pieces_out.push(PieceReport {
+                    id,
+                    pages: d.pages.clone(),
+                    categorie: d.categorie.clone(),
+                    type_code: d.type_code.clone(),
+                    confidence: d.confidence,
+                    sensible,
+                    status,
+                    reason,
+                    file,
+                    bytes,
+                    plan_version: ctx.plan.version.clone(),
+                    evidence: d.evidence.clone(),
+                });
+            }
+        }
+        let status = if rejection.is_some() || (!pieces_out.is_empty() && pieces_out.iter().all(|p| p.status == PieceStatus::Rejected)) {
+            Status::Rejected
+        } else if pieces_out.iter().all(|p| p.status == PieceStatus::Uploaded) {
+            Status::Accepted
+        } else {
+            Status::Partial
+        };
+        let mut report = RequestReport {
+            numero_unique: numero.map(|n| n.to_string()),
+            slip_page: req.slip_page,
+            status,
+            reason: rejection,
+            pieces: pieces_out,
+            notice: None,
+            notice_missing: None,
+        };
+        // A non-conforming mailing gets one notice for the whole, below.
+        if split.rejection.is_none() {
+            let rcpt = recipient_for(numero);
+            match rcpt.email {
+                Some(to) => {
+                    let pieces = report
+                        .pieces
+                        .iter()
+                        .map(|p| NoticePiece {
+                            libelle: p.categorie.as_deref().zip(p.type_code.as_deref()).and_then(|(c, t)| ctx.plan.piece_type(c, t)).map(|t| t.libelle.clone()),
+                            sensible: p.sensible,
+                            pages: p.pages.len(),
+                            status: p.status,
+                            reason: p.reason,
+                        })
+                        .collect();
+                    let eml = request_notice(
+                        &notice_ctx,
+                        &RequestNotice { to: &to, numero: report.numero_unique.as_deref(), reason: rejection, pieces, pages: req.page_count as usize },
+                    );
+                    let key = report.numero_unique.clone().unwrap_or_else(|| format!("page-{}", req.slip_page.unwrap_or(0)));
+                    let path = format!("outbox/{}-{key}.eml", ctx.batch_id);
+                    notices.push(OutputFile { path: path.clone(), bytes: eml });
+                    report.notice = Some(path);
+                }
+                None => report.notice_missing = rcpt.missing.map(str::to_string),
+            }
+        }
+        requests_out.push(report);
+    }
+
+    let mut batch_notice = None;
+    if let Some(reason) = split.rejection {
+        let numeros: Vec<String> = split.requests.iter().filter_map(|r| r.numero()).map(|n| n.to_string()).collect();
+        let first = split.requests.iter().find_map(|r| r.numero());
+        if let Some(to) = recipient_for(first).email {
+            let eml = mailing_notice(&notice_ctx, &to, reason, records.len(), &numeros);
+            let path = format!("outbox/{}-pli.eml", ctx.batch_id);
+            notices.push(OutputFile { path: path.clone(), bytes: eml });
+            batch_notice = Some(path);
+        }
+    }
+
+    let slips = records
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match &r.outcome {
+            PageOutcome::Read { analysis, .. } => analysis.slip.as_ref().map(|s| (i, s)),
+            _ => None,
+        })
+        .map(|(i, s)| {
+            let (kind, valid, error) = match &s.parse {
+                SlipParse::Valid(slip) => (slip.kind().as_str(), true, None),
+                SlipParse::Invalid { kind, error } => (kind.as_str(), false, Some(error.to_string())),
+                SlipParse::NotASlip => ("none", false, None),
+            };
+            let payload = match &s.parse {
+                SlipParse::Valid(slip) => slip_payload(slip),
+                _ => String::from_utf8_lossy(&s.payload).into_owned(),
+            };
+            SlipReport { page: i, kind: kind.to_string(), payload, valid, error }
+        })
+        .collect();
+
+    let mut counts = Counts::default();
+    for p in &pages_out {
+        match p.role {
+            PageRole::Slip => counts.slip += 1,
+            PageRole::Piece => counts.piece += 1,
+            PageRole::Blank => counts.blank += 1,
+            PageRole::Rejected => counts.rejected += 1,
+        }
+    }
+    for pc in requests_out.iter().flat_map(|r| &r.pieces) {
+        match pc.status {
+            PieceStatus::Uploaded => counts.pieces_uploaded += 1,
+            PieceStatus::Review => counts.pieces_review += 1,
+            PieceStatus::Rejected => counts.pieces_rejected += 1,
+        }
+    }
+    let status = if split.rejection.is_some()
+        || requests_out.is_empty()
+        || requests_out.iter().all(|r| r.status == Status::Rejected)
+    {
+        Status::Rejected
+    } else if requests_out.iter().all(|r| r.status == Status::Accepted) && counts.rejected == 0 {
+        Status::Accepted
+    } else {
+        Status::Partial
+    };
+    let batch = BatchReport {
+        id: ctx.batch_id.clone(),
+        channel: ctx.channel.as_str().to_string(),
+        sender,
+        received_at: received_at.to_rfc3339(),
+        due_at: due_at.to_rfc3339(),
+        pages: records.len(),
+        status,
+        reason: split.rejection.or_else(|| requests_out.is_empty().then_some(ReasonCode::DemandeSansFiche).filter(|_| counts.rejected > 0)),
+        anomalies,
+        notice: batch_notice,
+        plan_version: ctx.plan.version.clone(),
+        duplex: split.duplex.clone(),
+        counts,
+    };
+    JobOutput { report: Report { batch, slips, requests: requests_out, pages: pages_out }, pieces: piece_files, notices }
+}

@@ -1,0 +1,71 @@
+//! Comparing names as people write them: accents, case, hyphens and apostrophes do not matter.
+
+/// Upper case without accents; hyphens, apostrophes and runs of spaces become one space.
+pub fn normalise_name(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let base = match c {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' => 'A',
+            'ç' | 'Ç' => 'C',
+            'è' | 'é' | 'ê' | 'ë' | 'È' | 'É' | 'Ê' | 'Ë' => 'E',
+            'ì' | 'í' | 'î' | 'ï' | 'Ì' | 'Í' | 'Î' | 'Ï' => 'I',
+            'ñ' | 'Ñ' => 'N',
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' => 'O',
+            'ù' | 'ú' | 'û' | 'ü' | 'Ù' | 'Ú' | 'Û' | 'Ü' => 'U',
+            'ý' | 'ÿ' | 'Ý' | 'Ÿ' => 'Y',
+            'œ' | 'Œ' => {
+                out.push_str("OE");
+                continue;
+            }
+            'æ' | 'Æ' => {
+                out.push_str("AE");
+                continue;
+            }
+            '-' | '\'' | '’' | '.' | ',' => ' ',
+            c if c.is_whitespace() => ' ',
+            c => c.to_ascii_uppercase(),
+        };
+        if base == ' ' && (out.is_empty() || out.ends_with(' ')) {
+            continue;
+        }
+        out.push(base);
+    }
+    out.trim_end().to_string()
+}
+
+/// Same family name, and first names that share at least the first given one of either side
+/// ("MARIE ANNE" matches "Marie", "Anne-Marie" matches "ANNE MARIE").
+pub fn same_person(nom_a: &str, prenoms_a: &str, nom_b: &str, prenoms_b: &str) -> bool {
+    if normalise_name(nom_a) != normalise_name(nom_b) {
+        return false;
+    }
+    let a = normalise_name(prenoms_a);
+    let b = normalise_name(prenoms_b);
+    let (wa, wb): (Vec<&str>, Vec<&str>) = (a.split(' ').collect(), b.split(' ').collect());
+    match (wa.first(), wb.first()) {
+        (Some(fa), Some(fb)) => wb.contains(fa) || wa.contains(fb),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalising() {
+        assert_eq!(normalise_name("  Hélène-Zoé  d'Arc "), "HELENE ZOE D ARC");
+        assert_eq!(normalise_name("CŒUR"), "COEUR");
+    }
+
+    #[test]
+    fn tolerant_identity_matching() {
+        assert!(same_person("Dupont", "Marie-Anne", "DUPONT", "MARIE ANNE"));
+        assert!(same_person("DUPONT", "MARIE", "DUPONT", "MARIE ANNE"));
+        assert!(same_person("DUPONT", "ANNE", "DUPONT", "MARIE ANNE"));
+        assert!(same_person("N'DIAYE", "José", "NDIAYE", "JOSE").eq(&false), "apostrophe splits the name");
+        assert!(same_person("LEON", "ÉLODIE", "LÉON", "Elodie"));
+        assert!(!same_person("DUPONT", "PAUL", "DUPONT", "MARIE ANNE"));
+        assert!(!same_person("DURAND", "MARIE", "DUPONT", "MARIE"));
+    }
+}

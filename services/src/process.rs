@@ -1,0 +1,358 @@
+//! `scanbureau process`: one mailing in, filed light PDFs, notices and a full report out.
+//!
+//! Files are read and cut into pages here; pages are decoded, analysed and encoded in parallel
+//! (each worker thread holds one decoded page at a time); the pure pipeline assembles the
+//! result; the outputs are written atomically, `report.json` last.
+
+use std::fs;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, FixedOffset, Utc};
+use clap::{Args, ValueEnum};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use scanbureau_pipeline::analysis::{AnalysisParams, analyse_page};
+use scanbureau_pipeline::config::{DEFAULT_PLAN, SAMPLE_REGISTRY, SiteConfig};
+use scanbureau_pipeline::input::{MailEnvelope, PageSource, split_file_with_envelope};
+use scanbureau_pipeline::job::{JobContext, JobOutput, PageOutcome, PageRecord, assemble};
+use scanbureau_pipeline::mailing::Channel;
+use scanbureau_pipeline::plan::FilingPlan;
+use scanbureau_pipeline::qualify::{OneSheetOnePiece, Qualifier};
+use scanbureau_pipeline::raster::{Limits, decode_page};
+use scanbureau_pipeline::reason::ReasonCode;
+use scanbureau_pipeline::registry::Registry;
+use scanbureau_pipeline::report::{Report, Status};
+use scanbureau_pipeline::NumeroUnique;
+
+use crate::outdir::write_atomic;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChannelArg {
+    Paper,
+    Portal,
+    Mail,
+}
+
+impl From<ChannelArg> for Channel {
+    fn from(c: ChannelArg) -> Self {
+        match c {
+            ChannelArg::Paper => Channel::Paper,
+            ChannelArg::Portal => Channel::Portal,
+            ChannelArg::Mail => Channel::Mail,
+        }
+    }
+}
+
+/// Process one mailing: find the slips, split per request, file light PDFs, write notices and
+/// report.json.
+#[derive(Debug, Args, Clone)]
+pub struct ProcessArgs {
+    /// Inputs in order: folders of page images (sorted by name = scanner order), PDFs, images,
+    /// TIFF (multi-page), .eml messages.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output directory (report.json, pieces/, outbox/).
+    #[arg(short, long, default_value = "out")]
+    pub out: PathBuf,
+    /// Intake channel of the mailing.
+    #[arg(long, value_enum, default_value_t = ChannelArg::Paper)]
+    pub channel: ChannelArg,
+    /// Reception time, RFC 3339 (default: now). The two-working-day clock starts here.
+    #[arg(long)]
+    pub received_at: Option<String>,
+    /// Request number of a single-request portal deposit without fiche.
+    #[arg(long)]
+    pub numero_unique: Option<String>,
+    /// Registry snapshot (JSON, see report-contract.md). Default: the bundled sample registry.
+    #[arg(long)]
+    pub registry: Option<PathBuf>,
+    /// Filing plan (TOML). Default: the bundled plan.
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+    /// Site configuration (TOML). Default: the embedded one (see pipeline/data/site.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// E-mail of the portal user who uploaded: receives the notices.
+    #[arg(long)]
+    pub notify: Option<String>,
+    /// Print report.json on standard output instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads for page work (default: all cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Read pages as duplex (front, back) or simplex, overriding the site's setting.
+    #[arg(long, value_parser = ["auto", "duplex", "simplex"])]
+    pub duplex: Option<String>,
+}
+
+/// What went wrong before a report could be written: bad usage, or an I/O failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Fatal(#[from] anyhow::Error),
+}
+
+/// Exit codes documented in the README.
+pub mod exit {
+    /// The job ran; the mailing was accepted or partly accepted.
+    pub const DONE: i32 = 0;
+    /// The job could not complete (I/O error, internal error).
+    pub const FATAL: i32 = 1;
+    /// Bad command line or configuration: nothing was processed.
+    pub const USAGE: i32 = 2;
+    /// The job ran and the whole mailing was rejected (see report.json).
+    pub const REJECTED: i32 = 3;
+}
+
+/// Everything loaded before the pages are read.
+pub struct Setup {
+    pub site: SiteConfig,
+    pub registry: Registry,
+    pub plan: FilingPlan,
+    pub received_at: DateTime<FixedOffset>,
+    pub numero: Option<NumeroUnique>,
+}
+
+fn read_text(path: &Path, what: &str) -> Result<String, ProcessError> {
+    fs::read_to_string(path).map_err(|e| ProcessError::Usage(format!("cannot read {what} {}: {e}", path.display())))
+}
+
+pub fn setup(args: &ProcessArgs) -> Result<Setup, ProcessError> {
+    let mut site = match &args.config {
+        Some(p) => SiteConfig::from_toml(&read_text(p, "site configuration")?).map_err(|e| ProcessError::Usage(format!("{}: {e}", p.display())))?,
+        None => SiteConfig::embedded_default(),
+    };
+    if let Some(d) = &args.duplex {
+        site.scan.duplex = match d.as_str() {
+            "duplex" => scanbureau_pipeline::config::DuplexMode::Duplex,
+            "simplex" => scanbureau_pipeline::config::DuplexMode::Simplex,
+            _ => scanbureau_pipeline::config::DuplexMode::Auto,
+        };
+    }
+    let registry = match &args.registry {
+        Some(p) => Registry::from_json(&read_text(p, "registry snapshot")?).map_err(|e| ProcessError::Usage(format!("{}: {e}", p.display())))?,
+        None => Registry::from_json(SAMPLE_REGISTRY).map_err(|e| ProcessError::Fatal(e.into()))?,
+    };
+    let plan = match &args.plan {
+        Some(p) => FilingPlan::from_toml(&read_text(p, "filing plan")?).map_err(|e| ProcessError::Usage(format!("{}: {e}", p.display())))?,
+        None => FilingPlan::from_toml(DEFAULT_PLAN).map_err(|e| ProcessError::Fatal(e.into()))?,
+    };
+    let received_at = match &args.received_at {
+        Some(s) => DateTime::parse_from_rfc3339(s).map_err(|e| ProcessError::Usage(format!("--received-at {s:?} is not RFC 3339 (2026-11-18T09:12:00+01:00): {e}")))?,
+        None => Utc::now().fixed_offset(),
+    };
+    let numero = match &args.numero_unique {
+        Some(n) => Some(NumeroUnique::parse(n).map_err(|e| ProcessError::Usage(format!("--numero-unique: {e}")))?),
+        None => None,
+    };
+    if numero.is_some() && args.channel != ChannelArg::Portal {
+        return Err(ProcessError::Usage("--numero-unique is for single-request portal deposits: add --channel portal".into()));
+    }
+    for input in &args.inputs {
+        if !input.exists() {
+            return Err(ProcessError::Usage(format!("input {} does not exist", input.display())));
+        }
+    }
+    Ok(Setup { site, registry, plan, received_at, numero })
+}
+
+/// Input files in order: a folder contributes its files sorted by name.
+pub fn list_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let mut entries: Vec<PathBuf> = fs::read_dir(input)
+                .with_context(|| format!("listing {}", input.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+                .collect();
+            entries.sort();
+            files.extend(entries);
+        } else {
+            files.push(input.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// Reads the files and cuts them into page sources; also hashes them for the batch id.
+pub fn read_pages(files: &[PathBuf], limits: &Limits) -> Result<(Vec<(usize, PageSource)>, Option<MailEnvelope>, String)> {
+    let mut pages = Vec::new();
+    let mut envelope = None;
+    let mut hash = Sha256::new();
+    for (group, path) in files.iter().enumerate() {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
+        let size = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+        // An enormous file is not even loaded: it is refused from its size.
+        let bytes = if size > limits.max_file_bytes {
+            Vec::new()
+        } else {
+            fs::read(path).with_context(|| format!("reading {}", path.display()))?
+        };
+        hash.update(name.as_bytes());
+        hash.update(&bytes);
+        let (sources, env) = if size > limits.max_file_bytes {
+            let detail = format!("file of {size} bytes exceeds the limit of {} bytes", limits.max_file_bytes);
+            (
+                vec![PageSource { source: name.clone(), blob: scanbureau_pipeline::raster::PageBlob::Unreadable { reason: ReasonCode::FichierTropVolumineux, detail } }],
+                None,
+            )
+        } else {
+            split_file_with_envelope(&name, bytes, limits)
+        };
+        if envelope.is_none() {
+            envelope = env;
+        }
+        pages.extend(sources.into_iter().map(|s| (group, s)));
+    }
+    let digest: String = hash.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
+    Ok((pages, envelope, digest))
+}
+
+/// Decodes, analyses and encodes every page in parallel. A panic inside a page's work is caught
+/// and accounted for as that page's failure: the rest of the mailing goes on.
+pub fn analyse_pages(
+    pages: Vec<(usize, PageSource)>,
+    limits: &Limits,
+    params: &AnalysisParams,
+    qualifier: &dyn Qualifier,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Vec<PageRecord> {
+    let done = AtomicUsize::new(0);
+    pages
+        .into_par_iter()
+        .map(|(group, src)| {
+            let outcome = catch_unwind(AssertUnwindSafe(|| match decode_page(&src.blob, limits) {
+                Err(e) => PageOutcome::Unreadable { reason: e.reason, detail: e.detail },
+                Ok(raster) => {
+                    let features = qualifier.read_page(&raster);
+                    PageOutcome::Read { analysis: Box::new(analyse_page(raster, params)), features }
+                }
+            }))
+            .unwrap_or_else(|_| {
+                tracing::error!(source = %src.source, "page work panicked; page rejected");
+                PageOutcome::Unreadable { reason: ReasonCode::FichierCorrompu, detail: "internal error while reading this page".into() }
+            });
+            progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+            PageRecord { source: src.source, group, outcome }
+        })
+        .collect()
+}
+
+/// Runs the whole job and writes its outputs. Returns the report.
+pub fn run(args: &ProcessArgs, progress_bar: bool) -> Result<Report, ProcessError> {
+    let setup = setup(args)?;
+    let started = Instant::now();
+    let limits = Limits::default();
+    let files = list_inputs(&args.inputs)?;
+    if files.is_empty() {
+        return Err(ProcessError::Usage("no input file found".into()));
+    }
+    let (pages, envelope, digest) = read_pages(&files, &limits)?;
+    let batch_id = format!("b-{digest}-{}", setup.received_at.format("%Y%m%d%H%M"));
+    tracing::info!(batch = %batch_id, files = files.len(), pages = pages.len(), "mailing read");
+    let mut params = AnalysisParams::default();
+    params.qr.thorough = setup.site.scan.thorough_qr;
+    let qualifier = OneSheetOnePiece;
+    let bar = if progress_bar && pages.len() >= 10 {
+        let b = indicatif::ProgressBar::new(pages.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} pages {pos}/{len} [{bar:40}] {per_sec} eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let progress = |n: usize| {
+        if let Some(b) = &bar {
+            b.set_position(n as u64);
+        }
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.jobs.unwrap_or(0)).build().context("starting worker threads")?;
+    let records = pool.install(|| analyse_pages(pages, &limits, &params, &qualifier, &progress));
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let ctx = JobContext {
+        batch_id,
+        channel: args.channel.into(),
+        received_at: setup.received_at,
+        now: Utc::now().fixed_offset(),
+        numero_unique: setup.numero.clone(),
+        envelope,
+        notify: args.notify.clone(),
+        registry: &setup.registry,
+        plan: &setup.plan,
+        site: &setup.site,
+    };
+    let output = assemble(&ctx, &records, &qualifier);
+    drop(records);
+    write_outputs(&args.out, &output)?;
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "mailing done");
+    Ok(output.report)
+}
+
+/// Pieces and notices first, each atomically; `report.json` last, so a report on disk always
+/// describes files that are there.
+pub fn write_outputs(out: &Path, output: &JobOutput) -> Result<()> {
+    fs::create_dir_all(out).with_context(|| format!("creating output directory {}", out.display()))?;
+    for f in output.pieces.iter().chain(&output.notices) {
+        write_atomic(out, &f.path, &f.bytes)?;
+    }
+    let json = serde_json::to_vec_pretty(&output.report).context("serialising the report")?;
+    write_atomic(out, "report.json", &json)?;
+    Ok(())
+}
+
+/// The summary an operator reads on the terminal.
+pub fn summary(report: &Report, out: &Path) -> String {
+    let b = &report.batch;
+    let c = &b.counts;
+    let mut s = format!(
+        "batch {} ({}, {} pages): {}\n  received {}  due {}\n  pages: {} in pieces, {} slips, {} blank, {} rejected\n  pieces: {} filed, {} for review, {} rejected\n",
+        b.id,
+        b.channel,
+        b.pages,
+        match b.status {
+            Status::Accepted => "ACCEPTED",
+            Status::Partial => "PARTIAL",
+            Status::Rejected => "REJECTED",
+        },
+        b.received_at,
+        b.due_at,
+        c.piece,
+        c.slip,
+        c.blank,
+        c.rejected,
+        c.pieces_uploaded,
+        c.pieces_review,
+        c.pieces_rejected
+    );
+    if let Some(r) = b.reason {
+        s.push_str(&format!("  mailing refused: {} ({})\n", r.code(), r.libelle()));
+    }
+    for r in &report.requests {
+        s.push_str(&format!(
+            "  request {}: {:?}{}, {} piece(s){}\n",
+            r.numero_unique.as_deref().unwrap_or("(unreadable)"),
+            r.status,
+            r.reason.map(|x| format!(" {x}")).unwrap_or_default(),
+            r.pieces.len(),
+            r.notice.as_deref().map(|n| format!(", notice {n}")).unwrap_or_default()
+        ));
+    }
+    for a in &b.anomalies {
+        s.push_str(&format!("  anomaly {:?}: {}\n", a.code, a.detail));
+    }
+    s.push_str(&format!("  report: {}\n", out.join("report.json").display()));
+    s
+}
