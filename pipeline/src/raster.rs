@@ -216,7 +216,6 @@ pub fn tiff_page_count(data: &[u8], limits: &Limits) -> Result<usize, PageError>
 
 fn decode_tiff_page(data: &[u8], index: usize, limits: &Limits) -> Result<PageRaster, PageError> {
     use tiff::decoder::{Decoder, DecodingResult};
-    use tiff::tags::Tag;
     use tiff::ColorType;
     let mut tl = tiff::decoder::Limits::default();
     tl.decoding_buffer_size = (limits.max_page_pixels * 3) as usize;
@@ -225,8 +224,8 @@ fn decode_tiff_page(data: &[u8], index: usize, limits: &Limits) -> Result<PageRa
     let (w, h) = dec.dimensions().map_err(|e| corrupt(format!("TIFF page {index}: {e}")))?;
     check_pixels(w as u64, h as u64, limits)?;
     let colour = dec.colortype().map_err(|e| PageError::new(ReasonCode::FormatNonSupporte, format!("TIFF page {index}: {e}")))?;
-    // 0 = WhiteIsZero (fax default), 1 = BlackIsZero.
-    let white_is_zero = dec.get_tag_u32(Tag::PhotometricInterpretation).map(|p| p == 0).unwrap_or(false);
+    // The tiff crate hands samples back as BlackIsZero whatever the file's photometric
+    // interpretation (it inverts WhiteIsZero itself): 0 is black.
     let img = dec.read_image().map_err(|e| corrupt(format!("TIFF page {index}: {e}")))?;
     let DecodingResult::U8(buf) = img else {
         return Err(PageError::new(ReasonCode::FormatNonSupporte, format!("TIFF page {index}: samples wider than 8 bits")));
@@ -243,18 +242,13 @@ fn decode_tiff_page(data: &[u8], index: usize, limits: &Limits) -> Result<PageRa
                 let src = &buf[y * stride..(y + 1) * stride];
                 for (x, p) in row.enumerate() {
                     let bit = (src[x / 8] >> (7 - (x % 8))) & 1;
-                    // WhiteIsZero: a set bit is black.
-                    let black = if white_is_zero { bit == 1 } else { bit == 0 };
-                    p.0[0] = if black { 0 } else { 255 };
+                    p.0[0] = if bit == 0 { 0 } else { 255 };
                 }
             }
             Ok(PageRaster::from_gray(g, true))
         }
         ColorType::Gray(8) => {
-            let mut g = GrayImage::from_raw(w as u32, h as u32, buf).ok_or_else(|| corrupt("truncated grey TIFF"))?;
-            if white_is_zero {
-                image::imageops::invert(&mut g);
-            }
+            let g = GrayImage::from_raw(w as u32, h as u32, buf).ok_or_else(|| corrupt("truncated grey TIFF"))?;
             Ok(PageRaster::from_gray(g, false))
         }
         ColorType::RGB(8) => {

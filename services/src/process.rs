@@ -164,10 +164,12 @@ pub fn setup(args: &ProcessArgs) -> Result<Setup, ProcessError> {
     Ok(Setup { site, registry, plan, received_at, numero })
 }
 
-/// Input files in order: a folder contributes its files sorted by name.
-pub fn list_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// Input files in order, each with the index of the input it came from: a folder (a scanner's
+/// batch) contributes its files sorted by name, all in one group, so duplex pairing runs across
+/// them.
+pub fn list_inputs(inputs: &[PathBuf]) -> Result<Vec<(usize, PathBuf)>> {
     let mut files = Vec::new();
-    for input in inputs {
+    for (group, input) in inputs.iter().enumerate() {
         if input.is_dir() {
             let mut entries: Vec<PathBuf> = fs::read_dir(input)
                 .with_context(|| format!("listing {}", input.display()))?
@@ -175,20 +177,20 @@ pub fn list_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
                 .collect();
             entries.sort();
-            files.extend(entries);
+            files.extend(entries.into_iter().map(|e| (group, e)));
         } else {
-            files.push(input.clone());
+            files.push((group, input.clone()));
         }
     }
     Ok(files)
 }
 
 /// Reads the files and cuts them into page sources; also hashes them for the batch id.
-pub fn read_pages(files: &[PathBuf], limits: &Limits) -> Result<(Vec<(usize, PageSource)>, Option<MailEnvelope>, String)> {
+pub fn read_pages(files: &[(usize, PathBuf)], limits: &Limits) -> Result<(Vec<(usize, PageSource)>, Option<MailEnvelope>, String)> {
     let mut pages = Vec::new();
     let mut envelope = None;
     let mut hash = Sha256::new();
-    for (group, path) in files.iter().enumerate() {
+    for (group, path) in files.iter().map(|(g, p)| (*g, p)) {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
         let size = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
         // An enormous file is not even loaded: it is refused from its size.
