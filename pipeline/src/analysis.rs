@@ -152,7 +152,9 @@ pub fn orientation(bits: &Bitmap, dpi: f32) -> Orientation {
     while sx + strip <= w {
         for (y, p) in profile.iter_mut().enumerate() {
             let row = &bits.ink[y * w + sx..y * w + sx + strip];
-            *p = row.iter().map(|&b| b as u32).sum();
+            let n: u32 = row.iter().map(|&b| b as u32).sum();
+            // A rule (table border, underline) separates lines rather than belonging to one.
+            *p = if n as usize > strip * 6 / 10 { 0 } else { n };
         }
         let mut y = 0;
         while y < h {
@@ -168,25 +170,29 @@ pub fn orientation(bits: &Bitmap, dpi: f32) -> Orientation {
             if line.len() < min_line || line.len() > max_line {
                 continue;
             }
-            let peak = line.iter().copied().max().unwrap_or(0);
+            // A vertical border crossing the line adds the same few pixels to every row.
+            let floor = line.iter().copied().min().unwrap_or(0);
+            let peak = line.iter().copied().max().unwrap_or(0) - floor;
             if peak < 4 {
                 continue;
             }
-            let core = peak * 2 / 5;
+            let core = floor + peak * 2 / 5;
             let c0 = line.iter().position(|&p| p >= core).unwrap_or(0);
             let c1 = line.iter().rposition(|&p| p >= core).unwrap_or(line.len() - 1);
-            above += line[..c0].iter().map(|&p| p as u64).sum::<u64>();
-            below += line[c1 + 1..].iter().map(|&p| p as u64).sum::<u64>();
+            above += line[..c0].iter().map(|&p| (p - floor) as u64).sum::<u64>();
+            below += line[c1 + 1..].iter().map(|&p| (p - floor) as u64).sum::<u64>();
         }
         sx += strip;
     }
     let total = above + below;
-    if total < 2_000 {
+    // Evidence needed, in pixels at 300 dpi.
+    let needed = (1_500.0 * (dpi / 300.0).powi(2)) as u64;
+    if total < needed {
         return Orientation::Unknown;
     }
-    if above as f64 > below as f64 * 1.25 {
+    if above as f64 > below as f64 * 1.2 {
         Orientation::Upright
-    } else if below as f64 > above as f64 * 1.25 {
+    } else if below as f64 > above as f64 * 1.2 {
         Orientation::UpsideDown
     } else {
         Orientation::Unknown

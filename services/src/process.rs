@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, FixedOffset, Timelike, Utc};
 use clap::{Args, ValueEnum};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -147,7 +147,7 @@ pub fn setup(args: &ProcessArgs) -> Result<Setup, ProcessError> {
     };
     let received_at = match &args.received_at {
         Some(s) => DateTime::parse_from_rfc3339(s).map_err(|e| ProcessError::Usage(format!("--received-at {s:?} is not RFC 3339 (2026-11-18T09:12:00+01:00): {e}")))?,
-        None => Utc::now().fixed_offset(),
+        None => Utc::now().with_nanosecond(0).unwrap_or_else(Utc::now).fixed_offset(),
     };
     let numero = match &args.numero_unique {
         Some(n) => Some(NumeroUnique::parse(n).map_err(|e| ProcessError::Usage(format!("--numero-unique: {e}")))?),
@@ -288,7 +288,7 @@ pub fn run(args: &ProcessArgs, progress_bar: bool) -> Result<Report, ProcessErro
         batch_id,
         channel: args.channel.into(),
         received_at: setup.received_at,
-        now: Utc::now().fixed_offset(),
+        now: Utc::now().with_nanosecond(0).unwrap_or_else(Utc::now).fixed_offset(),
         numero_unique: setup.numero.clone(),
         envelope,
         notify: args.notify.clone(),

@@ -1,0 +1,228 @@
+//! End to end: generated mailings of every channel and format, with and without faults, through
+//! the real `process` job; the report must match the generator's truth and account for every page.
+
+use std::fs;
+
+use scanbureau::process::ChannelArg;
+use scanbureau_fixtures::docs::DocKind;
+use scanbureau_fixtures::mailing::{Fault, MailingKind, Scanning, generate, random_spec};
+use scanbureau_fixtures::write::{eml_bytes, pdf_bytes, tiff_g4_bytes, write_jpeg_folder};
+use scanbureau_pipeline::reason::{AnomalyCode, ReasonCode};
+use scanbureau_pipeline::report::{PageRole, PieceStatus, Status};
+use scanbureau_tests::{args, process, role_mismatches, write_registry};
+
+fn fast() -> Scanning {
+    Scanning { dpi: 200.0, ..Scanning::default() }
+}
+
+#[test]
+fn counter_mailing_duplex_jpeg_folder_matches_the_truth() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let spec = random_spec(11, MailingKind::Guichet, 3, Scanning { upside_down_rate: 0.2, ..fast() });
+    let g = generate(&spec);
+    write_jpeg_folder(&dir.path().join("batch"), &g.pages, 75).expect("write");
+    let reg = write_registry(dir.path(), &g, &spec.guichet);
+    let report = process(&args(vec![dir.path().join("batch")], &dir.path().join("out"), Some(reg), ChannelArg::Paper));
+    assert_eq!(role_mismatches(&report, &g.truth), vec![]);
+    assert_eq!(report.batch.duplex, vec![true]);
+    assert_eq!(report.requests.len(), 3);
+    assert_eq!(report.batch.sender.id.as_deref(), Some(spec.guichet.numero.as_str()));
+    assert_eq!(report.batch.due_at, "2026-11-20T23:59:59+01:00");
+    // Recto and verso of a two-sided piece stay together.
+    for (rt, rr) in g.truth.requests.iter().zip(&report.requests) {
+        assert_eq!(rr.numero_unique.as_deref(), Some(rt.numero_unique.as_str()));
+        let cut: Vec<Vec<usize>> = rr.pieces.iter().map(|p| p.pages.clone()).collect();
+        let truth: Vec<Vec<usize>> = rt.docs.iter().map(|d| d.pages.clone()).collect();
+        assert_eq!(cut, truth, "pieces of {}", rt.numero_unique);
+        assert!(rr.notice.is_some());
+    }
+    // No anomaly on a well-formed mailing.
+    assert!(report.batch.anomalies.is_empty(), "{:?}", report.batch.anomalies);
+    // Upside-down sheets of text are turned back; nothing upright is ever turned. (An identity
+    // card or a near-empty page gives too little text to tell: it stays as scanned.)
+    for t in g.truth.pages.iter().filter(|t| t.role == "piece") {
+        let kind = g.truth.requests[t.request.expect("request")].docs[t.doc.expect("doc")].kind;
+        let tellable = !matches!(kind, DocKind::Cni | DocKind::CniRectoVerso | DocKind::CourteMention);
+        if !t.upside_down || tellable {
+            assert_eq!(report.pages[t.index].rotated, t.upside_down, "page {} ({kind:?}) rotation", t.index);
+        }
+    }
+}
+
+#[test]
+fn applicant_mailing_as_bitonal_g4_tiff() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let spec = random_spec(12, MailingKind::Demandeur, 1, Scanning { duplex: false, upside_down_rate: 0.0, ..Scanning::default() });
+    let g = generate(&spec);
+    let tif = dir.path().join("pli.tif");
+    fs::write(&tif, tiff_g4_bytes(&g.pages, 300)).expect("write");
+    let reg = write_registry(dir.path(), &g, &spec.guichet);
+    let report = process(&args(vec![tif], &dir.path().join("out"), Some(reg), ChannelArg::Paper));
+    assert_eq!(role_mismatches(&report, &g.truth), vec![]);
+    assert_eq!(report.slips[0].kind, "attestation");
+    assert_eq!(report.batch.sender.kind, scanbureau_pipeline::report::SenderKind::Demandeur);
+    assert_ne!(report.batch.status, Status::Rejected);
+}
+
+#[test]
+fn portal_multi_request_pdf_and_single_request_deposit() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let spec = random_spec(13, MailingKind::Portal, 2, Scanning { duplex: false, ..fast() });
+    let g = generate(&spec);
+    let pdf = dir.path().join("depot.pdf");
+    fs::write(&pdf, pdf_bytes(&g.pages, 70, false)).expect("write");
+    let reg = write_registry(dir.path(), &g, &spec.guichet);
+    let mut a = args(vec![pdf.clone()], &dir.path().join("out"), Some(reg.clone()), ChannelArg::Portal);
+    a.notify = Some("agent@guichet.example".into());
+    let report = process(&a);
+    assert_eq!(role_mismatches(&report, &g.truth), vec![]);
+    assert_eq!(report.requests.len(), 2);
+    let notice = fs::read_to_string(dir.path().join("out").join(report.requests[0].notice.as_ref().expect("notice"))).expect("eml");
+    assert!(notice.contains("agent@guichet.example"), "portal notices go to the uploading user");
+
+    // The same pieces without their fiche, the number given with the upload.
+    let pieces_only: Vec<_> = g.truth.pages.iter().filter(|t| t.request == Some(0) && t.role == "piece").map(|t| g.pages[t.index].clone()).collect();
+    let pdf1 = dir.path().join("one.pdf");
+    fs::write(&pdf1, pdf_bytes(&pieces_only, 70, true)).expect("write");
+    let mut a = args(vec![pdf1], &dir.path().join("out1"), Some(reg), ChannelArg::Portal);
+    a.numero_unique = Some(g.truth.requests[0].numero_unique.to_lowercase());
+    let report = process(&a);
+    assert_eq!(report.requests.len(), 1);
+    assert_eq!(report.requests[0].numero_unique.as_deref(), Some(g.truth.requests[0].numero_unique.as_str()));
+    assert!(report.pages.iter().all(|p| p.role == PageRole::Piece));
+}
+
+#[test]
+fn secure_mail_from_a_known_counter() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let spec = random_spec(14, MailingKind::Portal, 1, Scanning { duplex: false, ..fast() });
+    let g = generate(&spec);
+    let eml = eml_bytes(&spec.guichet.email_referent, "PJ", &[("application/pdf", "a.pdf", pdf_bytes(&g.pages, 70, false))]);
+    let path = dir.path().join("m.eml");
+    fs::write(&path, eml).expect("write");
+    let reg = write_registry(dir.path(), &g, &spec.guichet);
+    let report = process(&args(vec![path], &dir.path().join("out"), Some(reg), ChannelArg::Mail));
+    assert_eq!(role_mismatches(&report, &g.truth), vec![]);
+    assert_eq!(report.batch.sender.id.as_deref(), Some(spec.guichet.numero.as_str()));
+    assert!(report.pages[0].source.starts_with("m.eml/a.pdf"));
+}
+
+#[test]
+fn paper_mailing_without_bordereau_is_refused_page_by_page() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut spec = random_spec(15, MailingKind::Guichet, 2, fast());
+    spec.without_bordereau = true;
+    let g = generate(&spec);
+    write_jpeg_folder(&dir.path().join("b"), &g.pages, 75).expect("write");
+    let reg = write_registry(dir.path(), &g, &spec.guichet);
+    let report = process(&args(vec![dir.path().join("b")], &dir.path().join("out"), Some(reg), ChannelArg::Paper));
+    assert_eq!(report.batch.status, Status::Rejected);
+    assert_eq!(report.batch.reason, Some(ReasonCode::PliSansBordereau));
+    for (t, p) in g.truth.pages.iter().zip(&report.pages) {
+        if t.role == "blank" {
+            assert_eq!(p.role, PageRole::Blank);
+        } else {
+            assert_eq!((p.role, p.reason), (PageRole::Rejected, Some(ReasonCode::PliSansBordereau)), "page {}", p.index);
+        }
+    }
+    assert!(report.batch.notice.is_some(), "the counter is told");
+    assert!(report.requests.iter().all(|r| r.pieces.is_empty()));
+}
+
+#[test]
+fn each_request_fault_gets_its_reason_and_the_rest_goes_through() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut spec = random_spec(16, MailingKind::Guichet, 7, Scanning { duplex: false, ..fast() });
+    let faults = [Fault::None, Fault::InvalidPayload, Fault::WrongIdentity, Fault::UnknownNumero, Fault::Radiee, Fault::MissingFiche, Fault::CountsOff];
+    for (r, f) in spec.requests.iter_mut().zip(faults) {
+        r.fault = f;
+        r.docs = vec![DocKind::BulletinSalaire, DocKind::QuittanceLoyer];
+    }
+    let g = generate(&spec);
+    write_jpeg_folder(&dir.path().join("b"), &g.pages, 75).expect("write");
+    let reg = write_registry(dir.path(), &g, &spec.guichet);
+    let report = process(&args(vec![dir.path().join("b")], &dir.path().join("out"), Some(reg), ChannelArg::Paper));
+    assert_eq!(report.batch.status, Status::Partial);
+    // The pieces without fiche follow the previous request (struck off, so refused with it).
+    let reasons: Vec<Option<ReasonCode>> = report.requests.iter().map(|r| r.reason).collect();
+    assert_eq!(
+        reasons,
+        vec![None, Some(ReasonCode::FicheIllisible), Some(ReasonCode::IncoherenceIdentite), Some(ReasonCode::NumeroInconnu), Some(ReasonCode::DemandeRadiee), None]
+    );
+    assert_eq!(report.requests[0].pieces.len(), 2);
+    assert!(report.requests[0].pieces.iter().all(|p| p.status == PieceStatus::Review && p.file.is_some()));
+    let codes: Vec<AnomalyCode> = report.batch.anomalies.iter().map(|a| a.code).collect();
+    assert!(codes.contains(&AnomalyCode::SlipInvalide), "{codes:?}");
+    assert!(codes.contains(&AnomalyCode::NbPagesIncoherent), "{codes:?}");
+    // The struck-off request that took the orphan pages, and the one whose fiche miscounts.
+    assert_eq!(codes.iter().filter(|c| **c == AnomalyCode::NbPagesIncoherent).count(), 2, "{codes:?}");
+    // Rejected requests' pages are rejected with the request's reason; every request has a notice.
+    for (r, reason) in report.requests.iter().zip(&reasons) {
+        if let Some(reason) = reason {
+            let first = r.slip_page.expect("slip") + 1;
+            assert_eq!(report.pages[first].reason, Some(*reason));
+        }
+        assert!(r.notice.is_some());
+    }
+}
+
+#[test]
+fn a_bad_file_in_a_batch_is_accounted_and_does_not_stop_the_rest() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let spec = random_spec(17, MailingKind::Guichet, 1, Scanning { duplex: false, ..fast() });
+    let g = generate(&spec);
+    let batch = dir.path().join("b");
+    write_jpeg_folder(&batch, &g.pages, 75).expect("write");
+    // Damaged and unsupported files land in the middle of the batch.
+    fs::write(batch.join("scan-0002a.jpg"), b"\xff\xd8\xff\xe0 truncated").expect("write");
+    fs::write(batch.join("scan-0002b.pdf"), b"%PDF-1.4\n1 0 obj << /Type /Catalog").expect("write");
+    fs::write(batch.join("scan-0002c.txt"), b"notes de l'operateur").expect("write");
+    let mut encrypted = pdf_bytes(&g.pages[..1], 70, false);
+    let at = encrypted.windows(7).rposition(|w| w == b"/Root 1").expect("trailer");
+    encrypted.splice(at..at, b"/Encrypt << /Filter /Standard /V 1 /R 2 /O (0123456789abcdef0123456789abcdef) /U (0123456789abcdef0123456789abcdef) /P -4 >> ".iter().copied());
+    fs::write(batch.join("scan-0002d.pdf"), encrypted).expect("write");
+    fs::write(batch.join("scan-0002e.jpg"), b"").expect("write");
+    let reg = write_registry(dir.path(), &g, &spec.guichet);
+    let report = process(&args(vec![batch], &dir.path().join("out"), Some(reg), ChannelArg::Paper));
+    let by_source = |s: &str| report.pages.iter().find(|p| p.source == s).unwrap_or_else(|| panic!("{s} not in report"));
+    assert_eq!(by_source("scan-0002a.jpg").reason, Some(ReasonCode::FichierCorrompu));
+    assert_eq!(by_source("scan-0002b.pdf").reason, Some(ReasonCode::FichierCorrompu));
+    assert_eq!(by_source("scan-0002c.txt").reason, Some(ReasonCode::FormatNonSupporte));
+    assert_eq!(by_source("scan-0002d.pdf").reason, Some(ReasonCode::FormatNonSupporte));
+    assert_eq!(by_source("scan-0002e.jpg").reason, Some(ReasonCode::FichierCorrompu));
+    assert_eq!(report.pages.len(), g.pages.len() + 5);
+    let pieces: usize = report.requests.iter().map(|r| r.pieces.len()).sum();
+    assert_eq!(pieces, g.truth.requests[0].docs.len(), "the good pages still make their pieces");
+    assert_eq!(report.batch.status, Status::Partial);
+}
+
+#[test]
+fn the_bundled_samples_match_their_truth() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scans-samples");
+    let reg = root.join("registry.json");
+    for (input, truth, channel) in [
+        ("counter-mailing", "counter-mailing", ChannelArg::Paper),
+        ("applicant-mailing.tif", "applicant-mailing", ChannelArg::Paper),
+        ("portal-deposit.pdf", "portal-deposit", ChannelArg::Portal),
+        ("mail-deposit.eml", "mail-deposit", ChannelArg::Mail),
+    ] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let report = process(&args(vec![root.join(input)], dir.path(), Some(reg.clone()), channel));
+        let truth: serde_json::Value = serde_json::from_slice(&fs::read(root.join("truth").join(format!("{truth}.json"))).expect("truth")).expect("json");
+        for t in truth["pages"].as_array().expect("pages") {
+            let i = t["index"].as_u64().expect("index") as usize;
+            let want = t["role"].as_str().expect("role");
+            let got = report.pages[i].role;
+            let rejected_request = report.pages[i].reason == Some(ReasonCode::NumeroInconnu);
+            let ok = match want {
+                "slip" => got == PageRole::Slip,
+                "blank" => got == PageRole::Blank,
+                _ => got == PageRole::Piece || rejected_request,
+            };
+            assert!(ok, "{input} page {i}: truth {want}, report {got:?}");
+            if t["upside_down"].as_bool() == Some(true) {
+                assert!(report.pages[i].rotated, "{input} page {i} should have been turned");
+            }
+        }
+    }
+}
