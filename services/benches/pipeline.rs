@@ -1,0 +1,327 @@
+//! Benchmarks of the one-shot job, printing the figures the targets are checked against.
+//!
+//!   cargo bench -p scanbureau --bench pipeline
+//!
+//! Sizes can be changed with BENCH_SLIPS, BENCH_BLANK, BENCH_PDF, BENCH_OCR (0 skips the OCR
+//! comparison, which needs the `tesseract` command) and BENCH_PAGES (whole job). Page work is
+//! measured on one thread; the whole job on all cores, in a separate process whose peak memory is
+//! read from /proc.
+
+use std::io::Cursor;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use image::{GrayImage, ImageFormat};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+use scanbureau_fixtures::docs::{DocKind, QrPrint, draw_attestation, draw_bordereau, draw_document, draw_document_with_text, draw_fiche};
+use scanbureau_fixtures::mailing::{MailingKind, Scanning, generate, random_spec};
+use scanbureau_fixtures::page::{ScanDefects, blank_back, scan};
+use scanbureau_fixtures::people::{guichet, person, registry_json};
+use scanbureau_fixtures::write::{jpeg_bytes, write_jpeg_folder};
+use scanbureau_pipeline::analysis::{AnalysisParams, analyse_page};
+use scanbureau_pipeline::binarize::{MIN_CONTRAST, binarize, tile_stats};
+use scanbureau_pipeline::lightpdf::{EncodeParams, PageContent, decode_encoded, encode_page};
+use scanbureau_pipeline::qr::{QrSearch, find_qr_codes};
+use scanbureau_pipeline::raster::{Limits, PageBlob, PageRaster, decode_page};
+use scanbureau_pipeline::slip::{SlipParse, parse_payload};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn pct(v: &[f64], q: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * q) as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn raster_of(jpeg: &[u8]) -> PageRaster {
+    let blob = PageBlob::ImageFile { data: std::sync::Arc::new(jpeg.to_vec()), format: ImageFormat::Jpeg };
+    decode_page(&blob, &Limits::default()).expect("generated JPEG decodes")
+}
+
+/// Degraded slips (size, faint print, noise, JPEG, skew, any quarter turn, 200/300 dpi) and
+/// ordinary pages (some with QR codes of their own).
+fn bench_slips(n: usize) {
+    println!("== slips: {n} degraded slip pages + {n} other pages");
+    let cases: Vec<(Vec<u8>, Option<String>)> = (0..2 * n)
+        .into_par_iter()
+        .map(|i| {
+            let mut rng = SmallRng::seed_from_u64(1000 + i as u64);
+            let dpi = if rng.random_bool(0.25) { 200.0 } else { 300.0 };
+            let g = guichet(&mut rng);
+            let p = person(&mut rng, &g.departement, &g.numero);
+            let paper = rng.random_range(205..250);
+            let d = ScanDefects {
+                skew_deg: rng.random_range(-3.0..3.0),
+                noise: rng.random_range(3.0..12.0),
+                upside_down: rng.random_bool(0.25),
+                quarter: [0, 0, 90, 270][rng.random_range(0..4)],
+                edges: rng.random_bool(0.3),
+                punch_holes: rng.random_bool(0.3),
+                blur: u32::from(rng.random_bool(0.15)),
+            };
+            let quality = rng.random_range(45..85);
+            if i < n {
+                let qr = QrPrint { size_mm: rng.random_range(12.0..30.0), ink: if rng.random_bool(0.3) { rng.random_range(90..140) } else { 15 } };
+                let (sheet, payload) = match i % 3 {
+                    0 => {
+                        let pl = format!("SNE-FR|1|{}|{}|{}|{}|2|5|2026-11-16", p.numero_unique, p.nom, p.prenoms, p.date_naissance);
+                        (draw_fiche(&p, 2, 5, &pl, dpi, paper, qr), pl)
+                    }
+                    1 => {
+                        let pl = format!("SNE-BT|1|{}|{}|3|17|2026-11-18", g.numero, g.departement);
+                        (draw_bordereau(&g, 3, 17, &pl, dpi, paper, qr), pl)
+                    }
+                    _ => {
+                        let pl = format!("SNE-AT|1|{}|REN|2026-02-01", p.numero_unique);
+                        (draw_attestation(&p, &pl, dpi, paper, qr), pl)
+                    }
+                };
+                (jpeg_bytes(&scan(sheet, &d, paper, &mut rng), quality), Some(payload))
+            } else {
+                let kind = [DocKind::AvisImposition, DocKind::BulletinSalaire, DocKind::QuittanceLoyer, DocKind::Cni, DocKind::ContratTravail][i % 5];
+                let sheet = draw_document(kind, 0, &p, dpi, paper, &mut rng);
+                (jpeg_bytes(&scan(sheet, &d, paper, &mut rng), quality), None)
+            }
+        })
+        .collect();
+    let search = QrSearch::default();
+    let (mut found, mut false_slips, mut wrong) = (0, 0, 0);
+    let (mut t_search, mut t_total) = (Vec::new(), Vec::new());
+    for (jpeg, payload) in &cases {
+        let t0 = Instant::now();
+        let raster = raster_of(jpeg);
+        let t1 = Instant::now();
+        let hits = find_qr_codes(&raster.gray, &search);
+        let t2 = Instant::now();
+        t_search.push(ms(t2 - t1));
+        t_total.push(ms(t2 - t0));
+        let slip = hits.iter().find(|h| !matches!(parse_payload(&h.payload), SlipParse::NotASlip));
+        match (payload, slip) {
+            (Some(p), Some(h)) if h.payload == p.as_bytes() => found += 1,
+            (Some(_), Some(_)) => wrong += 1,
+            (Some(_), None) => {}
+            (None, Some(_)) => false_slips += 1,
+            (None, None) => {}
+        }
+    }
+    println!("  found and parsed: {found}/{n} = {:.2} %   wrong payloads: {wrong}   false slips: {false_slips}", 100.0 * found as f64 / n as f64);
+    println!(
+        "  slip search per page (1 thread): median {:.1} ms, p90 {:.1} ms   with the file's decode: median {:.1} ms, p90 {:.1} ms",
+        median(t_search.clone()),
+        pct(&t_search, 0.9),
+        median(t_total.clone()),
+        pct(&t_total, 0.9)
+    );
+    let slip_only: Vec<f64> = t_search[..n].to_vec();
+    let other: Vec<f64> = t_search[n..].to_vec();
+    println!("  search median on slip pages {:.1} ms, on other pages {:.1} ms", median(slip_only), median(other));
+}
+
+/// Blank backs (bleed-through, noise, grey paper, edges, punch holes) against nearly blank pages.
+fn bench_blank(n: usize) {
+    println!("== blank pages: {n} blank backs + {n} printed pages (incl. one-line pages)");
+    let cases: Vec<(Vec<u8>, bool)> = (0..2 * n)
+        .into_par_iter()
+        .map(|i| {
+            let mut rng = SmallRng::seed_from_u64(5000 + i as u64);
+            let dpi = if rng.random_bool(0.3) { 200.0 } else { 300.0 };
+            let g = guichet(&mut rng);
+            let p = person(&mut rng, &g.departement, &g.numero);
+            let paper = if rng.random_bool(0.3) { rng.random_range(200..225) } else { rng.random_range(230..252) };
+            let d = ScanDefects {
+                skew_deg: rng.random_range(-2.0..2.0),
+                noise: rng.random_range(2.0..10.0),
+                edges: rng.random_bool(0.4),
+                punch_holes: rng.random_bool(0.4),
+                ..ScanDefects::default()
+            };
+            let kind = if i % 3 == 0 { DocKind::CourteMention } else { DocKind::ALL[rng.random_range(0..DocKind::ALL.len())] };
+            let front = scan(draw_document(kind, 0, &p, dpi, paper, &mut rng), &d, paper, &mut rng);
+            if i < n {
+                let back = blank_back(&front, paper, rng.random_range(0.05..0.3), d.noise, &mut rng);
+                let back = scan(back, &ScanDefects { skew_deg: 0.0, ..d }, paper, &mut rng);
+                (jpeg_bytes(&back, 70), true)
+            } else {
+                (jpeg_bytes(&front, 70), false)
+            }
+        })
+        .collect();
+    let params = AnalysisParams::default();
+    let (mut tp, mut fp, mut fneg) = (0, 0, 0);
+    for (jpeg, blank) in &cases {
+        let a = analyse_page(raster_of(jpeg), &params);
+        match (blank, a.blank) {
+            (true, true) => tp += 1,
+            (false, true) => fp += 1,
+            (true, false) => fneg += 1,
+            _ => {}
+        }
+    }
+    let precision = tp as f64 / (tp + fp).max(1) as f64;
+    let recall = tp as f64 / (tp + fneg).max(1) as f64;
+    println!("  precision {:.2} %  recall {:.2} %  (false blanks {fp}, missed blanks {fneg})", 100.0 * precision, 100.0 * recall);
+}
+
+fn words_of(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 3).map(|w| w.to_lowercase()).collect()
+}
+
+/// Share of the printed words that OCR finds (multiset recall).
+fn ocr_accuracy(png: &[u8], truth: &[String], dir: &Path, name: &str) -> Option<f64> {
+    let path = dir.join(format!("{name}.png"));
+    std::fs::write(&path, png).ok()?;
+    let out = Command::new("tesseract").arg(&path).arg("stdout").args(["-l", "fra", "--psm", "3"]).env("OMP_THREAD_LIMIT", "1").stderr(Stdio::null()).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let mut found = words_of(&String::from_utf8_lossy(&out.stdout));
+    let expected: Vec<String> = truth.iter().flat_map(|w| words_of(w)).collect();
+    let mut hit = 0;
+    for w in &expected {
+        if let Some(pos) = found.iter().position(|f| f == w) {
+            found.swap_remove(pos);
+            hit += 1;
+        }
+    }
+    Some(hit as f64 / expected.len().max(1) as f64)
+}
+
+fn png(img: &GrayImage) -> Vec<u8> {
+    let mut v = Vec::new();
+    let _ = img.write_to(&mut Cursor::new(&mut v), ImageFormat::Png);
+    v
+}
+
+/// Light PDF: size and encode cost of text and picture pages; OCR legibility kept.
+fn bench_light_pdf(n: usize, n_ocr: usize) {
+    println!("== light PDF: {n} text pages + {n} photo/ID pages at 300 dpi (grey JPEG scans)");
+    let text_kinds = [DocKind::AvisImposition, DocKind::BulletinSalaire, DocKind::QuittanceLoyer, DocKind::AttestationCaf, DocKind::ContratTravail, DocKind::ActeNaissance];
+    let cases: Vec<(Vec<u8>, Vec<String>, bool)> = (0..2 * n)
+        .into_par_iter()
+        .map(|i| {
+            let mut rng = SmallRng::seed_from_u64(9000 + i as u64);
+            let g = guichet(&mut rng);
+            let p = person(&mut rng, &g.departement, &g.numero);
+            let paper = if rng.random_bool(0.25) { rng.random_range(205..225) } else { rng.random_range(232..250) };
+            let kind = if i < n { text_kinds[i % text_kinds.len()] } else { [DocKind::Cni, DocKind::CniRectoVerso][i % 2] };
+            let (sheet, words) = draw_document_with_text(kind, 0, &p, 300.0, paper, &mut rng);
+            let d = ScanDefects { skew_deg: rng.random_range(-1.0..1.0), noise: 5.0, ..ScanDefects::default() };
+            (jpeg_bytes(&scan(sheet, &d, paper, &mut rng), 85), words, i < n)
+        })
+        .collect();
+    let params = EncodeParams::default();
+    let (mut text_kb, mut photo_kb, mut text_ms, mut photo_ms, mut src_kb) = (vec![], vec![], vec![], vec![], vec![]);
+    let mut kinds = [0usize; 3];
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (mut ocr_src, mut ocr_out) = (Vec::new(), Vec::new());
+    for (i, (jpeg, words, is_text)) in cases.iter().enumerate() {
+        let raster = raster_of(jpeg);
+        src_kb.push(jpeg.len() as f64 / 1024.0);
+        let analysis = analyse_page(raster.clone(), &AnalysisParams::default());
+        let content = analysis.content;
+        kinds[match content {
+            PageContent::Text => 0,
+            PageContent::Photo => 1,
+            PageContent::Colour => 2,
+        }] += 1;
+        let t0 = Instant::now();
+        let st = tile_stats(&raster.gray, raster.dpi);
+        let bits = binarize(&raster.gray, &st, MIN_CONTRAST);
+        let enc = encode_page(&raster, &bits, content, &params);
+        let t = ms(t0.elapsed());
+        if *is_text {
+            text_kb.push(enc.data.len() as f64 / 1024.0);
+            text_ms.push(t);
+            if ocr_src.len() < n_ocr {
+                let out = decode_encoded(&enc).expect("decodes");
+                if let (Some(a), Some(b)) = (ocr_accuracy(&png(&raster.gray), words, tmp.path(), &format!("s{i}")), ocr_accuracy(&png(&out), words, tmp.path(), &format!("o{i}"))) {
+                    ocr_src.push(a);
+                    ocr_out.push(b);
+                }
+            }
+        } else {
+            photo_kb.push(enc.data.len() as f64 / 1024.0);
+            photo_ms.push(t);
+        }
+    }
+    println!("  source scans: median {:.0} KB a page (grey JPEG q85)", median(src_kb));
+    println!("  stored as: {} bitonal G4, {} grey JPEG, {} colour JPEG", kinds[0], kinds[1], kinds[2]);
+    println!("  text pages:     median {:.1} KB, p90 {:.1} KB; encode median {:.1} ms, p90 {:.1} ms", median(text_kb.clone()), pct(&text_kb, 0.9), median(text_ms.clone()), pct(&text_ms, 0.9));
+    println!("  photo/ID pages: median {:.1} KB, p90 {:.1} KB; encode median {:.1} ms, p90 {:.1} ms", median(photo_kb.clone()), pct(&photo_kb, 0.9), median(photo_ms.clone()), pct(&photo_ms, 0.9));
+    if ocr_src.is_empty() {
+        println!("  OCR comparison skipped (no `tesseract` command, or BENCH_OCR=0)");
+    } else {
+        let mean = |v: &[f64]| 100.0 * v.iter().sum::<f64>() / v.len() as f64;
+        println!("  OCR word accuracy on {} text pages (tesseract fra): original scan {:.1} %, light PDF page {:.1} %", ocr_src.len(), mean(&ocr_src), mean(&ocr_out));
+    }
+}
+
+/// The whole job on a generated counter mailing, in its own process, all cores.
+fn bench_whole_job(requests: usize) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let spec = random_spec(77, MailingKind::Guichet, requests, Scanning { upside_down_rate: 0.05, ..Scanning::default() });
+    let g = generate(&spec);
+    let pages = g.pages.len();
+    write_jpeg_folder(&dir.path().join("scans"), &g.pages, 80).expect("write");
+    drop(g.pages);
+    std::fs::write(dir.path().join("registry.json"), registry_json(&g.registry_people, std::slice::from_ref(&spec.guichet))).expect("write");
+    let bytes: u64 = std::fs::read_dir(dir.path().join("scans")).expect("ls").flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum();
+    println!("== whole job: counter mailing of {pages} pages at 300 dpi ({:.0} MB of grey JPEG), 2 cores, no OCR", bytes as f64 / 1e6);
+    let t0 = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scanbureau"))
+        .args(["process", "--received-at", "2026-11-18T09:12:00+01:00", "--json", "--out"])
+        .arg(dir.path().join("out"))
+        .arg("--registry")
+        .arg(dir.path().join("registry.json"))
+        .arg(dir.path().join("scans"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run scanbureau");
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0u64;
+    let status = loop {
+        if let Ok(s) = std::fs::read_to_string(&status_path)
+            && let Some(line) = s.lines().find(|l| l.starts_with("VmHWM:"))
+        {
+            peak_kb = peak_kb.max(line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0));
+        }
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("out/report.json")).expect("report")).expect("json");
+    let accounted = report["pages"].as_array().map(|a| a.len()).unwrap_or(0);
+    println!("  exit {status}: {pages} pages in {secs:.1} s = {:.1} pages/s; peak memory {:.0} MB; {accounted}/{pages} pages in the report", pages as f64 / secs, peak_kb as f64 / 1024.0);
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing else is expected.
+    let t = Instant::now();
+    bench_slips(env_usize("BENCH_SLIPS", 300));
+    bench_blank(env_usize("BENCH_BLANK", 200));
+    let ocr = if Command::new("tesseract").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok() { env_usize("BENCH_OCR", 12) } else { 0 };
+    bench_light_pdf(env_usize("BENCH_PDF", 40), ocr);
+    bench_whole_job(env_usize("BENCH_REQUESTS", 60));
+    println!("(benchmarks took {:.0} s)", t.elapsed().as_secs_f64());
+}
