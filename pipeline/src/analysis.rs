@@ -7,7 +7,7 @@ use image::GrayImage;
 
 use crate::binarize::{Bitmap, MIN_CONTRAST, TileStats, binarize, tile_stats};
 use crate::lightpdf::{EncodedPage, EncodeParams, PageContent, encode_page};
-use crate::qr::{QrHit, QrSearch, find_qr_codes, quarter_turn};
+use crate::qr::{QrHit, QrSearch, find_qr_codes_in, quarter_turn};
 use crate::raster::PageRaster;
 use crate::slip::{SlipParse, parse_payload};
 
@@ -20,6 +20,8 @@ pub struct AnalysisParams {
     pub blank_contrast: u8,
     /// A page with fewer inked cells (of ~0.7 mm) than this in its interior is blank.
     pub blank_max_cells: u32,
+    /// Step between neighbouring pixels that counts as a printed edge.
+    pub blank_edge: u8,
     /// Margins ignored for blankness (scanner edges, punch holes, staples), as page shares.
     pub blank_margin_x: f32,
     pub blank_margin_y: f32,
@@ -30,8 +32,9 @@ impl Default for AnalysisParams {
     fn default() -> Self {
         Self {
             qr: QrSearch::default(),
-            blank_contrast: 64,
+            blank_contrast: 72,
             blank_max_cells: 24,
+            blank_edge: 40,
             blank_margin_x: 0.075,
             blank_margin_y: 0.045,
             encode: EncodeParams::default(),
@@ -75,13 +78,13 @@ pub struct PageAnalysis {
 
 /// Analyses a decoded page and encodes it if it will be part of a piece.
 pub fn analyse_page(mut raster: PageRaster, params: &AnalysisParams) -> PageAnalysis {
-    let qr_codes = find_qr_codes(&raster.gray, &params.qr);
+    let stats = tile_stats(&raster.gray, raster.dpi);
+    let bits = binarize(&raster.gray, &stats, MIN_CONTRAST);
+    let qr_codes = find_qr_codes_in(&raster.gray, &bits, &params.qr);
     let slip = qr_codes.iter().find_map(|hit| {
         let parse = parse_payload(&hit.payload);
         (!matches!(parse, SlipParse::NotASlip)).then(|| SlipSighting { payload: hit.payload.clone(), parse, turn: quarter_turn(hit.rotation) })
     });
-    let stats = tile_stats(&raster.gray, raster.dpi);
-    let bits = binarize(&raster.gray, &stats, MIN_CONTRAST);
     let ink_cells = inked_cells(&raster.gray, &bits, &stats, raster.dpi, params);
     let blank = slip.is_none() && ink_cells < params.blank_max_cells;
     if slip.is_some() || blank {
@@ -102,7 +105,9 @@ pub fn analyse_page(mut raster: PageRaster, params: &AnalysisParams) -> PageAnal
 }
 
 /// Counts the ~0.7 mm cells of the interior holding a real mark: enough pixels clearly darker
-/// than the local paper. Specks of noise, bleed-through and the margins do not count.
+/// than the local paper, with at least a few sharp edges. Specks of noise, the margins (scanner
+/// edges, punch holes) and bleed-through (diffused by the paper: no sharp edge) do not count.
+/// Stops counting once the page is clearly not blank.
 fn inked_cells(gray: &GrayImage, bits: &Bitmap, stats: &TileStats, dpi: f32, params: &AnalysisParams) -> u32 {
     let (w, h) = (bits.width, bits.height);
     let cell = ((dpi / 36.0) as u32).max(3);
@@ -111,6 +116,7 @@ fn inked_cells(gray: &GrayImage, bits: &Bitmap, stats: &TileStats, dpi: f32, par
     let y0 = (h as f32 * params.blank_margin_y) as u32;
     let y1 = h - y0;
     let min_px = (cell * cell / 6).max(3);
+    let enough = params.blank_max_cells * 4;
     let raw = gray.as_raw();
     let mut count = 0;
     let mut y = y0;
@@ -129,12 +135,34 @@ fn inked_cells(gray: &GrayImage, bits: &Bitmap, stats: &TileStats, dpi: f32, par
                     n += (bits.ink[i] == 1 && raw[i] < limit) as u32;
                 }
             }
-            count += (n >= min_px) as u32;
+            if n >= min_px && has_sharp_edges(raw, w, x, y, cell, params.blank_edge) {
+                count += 1;
+                if count >= enough {
+                    return count;
+                }
+            }
             x += cell;
         }
         y += cell;
     }
     count
+}
+
+/// At least three steps between neighbouring pixels as large as printed edges give.
+fn has_sharp_edges(raw: &[u8], w: u32, x: u32, y: u32, cell: u32, edge: u8) -> bool {
+    let mut steps = 0;
+    for yy in y..y + cell {
+        let row = &raw[(yy * w + x) as usize..(yy * w + x + cell + 1).min(w * (yy + 1)) as usize];
+        for pair in row.windows(2) {
+            if pair[0].abs_diff(pair[1]) >= edge {
+                steps += 1;
+                if steps >= 3 {
+                    return true;
+                }
+            }
+        }
+    }
+    false
 }
 
 /// Tells upright from upside-down text without OCR: in Latin script ascenders (b, d, h, l,
@@ -206,11 +234,11 @@ fn content_kind(raster: &PageRaster, stats: &TileStats) -> PageContent {
         return PageContent::Text;
     }
     let photo_tiles = stats.midtone.iter().filter(|&&m| m > 110).count();
-    let share = photo_tiles as f32 / stats.midtone.len().max(1) as f32;
     let contrast = stats.page_paper.saturating_sub(stats.page_ink);
     if raster.rgb.is_some() {
         PageContent::Colour
-    } else if share > 0.02 && photo_tiles >= 8 {
+    } else if photo_tiles >= 6 {
+        // About 2 cm² of continuous tone: an identity photo, a picture.
         PageContent::Photo
     } else if contrast < 110 {
         // Faint print: binarisation would break strokes; keep the grey levels.

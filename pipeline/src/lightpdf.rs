@@ -151,6 +151,19 @@ fn downscale_rgb(img: &RgbImage, scale: f32) -> RgbImage {
     if scale >= 0.99 {
         return img.clone();
     }
+    if (scale - 0.5).abs() < 0.01 {
+        let (w, h) = (img.width() / 2, img.height() / 2);
+        let src = img.as_raw();
+        let sw = img.width() as usize * 3;
+        return RgbImage::from_fn(w, h, |x, y| {
+            let (x, y) = (6 * x as usize, 2 * y as usize);
+            let px = |c: usize| {
+                let s = src[y * sw + x + c] as u32 + src[y * sw + x + 3 + c] as u32 + src[(y + 1) * sw + x + c] as u32 + src[(y + 1) * sw + x + 3 + c] as u32;
+                ((s + 2) / 4) as u8
+            };
+            image::Rgb([px(0), px(1), px(2)])
+        });
+    }
     let (w, h) = (((img.width() as f32 * scale) as u32).max(1), ((img.height() as f32 * scale) as u32).max(1));
     image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle)
 }

@@ -10,6 +10,8 @@ use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use image::GrayImage;
+
+use crate::binarize::Bitmap;
 use rxing::common::HybridBinarizer;
 use rxing::qrcode::QRCodeReader;
 use rxing::qrcode::cpp_port::QrReader;
@@ -32,7 +34,7 @@ pub struct QrSearch {
     /// Share of the page width and height that a corner window covers.
     pub corner_w: f32,
     pub corner_h: f32,
-    /// Also search the whole page (at half resolution above 250 dpi) when the corners gave nothing.
+    /// Search the whole page instead of its corners.
     pub thorough: bool,
 }
 
@@ -42,31 +44,173 @@ impl Default for QrSearch {
     }
 }
 
-/// Finds the QR codes of a page: the first one decoded in each searched window.
+/// Finds the QR codes of a page (binarises it first; see [`find_qr_codes_in`]).
 pub fn find_qr_codes(page: &GrayImage, search: &QrSearch) -> Vec<QrHit> {
+    let dpi = crate::raster::estimate_dpi(page.width(), page.height());
+    let stats = crate::binarize::tile_stats(page, dpi);
+    let bits = crate::binarize::binarize(page, &stats, crate::binarize::MIN_CONTRAST);
+    find_qr_codes_in(page, &bits, search)
+}
+
+/// Finds the QR codes of a page whose bitonal version is already made.
+///
+/// Finder patterns (the three 1:1:3:1:1 squares) are looked for on the bitonal page first, on
+/// every other row of the searched windows: cheap, and nearly every page has none. Only where
+/// finder patterns group like a code's does the decoder run, on a tight crop of the grey page.
+pub fn find_qr_codes_in(page: &GrayImage, bits: &Bitmap, search: &QrSearch) -> Vec<QrHit> {
     let (w, h) = page.dimensions();
-    if w < 32 || h < 32 {
+    if w < 32 || h < 32 || bits.width != w || bits.height != h {
         return Vec::new();
     }
     let cw = ((w as f32 * search.corner_w) as u32).clamp(16, w);
     let ch = ((h as f32 * search.corner_h) as u32).clamp(16, h);
     // Upright slips have their code top right; upside-down ones bottom left.
-    let corners = [(w - cw, 0), (0, h - ch), (0, 0), (w - cw, h - ch)];
-    let mut hits = Vec::new();
-    for (x, y) in corners {
-        if let Some(hit) = decode_window(page, x, y, cw, ch) {
-            let known = hits.iter().any(|h: &QrHit| h.payload == hit.payload);
-            if !known {
+    let windows: Vec<(u32, u32, u32, u32)> = if search.thorough {
+        vec![(0, 0, w, h)]
+    } else {
+        vec![(w - cw, 0, cw, ch), (0, h - ch, cw, ch), (0, 0, cw, ch), (w - cw, h - ch, cw, ch)]
+    };
+    let mut hits: Vec<QrHit> = Vec::new();
+    for (x, y, ww, wh) in windows {
+        let candidates = finder_candidates(bits, x, y, x + ww, y + wh);
+        for (bx0, by0, bx1, by1) in code_boxes(&candidates) {
+            let (cx0, cy0) = (bx0.max(0.0) as u32, by0.max(0.0) as u32);
+            let (cx1, cy1) = ((bx1 as u32).min(w), (by1 as u32).min(h));
+            if cx1 <= cx0 + 16 || cy1 <= cy0 + 16 {
+                continue;
+            }
+            let hit = decode_window(page, cx0, cy0, cx1 - cx0, cy1 - cy0)
+                // The crop may cut a skewed code: try the whole window once.
+                .or_else(|| decode_window(page, x, y, ww, wh));
+            if let Some(hit) = hit
+                && !hits.iter().any(|h| h.payload == hit.payload)
+            {
                 hits.push(hit);
             }
         }
     }
-    if hits.is_empty() && search.thorough {
-        if let Some(hit) = decode_window(page, 0, 0, w, h) {
-            hits.push(hit);
+    hits
+}
+
+/// A finder pattern seen on the page: centre and module size in pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FinderCandidate {
+    pub x: f32,
+    pub y: f32,
+    pub module: f32,
+}
+
+fn ratio_ok(runs: &[u32; 5]) -> Option<f32> {
+    let total: u32 = runs.iter().sum();
+    if total < 7 {
+        return None;
+    }
+    let m = total as f32 / 7.0;
+    let tol = m * 0.7;
+    let ok = (runs[0] as f32 - m).abs() <= tol
+        && (runs[1] as f32 - m).abs() <= tol
+        && (runs[2] as f32 - 3.0 * m).abs() <= 3.0 * tol
+        && (runs[3] as f32 - m).abs() <= tol
+        && (runs[4] as f32 - m).abs() <= tol;
+    ok.then_some(m)
+}
+
+/// Vertical cross-check at column `x` around row `y`: the same 1:1:3:1:1 pattern, and its centre.
+fn vertical_check(bits: &Bitmap, x: u32, y: u32, y0: u32, y1: u32) -> Option<(f32, f32)> {
+    let at = |yy: u32| bits.ink[(yy * bits.width + x) as usize] == 1;
+    if !at(y) {
+        return None;
+    }
+    let mut runs = [0u32; 5];
+    // Up: centre black, white, black.
+    let mut yy = y as i64;
+    for (i, colour) in [(2usize, true), (1, false), (0, true)] {
+        while yy >= y0 as i64 && at(yy as u32) == colour {
+            runs[i] += 1;
+            yy -= 1;
         }
     }
-    hits
+    let top = yy + 1;
+    let mut yy = y as i64 + 1;
+    for (i, colour) in [(2usize, true), (3, false), (4, true)] {
+        while yy < y1 as i64 && at(yy as u32) == colour {
+            runs[i] += 1;
+            yy += 1;
+        }
+    }
+    let m = ratio_ok(&runs)?;
+    let centre = top as f32 + runs[0] as f32 + runs[1] as f32 + runs[2] as f32 / 2.0;
+    Some((centre, m))
+}
+
+/// Finder patterns in a window of the bitonal page, merged.
+pub fn finder_candidates(bits: &Bitmap, x0: u32, y0: u32, x1: u32, y1: u32) -> Vec<FinderCandidate> {
+    let mut found: Vec<(FinderCandidate, u32)> = Vec::new();
+    let w = bits.width as usize;
+    for y in (y0..y1).step_by(2) {
+        let row = &bits.ink[y as usize * w + x0 as usize..y as usize * w + x1 as usize];
+        // Run lengths with their start positions.
+        let mut runs: Vec<(u32, u32, u8)> = Vec::with_capacity(64);
+        let mut start = 0usize;
+        for i in 1..=row.len() {
+            if i == row.len() || row[i] != row[start] {
+                runs.push((start as u32, (i - start) as u32, row[start]));
+                start = i;
+            }
+        }
+        for win in runs.windows(5) {
+            if win[0].2 != 1 {
+                continue;
+            }
+            let lens = [win[0].1, win[1].1, win[2].1, win[3].1, win[4].1];
+            let Some(m) = ratio_ok(&lens) else { continue };
+            if m < 1.2 {
+                continue;
+            }
+            let cx = x0 + win[2].0 + win[2].1 / 2;
+            let Some((cy, mv)) = vertical_check(bits, cx, y, y0, y1) else { continue };
+            if (mv / m) > 1.6 || (m / mv) > 1.6 {
+                continue;
+            }
+            let c = FinderCandidate { x: x0 as f32 + win[2].0 as f32 + win[2].1 as f32 / 2.0, y: cy, module: (m + mv) / 2.0 };
+            match found.iter_mut().find(|(f, _)| (f.x - c.x).abs() < 3.0 * f.module && (f.y - c.y).abs() < 3.0 * f.module) {
+                Some((f, n)) => {
+                    let k = *n as f32;
+                    f.x = (f.x * k + c.x) / (k + 1.0);
+                    f.y = (f.y * k + c.y) / (k + 1.0);
+                    f.module = (f.module * k + c.module) / (k + 1.0);
+                    *n += 1;
+                }
+                None => found.push((c, 1)),
+            }
+        }
+    }
+    found.into_iter().map(|(f, _)| f).collect()
+}
+
+/// Groups finder patterns that could belong to one code (similar modules, 14-50 modules apart)
+/// and returns the box to decode around each group.
+fn code_boxes(c: &[FinderCandidate]) -> Vec<(f32, f32, f32, f32)> {
+    let mut boxes: Vec<(f32, f32, f32, f32)> = Vec::new();
+    for (i, a) in c.iter().enumerate() {
+        for b in &c[i + 1..] {
+            let m = (a.module + b.module) / 2.0;
+            if a.module / b.module > 1.5 || b.module / a.module > 1.5 {
+                continue;
+            }
+            let d = ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt() / m;
+            // Side (14..50 modules) or diagonal (x1.41) of versions 1 to 10.
+            if !(11.0..=75.0).contains(&d) {
+                continue;
+            }
+            let reach = d * m + 8.0 * m;
+            let bx = (a.x.min(b.x) - reach, a.y.min(b.y) - reach, a.x.max(b.x) + reach, a.y.max(b.y) + reach);
+            if !boxes.iter().any(|o| bx.0 < o.2 && o.0 < bx.2 && bx.1 < o.3 && o.1 < bx.3) {
+                boxes.push(bx);
+            }
+        }
+    }
+    boxes
 }
 
 fn decode_window(page: &GrayImage, x: u32, y: u32, w: u32, h: u32) -> Option<QrHit> {
