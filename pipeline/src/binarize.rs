@@ -21,7 +21,7 @@ pub struct TileStats {
     pub midtone: Vec<u8>,
     /// Page paper level (median of tile paper levels).
     pub page_paper: u8,
-    /// Page ink level (5th percentile of tile ink levels).
+    /// Page ink level (median ink level of the tiles that hold ink).
     pub page_ink: u8,
 }
 
@@ -80,9 +80,10 @@ pub fn tile_stats(page: &GrayImage, dpi: f32) -> TileStats {
     let mut sorted_paper = p95.clone();
     sorted_paper.sort_unstable();
     let page_paper = sorted_paper[sorted_paper.len() / 2];
-    let mut sorted_ink = p03.clone();
-    sorted_ink.sort_unstable();
-    let page_ink = sorted_ink[sorted_ink.len() / 20];
+    // Ink level of the tiles that hold ink (a sparse page has few of them).
+    let mut inked: Vec<u8> = p03.iter().zip(&p95).filter(|(i, p)| p.saturating_sub(**i) >= MIN_CONTRAST).map(|(i, _)| *i).collect();
+    inked.sort_unstable();
+    let page_ink = inked.get(inked.len() / 2).copied().unwrap_or(page_paper);
     let span = page_paper.saturating_sub(page_ink) as i32;
     let lo = page_ink as i32 + span * 3 / 10;
     let hi = page_paper as i32 - span * 3 / 10;

@@ -106,7 +106,8 @@ fn split_tiff(name: &str, bytes: Vec<u8>, limits: &Limits) -> Vec<PageSource> {
     }
 }
 
-/// Takes each page's scanned image out of a PDF without rendering it.
+/// Takes each page's scanned image out of a PDF without rendering it; pages that are not one
+/// readable scanned image are rendered later.
 pub fn split_pdf(name: &str, bytes: &[u8], limits: &Limits) -> Vec<PageSource> {
     let options = lopdf::LoadOptions { max_decompressed_size: Some(limits.max_decompressed_bytes), ..Default::default() };
     let doc = match Document::load_mem_with_options(bytes, options) {
@@ -130,6 +131,7 @@ pub fn split_pdf(name: &str, bytes: &[u8], limits: &Limits) -> Vec<PageSource> {
     if pages.len() > limits.max_pages_per_file {
         return unreadable(name, ReasonCode::FichierTropVolumineux, format!("PDF of {} pages exceeds the limit of {}", pages.len(), limits.max_pages_per_file));
     }
+    let shared = Arc::new(bytes.to_vec());
     pages
         .values()
         .enumerate()
@@ -137,6 +139,9 @@ pub fn split_pdf(name: &str, bytes: &[u8], limits: &Limits) -> Vec<PageSource> {
             let source = format!("{name}#{}", i + 1);
             let blob = match page_image(&doc, id, limits) {
                 Ok(img) => PageBlob::PdfImage(img),
+                // Born-digital page, or an image encoding read only by rendering (JBIG2, JPEG
+                // 2000, CCITT G3...): render the page.
+                Err((ReasonCode::FormatNonSupporte, _)) => PageBlob::PdfRender { data: shared.clone(), page: i },
                 Err((reason, detail)) => PageBlob::Unreadable { reason, detail },
             };
             PageSource { source, blob }
@@ -149,7 +154,7 @@ fn page_image(doc: &Document, page: lopdf::ObjectId, limits: &Limits) -> Result<
     let images = doc.get_page_images(page).map_err(corrupt)?;
     // A scanned page is one image covering the page; a born-digital page has text and vectors.
     let Some(img) = images.iter().filter(|i| i.width >= 400 && i.height >= 400).max_by_key(|i| i.width * i.height) else {
-        return Err((ReasonCode::FormatNonSupporte, "PDF page without a scanned image (born-digital pages are not rendered yet)".into()));
+        return Err((ReasonCode::FormatNonSupporte, "PDF page without a scanned image".into()));
     };
     let width = u32::try_from(img.width).map_err(|_| (ReasonCode::FichierCorrompu, "negative image width".to_string()))?;
     let height = u32::try_from(img.height).map_err(|_| (ReasonCode::FichierCorrompu, "negative image height".to_string()))?;
@@ -185,7 +190,7 @@ fn page_image(doc: &Document, page: lopdf::ObjectId, limits: &Limits) -> Result<
             // An image mask paints where samples are 0 by default: same sense as BlackIs1 = false.
             (PdfImageEncoding::CcittG4, img.content.to_vec(), black_is_1 ^ decode_inverted)
         }
-        (1, Some("JBIG2Decode")) => return Err((ReasonCode::FormatNonSupporte, "JBIG2 image (not read yet)".into())),
+        (1, Some("JBIG2Decode")) => return Err((ReasonCode::FormatNonSupporte, "JBIG2 image".into())),
         (1, Some("JPXDecode")) => return Err((ReasonCode::FormatNonSupporte, "JPEG 2000 image".into())),
         (0, _) | (1, Some("FlateDecode")) => {
             let stream = doc.get_object(img.id).and_then(Object::as_stream).map_err(corrupt)?;

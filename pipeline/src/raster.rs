@@ -117,6 +117,8 @@ pub enum PageBlob {
     TiffPage { data: Arc<Vec<u8>>, index: usize },
     /// The one image of a scanned PDF page.
     PdfImage(PdfPageImage),
+    /// A born-digital PDF page (text and vectors): rendered at [`RENDER_DPI`].
+    PdfRender { data: Arc<Vec<u8>>, page: usize },
     /// The file or page could not be read at all: the reason is known before decoding.
     Unreadable { reason: ReasonCode, detail: String },
 }
@@ -179,6 +181,47 @@ pub fn decode_page(blob: &PageBlob, limits: &Limits) -> Result<PageRaster, PageE
         PageBlob::ImageFile { data, format } => decode_image_file(data, *format, limits),
         PageBlob::TiffPage { data, index } => decode_tiff_page(data, *index, limits),
         PageBlob::PdfImage(img) => decode_pdf_image(img, limits),
+        PageBlob::PdfRender { data, page } => render_pdf_page(data, *page, limits),
+    }
+}
+
+/// Resolution at which born-digital pages are rendered: text stays as sharp as a 300-dpi scan.
+pub const RENDER_DPI: f32 = 300.0;
+
+/// Renders a born-digital page with hayro (pure Rust, no unsafe code: the right trade for PDFs
+/// from outside). A panic in the renderer is the page's failure, not the worker's.
+fn render_pdf_page(data: &Arc<Vec<u8>>, index: usize, limits: &Limits) -> Result<PageRaster, PageError> {
+    use hayro::hayro_interpret::InterpreterSettings;
+    use hayro::hayro_syntax::Pdf;
+    let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<RgbImage, PageError> {
+        let pdf = Pdf::new(data.as_ref().clone()).map_err(|e| corrupt(format!("unreadable PDF: {e:?}")))?;
+        let page = pdf.pages().get(index).ok_or_else(|| corrupt(format!("PDF page {} missing", index + 1)))?;
+        let (w_pt, h_pt) = page.render_dimensions();
+        let scale = RENDER_DPI / 72.0;
+        check_pixels((w_pt * scale) as u64, (h_pt * scale) as u64, limits)?;
+        if w_pt * scale > u16::MAX as f32 || h_pt * scale > u16::MAX as f32 {
+            return Err(PageError::new(ReasonCode::FichierTropVolumineux, "PDF page too large to render"));
+        }
+        let pixmap = hayro::render(
+            page,
+            &hayro::RenderCache::new(),
+            &InterpreterSettings::default(),
+            &hayro::RenderSettings::default(),
+            &hayro::PixmapSettings { x_scale: scale, y_scale: scale, bg_color: hayro::vello_cpu::color::palette::css::WHITE },
+        );
+        let (w, h) = (pixmap.width() as u32, pixmap.height() as u32);
+        // Premultiplied RGBA on a white background: opaque, so the colour channels are the colour.
+        let rgb: Vec<u8> = pixmap.data_as_u8_slice().chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+        RgbImage::from_raw(w, h, rgb).ok_or_else(|| corrupt("rendered page of inconsistent size"))
+    }));
+    match rendered {
+        Ok(Ok(rgb)) => {
+            let mut r = PageRaster::from_rgb(rgb);
+            r.dpi = RENDER_DPI;
+            Ok(r)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(PageError::new(ReasonCode::FormatNonSupporte, format!("PDF page {} could not be rendered", index + 1))),
     }
 }
 

@@ -226,3 +226,30 @@ fn the_bundled_samples_match_their_truth() {
         }
     }
 }
+
+#[test]
+fn born_digital_portal_pdf_is_rendered_and_its_fiche_read() {
+    use scanbureau_fixtures::write::{BornDigitalPage, born_digital_pdf};
+    let dir = tempfile::tempdir().expect("tmp");
+    let spec = random_spec(18, MailingKind::Portal, 1, fast());
+    let p = &spec.requests[0].person;
+    let payload = format!("SNE-FR|1|{}|{}|{}|{}|2|3|2026-11-16", p.numero_unique, p.nom, p.prenoms, p.date_naissance);
+    let pages = vec![
+        BornDigitalPage { lines: vec!["FICHE RÉCAPITULATIVE".into(), format!("Numéro unique : {}", p.numero_unique)], qr: Some(payload) },
+        BornDigitalPage { lines: vec!["ATTESTATION EMPLOYEUR".into(), "Je soussigné, directeur des ressources humaines, atteste que".into(), format!("{} {} est employé(e) depuis le 1er mars 2021.", p.prenoms, p.nom)], qr: None },
+        BornDigitalPage { lines: vec!["QUITTANCE DE LOYER".into(), "Reçu la somme de 612,40 € pour le loyer de novembre 2026.".into()], qr: None },
+    ];
+    let pdf = dir.path().join("export.pdf");
+    fs::write(&pdf, born_digital_pdf(&pages)).expect("write");
+    let g = generate(&spec);
+    let reg = write_registry(dir.path(), &g, &spec.guichet);
+    let report = process(&args(vec![pdf], &dir.path().join("out"), Some(reg), ChannelArg::Portal));
+    let roles: Vec<PageRole> = report.pages.iter().map(|p| p.role).collect();
+    assert_eq!(roles, vec![PageRole::Slip, PageRole::Piece, PageRole::Piece]);
+    assert_eq!(report.requests[0].numero_unique.as_deref(), Some(p.numero_unique.as_str()));
+    assert!(report.batch.anomalies.is_empty(), "{:?}", report.batch.anomalies);
+    // Rendered text pages are stored bitonal: a few kilobytes.
+    for piece in &report.requests[0].pieces {
+        assert!(piece.bytes.expect("filed") < 30_000, "{piece:?}");
+    }
+}
