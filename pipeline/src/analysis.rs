@@ -233,15 +233,16 @@ fn content_kind(raster: &PageRaster, stats: &TileStats) -> PageContent {
     if raster.bilevel {
         return PageContent::Text;
     }
-    let photo_tiles = stats.midtone.iter().filter(|&&m| m > 110).count();
+    let photo_tiles = stats.midtone.iter().filter(|&&m| m > 75).count();
     let contrast = stats.page_paper.saturating_sub(stats.page_ink);
     if raster.rgb.is_some() {
         PageContent::Colour
-    } else if photo_tiles >= 6 {
-        // About 2 cm² of continuous tone: an identity photo, a picture.
+    } else if photo_tiles >= 4 {
+        // A few square centimetres of continuous tone: an identity photo, a picture.
         PageContent::Photo
-    } else if contrast < 110 {
-        // Faint print: binarisation would break strokes; keep the grey levels.
+    } else if contrast < 110 || raster.dpi < 180.0 {
+        // Faint print or a low-resolution scan: binarisation would break strokes; keep the grey
+        // levels.
         PageContent::Photo
     } else {
         PageContent::Text

@@ -84,12 +84,18 @@ pub fn tile_stats(page: &GrayImage, dpi: f32) -> TileStats {
     let mut inked: Vec<u8> = p03.iter().zip(&p95).filter(|(i, p)| p.saturating_sub(**i) >= MIN_CONTRAST).map(|(i, _)| *i).collect();
     inked.sort_unstable();
     let page_ink = inked.get(inked.len() / 2).copied().unwrap_or(page_paper);
-    let span = page_paper.saturating_sub(page_ink) as i32;
-    let lo = page_ink as i32 + span * 3 / 10;
-    let hi = page_paper as i32 - span * 3 / 10;
+    // Mid-tones are counted against each tile's own paper and ink levels: a text tile is paper
+    // with a little ink and thin edges between; a photograph is mostly in between.
     let mut midtone = vec![0u8; n];
     for ty in 0..rows {
         for tx in 0..cols {
+            let i = (ty * cols + tx) as usize;
+            let span = p95[i] as i32 - p03[i] as i32;
+            if span < 40 {
+                continue;
+            }
+            let lo = p03[i] as i32 + span / 4;
+            let hi = p95[i] as i32 - span / 4;
             let (x0, y0) = (tx * tile, ty * tile);
             let (x1, y1) = ((x0 + tile).min(w), (y0 + tile).min(h));
             let (mut m, mut t) = (0u32, 0u32);
@@ -102,7 +108,7 @@ pub fn tile_stats(page: &GrayImage, dpi: f32) -> TileStats {
                     }
                 }
             }
-            midtone[(ty * cols + tx) as usize] = if t == 0 { 0 } else { (m * 255 / t) as u8 };
+            midtone[i] = if t == 0 { 0 } else { (m * 255 / t) as u8 };
         }
     }
     let paper = neighbourhood(&p95, cols, rows, u8::max);

@@ -232,7 +232,7 @@ fn png(img: &GrayImage) -> Vec<u8> {
 
 /// Light PDF: size and encode cost of text and picture pages; OCR legibility kept.
 fn bench_light_pdf(n: usize, n_ocr: usize) {
-    println!("== light PDF: {n} text pages + {n} photo/ID pages at 300 dpi (grey JPEG scans)");
+    println!("== light PDF: {n} text pages + {n} photo/ID pages at 300 dpi (JPEG scans)");
     let text_kinds = [DocKind::AvisImposition, DocKind::BulletinSalaire, DocKind::QuittanceLoyer, DocKind::AttestationCaf, DocKind::ContratTravail, DocKind::ActeNaissance];
     let cases: Vec<(Vec<u8>, Vec<String>, bool)> = (0..2 * n)
         .into_par_iter()
@@ -282,7 +282,7 @@ fn bench_light_pdf(n: usize, n_ocr: usize) {
             photo_ms.push(t);
         }
     }
-    println!("  source scans: median {:.0} KB a page (grey JPEG q85)", median(src_kb));
+    println!("  source scans: median {:.0} KB a page (JPEG q85)", median(src_kb));
     println!("  stored as: {} bitonal G4, {} grey JPEG, {} colour JPEG", kinds[0], kinds[1], kinds[2]);
     println!("  text pages:     median {:.1} KB, p90 {:.1} KB; encode median {:.1} ms, p90 {:.1} ms", median(text_kb.clone()), pct(&text_kb, 0.9), median(text_ms.clone()), pct(&text_ms, 0.9));
     println!("  photo/ID pages: median {:.1} KB, p90 {:.1} KB; encode median {:.1} ms, p90 {:.1} ms", median(photo_kb.clone()), pct(&photo_kb, 0.9), median(photo_ms.clone()), pct(&photo_ms, 0.9));
