@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the tests and benchmarks need beyond the Rust toolchain, on a fresh Debian
+# machine: the DejaVu font (fixtures draw text with it), poppler-utils and pypdfium2 (the light
+# PDFs are checked with both poppler and pdfium), Tesseract with French data (the OCR legibility
+# benchmark). Idempotent: does nothing when everything is there.
+set -euo pipefail
+
+need_apt=()
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
+command -v pdftoppm >/dev/null 2>&1 || need_apt+=(poppler-utils)
+if [ "${SCANBUREAU_SKIP_OCR:-0}" != 1 ]; then
+  command -v tesseract >/dev/null 2>&1 || need_apt+=(tesseract-ocr)
+  [ -n "$(ls /usr/share/tesseract-ocr/*/tessdata/fra.traineddata 2>/dev/null)" ] || need_apt+=(tesseract-ocr-fra)
+fi
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]}"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# pdfium comes in the pypdfium2 wheel; pinned so every machine checks against the same library.
+PYPDFIUM_VERSION=5.15.2
+if [ "$(python3 -m pip show pypdfium2 2>/dev/null | sed -n 's/^Version: //p')" != "$PYPDFIUM_VERSION" ]; then
+  echo "setup: installing pypdfium2 $PYPDFIUM_VERSION"
+  python3 -m pip install -q --disable-pip-version-check "pypdfium2==$PYPDFIUM_VERSION"
+fi
