@@ -5,6 +5,29 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+/// Conversions shared by the string identifiers: parsed from a `String` (serde), back to one,
+/// displayed as is.
+macro_rules! string_id {
+    ($t:ident) => {
+        impl TryFrom<String> for $t {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<Self, IdError> {
+                Self::parse(&s)
+            }
+        }
+        impl From<$t> for String {
+            fn from(n: $t) -> String {
+                n.0
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
 /// Position of a page in the mailing, across all inputs, from 0 (the report's `index`).
 pub type PageIndex = usize;
 
@@ -63,22 +86,7 @@ impl NumeroUnique {
     }
 }
 
-impl TryFrom<String> for NumeroUnique {
-    type Error = IdError;
-    fn try_from(s: String) -> Result<Self, IdError> {
-        Self::parse(&s)
-    }
-}
-impl From<NumeroUnique> for String {
-    fn from(n: NumeroUnique) -> String {
-        n.0
-    }
-}
-impl fmt::Display for NumeroUnique {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_id!(NumeroUnique);
 
 /// A counter's (guichet's) number: 1 to 10 characters `[0-9A-Z]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -100,22 +108,7 @@ impl NumeroGuichet {
         &self.0
     }
 }
-impl TryFrom<String> for NumeroGuichet {
-    type Error = IdError;
-    fn try_from(s: String) -> Result<Self, IdError> {
-        Self::parse(&s)
-    }
-}
-impl From<NumeroGuichet> for String {
-    fn from(n: NumeroGuichet) -> String {
-        n.0
-    }
-}
-impl fmt::Display for NumeroGuichet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_id!(NumeroGuichet);
 
 /// A département on 3 characters (`075`, `974`, `02A`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -140,22 +133,7 @@ impl Departement {
         &self.0
     }
 }
-impl TryFrom<String> for Departement {
-    type Error = IdError;
-    fn try_from(s: String) -> Result<Self, IdError> {
-        Self::parse(&s)
-    }
-}
-impl From<Departement> for String {
-    fn from(n: Departement) -> String {
-        n.0
-    }
-}
-impl fmt::Display for Departement {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_id!(Departement);
 
 #[cfg(test)]
 mod tests {

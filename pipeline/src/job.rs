@@ -409,3 +409,44 @@ pub fn assemble(ctx: &JobContext<'_>, records: &[PageRecord], qualifier: &dyn Qu
     };
     JobOutput { report: Report { batch, slips, requests: requests_out, pages: pages_out }, pieces: piece_files, notices }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lightpdf::PageCodec;
+
+    fn page(codec: PageCodec, data: Vec<u8>, w: u32, h: u32) -> EncodedPage {
+        EncodedPage { codec, width: w, height: h, page_w_pt: 595.276, page_h_pt: 841.89, data }
+    }
+
+    fn noise_jpeg(w: u32, h: u32, seed: u32) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+        let img = image::GrayImage::from_fn(w, h, |_, _| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            image::Luma([(x & 0xff) as u8])
+        });
+        let mut out = Vec::new();
+        let _ = image::DynamicImage::ImageLuma8(img).write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95));
+        out
+    }
+
+    #[test]
+    fn an_oversized_piece_is_shrunk_under_the_limit() {
+        let pages: Vec<EncodedPage> = (0..3).map(|i| page(PageCodec::JpegGray, noise_jpeg(1240, 1754, i + 1), 1240, 1754)).collect();
+        let refs: Vec<&EncodedPage> = pages.iter().collect();
+        assert!(write_pdf(&refs, "t").len() > MAX_PIECE_BYTES, "the test needs an oversized piece");
+        let pdf = piece_pdf(&refs, "t").expect("shrinks");
+        assert!(pdf.len() <= MAX_PIECE_BYTES);
+        assert_eq!(lopdf::Document::load_mem(&pdf).expect("valid").get_pages().len(), 3);
+    }
+
+    #[test]
+    fn a_piece_that_cannot_shrink_is_refused() {
+        // Bitonal pages are already lossless and minimal: nothing to degrade.
+        let pages: Vec<EncodedPage> = (0..3).map(|_| page(PageCodec::CcittG4, vec![0x55; 900_000], 2480, 3508)).collect();
+        let refs: Vec<&EncodedPage> = pages.iter().collect();
+        assert!(piece_pdf(&refs, "t").is_none());
+    }
+}

@@ -18,10 +18,10 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
 use scanbureau_fixtures::docs::{DocKind, QrPrint, draw_attestation, draw_bordereau, draw_document, draw_document_with_text, draw_fiche};
-use scanbureau_fixtures::mailing::{MailingKind, Scanning, generate, random_spec};
+use scanbureau_fixtures::mailing::{MailingKind, Scanning, generate_into, random_spec};
 use scanbureau_fixtures::page::{Scan, ScanDefects, blank_back, scan};
 use scanbureau_fixtures::people::{guichet, person, registry_json};
-use scanbureau_fixtures::write::{jpeg_bytes, write_jpeg_folder};
+use scanbureau_fixtures::write::jpeg_bytes;
 use scanbureau_pipeline::analysis::{AnalysisParams, analyse_page};
 use scanbureau_pipeline::binarize::{MIN_CONTRAST, binarize, tile_stats};
 use scanbureau_pipeline::lightpdf::{EncodeParams, PageContent, decode_encoded, encode_page};
@@ -298,11 +298,14 @@ fn bench_light_pdf(n: usize, n_ocr: usize) {
 fn bench_whole_job(requests: usize) {
     let dir = tempfile::tempdir().expect("tmp");
     let spec = random_spec(77, MailingKind::Guichet, requests, Scanning { upside_down_rate: 0.05, noise: 4.0, ..Scanning::default() });
-    let g = generate(&spec);
-    let pages = g.pages.len();
-    write_jpeg_folder(&dir.path().join("scans"), &g.pages, 75).expect("write");
-    drop(g.pages);
-    std::fs::write(dir.path().join("registry.json"), registry_json(&g.registry_people, std::slice::from_ref(&spec.guichet))).expect("write");
+    let scans = dir.path().join("scans");
+    std::fs::create_dir_all(&scans).expect("mkdir");
+    // Pages are written as they are generated: a 1,000-page mailing is never in memory.
+    let (truth, people) = generate_into(&spec, &mut |i, page| {
+        std::fs::write(scans.join(format!("scan-{:05}.jpg", i + 1)), jpeg_bytes(&page, 75)).expect("write page");
+    });
+    let pages = truth.pages.len();
+    std::fs::write(dir.path().join("registry.json"), registry_json(&people, std::slice::from_ref(&spec.guichet))).expect("write");
     let bytes: u64 = std::fs::read_dir(dir.path().join("scans")).expect("ls").flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum();
     println!("== whole job: counter mailing of {pages} pages at 300 dpi ({:.0} MB of JPEG, {:.2} MB a page), 2 cores, no OCR", bytes as f64 / 1e6, bytes as f64 / 1e6 / pages as f64);
     let t0 = Instant::now();

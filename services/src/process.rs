@@ -7,7 +7,6 @@
 use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -185,29 +184,26 @@ pub fn list_inputs(inputs: &[PathBuf]) -> Result<Vec<(usize, PathBuf)>> {
     Ok(files)
 }
 
-/// Reads the files and cuts them into page sources; also hashes them for the batch id.
-pub fn read_pages(files: &[(usize, PathBuf)], limits: &Limits) -> Result<(Vec<(usize, PageSource)>, Option<MailEnvelope>, String)> {
+/// Reads files and cuts them into page sources, feeding their names and bytes to `hash` (the
+/// batch id).
+pub fn read_pages(files: &[(usize, PathBuf)], limits: &Limits, hash: &mut Sha256) -> Result<(Vec<(usize, PageSource)>, Option<MailEnvelope>)> {
     let mut pages = Vec::new();
     let mut envelope = None;
-    let mut hash = Sha256::new();
     for (group, path) in files.iter().map(|(g, p)| (*g, p)) {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
         let size = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
-        // An enormous file is not even loaded: it is refused from its size.
-        let bytes = if size > limits.max_file_bytes {
-            Vec::new()
-        } else {
-            fs::read(path).with_context(|| format!("reading {}", path.display()))?
-        };
         hash.update(name.as_bytes());
-        hash.update(&bytes);
+        // An enormous file is not even loaded: it is refused from its size.
         let (sources, env) = if size > limits.max_file_bytes {
+            hash.update(size.to_le_bytes());
             let detail = format!("file of {size} bytes exceeds the limit of {} bytes", limits.max_file_bytes);
             (
                 vec![PageSource { source: name.clone(), blob: scanbureau_pipeline::raster::PageBlob::Unreadable { reason: ReasonCode::FichierTropVolumineux, detail } }],
                 None,
             )
         } else {
+            let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            hash.update(&bytes);
             split_file_with_envelope(&name, bytes, limits)
         };
         if envelope.is_none() {
@@ -215,8 +211,7 @@ pub fn read_pages(files: &[(usize, PathBuf)], limits: &Limits) -> Result<(Vec<(u
         }
         pages.extend(sources.into_iter().map(|s| (group, s)));
     }
-    let digest: String = hash.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
-    Ok((pages, envelope, digest))
+    Ok((pages, envelope))
 }
 
 /// Decodes, analyses and encodes every page in parallel. A panic inside a page's work is caught
@@ -226,9 +221,8 @@ pub fn analyse_pages(
     limits: &Limits,
     params: &AnalysisParams,
     qualifier: &dyn Qualifier,
-    progress: &(dyn Fn(usize) + Sync),
+    progress: &(dyn Fn() + Sync),
 ) -> Vec<PageRecord> {
-    let done = AtomicUsize::new(0);
     pages
         .into_par_iter()
         .map(|(group, src)| {
@@ -243,11 +237,14 @@ pub fn analyse_pages(
                 tracing::error!(source = %src.source, "page work panicked; page rejected");
                 PageOutcome::Unreadable { reason: ReasonCode::FichierCorrompu, detail: "internal error while reading this page".into() }
             });
-            progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+            progress();
             PageRecord { source: src.source, group, outcome }
         })
         .collect()
 }
+
+/// How many input files are read before their pages are analysed.
+const FILES_PER_CHUNK: usize = 32;
 
 /// Runs the whole job and writes its outputs. Returns the report.
 pub fn run(args: &ProcessArgs, progress_bar: bool) -> Result<Report, ProcessError> {
@@ -258,32 +255,42 @@ pub fn run(args: &ProcessArgs, progress_bar: bool) -> Result<Report, ProcessErro
     if files.is_empty() {
         return Err(ProcessError::Usage("no input file found".into()));
     }
-    let (pages, envelope, digest) = read_pages(&files, &limits)?;
-    let batch_id = format!("b-{digest}-{}", setup.received_at.format("%Y%m%d%H%M"));
-    tracing::info!(batch = %batch_id, files = files.len(), pages = pages.len(), "mailing read");
     let mut params = AnalysisParams::default();
     params.qr.thorough = setup.site.scan.thorough_qr;
     let qualifier = OneSheetOnePiece;
-    let bar = if progress_bar && pages.len() >= 10 {
-        let b = indicatif::ProgressBar::new(pages.len() as u64);
+    let bar = (progress_bar && files.len() >= 10).then(|| {
+        let b = indicatif::ProgressBar::new(0);
         b.set_style(
             indicatif::ProgressStyle::with_template("{spinner} pages {pos}/{len} [{bar:40}] {per_sec} eta {eta}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        Some(b)
-    } else {
-        None
-    };
-    let progress = |n: usize| {
+        b
+    });
+    let progress = || {
         if let Some(b) = &bar {
-            b.set_position(n as u64);
+            b.inc(1);
         }
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.jobs.unwrap_or(0)).build().context("starting worker threads")?;
-    let records = pool.install(|| analyse_pages(pages, &limits, &params, &qualifier, &progress));
+    // Files are read a few at a time and their pages analysed before the next are read: the
+    // input bytes of a large batch are never all in memory, nor any page's pixels for long.
+    let mut hash = Sha256::new();
+    let mut records = Vec::new();
+    let mut envelope = None;
+    for chunk in files.chunks(FILES_PER_CHUNK) {
+        let (pages, env) = read_pages(chunk, &limits, &mut hash)?;
+        envelope = envelope.or(env);
+        if let Some(b) = &bar {
+            b.inc_length(pages.len() as u64);
+        }
+        records.extend(pool.install(|| analyse_pages(pages, &limits, &params, &qualifier, &progress)));
+    }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    let digest: String = hash.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let batch_id = format!("b-{digest}-{}", setup.received_at.format("%Y%m%d%H%M"));
+    tracing::info!(batch = %batch_id, files = files.len(), pages = records.len(), "mailing analysed");
     let ctx = JobContext {
         batch_id,
         channel: args.channel.into(),
