@@ -333,8 +333,12 @@ pub fn assemble(ctx: &JobContext<'_>, records: &[PageRecord], qualifier: &dyn Qu
         requests_out.push(report);
     }
 
+    // A mailing refused as a whole (no bordereau), or in which no request could be found at all
+    // (pages without fiche), gets one notice for the whole.
+    let orphan_pages = split.fates.iter().any(|f| matches!(f, PageFate::Rejected { reason: ReasonCode::DemandeSansFiche, .. }));
+    let mailing_reason = split.rejection.or((split.requests.is_empty() && orphan_pages).then_some(ReasonCode::DemandeSansFiche));
     let mut batch_notice = None;
-    if let Some(reason) = split.rejection {
+    if let Some(reason) = mailing_reason {
         let numeros: Vec<String> = split.requests.iter().filter_map(|r| r.numero()).map(|n| n.to_string()).collect();
         let first = split.requests.iter().find_map(|r| r.numero());
         if let Some(to) = recipient_for(first).email {
@@ -400,7 +404,7 @@ pub fn assemble(ctx: &JobContext<'_>, records: &[PageRecord], qualifier: &dyn Qu
         due_at: due_at.to_rfc3339(),
         pages: records.len(),
         status,
-        reason: split.rejection.or_else(|| requests_out.is_empty().then_some(ReasonCode::DemandeSansFiche).filter(|_| counts.rejected > 0)),
+        reason: mailing_reason,
         anomalies,
         notice: batch_notice,
         plan_version: ctx.plan.version.clone(),

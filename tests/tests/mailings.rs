@@ -253,3 +253,21 @@ fn born_digital_portal_pdf_is_rendered_and_its_fiche_read() {
         assert!(piece.bytes.expect("filed") < 30_000, "{piece:?}");
     }
 }
+
+#[test]
+fn portal_pages_without_fiche_or_number_are_refused_and_the_user_told() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let spec = random_spec(19, MailingKind::Portal, 1, Scanning { duplex: false, ..fast() });
+    let g = generate(&spec);
+    let pieces: Vec<_> = g.truth.pages.iter().filter(|t| t.role == "piece").map(|t| g.pages[t.index].clone()).collect();
+    let pdf = dir.path().join("depot.pdf");
+    fs::write(&pdf, pdf_bytes(&pieces, 70, true)).expect("write");
+    let mut a = args(vec![pdf], &dir.path().join("out"), None, ChannelArg::Portal);
+    a.notify = Some("agent@guichet.example".into());
+    let report = process(&a);
+    assert_eq!(report.batch.status, Status::Rejected);
+    assert_eq!(report.batch.reason, Some(ReasonCode::DemandeSansFiche));
+    assert!(report.pages.iter().all(|p| p.reason == Some(ReasonCode::DemandeSansFiche)));
+    let notice = fs::read_to_string(dir.path().join("out").join(report.batch.notice.as_ref().expect("notice"))).expect("eml");
+    assert!(notice.contains("agent@guichet.example"));
+}
