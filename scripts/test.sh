@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: installs what is missing, then runs every test.
+# The whole test suite, from a fresh clone: installs what is missing, then runs every test and
+# closes with the totals.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Tesseract serves the OCR benchmark only; the tests do not need it.
 SCANBUREAU_SKIP_OCR=1 scripts/setup.sh
-cargo test --workspace --locked "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --locked "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
