@@ -60,7 +60,7 @@ fn raster_of(jpeg: &[u8]) -> PageRaster {
 /// ordinary pages (some with QR codes of their own).
 fn bench_slips(n: usize) {
     println!("== slips: {n} degraded slip pages + {n} other pages");
-    let cases: Vec<(Vec<u8>, Option<String>)> = (0..2 * n)
+    let cases: Vec<(Vec<u8>, Option<String>, String)> = (0..2 * n)
         .into_par_iter()
         .map(|i| {
             let mut rng = SmallRng::seed_from_u64(1000 + i as u64);
@@ -94,18 +94,20 @@ fn bench_slips(n: usize) {
                         (draw_attestation(&p, &pl, dpi, paper, qr), pl)
                     }
                 };
-                (jpeg_bytes(&scan(sheet, &d, paper, &mut rng), quality), Some(payload))
+                let desc = format!("{dpi} dpi, QR {:.0} mm ink {}, paper {paper}, JPEG q{quality}, {d:?}", qr.size_mm, qr.ink);
+                (jpeg_bytes(&scan(sheet, &d, paper, &mut rng), quality), Some(payload), desc)
             } else {
                 let kind = [DocKind::AvisImposition, DocKind::BulletinSalaire, DocKind::QuittanceLoyer, DocKind::Cni, DocKind::ContratTravail][i % 5];
                 let sheet = draw_document(kind, 0, &p, dpi, paper, &mut rng);
-                (jpeg_bytes(&scan(sheet, &d, paper, &mut rng), quality), None)
+                (jpeg_bytes(&scan(sheet, &d, paper, &mut rng), quality), None, format!("{kind:?}, {dpi} dpi"))
             }
         })
         .collect();
     let search = QrSearch::default();
     let (mut found, mut false_slips, mut wrong) = (0, 0, 0);
     let (mut t_search, mut t_bin, mut t_total) = (Vec::new(), Vec::new(), Vec::new());
-    for (jpeg, payload) in &cases {
+    let mut misses = Vec::new();
+    for (jpeg, payload, desc) in &cases {
         let t0 = Instant::now();
         let raster = raster_of(jpeg);
         let t1 = Instant::now();
@@ -122,12 +124,15 @@ fn bench_slips(n: usize) {
         match (payload, slip) {
             (Some(p), Some(h)) if h.payload == p.as_bytes() => found += 1,
             (Some(_), Some(_)) => wrong += 1,
-            (Some(_), None) => {}
+            (Some(_), None) => misses.push(desc),
             (None, Some(_)) => false_slips += 1,
             (None, None) => {}
         }
     }
     println!("  found and parsed: {found}/{n} = {:.2} %   wrong payloads: {wrong}   false slips: {false_slips}", 100.0 * found as f64 / n as f64);
+    for m in misses.iter().take(5) {
+        println!("  missed: {m}");
+    }
     println!(
         "  slip search per page (1 thread), on the bitonal page: median {:.1} ms, p90 {:.1} ms; with binarisation: median {:.1} ms; with the file's decode: median {:.1} ms, p90 {:.1} ms",
         median(t_search.clone()),
