@@ -230,6 +230,10 @@ pub fn orientation(bits: &Bitmap, dpi: f32) -> Orientation {
 /// Bitonal when the page is text on paper and binarising keeps it legible; a picture (JPEG)
 /// when it holds photographs, colour that matters, or print too faint to binarise safely.
 fn content_kind(raster: &PageRaster, stats: &TileStats) -> PageContent {
+    // CCITT G4 counts columns and rows in 16 bits.
+    if raster.width() > u16::MAX as u32 || raster.height() > u16::MAX as u32 {
+        return PageContent::Photo;
+    }
     if raster.bilevel {
         return PageContent::Text;
     }
