@@ -202,6 +202,7 @@ pub fn assemble(ctx: &JobContext<'_>, records: &[PageRecord], qualifier: &dyn Qu
     let mut notices = Vec::new();
     let mut requests_out = Vec::new();
     let threshold = site.qualify.review_threshold;
+    let territories = site.territories();
     for req in &split.requests {
         let numero = req.numero();
         let fiche = match &req.slip {
@@ -211,7 +212,7 @@ pub fn assemble(ctx: &JobContext<'_>, records: &[PageRecord], qualifier: &dyn Qu
         let all_pages: Vec<usize> = req.sheets.iter().flatten().copied().collect();
         let rejection = split.rejection.or_else(|| req.slip_rejection()).or_else(|| {
             let n = numero?;
-            check_request(ctx.registry, &site.territories(), n, fiche).err()
+            check_request(ctx.registry, &territories, n, fiche).err()
         });
         let held = numero.and_then(|n| ctx.registry.demande(n)).map(|d| d.pieces.clone()).unwrap_or_default();
         let mut pieces_out = Vec::new();

@@ -120,6 +120,26 @@ pub fn encode_g4(bits: &Bitmap) -> Vec<u8> {
     }
 }
 
+/// Decodes CCITT Group 4 data (`/BlackIs1 false`) into a grey page, 0 for black. None when the
+/// data is damaged or ends before the last row.
+pub fn decode_g4(data: &[u8], width: u32, height: u32) -> Option<GrayImage> {
+    let (w16, h16) = (u16::try_from(width).ok()?, u16::try_from(height).ok()?);
+    let (w, h) = (width as usize, height as usize);
+    let mut g = GrayImage::new(width, height);
+    let raw: &mut [u8] = &mut g;
+    let mut y = 0usize;
+    fax::decoder::decode_g4(data.iter().copied(), w16, Some(h16), |transitions| {
+        if y < h {
+            let row = &mut raw[y * w..(y + 1) * w];
+            for (x, c) in fax::decoder::pels(transitions, w16).enumerate().take(w) {
+                row[x] = if c == fax::Color::Black { 0 } else { 255 };
+            }
+        }
+        y += 1;
+    })?;
+    (y >= h).then_some(g)
+}
+
 fn jpeg(img: DynamicImage, quality: u8) -> Vec<u8> {
     let mut out = Vec::new();
     let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
@@ -257,21 +277,7 @@ fn pdf_string(s: &str) -> String {
 /// Decodes a piece page back to pixels (tests and benchmarks compare it with the scan).
 pub fn decode_encoded(page: &EncodedPage) -> Option<GrayImage> {
     match page.codec {
-        PageCodec::CcittG4 => {
-            let (w, h) = (page.width as usize, page.height as usize);
-            let mut g = GrayImage::new(page.width, page.height);
-            let raw: &mut [u8] = &mut g;
-            let mut y = 0;
-            fax::decoder::decode_g4(page.data.iter().copied(), page.width as u16, Some(page.height as u16), |tr| {
-                if y < h {
-                    for (x, c) in fax::decoder::pels(tr, page.width as u16).enumerate().take(w) {
-                        raw[y * w + x] = if c == fax::Color::Black { 0 } else { 255 };
-                    }
-                }
-                y += 1;
-            })?;
-            Some(g)
-        }
+        PageCodec::CcittG4 => decode_g4(&page.data, page.width, page.height),
         _ => image::load(Cursor::new(&page.data), ImageFormat::Jpeg).ok().map(|i| i.into_luma8()),
     }
 }

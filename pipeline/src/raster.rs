@@ -314,23 +314,7 @@ fn decode_pdf_image(img: &PdfPageImage, limits: &Limits) -> Result<PageRaster, P
     let mut raster = match img.encoding {
         PdfImageEncoding::Jpeg => decode_image_file(&img.data, ImageFormat::Jpeg, limits)?,
         PdfImageEncoding::CcittG4 => {
-            let mut g = GrayImage::new(img.width, img.height);
-            let mut y = 0usize;
-            let width = u16::try_from(w).map_err(|_| corrupt("CCITT image too wide"))?;
-            let height = u16::try_from(h).map_err(|_| corrupt("CCITT image too tall"))?;
-            let raw = g.as_mut();
-            let ok = fax::decoder::decode_g4(img.data.iter().copied(), width, Some(height), |transitions| {
-                if y < h {
-                    let row = &mut raw[y * w..(y + 1) * w];
-                    for (x, c) in fax::decoder::pels(transitions, width).enumerate().take(w) {
-                        row[x] = if c == fax::Color::Black { 0 } else { 255 };
-                    }
-                }
-                y += 1;
-            });
-            if ok.is_none() || y < h {
-                return Err(corrupt("damaged CCITT G4 image"));
-            }
+            let g = crate::lightpdf::decode_g4(&img.data, img.width, img.height).ok_or_else(|| corrupt("damaged CCITT G4 image"))?;
             PageRaster::from_gray(g, true)
         }
         PdfImageEncoding::Raw { bits: 8, components: 1 } => {
