@@ -3,6 +3,8 @@
 # registry, filing plan and site configuration; no server). Results go to out/<sample>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The classifier links Debian's Tesseract: install it (and the rest) when missing.
+scripts/setup.sh
 cargo build --release --locked -p scanbureau
 bin=target/release/scanbureau
 received="2026-11-18T09:12:00+01:00"

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Installs what the tests and benchmarks need beyond the Rust toolchain, on a fresh Debian
-# machine: the DejaVu font (fixtures draw text with it), poppler-utils and pypdfium2 (the light
-# PDFs are checked with both poppler and pdfium), Tesseract with French data (the OCR legibility
-# benchmark). Idempotent: does nothing when everything is there.
+# Installs what building, the tests and the benchmarks need beyond the Rust toolchain, on a fresh
+# Debian machine: Tesseract and Leptonica (the classifier's OCR, linked through the `tesseract`
+# crate, whose bindings bindgen generates with libclang), the French model, the DejaVu font
+# (fixtures draw text with it), poppler-utils and pypdfium2 (the light PDFs are checked with both
+# poppler and pdfium), the tesseract command (the OCR legibility benchmark).
+# Idempotent: does nothing when everything is there.
 set -euo pipefail
 
 need_apt=()
+has_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
+for pkg in libtesseract-dev libleptonica-dev libclang-dev pkg-config tesseract-ocr-fra; do
+  has_pkg "$pkg" || need_apt+=("$pkg")
+done
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
 command -v pdftoppm >/dev/null 2>&1 || need_apt+=(poppler-utils)
-if [ "${SCANBUREAU_SKIP_OCR:-0}" != 1 ]; then
-  command -v tesseract >/dev/null 2>&1 || need_apt+=(tesseract-ocr)
-  [ -n "$(ls /usr/share/tesseract-ocr/*/tessdata/fra.traineddata 2>/dev/null)" ] || need_apt+=(tesseract-ocr-fra)
-fi
+command -v tesseract >/dev/null 2>&1 || need_apt+=(tesseract-ocr)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"

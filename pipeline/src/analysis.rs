@@ -8,6 +8,7 @@ use image::GrayImage;
 use crate::binarize::{Bitmap, MIN_CONTRAST, TileStats, binarize, tile_stats};
 use crate::lightpdf::{EncodedPage, EncodeParams, PageContent, encode_page};
 use crate::qr::{QrHit, QrSearch, find_qr_codes_in, quarter_turn};
+use crate::qualify::{PageFeatures, PageView};
 use crate::raster::PageRaster;
 use crate::slip::{SlipParse, parse_payload};
 
@@ -25,6 +26,12 @@ pub struct AnalysisParams {
     /// Margins ignored for blankness (scanner edges, punch holes, staples), as page shares.
     pub blank_margin_x: f32,
     pub blank_margin_y: f32,
+    /// Washed-out print: a second, lower contrast, with edges still sharper than bleed-through
+    /// (which the paper diffuses) ever gives. A page with such marks is faint, not blank.
+    pub faint_contrast: u8,
+    pub faint_edge: u8,
+    /// Paper darker than this is an unreadable scan (lid open, dark copy), never a blank page.
+    pub dark_paper: u8,
     pub encode: EncodeParams,
 }
 
@@ -37,6 +44,9 @@ impl Default for AnalysisParams {
             blank_edge: 40,
             blank_margin_x: 0.075,
             blank_margin_y: 0.045,
+            faint_contrast: 36,
+            faint_edge: 32,
+            dark_paper: 110,
             encode: EncodeParams::default(),
         }
     }
@@ -77,7 +87,13 @@ pub struct PageAnalysis {
 }
 
 /// Analyses a decoded page and encodes it if it will be part of a piece.
-pub fn analyse_page(mut raster: PageRaster, params: &AnalysisParams) -> PageAnalysis {
+pub fn analyse_page(raster: PageRaster, params: &AnalysisParams) -> PageAnalysis {
+    analyse_and_read(raster, params, &|_| PageFeatures::default()).0
+}
+
+/// As [`analyse_page`], and hands a page that will be part of a piece (upright, binarised) to
+/// `read` for what the qualifier needs from it. Slips and blank pages are not read.
+pub fn analyse_and_read(mut raster: PageRaster, params: &AnalysisParams, read: &dyn Fn(&PageView<'_>) -> PageFeatures) -> (PageAnalysis, PageFeatures) {
     let stats = tile_stats(&raster.gray, raster.dpi);
     let bits = binarize(&raster.gray, &stats, MIN_CONTRAST);
     let qr_codes = find_qr_codes_in(&raster.gray, &bits, &params.qr);
@@ -85,31 +101,40 @@ pub fn analyse_page(mut raster: PageRaster, params: &AnalysisParams) -> PageAnal
         let parse = parse_payload(&hit.payload);
         (!matches!(parse, SlipParse::NotASlip)).then(|| SlipSighting { payload: hit.payload.clone(), parse, turn: quarter_turn(hit.rotation) })
     });
-    let ink_cells = inked_cells(&raster.gray, &bits, &stats, raster.dpi, params);
+    let mut ink_cells = inked_cells(&raster.gray, Some(&bits), &stats, raster.dpi, params, (params.blank_contrast, params.blank_edge));
+    if ink_cells < params.blank_max_cells {
+        // Faint print, or a dark scan: pages to read (and to refuse if unreadable), not to drop.
+        let faint = inked_cells(&raster.gray, None, &stats, raster.dpi, params, (params.faint_contrast, params.faint_edge));
+        if faint >= params.blank_max_cells * 3 || paper_median(&stats) < params.dark_paper {
+            ink_cells = ink_cells.max(faint).max(params.blank_max_cells);
+        }
+    }
     let blank = slip.is_none() && ink_cells < params.blank_max_cells;
     if slip.is_some() || blank {
         let orientation = if slip.as_ref().is_some_and(|s| s.turn == 180) { Orientation::UpsideDown } else { Orientation::Unknown };
-        return PageAnalysis { slip, qr_codes, blank, ink_cells, orientation, content: PageContent::Text, encoded: None };
+        return (PageAnalysis { slip, qr_codes, blank, ink_cells, orientation, content: PageContent::Text, encoded: None }, PageFeatures::default());
     }
     let orientation = orientation(&bits, raster.dpi);
     let content = content_kind(&raster, &stats);
-    let (encoded, orientation) = if orientation == Orientation::UpsideDown {
+    let mut bits = bits;
+    if orientation == Orientation::UpsideDown {
         raster.rotate180();
-        let mut bits = bits;
         bits.ink.reverse();
-        (encode_page(&raster, &bits, content, &params.encode), orientation)
-    } else {
-        (encode_page(&raster, &bits, content, &params.encode), orientation)
-    };
-    PageAnalysis { slip, qr_codes, blank, ink_cells, orientation, content, encoded: Some(encoded) }
+    }
+    let encoded = encode_page(&raster, &bits, content, &params.encode);
+    let mut features = read(&PageView { raster: &raster, ink: &bits, content });
+    features.other_qr = qr_codes.iter().map(|q| String::from_utf8_lossy(&q.payload).into_owned()).collect();
+    (PageAnalysis { slip, qr_codes, blank, ink_cells, orientation, content, encoded: Some(encoded) }, features)
 }
 
 /// Counts the ~0.7 mm cells of the interior holding a real mark: enough pixels clearly darker
 /// than the local paper, with at least a few sharp edges. Specks of noise, the margins (scanner
 /// edges, punch holes) and bleed-through (diffused by the paper: no sharp edge) do not count.
 /// Stops counting once the page is clearly not blank.
-fn inked_cells(gray: &GrayImage, bits: &Bitmap, stats: &TileStats, dpi: f32, params: &AnalysisParams) -> u32 {
-    let (w, h) = (bits.width, bits.height);
+/// With `bits`, only pixels the binarisation took for ink count. `(contrast, edge)` are the
+/// thresholds of a mark.
+fn inked_cells(gray: &GrayImage, bits: Option<&Bitmap>, stats: &TileStats, dpi: f32, params: &AnalysisParams, (contrast, edge): (u8, u8)) -> u32 {
+    let (w, h) = gray.dimensions();
     let cell = ((dpi / 36.0) as u32).max(3);
     let x0 = (w as f32 * params.blank_margin_x) as u32;
     let x1 = w - x0;
@@ -126,16 +151,17 @@ fn inked_cells(gray: &GrayImage, bits: &Bitmap, stats: &TileStats, dpi: f32, par
         while x + cell <= x1 {
             let tx = (x / stats.tile) as usize;
             let paper = stats.paper[ty * stats.cols as usize + tx];
-            let limit = paper.saturating_sub(params.blank_contrast);
+            let limit = paper.saturating_sub(contrast);
             let mut n = 0;
             for yy in y..y + cell {
                 let base = (yy * w) as usize;
                 for xx in x..x + cell {
                     let i = base + xx as usize;
-                    n += (bits.ink[i] == 1 && raw[i] < limit) as u32;
+                    n += (bits.is_none_or(|b| b.ink[i] == 1) && raw[i] < limit) as u32;
                 }
             }
-            if n >= min_px && has_sharp_edges(raw, w, x, y, cell, params.blank_edge) {
+            let sharp = if bits.is_some() { has_sharp_edges(raw, w, x, y, cell, edge) } else { has_sharp_smoothed_edges(raw, w, x, y, cell, edge) };
+            if n >= min_px && sharp {
                 count += 1;
                 if count >= enough {
                     return count;
@@ -146,6 +172,35 @@ fn inked_cells(gray: &GrayImage, bits: &Bitmap, stats: &TileStats, dpi: f32, par
         y += cell;
     }
     count
+}
+
+/// As [`has_sharp_edges`] on 2×2 averages two pixels apart: scanner noise averages out, a
+/// printed stroke's edge stays a step, the paper-diffused edge of bleed-through does not.
+fn has_sharp_smoothed_edges(raw: &[u8], w: u32, x: u32, y: u32, cell: u32, edge: u8) -> bool {
+    let avg = |xx: u32, yy: u32| -> i32 {
+        let i = (yy * w + xx) as usize;
+        let j = i + w as usize;
+        (raw[i] as i32 + raw[i + 1] as i32 + raw.get(j).copied().unwrap_or(raw[i]) as i32 + raw.get(j + 1).copied().unwrap_or(raw[i]) as i32) / 4
+    };
+    let mut steps = 0;
+    for yy in y..y + cell {
+        for xx in x..(x + cell).min(w.saturating_sub(4)) {
+            if (avg(xx, yy) - avg(xx + 2, yy)).unsigned_abs() >= edge as u32 {
+                steps += 1;
+                if steps >= 3 {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// The page's paper level: the median of its tiles' paper levels.
+fn paper_median(stats: &TileStats) -> u8 {
+    let mut p = stats.paper.clone();
+    p.sort_unstable();
+    p.get(p.len() / 2).copied().unwrap_or(255)
 }
 
 /// At least three steps between neighbouring pixels as large as printed edges give.
@@ -312,5 +367,26 @@ mod tests {
         let a = analyse_page(line, &params);
         assert!(!a.blank, "a page with one short line is not blank ({} cells)", a.ink_cells);
         assert!(a.encoded.is_some());
+    }
+
+    #[test]
+    fn washed_out_print_and_dark_scans_are_not_blank() {
+        let params = AnalysisParams::default();
+        // Print at 185 on paper at 240: fainter than a blank page's threshold, still sharp.
+        let mut faint = PageRaster::from_gray(GrayImage::from_pixel(1240, 1754, image::Luma([240])), false);
+        for row in 0..12 {
+            for y in 300 + row * 60..318 + row * 60 {
+                for x in 200..1000 {
+                    if (x / 5) % 3 != 0 {
+                        faint.gray.put_pixel(x, y, image::Luma([185]));
+                    }
+                }
+            }
+        }
+        let a = analyse_page(faint, &params);
+        assert!(!a.blank, "washed-out print is content ({} cells)", a.ink_cells);
+        // A scan with the lid open: dark grey all over.
+        let dark = PageRaster::from_gray(GrayImage::from_pixel(1240, 1754, image::Luma([60])), false);
+        assert!(!analyse_page(dark, &params).blank);
     }
 }

@@ -72,11 +72,25 @@ pub struct ScanSection {
 pub struct QualifySection {
     /// Below this confidence a piece waits for an operator (`status: review`).
     pub review_threshold: f32,
+    /// Tesseract language model(s), e.g. "fra" or "fra+eng".
+    #[serde(default = "default_ocr_language")]
+    pub ocr_language: String,
+    /// No further OCR pass starts on a page once it has taken this long.
+    #[serde(default = "default_ocr_budget")]
+    pub ocr_page_budget_ms: u32,
+}
+
+fn default_ocr_language() -> String {
+    "fra".into()
+}
+
+fn default_ocr_budget() -> u32 {
+    1500
 }
 
 impl Default for QualifySection {
     fn default() -> Self {
-        Self { review_threshold: 0.80 }
+        Self { review_threshold: 0.80, ocr_language: default_ocr_language(), ocr_page_budget_ms: default_ocr_budget() }
     }
 }
 
@@ -102,6 +116,13 @@ impl SiteConfig {
         }
         if !(0.0..=1.0).contains(&cfg.qualify.review_threshold) {
             return Err(ConfigError::Invalid("qualify.review_threshold must be between 0 and 1".into()));
+        }
+        let lang = &cfg.qualify.ocr_language;
+        if lang.is_empty() || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '_') {
+            return Err(ConfigError::Invalid(format!("qualify.ocr_language {lang:?} is not a Tesseract language (e.g. \"fra\")")));
+        }
+        if !(50..=60_000).contains(&cfg.qualify.ocr_page_budget_ms) {
+            return Err(ConfigError::Invalid("qualify.ocr_page_budget_ms must be between 50 and 60000".into()));
         }
         Ok(cfg)
     }

@@ -16,7 +16,7 @@ use crate::lightpdf::{EncodedPage, shrink_page, write_pdf};
 use crate::mailing::{Channel, MailingKind, PageFact, PageFate, PageInfo, RequestSlip, SplitParams, split_mailing};
 use crate::notice::{NoticeContext, NoticePiece, RequestNotice, mailing_notice, request_notice};
 use crate::plan::{FilingPlan, apply_maxima};
-use crate::qualify::{PageFeatures, Qualifier, QualifyInput};
+use crate::qualify::{Household, HouseholdMember, PageFeatures, Qualifier, QualifyInput};
 use crate::reason::{AnomalyCode, ReasonCode};
 use crate::registry::{Registry, check_request};
 use crate::report::*;
@@ -106,6 +106,20 @@ fn piece_pdf(pages: &[&EncodedPage], title: &str) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+/// The request's household: the registry's record, else the fiche's applicant.
+fn household_of(record: Option<&crate::registry::DemandeRecord>, fiche: Option<&crate::slip::Fiche>) -> Household {
+    let member = |nom: &str, prenoms: &str, date| HouseholdMember { nom: nom.to_string(), prenoms: prenoms.to_string(), date_naissance: date };
+    match (record, fiche) {
+        (Some(d), _) => Household {
+            demandeur: Some(member(&d.nom, &d.prenoms, Some(d.date_naissance))),
+            conjoint: d.conjoint.as_ref().map(|m| member(&m.nom, &m.prenoms, m.date_naissance)),
+            personnes_a_charge: d.personnes_a_charge.iter().map(|m| member(&m.nom, &m.prenoms, m.date_naissance)).collect(),
+        },
+        (None, Some(f)) => Household { demandeur: Some(member(&f.nom, &f.prenoms, Some(f.date_naissance))), ..Household::default() },
+        (None, None) => Household::default(),
+    }
 }
 
 struct Recipient {
@@ -222,7 +236,8 @@ pub fn assemble(ctx: &JobContext<'_>, records: &[PageRecord], qualifier: &dyn Qu
                 pages_out[pg].reason = Some(reason);
             }
         } else {
-            let drafts = qualifier.qualify(&QualifyInput { numero, sheets: &req.sheets, features: &features, plan: ctx.plan });
+            let household = household_of(numero.and_then(|n| ctx.registry.demande(n)), fiche);
+            let drafts = qualifier.qualify(&QualifyInput { numero, sheets: &req.sheets, features: &features, plan: ctx.plan, household: &household });
             if let Some(f) = fiche
                 && f.nb_documents as usize != drafts.len()
             {

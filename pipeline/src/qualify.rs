@@ -1,8 +1,10 @@
 //! The seam where a request's pages become pieces (segmentation and classification).
 //!
-//! The job hands a [`Qualifier`] the request's sheets (non-blank pages, recto then verso) and gets
-//! [`PieceDraft`]s back. The classifier crate plugs in here; until then [`OneSheetOnePiece`]
-//! makes each physical sheet a piece whose category is unknown, so it waits for an operator.
+//! Each page of a piece is read once, while its pixels are at hand ([`Qualifier::read_page`],
+//! in parallel); then the job hands the [`Qualifier`] a request's sheets (non-blank pages, recto
+//! then verso), the features read on them and the request's household, and gets
+//! [`PieceDraft`]s back. The `scanbureau-classifier` crate is the qualifier; this module only
+//! says what crosses the seam, so the core needs neither OCR nor its rules.
 
 use crate::ids::{NumeroUnique, PageIndex};
 use crate::plan::FilingPlan;
@@ -11,10 +13,61 @@ use crate::reason::ReasonCode;
 /// Features read from a page while it was decoded (before its pixels were let go).
 #[derive(Debug, Clone, Default)]
 pub struct PageFeatures {
-    /// Text read on the page, if a reader ran.
+    /// Text read on the page (the regions read, top to bottom), if a reader ran.
     pub text: Option<String>,
-    /// Content of QR codes that were not slips (a tax notice's verification code, say).
+    /// Text of the page's title lines (the largest print in its upper part).
+    pub title: Option<String>,
+    /// Content of QR codes on the page (a tax notice's verification code, say).
     pub other_qr: Vec<String>,
+    pub layout: PageLayout,
+    /// How the page was read: passes of OCR, their cost, why the reader stopped.
+    pub reading: Vec<String>,
+    /// CPU time spent reading the page (OCR and layout), in milliseconds.
+    pub read_ms: f32,
+}
+
+/// Cheap image measures of a page, taken without OCR.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PageLayout {
+    pub text_lines: u16,
+    /// Lines set clearly larger than the body text, in the upper half.
+    pub title_lines: u16,
+    /// Card-sized tinted rectangles (identity cards, residence permits photocopied).
+    pub cards: u8,
+    /// Photograph-like blocks (dense, shaded, not text).
+    pub photos: u8,
+    /// Long horizontal rules (tables, forms).
+    pub rules: u16,
+    /// Share of inked pixels.
+    pub ink_ratio: f32,
+    /// Median height of the text lines, in millimetres.
+    pub line_mm: f32,
+    /// Paper brightness and print contrast are too poor to read (very dark or very light).
+    pub unreadable: bool,
+}
+
+/// A page that will be part of a piece, upright, as the reader gets it.
+pub struct PageView<'a> {
+    pub raster: &'a crate::raster::PageRaster,
+    /// The page binarised (1 = ink), same size as the raster.
+    pub ink: &'a crate::binarize::Bitmap,
+    pub content: crate::lightpdf::PageContent,
+}
+
+/// A person of the request's household, as the registry records them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HouseholdMember {
+    pub nom: String,
+    pub prenoms: String,
+    pub date_naissance: Option<chrono::NaiveDate>,
+}
+
+/// Who a request's identity documents may belong to.
+#[derive(Debug, Clone, Default)]
+pub struct Household {
+    pub demandeur: Option<HouseholdMember>,
+    pub conjoint: Option<HouseholdMember>,
+    pub personnes_a_charge: Vec<HouseholdMember>,
 }
 
 /// A request's pages as the qualifier sees them.
@@ -26,6 +79,8 @@ pub struct QualifyInput<'a> {
     /// Features of every page of the mailing, by page index.
     pub features: &'a [PageFeatures],
     pub plan: &'a FilingPlan,
+    /// The applicant and family (from the fiche and the registry), to attribute identity pieces.
+    pub household: &'a Household,
 }
 
 /// One piece as the qualifier proposes it.
@@ -44,48 +99,11 @@ pub struct PieceDraft {
 }
 
 pub trait Qualifier: Sync {
-    /// Reads what this qualifier needs from a decoded page (runs once per page, in parallel).
-    fn read_page(&self, _raster: &crate::raster::PageRaster) -> PageFeatures {
+    /// Reads what this qualifier needs from a page of a piece (runs once per page, in parallel).
+    fn read_page(&self, _page: &PageView<'_>) -> PageFeatures {
         PageFeatures::default()
     }
 
     /// Cuts a request's sheets into pieces and classifies them.
     fn qualify(&self, input: &QualifyInput<'_>) -> Vec<PieceDraft>;
-}
-
-/// Stand-in until the classifier: one physical sheet is one piece, category unknown.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct OneSheetOnePiece;
-
-impl Qualifier for OneSheetOnePiece {
-    fn qualify(&self, input: &QualifyInput<'_>) -> Vec<PieceDraft> {
-        input
-            .sheets
-            .iter()
-            .filter(|s| !s.is_empty())
-            .map(|sheet| PieceDraft {
-                pages: sheet.clone(),
-                categorie: None,
-                type_code: None,
-                confidence: 0.0,
-                evidence: vec!["one sheet = one piece (no classifier)".into()],
-                rejection: None,
-            })
-            .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stand_in_makes_one_piece_per_sheet() {
-        let plan = FilingPlan::from_toml(crate::config::DEFAULT_PLAN).expect("plan");
-        let sheets = vec![vec![2, 3], vec![4], vec![]];
-        let features = vec![PageFeatures::default(); 5];
-        let pieces = OneSheetOnePiece.qualify(&QualifyInput { numero: None, sheets: &sheets, features: &features, plan: &plan });
-        assert_eq!(pieces.iter().map(|p| p.pages.clone()).collect::<Vec<_>>(), vec![vec![2, 3], vec![4]]);
-        assert!(pieces.iter().all(|p| p.categorie.is_none() && p.confidence == 0.0));
-    }
 }

@@ -31,6 +31,21 @@ pub struct DemandeRecord {
     /// What the registry already holds, per category code.
     #[serde(default)]
     pub pieces: BTreeMap<String, u32>,
+    /// Spouse or co-holder (optional; identity pieces are attributed with it).
+    #[serde(default)]
+    pub conjoint: Option<MembreRecord>,
+    /// Dependants of the household.
+    #[serde(default)]
+    pub personnes_a_charge: Vec<MembreRecord>,
+}
+
+/// A member of the applicant's household.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MembreRecord {
+    pub nom: String,
+    pub prenoms: String,
+    #[serde(default)]
+    pub date_naissance: Option<NaiveDate>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -312,7 +312,7 @@ fn bench_whole_job(requests: usize) {
     let pages = truth.pages.len();
     std::fs::write(dir.path().join("registry.json"), registry_json(&people, std::slice::from_ref(&spec.guichet))).expect("write");
     let bytes: u64 = std::fs::read_dir(dir.path().join("scans")).expect("ls").flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum();
-    println!("== whole job: counter mailing of {pages} pages at 300 dpi ({:.0} MB of JPEG, {:.2} MB a page), 2 cores, no OCR", bytes as f64 / 1e6, bytes as f64 / 1e6 / pages as f64);
+    println!("== whole job: counter mailing of {pages} pages at 300 dpi ({:.0} MB of JPEG, {:.2} MB a page), 2 cores, OCR and classification included", bytes as f64 / 1e6, bytes as f64 / 1e6 / pages as f64);
     let t0 = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_scanbureau"))
         .args(["process", "--received-at", "2026-11-18T09:12:00+01:00", "--json", "--out"])
@@ -341,6 +341,19 @@ fn bench_whole_job(requests: usize) {
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("out/report.json")).expect("report")).expect("json");
     let accounted = report["pages"].as_array().map(|a| a.len()).unwrap_or(0);
     println!("  exit {status}: {pages} pages in {secs:.1} s = {:.1} pages/s; peak memory {:.0} MB; {accounted}/{pages} pages in the report", pages as f64 / secs, peak_kb as f64 / 1024.0);
+    // Documents cut exactly and filed under the right type, against the generator's truth.
+    let (mut docs, mut exact, mut review) = (0, 0, 0);
+    for (rt, rr) in truth.requests.iter().zip(report["requests"].as_array().into_iter().flatten()) {
+        for d in &rt.docs {
+            docs += 1;
+            let piece = rr["pieces"].as_array().into_iter().flatten().find(|p| p["pages"].as_array().is_some_and(|a| a.first().and_then(|v| v.as_u64()) == Some(d.pages[0] as u64)));
+            let Some(p) = piece else { continue };
+            let pages: Vec<u64> = p["pages"].as_array().into_iter().flatten().filter_map(|v| v.as_u64()).collect();
+            review += (p["status"] == "review") as usize;
+            exact += (pages == d.pages.iter().map(|&v| v as u64).collect::<Vec<_>>() && p["type"] == d.type_code && p["status"] == "uploaded") as usize;
+        }
+    }
+    println!("  {docs} documents: {exact} cut and filed exactly ({:.1} %), {review} sent to review", 100.0 * exact as f64 / docs.max(1) as f64);
 }
 
 fn main() {

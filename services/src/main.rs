@@ -19,6 +19,10 @@ enum Command {
 }
 
 fn main() {
+    // Tesseract's OpenMP reads its thread limit when the library loads: restart with it set.
+    if let Err(e) = scanbureau_classifier::ocr::ensure_single_thread_ocr() {
+        eprintln!("warning: could not restart with OMP_THREAD_LIMIT=1 ({e}); OCR will cost more CPU");
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))

@@ -15,13 +15,15 @@ use clap::{Args, ValueEnum};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use scanbureau_pipeline::analysis::{AnalysisParams, analyse_page};
+use scanbureau_pipeline::analysis::{AnalysisParams, analyse_and_read};
 use scanbureau_pipeline::config::{DEFAULT_PLAN, SAMPLE_REGISTRY, SiteConfig};
 use scanbureau_pipeline::input::{MailEnvelope, PageSource, split_file_with_envelope};
 use scanbureau_pipeline::job::{JobContext, JobOutput, PageOutcome, PageRecord, assemble};
 use scanbureau_pipeline::mailing::Channel;
 use scanbureau_pipeline::plan::FilingPlan;
-use scanbureau_pipeline::qualify::{OneSheetOnePiece, Qualifier};
+use scanbureau_classifier::ocr::{self, OcrConfig};
+use scanbureau_classifier::{Classifier, ReaderConfig};
+use scanbureau_pipeline::qualify::Qualifier;
 use scanbureau_pipeline::raster::{Limits, decode_page};
 use scanbureau_pipeline::reason::ReasonCode;
 use scanbureau_pipeline::registry::Registry;
@@ -229,8 +231,8 @@ pub fn analyse_pages(
             let outcome = catch_unwind(AssertUnwindSafe(|| match decode_page(&src.blob, limits) {
                 Err(e) => PageOutcome::Unreadable { reason: e.reason, detail: e.detail },
                 Ok(raster) => {
-                    let features = qualifier.read_page(&raster);
-                    PageOutcome::Read { analysis: Box::new(analyse_page(raster, params)), features }
+                    let (analysis, features) = analyse_and_read(raster, params, &|view| qualifier.read_page(view));
+                    PageOutcome::Read { analysis: Box::new(analysis), features }
                 }
             }))
             .unwrap_or_else(|_| {
@@ -257,7 +259,15 @@ pub fn run(args: &ProcessArgs, progress_bar: bool) -> Result<Report, ProcessErro
     }
     let mut params = AnalysisParams::default();
     params.qr.thorough = setup.site.scan.thorough_qr;
-    let qualifier = OneSheetOnePiece;
+    let reader = ReaderConfig {
+        ocr: OcrConfig { lang: setup.site.qualify.ocr_language.clone(), datapath: None },
+        budget_ms: setup.site.qualify.ocr_page_budget_ms as f32,
+        ..ReaderConfig::default()
+    };
+    let qualifier = Classifier::new(&setup.plan, reader).map_err(|e| ProcessError::Usage(e.to_string()))?;
+    if !ocr::omp_limited() {
+        tracing::warn!("OMP_THREAD_LIMIT=1 is not set: Tesseract will spread each page over every core and cost several times the CPU");
+    }
     let bar = (progress_bar && files.len() >= 10).then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_style(

@@ -58,9 +58,12 @@ pub fn role_mismatches(report: &Report, truth: &Truth) -> Vec<(usize, &'static s
         .iter()
         .filter_map(|t| {
             let got = report.pages[t.index].role;
+            // A document that must be refused (someone else's, outside the plan) is, page by page.
+            let refused = t.request.zip(t.doc).and_then(|(r, d)| truth.requests[r].docs[d].rejection);
             let ok = match t.role {
                 "slip" => got == PageRole::Slip,
                 "blank" => got == PageRole::Blank,
+                _ if refused.is_some() => got == PageRole::Rejected && report.pages[t.index].reason.map(|r| r.code()) == refused,
                 _ => got == PageRole::Piece,
             };
             (!ok).then_some((t.index, t.role, got))

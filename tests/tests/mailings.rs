@@ -149,8 +149,10 @@ fn each_request_fault_gets_its_reason_and_the_rest_goes_through() {
         reasons,
         vec![None, Some(ReasonCode::FicheIllisible), Some(ReasonCode::IncoherenceIdentite), Some(ReasonCode::NumeroInconnu), Some(ReasonCode::DemandeRadiee), None]
     );
-    assert_eq!(report.requests[0].pieces.len(), 2);
-    assert!(report.requests[0].pieces.iter().all(|p| p.status == PieceStatus::Review && p.file.is_some()));
+    // The sound request's payslip and rent receipt are classified and filed.
+    let filed: Vec<(Option<&str>, PieceStatus)> = report.requests[0].pieces.iter().map(|p| (p.type_code.as_deref(), p.status)).collect();
+    assert_eq!(filed, vec![(Some("BULLETIN_SALAIRE"), PieceStatus::Uploaded), (Some("QUITTANCE_LOYER"), PieceStatus::Uploaded)]);
+    assert!(report.requests[0].pieces.iter().all(|p| p.file.is_some()));
     let codes: Vec<AnomalyCode> = report.batch.anomalies.iter().map(|a| a.code).collect();
     assert!(codes.contains(&AnomalyCode::SlipInvalide), "{codes:?}");
     assert!(codes.contains(&AnomalyCode::NbPagesIncoherent), "{codes:?}");
@@ -214,14 +216,37 @@ fn the_bundled_samples_match_their_truth() {
             let want = t["role"].as_str().expect("role");
             let got = report.pages[i].role;
             let rejected_request = report.pages[i].reason == Some(ReasonCode::NumeroInconnu);
+            let doc = t["request"].as_u64().zip(t["doc"].as_u64()).map(|(r, d)| &truth["requests"][r as usize]["docs"][d as usize]);
+            let refused = doc.and_then(|d| d["rejection"].as_str());
             let ok = match want {
                 "slip" => got == PageRole::Slip,
                 "blank" => got == PageRole::Blank,
+                _ if refused.is_some() => got == PageRole::Rejected && report.pages[i].reason.map(|r| r.code()) == refused,
                 _ => got == PageRole::Piece || rejected_request,
             };
-            assert!(ok, "{input} page {i}: truth {want}, report {got:?}");
+            assert!(ok, "{input} page {i}: truth {want} {refused:?}, report {got:?} {:?}", report.pages[i].reason);
             if t["upside_down"].as_bool() == Some(true) {
                 assert!(report.pages[i].rotated, "{input} page {i} should have been turned");
+            }
+        }
+        // Every document of a known request is one piece, filed under its category and type
+        // (the page with one short line is for an operator to judge).
+        for (rt, rr) in truth["requests"].as_array().expect("requests").iter().zip(&report.requests) {
+            if rr.reason.is_some() {
+                continue;
+            }
+            for d in rt["docs"].as_array().expect("docs") {
+                let pages: Vec<usize> = d["pages"].as_array().expect("pages").iter().filter_map(|v| v.as_u64()).map(|v| v as usize).collect();
+                let piece = rr.pieces.iter().find(|p| p.pages.contains(&pages[0])).expect("a piece for every document");
+                assert_eq!(piece.pages, pages, "{input}: document {d}");
+                if d["kind"] == "CourteMention" {
+                    assert_eq!(piece.status, PieceStatus::Review, "{input}: {piece:?}");
+                } else if let Some(code) = d["rejection"].as_str() {
+                    assert_eq!(piece.reason.map(|r| r.code()), Some(code), "{input}: {piece:?}");
+                } else {
+                    let got = (piece.categorie.as_deref(), piece.type_code.as_deref(), piece.status);
+                    assert_eq!(got, (d["categorie"].as_str(), d["type_code"].as_str(), PieceStatus::Uploaded), "{input}: {:?}", piece.evidence);
+                }
             }
         }
     }
@@ -247,6 +272,8 @@ fn born_digital_portal_pdf_is_rendered_and_its_fiche_read() {
     let roles: Vec<PageRole> = report.pages.iter().map(|p| p.role).collect();
     assert_eq!(roles, vec![PageRole::Slip, PageRole::Piece, PageRole::Piece]);
     assert_eq!(report.requests[0].numero_unique.as_deref(), Some(p.numero_unique.as_str()));
+    let types: Vec<Option<&str>> = report.requests[0].pieces.iter().map(|p| p.type_code.as_deref()).collect();
+    assert_eq!(types, vec![Some("ATTESTATION_EMPLOYEUR"), Some("QUITTANCE_LOYER")]);
     assert!(report.batch.anomalies.is_empty(), "{:?}", report.batch.anomalies);
     // Rendered text pages are stored bitonal: a few kilobytes.
     for piece in &report.requests[0].pieces {

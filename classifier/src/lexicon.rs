@@ -1,0 +1,252 @@
+//! The rules that tell types apart (`data/lexicon.toml`), loaded as data and checked against
+//! the filing plan at start-up, and the scoring of a text against them.
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use scanbureau_pipeline::plan::FilingPlan;
+
+pub const DEFAULT_LEXICON: &str = include_str!("../data/lexicon.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TypeRule {
+    pub code: String,
+    pub categories: Vec<String>,
+    #[serde(default)]
+    pub identity: bool,
+    #[serde(default)]
+    pub card: bool,
+    pub title: Vec<String>,
+    #[serde(default)]
+    pub text: Vec<String>,
+    #[serde(default)]
+    pub not: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OutsideRule {
+    pub label: String,
+    pub title: Vec<String>,
+    #[serde(default)]
+    pub text: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Lexicon {
+    #[serde(rename = "type")]
+    pub types: Vec<TypeRule>,
+    #[serde(default)]
+    pub outside: Vec<OutsideRule>,
+}
+
+#[derive(Debug, Error)]
+pub enum LexiconError {
+    #[error("lexicon is not valid TOML of the expected shape: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("lexicon rule {code} files under {categorie}, which the filing plan {version} does not have for that type")]
+    NotInPlan { code: String, categorie: String, version: String },
+}
+
+impl Lexicon {
+    /// Parses the rules and checks every type and category exists in `plan`. Types of the plan
+    /// without a rule are allowed (their pieces go to review), and listed by [`Lexicon::uncovered`].
+    pub fn load(text: &str, plan: &FilingPlan) -> Result<Self, LexiconError> {
+        let mut lex: Lexicon = toml::from_str(text)?;
+        for t in &mut lex.types {
+            for c in &t.categories {
+                if plan.piece_type(c, &t.code).is_none() {
+                    return Err(LexiconError::NotInPlan { code: t.code.clone(), categorie: c.clone(), version: plan.version.clone() });
+                }
+            }
+            for p in t.title.iter_mut().chain(t.text.iter_mut()).chain(t.not.iter_mut()) {
+                *p = phrase(p);
+            }
+        }
+        for o in &mut lex.outside {
+            for p in o.title.iter_mut().chain(o.text.iter_mut()) {
+                *p = phrase(p);
+            }
+        }
+        Ok(lex)
+    }
+
+    /// (category, type) pairs of the plan no rule recognises.
+    pub fn uncovered(&self, plan: &FilingPlan) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for c in &plan.categories {
+            for t in &c.types {
+                if !self.types.iter().any(|r| r.code == t.code && r.categories.contains(&c.code)) {
+                    out.push((c.code.clone(), t.code.clone()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A rule's phrase, normalised; `^abc` matches any word starting with `abc` (the machine-
+/// readable zone of a card runs the holder's name on after its prefix: `IDFRADUPONT<<`).
+fn phrase(p: &str) -> String {
+    match p.strip_prefix('^') {
+        Some(prefix) => normalise(prefix).trim_end().to_string(),
+        None => normalise(p),
+    }
+}
+
+/// Lower case, accents and punctuation removed, single spaces, padded with a space each side
+/// (so a phrase matches whole words only). `<` is kept: it marks machine-readable zones.
+pub fn normalise(text: &str) -> String {
+    let mut out = String::from(" ");
+    for ch in text.chars() {
+        let base = match ch {
+            'à' | 'â' | 'ä' | 'á' | 'À' | 'Â' | 'Ä' | 'Á' => 'a',
+            'é' | 'è' | 'ê' | 'ë' | 'É' | 'È' | 'Ê' | 'Ë' => 'e',
+            'î' | 'ï' | 'í' | 'Î' | 'Ï' => 'i',
+            'ô' | 'ö' | 'ó' | 'Ô' | 'Ö' => 'o',
+            'ù' | 'û' | 'ü' | 'ú' | 'Ù' | 'Û' | 'Ü' => 'u',
+            'ç' | 'Ç' => 'c',
+            'ÿ' => 'y',
+            'œ' | 'Œ' => 'o',
+            c if c.is_alphanumeric() || c == '<' => c.to_ascii_lowercase(),
+            _ => ' ',
+        };
+        if base == ' ' {
+            if !out.ends_with(' ') {
+                out.push(' ');
+            }
+        } else {
+            out.push(base);
+        }
+    }
+    if !out.ends_with(' ') {
+        out.push(' ');
+    }
+    out
+}
+
+/// How much of `phrase` is in `text` (both normalised): 1 for the phrase itself; otherwise the
+/// share of its words (of 3+ letters) present, when at least 3/4 of them are (OCR drops or
+/// mangles a word now and then); 0 below that.
+pub fn coverage(text: &str, phrase: &str) -> f32 {
+    if text.contains(phrase) {
+        return 1.0;
+    }
+    let words: Vec<&str> = phrase.split_whitespace().filter(|w| w.len() >= 3).collect();
+    if words.len() < 3 {
+        return 0.0;
+    }
+    let found = words.iter().filter(|w| text.contains(&format!(" {w} "))).count();
+    let share = found as f32 / words.len() as f32;
+    if share >= 0.75 { share * 0.8 } else { 0.0 }
+}
+
+/// The score of one type (or outside rule) for a page or piece, with what matched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Score {
+    pub score: f32,
+    pub matched: Vec<String>,
+}
+
+/// Text of a page or piece as the scorer sees it: title lines and the rest, normalised.
+#[derive(Debug, Clone, Default)]
+pub struct Reading {
+    pub title: String,
+    pub text: String,
+    pub cards: u8,
+}
+
+pub const TITLE_IN_TITLE: f32 = 5.0;
+const TITLE_IN_TEXT: f32 = 2.0;
+const TEXT_PHRASE: f32 = 1.0;
+const TEXT_CAP: f32 = 4.0;
+const NOT_IN_TITLE: f32 = 6.0;
+const NOT_IN_TEXT: f32 = 1.0;
+const CARD_BONUS: f32 = 2.0;
+
+fn title_part(r: &Reading, phrases: &[String], matched: &mut Vec<String>) -> f32 {
+    let mut best = [0.0f32; 2];
+    for p in phrases {
+        let in_title = coverage(&r.title, p) * TITLE_IN_TITLE;
+        let in_text = coverage(&r.text, p) * TITLE_IN_TEXT;
+        let s = in_title.max(in_text);
+        if s > 0.0 {
+            matched.push(format!("{}:{}", if in_title >= in_text { "title" } else { "text" }, p.trim()));
+            if s > best[0] {
+                best = [s, best[0]];
+            } else if s > best[1] {
+                best[1] = s;
+            }
+        }
+    }
+    best[0] + 0.5 * best[1]
+}
+
+fn text_part(r: &Reading, phrases: &[String], matched: &mut Vec<String>) -> f32 {
+    let mut s = 0.0;
+    for p in phrases {
+        let c = coverage(&r.text, p).max(coverage(&r.title, p));
+        if c > 0.0 {
+            matched.push(format!("word:{}", p.trim()));
+            s += c * TEXT_PHRASE;
+        }
+    }
+    s.min(TEXT_CAP)
+}
+
+pub fn score_type(rule: &TypeRule, r: &Reading) -> Score {
+    let mut matched = Vec::new();
+    let mut score = title_part(r, &rule.title, &mut matched) + text_part(r, &rule.text, &mut matched);
+    for p in &rule.not {
+        if coverage(&r.title, p) >= 1.0 {
+            score -= NOT_IN_TITLE;
+            matched.push(format!("against:{}", p.trim()));
+        } else if coverage(&r.text, p) >= 1.0 {
+            score -= NOT_IN_TEXT;
+            matched.push(format!("against:{}", p.trim()));
+        }
+    }
+    if score > 0.0 && rule.card && r.cards > 0 {
+        score += CARD_BONUS;
+        matched.push("layout:card".into());
+    }
+    Score { score, matched }
+}
+
+pub fn score_outside(rule: &OutsideRule, r: &Reading) -> Score {
+    let mut matched = Vec::new();
+    let score = title_part(r, &rule.title, &mut matched) + text_part(r, &rule.text, &mut matched);
+    Score { score, matched }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalise_drops_accents_and_punctuation() {
+        assert_eq!(normalise("AVIS D'IMPÔT 2025 — sur les revenus"), " avis d impot 2025 sur les revenus ");
+        assert_eq!(normalise("IDFRA<DUPONT<<"), " idfra<dupont<< ");
+    }
+
+    #[test]
+    fn coverage_tolerates_one_mangled_word_in_a_long_phrase() {
+        let t = normalise("attestation de paiernent des prestations familiales");
+        assert_eq!(coverage(&t, &normalise("prestations familiales")), 1.0);
+        assert!(coverage(&t, &normalise("attestation de paiement des prestations familiales")) > 0.5);
+        assert_eq!(coverage(&t, &normalise("bulletin de salaire")), 0.0);
+    }
+
+    #[test]
+    fn the_bundled_lexicon_matches_the_plan() {
+        let plan = FilingPlan::from_toml(scanbureau_pipeline::config::DEFAULT_PLAN).expect("plan");
+        let lex = Lexicon::load(DEFAULT_LEXICON, &plan).expect("lexicon");
+        assert_eq!(lex.uncovered(&plan), Vec::<(String, String)>::new());
+    }
+
+    #[test]
+    fn a_rule_for_a_type_the_plan_lacks_is_refused() {
+        let plan = FilingPlan::from_toml(scanbureau_pipeline::config::DEFAULT_PLAN).expect("plan");
+        let bad = "[[type]]\ncode = \"CNI\"\ncategories = [\"RFR\"]\ntitle = [\"x\"]\n";
+        assert!(matches!(Lexicon::load(bad, &plan), Err(LexiconError::NotInPlan { .. })));
+    }
+}

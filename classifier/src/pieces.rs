@@ -1,0 +1,340 @@
+//! A request's pages become pieces: where each document starts (segmentation), what it is
+//! (classification against the lexicon and the plan), whose it is (identity), and why.
+//!
+//! Pure: it works on the features the reader left on each page, no pixels and no OCR.
+
+use scanbureau_pipeline::ids::PageIndex;
+use scanbureau_pipeline::qualify::{Household, PageFeatures, PieceDraft};
+use scanbureau_pipeline::reason::ReasonCode;
+
+use crate::identity::{Attribution, attribute};
+use crate::lexicon::{Lexicon, Reading, Score, TITLE_IN_TITLE, normalise, score_outside, score_type};
+
+/// "Page 2 / 3", "2/3", "page 2 sur 3" in a page's text: (2, 3). Dates (14/03/2026) are not.
+pub fn page_marker(raw: &str) -> Option<(u32, u32)> {
+    let lower = raw.to_lowercase();
+    let b = lower.as_bytes();
+    let number_at = |i: usize| -> Option<(u32, usize)> {
+        let end = (i..b.len()).find(|&j| !b[j].is_ascii_digit()).unwrap_or(b.len());
+        (end > i && end - i <= 2).then(|| (lower[i..end].parse().ok(), end)).and_then(|(n, e)| n.map(|n| (n, e)))
+    };
+    for i in 0..b.len() {
+        if !b[i].is_ascii_digit() || (i > 0 && (b[i - 1].is_ascii_digit() || b[i - 1] == b'/' || b[i - 1] == b'.' || b[i - 1] == b',')) {
+            continue;
+        }
+        let Some((k, mut j)) = number_at(i) else { continue };
+        while j < b.len() && b[j] == b' ' {
+            j += 1;
+        }
+        let sep = if lower[j..].starts_with('/') {
+            1
+        } else if lower[j..].starts_with("sur") && lower[..i].trim_end().ends_with("page") {
+            3
+        } else {
+            continue;
+        };
+        j += sep;
+        while j < b.len() && b[j] == b' ' {
+            j += 1;
+        }
+        let Some((n, end)) = number_at(j) else { continue };
+        if end < b.len() && (b[end] == b'/' || b[end].is_ascii_digit()) {
+            continue;
+        }
+        if (1..=k.max(1)).contains(&k) && k <= n && (2..=30).contains(&n) {
+            return Some((k, n));
+        }
+    }
+    None
+}
+
+/// Lines of a page's text that count as its top (issuer, address block, title).
+const HEAD_LINES: usize = 8;
+/// A title stands on its own line: a phrase found in a line much longer than itself is a
+/// mention in running text, not a title.
+const TITLE_LINE_SLACK: usize = 24;
+
+/// What the scorer makes of one page.
+#[derive(Debug, Clone)]
+struct PageView {
+    index: PageIndex,
+    reading: Reading,
+    marker: Option<(u32, u32)>,
+    card: bool,
+    /// Types (and outside documents, after the types) whose title is in the page's title lines.
+    titled: Vec<usize>,
+    /// Types whose title phrase is in the first lines read at the top of the page (where a
+    /// title the layout did not single out would be).
+    mentioned: Vec<usize>,
+    /// Among `titled`, types that are cards.
+    titled_cards: bool,
+    /// Whose card it is, when the page is a card and names someone.
+    holder: Option<String>,
+    unreadable: bool,
+    words: usize,
+}
+
+fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Household) -> PageView {
+    let raw = f.text.as_deref().unwrap_or("");
+    // A card's title is printed small on the card: whatever the card says counts as its title.
+    let title = if f.layout.cards > 0 { format!("{} {raw}", f.title.as_deref().unwrap_or("")) } else { f.title.clone().unwrap_or_default() };
+    let reading = Reading { title: normalise(&title), text: normalise(raw), cards: f.layout.cards };
+    let head: Vec<String> = raw.lines().filter(|l| !l.trim().is_empty()).take(HEAD_LINES).map(normalise).collect();
+    let standalone = |phrases: &[String]| phrases.iter().any(|p| head.iter().any(|l| l.contains(p.as_str()) && l.len() <= p.len() + TITLE_LINE_SLACK));
+    let titles: Vec<&[String]> = lex.types.iter().map(|t| t.title.as_slice()).chain(lex.outside.iter().map(|o| o.title.as_slice())).collect();
+    let matches: Vec<Vec<String>> = lex.types.iter().map(|t| score_type(t, &reading).matched).chain(lex.outside.iter().map(|o| score_outside(o, &reading).matched)).collect();
+    let titled: Vec<usize> = (0..matches.len()).filter(|&i| matches[i].iter().any(|m| m.starts_with("title:"))).collect();
+    let mentioned: Vec<usize> = (0..titles.len()).filter(|&i| standalone(titles[i])).collect();
+    let titled_cards = titled.iter().any(|&i| lex.types.get(i).is_some_and(|t| t.card));
+    let holder = if f.layout.cards > 0 {
+        match attribute(household, raw) {
+            Attribution::Member { name, .. } => Some(name),
+            Attribution::Stranger { read } => Some(read),
+            Attribution::Unknown => None,
+        }
+    } else {
+        None
+    };
+    let words = reading.text.split_whitespace().filter(|w| w.len() >= 3 && w.chars().all(char::is_alphabetic)).count();
+    PageView { index, marker: page_marker(raw), card: f.layout.cards > 0, titled, mentioned, titled_cards, holder, unreadable: f.layout.unreadable, words, reading }
+}
+
+/// Cuts the pages into documents.
+fn segment(pages: &[PageView]) -> Vec<Vec<usize>> {
+    let mut pieces: Vec<Vec<usize>> = Vec::new();
+    for (i, p) in pages.iter().enumerate() {
+        let new = match pieces.last() {
+            None => true,
+            Some(prev) => {
+                let first = &pages[prev[0]];
+                let last = &pages[*prev.last().unwrap_or(&prev[0])];
+                match p.marker {
+                    Some((1, _)) => true,
+                    // The previous document said it was complete ("3/3").
+                    _ if last.marker.is_some_and(|(k, n)| k == n) => true,
+                    // "2/3" after "1/3": the same document, whatever else the page shows.
+                    Some((k, n)) if last.marker.is_some_and(|(lk, ln)| ln == n && lk + 1 == k) => false,
+                    _ if p.card != first.card => true,
+                    // A card's verso on a sheet of its own: no card title of its own, and
+                    // nobody else's name.
+                    _ if p.card => p.titled_cards || p.holder.as_ref().is_some_and(|h| prev.iter().filter_map(|&q| pages[q].holder.as_ref()).any(|q| q != h)),
+                    Some((k, _)) if k > 1 => false,
+                    // A title, or (title lines missed) another document's title in the header.
+                    _ => {
+                        let current: Vec<usize> = first.titled.iter().chain(&first.mentioned).copied().collect();
+                        !p.titled.is_empty() || (!p.mentioned.is_empty() && !p.mentioned.iter().any(|t| current.contains(t)))
+                    }
+                }
+            }
+        };
+        if new {
+            pieces.push(vec![i]);
+        } else if let Some(last) = pieces.last_mut() {
+            last.push(i);
+        }
+    }
+    pieces
+}
+
+/// Calibrated confidence from the best score and its margin over the runner-up (fitted so that
+/// the benchmark's confidence bins match their accuracy).
+fn confidence(best: f32, margin: f32) -> f32 {
+    let s = |x: f32| 1.0 / (1.0 + (-x).exp());
+    (s(1.3 * (margin - 1.5)) * s(1.3 * (best - 3.0))).clamp(0.0, 0.999)
+}
+
+fn describe(s: &Score) -> String {
+    s.matched.join(", ")
+}
+
+/// Qualifies a request's pages: documents cut, classified, attributed, explained.
+pub fn qualify_pages(lex: &Lexicon, household: &Household, pages: &[(PageIndex, &PageFeatures)]) -> Vec<PieceDraft> {
+    let views: Vec<PageView> = pages.iter().map(|(i, f)| view_of(*i, f, lex, household)).collect();
+    let mut drafts = Vec::new();
+    for cut in segment(&views) {
+        let members: Vec<&PageView> = cut.iter().map(|&i| &views[i]).collect();
+        drafts.push(classify_piece(lex, household, &members));
+    }
+    drafts
+}
+
+fn classify_piece(lex: &Lexicon, household: &Household, pages: &[&PageView]) -> PieceDraft {
+    let indices: Vec<PageIndex> = pages.iter().map(|p| p.index).collect();
+    let mut evidence = Vec::new();
+    if pages.len() > 1 {
+        let markers: Vec<String> = pages.iter().map(|p| p.marker.map(|(k, n)| format!("{k}/{n}")).unwrap_or_else(|| "-".into())).collect();
+        evidence.push(format!("segment: {} pages, page marks [{}]", pages.len(), markers.join(" ")));
+    }
+    let draft = |categorie: Option<&str>, type_code: Option<&str>, confidence: f32, evidence: Vec<String>, rejection: Option<ReasonCode>| PieceDraft {
+        pages: indices.clone(),
+        categorie: categorie.map(str::to_string),
+        type_code: type_code.map(str::to_string),
+        confidence,
+        evidence,
+        rejection,
+    };
+    if pages.iter().all(|p| p.unreadable) {
+        evidence.push("image: too dark or too faint to read".into());
+        return draft(None, None, 1.0, evidence, Some(ReasonCode::PieceIllisible));
+    }
+    // The first page's title names the document; every page's text adds its words.
+    let reading = Reading {
+        title: pages[0].reading.title.clone(),
+        text: pages.iter().map(|p| p.reading.text.as_str()).collect::<Vec<_>>().join(" "),
+        cards: pages.iter().map(|p| p.reading.cards).max().unwrap_or(0),
+    };
+    let words: usize = pages.iter().map(|p| p.words).sum();
+    let mut scores: Vec<(usize, Score)> = lex.types.iter().enumerate().map(|(i, t)| (i, score_type(t, &reading))).collect();
+    scores.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
+    let (best_i, best) = scores[0].clone();
+    let runner_up = scores.get(1).map(|s| s.1.score).unwrap_or(0.0).max(0.0);
+    let outside = lex.outside.iter().map(|o| (o, score_outside(o, &reading))).max_by(|a, b| a.1.score.total_cmp(&b.1.score));
+    if let Some((o, s)) = &outside
+        && s.score >= TITLE_IN_TITLE
+        && s.score > best.score + 1.0
+    {
+        evidence.push(format!("outside the plan ({}): {} [{:.1} vs {:.1} for {}]", o.label, describe(s), s.score, best.score, lex.types[best_i].code));
+        let conf = confidence(s.score, s.score - best.score.max(0.0));
+        return draft(None, None, conf, evidence, Some(ReasonCode::HorsPerimetreReglementaire));
+    }
+    if best.score <= 0.5 {
+        evidence.push(if words < 3 { "nothing legible was read: an operator decides".into() } else { format!("{words} words read, none of a known document") });
+        return draft(None, None, 0.0, evidence, None);
+    }
+    let rule = &lex.types[best_i];
+    let mut conf = confidence(best.score, best.score - runner_up);
+    evidence.push(format!("{} {:.1} ({}); next {} {:.1}", rule.code, best.score, describe(&best), lex.types[scores[1].0].code, runner_up));
+    let mut categorie = rule.categories[0].as_str();
+    let mut rejection = None;
+    if rule.identity {
+        let all_text: String = pages.iter().map(|p| p.reading.text.as_str()).collect::<Vec<_>>().join(" ");
+        match attribute(household, &all_text) {
+            Attribution::Member { role, name, score } => {
+                evidence.push(format!("identity: {name} ({:?}, name score {score})", role));
+                match rule.categories.iter().find(|c| c.as_str() == role.categorie()) {
+                    Some(c) => categorie = c.as_str(),
+                    None => {
+                        evidence.push(format!("the plan has no {} under {}", rule.code, role.categorie()));
+                        conf = conf.min(0.3);
+                    }
+                }
+            }
+            Attribution::Stranger { read } => {
+                evidence.push(format!("identity: '{read}' is not in the household"));
+                rejection = Some(ReasonCode::IncoherenceIdentite);
+            }
+            Attribution::Unknown => {
+                evidence.push("identity: no household name read".into());
+                conf = conf.min(0.5);
+            }
+        }
+    }
+    draft(Some(categorie), Some(&rule.code), conf, evidence, rejection)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+    use scanbureau_pipeline::plan::FilingPlan;
+    use scanbureau_pipeline::qualify::{HouseholdMember, PageLayout};
+
+    fn lex() -> Lexicon {
+        let plan = FilingPlan::from_toml(scanbureau_pipeline::config::DEFAULT_PLAN).expect("plan");
+        Lexicon::load(crate::lexicon::DEFAULT_LEXICON, &plan).expect("lexicon")
+    }
+
+    fn page(title: &str, text: &str) -> PageFeatures {
+        PageFeatures { title: Some(title.into()), text: Some(format!("{title}\n{text}")), ..PageFeatures::default() }
+    }
+
+    fn card(text: &str) -> PageFeatures {
+        PageFeatures { text: Some(text.into()), layout: PageLayout { cards: 1, ..PageLayout::default() }, ..PageFeatures::default() }
+    }
+
+    fn household() -> Household {
+        let m = |nom: &str, p: &str, y| HouseholdMember { nom: nom.into(), prenoms: p.into(), date_naissance: NaiveDate::from_ymd_opt(y, 5, 2) };
+        Household { demandeur: Some(m("PAYET", "SOPHIE", 1985)), conjoint: Some(m("HOARAU", "LUC", 1983)), personnes_a_charge: vec![m("PAYET", "NOAH", 2014)] }
+    }
+
+    fn run(pages: &[PageFeatures]) -> Vec<PieceDraft> {
+        let refs: Vec<(usize, &PageFeatures)> = pages.iter().enumerate().map(|(i, f)| (i + 10, f)).collect();
+        qualify_pages(&lex(), &household(), &refs)
+    }
+
+    #[test]
+    fn page_marks_are_read_and_dates_are_not() {
+        assert_eq!(page_marker("blah\nPage 2 / 3\n"), Some((2, 3)));
+        assert_eq!(page_marker("1/4"), Some((1, 4)));
+        assert_eq!(page_marker("page 3 sur 3"), Some((3, 3)));
+        assert_eq!(page_marker("Né le 01/03/2026 à Lyon"), None);
+        assert_eq!(page_marker("ratio 7/3"), None);
+    }
+
+    #[test]
+    fn one_type_per_document_with_evidence() {
+        let cases = [
+            ("AVIS D'IMPÔT 2025", "Revenu fiscal de référence 12 000 € Nombre de parts 2", "RFR", "AVIS_IMPOSITION"),
+            ("BULLETIN DE PAIE", "Salaire de base Net à payer avant impôt CSG déductible", "RMS", "BULLETIN_SALAIRE"),
+            ("QUITTANCE DE LOYER", "déclare avoir reçu ... au titre du loyer et des charges, et lui en donne quittance", "LOG", "QUITTANCE_LOYER"),
+            ("ORDONNANCE DE PROTECTION", "violences au sein du couple, interdiction d'entrer en contact", "MOS", "ORDONNANCE_PROTECTION"),
+            ("DÉCISION DE LA COMMISSION DE MÉDIATION", "droit au logement opposable, prioritaire et devant être satisfait d'urgence", "PRI", "DECISION_DALO"),
+            ("AVIS DE SITUATION DÉCLARATIVE", "ne constitue pas un avis d'impôt ; revenu fiscal de référence", "RFR", "AVIS_SITUATION_DECLARATIVE"),
+        ];
+        for (title, text, cat, typ) in cases {
+            let d = &run(&[page(title, text)])[0];
+            assert_eq!((d.categorie.as_deref(), d.type_code.as_deref()), (Some(cat), Some(typ)), "{title}: {:?}", d.evidence);
+            assert!(d.confidence >= 0.8, "{title}: confidence {}", d.confidence);
+            assert!(d.evidence.iter().any(|e| e.contains("title:")), "{:?}", d.evidence);
+        }
+    }
+
+    #[test]
+    fn multi_page_documents_stay_whole_and_the_next_one_starts_on_its_title() {
+        let pages = [
+            page("CONTRAT DE LOCATION", "le bailleur le locataire dépôt de garantie Page 1 / 3"),
+            PageFeatures { text: Some("loyer mensuel ... Page 2 / 3".into()), ..PageFeatures::default() },
+            PageFeatures { text: Some("risques locatifs ... Page 3 / 3".into()), ..PageFeatures::default() },
+            page("BULLETIN DE SALAIRE", "Salaire de base net à payer"),
+            page("BULLETIN DE SALAIRE", "Salaire de base net à payer"),
+            PageFeatures { text: Some("suite du texte sans titre".into()), ..PageFeatures::default() },
+        ];
+        let d = run(&pages);
+        let cut: Vec<Vec<usize>> = d.iter().map(|p| p.pages.clone()).collect();
+        assert_eq!(cut, vec![vec![10, 11, 12], vec![13], vec![14, 15]]);
+        assert_eq!(d[0].type_code.as_deref(), Some("BAIL"));
+    }
+
+    #[test]
+    fn identity_cards_go_to_the_holder_s_category_and_a_verso_sheet_joins_its_recto() {
+        let d = run(&[
+            card("RÉPUBLIQUE FRANÇAISE CARTE NATIONALE D'IDENTITÉ Nom : HOARAU Prénoms : LUC Né(e) le : 02/05/1983"),
+            card("Adresse : 14 RUE DES ÉCOLES Valable jusqu'au IDFRAHOARAU<<LUC<<<<"),
+            card("RÉPUBLIQUE FRANÇAISE TITRE DE SÉJOUR Nom : PAYET Prénoms : NOAH Né(e) le : 02/05/2014"),
+            card("RÉPUBLIQUE FRANÇAISE CARTE NATIONALE D'IDENTITÉ Nom : GARCIA Prénoms : JOSÉ Né(e) le : 01/01/1990"),
+        ]);
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert_eq!(d[0].pages, vec![10, 11]);
+        assert_eq!((d[0].categorie.as_deref(), d[0].type_code.as_deref()), (Some("IDC"), Some("CNI")));
+        assert_eq!((d[1].categorie.as_deref(), d[1].type_code.as_deref()), (Some("IDP"), Some("TITRE_SEJOUR")));
+        assert_eq!(d[2].rejection, Some(ReasonCode::IncoherenceIdentite));
+    }
+
+    #[test]
+    fn out_of_plan_illegible_and_unknown_documents() {
+        let d = run(&[page("FACTURE D'ÉLECTRICITÉ", "Consommation kWh abonnement montant TTC")]);
+        assert_eq!(d[0].rejection, Some(ReasonCode::HorsPerimetreReglementaire));
+        let dark = PageFeatures { layout: PageLayout { unreadable: true, ..PageLayout::default() }, ..PageFeatures::default() };
+        assert_eq!(run(&[dark])[0].rejection, Some(ReasonCode::PieceIllisible));
+        let foreign = run(&[page("THE QUICK BROWN FOX", "jumps over the lazy dog near the river bank")]);
+        assert_eq!((foreign[0].categorie.as_ref(), foreign[0].rejection), (None, None));
+        assert_eq!(foreign[0].confidence, 0.0);
+    }
+
+    #[test]
+    fn a_weak_or_ambiguous_reading_gets_a_low_confidence() {
+        // Only body words, no title: it may be a tax notice, but not surely.
+        let d = &run(&[PageFeatures { text: Some("nombre de parts".into()), ..PageFeatures::default() }])[0];
+        assert!(d.confidence < 0.8, "{}", d.confidence);
+    }
+}
