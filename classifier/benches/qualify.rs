@@ -306,7 +306,7 @@ fn main() {
         .map(|&(seed, split, n)| {
             let r = run_request(seed, split, n, &classifier, threshold);
             let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            if k % 50 == 0 {
+            if k.is_multiple_of(50) {
                 eprintln!("  {k}/{total} requests, {:.0} s", started.elapsed().as_secs_f64());
             }
             r

@@ -43,21 +43,34 @@ pub struct Lexicon {
 pub enum LexiconError {
     #[error("lexicon is not valid TOML of the expected shape: {0}")]
     Toml(#[from] toml::de::Error),
-    #[error("lexicon rule {code} files under {categorie}, which the filing plan {version} does not have for that type")]
-    NotInPlan { code: String, categorie: String, version: String },
+    #[error("lexicon rule {code} has no category")]
+    NoCategory { code: String },
 }
 
 impl Lexicon {
-    /// Parses the rules and checks every type and category exists in `plan`. Types of the plan
-    /// without a rule are allowed (their pieces go to review), and listed by [`Lexicon::uncovered`].
+    /// Parses the rules and fits them to `plan`: the registry changes its plan without asking,
+    /// so a rule for a (category, type) the plan no longer has is dropped with a warning rather
+    /// than stopping the bureau; types of the plan without a rule ([`Lexicon::uncovered`]) have
+    /// their pieces sent to review.
     pub fn load(text: &str, plan: &FilingPlan) -> Result<Self, LexiconError> {
         let mut lex: Lexicon = toml::from_str(text)?;
+        if let Some(t) = lex.types.iter().find(|t| t.categories.is_empty()) {
+            return Err(LexiconError::NoCategory { code: t.code.clone() });
+        }
         for t in &mut lex.types {
-            for c in &t.categories {
-                if plan.piece_type(c, &t.code).is_none() {
-                    return Err(LexiconError::NotInPlan { code: t.code.clone(), categorie: c.clone(), version: plan.version.clone() });
+            t.categories.retain(|c| {
+                let known = plan.piece_type(c, &t.code).is_some();
+                if !known {
+                    tracing::warn!(rule = %t.code, categorie = %c, plan = %plan.version, "the filing plan has no such type in that category: rule ignored there");
                 }
-            }
+                known
+            });
+        }
+        lex.types.retain(|t| !t.categories.is_empty());
+        for (c, t) in lex.uncovered(plan) {
+            tracing::warn!(categorie = %c, r#type = %t, plan = %plan.version, "no rule recognises this type of the plan: its pieces will go to review");
+        }
+        for t in &mut lex.types {
             for p in t.title.iter_mut().chain(t.text.iter_mut()).chain(t.not.iter_mut()) {
                 *p = phrase(p);
             }
@@ -244,9 +257,15 @@ mod tests {
     }
 
     #[test]
-    fn a_rule_for_a_type_the_plan_lacks_is_refused() {
+    fn rules_follow_the_plan_they_are_given() {
         let plan = FilingPlan::from_toml(scanbureau_pipeline::config::DEFAULT_PLAN).expect("plan");
-        let bad = "[[type]]\ncode = \"CNI\"\ncategories = [\"RFR\"]\ntitle = [\"x\"]\n";
-        assert!(matches!(Lexicon::load(bad, &plan), Err(LexiconError::NotInPlan { .. })));
+        // A rule for a category the plan does not file that type under is left out there.
+        let odd = "[[type]]\ncode = \"CNI\"\ncategories = [\"RFR\", \"IDD\"]\ntitle = [\"x\"]\n[[type]]\ncode = \"GONE\"\ncategories = [\"RFR\"]\ntitle = [\"y\"]\n";
+        let lex = Lexicon::load(odd, &plan).expect("loads");
+        assert_eq!(lex.types.len(), 1);
+        assert_eq!(lex.types[0].categories, vec!["IDD".to_string()]);
+        assert!(lex.uncovered(&plan).contains(&("RFR".to_string(), "AVIS_IMPOSITION".to_string())));
+        let bad = "[[type]]\ncode = \"CNI\"\ncategories = []\ntitle = [\"x\"]\n";
+        assert!(matches!(Lexicon::load(bad, &plan), Err(LexiconError::NoCategory { .. })));
     }
 }

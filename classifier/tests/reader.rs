@@ -1,0 +1,61 @@
+//! The reader on rendered pages: what it reads first, its time budget, pages it cannot read.
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use scanbureau_classifier::{Classifier, ReaderConfig};
+use scanbureau_fixtures::catalogue::{Cast, PlanDoc, Subject, draw};
+use scanbureau_fixtures::page::{Canvas, Scan};
+use scanbureau_pipeline::analysis::{AnalysisParams, analyse_and_read};
+use scanbureau_pipeline::plan::FilingPlan;
+use scanbureau_pipeline::qualify::{PageFeatures, Qualifier};
+use scanbureau_pipeline::raster::PageRaster;
+
+fn classifier(budget_ms: f32) -> Classifier {
+    let plan = FilingPlan::from_toml(scanbureau_pipeline::config::DEFAULT_PLAN).expect("plan");
+    Classifier::new(&plan, ReaderConfig { budget_ms, ..ReaderConfig::default() }).expect("rules")
+}
+
+fn read(c: &Classifier, scan: Scan) -> PageFeatures {
+    let raster = PageRaster::from_gray(scan.to_gray(), false);
+    analyse_and_read(raster, &AnalysisParams::default(), &|v| c.read_page(v)).1
+}
+
+/// A page in English: nothing the rules know, so the reader would go on to the body.
+fn foreign_page() -> Scan {
+    let mut c = Canvas::new(200.0, 245, false);
+    c.text(20.0, 30.0, 14.0, "TENANCY AGREEMENT", true, [20, 20, 25]);
+    for k in 0..20 {
+        c.text(20.0, 50.0 + k as f32 * 6.0, 10.0, "The landlord agrees to let and the tenant agrees to take the premises.", false, [20, 20, 25]);
+    }
+    c.finish()
+}
+
+#[test]
+fn a_titled_page_is_told_from_its_title_and_header_alone() {
+    let mut rng = SmallRng::seed_from_u64(4);
+    let p = scanbureau_fixtures::people::person(&mut rng, "069", "G0001");
+    let doc = PlanDoc::of_type("BULLETIN_SALAIRE", Subject::Demandeur, &mut rng).expect("type");
+    let cast = Cast::new(&doc, &p, &mut rng);
+    let f = read(&classifier(1500.0), draw(&doc, 0, &cast, 200.0, 245, &mut rng));
+    let title = f.title.clone().unwrap_or_default().to_uppercase();
+    assert!(title.contains("BULLETIN") || title.contains("FICHE DE PAIE"), "{f:#?}");
+    assert!(!f.reading.iter().any(|r| r.starts_with("ocr body")), "no body pass needed: {:?}", f.reading);
+}
+
+#[test]
+fn the_body_is_read_only_within_the_time_budget() {
+    let f = read(&classifier(1500.0), foreign_page());
+    assert!(f.reading.iter().any(|r| r.starts_with("ocr body")), "{:?}", f.reading);
+    let f = read(&classifier(1.0), foreign_page());
+    assert!(!f.reading.iter().any(|r| r.starts_with("ocr body")), "{:?}", f.reading);
+    assert!(f.reading.iter().any(|r| r.contains("time budget spent")), "{:?}", f.reading);
+}
+
+#[test]
+fn a_dark_scan_is_not_read_and_says_why() {
+    let c = Canvas::new(200.0, 60, false);
+    let f = read(&classifier(1500.0), c.finish());
+    assert!(f.layout.unreadable, "{f:#?}");
+    assert!(f.text.is_none());
+}
