@@ -97,8 +97,61 @@ pub fn attribute(household: &Household, raw: &str) -> Attribution {
     }
 }
 
+/// Words that make an address block's first line an organisation, not a person.
+const ORGANISATIONS: &[&str] =
+    &["sarl", "sas", "sasu", "sa", "sci", "eurl", "scp", "association", "societe", "mairie", "caf", "cabinet", "agence", "office", "service", "direction", "centre", "syndic"];
+/// Courtesy words before a name.
+const CIVILITIES: &[&str] = &["madame", "monsieur", "mme", "m", "mr", "et"];
+
+/// Whom a letter is addressed to, from its address block: the first line is a name. A name
+/// with none of the household's surnames is someone else's document.
+pub fn addressed_to(household: &Household, block: &str) -> Attribution {
+    let Some(first) = block.lines().map(str::trim).find(|l| l.chars().filter(|c| c.is_alphabetic()).count() >= 4) else { return Attribution::Unknown };
+    let line = normalise(first);
+    let words: Vec<&str> = line.split_whitespace().filter(|w| !CIVILITIES.contains(w)).collect();
+    let looks_like_a_name = (2..=5).contains(&words.len()) && words.iter().all(|w| w.chars().all(char::is_alphabetic) && !ORGANISATIONS.contains(w));
+    if !looks_like_a_name {
+        return Attribution::Unknown;
+    }
+    let members = household.demandeur.iter().map(|m| (Role::Demandeur, m)).chain(household.conjoint.iter().map(|m| (Role::Conjoint, m))).chain(household.personnes_a_charge.iter().map(|m| (Role::PersonneACharge, m)));
+    let mut best: Option<(Role, &HouseholdMember, f32)> = None;
+    for (role, m) in members {
+        let s = member_score(m, &line);
+        if s >= 2.0 && best.is_none_or(|b| s > b.2) {
+            best = Some((role, m, s));
+        }
+    }
+    match best {
+        Some((role, m, score)) => Attribution::Member { role, name: format!("{} {}", m.prenoms, m.nom), score },
+        // A name misread by a letter or two is not someone else's.
+        None if words.iter().any(|w| household_has_surname(household, w)) => Attribution::Unknown,
+        None => Attribution::Stranger { read: first.to_string() },
+    }
+}
+
+/// Edit distance small enough for a misread: one letter in short names, two from 8 letters.
+fn near(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let limit = if a.len().max(b.len()) >= 8 { 2 } else { 1 };
+    if a.len().abs_diff(b.len()) > limit {
+        return false;
+    }
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()] <= limit
+}
+
+/// Whether `read` is (or starts with, or is a misreading of) a surname of the household.
 fn household_has_surname(h: &Household, read: &str) -> bool {
-    h.demandeur.iter().chain(h.conjoint.iter()).chain(h.personnes_a_charge.iter()).any(|m| normalise(&m.nom).split_whitespace().any(|w| w == read || read.starts_with(w)))
+    h.demandeur.iter().chain(h.conjoint.iter()).chain(h.personnes_a_charge.iter()).any(|m| {
+        normalise(&m.nom).split_whitespace().filter(|w| w.len() >= 2).any(|w| w == read || read.starts_with(w) || (w.len() >= 4 && near(w, read)))
+    })
 }
 
 #[cfg(test)]
@@ -134,6 +187,19 @@ mod tests {
         assert_eq!(attribute(&h, "RÉPUBLIQUE FRANÇAISE ..."), Attribution::Unknown);
         // The surname alone (a child or the applicant?) does not decide.
         assert_eq!(attribute(&h, "Nom : DUPONT"), Attribution::Unknown);
+    }
+
+    #[test]
+    fn a_letter_is_addressed_to_the_household_or_to_someone_else() {
+        let h = family();
+        assert!(matches!(addressed_to(&h, "Marie DUPONT\n12 rue Victor Hugo\n69001 LYON"), Attribution::Member { role: Role::Demandeur, .. }));
+        assert!(matches!(addressed_to(&h, "OMAR N'DIAYE\n3 allée des Tilleuls"), Attribution::Member { role: Role::Conjoint, .. }));
+        assert_eq!(addressed_to(&h, "Luc MARTIN\n8 rue des Lilas"), Attribution::Stranger { read: "Luc MARTIN".into() });
+        // A misread surname is not a stranger's.
+        assert_eq!(addressed_to(&h, "Marie DUPOMT\n12 rue Victor Hugo"), Attribution::Unknown);
+        // An organisation, or nothing legible, tells nothing.
+        assert_eq!(addressed_to(&h, "SARL BOULANGERIE DU PARC\n1 place Bellecour"), Attribution::Unknown);
+        assert_eq!(addressed_to(&h, "12\n"), Attribution::Unknown);
     }
 
     #[test]

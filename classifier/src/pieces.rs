@@ -7,7 +7,7 @@ use scanbureau_pipeline::ids::PageIndex;
 use scanbureau_pipeline::qualify::{Household, PageFeatures, PieceDraft};
 use scanbureau_pipeline::reason::ReasonCode;
 
-use crate::identity::{Attribution, attribute};
+use crate::identity::{Attribution, addressed_to, attribute};
 use crate::lexicon::{Lexicon, Reading, Score, TITLE_IN_TITLE, normalise, score_outside, score_type};
 
 /// "Page 2 / 3", "2/3", "page 2 sur 3" in a page's text: (2, 3). Dates (14/03/2026) are not.
@@ -70,6 +70,8 @@ struct PageView {
     titled_cards: bool,
     /// Whose card it is, when the page is a card and names someone.
     holder: Option<String>,
+    /// The address block's text, when the page has one.
+    addressee: Option<String>,
     unreadable: bool,
     words: usize,
 }
@@ -96,7 +98,7 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
         None
     };
     let words = reading.text.split_whitespace().filter(|w| w.len() >= 3 && w.chars().all(char::is_alphabetic)).count();
-    PageView { index, marker: page_marker(raw), card: f.layout.cards > 0, titled, mentioned, titled_cards, holder, unreadable: f.layout.unreadable, words, reading }
+    PageView { index, marker: page_marker(raw), card: f.layout.cards > 0, titled, mentioned, titled_cards, holder, addressee: f.addressee.clone(), unreadable: f.layout.unreadable, words, reading }
 }
 
 /// Cuts the pages into documents.
@@ -227,6 +229,15 @@ fn classify_piece(lex: &Lexicon, household: &Household, pages: &[&PageView]) -> 
                 evidence.push("identity: no household name read".into());
                 conf = conf.min(0.5);
             }
+        }
+    } else if let Some(block) = &pages[0].addressee {
+        match addressed_to(household, block) {
+            Attribution::Member { name, .. } => evidence.push(format!("addressed to {name}")),
+            Attribution::Stranger { read } => {
+                evidence.push(format!("addressed to '{read}', who is not in the household"));
+                rejection = Some(ReasonCode::IncoherenceIdentite);
+            }
+            Attribution::Unknown => {}
         }
     }
     draft(Some(categorie), Some(&rule.code), conf, evidence, rejection)

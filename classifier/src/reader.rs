@@ -201,8 +201,21 @@ fn read_upright(gray: &GrayImage, bits: &Bitmap, dpi: f32, lex: &Lexicon, cfg: &
     for &i in &key {
         done[i] = true;
     }
+    // The address block (right half, upper part) is read on its own: it says whom the
+    // document is sent to.
+    let (address, key): (Vec<usize>, Vec<usize>) = key.into_iter().partition(|&i| {
+        let l = &layout.lines[i];
+        l.rect.x > w / 2 && l.rect.y < h * 4 / 10 && l.rect.y > h / 20
+    });
     let mut rects: Vec<Rect> = key.iter().map(|&i| line_box(&layout.lines[i], dpi, w, h)).collect();
     let mut text = pass.ocr("header", &rects, 0.0);
+    if !address.is_empty() {
+        let boxes: Vec<Rect> = address.iter().map(|&i| line_box(&layout.lines[i], dpi, w, h)).collect();
+        let block = pass.ocr("address", &boxes, 0.0);
+        text.push('\n');
+        text.push_str(&block);
+        f.addressee = Some(block);
+    }
     // Inside the card's frame: its border, touching the first letters, would garble them.
     let cards: Vec<Rect> = layout.cards.iter().map(|c| c.inset((dpi * 0.03) as u32)).collect();
     if !cards.is_empty() {

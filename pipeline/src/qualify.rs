@@ -17,6 +17,8 @@ pub struct PageFeatures {
     pub text: Option<String>,
     /// Text of the page's title lines (the largest print in its upper part).
     pub title: Option<String>,
+    /// Text of the address block (a letter's window: whom the document is sent to).
+    pub addressee: Option<String>,
     /// Content of QR codes on the page (a tax notice's verification code, say).
     pub other_qr: Vec<String>,
     pub layout: PageLayout,

@@ -1,5 +1,5 @@
 //! The classifier through the real job: every type of the filing plan recognised from its scan,
-//! identity documents filed under the right person, and the plan's rules (maxima, review
+//! identity documents filed under the right person, someone else's documents refused, and the plan's rules (maxima, review
 //! threshold) applied to what the classifier decided.
 
 use std::fs;
@@ -84,12 +84,23 @@ fn every_type_of_the_plan_is_recognised_from_its_scan() {
 fn identity_documents_go_to_whose_they_are_and_a_stranger_s_is_refused() {
     let (report, truth) = run_request(
         601,
-        |_, rng| vec![plan("CNI", Subject::Conjoint, rng), plan("TITRE_SEJOUR", Subject::Enfant, rng), plan("PASSEPORT", Subject::Demandeur, rng), plan("CNI", Subject::Etranger, rng)],
+        |_, rng| {
+            vec![
+                plan("CNI", Subject::Conjoint, rng),
+                plan("TITRE_SEJOUR", Subject::Enfant, rng),
+                plan("PASSEPORT", Subject::Demandeur, rng),
+                plan("CNI", Subject::Etranger, rng),
+                plan("BULLETIN_SALAIRE", Subject::Etranger, rng),
+            ]
+        },
         &[],
         None,
     );
     let got: Vec<(Option<&str>, Option<ReasonCode>)> = report.requests[0].pieces.iter().map(|p| (p.categorie.as_deref(), p.reason)).collect();
-    assert_eq!(got, vec![(Some("IDC"), None), (Some("IDP"), None), (Some("IDD"), None), (Some("IDD"), Some(ReasonCode::IncoherenceIdentite))], "{truth:?}");
+    let wrong_person = Some(ReasonCode::IncoherenceIdentite);
+    assert_eq!(got, vec![(Some("IDC"), None), (Some("IDP"), None), (Some("IDD"), None), (Some("IDD"), wrong_person), (Some("RMS"), wrong_person)], "{truth:?}");
+    // Someone else's payslip: its address block names the stranger.
+    assert!(report.requests[0].pieces[4].evidence.iter().any(|e| e.contains("not in the household")), "{:?}", report.requests[0].pieces[4].evidence);
     let refused = &report.requests[0].pieces[3];
     assert_eq!(refused.status, PieceStatus::Rejected);
     assert!(refused.evidence.iter().any(|e| e.contains("not in the household")), "{:?}", refused.evidence);
