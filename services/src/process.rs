@@ -27,7 +27,7 @@ use scanbureau_pipeline::qualify::Qualifier;
 use scanbureau_pipeline::raster::{Limits, decode_page};
 use scanbureau_pipeline::reason::ReasonCode;
 use scanbureau_pipeline::registry::Registry;
-use scanbureau_pipeline::report::{Report, Status};
+use scanbureau_pipeline::report::{PieceStatus, Report, Status};
 use scanbureau_pipeline::NumeroUnique;
 
 use crate::outdir::write_atomic;
@@ -368,6 +368,21 @@ pub fn summary(report: &Report, out: &Path) -> String {
             r.pieces.len(),
             r.notice.as_deref().map(|n| format!(", notice {n}")).unwrap_or_default()
         ));
+        // One line per piece: what it was taken for, how sure, and its fate.
+        for p in &r.pieces {
+            let what = match (&p.categorie, &p.type_code, p.reason) {
+                (Some(c), Some(t), _) => format!("{c}/{t}"),
+                (_, _, Some(ReasonCode::HorsPerimetreReglementaire)) => "outside the plan".to_string(),
+                _ => "unclassified".to_string(),
+            };
+            let pages: Vec<String> = p.pages.iter().map(|i| i.to_string()).collect();
+            let fate = match (p.status, p.reason) {
+                (_, Some(reason)) => format!("rejected {}", reason.code()),
+                (PieceStatus::Review, None) => "for review".to_string(),
+                _ => "filed".to_string(),
+            };
+            s.push_str(&format!("    pages {:<12} {what:<36} {:>4.0} %  {fate}\n", pages.join(","), p.confidence * 100.0));
+        }
     }
     for a in &b.anomalies {
         s.push_str(&format!("  anomaly {:?}: {}\n", a.code, a.detail));

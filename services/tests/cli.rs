@@ -63,3 +63,19 @@ fn a_rejected_mailing_exits_3() {
     assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stdout));
     assert!(String::from_utf8_lossy(&o.stdout).contains("PLI_SANS_BORDEREAU"));
 }
+
+#[test]
+fn the_summary_lists_each_piece_and_its_fate() {
+    let out = tempfile::tempdir().expect("tmp");
+    let o = bin()
+        .args(["process", "--received-at", "2026-11-18T09:12:00+01:00", "--out"])
+        .arg(out.path())
+        .arg(samples().join("counter-mailing"))
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("IDC/CNI"), "{text}");
+    assert!(text.contains("rejected INCOHERENCE_IDENTITE"), "{text}");
+    assert!(text.contains("outside the plan") && text.contains("for review"), "{text}");
+}
