@@ -75,14 +75,17 @@ fn printed_surname(text: &str) -> Option<String> {
     None
 }
 
+/// Everyone in the household, with their role.
+fn members(h: &Household) -> impl Iterator<Item = (Role, &HouseholdMember)> {
+    let demandeur = h.demandeur.iter().map(|m| (Role::Demandeur, m));
+    let conjoint = h.conjoint.iter().map(|m| (Role::Conjoint, m));
+    demandeur.chain(conjoint).chain(h.personnes_a_charge.iter().map(|m| (Role::PersonneACharge, m)))
+}
+
 /// Attributes a document whose read text is `raw` to the household.
 pub fn attribute(household: &Household, raw: &str) -> Attribution {
     let text = normalise(raw);
-    let mut members: Vec<(Role, &HouseholdMember)> = Vec::new();
-    members.extend(household.demandeur.iter().map(|m| (Role::Demandeur, m)));
-    members.extend(household.conjoint.iter().map(|m| (Role::Conjoint, m)));
-    members.extend(household.personnes_a_charge.iter().map(|m| (Role::PersonneACharge, m)));
-    let mut scored: Vec<(Role, &HouseholdMember, f32)> = members.into_iter().map(|(r, m)| (r, m, member_score(m, &text))).collect();
+    let mut scored: Vec<(Role, &HouseholdMember, f32)> = members(household).map(|(r, m)| (r, m, member_score(m, &text))).collect();
     scored.sort_by(|a, b| b.2.total_cmp(&a.2));
     match scored.as_slice() {
         // A surname and a first name or birth date, and better than anyone else in the household
@@ -113,9 +116,8 @@ pub fn addressed_to(household: &Household, block: &str) -> Attribution {
     if !looks_like_a_name {
         return Attribution::Unknown;
     }
-    let members = household.demandeur.iter().map(|m| (Role::Demandeur, m)).chain(household.conjoint.iter().map(|m| (Role::Conjoint, m))).chain(household.personnes_a_charge.iter().map(|m| (Role::PersonneACharge, m)));
     let mut best: Option<(Role, &HouseholdMember, f32)> = None;
-    for (role, m) in members {
+    for (role, m) in members(household) {
         let s = member_score(m, &line);
         if s >= 2.0 && best.is_none_or(|b| s > b.2) {
             best = Some((role, m, s));
@@ -149,7 +151,7 @@ fn near(a: &str, b: &str) -> bool {
 
 /// Whether `read` is (or starts with, or is a misreading of) a surname of the household.
 fn household_has_surname(h: &Household, read: &str) -> bool {
-    h.demandeur.iter().chain(h.conjoint.iter()).chain(h.personnes_a_charge.iter()).any(|m| {
+    members(h).any(|(_, m)| {
         normalise(&m.nom).split_whitespace().filter(|w| w.len() >= 2).any(|w| w == read || read.starts_with(w) || (w.len() >= 4 && near(w, read)))
     })
 }

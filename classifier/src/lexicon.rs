@@ -5,6 +5,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use scanbureau_pipeline::plan::FilingPlan;
+use scanbureau_pipeline::text::unaccent;
 
 pub const DEFAULT_LEXICON: &str = include_str!("../data/lexicon.toml");
 
@@ -111,24 +112,11 @@ fn phrase(p: &str) -> String {
 pub fn normalise(text: &str) -> String {
     let mut out = String::from(" ");
     for ch in text.chars() {
-        let base = match ch {
-            'à' | 'â' | 'ä' | 'á' | 'À' | 'Â' | 'Ä' | 'Á' => 'a',
-            'é' | 'è' | 'ê' | 'ë' | 'É' | 'È' | 'Ê' | 'Ë' => 'e',
-            'î' | 'ï' | 'í' | 'Î' | 'Ï' => 'i',
-            'ô' | 'ö' | 'ó' | 'Ô' | 'Ö' => 'o',
-            'ù' | 'û' | 'ü' | 'ú' | 'Ù' | 'Û' | 'Ü' => 'u',
-            'ç' | 'Ç' => 'c',
-            'ÿ' => 'y',
-            'œ' | 'Œ' => 'o',
-            c if c.is_alphanumeric() || c == '<' => c.to_ascii_lowercase(),
-            _ => ' ',
-        };
-        if base == ' ' {
-            if !out.ends_with(' ') {
-                out.push(' ');
-            }
-        } else {
-            out.push(base);
+        match unaccent(ch) {
+            Some(plain) => out.push_str(plain),
+            None if ch.is_alphanumeric() || ch == '<' => out.push(ch.to_ascii_lowercase()),
+            None if !out.ends_with(' ') => out.push(' '),
+            None => {}
         }
     }
     if !out.ends_with(' ') {

@@ -104,9 +104,15 @@ pub fn analyse_and_read(mut raster: PageRaster, params: &AnalysisParams, read: &
     let mut ink_cells = inked_cells(&raster.gray, Some(&bits), &stats, raster.dpi, params, (params.blank_contrast, params.blank_edge));
     if ink_cells < params.blank_max_cells {
         // Faint print, or a dark scan: pages to read (and to refuse if unreadable), not to drop.
-        let faint = inked_cells(&raster.gray, None, &stats, raster.dpi, params, (params.faint_contrast, params.faint_edge));
-        if faint >= params.blank_max_cells * 3 || paper_median(&stats) < params.dark_paper {
-            ink_cells = ink_cells.max(faint).max(params.blank_max_cells);
+        // The dark-paper test is a sort of the tile levels: it goes first, the faint scan only
+        // when it says nothing.
+        if paper_median(&stats) < params.dark_paper {
+            ink_cells = params.blank_max_cells;
+        } else {
+            let faint = inked_cells(&raster.gray, None, &stats, raster.dpi, params, (params.faint_contrast, params.faint_edge));
+            if faint >= params.blank_max_cells * 3 {
+                ink_cells = ink_cells.max(faint);
+            }
         }
     }
     let blank = slip.is_none() && ink_cells < params.blank_max_cells;

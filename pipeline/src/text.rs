@@ -1,34 +1,36 @@
 //! Comparing names as people write them: accents, case, hyphens and apostrophes do not matter.
 
+/// The plain lower-case letters of an accented letter or a ligature ("é" → "e", "Œ" → "oe");
+/// None for any other character. One table for every comparison of French text.
+pub fn unaccent(c: char) -> Option<&'static str> {
+    Some(match c {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' => "a",
+        'ç' | 'Ç' => "c",
+        'è' | 'é' | 'ê' | 'ë' | 'È' | 'É' | 'Ê' | 'Ë' => "e",
+        'ì' | 'í' | 'î' | 'ï' | 'Ì' | 'Í' | 'Î' | 'Ï' => "i",
+        'ñ' | 'Ñ' => "n",
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' => "o",
+        'ù' | 'ú' | 'û' | 'ü' | 'Ù' | 'Ú' | 'Û' | 'Ü' => "u",
+        'ý' | 'ÿ' | 'Ý' | 'Ÿ' => "y",
+        'œ' | 'Œ' => "oe",
+        'æ' | 'Æ' => "ae",
+        _ => return None,
+    })
+}
+
 /// Upper case without accents; hyphens, apostrophes and runs of spaces become one space.
 pub fn normalise_name(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        let base = match c {
-            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' => 'A',
-            'ç' | 'Ç' => 'C',
-            'è' | 'é' | 'ê' | 'ë' | 'È' | 'É' | 'Ê' | 'Ë' => 'E',
-            'ì' | 'í' | 'î' | 'ï' | 'Ì' | 'Í' | 'Î' | 'Ï' => 'I',
-            'ñ' | 'Ñ' => 'N',
-            'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' => 'O',
-            'ù' | 'ú' | 'û' | 'ü' | 'Ù' | 'Ú' | 'Û' | 'Ü' => 'U',
-            'ý' | 'ÿ' | 'Ý' | 'Ÿ' => 'Y',
-            'œ' | 'Œ' => {
-                out.push_str("OE");
-                continue;
+        if let Some(plain) = unaccent(c) {
+            out.push_str(&plain.to_ascii_uppercase());
+        } else if matches!(c, '-' | '\'' | '’' | '.' | ',') || c.is_whitespace() {
+            if !(out.is_empty() || out.ends_with(' ')) {
+                out.push(' ');
             }
-            'æ' | 'Æ' => {
-                out.push_str("AE");
-                continue;
-            }
-            '-' | '\'' | '’' | '.' | ',' => ' ',
-            c if c.is_whitespace() => ' ',
-            c => c.to_ascii_uppercase(),
-        };
-        if base == ' ' && (out.is_empty() || out.ends_with(' ')) {
-            continue;
+        } else {
+            out.push(c.to_ascii_uppercase());
         }
-        out.push(base);
     }
     out.trim_end().to_string()
 }
