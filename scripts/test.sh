@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: installs what is missing, then runs every test and
-# closes with the totals.
+# The whole test suite, from a fresh clone: installs what is missing, makes sure the servers
+# the service tests talk to are up (scripts/stack.sh: PostgreSQL, RabbitMQ, SeaweedFS, an SMTP
+# sink), then runs every test and closes with the totals.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/stack.sh
+# The local S3 server's credentials (made by stack.sh, never committed).
+source .stack/env
 # Tesseract's OpenMP must see this when the library loads (one engine per worker thread).
 export OMP_THREAD_LIMIT=1
 log=$(mktemp)

@@ -190,3 +190,37 @@ mod tests {
         assert!(body.contains("sans bordereau") && body.contains("0740126000123G0042"));
     }
 }
+
+/// Why an e-mail was not taken as a mailing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailRefusal {
+    /// The sender is neither a known counter nor an applicant of the registry.
+    UnknownSender,
+    /// No PDF or image attached.
+    NoAttachment,
+    /// An attachment is over the size limit.
+    AttachmentTooLarge { name: String, bytes: u64, limit: u64 },
+}
+
+/// The reply to an e-mail that was not taken as a mailing.
+pub fn mail_refusal_notice(ctx: &NoticeContext<'_>, to: &str, subject: &str, why: &MailRefusal) -> Vec<u8> {
+    let reason = match why {
+        MailRefusal::UnknownSender => {
+            "votre adresse n'est pas celle d'un guichet enregistreur connu ni d'un demandeur enregistré. \
+             Merci de passer par votre guichet ou par le portail professionnel."
+                .to_string()
+        }
+        MailRefusal::NoAttachment => "le message ne contient aucune pièce jointe au format PDF ou image.".to_string(),
+        MailRefusal::AttachmentTooLarge { name, bytes, limit } => format!(
+            "la pièce jointe « {name} » pèse {:.1} Mo, au-delà de la limite de {:.0} Mo. Merci de la scinder ou de la compresser.",
+            *bytes as f64 / 1e6,
+            *limit as f64 / 1e6
+        ),
+    };
+    let body = format!(
+        "Bonjour,\n\nLe bureau de numérisation a reçu le {} votre message « {subject} », qui n'a pas pu être traité : {reason}\n\n\
+         Aucune pièce n'a été déposée.\n\nLe bureau de numérisation des pièces justificatives\n",
+        date_fr(&ctx.received_at)
+    );
+    build(ctx, to, format!("Message non traité reçu le {}", ctx.received_at.format("%d/%m/%Y")), body, "courriel")
+}

@@ -1,7 +1,21 @@
 //! The `scanbureau` program: the effects around the pure pipeline.
 //!
-//! [`process`] is the one-shot job (files in, report/pieces/notices out). The queue-driven
-//! workers will live beside it.
+//! - [`process`]: the one-shot job (files in, report, pieces and notices out);
+//! - the service around the same job: [`settings`], [`store`] (PostgreSQL), [`blobs`] (S3),
+//!   [`broker`] (RabbitMQ), [`mailer`] (SMTP), shared by the roles through [`bureau`];
+//!   the intake channels in [`intake`] and [`http`], the queue stages in [`stages`], and the
+//!   `serve` / `worker ROLE` commands in [`serve`].
 
+pub mod blobs;
+pub mod broker;
+pub mod bureau;
+pub mod http;
+pub mod intake;
+pub mod mailer;
+pub mod metrics;
 pub mod outdir;
 pub mod process;
+pub mod serve;
+pub mod settings;
+pub mod stages;
+pub mod store;

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 
 use scanbureau::process::{ProcessArgs, ProcessError, exit, run, summary};
+use scanbureau::serve::{AdminCommand, Role, ServiceArgs, admin, serve};
 use scanbureau_pipeline::report::Status;
 
 #[derive(Debug, Parser)]
@@ -16,6 +17,39 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Process(ProcessArgs),
+    /// Runs the whole bureau in one process: intake, portal API, processing, notices, sweeper.
+    Serve(ServiceArgs),
+    /// Runs one role (scale out by starting several processes).
+    Worker {
+        role: Role,
+        #[command(flatten)]
+        service: ServiceArgs,
+    },
+    /// Administration: portal users, registry snapshot.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+        #[command(flatten)]
+        service: ServiceArgs,
+    },
+}
+
+/// Runs an async command of the service on a runtime of its own.
+fn service<F: std::future::Future<Output = anyhow::Result<()>>>(f: impl FnOnce() -> F) -> i32 {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return exit::FATAL;
+        }
+    };
+    match rt.block_on(f()) {
+        Ok(()) => exit::DONE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<scanbureau::settings::SettingsError>().is_some() { exit::USAGE } else { exit::FATAL }
+        }
+    }
 }
 
 fn main() {
@@ -23,14 +57,19 @@ fn main() {
     if let Err(e) = scanbureau_classifier::ocr::ensure_single_thread_ocr() {
         eprintln!("warning: could not restart with OMP_THREAD_LIMIT=1 ({e}); OCR will cost more CPU");
     }
+    let cli = Cli::parse();
+    // The one-shot job is quiet unless asked; a service logs what it does.
+    let default_filter = || if matches!(cli.command, Command::Process(_)) { "warn" } else { "info,lapin=warn,sqlx=warn,aws=warn" };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter().into()))
         .init();
     // A panic inside a page's work is caught and accounted for; say it once in the log.
     std::panic::set_hook(Box::new(|info| tracing::warn!(panic = %info, "caught a panic")));
-    let cli = Cli::parse();
     let code = match cli.command {
+        Command::Serve(args) => service(|| async move { serve(&args, &Role::ALL).await }),
+        Command::Worker { role, service: args } => service(|| async move { serve(&args, &[role]).await }),
+        Command::Admin { command, service: args } => service(|| async move { admin(&args, &command).await }),
         Command::Process(args) => match run(&args, std::io::stderr().is_terminal() && !args.json) {
             Ok(report) => {
                 if args.json {

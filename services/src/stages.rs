@@ -1,0 +1,325 @@
+//! The queue-driven stages: processing a stored mailing, sending a notice; and the sweeper that
+//! re-queues work whose message was lost between a commit and a publish.
+//!
+//! Each handler is idempotent: a message delivered again (after a worker died, or twice by the
+//! sweeper) finds its work done and only acknowledges, or redoes it under the same keys.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use serde::Deserialize;
+
+use scanbureau_classifier::Classifier;
+use scanbureau_pipeline::NumeroUnique;
+use scanbureau_pipeline::job::JobOutput;
+use scanbureau_pipeline::mailing::Channel;
+use scanbureau_pipeline::registry::Registry;
+
+use crate::blobs::keys;
+use crate::broker::{DeadLetterHook, Handled, Stage, run_stage};
+use crate::bureau::{Bureau, notice_message};
+use crate::mailer::MailError;
+use crate::process::{MailingJob, classifier_for, execute};
+use crate::store::{self, FiledPiece, OutgoingNotice};
+
+#[derive(Deserialize)]
+struct MailingMessage {
+    mailing: String,
+}
+
+#[derive(Deserialize)]
+struct NoticeMessage {
+    notice: i64,
+}
+
+/// Records what the broker dead-letters, so operators see it with its reason.
+pub fn dead_letter_hook(bureau: Arc<Bureau>) -> DeadLetterHook {
+    Arc::new(move |stage: Stage, payload: Vec<u8>, attempts: u32, reason: String| {
+        let bureau = bureau.clone();
+        Box::pin(async move {
+            let subject = serde_json::from_slice::<serde_json::Value>(&payload)
+                .ok()
+                .and_then(|v| v.get("mailing").and_then(|m| m.as_str().map(str::to_string)).or_else(|| v.get("notice").map(|n| format!("notice:{n}"))));
+            bureau.metrics.failure(stage.as_str(), "dead-lettered");
+            if let Err(e) = store::record_dead_letter(&bureau.pool, stage.as_str(), subject.as_deref(), attempts, &reason, &payload).await {
+                tracing::error!(error = %e, "could not record a dead letter in the database (it is in the dead-letter queue)");
+            }
+        })
+    })
+}
+
+/// Consumes the processing queue until shutdown; one mailing at a time, using every core.
+pub async fn run_process_stage(bureau: Arc<Bureau>) -> Result<()> {
+    let plan = store::current_plan(&bureau.pool).await?;
+    let classifier = Arc::new(classifier_for(&bureau.site, &plan).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let pool = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(bureau.config.job.threads).build().context("starting page threads")?);
+    let registry = Arc::new(RegistryCache::default());
+    let hook = dead_letter_hook(bureau.clone());
+    let b = bureau.clone();
+    run_stage(&bureau.broker, Stage::Process, 1, bureau.shutdown.clone(), hook, move |payload, attempt| {
+        let (b, classifier, pool, registry) = (b.clone(), classifier.clone(), pool.clone(), registry.clone());
+        async move { process_message(&b, &classifier, &pool, &registry, &payload, attempt).await }
+    })
+    .await;
+    Ok(())
+}
+
+async fn process_message(b: &Arc<Bureau>, classifier: &Arc<Classifier>, pool: &Arc<rayon::ThreadPool>, registry_cache: &RegistryCache, payload: &[u8], attempt: u32) -> Handled {
+    let Ok(msg) = serde_json::from_slice::<MailingMessage>(payload) else {
+        return Handled::Reject(format!("unreadable message: {:?}", String::from_utf8_lossy(&payload[..payload.len().min(200)])));
+    };
+    let id = msg.mailing;
+    match process_mailing(b, classifier, pool, registry_cache, &id).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let text = format!("{e:#}");
+            tracing::warn!(mailing = %id, attempt, error = %text, "processing attempt failed");
+            b.metrics.failure("process", first_words(&text));
+            // The database counts every attempt, including those of messages the sweeper
+            // queued again; either count reaching the limit ends the retries.
+            let tried: i32 = sqlx::query_scalar("SELECT attempts FROM mailings WHERE id = $1").bind(&id).fetch_optional(&b.pool).await.ok().flatten().unwrap_or(0);
+            let last = attempt >= b.config.broker.max_attempts || tried as u32 >= b.config.broker.max_attempts;
+            if let Err(db) = store::record_mailing_error(&b.pool, &id, &text, last, &b.actor).await {
+                tracing::error!(mailing = %id, error = %db, "could not record the failure");
+            }
+            if last { Handled::Reject(text) } else { Handled::Retry(text) }
+        }
+    }
+}
+
+/// The leading part of an error, as a metric label (no ids or paths).
+fn first_words(s: &str) -> &str {
+    let end = s.find([':', '(']).unwrap_or(s.len()).min(60);
+    s[..end].trim()
+}
+
+/// Processes a mailing while holding its lease: a PostgreSQL advisory lock on a connection of
+/// its own. A second message for a mailing another worker holds is only acknowledged (the
+/// holder finishes it, or, if it dies, its connection closes, the lock goes and its own
+/// unacknowledged message comes back).
+async fn process_mailing(b: &Arc<Bureau>, classifier: &Arc<Classifier>, pool: &Arc<rayon::ThreadPool>, registry_cache: &RegistryCache, id: &str) -> Result<Handled> {
+    let mut lease = b.pool.acquire().await?;
+    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))").bind(id).fetch_one(&mut *lease).await?;
+    if !held {
+        tracing::info!(mailing = %id, "another worker is processing this mailing; message acknowledged");
+        return Ok(Handled::Done);
+    }
+    let result = process_leased(b, classifier, pool, registry_cache, id).await;
+    if let Err(e) = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))").bind(id).execute(&mut *lease).await {
+        // Never hand a connection holding a lock back to the pool.
+        tracing::warn!(mailing = %id, error = %e, "could not release the lease; closing its connection");
+        let _ = lease.close().await;
+    }
+    result
+}
+
+async fn process_leased(b: &Arc<Bureau>, classifier: &Arc<Classifier>, pool: &Arc<rayon::ThreadPool>, registry_cache: &RegistryCache, id: &str) -> Result<Handled> {
+    let Some(m) = store::claim_mailing(&b.pool, id, &b.actor).await? else {
+        return Ok(Handled::Reject(format!("unknown mailing {id}")));
+    };
+    if m.status == "done" {
+        // A redelivery: the work is recorded; make sure its notices are on their way.
+        requeue_pending_notices(b, id).await;
+        return Ok(Handled::Done);
+    }
+    let started = Instant::now();
+    let dir = tempfile::tempdir().context("creating a work folder")?;
+    let mut files = Vec::new();
+    for (i, f) in m.files.iter().enumerate() {
+        let path = dir.path().join(format!("{i:03}-{}", sanitize(&f.name)));
+        b.blobs.get_to_file(&f.key, &path).await?;
+        files.push((i, path));
+    }
+    let plan = store::current_plan(&b.pool).await?;
+    let registry = registry_cache.get(&b.pool, &plan.version).await?;
+    let channel = match m.channel.as_str() {
+        "portal" => Channel::Portal,
+        "mail" => Channel::Mail,
+        _ => Channel::Paper,
+    };
+    let numero = m.numero_unique.as_deref().map(NumeroUnique::parse).transpose().map_err(|e| anyhow::anyhow!("stored request number: {e}"))?;
+    let site = b.site.clone();
+    let received_at = m.received_at.fixed_offset();
+    let notify = m.notify.clone();
+    let (classifier, pool) = (classifier.clone(), pool.clone());
+    let output: JobOutput = tokio::task::spawn_blocking(move || {
+        let job = MailingJob { files: &files, channel, received_at, numero, notify, site: &site, registry: &registry, plan: &plan };
+        execute(&job, &classifier, &pool, &|_| {}, &|| {})
+    })
+    .await
+    .context("the job's thread failed")??;
+    drop(dir);
+    let report = &output.report;
+    // Pieces first, under keys that do not change if this is done again.
+    let mut filed = Vec::new();
+    for r in &report.requests {
+        for p in &r.pieces {
+            let key = match p.file.as_deref().and_then(|f| output.pieces.iter().find(|o| o.path == f)) {
+                Some(file) => {
+                    let key = keys::piece(r.numero_unique.as_deref(), &p.id);
+                    b.blobs.put_bytes(&key, file.bytes.clone(), "application/pdf").await?;
+                    Some(key)
+                }
+                None => None,
+            };
+            filed.push(FiledPiece { id: p.id.clone(), key });
+        }
+    }
+    b.blobs.put_bytes(&keys::report(id), serde_json::to_vec_pretty(report)?, "application/json").await?;
+    let notices: Vec<OutgoingNotice> = output.notices.iter().filter_map(|n| outgoing(n.path.as_str(), &n.bytes, &b.site.site.bureau_email)).collect();
+    let pending = store::record_done(&b.pool, id, report, &filed, &notices, b.config.storage.raw_retention_days, &b.actor).await?;
+    b.metrics.processed(report.batch.pages as u64, started.elapsed().as_millis() as u64);
+    tracing::info!(mailing = %id, pages = report.batch.pages, pieces = filed.len(), notices = pending.len(), ms = started.elapsed().as_millis() as u64, "mailing done");
+    for n in pending {
+        if let Err(e) = b.broker.publish(Stage::Notify, &notice_message(n)).await {
+            tracing::warn!(notice = n, error = %e, "notice recorded but not queued yet; the sweeper will queue it");
+        }
+    }
+    Ok(Handled::Done)
+}
+
+/// The registry as last read from the database, read again only when it changed (its
+/// version: the latest update and the row counts), so a mailing costs one small query.
+#[derive(Default)]
+pub struct RegistryCache {
+    current: tokio::sync::Mutex<Option<(String, Arc<Registry>)>>,
+}
+
+impl RegistryCache {
+    pub async fn get(&self, pool: &sqlx::PgPool, plan_version: &str) -> Result<Arc<Registry>> {
+        let version = format!("{}|{plan_version}", store::registry_version(pool).await?);
+        let mut guard = self.current.lock().await;
+        if let Some((v, r)) = guard.as_ref()
+            && *v == version
+        {
+            return Ok(r.clone());
+        }
+        let fresh = Arc::new(store::registry(pool, plan_version).await?);
+        tracing::info!(demandes = fresh.len(), "registry read from the database");
+        *guard = Some((version, fresh.clone()));
+        Ok(fresh)
+    }
+}
+
+async fn requeue_pending_notices(b: &Bureau, mailing: &str) {
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM notices WHERE mailing_id = $1 AND status = 'pending'").bind(mailing).fetch_all(&b.pool).await.unwrap_or_default();
+    for n in ids {
+        let _ = b.broker.publish(Stage::Notify, &notice_message(n)).await;
+    }
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect()
+}
+
+/// A notice written by the job, with its envelope read from its own headers.
+fn outgoing(path: &str, bytes: &[u8], fallback_from: &str) -> Option<OutgoingNotice> {
+    let msg = mail_parser::MessageParser::default().parse(bytes)?;
+    let addresses = |a: Option<&mail_parser::Address<'_>>| -> Vec<String> { a.map(|a| a.iter().filter_map(|x| x.address().map(str::to_string)).collect()).unwrap_or_default() };
+    let to = addresses(msg.to());
+    if to.is_empty() {
+        tracing::warn!(notice = path, "notice without recipient; not queued");
+        return None;
+    }
+    let from = addresses(msg.from()).into_iter().next().unwrap_or_else(|| fallback_from.to_string());
+    let name = path.rsplit('/').next().unwrap_or(path).to_string();
+    Some(OutgoingNotice { name, recipients: to, sender: from, message: bytes.to_vec() })
+}
+
+/// Consumes the notice queue until shutdown.
+pub async fn run_notify_stage(bureau: Arc<Bureau>) -> Result<()> {
+    let hook = dead_letter_hook(bureau.clone());
+    let b = bureau.clone();
+    run_stage(&bureau.broker, Stage::Notify, bureau.config.broker.prefetch_notify, bureau.shutdown.clone(), hook, move |payload, attempt| {
+        let b = b.clone();
+        async move { notify_message(&b, &payload, attempt).await }
+    })
+    .await;
+    Ok(())
+}
+
+async fn notify_message(b: &Bureau, payload: &[u8], attempt: u32) -> Handled {
+    let Ok(msg) = serde_json::from_slice::<NoticeMessage>(payload) else {
+        return Handled::Reject(format!("unreadable message: {:?}", String::from_utf8_lossy(&payload[..payload.len().min(200)])));
+    };
+    match send_notice(b, msg.notice, attempt).await {
+        Ok(h) => h,
+        Err(e) => {
+            b.metrics.failure("notify", "database");
+            Handled::Retry(format!("{e:#}"))
+        }
+    }
+}
+
+async fn send_notice(b: &Bureau, id: i64, attempt: u32) -> Result<Handled> {
+    let mut tx = b.pool.begin().await?;
+    let Some(n) = store::lock_notice(&mut tx, id).await? else {
+        return Ok(Handled::Reject(format!("unknown notice {id}")));
+    };
+    if n.status != "pending" {
+        return Ok(Handled::Done);
+    }
+    let last = attempt >= b.config.broker.max_attempts || (n.attempts + 1) as u32 >= b.config.broker.max_attempts;
+    match b.mailer.send(&n.sender, &n.recipients, &n.message).await {
+        Ok(()) => {
+            store::notice_sent(&mut tx, &n, &b.actor).await?;
+            tx.commit().await?;
+            b.metrics.notice_sent();
+            tracing::info!(notice = id, mailing = %n.mailing_id, to = ?n.recipients, "notice sent");
+            Ok(Handled::Done)
+        }
+        Err(e @ (MailError::Refused(_) | MailError::Address(_))) => {
+            let e = e.to_string();
+            store::notice_failed(&mut tx, &n, &e, true, &b.actor).await?;
+            tx.commit().await?;
+            b.metrics.failure("notify", "refused");
+            Ok(Handled::Reject(e))
+        }
+        Err(e) => {
+            let e = e.to_string();
+            store::notice_failed(&mut tx, &n, &e, last, &b.actor).await?;
+            tx.commit().await?;
+            b.metrics.failure("notify", "smtp unavailable");
+            Ok(if last { Handled::Reject(e) } else { Handled::Retry(e) })
+        }
+    }
+}
+
+/// Every `job.sweep_s`: queues again mailings and notices whose message was lost, and deletes
+/// raw mailings past their retention.
+pub async fn run_sweeper(bureau: Arc<Bureau>) -> Result<()> {
+    let every = Duration::from_secs(bureau.config.job.sweep_s.max(1));
+    let mut shutdown = bureau.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return Ok(()),
+        }
+        if let Err(e) = sweep(&bureau, every * 2).await {
+            tracing::warn!(error = %e, "sweep failed; will try again");
+        }
+    }
+}
+
+pub async fn sweep(b: &Bureau, older_than: Duration) -> Result<()> {
+    // A mailing can wait its turn in the queue for long under a backlog: only one unclaimed for
+    // much longer than a sweep is taken for lost.
+    for id in store::stale_received(&b.pool, older_than * 5).await? {
+        tracing::info!(mailing = %id, "queuing again a mailing that was not picked up");
+        b.broker.publish(Stage::Process, &crate::bureau::job_message(&id)).await?;
+        sqlx::query("UPDATE mailings SET updated_at = now() WHERE id = $1").bind(&id).execute(&b.pool).await?;
+    }
+    for n in store::stale_pending_notices(&b.pool, older_than).await? {
+        b.broker.publish(Stage::Notify, &notice_message(n)).await?;
+    }
+    for (id, files) in store::expired_raw(&b.pool).await? {
+        for f in &files {
+            b.blobs.delete(&f.key).await?;
+        }
+        store::mark_raw_deleted(&b.pool, &id, &b.actor).await?;
+        tracing::info!(mailing = %id, at = %Utc::now(), "raw mailing deleted after its retention");
+    }
+    Ok(())
+}

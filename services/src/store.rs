@@ -1,0 +1,617 @@
+//! The bureau's database: mailings, pages, requests, pieces, the notice outbox, dead letters,
+//! audit events, counters and portal users, the registry's requests and plan versions.
+//!
+//! Every write that changes a state also writes an audit event in the same transaction.
+//! Inserts that a redelivered message could repeat are idempotent (`ON CONFLICT DO NOTHING`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use thiserror::Error;
+
+use scanbureau_pipeline::plan::FilingPlan;
+use scanbureau_pipeline::registry::Registry;
+use scanbureau_pipeline::report::Report;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the database holds no filing plan: load one with --plan or job.plan")]
+    NoPlan,
+    #[error("registry data in the database is not valid: {0}")]
+    Registry(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Connects (waiting up to `timeout` for the server) and brings the schema up to date.
+pub async fn connect(url: &str, max_connections: u32, timeout: Duration) -> Result<PgPool> {
+    let options: PgConnectOptions = url.parse()?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let pool = loop {
+        match PgPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(10)).connect_with(options.clone()).await {
+            Ok(p) => break p,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "database not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}
+
+pub async fn audit(tx: &mut Transaction<'_, Postgres>, actor: &str, subject: &str, action: &str, detail: Value) -> Result<()> {
+    sqlx::query("INSERT INTO audit_events (actor, subject, action, detail) VALUES ($1, $2, $3, $4)")
+        .bind(actor)
+        .bind(subject)
+        .bind(action)
+        .bind(detail)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- registry and plan
+
+/// Loads a registry snapshot (the contract's JSON) into the database: counters and requests
+/// are inserted or updated.
+pub async fn load_registry_snapshot(pool: &PgPool, json: &str, actor: &str) -> Result<(usize, usize)> {
+    let v: Value = serde_json::from_str(json).map_err(|e| StoreError::Registry(e.to_string()))?;
+    // Validate with the pipeline's own reader before anything is written.
+    Registry::from_json(json).map_err(|e| StoreError::Registry(e.to_string()))?;
+    let mut tx = pool.begin().await?;
+    let guichets = v["guichets"].as_array().cloned().unwrap_or_default();
+    for g in &guichets {
+        sqlx::query(
+            "INSERT INTO guichets (numero, departement, email_referent) VALUES ($1, $2, $3)
+             ON CONFLICT (numero) DO UPDATE SET departement = EXCLUDED.departement, email_referent = EXCLUDED.email_referent",
+        )
+        .bind(g["numero"].as_str().unwrap_or_default().to_ascii_uppercase())
+        .bind(g["departement"].as_str().unwrap_or_default())
+        .bind(g["email_referent"].as_str().unwrap_or_default())
+        .execute(&mut *tx)
+        .await?;
+    }
+    let demandes = v["demandes"].as_array().cloned().unwrap_or_default();
+    for d in &demandes {
+        sqlx::query(
+            "INSERT INTO registry_demandes (numero_unique, record) VALUES ($1, $2)
+             ON CONFLICT (numero_unique) DO UPDATE SET record = EXCLUDED.record, updated_at = now()",
+        )
+        .bind(d["numero_unique"].as_str().unwrap_or_default())
+        .bind(d)
+        .execute(&mut *tx)
+        .await?;
+    }
+    audit(&mut tx, actor, "registry", "snapshot_loaded", json!({"guichets": guichets.len(), "demandes": demandes.len()})).await?;
+    tx.commit().await?;
+    Ok((guichets.len(), demandes.len()))
+}
+
+/// The registry as the pipeline reads it, built from the database.
+pub async fn registry(pool: &PgPool, plan_version: &str) -> Result<Registry> {
+    let demandes: Vec<Value> = sqlx::query_scalar("SELECT record FROM registry_demandes").fetch_all(pool).await?;
+    let guichets: Vec<Value> = sqlx::query("SELECT numero, departement, email_referent FROM guichets")
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| json!({"numero": r.get::<String, _>(0), "departement": r.get::<String, _>(1), "email_referent": r.get::<String, _>(2)}))
+        .collect();
+    let snapshot = json!({"plan_version": plan_version, "demandes": demandes, "guichets": guichets});
+    Registry::from_json(&snapshot.to_string()).map_err(|e| StoreError::Registry(e.to_string()))
+}
+
+/// Changes whenever the registry's requests or counters change (for caches).
+pub async fn registry_version(pool: &PgPool) -> Result<String> {
+    let row = sqlx::query(
+        "SELECT (SELECT count(*) FROM registry_demandes), (SELECT max(updated_at) FROM registry_demandes),
+                (SELECT count(*) FROM guichets), (SELECT md5(string_agg(numero || departement || email_referent, ',' ORDER BY numero)) FROM guichets)",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(format!(
+        "{}|{:?}|{}|{:?}",
+        row.get::<i64, _>(0),
+        row.get::<Option<DateTime<Utc>>, _>(1),
+        row.get::<i64, _>(2),
+        row.get::<Option<String>, _>(3)
+    ))
+}
+
+/// Records a plan version and makes it the current one.
+pub async fn load_plan(pool: &PgPool, body: &str, actor: &str) -> Result<String, StoreError> {
+    let plan = FilingPlan::from_toml(body).map_err(|e| StoreError::Registry(format!("filing plan: {e}")))?;
+    let mut tx = pool.begin().await?;
+    sqlx::query("UPDATE plan_versions SET current = false WHERE current AND version <> $1").bind(&plan.version).execute(&mut *tx).await?;
+    sqlx::query("INSERT INTO plan_versions (version, body, current) VALUES ($1, $2, true) ON CONFLICT (version) DO UPDATE SET current = true")
+        .bind(&plan.version)
+        .bind(body)
+        .execute(&mut *tx)
+        .await?;
+    audit(&mut tx, actor, &format!("plan:{}", plan.version), "plan_current", json!({})).await?;
+    tx.commit().await?;
+    Ok(plan.version)
+}
+
+pub async fn current_plan(pool: &PgPool) -> Result<FilingPlan> {
+    let body: Option<String> = sqlx::query_scalar("SELECT body FROM plan_versions WHERE current").fetch_optional(pool).await?;
+    let body = body.ok_or(StoreError::NoPlan)?;
+    FilingPlan::from_toml(&body).map_err(|e| StoreError::Registry(format!("filing plan: {e}")))
+}
+
+// ---------------------------------------------------------------- portal users
+
+pub fn token_digest(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// A portal user authenticated by API token.
+#[derive(Debug, Clone)]
+pub struct PortalUser {
+    pub id: i64,
+    pub guichet: String,
+    pub email: String,
+}
+
+/// Creates a portal user for a known counter; returns the user's id.
+pub async fn create_portal_user(pool: &PgPool, guichet: &str, email: &str, token: &str, actor: &str) -> Result<i64> {
+    let mut tx = pool.begin().await?;
+    let id: i64 = sqlx::query_scalar("INSERT INTO portal_users (guichet, email, token_sha256) VALUES ($1, $2, $3) RETURNING id")
+        .bind(guichet.to_ascii_uppercase())
+        .bind(email)
+        .bind(token_digest(token))
+        .fetch_one(&mut *tx)
+        .await?;
+    audit(&mut tx, actor, &format!("portal_user:{id}"), "created", json!({"guichet": guichet, "email": email})).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+pub async fn portal_user_by_token(pool: &PgPool, token: &str) -> Result<Option<PortalUser>> {
+    let row = sqlx::query("SELECT id, guichet, email FROM portal_users WHERE token_sha256 = $1 AND NOT disabled")
+        .bind(token_digest(token))
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(|r| PortalUser { id: r.get(0), guichet: r.get(1), email: r.get(2) }))
+}
+
+/// A known counter's referent address (for e-mail intake).
+pub async fn guichet_by_email(pool: &PgPool, email: &str) -> Result<Option<String>> {
+    let found = sqlx::query_scalar("SELECT numero FROM guichets WHERE lower(email_referent) = lower($1)").bind(email).fetch_optional(pool).await?;
+    if found.is_some() {
+        return Ok(found);
+    }
+    Ok(sqlx::query_scalar("SELECT guichet FROM portal_users WHERE lower(email) = lower($1) AND NOT disabled").bind(email).fetch_optional(pool).await?)
+}
+
+// ---------------------------------------------------------------- mailings
+
+/// One stored file of a mailing.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct StoredFile {
+    pub name: String,
+    pub key: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMailing {
+    pub id: String,
+    pub channel: &'static str,
+    pub source: String,
+    pub received_at: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    pub numero_unique: Option<String>,
+    pub notify: Option<String>,
+    pub portal_user: Option<i64>,
+    pub files: Vec<StoredFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    New,
+    /// The same content was already received; its current status.
+    Duplicate { status: String },
+}
+
+/// Records a received mailing (its files are already stored). A second delivery of the same
+/// content records an audit event and nothing else.
+pub async fn insert_mailing(pool: &PgPool, m: &NewMailing, actor: &str) -> Result<Inserted> {
+    let mut tx = pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO mailings (id, channel, source, received_at, due_at, numero_unique, notify, portal_user, files)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&m.id)
+    .bind(m.channel)
+    .bind(&m.source)
+    .bind(m.received_at)
+    .bind(m.due_at)
+    .bind(&m.numero_unique)
+    .bind(&m.notify)
+    .bind(m.portal_user)
+    .bind(serde_json::to_value(&m.files).unwrap_or(Value::Null))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let outcome = if inserted == 1 {
+        audit(&mut tx, actor, &m.id, "received", json!({"channel": m.channel, "source": m.source, "files": m.files.len()})).await?;
+        Inserted::New
+    } else {
+        let status: String = sqlx::query_scalar("SELECT status FROM mailings WHERE id = $1").bind(&m.id).fetch_one(&mut *tx).await?;
+        audit(&mut tx, actor, &m.id, "duplicate_received", json!({"channel": m.channel, "source": m.source})).await?;
+        Inserted::Duplicate { status }
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// A mailing as the processing stage needs it.
+#[derive(Debug, Clone)]
+pub struct MailingRow {
+    pub id: String,
+    pub channel: String,
+    pub status: String,
+    pub received_at: DateTime<Utc>,
+    pub numero_unique: Option<String>,
+    pub notify: Option<String>,
+    pub files: Vec<StoredFile>,
+    pub attempts: i32,
+}
+
+/// Marks a mailing as being processed and returns it; `None` if it is unknown, `Some` with
+/// status `done` if it was already finished (a redelivery).
+pub async fn claim_mailing(pool: &PgPool, id: &str, actor: &str) -> Result<Option<MailingRow>> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(
+        "UPDATE mailings SET status = CASE WHEN status = 'done' THEN status ELSE 'processing' END,
+                attempts = attempts + CASE WHEN status = 'done' THEN 0 ELSE 1 END, updated_at = now()
+         WHERE id = $1
+         RETURNING id, channel, status, received_at, numero_unique, notify, files, attempts",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let m = MailingRow {
+        id: r.get(0),
+        channel: r.get(1),
+        status: r.get(2),
+        received_at: r.get(3),
+        numero_unique: r.get(4),
+        notify: r.get(5),
+        files: serde_json::from_value(r.get::<Value, _>(6)).unwrap_or_default(),
+        attempts: r.get(7),
+    };
+    if m.status != "done" {
+        audit(&mut tx, actor, id, "processing", json!({"attempt": m.attempts})).await?;
+    }
+    tx.commit().await?;
+    Ok(Some(m))
+}
+
+/// What the processing stage stored for one piece.
+#[derive(Debug, Clone)]
+pub struct FiledPiece {
+    pub id: String,
+    pub key: Option<String>,
+}
+
+/// A notice written by the job, to be sent by the notifier.
+#[derive(Debug, Clone)]
+pub struct OutgoingNotice {
+    pub name: String,
+    pub recipients: Vec<String>,
+    pub sender: String,
+    pub message: Vec<u8>,
+}
+
+/// Records a finished mailing in one transaction: its pages, requests, pieces and notices,
+/// and its status. Returns the ids of the notices now pending (new or left from an earlier try).
+pub async fn record_done(
+    pool: &PgPool,
+    mailing_id: &str,
+    report: &Report,
+    filed: &[FiledPiece],
+    notices: &[OutgoingNotice],
+    retention_days: u32,
+    actor: &str,
+) -> Result<Vec<i64>> {
+    let mut tx = pool.begin().await?;
+    for p in &report.pages {
+        sqlx::query(
+            "INSERT INTO pages (mailing_id, index, source, role, piece_id, reason, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (mailing_id, index) DO NOTHING",
+        )
+        .bind(mailing_id)
+        .bind(p.index as i32)
+        .bind(&p.source)
+        .bind(serde_plain(&p.role))
+        .bind(&p.piece)
+        .bind(p.reason.map(|r| r.code()))
+        .bind(&p.detail)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for (ordinal, r) in report.requests.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO requests (mailing_id, ordinal, numero_unique, status, reason, notice) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (mailing_id, ordinal) DO NOTHING",
+        )
+        .bind(mailing_id)
+        .bind(ordinal as i32)
+        .bind(&r.numero_unique)
+        .bind(serde_plain(&r.status))
+        .bind(r.reason.map(|x| x.code()))
+        .bind(&r.notice)
+        .execute(&mut *tx)
+        .await?;
+        for p in &r.pieces {
+            let key = filed.iter().find(|f| f.id == p.id).and_then(|f| f.key.clone());
+            sqlx::query(
+                "INSERT INTO pieces (id, mailing_id, numero_unique, categorie, type_code, confidence, sensible, status, reason, key, bytes, plan_version, evidence)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&p.id)
+            .bind(mailing_id)
+            .bind(&r.numero_unique)
+            .bind(&p.categorie)
+            .bind(&p.type_code)
+            .bind(p.confidence)
+            .bind(p.sensible)
+            .bind(serde_plain(&p.status))
+            .bind(p.reason.map(|x| x.code()))
+            .bind(key)
+            .bind(p.bytes.map(|b| b as i64))
+            .bind(&p.plan_version)
+            .bind(json!(p.evidence))
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    for n in notices {
+        sqlx::query(
+            "INSERT INTO notices (mailing_id, name, recipients, sender, message) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (mailing_id, name) DO NOTHING",
+        )
+        .bind(mailing_id)
+        .bind(&n.name)
+        .bind(&n.recipients)
+        .bind(&n.sender)
+        .bind(&n.message)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let b = &report.batch;
+    let due_at = DateTime::parse_from_rfc3339(&b.due_at).ok().map(|d| d.with_timezone(&Utc));
+    sqlx::query(
+        "UPDATE mailings SET status = 'done', outcome = $2, pages = $3, report = $4, due_at = COALESCE($5, due_at),
+                last_error = NULL, done_at = now(), updated_at = now(),
+                raw_expires_at = now() + make_interval(days => $6)
+         WHERE id = $1",
+    )
+    .bind(mailing_id)
+    .bind(serde_plain(&b.status))
+    .bind(b.pages as i32)
+    .bind(serde_json::to_value(report).unwrap_or(Value::Null))
+    .bind(due_at)
+    .bind(retention_days as i32)
+    .execute(&mut *tx)
+    .await?;
+    audit(
+        &mut tx,
+        actor,
+        mailing_id,
+        "done",
+        json!({"outcome": serde_plain(&b.status), "pages": b.pages, "pieces": filed.len(), "notices": notices.len()}),
+    )
+    .await?;
+    let pending: Vec<i64> = sqlx::query_scalar("SELECT id FROM notices WHERE mailing_id = $1 AND status = 'pending' ORDER BY id")
+        .bind(mailing_id)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(pending)
+}
+
+/// Records a failed attempt; `give_up` marks the mailing failed.
+pub async fn record_mailing_error(pool: &PgPool, id: &str, error: &str, give_up: bool, actor: &str) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("UPDATE mailings SET last_error = $2, status = CASE WHEN $3 THEN 'failed' ELSE status END, updated_at = now() WHERE id = $1 AND status <> 'done'")
+        .bind(id)
+        .bind(error)
+        .bind(give_up)
+        .execute(&mut *tx)
+        .await?;
+    audit(&mut tx, actor, id, if give_up { "failed" } else { "attempt_failed" }, json!({"error": error})).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Mailings received but not picked up for a while (their message may have been lost between
+/// the database commit and the publish): the sweeper queues them again.
+pub async fn stale_received(pool: &PgPool, older_than: Duration) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar("SELECT id FROM mailings WHERE status = 'received' AND updated_at < now() - make_interval(secs => $1) ORDER BY received_at LIMIT 100")
+        .bind(older_than.as_secs_f64())
+        .fetch_all(pool)
+        .await?)
+}
+
+/// Notices never tried after a while (same reason). One that was tried has its retry in a
+/// delay queue, or was given up.
+pub async fn stale_pending_notices(pool: &PgPool, older_than: Duration) -> Result<Vec<i64>> {
+    Ok(sqlx::query_scalar("SELECT id FROM notices WHERE status = 'pending' AND attempts = 0 AND created_at < now() - make_interval(secs => $1) ORDER BY id LIMIT 100")
+        .bind(older_than.as_secs_f64())
+        .fetch_all(pool)
+        .await?)
+}
+
+/// Raw mailings whose retention is over: their objects can be deleted.
+pub async fn expired_raw(pool: &PgPool) -> Result<Vec<(String, Vec<StoredFile>)>> {
+    let rows = sqlx::query("SELECT id, files FROM mailings WHERE status = 'done' AND raw_deleted_at IS NULL AND raw_expires_at < now() LIMIT 100").fetch_all(pool).await?;
+    Ok(rows.iter().map(|r| (r.get(0), serde_json::from_value(r.get::<Value, _>(1)).unwrap_or_default())).collect())
+}
+
+pub async fn mark_raw_deleted(pool: &PgPool, id: &str, actor: &str) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("UPDATE mailings SET raw_deleted_at = now() WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    audit(&mut tx, actor, id, "raw_deleted", json!({})).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- notices
+
+#[derive(Debug, Clone)]
+pub struct NoticeRow {
+    pub id: i64,
+    pub mailing_id: String,
+    pub name: String,
+    pub recipients: Vec<String>,
+    pub sender: String,
+    pub message: Vec<u8>,
+    pub status: String,
+    pub attempts: i32,
+}
+
+/// Locks a notice for sending: the row stays locked until the transaction ends, so two
+/// notifiers never send the same notice at once.
+pub async fn lock_notice(tx: &mut Transaction<'_, Postgres>, id: i64) -> Result<Option<NoticeRow>> {
+    let row = sqlx::query("SELECT id, mailing_id, name, recipients, sender, message, status, attempts FROM notices WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(|r| NoticeRow {
+        id: r.get(0),
+        mailing_id: r.get(1),
+        name: r.get(2),
+        recipients: r.get(3),
+        sender: r.get(4),
+        message: r.get(5),
+        status: r.get(6),
+        attempts: r.get(7),
+    }))
+}
+
+pub async fn notice_sent(tx: &mut Transaction<'_, Postgres>, n: &NoticeRow, actor: &str) -> Result<()> {
+    sqlx::query("UPDATE notices SET status = 'sent', sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1").bind(n.id).execute(&mut **tx).await?;
+    audit(tx, actor, &n.mailing_id, "notice_sent", json!({"notice": n.name, "to": n.recipients})).await
+}
+
+pub async fn notice_failed(tx: &mut Transaction<'_, Postgres>, n: &NoticeRow, error: &str, give_up: bool, actor: &str) -> Result<()> {
+    sqlx::query("UPDATE notices SET attempts = attempts + 1, last_error = $2, status = CASE WHEN $3 THEN 'failed' ELSE status END WHERE id = $1")
+        .bind(n.id)
+        .bind(error)
+        .bind(give_up)
+        .execute(&mut **tx)
+        .await?;
+    audit(tx, actor, &n.mailing_id, if give_up { "notice_failed" } else { "notice_attempt_failed" }, json!({"notice": n.name, "error": error})).await
+}
+
+// ---------------------------------------------------------------- dead letters
+
+pub async fn record_dead_letter(pool: &PgPool, stage: &str, subject: Option<&str>, attempts: u32, reason: &str, payload: &[u8]) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT INTO dead_letters (stage, subject, attempts, reason, payload) VALUES ($1, $2, $3, $4, $5)")
+        .bind(stage)
+        .bind(subject)
+        .bind(attempts as i32)
+        .bind(reason)
+        .bind(payload)
+        .execute(&mut *tx)
+        .await?;
+    audit(&mut tx, "broker", subject.unwrap_or("(unreadable message)"), "dead_lettered", json!({"stage": stage, "reason": reason, "attempts": attempts})).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- deposits and figures
+
+/// A deposit's status as the portal API shows it, or `None` if it is not this user's.
+pub async fn deposit_status(pool: &PgPool, mailing_id: &str, user: &PortalUser) -> Result<Option<Value>> {
+    let row = sqlx::query(
+        "SELECT m.id, m.status, m.received_at, m.due_at, m.outcome, m.pages, m.last_error, m.numero_unique
+         FROM mailings m JOIN portal_users u ON u.id = m.portal_user
+         WHERE m.id = $1 AND u.guichet = $2",
+    )
+    .bind(mailing_id)
+    .bind(&user.guichet)
+    .fetch_optional(pool)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let requests = sqlx::query("SELECT numero_unique, status, reason, notice FROM requests WHERE mailing_id = $1 ORDER BY ordinal").bind(mailing_id).fetch_all(pool).await?;
+    let pieces = sqlx::query("SELECT id, numero_unique, categorie, type_code, status, reason, confidence FROM pieces WHERE mailing_id = $1 ORDER BY id")
+        .bind(mailing_id)
+        .fetch_all(pool)
+        .await?;
+    let notices = sqlx::query("SELECT name, recipients, status, sent_at FROM notices WHERE mailing_id = $1 ORDER BY id").bind(mailing_id).fetch_all(pool).await?;
+    Ok(Some(json!({
+        "deposit": r.get::<String, _>(0),
+        "status": r.get::<String, _>(1),
+        "received_at": r.get::<DateTime<Utc>, _>(2),
+        "due_at": r.get::<DateTime<Utc>, _>(3),
+        "outcome": r.get::<Option<String>, _>(4),
+        "pages": r.get::<Option<i32>, _>(5),
+        "error": r.get::<Option<String>, _>(6),
+        "numero_unique": r.get::<Option<String>, _>(7),
+        "requests": requests.iter().map(|q| json!({
+            "numero_unique": q.get::<Option<String>, _>(0), "status": q.get::<String, _>(1),
+            "reason": q.get::<Option<String>, _>(2), "notice": q.get::<Option<String>, _>(3)})).collect::<Vec<_>>(),
+        "pieces": pieces.iter().map(|p| json!({
+            "id": p.get::<String, _>(0), "numero_unique": p.get::<Option<String>, _>(1),
+            "categorie": p.get::<Option<String>, _>(2), "type": p.get::<Option<String>, _>(3),
+            "status": p.get::<String, _>(4), "reason": p.get::<Option<String>, _>(5),
+            "confidence": p.get::<f32, _>(6)})).collect::<Vec<_>>(),
+        "notices": notices.iter().map(|n| json!({
+            "name": n.get::<String, _>(0), "to": n.get::<Vec<String>, _>(1),
+            "status": n.get::<String, _>(2), "sent_at": n.get::<Option<DateTime<Utc>>, _>(3)})).collect::<Vec<_>>(),
+    })))
+}
+
+/// The figures the metrics endpoint shows, read from the database.
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    pub mailings_by_status: Vec<(String, i64)>,
+    pub notices_by_status: Vec<(String, i64)>,
+    pub open_late: i64,
+    /// Seconds left before the earliest due date of an open mailing (negative when late).
+    pub min_remaining_s: Option<f64>,
+    pub rejected_pages_by_reason: Vec<(String, i64)>,
+    pub dead_letters: i64,
+    pub pages_done: i64,
+}
+
+pub async fn figures(pool: &PgPool) -> Result<Figures> {
+    let pairs = |rows: Vec<sqlx::postgres::PgRow>| rows.iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))).collect::<Vec<_>>();
+    Ok(Figures {
+        mailings_by_status: pairs(sqlx::query("SELECT status, count(*) FROM mailings GROUP BY status ORDER BY status").fetch_all(pool).await?),
+        notices_by_status: pairs(sqlx::query("SELECT status, count(*) FROM notices GROUP BY status ORDER BY status").fetch_all(pool).await?),
+        open_late: sqlx::query_scalar("SELECT count(*) FROM sla WHERE late").fetch_one(pool).await?,
+        min_remaining_s: sqlx::query_scalar("SELECT EXTRACT(EPOCH FROM min(remaining))::float8 FROM sla").fetch_one(pool).await?,
+        rejected_pages_by_reason: pairs(sqlx::query("SELECT reason, count(*) FROM pages WHERE reason IS NOT NULL GROUP BY reason ORDER BY reason").fetch_all(pool).await?),
+        dead_letters: sqlx::query_scalar("SELECT count(*) FROM dead_letters").fetch_one(pool).await?,
+        pages_done: sqlx::query_scalar("SELECT COALESCE(sum(pages), 0)::int8 FROM mailings WHERE status = 'done'").fetch_one(pool).await?,
+    })
+}
+
+/// The plain string a serde enum serialises to (`"accepted"`, `"piece"`...).
+fn serde_plain<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}

@@ -1,0 +1,411 @@
+//! The bureau as a service, on the real stack: PostgreSQL and RabbitMQ of the machine,
+//! SeaweedFS for S3, aiosmtpd as the SMTP sink. Each test has a fresh database, its own queue
+//! prefix, bucket and mail sink. Nothing sleeps for a fixed time: tests wait for a state of the
+//! database, with a deadline.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use sqlx::PgPool;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use scanbureau::broker::{Broker, Stage};
+use scanbureau::bureau::{Bureau, Intake};
+use scanbureau::serve::{Role, run_roles};
+use scanbureau::store;
+use scanbureau_tests::stack::{OwnS3, Owned, TestStack, scanbureau_bin, workspace_root};
+
+const LONG: Duration = Duration::from_secs(240);
+
+struct Running {
+    bureau: Arc<Bureau>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Running {
+    async fn start(stack: &TestStack, roles: &[Role]) -> Result<Self> {
+        let (stop, shutdown) = watch::channel(false);
+        let bureau = Bureau::start(stack.config()?, "test", shutdown).await?;
+        let (b, s, r) = (bureau.clone(), stop.clone(), roles.to_vec());
+        let task = tokio::spawn(async move { run_roles(b, &r, s).await });
+        Ok(Self { bureau, stop, task })
+    }
+
+    /// Graceful shutdown: the roles finish what they hold and stop.
+    async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(60), self.task).await.context("roles did not stop within 60 s")??
+    }
+
+    fn pool(&self) -> &PgPool {
+        &self.bureau.pool
+    }
+}
+
+/// Waits until `sql` (a query returning one boolean) is true.
+async fn wait_until(pool: &PgPool, sql: &str, what: &str, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        if sqlx::query_scalar::<_, bool>(sql).fetch_one(pool).await.unwrap_or(false) {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            let states: Vec<(String, String, Option<String>)> = sqlx::query_as("SELECT id, status, last_error FROM mailings").fetch_all(pool).await.unwrap_or_default();
+            let notices: Vec<(i64, String, i32, Option<String>)> = sqlx::query_as("SELECT id, status, attempts, last_error FROM notices").fetch_all(pool).await.unwrap_or_default();
+            bail!("timed out after {timeout:?} waiting for {what}; mailings {states:?}; notices {notices:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.unwrap_or(-1)
+}
+
+/// A minimal HTTP/1.1 client: one request, the status and body of the answer.
+async fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Result<(u16, serde_json::Value)> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if let Some(t) = token {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str("Content-Type: application/pdf\r\n");
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).await?;
+    // A refused upload may be answered before the body is all sent.
+    let _ = s.write_all(body).await;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw);
+    let status: u16 = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("no HTTP status")?;
+    let payload = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    let json = serde_json::from_str(payload.trim()).unwrap_or(serde_json::Value::String(payload.to_string()));
+    Ok((status, json))
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        std::fs::copy(e.path(), to.join(e.file_name()))?;
+    }
+    Ok(())
+}
+
+fn sample(name: &str) -> std::path::PathBuf {
+    workspace_root().join("scans-samples").join(name)
+}
+
+/// Drops a scanner batch the way a scanner does: written under a hidden name, then renamed,
+/// then marked complete.
+fn drop_batch(hot: &Path, name: &str) -> Result<()> {
+    std::fs::create_dir_all(hot)?;
+    let staging = hot.join(format!(".{name}"));
+    copy_dir(&sample("counter-mailing"), &staging)?;
+    std::fs::rename(&staging, hot.join(name))?;
+    std::fs::write(hot.join(name).join(".done"), b"")?;
+    Ok(())
+}
+
+fn deliver_mail(maildir: &Path, name: &str) -> Result<()> {
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(maildir.join(sub))?;
+    }
+    std::fs::copy(sample("mail-deposit.eml"), maildir.join("tmp").join(name))?;
+    std::fs::rename(maildir.join("tmp").join(name), maildir.join("new").join(name))?;
+    Ok(())
+}
+
+/// Every piece of every done mailing is in the database once, with its PDF in S3 when filed;
+/// every page of the report has one fate.
+async fn check_filed(b: &Bureau) -> Result<()> {
+    let reports: Vec<serde_json::Value> = sqlx::query_scalar("SELECT report FROM mailings WHERE status = 'done' AND report IS NOT NULL").fetch_all(&b.pool).await?;
+    let mut expected = 0;
+    for r in &reports {
+        let report: scanbureau_pipeline::report::Report = serde_json::from_value(r.clone())?;
+        report.check_accounting().map_err(anyhow::Error::msg)?;
+        expected += report.requests.iter().map(|q| q.pieces.len()).sum::<usize>();
+    }
+    assert_eq!(count(&b.pool, "SELECT count(*) FROM pieces").await, expected as i64, "one row per piece of the reports");
+    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM pieces WHERE key IS NOT NULL").fetch_all(&b.pool).await?;
+    let stored = b.blobs.list("pieces/").await?;
+    for k in &keys {
+        assert!(stored.contains(k), "piece {k} is in S3");
+    }
+    assert_eq!(stored.len(), keys.len(), "no stray piece objects");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailing_from_each_channel_ends_as_pieces_rows_and_notices() -> Result<()> {
+    let stack = TestStack::new("channels", true).await?;
+    let run = Running::start(&stack, &Role::ALL).await?;
+    let token = "t0ken-for-the-test-counter";
+    store::create_portal_user(run.pool(), "G3533", "agent@bailleur-093.example", token, "test").await?;
+
+    drop_batch(&stack.hot_folder, "lot-0001")?;
+    deliver_mail(&stack.maildir, "1700000000.M1P1.bureau")?;
+    let pdf = std::fs::read(sample("portal-deposit.pdf"))?;
+    let (status, answer) = http(stack.http_port, "POST", "/api/deposits", Some(token), &pdf).await?;
+    assert_eq!(status, 202, "{answer}");
+    let deposit = answer["deposit"].as_str().context("deposit id")?.to_string();
+
+    wait_until(run.pool(), "SELECT count(*) = 3 FROM mailings WHERE status = 'done'", "three mailings done", LONG).await?;
+    wait_until(run.pool(), "SELECT count(*) > 0 AND bool_and(status = 'sent') FROM notices", "every notice sent", LONG).await?;
+
+    let channels: Vec<String> = sqlx::query_scalar("SELECT channel FROM mailings ORDER BY channel").fetch_all(run.pool()).await?;
+    assert_eq!(channels, ["mail", "paper", "portal"]);
+    check_filed(&run.bureau).await?;
+    // Each notice reached the sink exactly once.
+    let sent = count(run.pool(), "SELECT count(*) FROM notices WHERE status = 'sent'").await;
+    let received = stack.smtp.messages();
+    assert_eq!(received.len() as i64, sent, "one delivered message per notice");
+    let subjects: Vec<String> = received.iter().filter_map(|m| mail_parser::MessageParser::default().parse(m).and_then(|p| p.subject().map(str::to_string))).collect();
+    assert!(subjects.iter().any(|s| s.starts_with("Demande ")), "{subjects:?}");
+
+    // The inputs were filed away once stored.
+    assert!(!stack.hot_folder.join("lot-0001").exists());
+    assert_eq!(std::fs::read_dir(stack.hot_folder.join(".stored"))?.count(), 1);
+    assert_eq!(std::fs::read_dir(stack.maildir.join(".processed/cur"))?.count(), 1);
+    assert_eq!(std::fs::read_dir(stack.maildir.join("new"))?.count(), 0);
+
+    // The portal user sees the deposit, its pieces and notices; a stranger does not.
+    let (status, view) = http(stack.http_port, "GET", &format!("/api/deposits/{deposit}"), Some(token), b"").await?;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["status"], "done");
+    assert!(view["pieces"].as_array().is_some_and(|p| !p.is_empty()), "{view}");
+    assert!(view["notices"].as_array().is_some_and(|n| n.iter().all(|n| n["status"] == "sent")), "{view}");
+    let (status, _) = http(stack.http_port, "GET", &format!("/api/deposits/{deposit}"), Some("wrong"), b"").await?;
+    assert_eq!(status, 401);
+    store::create_portal_user(run.pool(), "G4709", "agent@bailleur-059.example", "other-counter", "test").await?;
+    let (status, _) = http(stack.http_port, "GET", &format!("/api/deposits/{deposit}"), Some("other-counter"), b"").await?;
+    assert_eq!(status, 404, "another counter's deposit is not shown");
+
+    // Every state change is audited.
+    for action in ["received", "processing", "done", "notice_sent"] {
+        assert!(count(run.pool(), &format!("SELECT count(*) FROM audit_events WHERE action = '{action}'")).await >= 1, "audit {action}");
+    }
+    // Metrics and readiness answer.
+    let (status, ready) = http(stack.http_port, "GET", "/ready", None, b"").await?;
+    assert_eq!(status, 200, "{ready}");
+    let (_, metrics) = http(stack.http_port, "GET", "/metrics", None, b"").await?;
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    assert!(metrics.contains("scanbureau_mailings{status=\"done\"} 3"), "{metrics}");
+    assert!(metrics.contains(&format!("scanbureau_queue_depth{{queue=\"{}.process\"}} 0", stack.name)), "{metrics}");
+    run.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_file_delivered_twice_is_one_mailing_with_one_set_of_notices() -> Result<()> {
+    let stack = TestStack::new("twice", true).await?;
+    let run = Running::start(&stack, &Role::ALL).await?;
+    let token = "twice-token";
+    store::create_portal_user(run.pool(), "G3533", "agent@bailleur-093.example", token, "test").await?;
+    let pdf = std::fs::read(sample("portal-deposit.pdf"))?;
+    let (s1, a1) = http(stack.http_port, "POST", "/api/deposits", Some(token), &pdf).await?;
+    let (s2, a2) = http(stack.http_port, "POST", "/api/deposits", Some(token), &pdf).await?;
+    assert_eq!((s1, s2), (202, 202));
+    assert_eq!(a1["deposit"], a2["deposit"], "one deposit id for one content");
+    assert_eq!(a2["duplicate"], true);
+    wait_until(run.pool(), "SELECT count(*) = 1 FROM mailings WHERE status = 'done'", "the mailing done", LONG).await?;
+    wait_until(run.pool(), "SELECT count(*) > 0 AND bool_and(status = 'sent') FROM notices", "notices sent", LONG).await?;
+    let notices = count(run.pool(), "SELECT count(*) FROM notices").await;
+    // Once done, the same file again (and the hot-folder path too) changes nothing.
+    let (s3, a3) = http(stack.http_port, "POST", "/api/deposits", Some(token), &pdf).await?;
+    assert_eq!((s3, &a3["duplicate"]), (202, &serde_json::Value::Bool(true)));
+    drop_batch(&stack.hot_folder, "lot-a")?;
+    wait_until(run.pool(), "SELECT count(*) = 2 FROM mailings WHERE status = 'done'", "the batch done", LONG).await?;
+    let after_first_batch = count(run.pool(), "SELECT count(*) FROM pieces").await;
+    drop_batch(&stack.hot_folder, "lot-b")?;
+    wait_until(run.pool(), "SELECT count(*) = 2 FROM audit_events WHERE action = 'duplicate_received'", "second copies seen", LONG).await?;
+    wait_until(run.pool(), "SELECT bool_and(status = 'sent') FROM notices", "notices sent", LONG).await?;
+    assert_eq!(count(run.pool(), "SELECT count(*) FROM mailings").await, 2);
+    assert_eq!(count(run.pool(), "SELECT count(*) FROM pieces").await, after_first_batch, "no second piece");
+    let total_notices = count(run.pool(), "SELECT count(*) FROM notices").await;
+    assert!(total_notices > notices);
+    assert_eq!(stack.smtp.messages().len() as i64, total_notices, "no second notice");
+    check_filed(&run.bureau).await?;
+    run.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_dead_lettered_with_their_reason() -> Result<()> {
+    let stack = TestStack::new("poison", true).await?;
+    let run = Running::start(&stack, &[Role::Process, Role::Notify]).await?;
+    let broker = Broker::connect(&stack.config()?.broker, "test publisher").await?;
+    broker.publish(Stage::Process, b"this is not json").await?;
+    broker.publish(Stage::Process, br#"{"mailing": "m-does-not-exist"}"#).await?;
+    broker.publish(Stage::Notify, br#"{"notice": 424242}"#).await?;
+    wait_until(run.pool(), "SELECT count(*) = 3 FROM dead_letters", "three dead letters", Duration::from_secs(60)).await?;
+    let reasons: Vec<(String, String)> = sqlx::query_as("SELECT stage, reason FROM dead_letters ORDER BY id").fetch_all(run.pool()).await?;
+    assert!(reasons.iter().any(|(s, r)| s == "process" && r.starts_with("unreadable message")), "{reasons:?}");
+    assert!(reasons.iter().any(|(s, r)| s == "process" && r.contains("unknown mailing m-does-not-exist")), "{reasons:?}");
+    assert!(reasons.iter().any(|(s, r)| s == "notify" && r.contains("unknown notice 424242")), "{reasons:?}");
+    // They are in the dead-letter queue too, and the work queues are empty: the stages go on.
+    let start = Instant::now();
+    while broker.depth(&broker.topology.dead_queue()).await? < 3 && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(broker.depth(&broker.topology.dead_queue()).await?, 3);
+    assert_eq!(broker.depth(&broker.topology.queue(Stage::Process)).await?, 0);
+    broker.close().await;
+    run.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_mailing_leaves_it_to_the_next_one_without_duplicates() -> Result<()> {
+    let stack = TestStack::new("killed", true).await?;
+    // This process takes the mailing in and sends notices; the processing is a separate worker
+    // process, killed while it works.
+    let run = Running::start(&stack, &[Role::Intake, Role::Notify]).await?;
+    let spawn_worker = || -> Result<Owned> {
+        let mut cmd = std::process::Command::new(scanbureau_bin()?);
+        cmd.args(["worker", "process"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        cmd.envs(stack.env.iter().cloned());
+        cmd.env("SCANBUREAU__HTTP__BIND", format!("127.0.0.1:{}", scanbureau_tests::stack::free_port()));
+        Ok(Owned(cmd.spawn()?))
+    };
+    let mut worker = spawn_worker()?;
+    drop_batch(&stack.hot_folder, "lot-kill")?;
+    wait_until(run.pool(), "SELECT count(*) = 1 FROM mailings WHERE status = 'processing'", "the worker took the mailing", LONG).await?;
+    worker.0.kill()?;
+    worker.0.wait()?;
+    assert_eq!(count(run.pool(), "SELECT count(*) FROM mailings WHERE status = 'done'").await, 0, "killed before the end");
+    let _worker = spawn_worker()?;
+    wait_until(run.pool(), "SELECT count(*) = 1 FROM mailings WHERE status = 'done'", "the mailing done after restart", LONG).await?;
+    wait_until(run.pool(), "SELECT count(*) > 0 AND bool_and(status = 'sent') FROM notices", "notices sent", LONG).await?;
+    assert_eq!(count(run.pool(), "SELECT attempts::int8 FROM mailings").await, 2, "taken twice");
+    check_filed(&run.bureau).await?;
+    let notices = count(run.pool(), "SELECT count(*) FROM notices").await;
+    assert_eq!(stack.smtp.messages().len() as i64, notices, "each notice sent once");
+    run.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_wait_for_the_smtp_server_and_are_sent_once_it_is_back() -> Result<()> {
+    let mut stack = TestStack::new("smtpdown", false).await?;
+    let run = Running::start(&stack, &Role::ALL).await?;
+    deliver_mail(&stack.maildir, "1700000001.M2P2.bureau")?;
+    wait_until(run.pool(), "SELECT count(*) = 1 FROM mailings WHERE status = 'done'", "the mailing done", LONG).await?;
+    wait_until(run.pool(), "SELECT count(*) > 0 FROM notices WHERE attempts >= 2 AND status = 'pending'", "failed sends", Duration::from_secs(60)).await?;
+    assert!(stack.smtp.messages().is_empty());
+    stack.smtp.start()?;
+    wait_until(run.pool(), "SELECT bool_and(status = 'sent') FROM notices", "notices sent after the server came back", Duration::from_secs(120)).await?;
+    let notices = count(run.pool(), "SELECT count(*) FROM notices").await;
+    assert_eq!(stack.smtp.messages().len() as i64, notices, "each notice once");
+    assert!(count(run.pool(), "SELECT count(*) FROM audit_events WHERE action = 'notice_attempt_failed'").await >= 1);
+    run.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processing_retries_while_s3_is_down_then_completes() -> Result<()> {
+    let mut stack = TestStack::new("s3down", true).await?;
+    let mut s3 = OwnS3::new(stack.dir.path());
+    s3.start()?;
+    stack.set("SCANBUREAU__STORAGE__ENDPOINT", &format!("http://127.0.0.1:{}", s3.port));
+    // The mailing is stored while S3 is up; then S3 goes down before processing starts.
+    let intake = Running::start(&stack, &[Role::Portal]).await?;
+    let files = vec![("depot.pdf".to_string(), sample("portal-deposit.pdf"))];
+    let (id, _) = intake
+        .bureau
+        .receive(Intake { channel: "portal", source: "test", files: &files, numero_unique: None, notify: Some("agent@bailleur-093.example".into()), portal_user: None })
+        .await?;
+    intake.stop().await?;
+    s3.stop();
+    let run = Running::start_without_bucket_check(&stack, &[Role::Process, Role::Notify]).await?;
+    wait_until(run.pool(), "SELECT count(*) >= 2 FROM audit_events WHERE action = 'attempt_failed'", "failed attempts while S3 is down", Duration::from_secs(60)).await?;
+    s3.start()?;
+    wait_until(run.pool(), &format!("SELECT status = 'done' FROM mailings WHERE id = '{id}'"), "done after S3 came back", Duration::from_secs(120)).await?;
+    let error: Option<String> = sqlx::query_scalar("SELECT detail->>'error' FROM audit_events WHERE action = 'attempt_failed' LIMIT 1").fetch_one(run.pool()).await?;
+    assert!(error.unwrap_or_default().contains("object storage"), "the failure says what was down");
+    check_filed(&run.bureau).await?;
+    run.stop().await
+}
+
+impl Running {
+    /// Like `start`, for a bureau whose S3 server is down at start-up: the bucket exists already,
+    /// so its check is skipped.
+    async fn start_without_bucket_check(stack: &TestStack, roles: &[Role]) -> Result<Self> {
+        let (stop, shutdown) = watch::channel(false);
+        let bureau = Bureau::start_with(stack.config()?, "test", shutdown, false).await?;
+        let (b, s, r) = (bureau.clone(), stop.clone(), roles.to_vec());
+        let task = tokio::spawn(async move { run_roles(b, &r, s).await });
+        Ok(Self { bureau, stop, task })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stages_reconnect_after_the_broker_drops_their_connection() -> Result<()> {
+    let stack = TestStack::new("brokerdrop", true).await?;
+    let run = Running::start(&stack, &Role::ALL).await?;
+    // Wait until the stages consume, then have RabbitMQ close this process's connections.
+    wait_until(run.pool(), "SELECT true", "database", Duration::from_secs(5)).await?;
+    let conn_name = format!("scanbureau test {}", std::process::id());
+    let closed = close_connections(&conn_name)?;
+    assert!(closed >= 1, "the broker closed our connection");
+    drop_batch(&stack.hot_folder, "lot-after-drop")?;
+    wait_until(run.pool(), "SELECT count(*) = 1 FROM mailings WHERE status = 'done'", "the mailing done after the drop", LONG).await?;
+    wait_until(run.pool(), "SELECT count(*) > 0 AND bool_and(status = 'sent') FROM notices", "notices sent", LONG).await?;
+    check_filed(&run.bureau).await?;
+    run.stop().await
+}
+
+/// Closes, on the RabbitMQ server, every connection with this name; returns how many.
+fn close_connections(name: &str) -> Result<usize> {
+    let out = std::process::Command::new("rabbitmqctl").args(["list_connections", "-q", "--no-table-headers", "pid", "client_properties"]).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut n = 0;
+    for line in text.lines().filter(|l| l.contains(name)) {
+        let pid = line.split_whitespace().next().unwrap_or_default();
+        let status = std::process::Command::new("rabbitmqctl").args(["close_connection", pid, "closed by the broker-drop test"]).output()?;
+        if status.status.success() {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_portal_refuses_bad_uploads_with_a_clear_answer() -> Result<()> {
+    let mut stack = TestStack::new("portal", true).await?;
+    stack.set("SCANBUREAU__PORTAL__MAX_UPLOAD_BYTES", "100000");
+    let run = Running::start(&stack, &[Role::Portal]).await?;
+    let token = "portal-token";
+    store::create_portal_user(run.pool(), "G3533", "agent@bailleur-093.example", token, "test").await?;
+    let port = stack.http_port;
+    let (status, answer) = http(port, "POST", "/api/deposits", None, b"%PDF-1.4").await?;
+    assert_eq!(status, 401, "{answer}");
+    let mut big = b"%PDF-1.4\n".to_vec();
+    big.resize(150_000, b' ');
+    let (status, answer) = http(port, "POST", "/api/deposits", Some(token), &big).await?;
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer["error"].as_str().unwrap_or_default().contains("limit"), "{answer}");
+    let (status, answer) = http(port, "POST", "/api/deposits", Some(token), b"GIF89a not a pdf").await?;
+    assert_eq!(status, 415, "{answer}");
+    let (status, answer) = http(port, "POST", "/api/deposits?numero_unique=123", Some(token), b"%PDF-1.4").await?;
+    assert_eq!(status, 422, "{answer}");
+    let (status, _) = http(port, "GET", "/api/deposits/m-unknown", Some(token), b"").await?;
+    assert_eq!(status, 404);
+    // Nothing was recorded for any of them.
+    assert_eq!(count(run.pool(), "SELECT count(*) FROM mailings").await, 0);
+    run.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_the_mailing_in_hand() -> Result<()> {
+    let stack = TestStack::new("drain", true).await?;
+    let run = Running::start(&stack, &[Role::Intake, Role::Process]).await?;
+    drop_batch(&stack.hot_folder, "lot-drain")?;
+    wait_until(run.pool(), "SELECT count(*) = 1 FROM mailings WHERE status = 'processing'", "processing started", LONG).await?;
+    let pool = run.pool().clone();
+    run.stop().await?;
+    let status: String = sqlx::query_scalar("SELECT status FROM mailings").fetch_one(&pool).await?;
+    assert_eq!(status, "done", "the mailing in hand was finished before the process stopped");
+    Ok(())
+}
