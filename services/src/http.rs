@@ -149,7 +149,7 @@ async fn deposit(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Que
     }
     let files = vec![("depot.pdf".to_string(), path.clone())];
     let source = format!("portal:{}", user.email);
-    let intake = Intake { channel: "portal", source: &source, files: &files, numero_unique: numero, notify: Some(user.email.clone()), portal_user: Some(user.id) };
+    let intake = Intake { channel: "portal", source: &source, files: &files, numero_unique: numero, notify: Some(user.email.clone()), portal_user: Some(user.id), counter: Some(user.guichet.clone()) };
     match b.receive(intake).await {
         Ok((id, outcome)) => {
             let duplicate = matches!(outcome, Inserted::Duplicate { .. });

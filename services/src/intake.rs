@@ -135,7 +135,7 @@ pub async fn store_taken(bureau: &Bureau, root: &Path) -> Result<usize> {
             std::fs::rename(&batch, stored_dir.join(&source))?;
             continue;
         }
-        let intake = Intake { channel: "paper", source: &source, files: &files, numero_unique: None, notify: None, portal_user: None };
+        let intake = Intake { channel: "paper", source: &source, files: &files, numero_unique: None, notify: None, portal_user: None, counter: None };
         match bureau.receive(intake).await {
             Ok((id, outcome)) => {
                 tracing::info!(batch = %source, mailing = %id, ?outcome, "scanner batch stored");
@@ -257,7 +257,7 @@ async fn take_message(bureau: &Bureau, path: &Path) -> Result<&'static str> {
     let files = vec![(format!("{}.eml", sanitize_id(&message_id)), path.to_path_buf())];
     match judge_mail(known, &attachments, bureau.config.intake.max_attachment_bytes) {
         MailVerdict::Take => {
-            let intake = Intake { channel: "mail", source: &message_id, files: &files, numero_unique: None, notify: None, portal_user: None };
+            let intake = Intake { channel: "mail", source: &message_id, files: &files, numero_unique: None, notify: None, portal_user: None, counter: None };
             let (id, outcome) = bureau.receive(intake).await?;
             tracing::info!(mailing = %id, from = ?from, ?outcome, "e-mail stored as a mailing");
             Ok(".processed")

@@ -126,11 +126,16 @@ async fn process_leased(b: &Arc<Bureau>, classifier: &Arc<Classifier>, pool: &Ar
     }
     let started = Instant::now();
     let dir = tempfile::tempdir().context("creating a work folder")?;
+    // Each file under its own name (the report's page sources name them), in the stored order.
+    // A mailing is one input, like a folder given to the one-shot job: duplex pairing runs
+    // across a scanner batch's files.
     let mut files = Vec::new();
     for (i, f) in m.files.iter().enumerate() {
-        let path = dir.path().join(format!("{i:03}-{}", sanitize(&f.name)));
+        let sub = dir.path().join(format!("{i:03}"));
+        std::fs::create_dir_all(&sub).context("creating a work folder")?;
+        let path = sub.join(keys::safe_name(&f.name));
         b.blobs.get_to_file(&f.key, &path).await?;
-        files.push((i, path));
+        files.push((0, path));
     }
     let plan = store::current_plan(&b.pool).await?;
     let registry = registry_cache.get(&b.pool, &plan.version).await?;
@@ -208,10 +213,6 @@ async fn requeue_pending_notices(b: &Bureau, mailing: &str) {
     for n in ids {
         let _ = b.broker.publish(Stage::Notify, &notice_message(n)).await;
     }
-}
-
-fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect()
 }
 
 /// A notice written by the job, with its envelope read from its own headers.

@@ -35,8 +35,19 @@ impl Running {
         Ok(Self { bureau, stop, task })
     }
 
-    /// Graceful shutdown: the roles finish what they hold and stop.
+    /// Graceful shutdown: the roles finish what they hold and stop; then the test's queues are
+    /// deleted (a broker that keeps hundreds of idle quorum queues gets slow).
     async fn stop(self) -> Result<()> {
+        let config = self.bureau.config.broker.clone();
+        self.shutdown().await?;
+        let broker = Broker::connect(&config, "test cleanup").await?;
+        broker.delete_topology().await?;
+        broker.close().await;
+        Ok(())
+    }
+
+    /// Graceful shutdown, leaving the queues as they are.
+    async fn shutdown(self) -> Result<()> {
         let _ = self.stop.send(true);
         tokio::time::timeout(Duration::from_secs(60), self.task).await.context("roles did not stop within 60 s")??
     }
@@ -162,6 +173,18 @@ async fn a_mailing_from_each_channel_ends_as_pieces_rows_and_notices() -> Result
     let channels: Vec<String> = sqlx::query_scalar("SELECT channel FROM mailings ORDER BY channel").fetch_all(run.pool()).await?;
     assert_eq!(channels, ["mail", "paper", "portal"]);
     check_filed(&run.bureau).await?;
+    // The service does what the one-shot job does on the same batch: same fate for every page,
+    // same pieces.
+    let service: scanbureau_pipeline::report::Report =
+        serde_json::from_value(sqlx::query_scalar("SELECT report FROM mailings WHERE channel = 'paper'").fetch_one(run.pool()).await?)?;
+    let out = stack.dir.path().join("one-shot");
+    let one_shot = scanbureau_tests::process(&scanbureau_tests::args(vec![sample("counter-mailing")], &out, None, scanbureau::process::ChannelArg::Paper));
+    let roles = |r: &scanbureau_pipeline::report::Report| r.pages.iter().map(|p| (p.role, p.piece.is_some(), p.reason)).collect::<Vec<_>>();
+    assert_eq!(roles(&service), roles(&one_shot), "page fates");
+    let pieces = |r: &scanbureau_pipeline::report::Report| {
+        r.requests.iter().flat_map(|q| q.pieces.iter().map(|p| (p.pages.clone(), p.type_code.clone(), p.status, p.reason))).collect::<Vec<_>>()
+    };
+    assert_eq!(pieces(&service), pieces(&one_shot), "pieces");
     // Each notice reached the sink exactly once.
     let sent = count(run.pool(), "SELECT count(*) FROM notices WHERE status = 'sent'").await;
     let received = stack.smtp.messages();
@@ -314,9 +337,9 @@ async fn processing_retries_while_s3_is_down_then_completes() -> Result<()> {
     let files = vec![("depot.pdf".to_string(), sample("portal-deposit.pdf"))];
     let (id, _) = intake
         .bureau
-        .receive(Intake { channel: "portal", source: "test", files: &files, numero_unique: None, notify: Some("agent@bailleur-093.example".into()), portal_user: None })
+        .receive(Intake { channel: "portal", source: "test", files: &files, numero_unique: None, notify: Some("agent@bailleur-093.example".into()), portal_user: None, counter: None })
         .await?;
-    intake.stop().await?;
+    intake.shutdown().await?;
     s3.stop();
     let run = Running::start_without_bucket_check(&stack, &[Role::Process, Role::Notify]).await?;
     wait_until(run.pool(), "SELECT count(*) >= 2 FROM audit_events WHERE action = 'attempt_failed'", "failed attempts while S3 is down", Duration::from_secs(60)).await?;
@@ -357,13 +380,16 @@ async fn stages_reconnect_after_the_broker_drops_their_connection() -> Result<()
 }
 
 /// Closes, on the RabbitMQ server, every connection with this name; returns how many.
+/// (`scripts/stack.sh` says which node serves the tests in SCANBUREAU_RABBITMQ_NODE.)
 fn close_connections(name: &str) -> Result<usize> {
-    let out = std::process::Command::new("rabbitmqctl").args(["list_connections", "-q", "--no-table-headers", "pid", "client_properties"]).output()?;
+    let node = std::env::var("SCANBUREAU_RABBITMQ_NODE").unwrap_or_else(|_| "rabbit@localhost".into());
+    let ctl = |args: &[&str]| std::process::Command::new("timeout").args(["60", "rabbitmqctl", "-n", &node]).args(args).output();
+    let out = ctl(&["list_connections", "-q", "--no-table-headers", "pid", "client_properties"])?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut n = 0;
     for line in text.lines().filter(|l| l.contains(name)) {
         let pid = line.split_whitespace().next().unwrap_or_default();
-        let status = std::process::Command::new("rabbitmqctl").args(["close_connection", pid, "closed by the broker-drop test"]).output()?;
+        let status = ctl(&["close_connection", pid, "closed by the broker-drop test"])?;
         if status.status.success() {
             n += 1;
         }
@@ -394,6 +420,15 @@ async fn the_portal_refuses_bad_uploads_with_a_clear_answer() -> Result<()> {
     assert_eq!(status, 404);
     // Nothing was recorded for any of them.
     assert_eq!(count(run.pool(), "SELECT count(*) FROM mailings").await, 0);
+    // The same file from two counters is two deposits; again from the first, the first one.
+    store::create_portal_user(run.pool(), "G4709", "agent@bailleur-059.example", "other-token", "test").await?;
+    let pdf = b"%PDF-1.4\n% a small deposit\n".to_vec();
+    let (_, first) = http(port, "POST", "/api/deposits", Some(token), &pdf).await?;
+    let (_, other) = http(port, "POST", "/api/deposits", Some("other-token"), &pdf).await?;
+    let (_, again) = http(port, "POST", "/api/deposits", Some(token), &pdf).await?;
+    assert_ne!(first["deposit"], other["deposit"]);
+    assert_eq!((&first["deposit"], &again["duplicate"]), (&again["deposit"], &serde_json::Value::Bool(true)));
+    assert_eq!(other["duplicate"], false);
     run.stop().await
 }
 
