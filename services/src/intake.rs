@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use serde_json::json;
 
 use mail_parser::MimeHeaders;
 use scanbureau_pipeline::notice::{MailRefusal, NoticeContext, mail_refusal_notice};
@@ -26,7 +25,7 @@ use scanbureau_pipeline::notice::{MailRefusal, NoticeContext, mail_refusal_notic
 use crate::blobs::keys;
 use crate::broker::Stage;
 use crate::bureau::{Bureau, Intake, notice_message};
-use crate::store::{self, StoredFile};
+use crate::store::{self, RefusedMail, StoredFile};
 
 const TAKEN: &str = ".taken";
 const STORED: &str = ".stored";
@@ -251,7 +250,7 @@ async fn take_message(bureau: &Bureau, path: &Path) -> Result<&'static str> {
         .map(|m| m.attachments().map(|a| (a.attachment_name().unwrap_or("piece-jointe").to_string(), a.contents().len() as u64)).collect())
         .unwrap_or_default();
     let known = match &from {
-        Some(f) => store::guichet_by_email(&bureau.pool, f).await?.is_some() || applicant_known(bureau, f).await?,
+        Some(f) => store::sender_known(&bureau.pool, f).await?,
         None => false,
     };
     let files = vec![(format!("{}.eml", sanitize_id(&message_id)), path.to_path_buf())];
@@ -271,10 +270,6 @@ async fn take_message(bureau: &Bureau, path: &Path) -> Result<&'static str> {
             Ok(".failed")
         }
     }
-}
-
-async fn applicant_known(bureau: &Bureau, email: &str) -> Result<bool> {
-    Ok(sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM registry_demandes WHERE lower(record->>'email') = lower($1))").bind(email).fetch_one(&bureau.pool).await?)
 }
 
 fn sanitize_id(s: &str) -> String {
@@ -298,34 +293,18 @@ async fn refuse_mail(bureau: &Bureau, files: &[(String, PathBuf)], message_id: &
         due_at: due_at.fixed_offset(),
         now: received_at.fixed_offset(),
     };
-    let message = mail_refusal_notice(&ctx, to, subject, why);
-    let stored = vec![StoredFile { name: files[0].0.clone(), key, bytes: std::fs::metadata(&files[0].1)?.len() }];
-    let mut tx = bureau.pool.begin().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO mailings (id, channel, source, received_at, due_at, status, outcome, pages, files, done_at, last_error)
-         VALUES ($1, 'mail', $2, $3, $4, 'done', 'rejected', 0, $5, now(), $6) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&id)
-    .bind(message_id)
-    .bind(received_at)
-    .bind(due_at)
-    .bind(serde_json::to_value(&stored)?)
-    .bind(format!("{why:?}"))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    let mut notice_id = None;
-    if inserted == 1 {
-        notice_id = sqlx::query_scalar::<_, i64>("INSERT INTO notices (mailing_id, name, recipients, sender, message) VALUES ($1, 'refus-courriel.eml', $2, $3, $4) RETURNING id")
-            .bind(&id)
-            .bind(vec![to.to_string()])
-            .bind(&bureau.site.site.bureau_email)
-            .bind(&message)
-            .fetch_optional(&mut *tx)
-            .await?;
-        store::audit(&mut tx, &bureau.actor, &id, "mail_refused", json!({"from": to, "why": format!("{why:?}")})).await?;
-    }
-    tx.commit().await?;
+    let refused = RefusedMail {
+        id: id.clone(),
+        message_id: message_id.to_string(),
+        received_at,
+        due_at,
+        file: StoredFile { name: files[0].0.clone(), key, bytes: std::fs::metadata(&files[0].1)?.len() },
+        why: format!("{why:?}"),
+        to: to.to_string(),
+        sender: bureau.site.site.bureau_email.clone(),
+        reply: mail_refusal_notice(&ctx, to, subject, why),
+    };
+    let notice_id = store::record_refused_mail(&bureau.pool, &refused, &bureau.actor).await?;
     bureau.metrics.refused("mail");
     if let Some(n) = notice_id
         && let Err(e) = bureau.broker.publish(Stage::Notify, &notice_message(n)).await

@@ -15,6 +15,7 @@ use scanbureau_classifier::Classifier;
 use scanbureau_pipeline::NumeroUnique;
 use scanbureau_pipeline::job::JobOutput;
 use scanbureau_pipeline::mailing::Channel;
+use scanbureau_pipeline::plan::FilingPlan;
 use scanbureau_pipeline::registry::Registry;
 
 use crate::blobs::keys;
@@ -52,38 +53,49 @@ pub fn dead_letter_hook(bureau: Arc<Bureau>) -> DeadLetterHook {
 
 /// Consumes the processing queue until shutdown; one mailing at a time, using every core.
 pub async fn run_process_stage(bureau: Arc<Bureau>) -> Result<()> {
-    let plan = store::current_plan(&bureau.pool).await?;
+    // The plan is read once: the classifier's rules and the job's maxima come from the same
+    // version (a new plan needs the workers restarted).
+    let plan = Arc::new(store::current_plan(&bureau.pool).await?);
     let classifier = Arc::new(classifier_for(&bureau.site, &plan).map_err(|e| anyhow::anyhow!("{e}"))?);
     let pool = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(bureau.config.job.threads).build().context("starting page threads")?);
     let registry = Arc::new(RegistryCache::default());
     let hook = dead_letter_hook(bureau.clone());
     let b = bureau.clone();
     run_stage(&bureau.broker, Stage::Process, 1, bureau.shutdown.clone(), hook, move |payload, attempt| {
-        let (b, classifier, pool, registry) = (b.clone(), classifier.clone(), pool.clone(), registry.clone());
-        async move { process_message(&b, &classifier, &pool, &registry, &payload, attempt).await }
+        let (b, classifier, pool, registry, plan) = (b.clone(), classifier.clone(), pool.clone(), registry.clone(), plan.clone());
+        async move { process_message(&b, &Job { classifier, pool, registry, plan }, &payload, attempt).await }
     })
     .await;
     Ok(())
 }
 
-async fn process_message(b: &Arc<Bureau>, classifier: &Arc<Classifier>, pool: &Arc<rayon::ThreadPool>, registry_cache: &RegistryCache, payload: &[u8], attempt: u32) -> Handled {
+/// What the process stage holds for every mailing.
+struct Job {
+    classifier: Arc<Classifier>,
+    pool: Arc<rayon::ThreadPool>,
+    registry: Arc<RegistryCache>,
+    plan: Arc<FilingPlan>,
+}
+
+async fn process_message(b: &Arc<Bureau>, job: &Job, payload: &[u8], attempt: u32) -> Handled {
     let Ok(msg) = serde_json::from_slice::<MailingMessage>(payload) else {
         return Handled::Reject(format!("unreadable message: {:?}", String::from_utf8_lossy(&payload[..payload.len().min(200)])));
     };
     let id = msg.mailing;
-    match process_mailing(b, classifier, pool, registry_cache, &id).await {
+    match process_mailing(b, job, &id).await {
         Ok(outcome) => outcome,
         Err(e) => {
             let text = format!("{e:#}");
             tracing::warn!(mailing = %id, attempt, error = %text, "processing attempt failed");
             b.metrics.failure("process", first_words(&text));
-            // The database counts every attempt, including those of messages the sweeper
-            // queued again; either count reaching the limit ends the retries.
-            let tried: i32 = sqlx::query_scalar("SELECT attempts FROM mailings WHERE id = $1").bind(&id).fetch_optional(&b.pool).await.ok().flatten().unwrap_or(0);
-            let last = attempt >= b.config.broker.max_attempts || tried as u32 >= b.config.broker.max_attempts;
-            if let Err(db) = store::record_mailing_error(&b.pool, &id, &text, last, &b.actor).await {
-                tracing::error!(mailing = %id, error = %db, "could not record the failure");
-            }
+            let max = b.config.broker.max_attempts;
+            let last = match store::record_mailing_error(&b.pool, &id, &text, attempt >= max, max, &b.actor).await {
+                Ok(gave_up) => gave_up,
+                Err(db) => {
+                    tracing::error!(mailing = %id, error = %db, "could not record the failure");
+                    attempt >= max
+                }
+            };
             if last { Handled::Reject(text) } else { Handled::Retry(text) }
         }
     }
@@ -99,14 +111,14 @@ fn first_words(s: &str) -> &str {
 /// its own. A second message for a mailing another worker holds is only acknowledged (the
 /// holder finishes it, or, if it dies, its connection closes, the lock goes and its own
 /// unacknowledged message comes back).
-async fn process_mailing(b: &Arc<Bureau>, classifier: &Arc<Classifier>, pool: &Arc<rayon::ThreadPool>, registry_cache: &RegistryCache, id: &str) -> Result<Handled> {
+async fn process_mailing(b: &Arc<Bureau>, job: &Job, id: &str) -> Result<Handled> {
     let mut lease = b.pool.acquire().await?;
     let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))").bind(id).fetch_one(&mut *lease).await?;
     if !held {
         tracing::info!(mailing = %id, "another worker is processing this mailing; message acknowledged");
         return Ok(Handled::Done);
     }
-    let result = process_leased(b, classifier, pool, registry_cache, id).await;
+    let result = process_leased(b, job, id).await;
     if let Err(e) = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))").bind(id).execute(&mut *lease).await {
         // Never hand a connection holding a lock back to the pool.
         tracing::warn!(mailing = %id, error = %e, "could not release the lease; closing its connection");
@@ -115,7 +127,7 @@ async fn process_mailing(b: &Arc<Bureau>, classifier: &Arc<Classifier>, pool: &A
     result
 }
 
-async fn process_leased(b: &Arc<Bureau>, classifier: &Arc<Classifier>, pool: &Arc<rayon::ThreadPool>, registry_cache: &RegistryCache, id: &str) -> Result<Handled> {
+async fn process_leased(b: &Arc<Bureau>, job: &Job, id: &str) -> Result<Handled> {
     let Some(m) = store::claim_mailing(&b.pool, id, &b.actor).await? else {
         return Ok(Handled::Reject(format!("unknown mailing {id}")));
     };
@@ -137,8 +149,7 @@ async fn process_leased(b: &Arc<Bureau>, classifier: &Arc<Classifier>, pool: &Ar
         b.blobs.get_to_file(&f.key, &path).await?;
         files.push((0, path));
     }
-    let plan = store::current_plan(&b.pool).await?;
-    let registry = registry_cache.get(&b.pool, &plan.version).await?;
+    let registry = job.registry.get(&b.pool, &job.plan.version).await?;
     let channel = match m.channel.as_str() {
         "portal" => Channel::Portal,
         "mail" => Channel::Mail,
@@ -148,7 +159,7 @@ async fn process_leased(b: &Arc<Bureau>, classifier: &Arc<Classifier>, pool: &Ar
     let site = b.site.clone();
     let received_at = m.received_at.fixed_offset();
     let notify = m.notify.clone();
-    let (classifier, pool) = (classifier.clone(), pool.clone());
+    let (classifier, pool, plan) = (job.classifier.clone(), job.pool.clone(), job.plan.clone());
     let output: JobOutput = tokio::task::spawn_blocking(move || {
         let job = MailingJob { files: &files, channel, received_at, numero, notify, site: &site, registry: &registry, plan: &plan };
         execute(&job, &classifier, &pool, &|_| {}, &|| {})
@@ -209,8 +220,7 @@ impl RegistryCache {
 }
 
 async fn requeue_pending_notices(b: &Bureau, mailing: &str) {
-    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM notices WHERE mailing_id = $1 AND status = 'pending'").bind(mailing).fetch_all(&b.pool).await.unwrap_or_default();
-    for n in ids {
+    for n in store::pending_notices_of(&b.pool, mailing).await.unwrap_or_default() {
         let _ = b.broker.publish(Stage::Notify, &notice_message(n)).await;
     }
 }
@@ -310,7 +320,6 @@ pub async fn sweep(b: &Bureau, older_than: Duration) -> Result<()> {
     for id in store::stale_received(&b.pool, older_than * 5).await? {
         tracing::info!(mailing = %id, "queuing again a mailing that was not picked up");
         b.broker.publish(Stage::Process, &crate::bureau::job_message(&id)).await?;
-        sqlx::query("UPDATE mailings SET updated_at = now() WHERE id = $1").bind(&id).execute(&b.pool).await?;
     }
     for n in store::stale_pending_notices(&b.pool, older_than).await? {
         b.broker.publish(Stage::Notify, &notice_message(n)).await?;

@@ -186,13 +186,17 @@ pub async fn portal_user_by_token(pool: &PgPool, token: &str) -> Result<Option<P
     Ok(row.map(|r| PortalUser { id: r.get(0), guichet: r.get(1), email: r.get(2) }))
 }
 
-/// A known counter's referent address (for e-mail intake).
-pub async fn guichet_by_email(pool: &PgPool, email: &str) -> Result<Option<String>> {
-    let found = sqlx::query_scalar("SELECT numero FROM guichets WHERE lower(email_referent) = lower($1)").bind(email).fetch_optional(pool).await?;
-    if found.is_some() {
-        return Ok(found);
-    }
-    Ok(sqlx::query_scalar("SELECT guichet FROM portal_users WHERE lower(email) = lower($1) AND NOT disabled").bind(email).fetch_optional(pool).await?)
+/// Is this address a known sender of e-mail: a counter's referent, a portal user, or an
+/// applicant of the registry?
+pub async fn sender_known(pool: &PgPool, email: &str) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM guichets WHERE lower(email_referent) = lower($1))
+             OR EXISTS (SELECT 1 FROM portal_users WHERE lower(email) = lower($1) AND NOT disabled)
+             OR EXISTS (SELECT 1 FROM registry_demandes WHERE lower(record->>'email') = lower($1))",
+    )
+    .bind(email)
+    .fetch_one(pool)
+    .await?)
 }
 
 // ---------------------------------------------------------------- mailings
@@ -427,27 +431,92 @@ pub async fn record_done(
     Ok(pending)
 }
 
-/// Records a failed attempt; `give_up` marks the mailing failed.
-pub async fn record_mailing_error(pool: &PgPool, id: &str, error: &str, give_up: bool, actor: &str) -> Result<()> {
+/// Records a failed attempt. The mailing is given up (marked failed) when `exhausted`, or when
+/// the database has counted `max_attempts` attempts (messages the sweeper queued again count
+/// too). Returns whether it was given up.
+pub async fn record_mailing_error(pool: &PgPool, id: &str, error: &str, exhausted: bool, max_attempts: u32, actor: &str) -> Result<bool> {
     let mut tx = pool.begin().await?;
-    sqlx::query("UPDATE mailings SET last_error = $2, status = CASE WHEN $3 THEN 'failed' ELSE status END, updated_at = now() WHERE id = $1 AND status <> 'done'")
-        .bind(id)
-        .bind(error)
-        .bind(give_up)
-        .execute(&mut *tx)
-        .await?;
-    audit(&mut tx, actor, id, if give_up { "failed" } else { "attempt_failed" }, json!({"error": error})).await?;
+    let gave_up: Option<bool> = sqlx::query_scalar(
+        "UPDATE mailings SET last_error = $2, status = CASE WHEN $3 OR attempts >= $4 THEN 'failed' ELSE status END, updated_at = now()
+         WHERE id = $1 AND status <> 'done' RETURNING status = 'failed'",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(exhausted)
+    .bind(max_attempts as i32)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let gave_up = gave_up.unwrap_or(exhausted);
+    audit(&mut tx, actor, id, if gave_up { "failed" } else { "attempt_failed" }, json!({"error": error})).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(gave_up)
 }
 
 /// Mailings received but not picked up for a while (their message may have been lost between
 /// the database commit and the publish): the sweeper queues them again.
+/// They are stamped as they are returned, so the next sweep waits as long again.
 pub async fn stale_received(pool: &PgPool, older_than: Duration) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar("SELECT id FROM mailings WHERE status = 'received' AND updated_at < now() - make_interval(secs => $1) ORDER BY received_at LIMIT 100")
-        .bind(older_than.as_secs_f64())
-        .fetch_all(pool)
-        .await?)
+    Ok(sqlx::query_scalar(
+        "UPDATE mailings SET updated_at = now() WHERE id IN (
+             SELECT id FROM mailings WHERE status = 'received' AND updated_at < now() - make_interval(secs => $1) ORDER BY received_at LIMIT 100)
+         RETURNING id",
+    )
+    .bind(older_than.as_secs_f64())
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The notices of a mailing still waiting to be sent.
+pub async fn pending_notices_of(pool: &PgPool, mailing: &str) -> Result<Vec<i64>> {
+    Ok(sqlx::query_scalar("SELECT id FROM notices WHERE mailing_id = $1 AND status = 'pending' ORDER BY id").bind(mailing).fetch_all(pool).await?)
+}
+
+/// An e-mail refused at intake, kept as a rejected mailing with its reply in the outbox.
+#[derive(Debug, Clone)]
+pub struct RefusedMail {
+    pub id: String,
+    pub message_id: String,
+    pub received_at: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    pub file: StoredFile,
+    pub why: String,
+    pub to: String,
+    pub sender: String,
+    pub reply: Vec<u8>,
+}
+
+/// Records a refused e-mail; returns the reply's notice id, or `None` if this same message was
+/// already recorded.
+pub async fn record_refused_mail(pool: &PgPool, m: &RefusedMail, actor: &str) -> Result<Option<i64>> {
+    let mut tx = pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO mailings (id, channel, source, received_at, due_at, status, outcome, pages, files, done_at, last_error)
+         VALUES ($1, 'mail', $2, $3, $4, 'done', 'rejected', 0, $5, now(), $6) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&m.id)
+    .bind(&m.message_id)
+    .bind(m.received_at)
+    .bind(m.due_at)
+    .bind(json!([m.file]))
+    .bind(&m.why)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let mut notice = None;
+    if inserted == 1 {
+        notice = Some(
+            sqlx::query_scalar("INSERT INTO notices (mailing_id, name, recipients, sender, message) VALUES ($1, 'refus-courriel.eml', $2, $3, $4) RETURNING id")
+                .bind(&m.id)
+                .bind(vec![m.to.clone()])
+                .bind(&m.sender)
+                .bind(&m.reply)
+                .fetch_one(&mut *tx)
+                .await?,
+        );
+        audit(&mut tx, actor, &m.id, "mail_refused", json!({"from": m.to, "why": m.why})).await?;
+    }
+    tx.commit().await?;
+    Ok(notice)
 }
 
 /// Notices never tried after a while (same reason). One that was tried has its retry in a
