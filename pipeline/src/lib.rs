@@ -22,6 +22,7 @@ pub mod lightpdf;
 pub mod mailing;
 pub mod notice;
 pub mod plan;
+pub mod preview;
 pub mod qr;
 pub mod qualify;
 pub mod raster;
@@ -29,6 +30,7 @@ pub mod reason;
 pub mod registry;
 pub mod report;
 pub mod slip;
+pub mod slip_print;
 pub mod text;
 
 pub use ids::{Departement, NumeroGuichet, NumeroUnique, PageIndex};

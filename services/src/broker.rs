@@ -42,15 +42,19 @@ pub enum BrokerError {
 pub enum Stage {
     /// A stored mailing to cut, classify and file.
     Process,
+    /// A mailing a supervisor prioritised: consumed beside `Process`, so it does not wait
+    /// behind the backlog.
+    Urgent,
     /// A notice of the outbox to send.
     Notify,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 2] = [Stage::Process, Stage::Notify];
+    pub const ALL: [Stage; 3] = [Stage::Process, Stage::Urgent, Stage::Notify];
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Process => "process",
+            Stage::Urgent => "urgent",
             Stage::Notify => "notify",
         }
     }

@@ -103,6 +103,7 @@ impl Bureau {
             numero_unique: intake.numero_unique,
             notify: intake.notify,
             portal_user: intake.portal_user,
+            guichet: intake.counter.clone(),
             files: stored,
         };
         let outcome = store::insert_mailing(&self.pool, &m, &self.actor).await?;

@@ -15,10 +15,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 
 use scanbureau_pipeline::NumeroUnique;
 
@@ -32,7 +30,8 @@ pub fn router(bureau: Arc<Bureau>, portal: bool) -> Router {
     if portal {
         r = r
             .route("/api/deposits", post(deposit).layer(DefaultBodyLimit::disable()))
-            .route("/api/deposits/{id}", get(deposit_status));
+            .route("/api/deposits/{id}", get(deposit_status))
+            .merge(crate::web::routes());
     }
     r.with_state(bureau)
 }
@@ -97,10 +96,6 @@ async fn deposit(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Que
         Err(r) => return r,
     };
     let limit = b.config.portal.max_upload_bytes;
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return problem(StatusCode::PAYLOAD_TOO_LARGE, format!("the file is over the portal's limit of {} MB", limit / 1_000_000));
-    }
     let numero = match q.numero_unique.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some(n) => match NumeroUnique::parse(n) {
             Ok(n) => Some(n.to_string()),
@@ -108,45 +103,14 @@ async fn deposit(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Que
         },
         None => None,
     };
-    // Streamed to a temporary file, counted as it comes.
-    let dir = match tempfile::tempdir() {
-        Ok(d) => d,
-        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("no room for the upload: {e}")),
+    let upload = match crate::web::take_upload(&headers, body, limit, "depot.pdf").await {
+        Ok(u) => u,
+        Err(crate::web::Refused(code, message)) => return problem(code, message),
     };
-    let path = dir.path().join("depot.pdf");
-    let mut file = match tokio::fs::File::create(&path).await {
-        Ok(f) => f,
-        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("no room for the upload: {e}")),
-    };
-    let mut stream = body.into_data_stream();
-    let mut size = 0u64;
-    let mut head = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(e) => return problem(StatusCode::BAD_REQUEST, format!("the upload was interrupted: {e}")),
-        };
-        size += chunk.len() as u64;
-        if size > limit {
-            return problem(StatusCode::PAYLOAD_TOO_LARGE, format!("the file is over the portal's limit of {} MB", limit / 1_000_000));
-        }
-        if head.len() < 8 {
-            head.extend_from_slice(&chunk[..chunk.len().min(8)]);
-        }
-        if let Err(e) = file.write_all(&chunk).await {
-            return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("could not keep the upload: {e}"));
-        }
-    }
-    if let Err(e) = file.flush().await {
-        return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("could not keep the upload: {e}"));
-    }
-    drop(file);
-    if size == 0 {
-        return problem(StatusCode::BAD_REQUEST, "the upload is empty");
-    }
-    if !head.starts_with(b"%PDF") {
+    if !upload.head.starts_with(b"%PDF") {
         return problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "the portal takes PDF files only");
     }
+    let (path, size) = (upload.path.clone(), upload.bytes);
     let files = vec![("depot.pdf".to_string(), path.clone())];
     let source = format!("portal:{}", user.email);
     let intake = Intake { channel: "portal", source: &source, files: &files, numero_unique: numero, notify: Some(user.email.clone()), portal_user: Some(user.id), counter: Some(user.guichet.clone()) };

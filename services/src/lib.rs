@@ -4,8 +4,11 @@
 //! - the service around the same job: [`settings`], [`store`] (PostgreSQL), [`blobs`] (S3),
 //!   [`broker`] (RabbitMQ), [`mailer`] (SMTP), shared by the roles through [`bureau`];
 //!   the intake channels in [`intake`] and [`http`], the queue stages in [`stages`], and the
-//!   `serve` / `worker ROLE` commands in [`serve`].
+//!   `serve` / `worker ROLE` commands in [`serve`];
+//! - the people's side in the browser, [`web`] (counters' portal, operators' console,
+//!   supervisors' dashboard), over the accounts of [`accounts`].
 
+pub mod accounts;
 pub mod blobs;
 pub mod broker;
 pub mod bureau;
@@ -19,3 +22,4 @@ pub mod serve;
 pub mod settings;
 pub mod stages;
 pub mod store;
+pub mod web;

@@ -19,13 +19,14 @@ enum Command {
     Process(ProcessArgs),
     /// Runs the whole bureau in one process: intake, portal API, processing, notices, sweeper.
     Serve(ServiceArgs),
-    /// Runs one role (scale out by starting several processes).
+    /// Runs one role, or a few (scale out by starting several processes).
     Worker {
-        role: Role,
+        #[arg(required = true)]
+        roles: Vec<Role>,
         #[command(flatten)]
         service: ServiceArgs,
     },
-    /// Administration: portal users, registry snapshot.
+    /// Administration: portal users and browser accounts, registry snapshot.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
@@ -68,7 +69,7 @@ fn main() {
     std::panic::set_hook(Box::new(|info| tracing::warn!(panic = %info, "caught a panic")));
     let code = match cli.command {
         Command::Serve(args) => service(|| async move { serve(&args, &Role::ALL).await }),
-        Command::Worker { role, service: args } => service(|| async move { serve(&args, &[role]).await }),
+        Command::Worker { roles, service: args } => service(|| async move { serve(&args, &roles).await }),
         Command::Admin { command, service: args } => service(|| async move { admin(&args, &command).await }),
         Command::Process(args) => match run(&args, std::io::stderr().is_terminal() && !args.json) {
             Ok(report) => {

@@ -57,6 +57,24 @@ pub enum AdminCommand {
         #[arg(long)]
         email: String,
     },
+    /// Creates a browser account, or resets one (new password, role, counter). The password
+    /// is read from standard input (one line), never from the command line.
+    AddAccount {
+        #[arg(long)]
+        email: String,
+        /// counter, operator or supervisor.
+        #[arg(long, value_parser = ["counter", "operator", "supervisor"])]
+        role: String,
+        /// The counter of a counter's agent (required for role counter).
+        #[arg(long)]
+        guichet: Option<String>,
+        /// The name shown in the pages.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// May open pieces the filing plan marks sensitive.
+        #[arg(long)]
+        sensitive: bool,
+    },
     /// Loads a registry snapshot (JSON of the report contract) into the database.
     LoadRegistry { file: PathBuf },
 }
@@ -182,6 +200,22 @@ pub async fn admin(args: &ServiceArgs, cmd: &AdminCommand) -> Result<()> {
             store::create_portal_user(&pool, guichet, email, &token, "admin:cli").await.with_context(|| format!("creating the user (is counter {guichet} in the registry?)"))?;
             println!("{token}");
             eprintln!("portal user {email} created for counter {guichet}; the token above is shown only once");
+        }
+        AdminCommand::AddAccount { email, role, guichet, name, sensitive } => {
+            let role = crate::accounts::Role::parse(role).context("role: counter, operator or supervisor")?;
+            if role == crate::accounts::Role::Counter && guichet.is_none() {
+                anyhow::bail!("a counter's account needs --guichet");
+            }
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password).context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']).to_string();
+            let hash = crate::accounts::hash_password(&password)?;
+            let new = crate::store::people::NewAccount { email, display_name: name, role, guichet: guichet.as_deref(), sensitive: *sensitive, password_hash: &hash };
+            let id = crate::store::people::create_account(&pool, &new, "admin:cli").await.with_context(|| match guichet {
+                Some(g) => format!("saving the account (is counter {g} in the registry?)"),
+                None => "saving the account".to_string(),
+            })?;
+            println!("account {id}: {email} ({}){}", role.as_str(), if *sensitive { ", sensitive profile" } else { "" });
         }
         AdminCommand::LoadRegistry { file } => {
             let json = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;

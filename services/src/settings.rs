@@ -44,6 +44,7 @@ pub struct ServiceConfig {
     pub intake: IntakeSection,
     pub portal: PortalSection,
     pub http: HttpSection,
+    pub web: WebSection,
     pub job: JobSection,
 }
 
@@ -119,6 +120,15 @@ pub struct HttpSection {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct WebSection {
+    pub session_hours: i32,
+    pub secure_cookies: bool,
+    pub nominal_pages_per_hour: f64,
+    pub risk_margin_minutes: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JobSection {
     pub site: String,
     pub plan: String,
@@ -189,6 +199,9 @@ impl ServiceConfig {
         }
         if self.http.bind.parse::<SocketAddr>().is_err() {
             return bad(format!("http.bind {:?} is not an address:port", self.http.bind));
+        }
+        if self.web.session_hours <= 0 || self.web.nominal_pages_per_hour <= 0.0 || self.web.risk_margin_minutes < 0 {
+            return bad("web.session_hours and web.nominal_pages_per_hour must be positive, web.risk_margin_minutes not negative".into());
         }
         if self.portal.max_upload_bytes == 0 || self.intake.poll_ms == 0 {
             return bad("portal.max_upload_bytes and intake.poll_ms must be positive".into());

@@ -59,13 +59,17 @@ pub async fn run_process_stage(bureau: Arc<Bureau>) -> Result<()> {
     let classifier = Arc::new(classifier_for(&bureau.site, &plan).map_err(|e| anyhow::anyhow!("{e}"))?);
     let pool = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(bureau.config.job.threads).build().context("starting page threads")?);
     let registry = Arc::new(RegistryCache::default());
-    let hook = dead_letter_hook(bureau.clone());
-    let b = bureau.clone();
-    run_stage(&bureau.broker, Stage::Process, 1, bureau.shutdown.clone(), hook, move |payload, attempt| {
-        let (b, classifier, pool, registry, plan) = (b.clone(), classifier.clone(), pool.clone(), registry.clone(), plan.clone());
-        async move { process_message(&b, &Job { classifier, pool, registry, plan }, &payload, attempt).await }
-    })
-    .await;
+    let job = Arc::new(Job { classifier, pool, registry, plan });
+    let consume = |stage: Stage| {
+        let (b, job) = (bureau.clone(), job.clone());
+        run_stage(&bureau.broker, stage, 1, bureau.shutdown.clone(), dead_letter_hook(bureau.clone()), move |payload, attempt| {
+            let (b, job) = (b.clone(), job.clone());
+            async move { process_message(&b, &job, &payload, attempt).await }
+        })
+    };
+    // The ordinary queue and the prioritised one, side by side: a prioritised mailing starts
+    // as soon as it is queued, beside the one in hand.
+    tokio::join!(consume(Stage::Process), consume(Stage::Urgent));
     Ok(())
 }
 

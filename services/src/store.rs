@@ -17,6 +17,9 @@ use scanbureau_pipeline::plan::FilingPlan;
 use scanbureau_pipeline::registry::Registry;
 use scanbureau_pipeline::report::Report;
 
+pub mod desk;
+pub mod people;
+
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 #[derive(Debug, Error)]
@@ -179,7 +182,7 @@ pub async fn create_portal_user(pool: &PgPool, guichet: &str, email: &str, token
 }
 
 pub async fn portal_user_by_token(pool: &PgPool, token: &str) -> Result<Option<PortalUser>> {
-    let row = sqlx::query("SELECT id, guichet, email FROM portal_users WHERE token_sha256 = $1 AND NOT disabled")
+    let row = sqlx::query("SELECT id, guichet, email FROM portal_users WHERE token_sha256 = $1 AND NOT disabled AND guichet IS NOT NULL")
         .bind(token_digest(token))
         .fetch_optional(pool)
         .await?;
@@ -219,6 +222,8 @@ pub struct NewMailing {
     pub numero_unique: Option<String>,
     pub notify: Option<String>,
     pub portal_user: Option<i64>,
+    /// The counter it belongs to, when known at reception (portal deposits).
+    pub guichet: Option<String>,
     pub files: Vec<StoredFile>,
 }
 
@@ -234,8 +239,8 @@ pub enum Inserted {
 pub async fn insert_mailing(pool: &PgPool, m: &NewMailing, actor: &str) -> Result<Inserted> {
     let mut tx = pool.begin().await?;
     let inserted = sqlx::query(
-        "INSERT INTO mailings (id, channel, source, received_at, due_at, numero_unique, notify, portal_user, files)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO mailings (id, channel, source, received_at, due_at, numero_unique, notify, portal_user, files, guichet)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
     )
     .bind(&m.id)
     .bind(m.channel)
@@ -246,6 +251,7 @@ pub async fn insert_mailing(pool: &PgPool, m: &NewMailing, actor: &str) -> Resul
     .bind(&m.notify)
     .bind(m.portal_user)
     .bind(serde_json::to_value(&m.files).unwrap_or(Value::Null))
+    .bind(&m.guichet)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -280,7 +286,8 @@ pub async fn claim_mailing(pool: &PgPool, id: &str, actor: &str) -> Result<Optio
     let mut tx = pool.begin().await?;
     let row = sqlx::query(
         "UPDATE mailings SET status = CASE WHEN status = 'done' THEN status ELSE 'processing' END,
-                attempts = attempts + CASE WHEN status = 'done' THEN 0 ELSE 1 END, updated_at = now()
+                attempts = attempts + CASE WHEN status = 'done' THEN 0 ELSE 1 END, updated_at = now(),
+                started_at = CASE WHEN status = 'done' THEN started_at ELSE now() END
          WHERE id = $1
          RETURNING id, channel, status, received_at, numero_unique, notify, files, attempts",
     )
@@ -366,8 +373,8 @@ pub async fn record_done(
         for p in &r.pieces {
             let key = filed.iter().find(|f| f.id == p.id).and_then(|f| f.key.clone());
             sqlx::query(
-                "INSERT INTO pieces (id, mailing_id, numero_unique, categorie, type_code, confidence, sensible, status, reason, key, bytes, plan_version, evidence)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO pieces (id, mailing_id, numero_unique, categorie, type_code, confidence, sensible, status, reason, key, bytes, plan_version, evidence, pages)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (id) DO NOTHING",
             )
             .bind(&p.id)
             .bind(mailing_id)
@@ -382,6 +389,7 @@ pub async fn record_done(
             .bind(p.bytes.map(|b| b as i64))
             .bind(&p.plan_version)
             .bind(json!(p.evidence))
+            .bind(p.pages.len() as i32)
             .execute(&mut *tx)
             .await?;
         }
@@ -404,7 +412,8 @@ pub async fn record_done(
     sqlx::query(
         "UPDATE mailings SET status = 'done', outcome = $2, pages = $3, report = $4, due_at = COALESCE($5, due_at),
                 last_error = NULL, done_at = now(), updated_at = now(),
-                raw_expires_at = now() + make_interval(days => $6)
+                raw_expires_at = now() + make_interval(days => $6),
+                guichet = COALESCE(guichet, $7)
          WHERE id = $1",
     )
     .bind(mailing_id)
@@ -413,6 +422,11 @@ pub async fn record_done(
     .bind(serde_json::to_value(report).unwrap_or(Value::Null))
     .bind(due_at)
     .bind(retention_days as i32)
+    // A counter's paper mailing is the counter's once its bordereau is read.
+    .bind(match b.sender.kind {
+        scanbureau_pipeline::report::SenderKind::Guichet => b.sender.id.clone(),
+        _ => None,
+    })
     .execute(&mut *tx)
     .await?;
     audit(
@@ -613,8 +627,7 @@ pub async fn record_dead_letter(pool: &PgPool, stage: &str, subject: Option<&str
 pub async fn deposit_status(pool: &PgPool, mailing_id: &str, user: &PortalUser) -> Result<Option<Value>> {
     let row = sqlx::query(
         "SELECT m.id, m.status, m.received_at, m.due_at, m.outcome, m.pages, m.last_error, m.numero_unique
-         FROM mailings m JOIN portal_users u ON u.id = m.portal_user
-         WHERE m.id = $1 AND u.guichet = $2",
+         FROM mailings m WHERE m.id = $1 AND m.guichet = $2",
     )
     .bind(mailing_id)
     .bind(&user.guichet)

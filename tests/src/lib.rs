@@ -2,6 +2,7 @@
 //! fresh temporary directory, and compare the report with the generator's truth.
 
 pub mod stack;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,539 @@
+//! What the browser pages read and change: a counter's mailings, their requests, pieces and
+//! notices; the operators' review queue and given-up jobs; the supervisors' figures.
+//!
+//! Who may see what is decided by the caller (`Account::sees_counter`); every query here
+//! returns the owning counter with the row so that check cannot be forgotten.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{Value, json};
+use sqlx::{PgPool, Row};
+
+use super::{Result, audit};
+
+/// One mailing as the lists show it.
+#[derive(Debug, Clone)]
+pub struct MailingView {
+    pub id: String,
+    pub channel: String,
+    pub source: String,
+    pub status: String,
+    pub outcome: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    pub done_at: Option<DateTime<Utc>>,
+    pub pages: Option<i32>,
+    pub numero_unique: Option<String>,
+    pub guichet: Option<String>,
+    pub departement: Option<String>,
+    pub priority: i32,
+    pub last_error: Option<String>,
+    /// Bytes of the received files (a forecast of the work before the pages are counted).
+    pub bytes: i64,
+}
+
+const MAILING_COLUMNS: &str = "m.id, m.channel, m.source, m.status, m.outcome, m.received_at, m.due_at, m.done_at, m.pages, m.numero_unique,
+     m.guichet, g.departement, m.priority, m.last_error,
+     (SELECT COALESCE(sum((f->>'bytes')::int8), 0)::int8 FROM jsonb_array_elements(m.files) f)";
+
+fn mailing_of(r: &sqlx::postgres::PgRow) -> MailingView {
+    MailingView {
+        id: r.get(0),
+        channel: r.get(1),
+        source: r.get(2),
+        status: r.get(3),
+        outcome: r.get(4),
+        received_at: r.get(5),
+        due_at: r.get(6),
+        done_at: r.get(7),
+        pages: r.get(8),
+        numero_unique: r.get(9),
+        guichet: r.get(10),
+        departement: r.get(11),
+        priority: r.get(12),
+        last_error: r.get(13),
+        bytes: r.get(14),
+    }
+}
+
+/// The latest mailings of one counter (or of all, for `None`).
+pub async fn mailings(pool: &PgPool, guichet: Option<&str>, limit: i64) -> Result<Vec<MailingView>> {
+    let sql = format!(
+        "SELECT {MAILING_COLUMNS} FROM mailings m LEFT JOIN guichets g ON g.numero = m.guichet
+         WHERE ($1::text IS NULL OR m.guichet = $1) ORDER BY m.received_at DESC LIMIT $2"
+    );
+    Ok(sqlx::query(&sql).bind(guichet).bind(limit).fetch_all(pool).await?.iter().map(mailing_of).collect())
+}
+
+pub async fn mailing(pool: &PgPool, id: &str) -> Result<Option<MailingView>> {
+    let sql = format!("SELECT {MAILING_COLUMNS} FROM mailings m LEFT JOIN guichets g ON g.numero = m.guichet WHERE m.id = $1");
+    Ok(sqlx::query(&sql).bind(id).fetch_optional(pool).await?.as_ref().map(mailing_of))
+}
+
+/// Every mailing not done yet, in the order the processing queue takes them.
+pub async fn open_mailings(pool: &PgPool) -> Result<Vec<MailingView>> {
+    let sql = format!(
+        "SELECT {MAILING_COLUMNS} FROM mailings m LEFT JOIN guichets g ON g.numero = m.guichet
+         WHERE m.status <> 'done' ORDER BY m.priority DESC, m.received_at"
+    );
+    Ok(sqlx::query(&sql).fetch_all(pool).await?.iter().map(mailing_of).collect())
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestView {
+    pub numero_unique: Option<String>,
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+pub async fn requests(pool: &PgPool, mailing: &str) -> Result<Vec<RequestView>> {
+    let rows = sqlx::query("SELECT numero_unique, status, reason FROM requests WHERE mailing_id = $1 ORDER BY ordinal").bind(mailing).fetch_all(pool).await?;
+    Ok(rows.iter().map(|r| RequestView { numero_unique: r.get(0), status: r.get(1), reason: r.get(2) }).collect())
+}
+
+#[derive(Debug, Clone)]
+pub struct PieceView {
+    pub id: String,
+    pub mailing_id: String,
+    pub guichet: Option<String>,
+    pub numero_unique: Option<String>,
+    pub categorie: Option<String>,
+    pub type_code: Option<String>,
+    pub confidence: f32,
+    pub sensible: bool,
+    pub status: String,
+    pub reason: Option<String>,
+    pub key: Option<String>,
+    pub pages: i32,
+    pub evidence: Vec<String>,
+    pub decided_by: Option<String>,
+}
+
+const PIECE_COLUMNS: &str = "p.id, p.mailing_id, m.guichet, p.numero_unique, p.categorie, p.type_code, p.confidence, p.sensible, p.status, p.reason,
+     p.key, p.pages, p.evidence, p.decided_by";
+
+fn piece_of(r: &sqlx::postgres::PgRow) -> PieceView {
+    PieceView {
+        id: r.get(0),
+        mailing_id: r.get(1),
+        guichet: r.get(2),
+        numero_unique: r.get(3),
+        categorie: r.get(4),
+        type_code: r.get(5),
+        confidence: r.get(6),
+        sensible: r.get(7),
+        status: r.get(8),
+        reason: r.get(9),
+        key: r.get(10),
+        pages: r.get(11),
+        evidence: serde_json::from_value(r.get::<Value, _>(12)).unwrap_or_default(),
+        decided_by: r.get(13),
+    }
+}
+
+pub async fn pieces(pool: &PgPool, mailing: &str) -> Result<Vec<PieceView>> {
+    let sql = format!("SELECT {PIECE_COLUMNS} FROM pieces p JOIN mailings m ON m.id = p.mailing_id WHERE p.mailing_id = $1 ORDER BY p.numero_unique, p.created_at, p.id");
+    Ok(sqlx::query(&sql).bind(mailing).fetch_all(pool).await?.iter().map(piece_of).collect())
+}
+
+pub async fn piece(pool: &PgPool, id: &str) -> Result<Option<PieceView>> {
+    let sql = format!("SELECT {PIECE_COLUMNS} FROM pieces p JOIN mailings m ON m.id = p.mailing_id WHERE p.id = $1");
+    Ok(sqlx::query(&sql).bind(id).fetch_optional(pool).await?.as_ref().map(piece_of))
+}
+
+/// Pieces waiting for an operator, the most urgent mailing first.
+pub async fn review_queue(pool: &PgPool, limit: i64) -> Result<Vec<PieceView>> {
+    let sql = format!(
+        "SELECT {PIECE_COLUMNS} FROM pieces p JOIN mailings m ON m.id = p.mailing_id WHERE p.status = 'review'
+         ORDER BY m.priority DESC, m.due_at, p.id LIMIT $1"
+    );
+    Ok(sqlx::query(&sql).bind(limit).fetch_all(pool).await?.iter().map(piece_of).collect())
+}
+
+#[derive(Debug, Clone)]
+pub struct NoticeView {
+    pub id: i64,
+    pub name: String,
+    pub recipients: Vec<String>,
+    pub status: String,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub message: Vec<u8>,
+}
+
+pub async fn notices(pool: &PgPool, mailing: &str) -> Result<Vec<NoticeView>> {
+    let rows = sqlx::query("SELECT id, name, recipients, status, sent_at, last_error, message FROM notices WHERE mailing_id = $1 ORDER BY id")
+        .bind(mailing)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| NoticeView { id: r.get(0), name: r.get(1), recipients: r.get(2), status: r.get(3), sent_at: r.get(4), last_error: r.get(5), message: r.get(6) })
+        .collect())
+}
+
+/// The owner of a notice: its mailing's id and counter.
+pub async fn notice_owner(pool: &PgPool, notice: i64) -> Result<Option<(String, Option<String>)>> {
+    let row = sqlx::query("SELECT m.id, m.guichet FROM notices n JOIN mailings m ON m.id = n.mailing_id WHERE n.id = $1").bind(notice).fetch_optional(pool).await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// Puts a notice back in the outbox to be sent again.
+pub async fn resend_notice(pool: &PgPool, notice: i64, actor: &str) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let mailing: Option<String> = sqlx::query_scalar("UPDATE notices SET status = 'pending', attempts = 0, last_error = NULL WHERE id = $1 RETURNING mailing_id")
+        .bind(notice)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if let Some(m) = &mailing {
+        audit(&mut tx, actor, m, "notice_resend_asked", json!({"notice": notice})).await?;
+    }
+    tx.commit().await?;
+    Ok(mailing.is_some())
+}
+
+// ---------------------------------------------------------------- review decisions
+
+/// An operator's decision on a piece in review.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// The proposed category is right.
+    Accept,
+    /// Another category and type of the plan.
+    Reclassify { categorie: String, type_code: String, sensible: bool },
+    /// Nothing can be read: refused.
+    Illegible,
+}
+
+impl Decision {
+    fn action(&self) -> &'static str {
+        match self {
+            Decision::Accept => "review_accepted",
+            Decision::Reclassify { .. } => "review_reclassified",
+            Decision::Illegible => "review_illegible",
+        }
+    }
+}
+
+/// What a decision changed.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    pub mailing_id: String,
+    pub numero_unique: Option<String>,
+    /// The piece's object, when the decision refuses it (to be deleted).
+    pub dropped_key: Option<String>,
+    /// No piece of this request waits for an operator any more: its follow-up notice is due.
+    pub request_settled: bool,
+}
+
+/// Records a decision on a piece still in review; `None` if it is not (any more).
+pub async fn decide(pool: &PgPool, piece: &str, decision: &Decision, actor: &str) -> Result<Option<Decided>> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query("SELECT mailing_id, numero_unique, key, categorie, type_code FROM pieces WHERE id = $1 AND status = 'review' FOR UPDATE")
+        .bind(piece)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(r) = row else { return Ok(None) };
+    let (mailing_id, numero, key): (String, Option<String>, Option<String>) = (r.get(0), r.get(1), r.get(2));
+    let before = json!({"categorie": r.get::<Option<String>, _>(3), "type": r.get::<Option<String>, _>(4)});
+    let mut dropped_key = None;
+    match decision {
+        Decision::Accept => {
+            sqlx::query("UPDATE pieces SET status = 'uploaded', decided_by = $2, decided_at = now() WHERE id = $1").bind(piece).bind(actor).execute(&mut *tx).await?;
+        }
+        Decision::Reclassify { categorie, type_code, sensible } => {
+            sqlx::query("UPDATE pieces SET status = 'uploaded', categorie = $2, type_code = $3, sensible = $4, decided_by = $5, decided_at = now() WHERE id = $1")
+                .bind(piece)
+                .bind(categorie)
+                .bind(type_code)
+                .bind(sensible)
+                .bind(actor)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Decision::Illegible => {
+            sqlx::query("UPDATE pieces SET status = 'rejected', reason = 'PIECE_ILLISIBLE', key = NULL, decided_by = $2, decided_at = now() WHERE id = $1")
+                .bind(piece)
+                .bind(actor)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE pages SET role = 'rejected', reason = 'PIECE_ILLISIBLE' WHERE mailing_id = $1 AND piece_id = $2").bind(&mailing_id).bind(piece).execute(&mut *tx).await?;
+            dropped_key = key;
+        }
+    }
+    let detail = match decision {
+        Decision::Reclassify { categorie, type_code, .. } => json!({"piece": piece, "before": before, "categorie": categorie, "type": type_code}),
+        _ => json!({"piece": piece, "before": before}),
+    };
+    audit(&mut tx, actor, &mailing_id, decision.action(), detail).await?;
+    let waiting: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pieces WHERE mailing_id = $1 AND numero_unique IS NOT DISTINCT FROM $2 AND status = 'review')")
+        .bind(&mailing_id)
+        .bind(&numero)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Some(Decided { mailing_id, numero_unique: numero, dropped_key, request_settled: !waiting }))
+}
+
+/// Where a request's notice went, to send its follow-up to the same people.
+pub async fn request_recipients(pool: &PgPool, mailing: &str, numero: Option<&str>) -> Result<Vec<String>> {
+    let from_notice: Option<Vec<String>> = sqlx::query_scalar(
+        "SELECT n.recipients FROM requests r JOIN notices n ON n.mailing_id = r.mailing_id AND n.name = regexp_replace(r.notice, '^.*/', '')
+         WHERE r.mailing_id = $1 AND r.numero_unique IS NOT DISTINCT FROM $2 LIMIT 1",
+    )
+    .bind(mailing)
+    .bind(numero)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(r) = from_notice.filter(|r| !r.is_empty()) {
+        return Ok(r);
+    }
+    let notify: Option<String> = sqlx::query_scalar("SELECT notify FROM mailings WHERE id = $1").bind(mailing).fetch_optional(pool).await?.flatten();
+    Ok(notify.into_iter().collect())
+}
+
+/// Adds a notice to the outbox; returns its id (`None` if one of that name exists already).
+pub async fn add_notice(pool: &PgPool, mailing: &str, name: &str, recipients: &[String], sender: &str, message: &[u8], actor: &str) -> Result<Option<i64>> {
+    let mut tx = pool.begin().await?;
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO notices (mailing_id, name, recipients, sender, message) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (mailing_id, name) DO NOTHING RETURNING id",
+    )
+    .bind(mailing)
+    .bind(name)
+    .bind(recipients)
+    .bind(sender)
+    .bind(message)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if id.is_some() {
+        audit(&mut tx, actor, mailing, "notice_written", json!({"notice": name, "to": recipients})).await?;
+    }
+    tx.commit().await?;
+    Ok(id)
+}
+
+// ---------------------------------------------------------------- given-up work
+
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub stage: String,
+    pub subject: Option<String>,
+    pub attempts: i32,
+    pub reason: String,
+    pub payload: Vec<u8>,
+    pub resolution: Option<String>,
+    pub resolved_by: Option<String>,
+}
+
+pub async fn dead_letters(pool: &PgPool, limit: i64) -> Result<Vec<DeadLetter>> {
+    let rows = sqlx::query("SELECT id, at, stage, subject, attempts, reason, payload, resolution, resolved_by FROM dead_letters ORDER BY resolved_at NULLS FIRST, at DESC LIMIT $1")
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| DeadLetter {
+            id: r.get(0),
+            at: r.get(1),
+            stage: r.get(2),
+            subject: r.get(3),
+            attempts: r.get(4),
+            reason: r.get(5),
+            payload: r.get(6),
+            resolution: r.get(7),
+            resolved_by: r.get(8),
+        })
+        .collect())
+}
+
+/// Marks a dead letter handled; `None` if it was already (two operators, one click each).
+pub async fn resolve_dead_letter(pool: &PgPool, id: i64, resolution: &str, actor: &str) -> Result<Option<DeadLetter>> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(
+        "UPDATE dead_letters SET resolved_at = now(), resolved_by = $3, resolution = $2 WHERE id = $1 AND resolved_at IS NULL
+         RETURNING id, at, stage, subject, attempts, reason, payload, resolution, resolved_by",
+    )
+    .bind(id)
+    .bind(resolution)
+    .bind(actor)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let d = DeadLetter {
+        id: r.get(0),
+        at: r.get(1),
+        stage: r.get(2),
+        subject: r.get(3),
+        attempts: r.get(4),
+        reason: r.get(5),
+        payload: r.get(6),
+        resolution: r.get(7),
+        resolved_by: r.get(8),
+    };
+    if resolution == "retried"
+        && let Some(m) = &d.subject
+    {
+        // A failed mailing goes back to the start; its attempts count afresh.
+        sqlx::query("UPDATE mailings SET status = 'received', attempts = 0, updated_at = now() WHERE id = $1 AND status = 'failed'").bind(m).execute(&mut *tx).await?;
+    }
+    audit(&mut tx, actor, d.subject.as_deref().unwrap_or("(dead letter)"), &format!("dead_letter_{resolution}"), json!({"dead_letter": id, "stage": d.stage})).await?;
+    tx.commit().await?;
+    Ok(Some(d))
+}
+
+/// A failed mailing refused by an operator: done, rejected, with its notice in the outbox.
+pub async fn reject_failed_mailing(pool: &PgPool, mailing: &str, reason: &str, actor: &str) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let n = sqlx::query("UPDATE mailings SET status = 'done', outcome = 'rejected', done_at = now(), updated_at = now(), last_error = $2 WHERE id = $1 AND status = 'failed'")
+        .bind(mailing)
+        .bind(format!("refused by an operator: {reason}"))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if n == 1 {
+        audit(&mut tx, actor, mailing, "rejected_by_operator", json!({"reason": reason})).await?;
+    }
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+/// A supervisor moves a mailing to the front of the processing queue.
+pub async fn prioritise(pool: &PgPool, mailing: &str, actor: &str) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let n = sqlx::query("UPDATE mailings SET priority = priority + 1, updated_at = now() WHERE id = $1 AND status <> 'done'").bind(mailing).execute(&mut *tx).await?.rows_affected();
+    if n == 1 {
+        audit(&mut tx, actor, mailing, "prioritised", json!({})).await?;
+    }
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+// ---------------------------------------------------------------- supervisors' figures
+
+/// The dashboard's figures, read in one go.
+#[derive(Debug, Clone, Default)]
+pub struct Dashboard {
+    /// (status, channel, mailings)
+    pub backlog: Vec<(String, String, i64)>,
+    pub notices_pending: i64,
+    pub pieces_in_review: i64,
+    pub dead_letters_open: i64,
+    pub incidents_open: i64,
+    /// (hour, mailings done, pages done) over the last 24 hours.
+    pub throughput: Vec<(DateTime<Utc>, i64, i64)>,
+    /// (reason, pages) over the last 30 days.
+    pub rejections: Vec<(String, i64)>,
+    /// (hour, open mailings at that hour) over the last 48 hours.
+    pub backlog_history: Vec<(DateTime<Utc>, i64)>,
+    /// Bytes of received files per page, over the last week's done mailings.
+    pub bytes_per_page: Option<f64>,
+    /// (pages, seconds of processing) of the last day's done mailings.
+    pub processing: (i64, f64),
+}
+
+pub async fn dashboard(pool: &PgPool) -> Result<Dashboard> {
+    let backlog = sqlx::query("SELECT status, channel, count(*) FROM mailings WHERE status <> 'done' GROUP BY 1, 2 ORDER BY 1, 2")
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let throughput = sqlx::query(
+        "SELECT date_trunc('hour', done_at) AS h, count(*), COALESCE(sum(pages), 0)::int8 FROM mailings
+         WHERE done_at > now() - interval '24 hours' GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect();
+    let rejections = sqlx::query(
+        "SELECT p.reason, count(*) FROM pages p JOIN mailings m ON m.id = p.mailing_id
+         WHERE p.reason IS NOT NULL AND m.received_at > now() - interval '30 days' GROUP BY 1 ORDER BY 2 DESC, 1",
+    )
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect();
+    let backlog_history = sqlx::query(
+        "SELECT h, (SELECT count(*) FROM mailings WHERE received_at <= h AND (done_at IS NULL OR done_at > h))
+         FROM generate_series(date_trunc('hour', now()) - interval '47 hours', date_trunc('hour', now()), interval '1 hour') AS h ORDER BY h",
+    )
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect();
+    Ok(Dashboard {
+        backlog,
+        notices_pending: sqlx::query_scalar("SELECT count(*) FROM notices WHERE status = 'pending'").fetch_one(pool).await?,
+        pieces_in_review: sqlx::query_scalar("SELECT count(*) FROM pieces WHERE status = 'review'").fetch_one(pool).await?,
+        dead_letters_open: sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE resolved_at IS NULL").fetch_one(pool).await?,
+        incidents_open: sqlx::query_scalar("SELECT count(*) FROM incidents WHERE status <> 'resolved'").fetch_one(pool).await?,
+        throughput,
+        rejections,
+        backlog_history,
+        bytes_per_page: sqlx::query_scalar(
+            "SELECT (sum((SELECT COALESCE(sum((f->>'bytes')::int8), 0) FROM jsonb_array_elements(files) f)) / NULLIF(sum(pages), 0))::float8
+             FROM mailings WHERE status = 'done' AND pages > 0 AND done_at > now() - interval '7 days'",
+        )
+        .fetch_one(pool)
+        .await?,
+        processing: sqlx::query_as(
+            "SELECT COALESCE(sum(pages), 0)::int8, COALESCE(sum(EXTRACT(EPOCH FROM done_at - started_at)), 0)::float8
+             FROM mailings WHERE status = 'done' AND pages > 0 AND started_at IS NOT NULL AND done_at > now() - interval '24 hours'",
+        )
+        .fetch_one(pool)
+        .await?,
+    })
+}
+
+/// One day of the period's figures (the CSV export).
+#[derive(Debug, Clone)]
+pub struct DayFigures {
+    pub day: NaiveDate,
+    pub received: i64,
+    pub done: i64,
+    pub done_late: i64,
+    pub pages: i64,
+    pub pieces_filed: i64,
+    pub pieces_rejected: i64,
+    pub pieces_review: i64,
+    pub incidents_opened: i64,
+}
+
+/// Figures per day from `from` to `to` inclusive (days in UTC).
+pub async fn figures_by_day(pool: &PgPool, from: NaiveDate, to: NaiveDate) -> Result<Vec<DayFigures>> {
+    let rows = sqlx::query(
+        "SELECT d::date,
+            (SELECT count(*) FROM mailings WHERE received_at >= d AND received_at < d + interval '1 day'),
+            (SELECT count(*) FROM mailings WHERE done_at >= d AND done_at < d + interval '1 day'),
+            (SELECT count(*) FROM mailings WHERE done_at >= d AND done_at < d + interval '1 day' AND done_at > due_at),
+            (SELECT COALESCE(sum(pages), 0)::int8 FROM mailings WHERE done_at >= d AND done_at < d + interval '1 day'),
+            (SELECT count(*) FROM pieces WHERE created_at >= d AND created_at < d + interval '1 day' AND status = 'uploaded'),
+            (SELECT count(*) FROM pieces WHERE created_at >= d AND created_at < d + interval '1 day' AND status = 'rejected'),
+            (SELECT count(*) FROM pieces WHERE created_at >= d AND created_at < d + interval '1 day' AND status = 'review'),
+            (SELECT count(*) FROM incidents WHERE created_at >= d AND created_at < d + interval '1 day')
+         FROM generate_series($1::date::timestamptz, $2::date::timestamptz, interval '1 day') AS d ORDER BY d",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| DayFigures {
+            day: r.get(0),
+            received: r.get(1),
+            done: r.get(2),
+            done_late: r.get(3),
+            pages: r.get(4),
+            pieces_filed: r.get(5),
+            pieces_rejected: r.get(6),
+            pieces_review: r.get(7),
+            incidents_opened: r.get(8),
+        })
+        .collect())
+}

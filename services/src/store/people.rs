@@ -1,0 +1,254 @@
+//! Accounts, browser sessions and lock-out; incident reports.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::{PgPool, Row};
+
+use super::{Result, audit, token_digest};
+use crate::accounts::{Account, Role};
+
+/// Failed logins in a row before an account is locked, and for how long.
+pub const LOCKOUT_AFTER: i32 = 5;
+pub const LOCKOUT_MINUTES: i32 = 15;
+
+pub struct NewAccount<'a> {
+    pub email: &'a str,
+    pub display_name: &'a str,
+    pub role: Role,
+    pub guichet: Option<&'a str>,
+    pub sensitive: bool,
+    pub password_hash: &'a str,
+}
+
+/// Creates a browser account (or gives an existing API user of the same e-mail a password
+/// and role). Returns its id.
+pub async fn create_account(pool: &PgPool, a: &NewAccount<'_>, actor: &str) -> Result<i64> {
+    let mut tx = pool.begin().await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO portal_users (guichet, email, role, display_name, sensitive, password_hash) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (email) DO UPDATE SET guichet = EXCLUDED.guichet, role = EXCLUDED.role, display_name = EXCLUDED.display_name,
+             sensitive = EXCLUDED.sensitive, password_hash = EXCLUDED.password_hash, failed_logins = 0, locked_until = NULL
+         RETURNING id",
+    )
+    .bind(a.guichet.map(str::to_ascii_uppercase))
+    .bind(a.email)
+    .bind(a.role.as_str())
+    .bind(a.display_name)
+    .bind(a.sensitive)
+    .bind(a.password_hash)
+    .fetch_one(&mut *tx)
+    .await?;
+    audit(&mut tx, actor, &format!("account:{id}"), "account_saved", json!({"email": a.email, "role": a.role.as_str(), "guichet": a.guichet, "sensitive": a.sensitive}))
+        .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+fn account_of(r: &sqlx::postgres::PgRow) -> Account {
+    Account {
+        id: r.get("id"),
+        email: r.get("email"),
+        display_name: r.get("display_name"),
+        role: Role::parse(r.get::<&str, _>("role")).unwrap_or(Role::Counter),
+        guichet: r.get("guichet"),
+        sensitive: r.get("sensitive"),
+    }
+}
+
+/// What a login attempt finds.
+pub enum LoginRecord {
+    Unknown,
+    Locked { until: DateTime<Utc> },
+    Found { account: Account, password_hash: String },
+}
+
+pub async fn login_record(pool: &PgPool, email: &str) -> Result<LoginRecord> {
+    let row = sqlx::query(
+        "SELECT id, email, display_name, role, guichet, sensitive, password_hash, locked_until
+         FROM portal_users WHERE lower(email) = lower($1) AND NOT disabled AND password_hash IS NOT NULL",
+    )
+    .bind(email)
+    .fetch_optional(pool)
+    .await?;
+    let Some(r) = row else { return Ok(LoginRecord::Unknown) };
+    if let Some(until) = r.get::<Option<DateTime<Utc>>, _>("locked_until")
+        && until > Utc::now()
+    {
+        return Ok(LoginRecord::Locked { until });
+    }
+    Ok(LoginRecord::Found { account: account_of(&r), password_hash: r.get("password_hash") })
+}
+
+/// Counts a failed login; locks the account once it reaches [`LOCKOUT_AFTER`]. Returns the
+/// end of the lock when this failure locked it.
+pub async fn login_failed(pool: &PgPool, account: i64, from: &str) -> Result<Option<DateTime<Utc>>> {
+    let mut tx = pool.begin().await?;
+    let locked: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "UPDATE portal_users SET failed_logins = failed_logins + 1,
+                locked_until = CASE WHEN failed_logins + 1 >= $2 THEN now() + make_interval(mins => $3) ELSE NULL END
+         WHERE id = $1 RETURNING locked_until",
+    )
+    .bind(account)
+    .bind(LOCKOUT_AFTER)
+    .bind(LOCKOUT_MINUTES)
+    .fetch_one(&mut *tx)
+    .await?;
+    let action = if locked.is_some() { "account_locked" } else { "login_failed" };
+    audit(&mut tx, "web", &format!("account:{account}"), action, json!({"from": from})).await?;
+    if locked.is_some() {
+        // Counted afresh once the lock ends.
+        sqlx::query("UPDATE portal_users SET failed_logins = 0 WHERE id = $1").bind(account).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(locked)
+}
+
+/// Opens a session for an account whose password was just verified.
+pub async fn open_session(pool: &PgPool, account: &Account, token: &str, csrf: &str, hours: i32, from: &str) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("UPDATE portal_users SET failed_logins = 0, locked_until = NULL WHERE id = $1").bind(account.id).execute(&mut *tx).await?;
+    sqlx::query("INSERT INTO web_sessions (token_sha256, account, csrf, expires_at) VALUES ($1, $2, $3, now() + make_interval(hours => $4))")
+        .bind(token_digest(token))
+        .bind(account.id)
+        .bind(csrf)
+        .bind(hours)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM web_sessions WHERE expires_at < now()").execute(&mut *tx).await?;
+    audit(&mut tx, &account.actor(), &format!("account:{}", account.id), "login", json!({"from": from})).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The account and CSRF token of a live session.
+pub async fn session(pool: &PgPool, token: &str) -> Result<Option<(Account, String)>> {
+    let row = sqlx::query(
+        "SELECT u.id, u.email, u.display_name, u.role, u.guichet, u.sensitive, s.csrf
+         FROM web_sessions s JOIN portal_users u ON u.id = s.account
+         WHERE s.token_sha256 = $1 AND s.expires_at > now() AND NOT u.disabled
+           AND (u.locked_until IS NULL OR u.locked_until < now())",
+    )
+    .bind(token_digest(token))
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| (account_of(&r), r.get("csrf"))))
+}
+
+pub async fn close_session(pool: &PgPool, token: &str, account: &Account) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM web_sessions WHERE token_sha256 = $1").bind(token_digest(token)).execute(&mut *tx).await?;
+    audit(&mut tx, &account.actor(), &format!("account:{}", account.id), "logout", json!({})).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- incidents
+
+/// The kinds of a fiche incident.
+pub const INCIDENT_KINDS: [(&str, &str); 4] = [
+    ("piece_not_processed", "Pièce non traitée"),
+    ("deadline_missed", "Délai de traitement dépassé"),
+    ("misfiled_piece", "Pièce mal classée"),
+    ("notice_not_received", "Avis non reçu"),
+];
+pub const INCIDENT_STATUSES: [(&str, &str); 3] = [("open", "ouvert"), ("in_progress", "en cours"), ("resolved", "résolu")];
+
+pub fn incident_kind_label(kind: &str) -> &str {
+    INCIDENT_KINDS.iter().find(|(k, _)| *k == kind).map(|(_, l)| *l).unwrap_or(kind)
+}
+pub fn incident_status_label(status: &str) -> &str {
+    INCIDENT_STATUSES.iter().find(|(k, _)| *k == status).map(|(_, l)| *l).unwrap_or(status)
+}
+
+#[derive(Debug, Clone)]
+pub struct Incident {
+    pub id: i64,
+    pub guichet: String,
+    pub opened_by: String,
+    pub kind: String,
+    pub mailing_id: Option<String>,
+    pub numero_unique: Option<String>,
+    pub description: String,
+    pub status: String,
+    pub answer: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub struct NewIncident<'a> {
+    pub kind: &'a str,
+    pub mailing_id: Option<&'a str>,
+    pub numero_unique: Option<&'a str>,
+    pub description: &'a str,
+}
+
+/// Files an incident for the account's counter. A mailing given must be the counter's own.
+pub async fn open_incident(pool: &PgPool, account: &Account, i: &NewIncident<'_>) -> Result<Option<i64>> {
+    let Some(guichet) = account.guichet.as_deref() else { return Ok(None) };
+    if let Some(m) = i.mailing_id {
+        let own: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM mailings WHERE id = $1 AND guichet = $2)").bind(m).bind(guichet).fetch_one(pool).await?;
+        if !own {
+            return Ok(None);
+        }
+    }
+    let mut tx = pool.begin().await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO incidents (guichet, opened_by, kind, mailing_id, numero_unique, description) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(guichet)
+    .bind(account.id)
+    .bind(i.kind)
+    .bind(i.mailing_id)
+    .bind(i.numero_unique)
+    .bind(i.description)
+    .fetch_one(&mut *tx)
+    .await?;
+    audit(&mut tx, &account.actor(), &format!("incident:{id}"), "incident_opened", json!({"kind": i.kind, "mailing": i.mailing_id})).await?;
+    tx.commit().await?;
+    Ok(Some(id))
+}
+
+/// Incidents a person may see: a counter's own, or all for the bureau's staff.
+pub async fn incidents(pool: &PgPool, account: &Account, only_open: bool) -> Result<Vec<Incident>> {
+    let rows = sqlx::query(
+        "SELECT i.id, i.guichet, u.email, i.kind, i.mailing_id, i.numero_unique, i.description, i.status, i.answer, i.created_at
+         FROM incidents i JOIN portal_users u ON u.id = i.opened_by
+         WHERE ($1::text IS NULL OR i.guichet = $1) AND (NOT $2 OR i.status <> 'resolved')
+         ORDER BY i.created_at DESC LIMIT 200",
+    )
+    .bind(if account.role.is_staff() { None } else { account.guichet.as_deref().or(Some("")) })
+    .bind(only_open)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Incident {
+            id: r.get(0),
+            guichet: r.get(1),
+            opened_by: r.get(2),
+            kind: r.get(3),
+            mailing_id: r.get(4),
+            numero_unique: r.get(5),
+            description: r.get(6),
+            status: r.get(7),
+            answer: r.get(8),
+            created_at: r.get(9),
+        })
+        .collect())
+}
+
+/// The bureau answers an incident and moves it on.
+pub async fn update_incident(pool: &PgPool, id: i64, status: &str, answer: &str, actor: &str) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let n = sqlx::query("UPDATE incidents SET status = $2, answer = NULLIF($3, ''), updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(status)
+        .bind(answer)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if n == 1 {
+        audit(&mut tx, actor, &format!("incident:{id}"), "incident_updated", json!({"status": status})).await?;
+    }
+    tx.commit().await?;
+    Ok(n == 1)
+}

@@ -1,0 +1,425 @@
+//! The operators' console: feed scanner batches and watch them, decide on the pieces the
+//! classifier was unsure of, deal with work the stages gave up on, answer incidents.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde_json::json;
+
+use scanbureau_pipeline::ReasonCode;
+use scanbureau_pipeline::input::{FileKind, sniff};
+use scanbureau_pipeline::notice::{NoticeContext, NoticePiece, RequestNotice, mailing_notice, request_notice};
+use scanbureau_pipeline::plan::FilingPlan;
+use scanbureau_pipeline::report::PieceStatus;
+
+use super::page::{esc, url};
+use super::portal::{incidents_table, mailings_table, piece_label, upload_form};
+use super::{Fields, Refused, field, require, take_upload, unavailable};
+use crate::accounts::Role;
+use crate::broker::Stage;
+use crate::bureau::{Bureau, Intake, notice_message};
+use crate::store::desk::{self, Decision};
+use crate::store::{self, Inserted, people};
+
+pub fn routes() -> Router<Arc<Bureau>> {
+    Router::new()
+        .route("/console", get(batches))
+        .route("/console/batches", post(feed).layer(DefaultBodyLimit::disable()))
+        .route("/console/review", get(review))
+        .route("/console/review/{piece}", post(decide))
+        .route("/console/failed", get(failed))
+        .route("/console/dead/{id}/retry", post(retry_dead))
+        .route("/console/mailings/{id}/reject", post(reject_mailing))
+        .route("/console/incidents", get(incidents))
+        .route("/console/incidents/{id}", post(answer_incident))
+}
+
+const STAFF: [Role; 2] = [Role::Operator, Role::Supervisor];
+
+/// Largest scanner file the console takes (a batch of a few hundred pages).
+const MAX_BATCH_BYTES: u64 = 500_000_000;
+
+async fn batches(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
+    let s = match require(&b, &headers, &STAFF).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let rows = match desk::mailings(&b.pool, None, 200).await {
+        Ok(r) => r,
+        Err(e) => return unavailable(e),
+    };
+    let mut p = s.page("Lots");
+    p.push("<h2>Charger un lot numérisé</h2><p>Un fichier du scanner (PDF, TIFF multipage, JPEG ou PNG) : il suit le même chemin qu'un lot déposé dans le dossier d'entrée.</p>");
+    p.push(&upload_form(&s, "/console/batches", "application/pdf,image/tiff,image/jpeg,image/png,.pdf,.tif,.tiff,.jpg,.jpeg,.png", MAX_BATCH_BYTES, "", "Charger le lot"));
+    let waiting = rows.iter().filter(|m| m.status != "done").count();
+    let _ = write!(p.body, "<h2>Derniers lots et dépôts</h2><p>{waiting} en attente ou en traitement.</p>");
+    p.push(&mailings_table(&b, &rows, true));
+    p.into_response()
+}
+
+/// `POST /console/batches?name=F`: one scanner file as the body, the CSRF token in a header.
+async fn feed(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Query<Fields>, body: Body) -> Response {
+    let s = match require(&b, &headers, &STAFF).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Err(r) = s.check_header(&headers) {
+        return r;
+    }
+    let refuse = |code: StatusCode, message: String| (code, Json(json!({"error": message}))).into_response();
+    let name = field(&q, "name").unwrap_or("lot.pdf").to_string();
+    let upload = match take_upload(&headers, body, MAX_BATCH_BYTES, &name).await {
+        Ok(u) => u,
+        Err(Refused(code, m)) => return refuse(code, m),
+    };
+    if matches!(sniff(&name, &upload.head), FileKind::Unknown | FileKind::Eml) {
+        return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Format non reconnu : PDF, TIFF, JPEG ou PNG attendu.".into());
+    }
+    let files = vec![(crate::blobs::keys::safe_name(&name), upload.path.clone())];
+    let source = format!("console:{}", s.account.email);
+    let intake = Intake { channel: "paper", source: &source, files: &files, numero_unique: None, notify: None, portal_user: None, counter: None };
+    match b.receive(intake).await {
+        Ok((id, outcome)) => {
+            let duplicate = matches!(outcome, Inserted::Duplicate { .. });
+            (StatusCode::ACCEPTED, Json(json!({"deposit": id, "url": format!("/mailings/{id}"), "bytes": upload.bytes, "duplicate": duplicate}))).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "console batch could not be stored");
+            refuse(StatusCode::SERVICE_UNAVAILABLE, "Le lot n'a pas pu être enregistré ; rien n'a été gardé, rechargez-le dans un instant.".into())
+        }
+    }
+}
+
+// ---------------------------------------------------------------- review
+
+fn type_options(plan: &FilingPlan, current: Option<(&str, &str)>) -> String {
+    let mut o = String::new();
+    for c in &plan.categories {
+        let _ = write!(o, r#"<optgroup label="{}">"#, esc(&c.libelle));
+        for t in &c.types {
+            let selected = current == Some((c.code.as_str(), t.code.as_str()));
+            let _ = write!(o, r#"<option value="{}/{}"{}>{}</option>"#, esc(&c.code), esc(&t.code), if selected { " selected" } else { "" }, esc(&t.libelle));
+        }
+        o.push_str("</optgroup>");
+    }
+    o
+}
+
+async fn review(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
+    let s = match require(&b, &headers, &STAFF).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (queue, plan) = match tokio::try_join!(desk::review_queue(&b.pool, 50), store::current_plan(&b.pool)) {
+        Ok(x) => x,
+        Err(e) => return unavailable(e),
+    };
+    let mut p = s.page("Pièces à vérifier");
+    if queue.is_empty() {
+        p.push(r#"<p class="muted">Aucune pièce n'attend de vérification.</p>"#);
+    }
+    let csrf = p.csrf_field();
+    for pc in &queue {
+        let proposed = pc.categorie.as_deref().zip(pc.type_code.as_deref());
+        let label = if proposed.is_some() { piece_label(&desk::PieceView { sensible: false, ..pc.clone() }, Some(&plan)) } else { "aucune".into() };
+        let thumbs = if pc.sensible && !s.account.sensitive {
+            r#"<p class="muted">Pièce confidentielle : aperçu réservé au profil sensible.</p>"#.to_string()
+        } else {
+            (0..pc.pages.clamp(1, 4)).map(|n| format!(r#"<img class="thumb" src="/pieces/{}/pages/{n}" alt="page {} de la pièce" loading="lazy">"#, url(&pc.id), n + 1)).collect()
+        };
+        let evidence: String = pc.evidence.iter().map(|e| format!("<li>{}</li>", esc(e))).collect();
+        let _ = write!(
+            p.body,
+            r#"<section class="card review" data-piece="{id}"><h2>Pièce {id}</h2>
+<p>Pli <a href="/mailings/{mu}">{m}</a> · demande {n} · {pages} page(s) · confiance {conf:.0} %</p>
+<div class="thumbs">{thumbs}</div>
+<p>Catégorie proposée : <strong>{label}</strong></p><details><summary>Indices relevés</summary><ul>{evidence}</ul></details>
+<form method="post" action="/console/review/{idu}" class="inline">{csrf}<input type="hidden" name="action" value="accept"><button type="submit">Accepter</button></form>
+<form method="post" action="/console/review/{idu}" class="inline">{csrf}<input type="hidden" name="action" value="reclassify"><select name="type" aria-label="nouvelle catégorie">{options}</select><button type="submit">Reclasser</button></form>
+<form method="post" action="/console/review/{idu}" class="inline">{csrf}<input type="hidden" name="action" value="illegible"><button type="submit" data-confirm="Refuser cette pièce comme illisible ?">Illisible</button></form>
+</section>"#,
+            id = esc(&pc.id),
+            idu = url(&pc.id),
+            mu = url(&pc.mailing_id),
+            m = esc(&pc.mailing_id),
+            n = esc(pc.numero_unique.as_deref().unwrap_or("—")),
+            pages = pc.pages,
+            conf = pc.confidence * 100.0,
+            label = esc(&label),
+            options = type_options(&plan, proposed),
+        );
+    }
+    p.into_response()
+}
+
+async fn decide(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(piece): Path<String>, Form(form): Form<Fields>) -> Response {
+    let s = match require(&b, &headers, &STAFF).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Err(r) = s.check_form(&form) {
+        return r;
+    }
+    let plan = match store::current_plan(&b.pool).await {
+        Ok(p) => p,
+        Err(e) => return unavailable(e),
+    };
+    let decision = match field(&form, "action") {
+        Some("accept") => Decision::Accept,
+        Some("illegible") => Decision::Illegible,
+        Some("reclassify") => {
+            let Some((c, t)) = field(&form, "type").and_then(|v| v.split_once('/')) else {
+                return s.error(StatusCode::UNPROCESSABLE_ENTITY, "Choisissez la nouvelle catégorie.");
+            };
+            let Some(ty) = plan.piece_type(c, t) else {
+                return s.error(StatusCode::UNPROCESSABLE_ENTITY, "Cette catégorie n'est pas dans le plan de classement.");
+            };
+            Decision::Reclassify { categorie: c.to_string(), type_code: t.to_string(), sensible: ty.sensible }
+        }
+        _ => return s.error(StatusCode::UNPROCESSABLE_ENTITY, "Décision inconnue."),
+    };
+    // Nobody decides on a sensitive piece they may not see.
+    match desk::piece(&b.pool, &piece).await {
+        Ok(Some(p)) if p.sensible && !s.account.sensitive => return s.error(StatusCode::FORBIDDEN, "Pièce confidentielle : décision réservée au profil sensible."),
+        Ok(Some(_)) => {}
+        Ok(None) => return s.error(StatusCode::NOT_FOUND, "Cette pièce n'existe pas."),
+        Err(e) => return unavailable(e),
+    }
+    let actor = s.account.actor();
+    let decided = match desk::decide(&b.pool, &piece, &decision, &actor).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return s.error(StatusCode::CONFLICT, "Cette pièce a déjà été traitée (par vous ou un autre opérateur)."),
+        Err(e) => return unavailable(e),
+    };
+    if let Some(key) = &decided.dropped_key
+        && let Err(e) = b.blobs.delete(key).await
+    {
+        tracing::warn!(piece = %piece, error = %e, "refused piece's object not deleted; it is no longer referenced");
+    }
+    tracing::info!(piece = %piece, action = ?decision, "review decision");
+    if decided.request_settled
+        && let Err(e) = follow_up_notice(&b, &decided, &plan, &actor).await
+    {
+        tracing::error!(piece = %piece, error = %format!("{e:#}"), "follow-up notice not written");
+    }
+    Redirect::to("/console/review").into_response()
+}
+
+/// Once no piece of a request waits for an operator, its people get a new notice saying
+/// what became of every piece.
+async fn follow_up_notice(b: &Bureau, d: &desk::Decided, plan: &FilingPlan, actor: &str) -> anyhow::Result<()> {
+    let m = desk::mailing(&b.pool, &d.mailing_id).await?.ok_or_else(|| anyhow::anyhow!("mailing {} vanished", d.mailing_id))?;
+    let recipients = desk::request_recipients(&b.pool, &d.mailing_id, d.numero_unique.as_deref()).await?;
+    let Some(to) = recipients.first() else {
+        tracing::info!(mailing = %d.mailing_id, "no one to tell about the review decisions");
+        return Ok(());
+    };
+    let pieces: Vec<desk::PieceView> = desk::pieces(&b.pool, &d.mailing_id).await?.into_iter().filter(|p| p.numero_unique == d.numero_unique).collect();
+    let notice_pieces: Vec<NoticePiece> = pieces
+        .iter()
+        .map(|p| NoticePiece {
+            libelle: p.categorie.as_deref().zip(p.type_code.as_deref()).and_then(|(c, t)| plan.piece_type(c, t)).map(|t| t.libelle.clone()),
+            sensible: p.sensible,
+            pages: p.pages.max(1) as usize,
+            status: match p.status.as_str() {
+                "uploaded" => PieceStatus::Uploaded,
+                "review" => PieceStatus::Review,
+                _ => PieceStatus::Rejected,
+            },
+            reason: p.reason.as_deref().and_then(|r| serde_json::from_value::<ReasonCode>(serde_json::Value::String(r.into())).ok()),
+        })
+        .collect();
+    let calendar = b.site.calendar();
+    let ctx = NoticeContext {
+        bureau_email: &b.site.site.bureau_email,
+        site_name: &b.site.site.name,
+        batch_id: &d.mailing_id,
+        received_at: calendar.localise(m.received_at.fixed_offset()),
+        due_at: calendar.localise(m.due_at.fixed_offset()),
+        now: calendar.localise(Utc::now().fixed_offset()),
+    };
+    let total_pages = notice_pieces.iter().map(|p| p.pages).sum();
+    let notice = RequestNotice { to, numero: d.numero_unique.as_deref(), reason: None, pieces: notice_pieces, pages: total_pages };
+    let message = request_notice(&ctx, &notice);
+    let name = format!("verification-{}.eml", d.numero_unique.as_deref().unwrap_or("sans-numero"));
+    if let Some(id) = desk::add_notice(&b.pool, &d.mailing_id, &name, &recipients, &b.site.site.bureau_email, &message, actor).await?
+        && let Err(e) = b.broker.publish(Stage::Notify, &notice_message(id)).await
+    {
+        tracing::warn!(notice = id, error = %e, "follow-up notice recorded but not queued yet; the sweeper will queue it");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- given-up work
+
+async fn failed(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
+    let s = match require(&b, &headers, &STAFF).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (dead, open) = match tokio::try_join!(desk::dead_letters(&b.pool, 200), desk::open_mailings(&b.pool)) {
+        Ok(x) => x,
+        Err(e) => return unavailable(e),
+    };
+    let mut p = s.page("Échecs");
+    let csrf = p.csrf_field();
+    p.push("<h2>Plis en échec</h2>");
+    let failed: Vec<_> = open.iter().filter(|m| m.status == "failed").collect();
+    if failed.is_empty() {
+        p.push(r#"<p class="muted">Aucun pli en échec.</p>"#);
+    }
+    let reasons: String = [ReasonCode::FichierCorrompu, ReasonCode::FormatNonSupporte, ReasonCode::FichierTropVolumineux, ReasonCode::PliSansBordereau]
+        .iter()
+        .map(|r| format!(r#"<option value="{}">{}</option>"#, r.code(), esc(r.libelle())))
+        .collect();
+    for m in failed {
+        let _ = write!(
+            p.body,
+            r#"<section class="card" data-failed="{id}"><p>Pli <a href="/mailings/{idu}">{id}</a> ({}) : {}</p>
+<form method="post" action="/console/mailings/{idu}/reject" class="inline">{csrf}<select name="reason">{reasons}</select><button type="submit" data-confirm="Refuser ce pli et en avertir l'expéditeur ?">Refuser avec un avis</button></form></section>"#,
+            esc(&m.source),
+            esc(m.last_error.as_deref().unwrap_or("cause inconnue")),
+            id = esc(&m.id),
+            idu = url(&m.id),
+        );
+    }
+    p.push("<h2>Messages abandonnés par les étapes</h2>");
+    if dead.is_empty() {
+        p.push(r#"<p class="muted">Aucun.</p>"#);
+    } else {
+        p.push("<table><thead><tr><th>Quand</th><th>Étape</th><th>Sujet</th><th>Essais</th><th>Motif</th><th></th></tr></thead><tbody>");
+        for d in &dead {
+            let action = match &d.resolution {
+                Some(r) => format!("{} par {}", esc(r), esc(d.resolved_by.as_deref().unwrap_or("?"))),
+                None => format!(r#"<form method="post" action="/console/dead/{}/retry" class="inline">{csrf}<button type="submit">Relancer</button></form>"#, d.id),
+            };
+            let _ = write!(
+                p.body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+                super::page::when(&d.at, &b.site),
+                esc(&d.stage),
+                esc(d.subject.as_deref().unwrap_or("—")),
+                d.attempts,
+                esc(&d.reason)
+            );
+        }
+        p.push("</tbody></table>");
+    }
+    p.into_response()
+}
+
+async fn retry_dead(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Path<i64>, Form(form): Form<Fields>) -> Response {
+    let s = match require(&b, &headers, &STAFF).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Err(r) = s.check_form(&form) {
+        return r;
+    }
+    let d = match desk::resolve_dead_letter(&b.pool, id, "retried", &s.account.actor()).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return s.error(StatusCode::CONFLICT, "Ce message a déjà été traité."),
+        Err(e) => return unavailable(e),
+    };
+    let stage = if d.stage == Stage::Notify.as_str() { Stage::Notify } else { Stage::Process };
+    if let Err(e) = b.broker.publish(stage, &d.payload).await {
+        tracing::warn!(dead_letter = id, error = %e, "retry recorded but not queued; the sweeper queues received mailings again");
+    }
+    Redirect::to("/console/failed").into_response()
+}
+
+async fn reject_mailing(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Path<String>, Form(form): Form<Fields>) -> Response {
+    let s = match require(&b, &headers, &STAFF).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Err(r) = s.check_form(&form) {
+        return r;
+    }
+    let reason = field(&form, "reason").and_then(|r| serde_json::from_value::<ReasonCode>(serde_json::Value::String(r.into())).ok()).unwrap_or(ReasonCode::FichierCorrompu);
+    let m = match desk::mailing(&b.pool, &id).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return s.error(StatusCode::NOT_FOUND, "Ce pli n'existe pas."),
+        Err(e) => return unavailable(e),
+    };
+    let actor = s.account.actor();
+    match desk::reject_failed_mailing(&b.pool, &id, reason.code(), &actor).await {
+        Ok(true) => {}
+        Ok(false) => return s.error(StatusCode::CONFLICT, "Ce pli n'est plus en échec."),
+        Err(e) => return unavailable(e),
+    }
+    let to: Option<String> = match m.guichet.as_deref() {
+        Some(g) => sqlx::query_scalar("SELECT email_referent FROM guichets WHERE numero = $1").bind(g).fetch_optional(&b.pool).await.ok().flatten(),
+        None => None,
+    };
+    let notify: Option<String> = sqlx::query_scalar("SELECT notify FROM mailings WHERE id = $1").bind(&id).fetch_optional(&b.pool).await.ok().flatten().flatten();
+    match notify.or(to) {
+        Some(to) => {
+            let calendar = b.site.calendar();
+            let ctx = NoticeContext {
+                bureau_email: &b.site.site.bureau_email,
+                site_name: &b.site.site.name,
+                batch_id: &id,
+                received_at: calendar.localise(m.received_at.fixed_offset()),
+                due_at: calendar.localise(m.due_at.fixed_offset()),
+                now: calendar.localise(Utc::now().fixed_offset()),
+            };
+            let message = mailing_notice(&ctx, &to, reason, m.pages.unwrap_or(0).max(0) as usize, &[]);
+            match desk::add_notice(&b.pool, &id, "refus-operateur.eml", std::slice::from_ref(&to), &b.site.site.bureau_email, &message, &actor).await {
+                Ok(Some(n)) => {
+                    if let Err(e) = b.broker.publish(Stage::Notify, &notice_message(n)).await {
+                        tracing::warn!(notice = n, error = %e, "refusal notice recorded but not queued yet; the sweeper will queue it");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return unavailable(e),
+            }
+        }
+        None => tracing::info!(mailing = %id, "refused mailing without a known sender; no notice"),
+    }
+    Redirect::to("/console/failed").into_response()
+}
+
+// ---------------------------------------------------------------- incidents
+
+async fn incidents(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
+    let s = match require(&b, &headers, &STAFF).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let rows = match people::incidents(&b.pool, &s.account, false).await {
+        Ok(r) => r,
+        Err(e) => return unavailable(e),
+    };
+    let mut p = s.page("Fiches incident");
+    let csrf = p.csrf_field();
+    p.push(&incidents_table(&b, &rows, Some(&csrf)));
+    p.into_response()
+}
+
+async fn answer_incident(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Path<i64>, Form(form): Form<Fields>) -> Response {
+    let s = match require(&b, &headers, &STAFF).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Err(r) = s.check_form(&form) {
+        return r;
+    }
+    let status = field(&form, "status").unwrap_or_default();
+    if !people::INCIDENT_STATUSES.iter().any(|(k, _)| *k == status) {
+        return s.error(StatusCode::UNPROCESSABLE_ENTITY, "État inconnu.");
+    }
+    let answer: String = form.get("answer").map(|a| a.trim().chars().take(2000).collect()).unwrap_or_default();
+    match people::update_incident(&b.pool, id, status, &answer, &s.account.actor()).await {
+        Ok(true) => Redirect::to("/console/incidents").into_response(),
+        Ok(false) => s.error(StatusCode::NOT_FOUND, "Cette fiche n'existe pas."),
+        Err(e) => unavailable(e),
+    }
+}

@@ -1,0 +1,380 @@
+//! The people's side of the bureau, in the browser: the counters' portal, the operators'
+//! console and the supervisors' dashboard. Server-rendered HTML; one small script for upload
+//! progress. Served by the `portal` role beside the API.
+//!
+//! Security, in one place:
+//! - Sign-in by e-mail and password (argon2id), lock-out after repeated failures.
+//! - The session cookie is `HttpOnly`, `SameSite=Strict` and `Secure` (`__Host-` prefix); it
+//!   carries a random token whose SHA-256 the database keeps.
+//! - Every request that changes something carries the session's CSRF token (a form field, or
+//!   the `X-CSRF-Token` header for uploads); sign-in has its own double-submit token.
+//! - A counter sees only its counter's mailings: other ones answer 404, as if they did not
+//!   exist. A sensitive piece's content opens only for the sensitive profile (403 otherwise).
+//! - Pages forbid framing, inline scripts and content sniffing.
+
+pub mod charts;
+pub mod console;
+pub mod dashboard;
+pub mod forecast;
+pub mod page;
+pub mod portal;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use crate::accounts::{self, Account, Role};
+use crate::bureau::Bureau;
+use crate::store::people::{self, LoginRecord};
+use crate::store::desk;
+use page::{Page, error_page, esc};
+
+pub type Fields = HashMap<String, String>;
+
+/// The browser routes.
+pub fn routes() -> Router<Arc<Bureau>> {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/static/app.css", get(|| async { asset("text/css; charset=utf-8", include_str!("../../data/web/app.css")) }))
+        .route("/static/app.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../data/web/app.js")) }))
+        .route("/pieces/{id}/pdf", get(piece_pdf))
+        .route("/pieces/{id}/pages/{n}", get(piece_page))
+        .merge(portal::routes())
+        .merge(console::routes())
+        .merge(dashboard::routes())
+        .layer(axum::middleware::map_response(protect))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "max-age=300")], body).into_response()
+}
+
+/// Headers every page carries.
+async fn protect(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert("content-security-policy", HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    r
+}
+
+// ---------------------------------------------------------------- sessions
+
+/// A signed-in request.
+pub struct Signed {
+    pub account: Account,
+    pub csrf: String,
+    token: String,
+}
+
+impl Signed {
+    pub fn page(&self, title: &str) -> Page {
+        Page::new(title, Some(&self.account), &self.csrf)
+    }
+    pub fn error(&self, code: StatusCode, message: &str) -> Response {
+        error_page(code, Some(&self.account), message)
+    }
+    /// Refuses a change that does not carry this session's CSRF token.
+    pub fn check_csrf(&self, given: Option<&str>) -> Result<(), Response> {
+        match given {
+            Some(t) if accounts::same_secret(t, &self.csrf) => Ok(()),
+            _ => Err(self.error(StatusCode::FORBIDDEN, "Jeton de sécurité absent ou périmé : rechargez la page puis recommencez.")),
+        }
+    }
+    pub fn check_form(&self, form: &Fields) -> Result<(), Response> {
+        self.check_csrf(form.get("csrf").map(String::as_str))
+    }
+    pub fn check_header(&self, headers: &HeaderMap) -> Result<(), Response> {
+        self.check_csrf(headers.get("x-csrf-token").and_then(|v| v.to_str().ok()))
+    }
+}
+
+fn cookie_name(b: &Bureau, base: &str) -> String {
+    if b.config.web.secure_cookies { format!("__Host-{base}") } else { base.to_string() }
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn set_cookie(b: &Bureau, name: &str, value: &str, max_age_s: i64) -> String {
+    let secure = if b.config.web.secure_cookies { "; Secure" } else { "" };
+    format!("{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}", cookie_name(b, name))
+}
+
+/// The session of a request, if any.
+async fn session(b: &Bureau, headers: &HeaderMap) -> Result<Option<Signed>, Response> {
+    let Some(token) = cookie(headers, &cookie_name(b, "sb_session")) else { return Ok(None) };
+    match people::session(&b.pool, token).await {
+        Ok(Some((account, csrf))) => Ok(Some(Signed { account, csrf, token: token.to_string() })),
+        Ok(None) => Ok(None),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+/// The session of a request for one of `roles`: the sign-in page for nobody, 403 otherwise.
+pub async fn require(b: &Bureau, headers: &HeaderMap, roles: &[Role]) -> Result<Signed, Response> {
+    match session(b, headers).await? {
+        Some(s) if roles.contains(&s.account.role) => Ok(s),
+        Some(s) => Err(s.error(StatusCode::FORBIDDEN, "Cette page n'est pas ouverte à votre profil.")),
+        None => Err(Redirect::to("/login").into_response()),
+    }
+}
+
+pub fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "web: database unavailable");
+    error_page(StatusCode::SERVICE_UNAVAILABLE, None, "Le service est momentanément indisponible ; réessayez dans un instant.")
+}
+
+async fn home(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
+    match session(&b, &headers).await {
+        Ok(Some(s)) => Redirect::to(home_of(s.account.role)).into_response(),
+        Ok(None) => Redirect::to("/login").into_response(),
+        Err(r) => r,
+    }
+}
+
+fn home_of(role: Role) -> &'static str {
+    match role {
+        Role::Counter => "/portal",
+        Role::Operator => "/console",
+        Role::Supervisor => "/dashboard",
+    }
+}
+
+fn login_form(b: &Bureau, message: Option<&str>, email: &str, code: StatusCode) -> Response {
+    let token = match accounts::random_token() {
+        Ok(t) => t,
+        Err(e) => return unavailable(e),
+    };
+    let mut p = Page::new("Connexion", None, &token);
+    if let Some(m) = message {
+        p.push(&format!(r#"<p class="error" role="alert">{}</p>"#, esc(m)));
+    }
+    let form = format!(
+        r#"<form method="post" action="/login" class="card narrow">{}
+<label>Adresse électronique <input type="email" name="email" autocomplete="username" required value="{}"></label>
+<label>Mot de passe <input type="password" name="password" autocomplete="current-password" required></label>
+<button type="submit">Se connecter</button></form>
+<p class="muted">Comptes nominatifs : un compte par agent. Après {} essais manqués, le compte est verrouillé {} minutes.</p>"#,
+        p.csrf_field(),
+        esc(email),
+        people::LOCKOUT_AFTER,
+        people::LOCKOUT_MINUTES
+    );
+    p.push(&form);
+    let mut r = page::html(code, p.render());
+    if let Ok(v) = HeaderValue::from_str(&set_cookie(b, "sb_login", &token, 1800)) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn login_page(State(b): State<Arc<Bureau>>) -> Response {
+    login_form(&b, None, "", StatusCode::OK)
+}
+
+async fn login(State(b): State<Arc<Bureau>>, headers: HeaderMap, Form(form): Form<Fields>) -> Response {
+    // Double submit: the form's token must be the one this browser was given with the form.
+    let given = form.get("csrf").map(String::as_str).unwrap_or_default();
+    let expected = cookie(&headers, &cookie_name(&b, "sb_login")).unwrap_or_default();
+    if given.is_empty() || !accounts::same_secret(given, expected) {
+        return error_page(StatusCode::FORBIDDEN, None, "Jeton de sécurité absent ou périmé : rechargez la page de connexion puis recommencez.");
+    }
+    let email = form.get("email").map(|s| s.trim().to_string()).unwrap_or_default();
+    let password = form.get("password").cloned().unwrap_or_default();
+    let from = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).unwrap_or("direct").to_string();
+    let record = match people::login_record(&b.pool, &email).await {
+        Ok(r) => r,
+        Err(e) => return unavailable(e),
+    };
+    let (account, hash) = match record {
+        LoginRecord::Found { account, password_hash } => (Some(account), password_hash),
+        LoginRecord::Locked { until } => {
+            let msg = format!("Ce compte est verrouillé jusqu'à {} après trop d'essais manqués.", page::when(&until, &b.site));
+            return login_form(&b, Some(&msg), &email, StatusCode::FORBIDDEN);
+        }
+        LoginRecord::Unknown => (None, accounts::decoy_hash().to_string()),
+    };
+    let known = account.as_ref().map(|a| a.id);
+    let ok = tokio::task::spawn_blocking(move || accounts::verify_password(&password, &hash)).await.unwrap_or(false);
+    let Some(account) = account.filter(|_| ok) else {
+        if let Some(id) = known {
+            match people::login_failed(&b.pool, id, &from).await {
+                Ok(Some(until)) => {
+                    tracing::warn!(account = id, "account locked after repeated failed logins");
+                    let msg = format!("Trop d'essais manqués : ce compte est verrouillé jusqu'à {}.", page::when(&until, &b.site));
+                    return login_form(&b, Some(&msg), &email, StatusCode::FORBIDDEN);
+                }
+                Ok(None) => {}
+                Err(e) => return unavailable(e),
+            }
+        }
+        return login_form(&b, Some("Adresse ou mot de passe incorrect."), &email, StatusCode::UNAUTHORIZED);
+    };
+    let (token, csrf) = match (accounts::random_token(), accounts::random_token()) {
+        (Ok(t), Ok(c)) => (t, c),
+        (Err(e), _) | (_, Err(e)) => return unavailable(e),
+    };
+    if let Err(e) = people::open_session(&b.pool, &account, &token, &csrf, b.config.web.session_hours, &from).await {
+        return unavailable(e);
+    }
+    tracing::info!(account = account.id, role = account.role.as_str(), "signed in");
+    let mut r = Redirect::to(home_of(account.role)).into_response();
+    for c in [set_cookie(&b, "sb_session", &token, b.config.web.session_hours as i64 * 3600), set_cookie(&b, "sb_login", "", 0)] {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    r
+}
+
+async fn logout(State(b): State<Arc<Bureau>>, headers: HeaderMap, Form(form): Form<Fields>) -> Response {
+    let s = match session(&b, &headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Redirect::to("/login").into_response(),
+        Err(r) => return r,
+    };
+    if let Err(r) = s.check_form(&form) {
+        return r;
+    }
+    if let Err(e) = people::close_session(&b.pool, &s.token, &s.account).await {
+        return unavailable(e);
+    }
+    let mut r = Redirect::to("/login").into_response();
+    if let Ok(v) = HeaderValue::from_str(&set_cookie(&b, "sb_session", "", 0)) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+// ---------------------------------------------------------------- pieces
+
+const EVERYONE: [Role; 3] = [Role::Counter, Role::Operator, Role::Supervisor];
+
+/// A piece this person may open, with its stored object's key.
+async fn openable_piece(b: &Bureau, s: &Signed, id: &str) -> Result<(desk::PieceView, String), Response> {
+    let piece = match desk::piece(&b.pool, id).await {
+        Ok(Some(p)) if s.account.sees_counter(p.guichet.as_deref()) => p,
+        Ok(_) => return Err(s.error(StatusCode::NOT_FOUND, "Cette pièce n'existe pas ou n'est pas l'une des vôtres.")),
+        Err(e) => return Err(unavailable(e)),
+    };
+    if piece.sensible && !s.account.sensitive {
+        tracing::info!(piece = %piece.id, account = s.account.id, "sensitive piece refused to a non-sensitive profile");
+        return Err(s.error(StatusCode::FORBIDDEN, "Pièce confidentielle : seul le profil « sensible » peut l'ouvrir."));
+    }
+    match piece.key.clone() {
+        Some(k) => Ok((piece, k)),
+        None => Err(s.error(StatusCode::NOT_FOUND, "Cette pièce n'a pas de fichier (refusée ou pas encore traitée).")),
+    }
+}
+
+async fn piece_pdf(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let s = match require(&b, &headers, &EVERYONE).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (piece, key) = match openable_piece(&b, &s, &id).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match b.blobs.get_bytes(&key).await {
+        Ok(bytes) => (
+            [(header::CONTENT_TYPE, "application/pdf".to_string()), (header::CONTENT_DISPOSITION, format!("inline; filename=\"{}.pdf\"", piece.id))],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(piece = %piece.id, error = %e, "piece object unavailable");
+            s.error(StatusCode::SERVICE_UNAVAILABLE, "Le fichier de la pièce est momentanément indisponible.")
+        }
+    }
+}
+
+async fn piece_page(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path((id, n)): Path<(String, usize)>) -> Response {
+    let s = match require(&b, &headers, &EVERYONE).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (_, key) = match openable_piece(&b, &s, &id).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let bytes = match b.blobs.get_bytes(&key).await {
+        Ok(b) => b,
+        Err(e) => return unavailable(e),
+    };
+    match tokio::task::spawn_blocking(move || scanbureau_pipeline::preview::page_png(&bytes, n, 360)).await {
+        Ok(Some(png)) => ([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "private, max-age=600")], png).into_response(),
+        _ => s.error(StatusCode::NOT_FOUND, "Cette page n'existe pas."),
+    }
+}
+
+// ---------------------------------------------------------------- uploads
+
+/// An upload streamed to a temporary file, counted as it comes, never held whole in memory.
+pub struct Upload {
+    pub dir: tempfile::TempDir,
+    pub path: std::path::PathBuf,
+    pub bytes: u64,
+    pub head: Vec<u8>,
+}
+
+/// Why an upload was refused, with the status to answer.
+pub struct Refused(pub StatusCode, pub String);
+
+pub async fn take_upload(headers: &HeaderMap, body: Body, limit: u64, name: &str) -> Result<Upload, Refused> {
+    let too_big = || Refused(StatusCode::PAYLOAD_TOO_LARGE, format!("the file is over the limit of {} MB", limit / 1_000_000));
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_big());
+    }
+    let room = |e: std::io::Error| Refused(StatusCode::INTERNAL_SERVER_ERROR, format!("no room for the upload: {e}"));
+    let dir = tempfile::tempdir().map_err(room)?;
+    let path = dir.path().join(crate::blobs::keys::safe_name(name));
+    let mut file = tokio::fs::File::create(&path).await.map_err(room)?;
+    let mut stream = body.into_data_stream();
+    let (mut bytes, mut head) = (0u64, Vec::new());
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Refused(StatusCode::BAD_REQUEST, format!("the upload was interrupted: {e}")))?;
+        bytes += chunk.len() as u64;
+        if bytes > limit {
+            return Err(too_big());
+        }
+        if head.len() < 1024 {
+            head.extend_from_slice(&chunk[..chunk.len().min(1024 - head.len())]);
+        }
+        file.write_all(&chunk).await.map_err(room)?;
+    }
+    file.flush().await.map_err(room)?;
+    if bytes == 0 {
+        return Err(Refused(StatusCode::BAD_REQUEST, "the upload is empty".into()));
+    }
+    Ok(Upload { dir, path, bytes, head })
+}
+
+/// A form field, trimmed; `None` when absent or empty.
+pub fn field<'a>(form: &'a Fields, name: &str) -> Option<&'a str> {
+    form.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
+}

@@ -1,0 +1,116 @@
+// A day at the bureau, in Debian's Chromium driven by playwright-core:
+// a counter deposits a multi-request PDF, follows it to its notice and files an incident;
+// an operator decides on a piece in review; a supervisor sees the late mailing and prioritises it.
+// Started by tests/tests/web.rs, which sets the environment and checks the database afterwards.
+import { chromium } from "playwright-core";
+
+const base = process.env.BASE_URL;
+const [counterEmail, counterPassword] = process.env.COUNTER.split("\n");
+const [operatorEmail, operatorPassword] = process.env.OPERATOR.split("\n");
+const [supervisorEmail, supervisorPassword] = process.env.SUPERVISOR.split("\n");
+const shots = process.env.SHOTS;
+const step = (what) => console.log(`browser: ${what}`);
+
+// The flags this machine needs: no sandbox as root, no calls to Google's hosts. Playwright
+// gives every launch a new, empty profile of its own.
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync"],
+});
+
+async function signIn(email, password, home) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.setDefaultTimeout(30_000);
+  await page.goto(`${base}/login`);
+  await page.fill("input[name=email]", email);
+  await page.fill("input[name=password]", password);
+  await Promise.all([page.waitForURL(`${base}${home}`), page.click("button[type=submit]")]);
+  return page;
+}
+
+/// Reloads until `selector` is on the page.
+async function waitFor(page, selector, seconds) {
+  const deadline = Date.now() + seconds * 1000;
+  while (Date.now() < deadline) {
+    if (await page.locator(selector).count() > 0) return;
+    await page.waitForTimeout(1000);
+    await page.reload();
+  }
+  throw new Error(`${selector} did not appear on ${page.url()} within ${seconds} s`);
+}
+
+try {
+  // The counter.
+  step("counter signs in");
+  const counter = await signIn(counterEmail, counterPassword, "/portal");
+  await counter.setInputFiles("form[data-upload] input[type=file]", process.env.DEPOSIT_PDF);
+  const progressSeen = counter.waitForFunction(() => {
+    const p = document.querySelector("form[data-upload] progress");
+    return p && !p.hidden;
+  });
+  step("counter uploads a multi-request PDF");
+  await Promise.all([counter.waitForURL(/\/mailings\/m-/, { timeout: 120_000 }), counter.click("form[data-upload] button[type=submit]")]);
+  await progressSeen.catch(() => { throw new Error("the progress bar never showed"); });
+  const mailing = counter.url().split("/mailings/")[1];
+  step(`deposit ${mailing} received; waiting for it to be processed`);
+  await waitFor(counter, "[data-status=done]", 300);
+  await waitFor(counter, "details.notice[data-notice-status=sent]", 120);
+  await counter.locator("details.notice summary").first().click();
+  const notice = await counter.locator("details.notice pre").first().innerText();
+  if (!notice.includes("Le bureau de numérisation")) throw new Error(`unexpected notice text: ${notice.slice(0, 200)}`);
+  const pieces = await counter.locator("table.pieces tbody tr").count();
+  if (pieces === 0) throw new Error("no pieces listed");
+  await counter.screenshot({ path: `${shots}/counter-mailing.png`, fullPage: true });
+  step(`processed: ${pieces} pieces, notice sent`);
+
+  step("counter files an incident about this mailing");
+  await Promise.all([counter.waitForURL(/\/portal\/incidents/), counter.click("text=Signaler un incident sur ce pli")]);
+  await counter.selectOption("select[name=kind]", "notice_not_received");
+  await counter.fill("textarea[name=description]", "Le référent dit ne pas avoir reçu l'avis.");
+  await Promise.all([counter.waitForURL(`${base}/portal/incidents`), counter.click("text=Envoyer la fiche incident")]);
+  const row = counter.locator("tr[data-incident]", { hasText: "ne pas avoir reçu" });
+  if (await row.count() !== 1) throw new Error("the incident is not listed");
+  if (!(await row.locator(".incident-status").innerText()).includes("ouvert")) throw new Error("the incident is not open");
+
+  // The operator.
+  step("operator signs in and opens the review queue");
+  const operator = await signIn(operatorEmail, operatorPassword, "/console");
+  await operator.goto(`${base}/console/review`);
+  const first = operator.locator("section.review").first();
+  if (await operator.locator("section.review").count() === 0) throw new Error("the review queue is empty");
+  const piece = await first.getAttribute("data-piece");
+  const thumb = first.locator("img.thumb").first();
+  if (await thumb.count() > 0) {
+    await thumb.scrollIntoViewIfNeeded();
+    await operator.waitForFunction((id) => {
+      const img = document.querySelector(`section[data-piece="${id}"] img.thumb`);
+      return img && img.complete && img.naturalWidth > 0;
+    }, piece);
+  }
+  await operator.screenshot({ path: `${shots}/operator-review.png`, fullPage: true });
+  step(`operator reclassifies piece ${piece}`);
+  const choices = await first.locator("select[name=type] option").evaluateAll((os) => os.map((o) => ({ value: o.value, selected: o.selected })));
+  const other = choices.find((c) => !c.selected);
+  await first.locator("select[name=type]").selectOption(other.value);
+  await Promise.all([operator.waitForURL(`${base}/console/review`), first.locator("text=Reclasser").click()]);
+  if (await operator.locator(`section.review[data-piece="${piece}"]`).count() !== 0) throw new Error("the decided piece is still in the queue");
+
+  // The supervisor.
+  step("supervisor signs in and looks at the dashboard");
+  const supervisor = await signIn(supervisorEmail, supervisorPassword, "/dashboard");
+  const lateCount = Number(await supervisor.locator("#late span").innerText());
+  if (lateCount < 1) throw new Error("no late mailing on the dashboard");
+  const lateRow = supervisor.locator(`#risks tr.late[data-mailing="${process.env.LATE_MAILING}"]`);
+  if (await lateRow.count() !== 1) throw new Error("the forgotten mailing is not flagged late");
+  if (await supervisor.locator("svg.chart").count() < 2) throw new Error("the charts are missing");
+  await supervisor.screenshot({ path: `${shots}/supervisor-dashboard.png`, fullPage: true });
+  step("supervisor prioritises the late mailing");
+  await Promise.all([supervisor.waitForURL(`${base}/dashboard`), lateRow.locator("text=Prioriser").click()]);
+  const csv = await supervisor.request.get(`${base}/dashboard/export.csv`);
+  if (csv.status() !== 200 || !(await csv.text()).startsWith("date,plis_recus")) throw new Error("the CSV export failed");
+  step("done");
+} finally {
+  await browser.close();
+}

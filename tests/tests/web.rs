@@ -1,0 +1,395 @@
+//! The people's side on the real stack: the bureau runs as a real process (`scanbureau worker
+//! portal process notify`), accounts are made with `scanbureau admin add-account`.
+//!
+//! - The security test sends what a browser would not (no CSRF token, another counter's URLs,
+//!   oversized bodies) with a small cookie-keeping HTTP client.
+//! - The browser test drives Debian's Chromium with playwright-core (`tests/browser/journey.mjs`)
+//!   through a counter's, an operator's and a supervisor's work.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use scanbureau::blobs::keys;
+use scanbureau::broker::Broker;
+use scanbureau::bureau::Bureau;
+use scanbureau::store::{self, NewMailing, StoredFile};
+use scanbureau_tests::stack::{TestStack, workspace_root};
+use scanbureau_tests::web::{Client, Server, add_account, sensitive_deposit, wait_for};
+
+const LONG: Duration = Duration::from_secs(300);
+
+fn sample(name: &str) -> std::path::PathBuf {
+    workspace_root().join("scans-samples").join(name)
+}
+
+/// Deletes the test's queues once its server is gone.
+async fn drop_queues(stack: &TestStack) -> Result<()> {
+    let broker = Broker::connect(&stack.config()?.broker, "test cleanup").await?;
+    broker.delete_topology().await?;
+    broker.close().await;
+    Ok(())
+}
+
+const A: (&str, &str) = ("agent@bailleur-093.example", "guichet-A: mot de passe long 1");
+const B: (&str, &str) = ("agent@bailleur-059.example", "guichet-B: mot de passe long 2");
+const SENSITIVE: (&str, &str) = ("referente@bailleur-093.example", "profil sensible: mot de passe 3");
+const OPERATOR: (&str, &str) = ("operateur@bureau.example", "operateur: mot de passe long 4");
+const SUPERVISOR: (&str, &str) = ("superviseur@bureau.example", "superviseur: mot de passe 5");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_are_refused() -> Result<()> {
+    let mut stack = TestStack::new("websec", true).await?;
+    let (deposit, registry, mine, theirs) = sensitive_deposit(stack.dir.path())?;
+    // A limit just above the deposit's size.
+    let limit = std::fs::metadata(&deposit)?.len() as usize + 100_000;
+    stack.set("SCANBUREAU__PORTAL__MAX_UPLOAD_BYTES", &limit.to_string());
+    stack.set("SCANBUREAU__JOB__REGISTRY", &registry.display().to_string());
+    let server = Server::start(&stack, &["portal", "process", "notify"], &[])?;
+    let pool = PgPool::connect(&stack.database_url).await?;
+    add_account(&stack, A.0, A.1, "counter", Some(&mine), false)?;
+    add_account(&stack, B.0, B.1, "counter", Some(&theirs), false)?;
+    add_account(&stack, SENSITIVE.0, SENSITIVE.1, "counter", Some(&mine), true)?;
+    add_account(&stack, OPERATOR.0, OPERATOR.1, "operator", None, false)?;
+
+    // Sign-in needs the login page's own token.
+    let mut a = Client::new(server.port);
+    let forged = a.post_form("/login", &[("email", A.0), ("password", A.1)]).await?;
+    assert_eq!(forged.status, 403, "a sign-in without the login page's token");
+    let signed = a.login(A.0, A.1).await?;
+    assert_eq!((signed.status, signed.header("location")), (303, Some("/portal")), "{}", signed.text());
+    let cookie = signed.headers.iter().find(|(k, v)| k.eq_ignore_ascii_case("set-cookie") && v.starts_with("__Host-sb_session=")).map(|(_, v)| v.clone()).context("session cookie")?;
+    for flag in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(flag), "session cookie {cookie:?} lacks {flag}");
+    }
+    let portal = a.get("/portal").await?;
+    assert_eq!(portal.status, 200);
+    assert!(portal.header("content-security-policy").is_some_and(|c| c.contains("frame-ancestors 'none'")));
+
+    // Uploads: the session's token in a header, size and type checked by the server.
+    let pdf = std::fs::read(&deposit)?;
+    let no_token = a.request("POST", "/portal/deposits", &[("Content-Type", "application/pdf")], &pdf).await?;
+    assert_eq!(no_token.status, 403, "an upload without the CSRF token");
+    let csrf = a.session_csrf("/portal").await?;
+    let mut big = b"%PDF-1.4\n".to_vec();
+    big.resize(limit + 1, b' ');
+    let oversized = a.request("POST", "/portal/deposits", &[("Content-Type", "application/pdf"), ("X-CSRF-Token", &csrf)], &big).await?;
+    assert_eq!(oversized.status, 413, "{}", oversized.text());
+    assert!(oversized.text().contains("Mo"), "the refusal says the limit: {}", oversized.text());
+    let not_pdf = a.request("POST", "/portal/deposits", &[("Content-Type", "image/gif"), ("X-CSRF-Token", &csrf)], b"GIF89a....").await?;
+    assert_eq!(not_pdf.status, 415, "{}", not_pdf.text());
+    assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM mailings").fetch_one(&pool).await?, 0, "nothing kept of refused uploads");
+    let deposited = a.request("POST", "/portal/deposits", &[("Content-Type", "application/pdf"), ("X-CSRF-Token", &csrf)], &pdf).await?;
+    assert_eq!(deposited.status, 202, "{}", deposited.text());
+    let answer: serde_json::Value = serde_json::from_slice(&deposited.body)?;
+    let id = answer["deposit"].as_str().context("deposit id")?.to_string();
+    wait_for(&pool, "SELECT count(*) = 1 FROM mailings WHERE status = 'done'", "the deposit processed", LONG).await?;
+    wait_for(&pool, "SELECT count(*) > 0 AND bool_and(status = 'sent') FROM notices", "its notices sent", LONG).await?;
+
+    let own_page = a.get(&format!("/mailings/{id}")).await?;
+    assert_eq!(own_page.status, 200);
+    assert!(own_page.text().contains(r#"data-status="done""#));
+    let piece: String = sqlx::query_scalar("SELECT id FROM pieces WHERE NOT sensible AND key IS NOT NULL ORDER BY id LIMIT 1").fetch_one(&pool).await?;
+    let sensitive: String = sqlx::query_scalar("SELECT id FROM pieces WHERE sensible AND key IS NOT NULL ORDER BY id LIMIT 1")
+        .fetch_optional(&pool)
+        .await?
+        .context("the deposit's ordonnance de protection is filed as a sensitive piece")?;
+    let notice: i64 = sqlx::query_scalar("SELECT min(id) FROM notices").fetch_one(&pool).await?;
+    let own = a.get(&format!("/pieces/{piece}/pdf")).await?;
+    assert_eq!(own.status, 200);
+    assert!(own.body.starts_with(b"%PDF"));
+    // Listed, but not opened, for a profile that is not sensitive.
+    assert!(own_page.text().contains("contenu réservé au profil sensible"));
+    assert!(!own_page.text().contains(&format!("/pieces/{sensitive}/pdf")));
+    assert_eq!(a.get(&format!("/pieces/{sensitive}/pdf")).await?.status, 403);
+    assert_eq!(a.get(&format!("/pieces/{sensitive}/pages/0")).await?.status, 403);
+    let mut s = Client::new(server.port);
+    assert_eq!(s.login(SENSITIVE.0, SENSITIVE.1).await?.status, 303);
+    let opened = s.get(&format!("/pieces/{sensitive}/pdf")).await?;
+    assert_eq!(opened.status, 200, "the sensitive profile opens it");
+    assert!(opened.body.starts_with(b"%PDF"));
+    let mut op = Client::new(server.port);
+    assert_eq!(op.login(OPERATOR.0, OPERATOR.1).await?.status, 303);
+    assert_eq!(op.get(&format!("/pieces/{sensitive}/pdf")).await?.status, 403, "staff without the sensitive profile neither");
+    assert_eq!(op.get(&format!("/mailings/{id}")).await?.status, 200, "staff see every counter's mailings");
+
+    // Another counter sees nothing of it, by any URL.
+    let mut b = Client::new(server.port);
+    assert_eq!(b.login(B.0, B.1).await?.status, 303);
+    let b_csrf = b.session_csrf("/portal").await?;
+    assert!(!b.get("/portal").await?.text().contains(&id), "not in the other counter's list");
+    assert_eq!(b.get(&format!("/mailings/{id}")).await?.status, 404);
+    assert_eq!(b.get(&format!("/pieces/{piece}/pdf")).await?.status, 404);
+    assert_eq!(b.get(&format!("/pieces/{piece}/pages/0")).await?.status, 404);
+    assert_eq!(b.post_form(&format!("/notices/{notice}/resend"), &[("csrf", &b_csrf)]).await?.status, 404);
+    let stolen = b.post_form("/portal/incidents", &[("csrf", &b_csrf), ("kind", "misfiled_piece"), ("mailing", &id), ("description", "x")]).await?;
+    assert_eq!(stolen.status, 404, "an incident on another counter's mailing");
+    assert_eq!(b.get("/console").await?.status, 403, "a counter is not an operator");
+    assert_eq!(b.get("/dashboard").await?.status, 403);
+
+    // Changes without the session's token are refused; with it, they are made.
+    let incident = [("kind", "notice_not_received"), ("mailing", id.as_str()), ("description", "avis jamais reçu")];
+    assert_eq!(a.post_form("/portal/incidents", &incident).await?.status, 403);
+    let mut wrong = vec![("csrf", "0000")];
+    wrong.extend_from_slice(&incident);
+    assert_eq!(a.post_form("/portal/incidents", &wrong).await?.status, 403);
+    assert_eq!(a.post_form(&format!("/notices/{notice}/resend"), &[]).await?.status, 403);
+    assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM incidents").fetch_one(&pool).await?, 0);
+    let mut right = vec![("csrf", csrf.as_str())];
+    right.extend_from_slice(&incident);
+    assert_eq!(a.post_form("/portal/incidents", &right).await?.status, 303);
+    assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM incidents WHERE guichet = $1").bind(&mine).fetch_one(&pool).await?, 1);
+
+    // The bureau answers the incident; the counter sees the answer.
+    let incident_id: i64 = sqlx::query_scalar("SELECT id FROM incidents").fetch_one(&pool).await?;
+    let op_csrf = op.session_csrf("/console/incidents").await?;
+    let answered = op.post_form(&format!("/console/incidents/{incident_id}"), &[("csrf", &op_csrf), ("status", "resolved"), ("answer", "Avis renvoyé au référent.")]).await?;
+    assert_eq!(answered.status, 303);
+    let list = a.get("/portal/incidents").await?.text();
+    assert!(list.contains("résolu") && list.contains("Avis renvoyé au référent."), "the counter sees the answer");
+    assert_eq!(b.post_form(&format!("/console/incidents/{incident_id}"), &[("csrf", &b_csrf), ("status", "open")]).await?.status, 403, "counters do not answer incidents");
+
+    // A notice sent again on the counter's request reaches the sink a second time.
+    let before = stack.smtp.messages().len();
+    let resent = a.post_form(&format!("/notices/{notice}/resend"), &[("csrf", &csrf)]).await?;
+    assert_eq!(resent.status, 303);
+    let deadline = std::time::Instant::now() + LONG;
+    while stack.smtp.messages().len() == before {
+        assert!(std::time::Instant::now() < deadline, "the resent notice never arrived");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(sqlx::query_scalar::<_, String>("SELECT status FROM notices WHERE id = $1").bind(notice).fetch_one(&pool).await?, "sent");
+
+    // A printed fiche carries a QR code the bureau's own reader decodes to the same facts.
+    let numero: String = sqlx::query_scalar("SELECT numero_unique FROM requests LIMIT 1").fetch_one(&pool).await?;
+    let fiche = [
+        ("csrf", csrf.as_str()),
+        ("numero_unique", numero.as_str()),
+        ("nom", "Lefèvre-d'Arc"),
+        ("prenoms", "Marie  Anne"),
+        ("date_naissance", "1980-02-14"),
+        ("nb_documents", "2"),
+        ("nb_pages", "4"),
+        ("date_remplissage", "2026-12-02"),
+    ];
+    let printed = a.post_form("/portal/slips/fiche", &fiche).await?;
+    assert_eq!((printed.status, printed.header("content-type")), (200, Some("application/pdf")));
+    let payload = read_qr(&printed.body)?;
+    assert_eq!(payload, format!("SNE-FR|1|{numero}|LEFÈVRE-D'ARC|MARIE ANNE|1980-02-14|2|4|2026-12-02"));
+    let bordereau = a.post_form("/portal/slips/bordereau", &[("csrf", &csrf), ("nb_dossiers", "3"), ("nb_pages_total", "17"), ("date_transmission", "2026-12-02")]).await?;
+    assert_eq!(bordereau.status, 200);
+    let dep: String = sqlx::query_scalar("SELECT departement FROM guichets WHERE numero = $1").bind(&mine).fetch_one(&pool).await?;
+    assert_eq!(read_qr(&bordereau.body)?, format!("SNE-BT|1|{mine}|{dep}|3|17|2026-12-02"));
+    let mut bad = fiche.to_vec();
+    bad[1] = ("numero_unique", "12345");
+    let refused = a.post_form("/portal/slips/fiche", &bad).await?;
+    assert_eq!(refused.status, 422);
+    assert!(refused.text().contains("Numéro unique"), "the form says what is wrong");
+
+    // Lock-out after five failures: even the right password is refused then.
+    let mut guess = Client::new(server.port);
+    for _ in 0..4 {
+        assert_eq!(guess.login(B.0, "not the password at all").await?.status, 401);
+    }
+    let fifth = guess.login(B.0, "not the password at all").await?;
+    assert_eq!(fifth.status, 403, "the fifth failure locks the account");
+    let locked = guess.login(B.0, B.1).await?;
+    assert_eq!(locked.status, 403, "{}", locked.text());
+    assert!(locked.text().contains("verrouillé"));
+    assert!(sqlx::query_scalar::<_, bool>("SELECT locked_until > now() FROM portal_users WHERE email = $1").bind(B.0).fetch_one(&pool).await?);
+
+    // Signing out ends the session on the server.
+    let out = a.post_form("/logout", &[("csrf", &csrf)]).await?;
+    assert_eq!(out.status, 303);
+    let after = a.get("/portal").await?;
+    assert_eq!((after.status, after.header("location")), (303, Some("/login")));
+
+    // No password, in the log or the database.
+    let log = server.log_text();
+    assert!(log.contains("signed in"), "the log is the server's");
+    let audit: Vec<String> = sqlx::query_scalar("SELECT detail::text FROM audit_events").fetch_all(&pool).await?;
+    let hashes: Vec<String> = sqlx::query_scalar("SELECT password_hash FROM portal_users WHERE password_hash IS NOT NULL").fetch_all(&pool).await?;
+    for pw in [A.1, B.1, SENSITIVE.1, OPERATOR.1, "not the password at all"] {
+        assert!(!log.contains(pw), "a password is in the server's log");
+        assert!(!audit.iter().any(|d| d.contains(pw)), "a password is in the audit trail");
+        assert!(!hashes.iter().any(|h| h.contains(pw)));
+    }
+    drop(server);
+    drop_queues(&stack).await
+}
+
+/// The payload of the one QR code of a one-page PDF, as the processing job reads it.
+fn read_qr(pdf: &[u8]) -> Result<String> {
+    use scanbureau_pipeline::raster::{Limits, decode_page};
+    let pages = scanbureau_pipeline::input::split_pdf("slip.pdf", pdf, &Limits::default());
+    let page = pages.first().context("a page")?;
+    let raster = decode_page(&page.blob, &Limits::default()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let hits = scanbureau_pipeline::qr::find_qr_codes(&raster.gray, &scanbureau_pipeline::qr::QrSearch::default());
+    let hit = hits.first().context("a QR code in a corner")?;
+    Ok(String::from_utf8(hit.payload.clone())?)
+}
+
+/// Records a paper mailing of one scanned file as the hot folder would, received at
+/// `received_at`; its file is stored only if `stored` (a store that lost it otherwise). Not queued.
+async fn record_mailing(bureau: &Bureau, id: &str, received_at: chrono::DateTime<Utc>, stored: bool, notify: Option<&str>) -> Result<()> {
+    let name = "applicant-mailing.tif";
+    let key = keys::raw(id, 0, name);
+    let path = sample(name);
+    if stored {
+        bureau.blobs.put_file(&key, &path, "image/tiff").await?;
+    }
+    let m = NewMailing {
+        id: id.to_string(),
+        channel: "paper",
+        source: format!("hot-folder:{id}"),
+        received_at,
+        due_at: bureau.due_at(received_at),
+        numero_unique: None,
+        notify: notify.map(str::to_string),
+        portal_user: None,
+        guichet: None,
+        files: vec![StoredFile { name: name.into(), key, bytes: std::fs::metadata(&path)?.len() }],
+    };
+    store::insert_mailing(&bureau.pool, &m, "test").await?;
+    Ok(())
+}
+
+async fn setup_bureau(stack: &TestStack) -> Result<(std::sync::Arc<Bureau>, watch::Sender<bool>)> {
+    let (stop, shutdown) = watch::channel(false);
+    Ok((Bureau::start(stack.config()?, "test-setup", shutdown).await?, stop))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_retries_one_given_up_mailing_and_refuses_another_with_a_notice() -> Result<()> {
+    let mut stack = TestStack::new("webfail", true).await?;
+    stack.set("SCANBUREAU__BROKER__MAX_ATTEMPTS", "1");
+    let server = Server::start(&stack, &["portal", "process", "notify"], &[])?;
+    let pool = PgPool::connect(&stack.database_url).await?;
+    add_account(&stack, OPERATOR.0, OPERATOR.1, "operator", None, false)?;
+    let (bureau, _stop) = setup_bureau(&stack).await?;
+    // Two mailings whose files never reached the store: processing gives up on both.
+    let (first, second) = (format!("m-lost-a-{}", stack.name), format!("m-lost-b-{}", stack.name));
+    for id in [&first, &second] {
+        record_mailing(&bureau, id, Utc::now(), false, Some("referent@bailleur-093.example")).await?;
+        bureau.broker.publish(scanbureau::broker::Stage::Process, &scanbureau::bureau::job_message(id)).await?;
+    }
+    wait_for(&pool, "SELECT count(*) = 2 FROM mailings WHERE status = 'failed'", "both mailings given up", LONG).await?;
+    wait_for(&pool, "SELECT count(*) = 2 FROM dead_letters", "both dead-lettered", LONG).await?;
+
+    let mut op = Client::new(server.port);
+    assert_eq!(op.login(OPERATOR.0, OPERATOR.1).await?.status, 303);
+    let page = op.get("/console/failed").await?.text();
+    assert!(page.contains(&first) && page.contains(&second), "the console lists both");
+    let csrf = page.split(r#"name="csrf" value=""#).nth(1).and_then(|r| r.split('"').next()).context("csrf")?.to_string();
+
+    // The first one's file turns up: retried, it is processed.
+    let name = "applicant-mailing.tif";
+    bureau.blobs.put_file(&keys::raw(&first, 0, name), &sample(name), "image/tiff").await?;
+    let dead: i64 = sqlx::query_scalar("SELECT id FROM dead_letters WHERE subject = $1").bind(&first).fetch_one(&pool).await?;
+    assert_eq!(op.post_form(&format!("/console/dead/{dead}/retry"), &[("csrf", &csrf)]).await?.status, 303);
+    wait_for(&pool, &format!("SELECT status = 'done' FROM mailings WHERE id = '{first}'"), "the retried mailing done", LONG).await?;
+    assert_eq!(op.post_form(&format!("/console/dead/{dead}/retry"), &[("csrf", &csrf)]).await?.status, 409, "retried once");
+
+    // The second one is refused: done as rejected, and its sender told.
+    let refused = op.post_form(&format!("/console/mailings/{second}/reject"), &[("csrf", &csrf), ("reason", "FICHIER_CORROMPU")]).await?;
+    assert_eq!(refused.status, 303, "{}", refused.text());
+    let outcome: (String, Option<String>) = sqlx::query_as("SELECT status, outcome FROM mailings WHERE id = $1").bind(&second).fetch_one(&pool).await?;
+    assert_eq!(outcome, ("done".to_string(), Some("rejected".to_string())));
+    wait_for(&pool, &format!("SELECT count(*) = 1 FROM notices WHERE mailing_id = '{second}' AND status = 'sent'"), "the refusal notice sent", LONG).await?;
+    let told = stack.smtp.messages().iter().filter_map(|m| mail_parser::MessageParser::default().parse(m).map(|p| p.body_text(0).map(|t| t.to_string()).unwrap_or_default())).any(|t| t.contains("corrompu") || t.contains("endommag"));
+    assert!(told, "the refusal notice gives the reason");
+    assert_eq!(op.post_form(&format!("/console/mailings/{second}/reject"), &[("csrf", &csrf), ("reason", "FICHIER_CORROMPU")]).await?.status, 409, "refused once");
+    for action in ["dead_letter_retried", "rejected_by_operator"] {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = $1 AND actor = $2").bind(action).bind(format!("operator:{}", OPERATOR.0)).fetch_one(&pool).await?;
+        assert_eq!(n, 1, "{action} audited under the operator's name");
+    }
+    drop(server);
+    drop_queues(&stack).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_an_operator_and_a_supervisor_do_their_work_in_chromium() -> Result<()> {
+    let mut stack = TestStack::new("browser", true).await?;
+    // Operators check every piece here (a new site's first weeks), so the review queue has work.
+    let site = stack.dir.path().join("site.toml");
+    let text = scanbureau_pipeline::config::DEFAULT_SITE.replace("review_threshold = 0.80", "review_threshold = 1.0");
+    assert!(text.contains("review_threshold = 1.0"), "the embedded site configuration names its threshold");
+    std::fs::write(&site, text)?;
+    stack.set("SCANBUREAU__JOB__SITE", &site.display().to_string());
+    // No sweeper: the forgotten mailing waits until a supervisor prioritises it.
+    let server = Server::start(&stack, &["portal", "process", "notify"], &[])?;
+    let pool = PgPool::connect(&stack.database_url).await?;
+    add_account(&stack, A.0, A.1, "counter", Some("G3533"), false)?;
+    add_account(&stack, OPERATOR.0, OPERATOR.1, "operator", None, false)?;
+    add_account(&stack, SUPERVISOR.0, SUPERVISOR.1, "supervisor", None, false)?;
+    // A mailing received a week ago and never queued (lost in an outage): late, waiting.
+    let (bureau, _stop) = setup_bureau(&stack).await?;
+    let late = format!("m-forgotten-{}", stack.name);
+    record_mailing(&bureau, &late, Utc::now() - chrono::Duration::days(7), true, None).await?;
+
+    let script = workspace_root().join("tests/browser/journey.mjs");
+    // Screenshots of each person's page: kept where SCANBUREAU_SCREENSHOTS says, else dropped.
+    let shots = std::env::var_os("SCANBUREAU_SCREENSHOTS").map(std::path::PathBuf::from).unwrap_or_else(|| stack.dir.path().join("screenshots"));
+    std::fs::create_dir_all(&shots)?;
+    let mut node = std::process::Command::new("node");
+    node.arg(&script)
+        .env("BASE_URL", server.base_url())
+        .env("COUNTER", format!("{}\n{}", A.0, A.1))
+        .env("OPERATOR", format!("{}\n{}", OPERATOR.0, OPERATOR.1))
+        .env("SUPERVISOR", format!("{}\n{}", SUPERVISOR.0, SUPERVISOR.1))
+        .env("DEPOSIT_PDF", sample("portal-deposit.pdf"))
+        .env("LATE_MAILING", &late)
+        .env("SHOTS", &shots)
+        .current_dir(workspace_root().join("tests/browser"));
+    let out = tokio::task::spawn_blocking(move || node.output())
+        .await?
+        .context("running node (scripts/setup.sh installs Node.js, Chromium and playwright-core)")?;
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{said}");
+    if !out.status.success() {
+        let log = server.log_text();
+        bail!("the browser journey failed:\n{said}\nserver log (end):\n{}", &log[log.len().saturating_sub(3000)..]);
+    }
+
+    // What the clicks did, as the database records it.
+    assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM incidents WHERE kind = 'notice_not_received' AND guichet = 'G3533'").fetch_one(&pool).await?, 1);
+    let decided: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action LIKE 'review_%' AND actor = $1").bind(format!("operator:{}", OPERATOR.0)).fetch_one(&pool).await?;
+    assert_eq!(decided, 1, "one review decision, audited under the operator's name");
+    assert!(sqlx::query_scalar::<_, bool>("SELECT priority > 0 FROM mailings WHERE id = $1").bind(&late).fetch_one(&pool).await?);
+    wait_for(&pool, &format!("SELECT status = 'done' FROM mailings WHERE id = '{late}'"), "the prioritised mailing processed", LONG).await?;
+
+    // Once every piece of a request is decided, its people get a follow-up notice.
+    let (numero, mailing): (String, String) = sqlx::query_as(
+        "SELECT numero_unique, mailing_id FROM pieces WHERE decided_by IS NOT NULL LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let waiting: Vec<String> = sqlx::query_scalar("SELECT id FROM pieces WHERE mailing_id = $1 AND numero_unique = $2 AND status = 'review' ORDER BY id")
+        .bind(&mailing)
+        .bind(&numero)
+        .fetch_all(&pool)
+        .await?;
+    let mut op = Client::new(server.port);
+    assert_eq!(op.login(OPERATOR.0, OPERATOR.1).await?.status, 303);
+    let csrf = op.session_csrf("/console/review").await?;
+    for (i, piece) in waiting.iter().enumerate() {
+        let action = if i == 0 { "illegible" } else { "accept" };
+        let r = op.post_form(&format!("/console/review/{piece}"), &[("csrf", &csrf), ("action", action)]).await?;
+        assert_eq!(r.status, 303, "{}", r.text());
+    }
+    let again = op.post_form(&format!("/console/review/{}", waiting.first().context("pieces left to decide")?), &[("csrf", &csrf), ("action", "accept")]).await?;
+    assert_eq!(again.status, 409, "a piece is decided once");
+    let name = format!("verification-{numero}.eml");
+    wait_for(&pool, &format!("SELECT count(*) = 1 FROM notices WHERE name = '{name}' AND status = 'sent'"), "the follow-up notice sent", LONG).await?;
+    let message: Vec<u8> = sqlx::query_scalar("SELECT message FROM notices WHERE name = $1").bind(&name).fetch_one(&pool).await?;
+    let parsed = mail_parser::MessageParser::default().parse(&message).context("the follow-up is an e-mail")?;
+    let subject = parsed.subject().unwrap_or_default();
+    assert!(subject.contains("0 en vérification") && subject.contains("1 refusée"), "the follow-up says what became of each piece: {subject}");
+    let illegible: String = sqlx::query_scalar("SELECT status || '/' || reason FROM pieces WHERE id = $1").bind(&waiting[0]).fetch_one(&pool).await?;
+    assert_eq!(illegible, "rejected/PIECE_ILLISIBLE");
+    drop(server);
+    drop_queues(&stack).await
+}
