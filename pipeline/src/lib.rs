@@ -21,6 +21,7 @@ pub mod job;
 pub mod lightpdf;
 pub mod mailing;
 pub mod notice;
+pub mod piece_edit;
 pub mod plan;
 pub mod preview;
 pub mod qr;

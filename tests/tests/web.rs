@@ -375,6 +375,35 @@ async fn a_counter_an_operator_and_a_supervisor_do_their_work_in_chromium() -> R
     let mut op = Client::new(server.port);
     assert_eq!(op.login(OPERATOR.0, OPERATOR.1).await?.status, 303);
     let csrf = op.session_csrf("/console/review").await?;
+
+    // The other request's two pieces: joined into one, then cut again after its first page.
+    let two: Vec<(String, Option<String>)> = sqlx::query_as("SELECT id, key FROM pieces WHERE status = 'review' AND numero_unique <> $1 AND mailing_id = $2 ORDER BY id LIMIT 2")
+        .bind(&numero)
+        .bind(&mailing)
+        .fetch_all(&pool)
+        .await?;
+    assert_eq!(two.len(), 2, "another request with two pieces in review");
+    let joined = op.post_form(&format!("/console/review/{}", two[0].0), &[("csrf", &csrf), ("action", "join"), ("with", &two[1].0)]).await?;
+    assert_eq!(joined.status, 303, "{}", joined.text());
+    let (joined_id, joined_pages): (String, i32) = sqlx::query_as("SELECT id, pages FROM pieces WHERE id LIKE $1 || '+%'").bind(&two[0].0).fetch_one(&pool).await?;
+    assert_eq!(joined_pages, 2);
+    assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pages WHERE piece_id = $1").bind(&joined_id).fetch_one(&pool).await?, 2, "both pages now belong to the joined piece");
+    for (_, key) in &two {
+        assert!(!bureau.blobs.exists(key.as_deref().context("key")?).await?, "the joined pieces' objects are gone");
+    }
+    let cut = op.post_form(&format!("/console/review/{joined_id}"), &[("csrf", &csrf), ("action", "split"), ("after", "1")]).await?;
+    assert_eq!(cut.status, 303, "{}", cut.text());
+    let parts: Vec<(String, i32, String)> = sqlx::query_as("SELECT id, pages, key FROM pieces WHERE id IN ($1 || '-1', $1 || '-2') AND status = 'review' ORDER BY id").bind(&joined_id).fetch_all(&pool).await?;
+    assert_eq!(parts.iter().map(|p| p.1).collect::<Vec<_>>(), [1, 1]);
+    for (id, _, key) in &parts {
+        assert!(bureau.blobs.exists(key).await?);
+        let preview = op.get(&format!("/pieces/{id}/pages/0")).await?;
+        assert_eq!((preview.status, preview.header("content-type")), (200, Some("image/png")), "each part renders");
+    }
+    for action in ["review_joined", "review_split"] {
+        assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_events WHERE action = $1").bind(action).fetch_one(&pool).await?, 1, "{action} audited");
+    }
+
     for (i, piece) in waiting.iter().enumerate() {
         let action = if i == 0 { "illegible" } else { "accept" };
         let r = op.post_form(&format!("/console/review/{piece}"), &[("csrf", &csrf), ("action", action)]).await?;

@@ -274,6 +274,108 @@ pub async fn decide(pool: &PgPool, piece: &str, decision: &Decision, actor: &str
     Ok(Some(Decided { mailing_id, numero_unique: numero, dropped_key, request_settled: !waiting }))
 }
 
+/// A piece in review, locked for a change of its cut.
+struct Locked {
+    mailing_id: String,
+    numero: Option<String>,
+    categorie: Option<String>,
+    type_code: Option<String>,
+    confidence: f32,
+    sensible: bool,
+    plan_version: String,
+    evidence: Value,
+    key: Option<String>,
+}
+
+async fn lock_review_piece(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, id: &str) -> Result<Option<Locked>> {
+    let row = sqlx::query(
+        "SELECT mailing_id, numero_unique, categorie, type_code, confidence, sensible, plan_version, evidence, key
+         FROM pieces WHERE id = $1 AND status = 'review' FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|r| Locked {
+        mailing_id: r.get(0),
+        numero: r.get(1),
+        categorie: r.get(2),
+        type_code: r.get(3),
+        confidence: r.get(4),
+        sensible: r.get(5),
+        plan_version: r.get(6),
+        evidence: r.get(7),
+        key: r.get(8),
+    }))
+}
+
+/// One piece a change of cut makes.
+pub struct NewPart {
+    pub id: String,
+    pub key: String,
+    pub bytes: i64,
+    pub pages: i32,
+}
+
+async fn insert_part(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, from: &Locked, part: &NewPart, note: &str) -> Result<()> {
+    let mut evidence: Vec<Value> = serde_json::from_value(from.evidence.clone()).unwrap_or_default();
+    evidence.push(Value::String(note.to_string()));
+    sqlx::query(
+        "INSERT INTO pieces (id, mailing_id, numero_unique, categorie, type_code, confidence, sensible, status, key, bytes, plan_version, evidence, pages)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'review', $8, $9, $10, $11, $12)",
+    )
+    .bind(&part.id)
+    .bind(&from.mailing_id)
+    .bind(&from.numero)
+    .bind(&from.categorie)
+    .bind(&from.type_code)
+    .bind(from.confidence)
+    .bind(from.sensible)
+    .bind(&part.key)
+    .bind(part.bytes)
+    .bind(&from.plan_version)
+    .bind(Value::Array(evidence))
+    .bind(part.pages)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Splits a piece in review in two after its page `after`; the parts wait in review. Returns
+/// the old piece's object key (to delete), or `None` if the piece is not in review any more.
+pub async fn split_piece(pool: &PgPool, piece: &str, after: usize, parts: [&NewPart; 2], actor: &str) -> Result<Option<Option<String>>> {
+    let mut tx = pool.begin().await?;
+    let Some(old) = lock_review_piece(&mut tx, piece).await? else { return Ok(None) };
+    let pages: Vec<i32> = sqlx::query_scalar("SELECT index FROM pages WHERE mailing_id = $1 AND piece_id = $2 ORDER BY index").bind(&old.mailing_id).bind(piece).fetch_all(&mut *tx).await?;
+    for part in parts {
+        insert_part(&mut tx, &old, part, &format!("cut from {piece} by an operator")).await?;
+    }
+    for (i, index) in pages.iter().enumerate() {
+        let to = if i < after { &parts[0].id } else { &parts[1].id };
+        sqlx::query("UPDATE pages SET piece_id = $3 WHERE mailing_id = $1 AND index = $2").bind(&old.mailing_id).bind(index).bind(to).execute(&mut *tx).await?;
+    }
+    sqlx::query("DELETE FROM pieces WHERE id = $1").bind(piece).execute(&mut *tx).await?;
+    audit(&mut tx, actor, &old.mailing_id, "review_split", json!({"piece": piece, "after": after, "into": [&parts[0].id, &parts[1].id]})).await?;
+    tx.commit().await?;
+    Ok(Some(old.key))
+}
+
+/// Joins two pieces in review of the same request into one, still in review. Returns the old
+/// pieces' object keys (to delete), or `None` if either is not in review or they differ in
+/// request.
+pub async fn join_pieces(pool: &PgPool, first: &str, second: &str, joined: &NewPart, actor: &str) -> Result<Option<Vec<String>>> {
+    let mut tx = pool.begin().await?;
+    let (Some(a), Some(b)) = (lock_review_piece(&mut tx, first).await?, lock_review_piece(&mut tx, second).await?) else { return Ok(None) };
+    if a.mailing_id != b.mailing_id || a.numero != b.numero || first == second {
+        return Ok(None);
+    }
+    insert_part(&mut tx, &a, joined, &format!("{first} and {second} joined by an operator")).await?;
+    sqlx::query("UPDATE pages SET piece_id = $2 WHERE mailing_id = $1 AND piece_id IN ($3, $4)").bind(&a.mailing_id).bind(&joined.id).bind(first).bind(second).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM pieces WHERE id IN ($1, $2)").bind(first).bind(second).execute(&mut *tx).await?;
+    audit(&mut tx, actor, &a.mailing_id, "review_joined", json!({"pieces": [first, second], "into": &joined.id})).await?;
+    tx.commit().await?;
+    Ok(Some(a.key.into_iter().chain(b.key).collect()))
+}
+
 /// Where a request's notice went, to send its follow-up to the same people.
 pub async fn request_recipients(pool: &PgPool, mailing: &str, numero: Option<&str>) -> Result<Vec<String>> {
     let from_notice: Option<Vec<String>> = sqlx::query_scalar(

@@ -1,5 +1,5 @@
 //! The operators' console: feed scanner batches and watch them, decide on the pieces the
-//! classifier was unsure of, deal with work the stages gave up on, answer incidents.
+//! classifier was unsure of (accept, reclassify, refuse as illegible, split, join), deal with work the stages gave up on, answer incidents.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use scanbureau_pipeline::ReasonCode;
+use scanbureau_pipeline::piece_edit;
 use scanbureau_pipeline::input::{FileKind, sniff};
 use scanbureau_pipeline::notice::{NoticeContext, NoticePiece, RequestNotice, mailing_notice, request_notice};
 use scanbureau_pipeline::plan::FilingPlan;
@@ -144,7 +145,7 @@ async fn review(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
 <form method="post" action="/console/review/{idu}" class="inline">{csrf}<input type="hidden" name="action" value="accept"><button type="submit">Accepter</button></form>
 <form method="post" action="/console/review/{idu}" class="inline">{csrf}<input type="hidden" name="action" value="reclassify"><select name="type" aria-label="nouvelle catégorie">{options}</select><button type="submit">Reclasser</button></form>
 <form method="post" action="/console/review/{idu}" class="inline">{csrf}<input type="hidden" name="action" value="illegible"><button type="submit" data-confirm="Refuser cette pièce comme illisible ?">Illisible</button></form>
-</section>"#,
+{cut}</section>"#,
             id = esc(&pc.id),
             idu = url(&pc.id),
             mu = url(&pc.mailing_id),
@@ -154,9 +155,110 @@ async fn review(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
             conf = pc.confidence * 100.0,
             label = esc(&label),
             options = type_options(&plan, proposed),
+            cut = cut_forms(pc, &queue, &csrf),
         );
     }
     p.into_response()
+}
+
+/// Forms to change the cut: split a piece of several pages, join it with another piece of the
+/// same request that waits in review.
+fn cut_forms(pc: &desk::PieceView, queue: &[desk::PieceView], csrf: &str) -> String {
+    let mut f = String::new();
+    let idu = url(&pc.id);
+    if pc.pages > 1 {
+        let _ = write!(
+            f,
+            r#"<form method="post" action="/console/review/{idu}" class="inline">{csrf}<input type="hidden" name="action" value="split"><label>Couper après la page <input type="number" name="after" min="1" max="{}" value="1"></label><button type="submit">Couper</button></form>"#,
+            pc.pages - 1
+        );
+    }
+    let partners: String = queue
+        .iter()
+        .filter(|o| o.id != pc.id && o.mailing_id == pc.mailing_id && o.numero_unique == pc.numero_unique)
+        .map(|o| format!(r#"<option value="{}">{}</option>"#, esc(&o.id), esc(&o.id)))
+        .collect();
+    if !partners.is_empty() {
+        let _ = write!(
+            f,
+            r#"<form method="post" action="/console/review/{idu}" class="inline">{csrf}<input type="hidden" name="action" value="join"><label>Joindre à la suite la pièce <select name="with">{partners}</select></label><button type="submit">Joindre</button></form>"#
+        );
+    }
+    f
+}
+
+/// Splits or joins pieces: the new PDFs are stored first, then the database changes, then the
+/// old objects go (a failure in between leaves an unreferenced object, never a missing one).
+async fn change_cut(b: &Bureau, s: &super::Signed, piece: &desk::PieceView, form: &Fields) -> Response {
+    let actor = s.account.actor();
+    let Some(key) = piece.key.clone() else { return s.error(StatusCode::CONFLICT, "Cette pièce n'a pas de fichier.") };
+    let pdf = match b.blobs.get_bytes(&key).await {
+        Ok(p) => p,
+        Err(e) => return unavailable(e),
+    };
+    let part_key = |id: &str| crate::blobs::keys::piece(piece.numero_unique.as_deref(), id);
+    let (stored, outcome) = if field(form, "action") == Some("split") {
+        let Some(after) = field(form, "after").and_then(|a| a.parse::<u32>().ok()) else {
+            return s.error(StatusCode::UNPROCESSABLE_ENTITY, "Indiquez après quelle page couper.");
+        };
+        let cut = tokio::task::spawn_blocking(move || piece_edit::split_after(&pdf, after)).await;
+        let (head, tail) = match cut {
+            Ok(Ok(parts)) => parts,
+            Ok(Err(e)) => return s.error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+            Err(e) => return unavailable(e),
+        };
+        let parts = [
+            desk::NewPart { id: format!("{}-1", piece.id), key: part_key(&format!("{}-1", piece.id)), bytes: head.len() as i64, pages: after as i32 },
+            desk::NewPart { id: format!("{}-2", piece.id), key: part_key(&format!("{}-2", piece.id)), bytes: tail.len() as i64, pages: piece.pages - after as i32 },
+        ];
+        for (part, bytes) in parts.iter().zip([head, tail]) {
+            if let Err(e) = b.blobs.put_bytes(&part.key, bytes, "application/pdf").await {
+                return unavailable(e);
+            }
+        }
+        let keys: Vec<String> = parts.iter().map(|p| p.key.clone()).collect();
+        (keys, desk::split_piece(&b.pool, &piece.id, after as usize, [&parts[0], &parts[1]], &actor).await.map(|o| o.map(|k| k.into_iter().collect::<Vec<_>>())))
+    } else {
+        let Some(other) = field(form, "with") else { return s.error(StatusCode::UNPROCESSABLE_ENTITY, "Choisissez la pièce à joindre.") };
+        let other = match desk::piece(&b.pool, other).await {
+            Ok(Some(o)) if o.mailing_id == piece.mailing_id && o.status == "review" && !(o.sensible && !s.account.sensitive) => o,
+            Ok(_) => return s.error(StatusCode::CONFLICT, "Seules deux pièces de la même demande, toutes deux à vérifier, peuvent être jointes."),
+            Err(e) => return unavailable(e),
+        };
+        let Some(other_key) = other.key.clone() else { return s.error(StatusCode::CONFLICT, "L'autre pièce n'a pas de fichier.") };
+        let second = match b.blobs.get_bytes(&other_key).await {
+            Ok(p) => p,
+            Err(e) => return unavailable(e),
+        };
+        let joined = match tokio::task::spawn_blocking(move || piece_edit::join(&[&pdf, &second])).await {
+            Ok(Ok(j)) => j,
+            Ok(Err(e)) => return s.error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+            Err(e) => return unavailable(e),
+        };
+        let id = format!("{}+{}", piece.id, other.id.trim_start_matches("p-"));
+        let part = desk::NewPart { key: part_key(&id), id, bytes: joined.len() as i64, pages: piece.pages + other.pages };
+        if let Err(e) = b.blobs.put_bytes(&part.key, joined, "application/pdf").await {
+            return unavailable(e);
+        }
+        (vec![part.key.clone()], desk::join_pieces(&b.pool, &piece.id, &other.id, &part, &actor).await)
+    };
+    match outcome {
+        Ok(Some(old_keys)) => {
+            for k in old_keys {
+                if let Err(e) = b.blobs.delete(&k).await {
+                    tracing::warn!(key = %k, error = %e, "replaced piece object not deleted; it is no longer referenced");
+                }
+            }
+            Redirect::to("/console/review").into_response()
+        }
+        Ok(None) => {
+            for k in stored {
+                let _ = b.blobs.delete(&k).await;
+            }
+            s.error(StatusCode::CONFLICT, "Ces pièces ont changé entre-temps (décidées par un autre opérateur ?) : rien n'a été modifié.")
+        }
+        Err(e) => unavailable(e),
+    }
 }
 
 async fn decide(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(piece): Path<String>, Form(form): Form<Fields>) -> Response {
@@ -171,6 +273,19 @@ async fn decide(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(piece): P
         Ok(p) => p,
         Err(e) => return unavailable(e),
     };
+    // Nobody changes a sensitive piece they may not see.
+    let current = match desk::piece(&b.pool, &piece).await {
+        Ok(Some(p)) if p.sensible && !s.account.sensitive => return s.error(StatusCode::FORBIDDEN, "Pièce confidentielle : décision réservée au profil sensible."),
+        Ok(Some(p)) => p,
+        Ok(None) => return s.error(StatusCode::NOT_FOUND, "Cette pièce n'existe pas."),
+        Err(e) => return unavailable(e),
+    };
+    if matches!(field(&form, "action"), Some("split" | "join")) {
+        if current.status != "review" {
+            return s.error(StatusCode::CONFLICT, "Cette pièce a déjà été traitée (par vous ou un autre opérateur).");
+        }
+        return change_cut(&b, &s, &current, &form).await;
+    }
     let decision = match field(&form, "action") {
         Some("accept") => Decision::Accept,
         Some("illegible") => Decision::Illegible,
@@ -185,13 +300,6 @@ async fn decide(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(piece): P
         }
         _ => return s.error(StatusCode::UNPROCESSABLE_ENTITY, "Décision inconnue."),
     };
-    // Nobody decides on a sensitive piece they may not see.
-    match desk::piece(&b.pool, &piece).await {
-        Ok(Some(p)) if p.sensible && !s.account.sensitive => return s.error(StatusCode::FORBIDDEN, "Pièce confidentielle : décision réservée au profil sensible."),
-        Ok(Some(_)) => {}
-        Ok(None) => return s.error(StatusCode::NOT_FOUND, "Cette pièce n'existe pas."),
-        Err(e) => return unavailable(e),
-    }
     let actor = s.account.actor();
     let decided = match desk::decide(&b.pool, &piece, &decision, &actor).await {
         Ok(Some(d)) => d,
