@@ -45,6 +45,9 @@ ALTER TABLE pieces
     ADD COLUMN decided_at timestamptz,
     ADD COLUMN pages integer NOT NULL DEFAULT 1;
 CREATE INDEX pieces_review ON pieces (created_at) WHERE status = 'review';
+CREATE INDEX pieces_by_day ON pieces (created_at);
+CREATE INDEX mailings_by_reception ON mailings (received_at);
+CREATE INDEX mailings_by_completion ON mailings (done_at);
 
 -- Fiches incident: a counter reports a problem, the bureau follows it up.
 CREATE TABLE incidents (

@@ -560,8 +560,11 @@ pub async fn dashboard(pool: &PgPool) -> Result<Dashboard> {
     .map(|r| (r.get(0), r.get(1)))
     .collect();
     let backlog_history = sqlx::query(
-        "SELECT h, (SELECT count(*) FROM mailings WHERE received_at <= h AND (done_at IS NULL OR done_at > h))
-         FROM generate_series(date_trunc('hour', now()) - interval '47 hours', date_trunc('hour', now()), interval '1 hour') AS h ORDER BY h",
+        "SELECT h, count(m.id)
+         FROM generate_series(date_trunc('hour', now()) - interval '47 hours', date_trunc('hour', now()), interval '1 hour') AS h
+         LEFT JOIN (SELECT id, received_at, done_at FROM mailings WHERE done_at IS NULL OR done_at > now() - interval '48 hours') m
+                ON m.received_at <= h AND (m.done_at IS NULL OR m.done_at > h)
+         GROUP BY h ORDER BY h",
     )
     .fetch_all(pool)
     .await?
@@ -608,17 +611,24 @@ pub struct DayFigures {
 
 /// Figures per day from `from` to `to` inclusive (days in UTC).
 pub async fn figures_by_day(pool: &PgPool, from: NaiveDate, to: NaiveDate) -> Result<Vec<DayFigures>> {
+    // One pass per table over the period, grouped by day, rather than a query per day.
     let rows = sqlx::query(
-        "SELECT d::date,
-            (SELECT count(*) FROM mailings WHERE received_at >= d AND received_at < d + interval '1 day'),
-            (SELECT count(*) FROM mailings WHERE done_at >= d AND done_at < d + interval '1 day'),
-            (SELECT count(*) FROM mailings WHERE done_at >= d AND done_at < d + interval '1 day' AND done_at > due_at),
-            (SELECT COALESCE(sum(pages), 0)::int8 FROM mailings WHERE done_at >= d AND done_at < d + interval '1 day'),
-            (SELECT count(*) FROM pieces WHERE created_at >= d AND created_at < d + interval '1 day' AND status = 'uploaded'),
-            (SELECT count(*) FROM pieces WHERE created_at >= d AND created_at < d + interval '1 day' AND status = 'rejected'),
-            (SELECT count(*) FROM pieces WHERE created_at >= d AND created_at < d + interval '1 day' AND status = 'review'),
-            (SELECT count(*) FROM incidents WHERE created_at >= d AND created_at < d + interval '1 day')
-         FROM generate_series($1::date::timestamptz, $2::date::timestamptz, interval '1 day') AS d ORDER BY d",
+        "WITH days AS (SELECT d::date AS day FROM generate_series($1::date, $2::date, interval '1 day') AS d),
+              lo AS (SELECT $1::date::timestamptz AS t), hi AS (SELECT ($2::date + 1)::timestamptz AS t),
+              received AS (SELECT received_at::date AS day, count(*) AS n FROM mailings
+                           WHERE received_at >= (SELECT t FROM lo) AND received_at < (SELECT t FROM hi) GROUP BY 1),
+              done AS (SELECT done_at::date AS day, count(*) AS n, count(*) FILTER (WHERE done_at > due_at) AS late,
+                              COALESCE(sum(pages), 0)::int8 AS pages FROM mailings
+                       WHERE done_at >= (SELECT t FROM lo) AND done_at < (SELECT t FROM hi) GROUP BY 1),
+              filed AS (SELECT created_at::date AS day, count(*) FILTER (WHERE status = 'uploaded') AS up,
+                               count(*) FILTER (WHERE status = 'rejected') AS rej, count(*) FILTER (WHERE status = 'review') AS rev
+                        FROM pieces WHERE created_at >= (SELECT t FROM lo) AND created_at < (SELECT t FROM hi) GROUP BY 1),
+              opened AS (SELECT created_at::date AS day, count(*) AS n FROM incidents
+                         WHERE created_at >= (SELECT t FROM lo) AND created_at < (SELECT t FROM hi) GROUP BY 1)
+         SELECT days.day, COALESCE(received.n, 0), COALESCE(done.n, 0), COALESCE(done.late, 0), COALESCE(done.pages, 0),
+                COALESCE(filed.up, 0), COALESCE(filed.rej, 0), COALESCE(filed.rev, 0), COALESCE(opened.n, 0)
+         FROM days LEFT JOIN received USING (day) LEFT JOIN done USING (day) LEFT JOIN filed USING (day) LEFT JOIN opened USING (day)
+         ORDER BY days.day",
     )
     .bind(from)
     .bind(to)

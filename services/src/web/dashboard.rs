@@ -33,6 +33,9 @@ pub fn routes() -> Router<Arc<Bureau>> {
 const STAFF: [Role; 2] = [Role::Operator, Role::Supervisor];
 const SUPERVISOR: [Role; 1] = [Role::Supervisor];
 
+/// Rows of the long lists (mailings at risk, open mailings); the rest is counted.
+const SHOWN: usize = 100;
+
 /// The due-date buckets of the histogram, in hours left (upper bounds).
 const DUE_BUCKETS: [(&str, i64); 6] = [("en retard", 0), ("< 4 h", 4), ("4–8 h", 8), ("8–24 h", 24), ("1–2 j", 48), ("> 2 j", i64::MAX)];
 
@@ -81,7 +84,11 @@ async fn dashboard(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response
 
     // Alerts first: what needs a decision.
     p.push("<h2>Plis à risque</h2>");
-    let risky: Vec<(&desk::MailingView, &forecast::Forecast)> = open.iter().zip(&forecasts).filter(|(_, f)| f.at_risk).collect();
+    // The most urgent first; a long list is cut (the count says how many more).
+    let mut risky: Vec<(&desk::MailingView, &forecast::Forecast)> = open.iter().zip(&forecasts).filter(|(_, f)| f.at_risk).collect();
+    risky.sort_by_key(|(m, _)| m.due_at);
+    let more_risky = risky.len().saturating_sub(SHOWN);
+    risky.truncate(SHOWN);
     if risky.is_empty() {
         p.push(r#"<p class="muted">Aucun pli ne risque de dépasser son échéance au débit actuel.</p>"#);
     } else {
@@ -109,6 +116,9 @@ async fn dashboard(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response
             );
         }
         p.push("</tbody></table>");
+        if more_risky > 0 {
+            let _ = write!(p.body, r#"<p class="muted">… et {more_risky} autres plis à risque.</p>"#);
+        }
     }
 
     // Backlog by stage and channel.
@@ -171,9 +181,16 @@ async fn dashboard(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response
     }
     p.push("</section></div>");
 
-    // Every open mailing, with its time left.
-    p.push(r#"<h2>Plis ouverts</h2><table id="open"><thead><tr><th>Pli</th><th>Canal</th><th>Département</th><th>Guichet</th><th>État</th><th>Échéance</th><th>Temps restant</th><th>Fin prévue</th></tr></thead><tbody>"#);
-    for (m, f) in open.iter().zip(&forecasts) {
+    // The open mailings due first, with their time left.
+    let mut soonest: Vec<(&desk::MailingView, &forecast::Forecast)> = open.iter().zip(&forecasts).collect();
+    soonest.sort_by_key(|(m, _)| m.due_at);
+    let _ = write!(
+        p.body,
+        r#"<h2>Plis ouverts ({}{})</h2><table id="open"><thead><tr><th>Pli</th><th>Canal</th><th>Département</th><th>Guichet</th><th>État</th><th>Échéance</th><th>Temps restant</th><th>Fin prévue</th></tr></thead><tbody>"#,
+        open.len(),
+        if open.len() > SHOWN { format!(", les {SHOWN} plus proches de leur échéance") } else { String::new() }
+    );
+    for (m, f) in soonest.into_iter().take(SHOWN) {
         let _ = write!(
             p.body,
             r#"<tr class="{}" data-mailing="{}"><td><a href="/mailings/{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
