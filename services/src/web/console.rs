@@ -221,7 +221,7 @@ async fn change_cut(b: &Bureau, s: &super::Signed, piece: &desk::PieceView, form
     } else {
         let Some(other) = field(form, "with") else { return s.error(StatusCode::UNPROCESSABLE_ENTITY, "Choisissez la pièce à joindre.") };
         let other = match desk::piece(&b.pool, other).await {
-            Ok(Some(o)) if o.mailing_id == piece.mailing_id && o.status == "review" && !(o.sensible && !s.account.sensitive) => o,
+            Ok(Some(o)) if o.mailing_id == piece.mailing_id && o.status == "review" && (!o.sensible || s.account.sensitive) => o,
             Ok(_) => return s.error(StatusCode::CONFLICT, "Seules deux pièces de la même demande, toutes deux à vérifier, peuvent être jointes."),
             Err(e) => return unavailable(e),
         };
