@@ -224,3 +224,20 @@ impl TestStack {
         Ok(ServiceConfig::load(None, vars)?)
     }
 }
+
+/// Waits until `sql` (a query returning one boolean) is true; on time-out, says where the
+/// mailings and notices stand.
+pub async fn wait_until(pool: &sqlx::PgPool, sql: &str, what: &str, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        if sqlx::query_scalar::<_, bool>(sql).fetch_one(pool).await.unwrap_or(false) {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            let states: Vec<(String, String, Option<String>)> = sqlx::query_as("SELECT id, status, last_error FROM mailings").fetch_all(pool).await.unwrap_or_default();
+            let notices: Vec<(i64, String, i32, Option<String>)> = sqlx::query_as("SELECT id, status, attempts, last_error FROM notices").fetch_all(pool).await.unwrap_or_default();
+            bail!("timed out after {timeout:?} waiting for {what}; mailings {states:?}; notices {notices:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}

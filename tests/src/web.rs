@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -183,20 +183,6 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Waits until `sql` (one boolean) is true.
-pub async fn wait_for(pool: &sqlx::PgPool, sql: &str, what: &str, timeout: Duration) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        if sqlx::query_scalar::<_, bool>(sql).fetch_one(pool).await.unwrap_or(false) {
-            return Ok(());
-        }
-        if start.elapsed() > timeout {
-            let states: Vec<(String, String, Option<String>)> = sqlx::query_as("SELECT id, status, last_error FROM mailings").fetch_all(pool).await.unwrap_or_default();
-            bail!("timed out after {timeout:?} waiting for {what}; mailings {states:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// A portal deposit of one request whose pieces include a sensitive one (an ordonnance de
 /// protection) and an ordinary one (a rent receipt), with its registry snapshot: written to

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -16,7 +16,7 @@ use scanbureau::broker::{Broker, Stage};
 use scanbureau::bureau::{Bureau, Intake};
 use scanbureau::serve::{Role, run_roles};
 use scanbureau::store;
-use scanbureau_tests::stack::{OwnS3, Owned, TestStack, scanbureau_bin, workspace_root};
+use scanbureau_tests::stack::{OwnS3, Owned, TestStack, scanbureau_bin, wait_until, workspace_root};
 
 const LONG: Duration = Duration::from_secs(240);
 
@@ -57,21 +57,6 @@ impl Running {
     }
 }
 
-/// Waits until `sql` (a query returning one boolean) is true.
-async fn wait_until(pool: &PgPool, sql: &str, what: &str, timeout: Duration) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        if sqlx::query_scalar::<_, bool>(sql).fetch_one(pool).await.unwrap_or(false) {
-            return Ok(());
-        }
-        if start.elapsed() > timeout {
-            let states: Vec<(String, String, Option<String>)> = sqlx::query_as("SELECT id, status, last_error FROM mailings").fetch_all(pool).await.unwrap_or_default();
-            let notices: Vec<(i64, String, i32, Option<String>)> = sqlx::query_as("SELECT id, status, attempts, last_error FROM notices").fetch_all(pool).await.unwrap_or_default();
-            bail!("timed out after {timeout:?} waiting for {what}; mailings {states:?}; notices {notices:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-}
 
 async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.unwrap_or(-1)

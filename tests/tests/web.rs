@@ -17,8 +17,8 @@ use scanbureau::blobs::keys;
 use scanbureau::broker::Broker;
 use scanbureau::bureau::Bureau;
 use scanbureau::store::{self, NewMailing, StoredFile};
-use scanbureau_tests::stack::{TestStack, workspace_root};
-use scanbureau_tests::web::{Client, Server, add_account, sensitive_deposit, wait_for};
+use scanbureau_tests::stack::{TestStack, wait_until, workspace_root};
+use scanbureau_tests::web::{Client, Server, add_account, sensitive_deposit};
 
 const LONG: Duration = Duration::from_secs(300);
 
@@ -86,8 +86,8 @@ async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_a
     assert_eq!(deposited.status, 202, "{}", deposited.text());
     let answer: serde_json::Value = serde_json::from_slice(&deposited.body)?;
     let id = answer["deposit"].as_str().context("deposit id")?.to_string();
-    wait_for(&pool, "SELECT count(*) = 1 FROM mailings WHERE status = 'done'", "the deposit processed", LONG).await?;
-    wait_for(&pool, "SELECT count(*) > 0 AND bool_and(status = 'sent') FROM notices", "its notices sent", LONG).await?;
+    wait_until(&pool, "SELECT count(*) = 1 FROM mailings WHERE status = 'done'", "the deposit processed", LONG).await?;
+    wait_until(&pool, "SELECT count(*) > 0 AND bool_and(status = 'sent') FROM notices", "its notices sent", LONG).await?;
 
     let own_page = a.get(&format!("/mailings/{id}")).await?;
     assert_eq!(own_page.status, 200);
@@ -276,8 +276,8 @@ async fn an_operator_retries_one_given_up_mailing_and_refuses_another_with_a_not
         record_mailing(&bureau, id, Utc::now(), false, Some("referent@bailleur-093.example")).await?;
         bureau.broker.publish(scanbureau::broker::Stage::Process, &scanbureau::bureau::job_message(id)).await?;
     }
-    wait_for(&pool, "SELECT count(*) = 2 FROM mailings WHERE status = 'failed'", "both mailings given up", LONG).await?;
-    wait_for(&pool, "SELECT count(*) = 2 FROM dead_letters", "both dead-lettered", LONG).await?;
+    wait_until(&pool, "SELECT count(*) = 2 FROM mailings WHERE status = 'failed'", "both mailings given up", LONG).await?;
+    wait_until(&pool, "SELECT count(*) = 2 FROM dead_letters", "both dead-lettered", LONG).await?;
 
     let mut op = Client::new(server.port);
     assert_eq!(op.login(OPERATOR.0, OPERATOR.1).await?.status, 303);
@@ -290,7 +290,7 @@ async fn an_operator_retries_one_given_up_mailing_and_refuses_another_with_a_not
     bureau.blobs.put_file(&keys::raw(&first, 0, name), &sample(name), "image/tiff").await?;
     let dead: i64 = sqlx::query_scalar("SELECT id FROM dead_letters WHERE subject = $1").bind(&first).fetch_one(&pool).await?;
     assert_eq!(op.post_form(&format!("/console/dead/{dead}/retry"), &[("csrf", &csrf)]).await?.status, 303);
-    wait_for(&pool, &format!("SELECT status = 'done' FROM mailings WHERE id = '{first}'"), "the retried mailing done", LONG).await?;
+    wait_until(&pool, &format!("SELECT status = 'done' FROM mailings WHERE id = '{first}'"), "the retried mailing done", LONG).await?;
     assert_eq!(op.post_form(&format!("/console/dead/{dead}/retry"), &[("csrf", &csrf)]).await?.status, 409, "retried once");
 
     // The second one is refused: done as rejected, and its sender told.
@@ -298,7 +298,7 @@ async fn an_operator_retries_one_given_up_mailing_and_refuses_another_with_a_not
     assert_eq!(refused.status, 303, "{}", refused.text());
     let outcome: (String, Option<String>) = sqlx::query_as("SELECT status, outcome FROM mailings WHERE id = $1").bind(&second).fetch_one(&pool).await?;
     assert_eq!(outcome, ("done".to_string(), Some("rejected".to_string())));
-    wait_for(&pool, &format!("SELECT count(*) = 1 FROM notices WHERE mailing_id = '{second}' AND status = 'sent'"), "the refusal notice sent", LONG).await?;
+    wait_until(&pool, &format!("SELECT count(*) = 1 FROM notices WHERE mailing_id = '{second}' AND status = 'sent'"), "the refusal notice sent", LONG).await?;
     let told = stack.smtp.messages().iter().filter_map(|m| mail_parser::MessageParser::default().parse(m).map(|p| p.body_text(0).map(|t| t.to_string()).unwrap_or_default())).any(|t| t.contains("corrompu") || t.contains("endommag"));
     assert!(told, "the refusal notice gives the reason");
     assert_eq!(op.post_form(&format!("/console/mailings/{second}/reject"), &[("csrf", &csrf), ("reason", "FICHIER_CORROMPU")]).await?.status, 409, "refused once");
@@ -359,7 +359,7 @@ async fn a_counter_an_operator_and_a_supervisor_do_their_work_in_chromium() -> R
     let decided: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action LIKE 'review_%' AND actor = $1").bind(format!("operator:{}", OPERATOR.0)).fetch_one(&pool).await?;
     assert_eq!(decided, 1, "one review decision, audited under the operator's name");
     assert!(sqlx::query_scalar::<_, bool>("SELECT priority > 0 FROM mailings WHERE id = $1").bind(&late).fetch_one(&pool).await?);
-    wait_for(&pool, &format!("SELECT status = 'done' FROM mailings WHERE id = '{late}'"), "the prioritised mailing processed", LONG).await?;
+    wait_until(&pool, &format!("SELECT status = 'done' FROM mailings WHERE id = '{late}'"), "the prioritised mailing processed", LONG).await?;
 
     // Once every piece of a request is decided, its people get a follow-up notice.
     let (numero, mailing): (String, String) = sqlx::query_as(
@@ -412,7 +412,7 @@ async fn a_counter_an_operator_and_a_supervisor_do_their_work_in_chromium() -> R
     let again = op.post_form(&format!("/console/review/{}", waiting.first().context("pieces left to decide")?), &[("csrf", &csrf), ("action", "accept")]).await?;
     assert_eq!(again.status, 409, "a piece is decided once");
     let name = format!("verification-{numero}.eml");
-    wait_for(&pool, &format!("SELECT count(*) = 1 FROM notices WHERE name = '{name}' AND status = 'sent'"), "the follow-up notice sent", LONG).await?;
+    wait_until(&pool, &format!("SELECT count(*) = 1 FROM notices WHERE name = '{name}' AND status = 'sent'"), "the follow-up notice sent", LONG).await?;
     let message: Vec<u8> = sqlx::query_scalar("SELECT message FROM notices WHERE name = $1").bind(&name).fetch_one(&pool).await?;
     let parsed = mail_parser::MessageParser::default().parse(&message).context("the follow-up is an e-mail")?;
     let subject = parsed.subject().unwrap_or_default();

@@ -428,41 +428,10 @@ pub struct DeadLetter {
     pub resolved_by: Option<String>,
 }
 
-pub async fn dead_letters(pool: &PgPool, limit: i64) -> Result<Vec<DeadLetter>> {
-    let rows = sqlx::query("SELECT id, at, stage, subject, attempts, reason, payload, resolution, resolved_by FROM dead_letters ORDER BY resolved_at NULLS FIRST, at DESC LIMIT $1")
-        .bind(limit)
-        .fetch_all(pool)
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| DeadLetter {
-            id: r.get(0),
-            at: r.get(1),
-            stage: r.get(2),
-            subject: r.get(3),
-            attempts: r.get(4),
-            reason: r.get(5),
-            payload: r.get(6),
-            resolution: r.get(7),
-            resolved_by: r.get(8),
-        })
-        .collect())
-}
+const DEAD_LETTER_COLUMNS: &str = "id, at, stage, subject, attempts, reason, payload, resolution, resolved_by";
 
-/// Marks a dead letter handled; `None` if it was already (two operators, one click each).
-pub async fn resolve_dead_letter(pool: &PgPool, id: i64, resolution: &str, actor: &str) -> Result<Option<DeadLetter>> {
-    let mut tx = pool.begin().await?;
-    let row = sqlx::query(
-        "UPDATE dead_letters SET resolved_at = now(), resolved_by = $3, resolution = $2 WHERE id = $1 AND resolved_at IS NULL
-         RETURNING id, at, stage, subject, attempts, reason, payload, resolution, resolved_by",
-    )
-    .bind(id)
-    .bind(resolution)
-    .bind(actor)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(r) = row else { return Ok(None) };
-    let d = DeadLetter {
+fn dead_letter_of(r: &sqlx::postgres::PgRow) -> DeadLetter {
+    DeadLetter {
         id: r.get(0),
         at: r.get(1),
         stage: r.get(2),
@@ -472,7 +441,25 @@ pub async fn resolve_dead_letter(pool: &PgPool, id: i64, resolution: &str, actor
         payload: r.get(6),
         resolution: r.get(7),
         resolved_by: r.get(8),
-    };
+    }
+}
+
+pub async fn dead_letters(pool: &PgPool, limit: i64) -> Result<Vec<DeadLetter>> {
+    let sql = format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters ORDER BY resolved_at NULLS FIRST, at DESC LIMIT $1");
+    Ok(sqlx::query(&sql).bind(limit).fetch_all(pool).await?.iter().map(dead_letter_of).collect())
+}
+
+/// Marks a dead letter handled; `None` if it was already (two operators, one click each).
+pub async fn resolve_dead_letter(pool: &PgPool, id: i64, resolution: &str, actor: &str) -> Result<Option<DeadLetter>> {
+    let mut tx = pool.begin().await?;
+    let sql = format!("UPDATE dead_letters SET resolved_at = now(), resolved_by = $3, resolution = $2 WHERE id = $1 AND resolved_at IS NULL RETURNING {DEAD_LETTER_COLUMNS}");
+    let row = sqlx::query(&sql)
+    .bind(id)
+    .bind(resolution)
+    .bind(actor)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(d) = row.as_ref().map(dead_letter_of) else { return Ok(None) };
     if resolution == "retried"
         && let Some(m) = &d.subject
     {

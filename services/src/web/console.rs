@@ -9,9 +9,8 @@ use axum::extract::{DefaultBodyLimit, Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use chrono::Utc;
-use serde_json::json;
 
 use scanbureau_pipeline::ReasonCode;
 use scanbureau_pipeline::piece_edit;
@@ -22,12 +21,12 @@ use scanbureau_pipeline::report::PieceStatus;
 
 use super::page::{esc, url};
 use super::portal::{incidents_table, mailings_table, piece_label, upload_form};
-use super::{Fields, Refused, field, require, take_upload, unavailable};
+use super::{Fields, Refused, field, receive_upload, require, take_upload, unavailable, upload_refused};
 use crate::accounts::Role;
 use crate::broker::Stage;
 use crate::bureau::{Bureau, Intake, notice_message};
 use crate::store::desk::{self, Decision};
-use crate::store::{self, Inserted, people};
+use crate::store::{self, people};
 
 pub fn routes() -> Router<Arc<Bureau>> {
     Router::new()
@@ -74,7 +73,7 @@ async fn feed(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Query<
     if let Err(r) = s.check_header(&headers) {
         return r;
     }
-    let refuse = |code: StatusCode, message: String| (code, Json(json!({"error": message}))).into_response();
+    let refuse = upload_refused;
     let name = field(&q, "name").unwrap_or("lot.pdf").to_string();
     let upload = match take_upload(&headers, body, MAX_BATCH_BYTES, &name).await {
         Ok(u) => u,
@@ -86,16 +85,7 @@ async fn feed(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Query<
     let files = vec![(crate::blobs::keys::safe_name(&name), upload.path.clone())];
     let source = format!("console:{}", s.account.email);
     let intake = Intake { channel: "paper", source: &source, files: &files, numero_unique: None, notify: None, portal_user: None, counter: None };
-    match b.receive(intake).await {
-        Ok((id, outcome)) => {
-            let duplicate = matches!(outcome, Inserted::Duplicate { .. });
-            (StatusCode::ACCEPTED, Json(json!({"deposit": id, "url": format!("/mailings/{id}"), "bytes": upload.bytes, "duplicate": duplicate}))).into_response()
-        }
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "console batch could not be stored");
-            refuse(StatusCode::SERVICE_UNAVAILABLE, "Le lot n'a pas pu être enregistré ; rien n'a été gardé, rechargez-le dans un instant.".into())
-        }
-    }
+    receive_upload(&b, intake, upload.bytes, "console batch").await
 }
 
 // ---------------------------------------------------------------- review

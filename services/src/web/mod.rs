@@ -377,6 +377,28 @@ pub async fn take_upload(headers: &HeaderMap, body: Body, limit: u64, name: &str
     Ok(Upload { dir, path, bytes, head })
 }
 
+/// A refused upload, as the page's script shows it.
+pub fn upload_refused(code: StatusCode, message: String) -> Response {
+    (code, axum::Json(serde_json::json!({"error": message}))).into_response()
+}
+
+/// Takes an upload in (see [`Bureau::receive`]) and answers the page's script: where to go
+/// next, or why nothing was kept.
+pub async fn receive_upload(b: &Bureau, intake: crate::bureau::Intake<'_>, bytes: u64, what: &str) -> Response {
+    match b.receive(intake).await {
+        Ok((id, outcome)) => {
+            let duplicate = matches!(outcome, crate::store::Inserted::Duplicate { .. });
+            (StatusCode::ACCEPTED, axum::Json(serde_json::json!({"deposit": id, "url": format!("/mailings/{id}"), "bytes": bytes, "duplicate": duplicate})))
+                .into_response()
+        }
+        Err(e) => {
+            b.metrics.failure("intake", "web store");
+            tracing::error!(error = %format!("{e:#}"), "{what} could not be stored");
+            upload_refused(StatusCode::SERVICE_UNAVAILABLE, "L'envoi n'a pas pu être enregistré ; rien n'a été gardé, recommencez dans un instant.".into())
+        }
+    }
+}
+
 /// A form field, trimmed; `None` when absent or empty.
 pub fn field<'a>(form: &'a Fields, name: &str) -> Option<&'a str> {
     form.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())

@@ -10,22 +10,21 @@ use axum::extract::{DefaultBodyLimit, Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use chrono::{NaiveDate, Utc};
-use serde_json::json;
 
 use scanbureau_pipeline::slip::{Bordereau, Fiche, Slip};
 use scanbureau_pipeline::slip_print::slip_pdf;
 use scanbureau_pipeline::{Departement, NumeroGuichet, NumeroUnique};
 
 use super::page::{channel_label, esc, status_label, time_left, url, when};
-use super::{Fields, Refused, Signed, field, require, take_upload, unavailable};
+use super::{Fields, Refused, Signed, field, receive_upload, require, take_upload, unavailable, upload_refused};
 use crate::accounts::Role;
 use crate::broker::Stage;
 use crate::bureau::{Bureau, Intake, notice_message};
 use crate::store::desk;
 use crate::store::people::{self, INCIDENT_KINDS, incident_kind_label, incident_status_label};
-use crate::store::{self, Inserted};
+use crate::store;
 
 pub fn routes() -> Router<Arc<Bureau>> {
     Router::new()
@@ -131,7 +130,7 @@ async fn deposit(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Que
     if let Err(r) = s.check_header(&headers) {
         return r;
     }
-    let refuse = |code: StatusCode, message: String| (code, Json(json!({"error": message}))).into_response();
+    let refuse = upload_refused;
     let numero = match field(&q, "numero_unique") {
         Some(n) => match NumeroUnique::parse(n) {
             Ok(n) => Some(n.to_string()),
@@ -163,17 +162,7 @@ async fn deposit(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Que
         portal_user: Some(s.account.id),
         counter: Some(guichet),
     };
-    match b.receive(intake).await {
-        Ok((id, outcome)) => {
-            let duplicate = matches!(outcome, Inserted::Duplicate { .. });
-            (StatusCode::ACCEPTED, Json(json!({"deposit": id, "url": format!("/mailings/{id}"), "bytes": upload.bytes, "duplicate": duplicate}))).into_response()
-        }
-        Err(e) => {
-            b.metrics.failure("intake", "portal store");
-            tracing::error!(error = %format!("{e:#}"), "web deposit could not be stored");
-            refuse(StatusCode::SERVICE_UNAVAILABLE, "Le dépôt n'a pas pu être enregistré ; rien n'a été gardé, renvoyez-le dans un instant.".into())
-        }
-    }
+    receive_upload(&b, intake, upload.bytes, "web deposit").await
 }
 
 /// One mailing: its state, requests, pieces and notices. Counters see their own only.
