@@ -47,7 +47,11 @@ function uploadForm(form) {
     xhr.addEventListener("load", () => {
       let answer = {};
       try { answer = JSON.parse(xhr.responseText); } catch (_) { /* an HTML error page */ }
-      if (xhr.status >= 200 && xhr.status < 300 && answer.url) {
+      if (xhr.responseURL.includes("/login")) {
+        bar.hidden = true;
+        text.textContent = "";
+        fail("Votre session a expiré : reconnectez-vous, puis recommencez l'envoi.");
+      } else if (xhr.status >= 200 && xhr.status < 300 && answer.url) {
         text.textContent = answer.duplicate ? "Ce fichier avait déjà été reçu." : "Reçu.";
         window.location.assign(answer.url);
       } else {
