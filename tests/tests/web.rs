@@ -201,6 +201,27 @@ async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_a
     assert!(locked.text().contains("verrouillé"));
     assert!(sqlx::query_scalar::<_, bool>("SELECT locked_until > now() FROM portal_users WHERE email = $1").bind(B.0).fetch_one(&pool).await?);
 
+    // A password change needs the current one, and closes the account's other sessions.
+    let mut elsewhere = Client::new(server.port);
+    assert_eq!(elsewhere.login(A.0, A.1).await?.status, 303);
+    let renewed = "guichet-A: un nouveau mot de passe";
+    let change = |current: &'static str, new: &'static str, confirm: &'static str| [("current", current), ("new", new), ("confirm", confirm)];
+    let mut mismatch = vec![("csrf", csrf.as_str())];
+    mismatch.extend_from_slice(&change(A.1, renewed, "autre chose que le nouveau"));
+    assert_eq!(a.post_form("/account", &mismatch).await?.status, 422);
+    let mut wrong_current = vec![("csrf", csrf.as_str())];
+    wrong_current.extend_from_slice(&change("pas le mot de passe", renewed, renewed));
+    assert_eq!(a.post_form("/account", &wrong_current).await?.status, 403);
+    assert_eq!(a.post_form("/account", &change(A.1, renewed, renewed)).await?.status, 403, "no change without the CSRF token");
+    let mut good = vec![("csrf", csrf.as_str())];
+    good.extend_from_slice(&change(A.1, renewed, renewed));
+    let changed = a.post_form("/account", &good).await?;
+    assert_eq!(changed.status, 200, "{}", changed.text());
+    assert_eq!(elsewhere.get("/portal").await?.status, 303, "the other session is closed");
+    assert_eq!(a.get("/portal").await?.status, 200, "this one stays open");
+    assert_eq!(Client::new(server.port).login(A.0, A.1).await?.status, 401, "the old password no longer works");
+    assert_eq!(Client::new(server.port).login(A.0, renewed).await?.status, 303);
+
     // Signing out ends the session on the server.
     let out = a.post_form("/logout", &[("csrf", &csrf)]).await?;
     assert_eq!(out.status, 303);
@@ -212,7 +233,7 @@ async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_a
     assert!(log.contains("signed in"), "the log is the server's");
     let audit: Vec<String> = sqlx::query_scalar("SELECT detail::text FROM audit_events").fetch_all(&pool).await?;
     let hashes: Vec<String> = sqlx::query_scalar("SELECT password_hash FROM portal_users WHERE password_hash IS NOT NULL").fetch_all(&pool).await?;
-    for pw in [A.1, B.1, SENSITIVE.1, OPERATOR.1, "not the password at all"] {
+    for pw in [A.1, B.1, SENSITIVE.1, OPERATOR.1, "not the password at all", "guichet-A: un nouveau mot de passe"] {
         assert!(!log.contains(pw), "a password is in the server's log");
         assert!(!audit.iter().any(|d| d.contains(pw)), "a password is in the audit trail");
         assert!(!hashes.iter().any(|h| h.contains(pw)));

@@ -142,6 +142,21 @@ pub async fn close_session(pool: &PgPool, token: &str, account: &Account) -> Res
     Ok(())
 }
 
+/// The stored hash of an account's password.
+pub async fn password_hash(pool: &PgPool, account: i64) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("SELECT password_hash FROM portal_users WHERE id = $1").bind(account).fetch_optional(pool).await?.flatten())
+}
+
+/// Sets a new password and ends the account's other sessions (this one, `keep`, stays open).
+pub async fn change_password(pool: &PgPool, account: &Account, new_hash: &str, keep: &str) -> Result<u64> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("UPDATE portal_users SET password_hash = $2, failed_logins = 0 WHERE id = $1").bind(account.id).bind(new_hash).execute(&mut *tx).await?;
+    let ended = sqlx::query("DELETE FROM web_sessions WHERE account = $1 AND token_sha256 <> $2").bind(account.id).bind(token_digest(keep)).execute(&mut *tx).await?.rows_affected();
+    audit(&mut tx, &account.actor(), &format!("account:{}", account.id), "password_changed", json!({"sessions_ended": ended})).await?;
+    tx.commit().await?;
+    Ok(ended)
+}
+
 // ---------------------------------------------------------------- incidents
 
 /// The kinds of a fiche incident.

@@ -48,6 +48,7 @@ pub fn routes() -> Router<Arc<Bureau>> {
         .route("/", get(home))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
+        .route("/account", get(account_page).post(change_password))
         .route("/static/app.css", get(|| async { asset("text/css; charset=utf-8", include_str!("../../data/web/app.css")) }))
         .route("/static/app.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../data/web/app.js")) }))
         .route("/pieces/{id}/pdf", get(piece_pdf))
@@ -270,6 +271,86 @@ async fn logout(State(b): State<Arc<Bureau>>, headers: HeaderMap, Form(form): Fo
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     r
+}
+
+fn account_form(s: &Signed, message: Option<(&str, &str)>, code: StatusCode) -> Response {
+    let mut p = s.page("Mon compte");
+    if let Some((class, m)) = message {
+        p.push(&format!(r#"<p class="{class}" role="alert">{}</p>"#, esc(m)));
+    }
+    let a = &s.account;
+    let form = format!(
+        r#"<dl class="facts"><dt>Adresse</dt><dd>{}</dd><dt>Profil</dt><dd>{}{}</dd>{}</dl>
+<form method="post" action="/account" class="card narrow"><h2>Changer de mot de passe</h2>{}
+<label>Mot de passe actuel <input type="password" name="current" autocomplete="current-password" required></label>
+<label>Nouveau mot de passe ({} caractères au moins) <input type="password" name="new" autocomplete="new-password" minlength="{}" required></label>
+<label>Nouveau mot de passe, encore <input type="password" name="confirm" autocomplete="new-password" minlength="{}" required></label>
+<button type="submit">Changer</button><p class="muted">Vos autres sessions seront fermées.</p></form>"#,
+        esc(&a.email),
+        match a.role {
+            Role::Counter => "agent de guichet",
+            Role::Operator => "opérateur",
+            Role::Supervisor => "superviseur",
+        },
+        if a.sensitive { ", profil sensible" } else { "" },
+        a.guichet.as_deref().map(|g| format!("<dt>Guichet</dt><dd>{}</dd>", esc(g))).unwrap_or_default(),
+        p.csrf_field(),
+        accounts::MIN_PASSWORD,
+        accounts::MIN_PASSWORD,
+        accounts::MIN_PASSWORD
+    );
+    p.push(&form);
+    let mut r = p.into_response();
+    *r.status_mut() = code;
+    r
+}
+
+async fn account_page(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
+    match require(&b, &headers, &EVERYONE).await {
+        Ok(s) => account_form(&s, None, StatusCode::OK),
+        Err(r) => r,
+    }
+}
+
+async fn change_password(State(b): State<Arc<Bureau>>, headers: HeaderMap, Form(form): Form<Fields>) -> Response {
+    let s = match require(&b, &headers, &EVERYONE).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Err(r) = s.check_form(&form) {
+        return r;
+    }
+    let (current, new, confirm) = (form.get("current").cloned().unwrap_or_default(), form.get("new").cloned().unwrap_or_default(), form.get("confirm").cloned().unwrap_or_default());
+    if new != confirm {
+        return account_form(&s, Some(("error", "Les deux saisies du nouveau mot de passe diffèrent.")), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    if new == current {
+        return account_form(&s, Some(("error", "Le nouveau mot de passe doit différer de l'actuel.")), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let stored = match people::password_hash(&b.pool, s.account.id).await {
+        Ok(h) => h.unwrap_or_default(),
+        Err(e) => return unavailable(e),
+    };
+    let checked = tokio::task::spawn_blocking(move || {
+        if !accounts::verify_password(&current, &stored) {
+            return Err(None);
+        }
+        accounts::hash_password(&new).map_err(Some)
+    })
+    .await;
+    let hash = match checked {
+        Ok(Ok(h)) => h,
+        Ok(Err(None)) => return account_form(&s, Some(("error", "Le mot de passe actuel est incorrect.")), StatusCode::FORBIDDEN),
+        Ok(Err(Some(e))) => return account_form(&s, Some(("error", &e.to_string())), StatusCode::UNPROCESSABLE_ENTITY),
+        Err(e) => return unavailable(e),
+    };
+    match people::change_password(&b.pool, &s.account, &hash, &s.token).await {
+        Ok(ended) => {
+            tracing::info!(account = s.account.id, sessions_ended = ended, "password changed");
+            account_form(&s, Some(("ok", "Mot de passe changé ; vos autres sessions sont fermées.")), StatusCode::OK)
+        }
+        Err(e) => unavailable(e),
+    }
 }
 
 // ---------------------------------------------------------------- pieces

@@ -76,7 +76,7 @@ impl Page {
             let counter = a.guichet.as_deref().map(|g| format!(" · guichet {}", esc(g))).unwrap_or_default();
             let _ = write!(
                 nav,
-                r#"<span class="who">{}{counter}</span><form method="post" action="/logout" class="inline">{}<button type="submit">Se déconnecter</button></form>"#,
+                r#"<a class="who" href="/account">{}{counter}</a><form method="post" action="/logout" class="inline">{}<button type="submit">Se déconnecter</button></form>"#,
                 esc(who),
                 self.csrf_field()
             );
