@@ -1,8 +1,10 @@
 // A day at the bureau, in Debian's Chromium driven by playwright-core:
 // a counter deposits a multi-request PDF, follows it to its notice and files an incident;
-// an operator decides on a piece in review; a supervisor sees the late mailing and prioritises it.
+// an operator loads a scanner folder and decides on a piece in review; a supervisor sees the late mailing and prioritises it.
 // Started by tests/tests/web.rs, which sets the environment and checks the database afterwards.
 import { chromium } from "playwright-core";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
 
 const base = process.env.BASE_URL;
 const [counterEmail, counterPassword] = process.env.COUNTER.split("\n");
@@ -77,6 +79,12 @@ try {
   // The operator.
   step("operator signs in and opens the review queue");
   const operator = await signIn(operatorEmail, operatorPassword, "/console");
+  step("operator loads a scanner folder as one batch");
+  const scans = readdirSync(process.env.BATCH_FOLDER).map((f) => join(process.env.BATCH_FOLDER, f));
+  await operator.setInputFiles("form[data-upload] input[name=file]", scans);
+  await Promise.all([operator.waitForURL(/\/mailings\/m-/, { timeout: 120_000 }), operator.click("form[data-upload] button[type=submit]")]);
+  await waitFor(operator, "[data-status=done]", 300);
+  step(`batch of ${scans.length} files processed`);
   await operator.goto(`${base}/console/review`);
   const first = operator.locator("section.review").first();
   if (await operator.locator("section.review").count() === 0) throw new Error("the review queue is empty");

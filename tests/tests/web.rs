@@ -363,6 +363,7 @@ async fn a_counter_an_operator_and_a_supervisor_do_their_work_in_chromium() -> R
         .env("SUPERVISOR", format!("{}\n{}", SUPERVISOR.0, SUPERVISOR.1))
         .env("DEPOSIT_PDF", sample("portal-deposit.pdf"))
         .env("LATE_MAILING", &late)
+        .env("BATCH_FOLDER", sample("counter-mailing"))
         .env("SHOTS", &shots)
         .current_dir(workspace_root().join("tests/browser"));
     let out = tokio::task::spawn_blocking(move || node.output())
@@ -377,6 +378,11 @@ async fn a_counter_an_operator_and_a_supervisor_do_their_work_in_chromium() -> R
 
     // What the clicks did, as the database records it.
     assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM incidents WHERE kind = 'notice_not_received' AND guichet = 'G3533'").fetch_one(&pool).await?, 1);
+    let batch: (String, Option<String>, serde_json::Value) = sqlx::query_as("SELECT status, guichet, files FROM mailings WHERE source = $1").bind(format!("console:{}", OPERATOR.0)).fetch_one(&pool).await?;
+    assert_eq!(batch.0, "done");
+    assert!(batch.1.is_some(), "the batch is its counter's once the bordereau is read");
+    let sent = std::fs::read_dir(sample("counter-mailing"))?.count();
+    assert_eq!(batch.2.as_array().map(Vec::len), Some(sent), "every file of the folder is in the one batch");
     let decided: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action LIKE 'review_%' AND actor = $1").bind(format!("operator:{}", OPERATOR.0)).fetch_one(&pool).await?;
     assert_eq!(decided, 1, "one review decision, audited under the operator's name");
     assert!(sqlx::query_scalar::<_, bool>("SELECT priority > 0 FROM mailings WHERE id = $1").bind(&late).fetch_one(&pool).await?);

@@ -3,7 +3,7 @@
 "use strict";
 
 function uploadForm(form) {
-  const input = form.querySelector("input[type=file]");
+  const inputs = [...form.querySelectorAll("input[type=file]")];
   const bar = form.querySelector("progress");
   const text = form.querySelector(".progress-text");
   const alert = form.querySelector("[role=alert]");
@@ -15,26 +15,37 @@ function uploadForm(form) {
     alert.hidden = false;
     button.disabled = false;
   };
+  const hidden = (f) => f.name.startsWith(".") || f.name.toLowerCase() === "thumbs.db";
+  const typeOk = (f) => accept.length === 0 || accept.some((a) => (a.startsWith(".") ? f.name.toLowerCase().endsWith(a) : f.type === a));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     alert.hidden = true;
-    const file = input.files[0];
-    if (!file) return fail("Choisissez un fichier.");
+    // Several files (or a folder) make one batch, taken in the order of their names.
+    const files = inputs.flatMap((i) => [...i.files]).filter((f) => !hidden(f)).sort((a, b) => a.name.localeCompare(b.name));
+    if (files.length === 0) return fail("Choisissez un fichier.");
+    if (files.length > 1 && form.dataset.folder === undefined) return fail("Un seul fichier à la fois ici.");
     // Checked here before sending, and again by the server after.
-    if (limit && file.size > limit) {
-      return fail(`Le fichier fait ${(file.size / 1e6).toFixed(1)} Mo : la limite est de ${Math.floor(limit / 1e6)} Mo.`);
+    const size = files.reduce((n, f) => n + f.size, 0);
+    if (limit && size > limit) {
+      return fail(`L'envoi fait ${(size / 1e6).toFixed(1)} Mo : la limite est de ${Math.floor(limit / 1e6)} Mo.`);
     }
-    const name = file.name.toLowerCase();
-    const typeOk = accept.length === 0 || accept.some((a) => (a.startsWith(".") ? name.endsWith(a) : file.type === a));
-    if (!typeOk) return fail("Ce type de fichier n'est pas accepté ici.");
-    const params = new URLSearchParams({ name: file.name });
+    const refused = files.find((f) => !typeOk(f));
+    if (refused) return fail(`${refused.name} : ce type de fichier n'est pas accepté ici.`);
+    const params = new URLSearchParams({ name: files[0].name });
     form.querySelectorAll("input[name]:not([type=file]):not([type=hidden])").forEach((i) => {
       if (i.value.trim()) params.set(i.name, i.value.trim());
     });
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", `${form.getAttribute("action")}?${params}`);
+    let body = files[0];
+    if (files.length > 1) {
+      body = new FormData();
+      files.forEach((f) => body.append("file", f, f.name));
+      xhr.open("POST", `${form.getAttribute("action")}/folder`);
+    } else {
+      xhr.open("POST", `${form.getAttribute("action")}?${params}`);
+      xhr.setRequestHeader("Content-Type", files[0].type || "application/octet-stream");
+    }
     xhr.setRequestHeader("X-CSRF-Token", form.querySelector("input[name=csrf]").value);
-    xhr.setRequestHeader("Content-Type", file.type || "application/octet-stream");
     bar.hidden = false;
     bar.value = 0;
     button.disabled = true;
@@ -52,7 +63,7 @@ function uploadForm(form) {
         text.textContent = "";
         fail("Votre session a expiré : reconnectez-vous, puis recommencez l'envoi.");
       } else if (xhr.status >= 200 && xhr.status < 300 && answer.url) {
-        text.textContent = answer.duplicate ? "Ce fichier avait déjà été reçu." : "Reçu.";
+        text.textContent = answer.duplicate ? "Ce lot avait déjà été reçu." : "Reçu.";
         window.location.assign(answer.url);
       } else {
         bar.hidden = true;
@@ -61,7 +72,7 @@ function uploadForm(form) {
       }
     });
     xhr.addEventListener("error", () => fail("La connexion a été interrompue : rien n'a été enregistré, recommencez."));
-    xhr.send(file);
+    xhr.send(body);
   });
 }
 

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Form, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Form, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -32,6 +32,7 @@ pub fn routes() -> Router<Arc<Bureau>> {
     Router::new()
         .route("/console", get(batches))
         .route("/console/batches", post(feed).layer(DefaultBodyLimit::disable()))
+        .route("/console/batches/folder", post(feed_folder).layer(DefaultBodyLimit::disable()))
         .route("/console/review", get(review))
         .route("/console/review/{piece}", post(decide))
         .route("/console/failed", get(failed))
@@ -43,8 +44,9 @@ pub fn routes() -> Router<Arc<Bureau>> {
 
 const STAFF: [Role; 2] = [Role::Operator, Role::Supervisor];
 
-/// Largest scanner file the console takes (a batch of a few hundred pages).
+/// Largest batch the console takes (a few hundred pages), and most files in one.
 const MAX_BATCH_BYTES: u64 = 500_000_000;
+const MAX_BATCH_FILES: usize = 5000;
 
 async fn batches(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
     let s = match require(&b, &headers, &STAFF).await {
@@ -56,8 +58,8 @@ async fn batches(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
         Err(e) => return unavailable(e),
     };
     let mut p = s.page("Lots");
-    p.push("<h2>Charger un lot numérisé</h2><p>Un fichier du scanner (PDF, TIFF multipage, JPEG ou PNG) : il suit le même chemin qu'un lot déposé dans le dossier d'entrée.</p>");
-    p.push(&upload_form(&s, "/console/batches", "application/pdf,image/tiff,image/jpeg,image/png,.pdf,.tif,.tiff,.jpg,.jpeg,.png", MAX_BATCH_BYTES, "", "Charger le lot"));
+    p.push("<h2>Charger un lot numérisé</h2><p>Un fichier du scanner (PDF, TIFF multipage), ou les images d'un lot (JPEG, PNG, TIFF : plusieurs fichiers ou le dossier du scanner, pris dans l'ordre de leurs noms) : le lot suit le même chemin qu'un lot déposé dans le dossier d'entrée.</p>");
+    p.push(&upload_form(&s, "/console/batches", "application/pdf,image/tiff,image/jpeg,image/png,.pdf,.tif,.tiff,.jpg,.jpeg,.png", MAX_BATCH_BYTES, "", "Charger le lot", true));
     let waiting = rows.iter().filter(|m| m.status != "done").count();
     let _ = write!(p.body, "<h2>Derniers lots et dépôts</h2><p>{waiting} en attente ou en traitement.</p>");
     p.push(&mailings_table(&b, &rows, true));
@@ -86,6 +88,74 @@ async fn feed(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Query<
     let source = format!("console:{}", s.account.email);
     let intake = Intake { channel: "paper", source: &source, files: &files, numero_unique: None, notify: None, portal_user: None, counter: None };
     receive_upload(&b, intake, upload.bytes, "console batch").await
+}
+
+/// `POST /console/batches/folder` (multipart): the files of one batch, in the order of their
+/// names, the CSRF token in a header. Hidden files and `Thumbs.db` are left out.
+async fn feed_folder(State(b): State<Arc<Bureau>>, headers: HeaderMap, mut parts: Multipart) -> Response {
+    let s = match require(&b, &headers, &STAFF).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Err(r) = s.check_header(&headers) {
+        return r;
+    }
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => return upload_refused(StatusCode::INTERNAL_SERVER_ERROR, format!("no room for the upload: {e}")),
+    };
+    let interrupted = |e: axum::extract::multipart::MultipartError| upload_refused(StatusCode::BAD_REQUEST, format!("l'envoi a été interrompu : {e}"));
+    let too_big = || upload_refused(StatusCode::PAYLOAD_TOO_LARGE, format!("Le lot dépasse la limite de {} Mo.", MAX_BATCH_BYTES / 1_000_000));
+    let (mut files, mut total) = (Vec::new(), 0u64);
+    loop {
+        let mut part = match parts.next_field().await {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
+            Err(e) => return interrupted(e),
+        };
+        let Some(sent) = part.file_name().map(str::to_string) else { continue };
+        let name = sent.rsplit(['/', '\\']).next().unwrap_or_default().to_string();
+        if name.is_empty() || name.starts_with('.') || name.eq_ignore_ascii_case("Thumbs.db") {
+            continue;
+        }
+        if files.len() == MAX_BATCH_FILES {
+            return upload_refused(StatusCode::PAYLOAD_TOO_LARGE, format!("Un lot compte au plus {MAX_BATCH_FILES} fichiers."));
+        }
+        let path = dir.path().join(format!("{:05}", files.len()));
+        let mut out = match tokio::fs::File::create(&path).await {
+            Ok(f) => f,
+            Err(e) => return upload_refused(StatusCode::INTERNAL_SERVER_ERROR, format!("no room for the upload: {e}")),
+        };
+        let mut head = Vec::new();
+        loop {
+            let chunk = match part.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => return interrupted(e),
+            };
+            total += chunk.len() as u64;
+            if total > MAX_BATCH_BYTES {
+                return too_big();
+            }
+            if head.len() < 1024 {
+                head.extend_from_slice(&chunk[..chunk.len().min(1024 - head.len())]);
+            }
+            if let Err(e) = tokio::io::AsyncWriteExt::write_all(&mut out, &chunk).await {
+                return upload_refused(StatusCode::INTERNAL_SERVER_ERROR, format!("could not keep the upload: {e}"));
+            }
+        }
+        if matches!(sniff(&name, &head), FileKind::Unknown | FileKind::Eml) {
+            return upload_refused(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{name} : format non reconnu (PDF, TIFF, JPEG ou PNG attendu)."));
+        }
+        files.push((crate::blobs::keys::safe_name(&name), path));
+    }
+    if files.is_empty() {
+        return upload_refused(StatusCode::BAD_REQUEST, "Le lot est vide.".into());
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let source = format!("console:{}", s.account.email);
+    let intake = Intake { channel: "paper", source: &source, files: &files, numero_unique: None, notify: None, portal_user: None, counter: None };
+    receive_upload(&b, intake, total, "console batch").await
 }
 
 // ---------------------------------------------------------------- review

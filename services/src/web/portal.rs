@@ -41,18 +41,25 @@ pub fn routes() -> Router<Arc<Bureau>> {
 const COUNTER: [Role; 1] = [Role::Counter];
 const EVERYONE: [Role; 3] = [Role::Counter, Role::Operator, Role::Supervisor];
 
-/// The upload form with its progress bar (see `app.js`), for the portal and the console.
-pub fn upload_form(s: &Signed, action: &str, accept: &str, limit: u64, extra: &str, button: &str) -> String {
+/// The upload form with its progress bar (see `app.js`), for the portal and the console. With
+/// `folder`, several files or a whole folder make one batch (sent to `{action}/folder`).
+pub fn upload_form(s: &Signed, action: &str, accept: &str, limit: u64, extra: &str, button: &str, folder: bool) -> String {
+    let picker = if folder {
+        format!(r#"<label>Fichiers <input type="file" name="file" accept="{accept}" multiple></label><label>ou un dossier du scanner <input type="file" name="folder" webkitdirectory></label>"#)
+    } else {
+        format!(r#"<label>Fichier <input type="file" name="file" accept="{accept}" required></label>"#)
+    };
     format!(
-        r#"<form class="card upload" method="post" action="{action}" data-upload data-limit="{limit}" data-accept="{accept}">
+        r#"<form class="card upload" method="post" action="{action}" data-upload data-limit="{limit}" data-accept="{accept}"{multi}>
 <input type="hidden" name="csrf" value="{csrf}">{extra}
-<label>Fichier <input type="file" name="file" accept="{accept}" required></label>
-<p class="muted">Taille maximale : {mb} Mo.</p>
+{picker}
+<p class="muted">Taille maximale : {mb} Mo en tout.</p>
 <progress max="100" value="0" hidden></progress> <span class="progress-text" aria-live="polite"></span>
 <p class="error" role="alert" hidden></p>
 <button type="submit">{button}</button></form>"#,
         csrf = esc(&s.csrf),
-        mb = limit / 1_000_000
+        mb = limit / 1_000_000,
+        multi = if folder { " data-folder" } else { "" }
     )
 }
 
@@ -115,7 +122,7 @@ async fn home(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
     );
     p.push("<h2>Déposer des pièces</h2><p>Un dépôt est soit les pièces d'une seule demande (indiquez son numéro unique), soit un PDF de plusieurs demandes, chacune précédée de sa fiche récapitulative (laissez le numéro vide).</p>");
     let numero = r#"<label>Numéro unique (dépôt d'une seule demande) <input name="numero_unique" pattern="[0-9A-Za-z]{18}" maxlength="18" placeholder="0930325091042G3533"></label>"#;
-    p.push(&upload_form(&s, "/portal/deposits", "application/pdf,.pdf", b.config.portal.max_upload_bytes, numero, "Déposer"));
+    p.push(&upload_form(&s, "/portal/deposits", "application/pdf,.pdf", b.config.portal.max_upload_bytes, numero, "Déposer", false));
     p.push("<h2>Plis et dépôts</h2>");
     p.push(&mailings_table(&b, &rows, false));
     p.into_response()
