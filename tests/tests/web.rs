@@ -319,6 +319,8 @@ async fn an_operator_retries_one_given_up_mailing_and_refuses_another_with_a_not
     assert_eq!(refused.status, 303, "{}", refused.text());
     let outcome: (String, Option<String>) = sqlx::query_as("SELECT status, outcome FROM mailings WHERE id = $1").bind(&second).fetch_one(&pool).await?;
     assert_eq!(outcome, ("done".to_string(), Some("rejected".to_string())));
+    let resolution: Option<String> = sqlx::query_scalar("SELECT resolution FROM dead_letters WHERE subject = $1").bind(&second).fetch_one(&pool).await?;
+    assert_eq!(resolution.as_deref(), Some("rejected"), "its dead letter is dealt with");
     wait_until(&pool, &format!("SELECT count(*) = 1 FROM notices WHERE mailing_id = '{second}' AND status = 'sent'"), "the refusal notice sent", LONG).await?;
     let told = stack.smtp.messages().iter().filter_map(|m| mail_parser::MessageParser::default().parse(m).map(|p| p.body_text(0).map(|t| t.to_string()).unwrap_or_default())).any(|t| t.contains("corrompu") || t.contains("endommag"));
     assert!(told, "the refusal notice gives the reason");
@@ -388,12 +390,16 @@ async fn a_counter_an_operator_and_a_supervisor_do_their_work_in_chromium() -> R
     assert!(sqlx::query_scalar::<_, bool>("SELECT priority > 0 FROM mailings WHERE id = $1").bind(&late).fetch_one(&pool).await?);
     wait_until(&pool, &format!("SELECT status = 'done' FROM mailings WHERE id = '{late}'"), "the prioritised mailing processed", LONG).await?;
 
-    // Once every piece of a request is decided, its people get a follow-up notice.
-    let (numero, mailing): (String, String) = sqlx::query_as(
-        "SELECT numero_unique, mailing_id FROM pieces WHERE decided_by IS NOT NULL LIMIT 1",
+    // Two requests with two pieces or more in review: the first to be decided in full, the
+    // second to have two of its pieces joined then cut again.
+    let requests: Vec<(String, String)> = sqlx::query_as(
+        "SELECT mailing_id, numero_unique FROM pieces WHERE status = 'review' AND numero_unique IS NOT NULL
+         GROUP BY 1, 2 HAVING count(*) >= 2 ORDER BY 1, 2 LIMIT 2",
     )
-    .fetch_one(&pool)
+    .fetch_all(&pool)
     .await?;
+    assert_eq!(requests.len(), 2, "two requests with pieces in review: {requests:?}");
+    let (mailing, numero) = requests[0].clone();
     let waiting: Vec<String> = sqlx::query_scalar("SELECT id FROM pieces WHERE mailing_id = $1 AND numero_unique = $2 AND status = 'review' ORDER BY id")
         .bind(&mailing)
         .bind(&numero)
@@ -403,25 +409,30 @@ async fn a_counter_an_operator_and_a_supervisor_do_their_work_in_chromium() -> R
     assert_eq!(op.login(OPERATOR.0, OPERATOR.1).await?.status, 303);
     let csrf = op.session_csrf("/console/review").await?;
 
-    // The other request's two pieces: joined into one, then cut again after its first page.
-    let two: Vec<(String, Option<String>)> = sqlx::query_as("SELECT id, key FROM pieces WHERE status = 'review' AND numero_unique <> $1 AND mailing_id = $2 ORDER BY id LIMIT 2")
-        .bind(&numero)
-        .bind(&mailing)
+    // Two pieces of the second request: joined into one, then cut again after its first page.
+    let two: Vec<(String, Option<String>, i32)> = sqlx::query_as("SELECT id, key, pages FROM pieces WHERE status = 'review' AND mailing_id = $1 AND numero_unique = $2 ORDER BY id LIMIT 2")
+        .bind(&requests[1].0)
+        .bind(&requests[1].1)
         .fetch_all(&pool)
         .await?;
     assert_eq!(two.len(), 2, "another request with two pieces in review");
+    let total = two[0].2 + two[1].2;
     let joined = op.post_form(&format!("/console/review/{}", two[0].0), &[("csrf", &csrf), ("action", "join"), ("with", &two[1].0)]).await?;
     assert_eq!(joined.status, 303, "{}", joined.text());
     let (joined_id, joined_pages): (String, i32) = sqlx::query_as("SELECT id, pages FROM pieces WHERE id LIKE $1 || '+%'").bind(&two[0].0).fetch_one(&pool).await?;
-    assert_eq!(joined_pages, 2);
-    assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pages WHERE piece_id = $1").bind(&joined_id).fetch_one(&pool).await?, 2, "both pages now belong to the joined piece");
-    for (_, key) in &two {
+    assert_eq!(joined_pages, total);
+    assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pages WHERE piece_id = $1").bind(&joined_id).fetch_one(&pool).await?, total as i64, "every page now belongs to the joined piece");
+    for (_, key, _) in &two {
         assert!(!bureau.blobs.exists(key.as_deref().context("key")?).await?, "the joined pieces' objects are gone");
     }
     let cut = op.post_form(&format!("/console/review/{joined_id}"), &[("csrf", &csrf), ("action", "split"), ("after", "1")]).await?;
     assert_eq!(cut.status, 303, "{}", cut.text());
     let parts: Vec<(String, i32, String)> = sqlx::query_as("SELECT id, pages, key FROM pieces WHERE id IN ($1 || '-1', $1 || '-2') AND status = 'review' ORDER BY id").bind(&joined_id).fetch_all(&pool).await?;
-    assert_eq!(parts.iter().map(|p| p.1).collect::<Vec<_>>(), [1, 1]);
+    assert_eq!(parts.iter().map(|p| p.1).collect::<Vec<_>>(), [1, total - 1]);
+    for (id, pages, _) in &parts {
+        let attributed: i64 = sqlx::query_scalar("SELECT count(*) FROM pages WHERE piece_id = $1").bind(id).fetch_one(&pool).await?;
+        assert_eq!(attributed, *pages as i64, "{id}'s pages are attributed to it");
+    }
     for (id, _, key) in &parts {
         assert!(bureau.blobs.exists(key).await?);
         let preview = op.get(&format!("/pieces/{id}/pages/0")).await?;
@@ -443,7 +454,9 @@ async fn a_counter_an_operator_and_a_supervisor_do_their_work_in_chromium() -> R
     let message: Vec<u8> = sqlx::query_scalar("SELECT message FROM notices WHERE name = $1").bind(&name).fetch_one(&pool).await?;
     let parsed = mail_parser::MessageParser::default().parse(&message).context("the follow-up is an e-mail")?;
     let subject = parsed.subject().unwrap_or_default();
-    assert!(subject.contains("0 en vérification") && subject.contains("1 refusée"), "the follow-up says what became of each piece: {subject}");
+    let refused: i64 = sqlx::query_scalar("SELECT count(*) FROM pieces WHERE mailing_id = $1 AND numero_unique = $2 AND status = 'rejected'").bind(&mailing).bind(&numero).fetch_one(&pool).await?;
+    assert!(refused >= 1, "the piece refused as illegible counts");
+    assert!(subject.contains("0 en vérification") && subject.contains(&format!("{refused} refusée")), "the follow-up says what became of each piece: {subject}");
     let illegible: String = sqlx::query_scalar("SELECT status || '/' || reason FROM pieces WHERE id = $1").bind(&waiting[0]).fetch_one(&pool).await?;
     assert_eq!(illegible, "rejected/PIECE_ILLISIBLE");
     drop(server);

@@ -481,6 +481,12 @@ pub async fn reject_failed_mailing(pool: &PgPool, mailing: &str, reason: &str, a
         .await?
         .rows_affected();
     if n == 1 {
+        // Its dead letters are dealt with too.
+        sqlx::query("UPDATE dead_letters SET resolved_at = now(), resolved_by = $2, resolution = 'rejected' WHERE subject = $1 AND resolved_at IS NULL")
+            .bind(mailing)
+            .bind(actor)
+            .execute(&mut *tx)
+            .await?;
         audit(&mut tx, actor, mailing, "rejected_by_operator", json!({"reason": reason})).await?;
     }
     tx.commit().await?;
