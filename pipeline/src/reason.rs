@@ -27,6 +27,11 @@ pub enum ReasonCode {
 }
 
 impl ReasonCode {
+    /// The value of a stored code (`"PIECE_ILLISIBLE"`), `None` for an unknown one.
+    pub fn from_code(code: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(code.to_string())).ok()
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             Self::PliSansBordereau => "PLI_SANS_BORDEREAU",

@@ -29,11 +29,13 @@ pub struct MailingView {
     pub last_error: Option<String>,
     /// Bytes of the received files (a forecast of the work before the pages are counted).
     pub bytes: i64,
+    /// Who is told about it, when the channel said (portal depositor, e-mail sender).
+    pub notify: Option<String>,
 }
 
 const MAILING_COLUMNS: &str = "m.id, m.channel, m.source, m.status, m.outcome, m.received_at, m.due_at, m.done_at, m.pages, m.numero_unique,
      m.guichet, g.departement, m.priority, m.last_error,
-     (SELECT COALESCE(sum((f->>'bytes')::int8), 0)::int8 FROM jsonb_array_elements(m.files) f)";
+     (SELECT COALESCE(sum((f->>'bytes')::int8), 0)::int8 FROM jsonb_array_elements(m.files) f), m.notify";
 
 fn mailing_of(r: &sqlx::postgres::PgRow) -> MailingView {
     MailingView {
@@ -52,6 +54,7 @@ fn mailing_of(r: &sqlx::postgres::PgRow) -> MailingView {
         priority: r.get(12),
         last_error: r.get(13),
         bytes: r.get(14),
+        notify: r.get(15),
     }
 }
 
@@ -76,6 +79,23 @@ pub async fn open_mailings(pool: &PgPool) -> Result<Vec<MailingView>> {
          WHERE m.status <> 'done' ORDER BY m.priority DESC, m.received_at"
     );
     Ok(sqlx::query(&sql).fetch_all(pool).await?.iter().map(mailing_of).collect())
+}
+
+/// A counter's département and referent address.
+#[derive(Debug, Clone)]
+pub struct CounterContact {
+    pub departement: String,
+    pub email_referent: String,
+}
+
+pub async fn counter_contact(pool: &PgPool, guichet: &str) -> Result<Option<CounterContact>> {
+    let row = sqlx::query("SELECT departement, email_referent FROM guichets WHERE numero = $1").bind(guichet).fetch_optional(pool).await?;
+    Ok(row.map(|r| CounterContact { departement: r.get(0), email_referent: r.get(1) }))
+}
+
+/// A request's record in the registry snapshot (the applicant's names and birth date).
+pub async fn registry_record(pool: &PgPool, numero: &str) -> Result<Option<Value>> {
+    Ok(sqlx::query_scalar("SELECT record FROM registry_demandes WHERE numero_unique = $1").bind(numero).fetch_optional(pool).await?)
 }
 
 #[derive(Debug, Clone)]

@@ -21,7 +21,7 @@ use scanbureau_pipeline::report::PieceStatus;
 
 use super::page::{esc, url};
 use super::portal::{incidents_table, mailings_table, piece_label, upload_form};
-use super::{Fields, Refused, field, receive_upload, require, take_upload, unavailable, upload_refused};
+use super::{Fields, Refused, field, receive_upload, require, require_form, take_upload, unavailable, upload_refused};
 use crate::accounts::Role;
 use crate::broker::Stage;
 use crate::bureau::{Bureau, Intake, notice_message};
@@ -322,13 +322,10 @@ async fn change_cut(b: &Bureau, s: &super::Signed, piece: &desk::PieceView, form
 }
 
 async fn decide(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(piece): Path<String>, Form(form): Form<Fields>) -> Response {
-    let s = match require(&b, &headers, &STAFF).await {
+    let s = match require_form(&b, &headers, &STAFF, &form).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = s.check_form(&form) {
-        return r;
-    }
     let plan = match store::current_plan(&b.pool).await {
         Ok(p) => p,
         Err(e) => return unavailable(e),
@@ -401,26 +398,38 @@ async fn follow_up_notice(b: &Bureau, d: &desk::Decided, plan: &FilingPlan, acto
                 "review" => PieceStatus::Review,
                 _ => PieceStatus::Rejected,
             },
-            reason: p.reason.as_deref().and_then(|r| serde_json::from_value::<ReasonCode>(serde_json::Value::String(r.into())).ok()),
+            reason: p.reason.as_deref().and_then(ReasonCode::from_code),
         })
         .collect();
-    let calendar = b.site.calendar();
-    let ctx = NoticeContext {
-        bureau_email: &b.site.site.bureau_email,
-        site_name: &b.site.site.name,
-        batch_id: &d.mailing_id,
-        received_at: calendar.localise(m.received_at.fixed_offset()),
-        due_at: calendar.localise(m.due_at.fixed_offset()),
-        now: calendar.localise(Utc::now().fixed_offset()),
-    };
+    let ctx = notice_context(b, &m);
     let total_pages = notice_pieces.iter().map(|p| p.pages).sum();
     let notice = RequestNotice { to, numero: d.numero_unique.as_deref(), reason: None, pieces: notice_pieces, pages: total_pages };
     let message = request_notice(&ctx, &notice);
     let name = format!("verification-{}.eml", d.numero_unique.as_deref().unwrap_or("sans-numero"));
-    if let Some(id) = desk::add_notice(&b.pool, &d.mailing_id, &name, &recipients, &b.site.site.bureau_email, &message, actor).await?
+    send_notice(b, &d.mailing_id, &name, &recipients, &message, actor).await?;
+    Ok(())
+}
+
+/// What every notice about a mailing shares, written now.
+fn notice_context<'a>(b: &'a Bureau, m: &'a desk::MailingView) -> NoticeContext<'a> {
+    let calendar = b.site.calendar();
+    NoticeContext {
+        bureau_email: &b.site.site.bureau_email,
+        site_name: &b.site.site.name,
+        batch_id: &m.id,
+        received_at: calendar.localise(m.received_at.fixed_offset()),
+        due_at: calendar.localise(m.due_at.fixed_offset()),
+        now: calendar.localise(Utc::now().fixed_offset()),
+    }
+}
+
+/// Puts a notice in the outbox and queues it (if the broker is away, the sweeper queues it).
+/// A notice of that name already there is left as it is.
+async fn send_notice(b: &Bureau, mailing: &str, name: &str, recipients: &[String], message: &[u8], actor: &str) -> crate::store::Result<()> {
+    if let Some(id) = desk::add_notice(&b.pool, mailing, name, recipients, &b.site.site.bureau_email, message, actor).await?
         && let Err(e) = b.broker.publish(Stage::Notify, &notice_message(id)).await
     {
-        tracing::warn!(notice = id, error = %e, "follow-up notice recorded but not queued yet; the sweeper will queue it");
+        tracing::warn!(notice = id, error = %e, "notice recorded but not queued yet; the sweeper will queue it");
     }
     Ok(())
 }
@@ -484,13 +493,10 @@ async fn failed(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
 }
 
 async fn retry_dead(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Path<i64>, Form(form): Form<Fields>) -> Response {
-    let s = match require(&b, &headers, &STAFF).await {
+    let s = match require_form(&b, &headers, &STAFF, &form).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = s.check_form(&form) {
-        return r;
-    }
     let d = match desk::resolve_dead_letter(&b.pool, id, "retried", &s.account.actor()).await {
         Ok(Some(d)) => d,
         Ok(None) => return s.error(StatusCode::CONFLICT, "Ce message a déjà été traité."),
@@ -504,14 +510,11 @@ async fn retry_dead(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): 
 }
 
 async fn reject_mailing(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Path<String>, Form(form): Form<Fields>) -> Response {
-    let s = match require(&b, &headers, &STAFF).await {
+    let s = match require_form(&b, &headers, &STAFF, &form).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = s.check_form(&form) {
-        return r;
-    }
-    let reason = field(&form, "reason").and_then(|r| serde_json::from_value::<ReasonCode>(serde_json::Value::String(r.into())).ok()).unwrap_or(ReasonCode::FichierCorrompu);
+    let reason = field(&form, "reason").and_then(ReasonCode::from_code).unwrap_or(ReasonCode::FichierCorrompu);
     let m = match desk::mailing(&b.pool, &id).await {
         Ok(Some(m)) => m,
         Ok(None) => return s.error(StatusCode::NOT_FOUND, "Ce pli n'existe pas."),
@@ -523,31 +526,18 @@ async fn reject_mailing(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(i
         Ok(false) => return s.error(StatusCode::CONFLICT, "Ce pli n'est plus en échec."),
         Err(e) => return unavailable(e),
     }
-    let to: Option<String> = match m.guichet.as_deref() {
-        Some(g) => sqlx::query_scalar("SELECT email_referent FROM guichets WHERE numero = $1").bind(g).fetch_optional(&b.pool).await.ok().flatten(),
+    let referent = match m.guichet.as_deref() {
+        Some(g) => match desk::counter_contact(&b.pool, g).await {
+            Ok(c) => c.map(|c| c.email_referent),
+            Err(e) => return unavailable(e),
+        },
         None => None,
     };
-    let notify: Option<String> = sqlx::query_scalar("SELECT notify FROM mailings WHERE id = $1").bind(&id).fetch_optional(&b.pool).await.ok().flatten().flatten();
-    match notify.or(to) {
+    match m.notify.clone().or(referent) {
         Some(to) => {
-            let calendar = b.site.calendar();
-            let ctx = NoticeContext {
-                bureau_email: &b.site.site.bureau_email,
-                site_name: &b.site.site.name,
-                batch_id: &id,
-                received_at: calendar.localise(m.received_at.fixed_offset()),
-                due_at: calendar.localise(m.due_at.fixed_offset()),
-                now: calendar.localise(Utc::now().fixed_offset()),
-            };
-            let message = mailing_notice(&ctx, &to, reason, m.pages.unwrap_or(0).max(0) as usize, &[]);
-            match desk::add_notice(&b.pool, &id, "refus-operateur.eml", std::slice::from_ref(&to), &b.site.site.bureau_email, &message, &actor).await {
-                Ok(Some(n)) => {
-                    if let Err(e) = b.broker.publish(Stage::Notify, &notice_message(n)).await {
-                        tracing::warn!(notice = n, error = %e, "refusal notice recorded but not queued yet; the sweeper will queue it");
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => return unavailable(e),
+            let message = mailing_notice(&notice_context(&b, &m), &to, reason, m.pages.unwrap_or(0).max(0) as usize, &[]);
+            if let Err(e) = send_notice(&b, &id, "refus-operateur.eml", std::slice::from_ref(&to), &message, &actor).await {
+                return unavailable(e);
             }
         }
         None => tracing::info!(mailing = %id, "refused mailing without a known sender; no notice"),
@@ -573,13 +563,10 @@ async fn incidents(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response
 }
 
 async fn answer_incident(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Path<i64>, Form(form): Form<Fields>) -> Response {
-    let s = match require(&b, &headers, &STAFF).await {
+    let s = match require_form(&b, &headers, &STAFF, &form).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = s.check_form(&form) {
-        return r;
-    }
     let status = field(&form, "status").unwrap_or_default();
     if !people::INCIDENT_STATUSES.iter().any(|(k, _)| *k == status) {
         return s.error(StatusCode::UNPROCESSABLE_ENTITY, "État inconnu.");

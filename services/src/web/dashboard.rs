@@ -17,7 +17,7 @@ use super::charts;
 use super::forecast::{self, Queued};
 use super::page::{channel_label, esc, status_label, time_left, url, when};
 use super::portal::reason_label;
-use super::{Fields, field, require, unavailable};
+use super::{Fields, field, require, require_form, unavailable};
 use crate::accounts::Role;
 use crate::broker::Stage;
 use crate::bureau::{Bureau, job_message};
@@ -221,13 +221,10 @@ async fn dashboard(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response
 }
 
 async fn prioritise(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Path<String>, Form(form): Form<Fields>) -> Response {
-    let s = match require(&b, &headers, &SUPERVISOR).await {
+    let s = match require_form(&b, &headers, &SUPERVISOR, &form).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = s.check_form(&form) {
-        return r;
-    }
     match desk::prioritise(&b.pool, &id, &s.account.actor()).await {
         Ok(true) => {
             // The urgent queue is consumed beside the ordinary one: the mailing is taken as soon

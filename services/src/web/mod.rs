@@ -146,6 +146,13 @@ pub async fn require(b: &Bureau, headers: &HeaderMap, roles: &[Role]) -> Result<
     }
 }
 
+/// [`require`], then the CSRF token of a form that changes something.
+pub async fn require_form(b: &Bureau, headers: &HeaderMap, roles: &[Role], form: &Fields) -> Result<Signed, Response> {
+    let s = require(b, headers, roles).await?;
+    s.check_form(form)?;
+    Ok(s)
+}
+
 pub fn unavailable(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "web: database unavailable");
     error_page(StatusCode::SERVICE_UNAVAILABLE, None, "Le service est momentanément indisponible ; réessayez dans un instant.")
@@ -313,13 +320,10 @@ async fn account_page(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Respo
 }
 
 async fn change_password(State(b): State<Arc<Bureau>>, headers: HeaderMap, Form(form): Form<Fields>) -> Response {
-    let s = match require(&b, &headers, &EVERYONE).await {
+    let s = match require_form(&b, &headers, &EVERYONE, &form).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = s.check_form(&form) {
-        return r;
-    }
     let (current, new, confirm) = (form.get("current").cloned().unwrap_or_default(), form.get("new").cloned().unwrap_or_default(), form.get("confirm").cloned().unwrap_or_default());
     if new != confirm {
         return account_form(&s, Some(("error", "Les deux saisies du nouveau mot de passe diffèrent.")), StatusCode::UNPROCESSABLE_ENTITY);

@@ -18,7 +18,7 @@ use scanbureau_pipeline::slip_print::slip_pdf;
 use scanbureau_pipeline::{Departement, NumeroGuichet, NumeroUnique};
 
 use super::page::{channel_label, esc, status_label, time_left, url, when};
-use super::{Fields, Refused, Signed, field, receive_upload, require, take_upload, unavailable, upload_refused};
+use super::{Fields, Refused, Signed, field, receive_upload, require, require_form, take_upload, unavailable, upload_refused};
 use crate::accounts::Role;
 use crate::broker::Stage;
 use crate::bureau::{Bureau, Intake, notice_message};
@@ -109,8 +109,8 @@ async fn home(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
         Ok(r) => r,
         Err(e) => return unavailable(e),
     };
-    let referent: Option<String> = match sqlx::query_scalar("SELECT email_referent FROM guichets WHERE numero = $1").bind(&s.account.guichet).fetch_optional(&b.pool).await {
-        Ok(r) => r,
+    let referent = match desk::counter_contact(&b.pool, s.account.guichet.as_deref().unwrap_or_default()).await {
+        Ok(c) => c.map(|c| c.email_referent),
         Err(e) => return unavailable(e),
     };
     let mut p = s.page("Mes plis et dépôts");
@@ -285,17 +285,14 @@ pub fn piece_label(p: &desk::PieceView, plan: Option<&scanbureau_pipeline::plan:
 }
 
 pub fn reason_label(code: &str) -> String {
-    serde_json::from_value::<scanbureau_pipeline::ReasonCode>(serde_json::Value::String(code.to_string())).map(|r| r.libelle().to_string()).unwrap_or_else(|_| code.to_string())
+    scanbureau_pipeline::ReasonCode::from_code(code).map(|r| r.libelle().to_string()).unwrap_or_else(|| code.to_string())
 }
 
 async fn resend(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Path<i64>, Form(form): Form<Fields>) -> Response {
-    let s = match require(&b, &headers, &EVERYONE).await {
+    let s = match require_form(&b, &headers, &EVERYONE, &form).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = s.check_form(&form) {
-        return r;
-    }
     let mailing = match desk::notice_owner(&b.pool, id).await {
         Ok(Some((m, g))) if s.account.sees_counter(g.as_deref()) => m,
         Ok(_) => return s.error(StatusCode::NOT_FOUND, "Cet avis n'existe pas ou n'est pas l'un des vôtres."),
@@ -327,7 +324,7 @@ async fn slips_page(b: &Bureau, s: &Signed, q: &Fields, error: Option<&str>, cod
     // A known request number fills in the applicant from the registry.
     let mut known = Fields::new();
     if let Some(n) = field(q, "numero_unique").and_then(|n| NumeroUnique::parse(n).ok()) {
-        match sqlx::query_scalar::<_, serde_json::Value>("SELECT record FROM registry_demandes WHERE numero_unique = $1").bind(n.to_string()).fetch_optional(&b.pool).await {
+        match desk::registry_record(&b.pool, &n.to_string()).await {
             Ok(Some(r)) => {
                 for k in ["nom", "prenoms", "date_naissance"] {
                     if let Some(v) = r.get(k).and_then(|v| v.as_str()) {
@@ -422,13 +419,10 @@ fn fiche_of(form: &Fields) -> Result<Fiche, String> {
 }
 
 async fn print_fiche(State(b): State<Arc<Bureau>>, headers: HeaderMap, Form(form): Form<Fields>) -> Response {
-    let s = match require(&b, &headers, &COUNTER).await {
+    let s = match require_form(&b, &headers, &COUNTER, &form).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = s.check_form(&form) {
-        return r;
-    }
     let fiche = match fiche_of(&form) {
         Ok(f) => f,
         Err(e) => return slips_page(&b, &s, &form, Some(&e), StatusCode::UNPROCESSABLE_ENTITY).await,
@@ -441,18 +435,15 @@ async fn print_fiche(State(b): State<Arc<Bureau>>, headers: HeaderMap, Form(form
 }
 
 async fn print_bordereau(State(b): State<Arc<Bureau>>, headers: HeaderMap, Form(form): Form<Fields>) -> Response {
-    let s = match require(&b, &headers, &COUNTER).await {
+    let s = match require_form(&b, &headers, &COUNTER, &form).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = s.check_form(&form) {
-        return r;
-    }
     let Some(guichet) = s.account.guichet.clone() else {
         return s.error(StatusCode::FORBIDDEN, "Ce compte n'est rattaché à aucun guichet.");
     };
-    let departement: Option<String> = match sqlx::query_scalar("SELECT departement FROM guichets WHERE numero = $1").bind(&guichet).fetch_optional(&b.pool).await {
-        Ok(d) => d,
+    let departement = match desk::counter_contact(&b.pool, &guichet).await {
+        Ok(c) => c.map(|c| c.departement),
         Err(e) => return unavailable(e),
     };
     let built = (|| -> Result<Bordereau, String> {
@@ -557,13 +548,10 @@ async fn incidents_page(b: &Bureau, s: &Signed, q: &Fields, error: Option<&str>,
 }
 
 async fn open_incident(State(b): State<Arc<Bureau>>, headers: HeaderMap, Form(form): Form<Fields>) -> Response {
-    let s = match require(&b, &headers, &COUNTER).await {
+    let s = match require_form(&b, &headers, &COUNTER, &form).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = s.check_form(&form) {
-        return r;
-    }
     let kind = field(&form, "kind").unwrap_or_default();
     if !INCIDENT_KINDS.iter().any(|(k, _)| *k == kind) {
         return incidents_page(&b, &s, &form, Some("Choisissez la nature de l'incident."), StatusCode::UNPROCESSABLE_ENTITY).await;
