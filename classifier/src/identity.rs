@@ -1,10 +1,16 @@
 //! Whose identity document is it? The names read on the piece against the request's household:
-//! the applicant files under IDD, the spouse under IDC, a dependant under IDP. A document that
-//! names none of them is someone else's (INCOHERENCE_IDENTITE), never filed on a guess.
+//! the applicant files under IDD, the spouse under IDC, a dependant under IDP.
+//!
+//! A refusal sends the applicant a rejection notice, so "someone else's" needs proof: a checked
+//! machine-readable zone, or a name and a birth date both read clearly, that match nobody in the
+//! household ([`Attribution::Stranger`], which says what the proof was). A name that only looks
+//! foreign (a surname field misread, a letter's address block) is a [`Attribution::Doubt`]: an
+//! operator decides.
 
 use scanbureau_pipeline::qualify::{Household, HouseholdMember};
 
 use crate::lexicon::normalise;
+use crate::mrz::Mrz;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -27,8 +33,10 @@ impl Role {
 pub enum Attribution {
     /// The document names this member of the household.
     Member { role: Role, name: String, score: f32 },
-    /// Names are printed but none is of the household.
-    Stranger { read: String },
+    /// Proven to be someone else's: `proof` says how (a checked MRZ, a name and a birth date).
+    Stranger { read: String, proof: String },
+    /// A name that seems to be someone else's, without proof.
+    Doubt { read: String },
     /// Too little was read to tell.
     Unknown,
 }
@@ -93,11 +101,61 @@ pub fn attribute(household: &Household, raw: &str) -> Attribution {
         [(role, m, s), rest @ ..] if *s >= 3.0 && rest.first().is_none_or(|r| r.2 < *s) => {
             Attribution::Member { role: *role, name: format!("{} {}", m.prenoms, m.nom), score: *s }
         }
-        _ => match printed_surname(&text) {
-            Some(read) if !household_has_surname(household, &read) => Attribution::Stranger { read },
+        _ => match (printed_surname(&text), printed_birth_date(&text)) {
+            (Some(read), Some(born)) if !household_has_surname(household, &read) && !members(household).any(|(_, m)| m.date_naissance == Some(born)) => {
+                let proof = format!("name '{read}' and birth date {} read on the document, neither of anyone in the household", born.format("%d/%m/%Y"));
+                Attribution::Stranger { read, proof }
+            }
+            (Some(read), _) if !household_has_surname(household, &read) => Attribution::Doubt { read },
             _ => Attribution::Unknown,
         },
     }
+}
+
+/// Attributes an identity document by its machine-readable zone. A checked zone whose holder
+/// shares neither the name nor the birth date of anyone in the household is proof.
+pub fn attribute_mrz(household: &Household, mrz: &Mrz) -> Attribution {
+    let surname = normalise(&mrz.surname);
+    let given: Vec<String> = mrz.given_names.iter().map(|g| normalise(g).trim().to_string()).collect();
+    let mut best: Option<(Role, &HouseholdMember, f32, bool)> = None;
+    let (mut any_name, mut any_date) = (false, false);
+    for (role, m) in members(household) {
+        let nom = normalise(&m.nom);
+        let same_surname = nom.split_whitespace().filter(|w| w.len() >= 2).any(|w| surname.contains(&format!(" {w} ")));
+        let same_given = given.first().is_some_and(|g| !g.is_empty() && normalise(&m.prenoms).contains(&format!(" {g} ")));
+        let same_date = m.date_naissance.is_some_and(|d| d.format("%y%m%d").to_string() == mrz.birth);
+        any_name |= same_surname;
+        any_date |= same_date;
+        let s = [(same_surname, 2.0), (same_given, 1.0), (same_date, 1.0)].iter().filter(|(ok, _)| *ok).map(|(_, w)| w).sum::<f32>();
+        // Two of the three: the surname alone is shared by a parent and a child; the first
+        // name and birth date tell a birth name on the card from a married name on the registry.
+        let enough = [same_surname, same_given, same_date].iter().filter(|&&ok| ok).count() >= 2;
+        if best.is_none_or(|b| s > b.2) {
+            best = Some((role, m, s, enough));
+        }
+    }
+    let read = format!("{} {}", mrz.given_names.join(" "), mrz.surname);
+    match best {
+        Some((role, m, s, true)) => Attribution::Member { role, name: format!("{} {}", m.prenoms, m.nom), score: s },
+        _ if mrz.checked() && !any_name && !any_date => Attribution::Stranger { proof: mrz.describe(), read },
+        _ => Attribution::Doubt { read },
+    }
+}
+
+/// The birth date printed after "né(e) le", "date de naissance" or "birth": dd/mm/yyyy,
+/// dd.mm.yyyy or dd mm yyyy (the text is normalised: separators are spaces).
+fn printed_birth_date(text: &str) -> Option<chrono::NaiveDate> {
+    for marker in [" ne e le ", " nee le ", " ne le ", " date de naissance ", " date of birth ", " birth "] {
+        let Some(i) = text.find(marker) else { continue };
+        let digits: Vec<&str> = text[i + marker.len()..].split_whitespace().take(3).collect();
+        if let [d, m, y] = digits.as_slice()
+            && let (Ok(d), Ok(m), Ok(y)) = (d.parse::<u32>(), m.parse::<u32>(), y.parse::<i32>())
+            && (1900..2100).contains(&y)
+        {
+            return chrono::NaiveDate::from_ymd_opt(y, m, d);
+        }
+    }
+    None
 }
 
 /// Words that make an address block's first line an organisation, not a person.
@@ -107,7 +165,8 @@ const ORGANISATIONS: &[&str] =
 const CIVILITIES: &[&str] = &["madame", "monsieur", "mme", "m", "mr", "et"];
 
 /// Whom a letter is addressed to, from its address block: the first line is a name. A name
-/// with none of the household's surnames is someone else's document.
+/// with none of the household's surnames is a doubt, never proof: address blocks are misread,
+/// and letters name representatives, landlords, former spouses.
 pub fn addressed_to(household: &Household, block: &str) -> Attribution {
     let Some(first) = block.lines().map(str::trim).find(|l| l.chars().filter(|c| c.is_alphabetic()).count() >= 4) else { return Attribution::Unknown };
     let line = normalise(first);
@@ -127,7 +186,7 @@ pub fn addressed_to(household: &Household, block: &str) -> Attribution {
         Some((role, m, score)) => Attribution::Member { role, name: format!("{} {}", m.prenoms, m.nom), score },
         // A name misread by a letter or two is not someone else's.
         None if words.iter().any(|w| household_has_surname(household, w)) => Attribution::Unknown,
-        None => Attribution::Stranger { read: first.to_string() },
+        None => Attribution::Doubt { read: first.to_string() },
     }
 }
 
@@ -185,7 +244,9 @@ mod tests {
     #[test]
     fn someone_else_is_a_stranger_and_a_blur_is_unknown() {
         let h = family();
-        assert_eq!(attribute(&h, "Nom : MARTIN Prénoms : LUC Né(e) le : 01/01/1990"), Attribution::Stranger { read: "martin".into() });
+        assert!(matches!(attribute(&h, "Nom : MARTIN Prénoms : LUC Né(e) le : 01/01/1990"), Attribution::Stranger { read, proof } if read == "martin" && proof.contains("01/01/1990")));
+        // A foreign surname without a birth date is only a doubt.
+        assert_eq!(attribute(&h, "Nom : MARTIN Prénoms : LUC"), Attribution::Doubt { read: "martin".into() });
         assert_eq!(attribute(&h, "RÉPUBLIQUE FRANÇAISE ..."), Attribution::Unknown);
         // The surname alone (a child or the applicant?) does not decide.
         assert_eq!(attribute(&h, "Nom : DUPONT"), Attribution::Unknown);
@@ -196,12 +257,40 @@ mod tests {
         let h = family();
         assert!(matches!(addressed_to(&h, "Marie DUPONT\n12 rue Victor Hugo\n69001 LYON"), Attribution::Member { role: Role::Demandeur, .. }));
         assert!(matches!(addressed_to(&h, "OMAR N'DIAYE\n3 allée des Tilleuls"), Attribution::Member { role: Role::Conjoint, .. }));
-        assert_eq!(addressed_to(&h, "Luc MARTIN\n8 rue des Lilas"), Attribution::Stranger { read: "Luc MARTIN".into() });
+        assert_eq!(addressed_to(&h, "Luc MARTIN\n8 rue des Lilas"), Attribution::Doubt { read: "Luc MARTIN".into() });
         // A misread surname is not a stranger's.
         assert_eq!(addressed_to(&h, "Marie DUPOMT\n12 rue Victor Hugo"), Attribution::Unknown);
         // An organisation, or nothing legible, tells nothing.
         assert_eq!(addressed_to(&h, "SARL BOULANGERIE DU PARC\n1 place Bellecour"), Attribution::Unknown);
         assert_eq!(addressed_to(&h, "12\n"), Attribution::Unknown);
+    }
+
+    /// A passport zone for `surname`, `given` (fillers between), born `birth` (YYMMDD), with
+    /// its check digits computed.
+    fn passport_zone(surname: &str, given: &str, birth: &str) -> Mrz {
+        let cd = |s: &str| char::from(b'0' + crate::mrz::check_digit(s) as u8);
+        let l1 = format!("{:<<44}", format!("P<UTO{surname}<<{given}"));
+        let mut l2 = format!("L898902C3{}UTO{birth}{}F3001019", cd("L898902C3"), cd(birth));
+        l2.push_str("<<<<<<<<<<<<<<0");
+        let composite = format!("{}{}{}", &l2[0..10], &l2[13..20], &l2[21..43]);
+        l2.push(cd(&composite));
+        crate::mrz::find(&format!("{l1}\n{l2}")).expect("zone")
+    }
+
+    #[test]
+    fn a_checked_zone_is_proof_and_a_failed_one_only_a_doubt() {
+        let h = family();
+        let own = passport_zone("DUPONT", "MARIE<ANNE", "800314");
+        assert!(own.checked(), "{:?}", own.failed);
+        assert!(matches!(attribute_mrz(&h, &own), Attribution::Member { role: Role::Demandeur, .. }));
+        // The birth name on the card, the married name on the registry: first name and birth
+        // date still tell.
+        assert!(matches!(attribute_mrz(&h, &passport_zone("LEGRAND", "MARIE", "800314")), Attribution::Member { role: Role::Demandeur, .. }));
+        let other = passport_zone("ERIKSSON", "ANNA", "740812");
+        assert!(matches!(attribute_mrz(&h, &other), Attribution::Stranger { proof, .. } if proof.contains("check digits valid")));
+        let mut misread = other.clone();
+        misread.failed.push("composite");
+        assert!(matches!(attribute_mrz(&h, &misread), Attribution::Doubt { .. }));
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub struct TypeRule {
     pub identity: bool,
     #[serde(default)]
     pub card: bool,
+    /// The document names several people by nature (a livret de famille, a civil-status act,
+    /// a judgment): names on it never make it someone else's.
+    #[serde(default)]
+    pub multi_person: bool,
     pub title: Vec<String>,
     #[serde(default)]
     pub text: Vec<String>,

@@ -10,6 +10,7 @@
 pub mod identity;
 pub mod layout;
 pub mod lexicon;
+pub mod mrz;
 pub mod ocr;
 pub mod pieces;
 pub mod reader;

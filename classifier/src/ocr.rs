@@ -77,8 +77,17 @@ fn create(config: &OcrConfig) -> Result<Engine, OcrError> {
     Ok(Engine { api, config: config.clone() })
 }
 
+/// The characters of a machine-readable zone.
+pub const MRZ_CHARSET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<";
+
 /// Reads the text of `image` (8-bit grey) printed at `dpi`, with this thread's engine.
 pub fn read(config: &OcrConfig, image: &GrayImage, dpi: u32, mode: Segmentation) -> Result<OcrText, OcrError> {
+    read_with(config, image, dpi, mode, None)
+}
+
+/// As [`read`], recognising only the characters of `charset` when given (the engine is left
+/// as it was found: the next read sees every character again).
+pub fn read_with(config: &OcrConfig, image: &GrayImage, dpi: u32, mode: Segmentation, charset: Option<&str>) -> Result<OcrText, OcrError> {
     ENGINE.with(|cell| {
         let mut slot = cell.borrow_mut();
         let stale = match slot.as_ref() {
@@ -103,9 +112,16 @@ pub fn read(config: &OcrConfig, image: &GrayImage, dpi: u32, mode: Segmentation)
             Segmentation::Auto => PageSegMode::PsmAuto,
         };
         engine.api.set_page_seg_mode(psm.as_tess_page_seg_mode());
-        engine.api.recognize().map_err(|_| OcrError::Recognise)?;
-        let text = engine.api.get_utf8_text().map_err(|_| OcrError::Recognise)?;
-        let text = text.as_ref().to_string_lossy().into_owned();
+        let whitelist = CString::new(charset.unwrap_or("")).map_err(|_| OcrError::Image("character set with a NUL".into()))?;
+        if charset.is_some() {
+            engine.api.set_variable(c"tessedit_char_whitelist", &whitelist).map_err(|_| OcrError::Recognise)?;
+        }
+        let recognised = engine.api.recognize().map_err(|_| OcrError::Recognise);
+        let text = recognised.and_then(|()| engine.api.get_utf8_text().map_err(|_| OcrError::Recognise));
+        if charset.is_some() {
+            engine.api.set_variable(c"tessedit_char_whitelist", c"").map_err(|_| OcrError::Recognise)?;
+        }
+        let text = text?.as_ref().to_string_lossy().into_owned();
         let confidence = engine.api.mean_text_conf();
         Ok(OcrText { text, confidence, millis: started.elapsed().as_secs_f32() * 1000.0 })
     })

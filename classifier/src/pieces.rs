@@ -7,8 +7,9 @@ use scanbureau_pipeline::ids::PageIndex;
 use scanbureau_pipeline::qualify::{Household, PageFeatures, PieceDraft};
 use scanbureau_pipeline::reason::ReasonCode;
 
-use crate::identity::{Attribution, addressed_to, attribute};
+use crate::identity::{Attribution, addressed_to, attribute, attribute_mrz};
 use crate::lexicon::{Lexicon, Reading, Score, TITLE_IN_TITLE, normalise, score_outside, score_type};
+use crate::mrz::{self, Mrz, MrzDocument};
 
 /// "Page 2 / 3", "2/3", "page 2 sur 3" in a page's text: (2, 3). Dates (14/03/2026) are not.
 pub fn page_marker(raw: &str) -> Option<(u32, u32)> {
@@ -72,6 +73,8 @@ struct PageView {
     holder: Option<String>,
     /// The address block's text, when the page has one.
     addressee: Option<String>,
+    /// The machine-readable zone read on the page.
+    mrz: Option<Mrz>,
     unreadable: bool,
     words: usize,
 }
@@ -88,17 +91,35 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
     let titled: Vec<usize> = (0..matches.len()).filter(|&i| matches[i].iter().any(|m| m.starts_with("title:"))).collect();
     let mentioned: Vec<usize> = (0..titles.len()).filter(|&i| standalone(titles[i])).collect();
     let titled_cards = titled.iter().any(|&i| lex.types.get(i).is_some_and(|t| t.card));
-    let holder = if f.layout.cards > 0 {
-        match attribute(household, raw) {
+    let mrz = f.mrz.as_deref().and_then(mrz::find).or_else(|| raw.contains("<<").then(|| mrz::find(raw)).flatten());
+    let holder = if f.layout.cards > 0 || mrz.is_some() {
+        let attribution = match &mrz {
+            Some(m) => attribute_mrz(household, m),
+            None => attribute(household, raw),
+        };
+        match attribution {
             Attribution::Member { name, .. } => Some(name),
-            Attribution::Stranger { read } => Some(read),
+            Attribution::Stranger { read, .. } | Attribution::Doubt { read } => Some(read),
             Attribution::Unknown => None,
         }
     } else {
         None
     };
     let words = reading.text.split_whitespace().filter(|w| w.len() >= 3 && w.chars().all(char::is_alphabetic)).count();
-    PageView { index, marker: page_marker(raw), card: f.layout.cards > 0, titled, mentioned, titled_cards, holder, addressee: f.addressee.clone(), unreadable: f.layout.unreadable, words, reading }
+    PageView {
+        index,
+        marker: page_marker(raw),
+        card: f.layout.cards > 0,
+        titled,
+        mentioned,
+        titled_cards,
+        holder,
+        addressee: f.addressee.clone(),
+        mrz,
+        unreadable: f.layout.unreadable,
+        words,
+        reading,
+    }
 }
 
 /// Cuts the pages into documents.
@@ -145,6 +166,11 @@ fn confidence(best: f32, margin: f32) -> f32 {
     (s(1.3 * (margin - 1.5)) * s(1.3 * (best - 3.0))).clamp(0.0, 0.999)
 }
 
+/// What a machine-readable zone adds to its type's score: with its check digits holding, more
+/// than any title; read with failures, as much as a title.
+const MRZ_CHECKED: f32 = 12.0;
+const MRZ_READ: f32 = 5.0;
+
 fn describe(s: &Score) -> String {
     s.matched.join(", ")
 }
@@ -186,7 +212,25 @@ fn classify_piece(lex: &Lexicon, household: &Household, pages: &[&PageView]) -> 
         cards: pages.iter().map(|p| p.reading.cards).max().unwrap_or(0),
     };
     let words: usize = pages.iter().map(|p| p.words).sum();
+    // A machine-readable zone says what the document is; with its check digits holding, that
+    // is proof, and the type is taken from it.
+    let zone = pages.iter().filter_map(|p| p.mrz.as_ref()).min_by_key(|m| (m.failed.len(), m.guesses, m.repairs));
+    let zone_type = zone.and_then(|m| match m.document {
+        MrzDocument::Passport => Some("PASSEPORT"),
+        MrzDocument::IdentityCard => Some("CNI"),
+        MrzDocument::ResidencePermit => Some("TITRE_SEJOUR"),
+        MrzDocument::Other => None,
+    });
     let mut scores: Vec<(usize, Score)> = lex.types.iter().enumerate().map(|(i, t)| (i, score_type(t, &reading))).collect();
+    if let (Some(m), Some(code)) = (zone, zone_type) {
+        for (i, s) in &mut scores {
+            if lex.types[*i].code == code {
+                s.score += if m.checked() { MRZ_CHECKED } else { MRZ_READ };
+                s.matched.push(format!("mrz:{}", m.code.trim_end_matches('<')));
+            }
+        }
+        evidence.push(m.describe());
+    }
     scores.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
     let (best_i, best) = scores[0].clone();
     let runner_up = scores.get(1).map(|s| s.1.score).unwrap_or(0.0).max(0.0);
@@ -206,11 +250,18 @@ fn classify_piece(lex: &Lexicon, household: &Household, pages: &[&PageView]) -> 
     let rule = &lex.types[best_i];
     let mut conf = confidence(best.score, best.score - runner_up);
     evidence.push(format!("{} {:.1} ({}); next {} {:.1}", rule.code, best.score, describe(&best), lex.types[scores[1].0].code, runner_up));
+    if zone.is_some_and(|m| m.checked() && zone_type == Some(rule.code.as_str())) {
+        conf = conf.max(0.97);
+    }
     let mut categorie = rule.categories[0].as_str();
     let mut rejection = None;
     if rule.identity {
         let all_text: String = pages.iter().map(|p| p.reading.text.as_str()).collect::<Vec<_>>().join(" ");
-        match attribute(household, &all_text) {
+        let attribution = match zone {
+            Some(m) => attribute_mrz(household, m),
+            None => attribute(household, &all_text),
+        };
+        match attribution {
             Attribution::Member { role, name, score } => {
                 evidence.push(format!("identity: {name} ({:?}, name score {score})", role));
                 match rule.categories.iter().find(|c| c.as_str() == role.categorie()) {
@@ -221,21 +272,28 @@ fn classify_piece(lex: &Lexicon, household: &Household, pages: &[&PageView]) -> 
                     }
                 }
             }
-            Attribution::Stranger { read } => {
-                evidence.push(format!("identity: '{read}' is not in the household"));
+            Attribution::Stranger { read, proof } => {
+                evidence.push(format!("identity: '{read}' is not in the household (proof: {proof})"));
                 rejection = Some(ReasonCode::IncoherenceIdentite);
+            }
+            Attribution::Doubt { read } => {
+                evidence.push(format!("identity: '{read}' read, not in the household, without proof: an operator checks"));
+                conf = conf.min(0.5);
             }
             Attribution::Unknown => {
                 evidence.push("identity: no household name read".into());
                 conf = conf.min(0.5);
             }
         }
-    } else if let Some(block) = &pages[0].addressee {
+    } else if !rule.multi_person
+        && let Some(block) = &pages[0].addressee
+    {
+        // A letter's address block is never proof: a stranger's name there is for an operator.
         match addressed_to(household, block) {
             Attribution::Member { name, .. } => evidence.push(format!("addressed to {name}")),
-            Attribution::Stranger { read } => {
-                evidence.push(format!("addressed to '{read}', who is not in the household"));
-                rejection = Some(ReasonCode::IncoherenceIdentite);
+            Attribution::Stranger { read, .. } | Attribution::Doubt { read } => {
+                evidence.push(format!("addressed to '{read}', who is not in the household: an operator checks"));
+                conf = conf.min(0.5);
             }
             Attribution::Unknown => {}
         }
@@ -329,6 +387,51 @@ mod tests {
         assert_eq!((d[0].categorie.as_deref(), d[0].type_code.as_deref()), (Some("IDC"), Some("CNI")));
         assert_eq!((d[1].categorie.as_deref(), d[1].type_code.as_deref()), (Some("IDP"), Some("TITRE_SEJOUR")));
         assert_eq!(d[2].rejection, Some(ReasonCode::IncoherenceIdentite));
+    }
+
+    /// A passport zone (ICAO TD3) with its check digits computed.
+    fn passport_zone(surname: &str, given: &str, birth: &str) -> String {
+        let cd = |s: &str| char::from(b'0' + crate::mrz::check_digit(s) as u8);
+        let l1 = format!("{:<<44}", format!("P<FRA{surname}<<{given}"));
+        let mut l2 = format!("15AB12345{}FRA{birth}{}F3001019", cd("15AB12345"), cd(birth));
+        l2.push_str("<<<<<<<<<<<<<<0");
+        let composite = format!("{}{}{}", &l2[0..10], &l2[13..20], &l2[21..43]);
+        l2.push(cd(&composite));
+        format!("{l1}\n{l2}")
+    }
+
+    #[test]
+    fn a_checked_machine_readable_zone_tells_the_type_and_the_holder() {
+        // A phone photo of a passport: no card frame, little text read, the zone.
+        let photo = |zone: String| PageFeatures { text: Some("PASSEPORT\nREPUBLIQUE".into()), mrz: Some(zone), ..PageFeatures::default() };
+        let d = &run(&[photo(passport_zone("PAYET", "SOPHIE", "850502"))])[0];
+        assert_eq!((d.categorie.as_deref(), d.type_code.as_deref(), d.rejection), (Some("IDD"), Some("PASSEPORT"), None), "{:?}", d.evidence);
+        assert!(d.confidence >= 0.95, "{}", d.confidence);
+        assert!(d.evidence.iter().any(|e| e.contains("check digits valid")), "{:?}", d.evidence);
+        // Someone else's, proven by the zone: refused, and the evidence says what the proof was.
+        let d = &run(&[photo(passport_zone("MARTIN", "LUC", "900101"))])[0];
+        assert_eq!(d.rejection, Some(ReasonCode::IncoherenceIdentite));
+        assert!(d.evidence.iter().any(|e| e.contains("proof: MRZ")), "{:?}", d.evidence);
+        // The same zone misread (a digit wrong): no proof, an operator decides.
+        let misread = passport_zone("MARTIN", "LUC", "900101").replace("FRA900101", "FRA900107");
+        let d = &run(&[photo(misread)])[0];
+        assert_eq!(d.rejection, None, "{:?}", d.evidence);
+        assert!(d.confidence < 0.8);
+    }
+
+    #[test]
+    fn documents_that_name_other_people_are_not_refused_for_it() {
+        // A livret names spouses and children; a letter may be addressed to a representative.
+        let mut livret = page("LIVRET DE FAMILLE", "Époux : MARTIN Jean Épouse : DURAND Claire enfants");
+        livret.addressee = Some("Jean MARTIN\n3 rue des Lilas".into());
+        let d = &run(&[livret])[0];
+        assert_eq!((d.type_code.as_deref(), d.rejection), (Some("LIVRET_FAMILLE"), None), "{:?}", d.evidence);
+        assert!(d.confidence >= 0.8, "{:?}", d.evidence);
+        let mut letter = page("ATTESTATION D'INSCRIPTION", "France Travail demandeur d'emploi catégorie d'inscription");
+        letter.addressee = Some("Luc MARTIN\n8 rue des Lilas".into());
+        let d = &run(&[letter])[0];
+        assert_eq!(d.rejection, None, "{:?}", d.evidence);
+        assert!(d.confidence < 0.8 && d.evidence.iter().any(|e| e.contains("an operator checks")), "{:?}", d.evidence);
     }
 
     #[test]

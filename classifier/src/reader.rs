@@ -3,36 +3,66 @@
 //! A full 300-dpi page costs ~2.7 s of Tesseract; a line of text a few milliseconds. So the
 //! reader measures the layout first (no OCR), then reads in passes and stops as soon as the page
 //! is told: (1) the title lines; (2) the header, address block, the foot of the page (page
-//! numbers) and any photocopied card; (3) only when still nothing is recognised, the rest of
-//! the upper page, line by line. A per-page time budget stops further passes.
-
-use std::time::Instant;
+//! numbers) and any card (a photocopied card's frame, or the whole image when it is a card);
+//! (3) a machine-readable zone, when lines of one are seen; (4) the rest of the upper page, line
+//! by line; (5) when still nothing is known, the whole page at a scale that suits its print.
+//!
+//! The budget is counted in megapixels read, not in milliseconds: the same page is read the same
+//! way on an idle machine and on a loaded one, so a mailing done twice is cut and classified the
+//! same twice.
 
 use image::GrayImage;
-use scanbureau_pipeline::binarize::Bitmap;
 use scanbureau_pipeline::qualify::{PageFeatures, PageView};
 
 use crate::layout::{PageLayoutDetail, Rect, TextLine, crop_level, measure};
 use crate::lexicon::{Lexicon, Reading, normalise, score_outside, score_type};
-use crate::ocr::{OcrConfig, Segmentation, read as ocr_read};
+use crate::mrz;
+use crate::ocr::{MRZ_CHARSET, OcrConfig, Segmentation, read_with as ocr_read};
 
 #[derive(Debug, Clone)]
 pub struct ReaderConfig {
     pub ocr: OcrConfig,
-    /// No further OCR pass starts once a page has taken this long (milliseconds).
-    pub budget_ms: f32,
-    /// Most lines read in the last pass.
+    /// Megapixels OCR may read on one page, all passes together: no pass starts that would go
+    /// over it (the whole-page pass of a 300-dpi A4 page is 8.7).
+    pub budget_mpx: f32,
+    /// Most lines read in the body pass.
     pub max_body_lines: usize,
+    /// Read the whole page when the passes found nothing known.
+    pub whole_page: bool,
 }
 
 impl Default for ReaderConfig {
     fn default() -> Self {
-        Self { ocr: OcrConfig::default(), budget_ms: 1500.0, max_body_lines: 24 }
+        Self { ocr: OcrConfig::default(), budget_mpx: 12.0, max_body_lines: 24, whole_page: true }
     }
 }
 
 /// Resolution at which photocopied cards are read.
 const CARD_DPI: f32 = 400.0;
+/// Resolution at which a card alone in its image is read (it is read whole: less enlarged).
+const WHOLE_CARD_DPI: f32 = 300.0;
+/// Height, in pixels, Tesseract reads a line of print best at (x-height about 20 px).
+const OCR_LINE_PX: f32 = 40.0;
+/// Height of the capitals of a machine-readable zone when read.
+const MRZ_CHAR_PX: f32 = 32.0;
+
+/// The median height of the ink in each box: from its first to its last row holding ink over
+/// a fiftieth of its width.
+fn ink_height(bits: &scanbureau_pipeline::binarize::Bitmap, boxes: &[Rect]) -> Option<u32> {
+    let mut heights: Vec<u32> = boxes
+        .iter()
+        .filter_map(|r| {
+            let inked = |y: u32| -> bool {
+                let row = &bits.ink[(y * bits.width + r.x) as usize..(y * bits.width + (r.x + r.w).min(bits.width)) as usize];
+                row.iter().filter(|&&b| b == 1).count() as u32 > r.w / 50
+            };
+            let rows: Vec<u32> = (r.y..(r.y + r.h).min(bits.height)).filter(|&y| inked(y)).collect();
+            Some(rows.last()? - rows.first()? + 1)
+        })
+        .collect();
+    heights.sort_unstable();
+    heights.get(heights.len() / 2).copied()
+}
 
 /// Stacks crops one under the other on white, for one Tesseract call, enlarged by `scale`.
 fn stack(gray: &GrayImage, rects: &[Rect], skew: f32, gap: u32, scale: f32) -> Option<GrayImage> {
@@ -43,7 +73,7 @@ fn stack(gray: &GrayImage, rects: &[Rect], skew: f32, gap: u32, scale: f32) -> O
         .iter()
         .map(|r| {
             let c = crop_level(gray, *r, skew);
-            if scale > 1.05 {
+            if (scale - 1.0).abs() > 0.05 {
                 let (w, h) = ((c.width() as f32 * scale) as u32, (c.height() as f32 * scale) as u32);
                 image::imageops::resize(&c, w.max(1), h.max(1), image::imageops::FilterType::Triangle)
             } else {
@@ -53,7 +83,21 @@ fn stack(gray: &GrayImage, rects: &[Rect], skew: f32, gap: u32, scale: f32) -> O
         .collect();
     let w = crops.iter().map(|c| c.width()).max().unwrap_or(1) + 2 * gap;
     let h: u32 = crops.iter().map(|c| c.height() + gap).sum::<u32>() + gap;
-    let mut out = GrayImage::from_pixel(w, h, image::Luma([255]));
+    // Between the crops, the paper's own grey: white around grey paper makes Tesseract's
+    // threshold fall between the two and blacken the paper.
+    let mut hist = [0u32; 256];
+    for c in &crops {
+        for p in c.as_raw().iter().step_by(7) {
+            hist[*p as usize] += 1;
+        }
+    }
+    let n: u32 = hist.iter().sum();
+    let mut acc = 0;
+    let paper = (0..256usize).rev().find(|&v| {
+        acc += hist[v];
+        acc * 5 >= n
+    });
+    let mut out = GrayImage::from_pixel(w, h, image::Luma([paper.unwrap_or(255) as u8]));
     let mut y = gap;
     for c in &crops {
         image::imageops::replace(&mut out, c, gap as i64, y as i64);
@@ -73,6 +117,16 @@ fn told(lex: &Lexicon, title: &str, text: &str, cards: u8) -> bool {
     lex.types.iter().any(|t| score_type(t, &r).score >= 5.0) || lex.outside.iter().any(|o| score_outside(o, &r).score >= 5.0)
 }
 
+/// What to read of a set of regions, and how.
+struct Ask<'r> {
+    name: &'r str,
+    rects: &'r [Rect],
+    /// Enlarge so the print is seen at this resolution at least.
+    min_dpi: f32,
+    mode: Segmentation,
+    charset: Option<&'r str>,
+}
+
 struct Pass<'a> {
     gray: &'a GrayImage,
     dpi: f32,
@@ -80,16 +134,37 @@ struct Pass<'a> {
     cfg: &'a ReaderConfig,
     log: Vec<String>,
     ocr_failed: bool,
+    /// Megapixels read so far.
+    spent: f32,
 }
 
 impl Pass<'_> {
-    /// Reads the regions, enlarged so their print is seen at `min_dpi` at least.
     fn ocr(&mut self, name: &str, rects: &[Rect], min_dpi: f32) -> String {
-        let scale = (min_dpi / self.dpi).clamp(1.0, 3.0);
-        let Some(img) = stack(self.gray, rects, self.layout.skew_deg, (self.dpi * 0.08) as u32, scale) else { return String::new() };
-        match ocr_read(&self.cfg.ocr, &img, (self.dpi * scale).round() as u32, Segmentation::Block) {
+        self.read(&Ask { name, rects, min_dpi, mode: Segmentation::Block, charset: None })
+    }
+
+    /// Reads the regions (enlarged so their print is seen at `min_dpi` at least), if the page's
+    /// budget allows.
+    fn read(&mut self, ask: &Ask<'_>) -> String {
+        let scale = (ask.min_dpi / self.dpi).clamp(1.0, 3.0);
+        self.read_scaled(ask, scale)
+    }
+
+    fn read_scaled(&mut self, ask: &Ask<'_>, scale: f32) -> String {
+        let gap = (self.dpi * 0.08) as u32;
+        // The stacked image's size, known before it is made.
+        let width = ask.rects.iter().map(|r| (r.w as f32 * scale) as u32).max().unwrap_or(0) + 2 * gap;
+        let height: u32 = ask.rects.iter().map(|r| (r.h as f32 * scale) as u32 + gap).sum::<u32>() + gap;
+        let mpx = width as f32 * height as f32 / 1e6;
+        if self.spent + mpx > self.cfg.budget_mpx {
+            self.log.push(format!("budget spent ({:.1} of {:.1} Mpx read): {} not read ({mpx:.1} Mpx)", self.spent, self.cfg.budget_mpx, ask.name));
+            return String::new();
+        }
+        let Some(img) = stack(self.gray, ask.rects, self.layout.skew_deg, gap, scale) else { return String::new() };
+        self.spent += mpx;
+        match ocr_read(&self.cfg.ocr, &img, (self.dpi * scale).round() as u32, ask.mode, ask.charset) {
             Ok(t) => {
-                self.log.push(format!("ocr {name}: {} regions, {:.0} ms, confidence {}", rects.len(), t.millis, t.confidence));
+                self.log.push(format!("ocr {}: {} regions, {mpx:.2} Mpx, {:.0} ms, confidence {}", ask.name, ask.rects.len(), t.millis, t.confidence));
                 t.text
             }
             Err(e) => {
@@ -104,58 +179,114 @@ impl Pass<'_> {
     }
 }
 
-/// Reads an upright page.
+/// Reads a page the pipeline has put straight (outline, skew, quarter turns). When the print
+/// did not say which way up it is and nothing known was read, the page is read half a turn
+/// round too, and the better reading kept (`half_turn` then says the page is to be turned).
 pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> PageFeatures {
-    let started = Instant::now();
-    let raster = view.raster;
-    if raster.gray.width() > raster.gray.height() {
-        // Sideways: try a quarter turn each way and keep the reading that makes more sense.
-        let turns = [image::imageops::rotate90(&raster.gray), image::imageops::rotate270(&raster.gray)];
-        let mut best: Option<(usize, PageFeatures)> = None;
-        for (k, g) in turns.iter().enumerate() {
-            let bits = rotate_bits(view.ink, k == 0);
-            let mut f = read_upright(g, &bits, raster.dpi, lex, cfg, started);
-            f.reading.insert(0, format!("sideways page read turned {}°", if k == 0 { 90 } else { 270 }));
-            let words = normalise(f.text.as_deref().unwrap_or("")).split_whitespace().filter(|w| w.len() >= 4 && w.chars().all(char::is_alphabetic)).count();
-            let recognised = told(lex, f.title.as_deref().unwrap_or(""), f.text.as_deref().unwrap_or(""), f.layout.cards);
-            let score = words + if recognised { 1000 } else { 0 };
-            if best.as_ref().is_none_or(|(s, _)| score > *s) {
-                best = Some((score, f));
-            }
-            if recognised {
-                break;
-            }
+    let started = std::time::Instant::now();
+    let mut f = read_upright(&view.raster.gray, view.ink, view.raster.dpi, lex, cfg);
+    if view.orientation_unsure && !f.layout.unreadable && sense(lex, &f) < KNOWN {
+        let gray = image::imageops::rotate180(&view.raster.gray);
+        let mut ink = view.ink.clone();
+        ink.ink.reverse();
+        let mut turned = read_upright(&gray, &ink, view.raster.dpi, lex, cfg);
+        let (a, b) = (sense(lex, &f), sense(lex, &turned));
+        if b > a {
+            turned.half_turn = true;
+            turned.reading.insert(0, format!("read both ways up: upside down makes more sense ({b} against {a})"));
+            f = turned;
+        } else {
+            f.reading.push(format!("read both ways up: as it is makes more sense ({a} against {b})"));
         }
-        let mut f = best.map(|b| b.1).unwrap_or_default();
-        f.read_ms = started.elapsed().as_secs_f32() * 1000.0;
-        return f;
     }
-    let mut f = read_upright(&raster.gray, view.ink, raster.dpi, lex, cfg, started);
     f.read_ms = started.elapsed().as_secs_f32() * 1000.0;
     f
 }
 
-fn rotate_bits(b: &Bitmap, clockwise: bool) -> Bitmap {
-    let (w, h) = (b.width as usize, b.height as usize);
-    let mut ink = vec![0u8; w * h];
-    for y in 0..h {
-        for x in 0..w {
-            // Clockwise: (x, y) goes to (h - 1 - y, x) in a picture h wide.
-            let (nx, ny) = if clockwise { (h - 1 - y, x) } else { (y, w - 1 - x) };
-            ink[ny * h + nx] = b.ink[y * w + x];
-        }
-    }
-    Bitmap { width: b.height, height: b.width, ink }
+/// A reading's score above which the page is known (a document recognised, or a checked zone).
+const KNOWN: usize = 1_000;
+
+/// How much sense a reading makes: a known document or a checked zone first, then a zone, then
+/// the words of four letters or more with a vowel (OCR of upside-down print gives few).
+fn sense(lex: &Lexicon, f: &PageFeatures) -> usize {
+    let title = f.title.as_deref().unwrap_or("");
+    let text = f.text.as_deref().unwrap_or("");
+    let zone = f.mrz.as_deref().and_then(mrz::find);
+    let words = normalise(text)
+        .split_whitespace()
+        .filter(|w| w.len() >= 4 && w.chars().all(char::is_alphabetic) && w.chars().any(|c| "aeiouy".contains(c)))
+        .count();
+    let known = told(lex, title, text, f.layout.cards) || zone.as_ref().is_some_and(|m| m.checked());
+    usize::from(known) * KNOWN + usize::from(zone.is_some()) * 300 + words.min(299)
 }
 
-fn read_upright(gray: &GrayImage, bits: &Bitmap, dpi: f32, lex: &Lexicon, cfg: &ReaderConfig, started: Instant) -> PageFeatures {
-    let layout = measure(gray, bits, dpi);
+/// Groups of two or three lines that look like a machine-readable zone: long, as wide as one
+/// another, left-aligned, evenly spaced, each a continuous run of print. Lowest first.
+fn mrz_candidates(layout: &PageLayoutDetail, dpi: f32) -> Vec<Vec<usize>> {
+    let mm = |px: u32| px as f32 * 25.4 / dpi;
+    let mut order: Vec<usize> = (0..layout.lines.len()).collect();
+    order.sort_by_key(|&i| layout.lines[i].rect.y);
+    let mut groups = Vec::new();
+    let mut used = vec![false; layout.lines.len()];
+    for (k, &i) in order.iter().enumerate() {
+        let a = &layout.lines[i];
+        if used[i] || mm(a.rect.w) < 35.0 {
+            continue;
+        }
+        let mut group = vec![i];
+        let mut last = a;
+        for &j in &order[k + 1..] {
+            let b = &layout.lines[j];
+            let gap = b.rect.y as f32 - last.rect.y as f32;
+            if gap < last.rect.h as f32 * 0.9 {
+                continue;
+            }
+            if gap > last.rect.h as f32 * 2.8 || group.len() == 3 {
+                break;
+            }
+            let ratio = b.rect.w as f32 / a.rect.w as f32;
+            let heights = b.rect.h as f32 / a.rect.h as f32;
+            if mm(b.rect.x.abs_diff(a.rect.x)) < 4.0 && (0.85..=1.18).contains(&ratio) && (0.7..=1.4).contains(&heights) {
+                group.push(j);
+                last = b;
+            }
+        }
+        if group.len() >= 2 {
+            for &g in &group {
+                used[g] = true;
+            }
+            groups.push(group);
+        }
+    }
+    groups.reverse();
+    groups.truncate(3);
+    groups
+}
+
+/// A page that is a card by itself (a card photographed or scanned alone): its size and
+/// proportions, at the scale its text gave.
+fn whole_card(w: u32, h: u32, dpi: f32) -> bool {
+    let (long, short) = (w.max(h) as f32 * 25.4 / dpi, w.min(h) as f32 * 25.4 / dpi);
+    let ratio = long / short.max(1.0);
+    long < 190.0 && (1.3..=1.8).contains(&ratio)
+}
+
+fn read_upright(gray: &GrayImage, bits: &scanbureau_pipeline::binarize::Bitmap, dpi: f32, lex: &Lexicon, cfg: &ReaderConfig) -> PageFeatures {
+    let mut layout = measure(gray, bits, dpi);
+    let (w, h) = gray.dimensions();
+    // A card photographed or scanned alone: the whole image is the card.
+    let alone = layout.cards.is_empty() && whole_card(w, h, dpi);
+    if alone {
+        layout.cards.push(Rect { x: 0, y: 0, w, h });
+        layout.summary.cards = 1;
+    }
     let mut f = PageFeatures { layout: layout.summary, ..PageFeatures::default() };
     f.reading.push(format!(
-        "layout: {} lines ({} title), {} cards, {} photos, skew {:.2}°",
+        "layout: {} lines ({} title), {} cards{}, {} photos, skew {:.2}°",
         layout.lines.len(),
         layout.titles.len(),
         layout.cards.len(),
+        if alone { " (the image is a card)" } else { "" },
         layout.summary.photos,
         layout.skew_deg
     ));
@@ -163,8 +294,7 @@ fn read_upright(gray: &GrayImage, bits: &Bitmap, dpi: f32, lex: &Lexicon, cfg: &
         f.reading.push("print too dark or too faint: not read".into());
         return f;
     }
-    let (w, h) = gray.dimensions();
-    let mut pass = Pass { gray, dpi, layout: &layout, cfg, log: Vec::new(), ocr_failed: false };
+    let mut pass = Pass { gray, dpi, layout: &layout, cfg, log: Vec::new(), ocr_failed: false, spent: 0.0 };
     let in_card = |l: &TextLine| layout.cards.iter().any(|c| l.rect.y + l.rect.h / 2 >= c.y && l.rect.y + l.rect.h / 2 <= c.bottom());
     let mut done = vec![false; layout.lines.len()];
 
@@ -216,18 +346,22 @@ fn read_upright(gray: &GrayImage, bits: &Bitmap, dpi: f32, lex: &Lexicon, cfg: &
         text.push_str(&block);
         f.addressee = Some(block);
     }
-    // Inside the card's frame: its border, touching the first letters, would garble them.
-    let cards: Vec<Rect> = layout.cards.iter().map(|c| c.inset((dpi * 0.03) as u32)).collect();
+    // Inside the card's frame: its border, touching the first letters, would garble them. A
+    // card alone is read as a page (Tesseract finds its blocks), at the card's resolution.
+    let cards: Vec<Rect> = if alone { layout.cards.clone() } else { layout.cards.iter().map(|c| c.inset((dpi * 0.03) as u32)).collect() };
     if !cards.is_empty() {
+        let mode = if alone { Segmentation::Auto } else { Segmentation::Block };
+        let card_dpi = if alone { dpi.max(WHOLE_CARD_DPI) } else { CARD_DPI };
         // A card's print is small (6-8 pt): read it as if scanned at 400 dpi.
-        let mut card_text = pass.ocr("cards", &cards, CARD_DPI);
+        let mut card_text = pass.read(&Ask { name: "cards", rects: &cards, min_dpi: card_dpi, mode, charset: None });
         // A card gives too little text for the page's orientation to be told without OCR: when
         // nothing known was read, the sheet may have been fed upside down.
         if !pass.ocr_failed && !told(lex, &title, &format!("{text}\n{card_text}"), layout.summary.cards) {
             let turned = image::imageops::rotate180(gray);
             let flipped: Vec<Rect> = cards.iter().map(|c| Rect { x: w - c.x - c.w, y: h - c.y - c.h, ..*c }).collect();
-            let mut again = Pass { gray: &turned, dpi, layout: &layout, cfg, log: Vec::new(), ocr_failed: false };
-            let turned_text = again.ocr("cards turned 180°", &flipped, CARD_DPI);
+            let mut again = Pass { gray: &turned, dpi, layout: &layout, cfg, log: Vec::new(), ocr_failed: false, spent: pass.spent };
+            let turned_text = again.read(&Ask { name: "cards turned 180°", rects: &flipped, min_dpi: card_dpi, mode, charset: None });
+            pass.spent = again.spent;
             pass.log.append(&mut again.log);
             if told(lex, &title, &format!("{text}\n{turned_text}"), layout.summary.cards) {
                 card_text = turned_text;
@@ -237,20 +371,65 @@ fn read_upright(gray: &GrayImage, bits: &Bitmap, dpi: f32, lex: &Lexicon, cfg: &
         text.push_str(&card_text);
     }
 
-    // 3. The rest of the upper page, when nothing told the page yet and time remains.
-    let elapsed = started.elapsed().as_secs_f32() * 1000.0;
-    if !pass.ocr_failed && !told(lex, &title, &text, layout.summary.cards) {
-        if elapsed < cfg.budget_ms {
-            let rest: Vec<usize> = page_lines.iter().copied().filter(|&i| !done[i] && layout.lines[i].rect.y < h * 7 / 10).take(cfg.max_body_lines).collect();
-            rects = rest.iter().map(|&i| line_box(&layout.lines[i], dpi, w, h)).collect();
-            if !rects.is_empty() {
-                text.push('\n');
-                text.push_str(&pass.ocr("body", &rects, 0.0));
+    // 3. A machine-readable zone: two or three long even lines. Read with its own alphabet.
+    if !pass.ocr_failed {
+        for group in mrz_candidates(&layout, dpi) {
+            let boxes: Vec<Rect> = group.iter().map(|&i| line_box(&layout.lines[i], dpi, w, h)).collect();
+            // The zone's print is read best about 32 pixels tall: measured on the ink itself
+            // (a line's box can take in a pattern behind it).
+            let tall = ink_height(bits, &boxes).unwrap_or(layout.lines[group[0]].rect.h) as f32;
+            let scale = (MRZ_CHAR_PX / tall.max(1.0)).clamp(0.25, 3.0);
+            let zone = pass.read_scaled(&Ask { name: "machine-readable zone", rects: &boxes, min_dpi: 0.0, mode: Segmentation::Block, charset: Some(MRZ_CHARSET) }, scale);
+            if let Some(m) = mrz::find(&zone) {
+                pass.log.push(m.describe());
+                let checked = m.checked();
+                f.mrz = Some(zone);
+                if checked {
+                    break;
+                }
             }
-        } else {
-            pass.log.push(format!("time budget spent ({elapsed:.0} ms): body not read"));
         }
     }
+    let zone_checked = f.mrz.as_deref().and_then(mrz::find).is_some_and(|m| m.checked());
+
+    // 4. The rest of the upper page, when nothing told the page yet.
+    if !pass.ocr_failed && !zone_checked && !told(lex, &title, &text, layout.summary.cards) {
+        let rest: Vec<usize> = page_lines.iter().copied().filter(|&i| !done[i] && layout.lines[i].rect.y < h * 7 / 10).take(cfg.max_body_lines).collect();
+        for &i in &rest {
+            done[i] = true;
+        }
+        rects = rest.iter().map(|&i| line_box(&layout.lines[i], dpi, w, h)).collect();
+        if !rects.is_empty() {
+            text.push('\n');
+            text.push_str(&pass.ocr("body", &rects, 0.0));
+        }
+    }
+
+    // 5. Still nothing known: the whole page, at the scale that suits its print (small print
+    //    enlarged, big photos' print reduced), as Tesseract lays it out.
+    if cfg.whole_page && !pass.ocr_failed && !zone_checked && !alone && !told(lex, &title, &text, layout.summary.cards) {
+        let line_px = layout.summary.line_mm * dpi / 25.4;
+        let wanted = if line_px > 1.0 { (OCR_LINE_PX / line_px).clamp(0.5, 2.0) } else { 1.0 };
+        // Within what is left of the budget: a smaller image rather than none.
+        let left = (cfg.budget_mpx - pass.spent).max(0.0);
+        let fits = (left * 1e6 / (w as f32 * h as f32)).sqrt();
+        let scale = wanted.min(fits * 0.97);
+        let page = [Rect { x: 0, y: 0, w, h }];
+        if scale < 0.35 {
+            pass.log.push(format!("budget spent ({:.1} of {:.1} Mpx read): whole page not read", pass.spent, cfg.budget_mpx));
+        } else {
+        let all = pass.read_scaled(&Ask { name: "whole page (fallback)", rects: &page, min_dpi: 0.0, mode: Segmentation::Auto, charset: None }, scale);
+        if !all.trim().is_empty() {
+            // A zone the line passes missed may be in it.
+            if f.mrz.is_none() && all.contains("<<") && mrz::find(&all).is_some() {
+                f.mrz = Some(all.clone());
+            }
+            text.push('\n');
+            text.push_str(&all);
+        }
+        }
+    }
+    pass.log.push(format!("read {:.1} Mpx", pass.spent));
     f.reading.extend(pass.log);
     f.title = Some(title);
     f.text = Some(text);

@@ -6,6 +6,7 @@
 use image::GrayImage;
 
 use crate::binarize::{Bitmap, MIN_CONTRAST, TileStats, binarize, tile_stats};
+use crate::geometry::{Corrections, straighten};
 use crate::lightpdf::{EncodedPage, EncodeParams, PageContent, encode_page};
 use crate::qr::{QrHit, QrSearch, find_qr_codes_in, quarter_turn};
 use crate::qualify::{PageFeatures, PageView};
@@ -84,6 +85,8 @@ pub struct PageAnalysis {
     pub content: PageContent,
     /// The page encoded for its piece; None for slips and blank pages.
     pub encoded: Option<EncodedPage>,
+    /// What was done to put the page straight (outline, light, skew, turn, scale).
+    pub corrections: Corrections,
 }
 
 /// Analyses a decoded page and encodes it if it will be part of a piece.
@@ -93,7 +96,8 @@ pub fn analyse_page(raster: PageRaster, params: &AnalysisParams) -> PageAnalysis
 
 /// As [`analyse_page`], and hands a page that will be part of a piece (upright, binarised) to
 /// `read` for what the qualifier needs from it. Slips and blank pages are not read.
-pub fn analyse_and_read(mut raster: PageRaster, params: &AnalysisParams, read: &dyn Fn(&PageView<'_>) -> PageFeatures) -> (PageAnalysis, PageFeatures) {
+pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn Fn(&PageView<'_>) -> PageFeatures) -> (PageAnalysis, PageFeatures) {
+    let (mut raster, corrections) = straighten(raster);
     let stats = tile_stats(&raster.gray, raster.dpi);
     let bits = binarize(&raster.gray, &stats, MIN_CONTRAST);
     let qr_codes = find_qr_codes_in(&raster.gray, &bits, &params.qr);
@@ -118,7 +122,7 @@ pub fn analyse_and_read(mut raster: PageRaster, params: &AnalysisParams, read: &
     let blank = slip.is_none() && ink_cells < params.blank_max_cells;
     if slip.is_some() || blank {
         let orientation = if slip.as_ref().is_some_and(|s| s.turn == 180) { Orientation::UpsideDown } else { Orientation::Unknown };
-        return (PageAnalysis { slip, qr_codes, blank, ink_cells, orientation, content: PageContent::Text, encoded: None }, PageFeatures::default());
+        return (PageAnalysis { slip, qr_codes, blank, ink_cells, orientation, content: PageContent::Text, encoded: None, corrections }, PageFeatures::default());
     }
     let orientation = orientation(&bits, raster.dpi);
     let content = content_kind(&raster, &stats);
@@ -127,10 +131,22 @@ pub fn analyse_and_read(mut raster: PageRaster, params: &AnalysisParams, read: &
         raster.rotate180();
         bits.ink.reverse();
     }
+    let mut features = read(&PageView { raster: &raster, ink: &bits, content, orientation_unsure: orientation == Orientation::Unknown });
+    let mut orientation = orientation;
+    if features.half_turn {
+        // The reader read it better the other way up.
+        raster.rotate180();
+        bits.ink.reverse();
+        orientation = Orientation::UpsideDown;
+    }
     let encoded = encode_page(&raster, &bits, content, &params.encode);
-    let mut features = read(&PageView { raster: &raster, ink: &bits, content });
     features.other_qr = qr_codes.iter().map(|q| String::from_utf8_lossy(&q.payload).into_owned()).collect();
-    (PageAnalysis { slip, qr_codes, blank, ink_cells, orientation, content, encoded: Some(encoded) }, features)
+    let mut notes = corrections.notes.clone();
+    if orientation == Orientation::UpsideDown {
+        notes.push(if features.half_turn { "read upside down: turned".into() } else { "turned upside up".into() });
+    }
+    features.reading.splice(0..0, notes);
+    (PageAnalysis { slip, qr_codes, blank, ink_cells, orientation, content, encoded: Some(encoded), corrections }, features)
 }
 
 /// Counts the ~0.7 mm cells of the interior holding a real mark: enough pixels clearly darker
@@ -279,9 +295,11 @@ pub fn orientation(bits: &Bitmap, dpi: f32) -> Orientation {
     if total < needed {
         return Orientation::Unknown;
     }
+    // Turning a page is only done on clear evidence: capitals, accents and a card's patterns
+    // blur the count; an unsure page is left to the reader, which reads it both ways.
     if above as f64 > below as f64 * 1.2 {
         Orientation::Upright
-    } else if below as f64 > above as f64 * 1.2 {
+    } else if below as f64 > above as f64 * 2.0 {
         Orientation::UpsideDown
     } else {
         Orientation::Unknown

@@ -75,22 +75,30 @@ pub struct QualifySection {
     /// Tesseract language model(s), e.g. "fra" or "fra+eng".
     #[serde(default = "default_ocr_language")]
     pub ocr_language: String,
-    /// No further OCR pass starts on a page once it has taken this long.
+    /// Megapixels OCR may read on one page, all passes together (a measure of work, not of
+    /// time: the same page is read the same way however busy the machine is).
     #[serde(default = "default_ocr_budget")]
-    pub ocr_page_budget_ms: u32,
+    pub ocr_page_budget_mpx: f32,
+    /// Read the whole page when the cheap passes found nothing known.
+    #[serde(default = "default_true")]
+    pub ocr_whole_page: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_ocr_language() -> String {
     "fra".into()
 }
 
-fn default_ocr_budget() -> u32 {
-    1500
+fn default_ocr_budget() -> f32 {
+    12.0
 }
 
 impl Default for QualifySection {
     fn default() -> Self {
-        Self { review_threshold: 0.80, ocr_language: default_ocr_language(), ocr_page_budget_ms: default_ocr_budget() }
+        Self { review_threshold: 0.80, ocr_language: default_ocr_language(), ocr_page_budget_mpx: default_ocr_budget(), ocr_whole_page: true }
     }
 }
 
@@ -121,8 +129,8 @@ impl SiteConfig {
         if lang.is_empty() || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '_') {
             return Err(ConfigError::Invalid(format!("qualify.ocr_language {lang:?} is not a Tesseract language (e.g. \"fra\")")));
         }
-        if !(50..=60_000).contains(&cfg.qualify.ocr_page_budget_ms) {
-            return Err(ConfigError::Invalid("qualify.ocr_page_budget_ms must be between 50 and 60000".into()));
+        if !(0.1..=100.0).contains(&cfg.qualify.ocr_page_budget_mpx) {
+            return Err(ConfigError::Invalid("qualify.ocr_page_budget_mpx must be between 0.1 and 100".into()));
         }
         Ok(cfg)
     }

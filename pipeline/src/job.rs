@@ -193,7 +193,19 @@ pub fn assemble(ctx: &JobContext<'_>, records: &[PageRecord], qualifier: &dyn Qu
     let mut pages_out: Vec<PageReport> = records
         .iter()
         .enumerate()
-        .map(|(i, r)| PageReport { index: i, source: r.source.clone(), role: PageRole::Blank, piece: None, reason: None, detail: None, rotated: false })
+        .map(|(i, r)| PageReport {
+            index: i,
+            source: r.source.clone(),
+            role: PageRole::Blank,
+            piece: None,
+            reason: None,
+            detail: None,
+            rotated: false,
+            reading: match &r.outcome {
+                PageOutcome::Read { features, .. } => features.reading.clone(),
+                PageOutcome::Unreadable { .. } => Vec::new(),
+            },
+        })
         .collect();
     for (i, fate) in split.fates.iter().enumerate() {
         let p = &mut pages_out[i];
@@ -208,7 +220,7 @@ pub fn assemble(ctx: &JobContext<'_>, records: &[PageRecord], qualifier: &dyn Qu
             PageFate::InRequest(_) => p.role = PageRole::Piece,
         }
         if let PageOutcome::Read { analysis, .. } = &records[i].outcome {
-            p.rotated = analysis.orientation == Orientation::UpsideDown && analysis.encoded.is_some();
+            p.rotated = (analysis.orientation == Orientation::UpsideDown || analysis.corrections.turned) && analysis.encoded.is_some();
         }
     }
 

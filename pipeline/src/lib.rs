@@ -15,6 +15,7 @@ pub mod analysis;
 pub mod binarize;
 pub mod calendar;
 pub mod config;
+pub mod geometry;
 pub mod ids;
 pub mod input;
 pub mod job;

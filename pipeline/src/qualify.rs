@@ -21,6 +21,12 @@ pub struct PageFeatures {
     pub addressee: Option<String>,
     /// Content of QR codes on the page (a tax notice's verification code, say).
     pub other_qr: Vec<String>,
+    /// The lines read in a machine-readable zone (identity documents), as OCR gave them.
+    pub mrz: Option<String>,
+    /// The text came from the PDF's own text layer (exact), not from OCR.
+    pub text_layer: bool,
+    /// The page read better turned half a turn: it is stored that way.
+    pub half_turn: bool,
     pub layout: PageLayout,
     /// How the page was read: passes of OCR, their cost, why the reader stopped.
     pub reading: Vec<String>,
@@ -54,6 +60,8 @@ pub struct PageView<'a> {
     /// The page binarised (1 = ink), same size as the raster.
     pub ink: &'a crate::binarize::Bitmap,
     pub content: crate::lightpdf::PageContent,
+    /// The print did not say which way up the page is: the reader may try both.
+    pub orientation_unsure: bool,
 }
 
 /// A person of the request's household, as the registry records them.

@@ -62,6 +62,14 @@ impl PageRaster {
         self.gray.height()
     }
 
+    /// Turns the page a quarter turn clockwise (a sideways sheet).
+    pub fn rotate90(&mut self) {
+        self.gray = image::imageops::rotate90(&self.gray);
+        if let Some(rgb) = self.rgb.as_mut() {
+            *rgb = image::imageops::rotate90(rgb);
+        }
+    }
+
     /// Turns the page half a turn (an upside-down sheet).
     pub fn rotate180(&mut self) {
         image::imageops::rotate180_in_place(&mut self.gray);

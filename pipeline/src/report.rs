@@ -148,6 +148,9 @@ pub struct PageReport {
     /// The page was turned right way up before filing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rotated: bool,
+    /// How the page was put straight and read: corrections, reading passes, their cost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reading: Vec<String>,
 }
 
 impl Report {

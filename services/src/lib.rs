@@ -13,6 +13,7 @@ pub mod blobs;
 pub mod broker;
 pub mod bureau;
 pub mod http;
+pub mod inspect;
 pub mod intake;
 pub mod mailer;
 pub mod metrics;

@@ -17,6 +17,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Process(ProcessArgs),
+    /// Shows how each page of some files is straightened and read (nothing is filed).
+    Inspect(scanbureau::inspect::InspectArgs),
     /// Runs the whole bureau in one process: intake, portal API, processing, notices, sweeper.
     Serve(ServiceArgs),
     /// Runs one role, or a few (scale out by starting several processes).
@@ -60,7 +62,7 @@ fn main() {
     }
     let cli = Cli::parse();
     // The one-shot job is quiet unless asked; a service logs what it does.
-    let default_filter = || if matches!(cli.command, Command::Process(_)) { "warn" } else { "info,lapin=warn,sqlx=warn,aws=warn" };
+    let default_filter = || if matches!(cli.command, Command::Process(_) | Command::Inspect(_)) { "warn" } else { "info,lapin=warn,sqlx=warn,aws=warn" };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter().into()))
@@ -69,6 +71,13 @@ fn main() {
     std::panic::set_hook(Box::new(|info| tracing::warn!(panic = %info, "caught a panic")));
     let code = match cli.command {
         Command::Serve(args) => service(|| async move { serve(&args, &Role::ALL).await }),
+        Command::Inspect(args) => match scanbureau::inspect::run(&args) {
+            Ok(()) => exit::DONE,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                exit::FATAL
+            }
+        },
         Command::Worker { roles, service: args } => service(|| async move { serve(&args, &roles).await }),
         Command::Admin { command, service: args } => service(|| async move { admin(&args, &command).await }),
         Command::Process(args) => match run(&args, std::io::stderr().is_terminal() && !args.json) {

@@ -252,7 +252,8 @@ const FILES_PER_CHUNK: usize = 32;
 pub fn classifier_for(site: &SiteConfig, plan: &FilingPlan) -> Result<Classifier, ProcessError> {
     let reader = ReaderConfig {
         ocr: OcrConfig { lang: site.qualify.ocr_language.clone(), datapath: None },
-        budget_ms: site.qualify.ocr_page_budget_ms as f32,
+        budget_mpx: site.qualify.ocr_page_budget_mpx,
+        whole_page: site.qualify.ocr_whole_page,
         ..ReaderConfig::default()
     };
     let qualifier = Classifier::new(plan, reader).map_err(|e| ProcessError::Usage(e.to_string()))?;

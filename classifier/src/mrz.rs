@@ -1,0 +1,697 @@
+//! Machine-readable zones of identity documents (ICAO 9303): TD1 (3 × 30: identity cards and
+//! residence permits), TD2 (2 × 36), TD3 (2 × 44: passports) and the French identity card of
+//! 1988-2021 (2 × 36, its own layout).
+//!
+//! OCR of an MRZ is noisy in known ways (`<` read as `K` or `«`, `0` as `O`, a filler dropped):
+//! [`find`] takes the lines read on a document, fits them to each format, repairs characters
+//! by what each field may hold and checks every check digit. A zone whose check digits all hold
+//! is proof of what the document is and whose: [`Mrz::checked`].
+
+use chrono::NaiveDate;
+
+/// The layouts a zone can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MrzFormat {
+    Td1,
+    Td2,
+    Td3,
+    /// The French identity card issued from 1988 to 2021.
+    FrenchId,
+}
+
+/// What the document is, from its document code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MrzDocument {
+    Passport,
+    IdentityCard,
+    ResidencePermit,
+    /// A visa or another travel document.
+    Other,
+}
+
+/// A zone read and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mrz {
+    pub format: MrzFormat,
+    pub document: MrzDocument,
+    /// The two-letter document code (`P<`, `ID`, `IR`...).
+    pub code: String,
+    pub issuer: String,
+    pub number: String,
+    pub surname: String,
+    pub given_names: Vec<String>,
+    /// YYMMDD as printed.
+    pub birth: String,
+    pub birth_date: Option<NaiveDate>,
+    pub expiry_date: Option<NaiveDate>,
+    pub sex: char,
+    /// Names of the check digits that do not hold.
+    pub failed: Vec<&'static str>,
+    /// Characters changed to make the fields fit their kind (O → 0 in a date...).
+    pub repairs: usize,
+    /// Characters of alphanumeric fields changed only because the check digit then holds (a
+    /// guess: such a zone is not proof).
+    pub guesses: usize,
+}
+
+impl Mrz {
+    /// Every check digit holds, no character guessed: the zone is read exactly.
+    pub fn checked(&self) -> bool {
+        self.failed.is_empty() && self.guesses == 0
+    }
+
+    /// One line for a piece's evidence.
+    pub fn describe(&self) -> String {
+        let status = if self.checked() {
+            "check digits valid".to_string()
+        } else if self.failed.is_empty() {
+            format!("check digits valid after {} guessed character(s)", self.guesses)
+        } else {
+            format!("check digits FAILED: {}", self.failed.join(", "))
+        };
+        format!(
+            "MRZ {:?} {} {}: {} {}, born {}, {}",
+            self.format,
+            self.code.trim_end_matches('<'),
+            self.issuer,
+            self.surname,
+            self.given_names.join(" "),
+            self.birth_date.map(|d| d.format("%d/%m/%Y").to_string()).unwrap_or_else(|| self.birth.clone()),
+            status
+        )
+    }
+}
+
+/// ICAO 9303 check digit: weights 7, 3, 1; digits as themselves, A-Z as 10-35, `<` as 0.
+pub fn check_digit(field: &str) -> u32 {
+    field
+        .bytes()
+        .zip([7u32, 3, 1].iter().cycle())
+        .map(|(c, w)| {
+            let v = match c {
+                b'0'..=b'9' => (c - b'0') as u32,
+                b'A'..=b'Z' => (c - b'A') as u32 + 10,
+                _ => 0,
+            };
+            v * w
+        })
+        .sum::<u32>()
+        % 10
+}
+
+fn digit_ok(field: &str, digit: u8) -> bool {
+    digit.is_ascii_digit() && check_digit(field) == (digit - b'0') as u32
+}
+
+/// A line as OCR gives it, reduced to the MRZ alphabet. Tesseract reads the filler as `<`,
+/// `«`, `‹`, `(`, `K`, or (without the zone's own alphabet) as a lower-case `c` or `e`: a zone
+/// has no lower case, so those are fillers.
+pub fn clean_line(raw: &str) -> String {
+    let mut s: String = raw
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| match c {
+            '«' | '‹' | '(' | '[' | '{' | '≤' | '‚' | ',' | 'c' | 'e' | 'é' | 'è' | 'k' | 'x' => '<',
+            c => c.to_ascii_uppercase(),
+        })
+        .filter(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '<')
+        .collect();
+    // "K" inside a run of fillers is a filler ("<<K<<" or a trailing "KKK<").
+    let b: Vec<u8> = s.bytes().collect();
+    let mut out = b.clone();
+    for i in 0..b.len() {
+        if b[i] == b'K' {
+            let left = i > 0 && b[i - 1] == b'<';
+            let right = i + 1 < b.len() && (b[i + 1] == b'<' || b[i + 1] == b'K');
+            let right2 = i + 1 < b.len() && b[i + 1] == b'<';
+            if (left && right) || (right2 && i + 2 < b.len() && b[i + 2] == b'<') {
+                out[i] = b'<';
+            }
+        }
+    }
+    // Long runs of fillers come back as runs of L, E, K or C: once a run of fillers has begun
+    // ("<<<"), a token of those letters alone between fillers is fillers too. (A name is never
+    // after such a run; an office code such as "0CHE02" has other characters.)
+    if let Some(start) = find_bytes(&out, b"<<<") {
+        let mut i = start;
+        while i < out.len() {
+            if out[i] == b'<' {
+                i += 1;
+                continue;
+            }
+            let end = (i..out.len()).find(|&j| out[j] == b'<').unwrap_or(out.len());
+            if out[i..end].iter().all(|c| matches!(c, b'L' | b'E' | b'K' | b'C')) {
+                out[i..end].iter_mut().for_each(|c| *c = b'<');
+            }
+            i = end;
+        }
+    }
+    s = String::from_utf8(out).unwrap_or_default();
+    s
+}
+
+fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Whether a cleaned line looks like part of a zone (long, with fillers).
+fn mrz_like(line: &str) -> bool {
+    line.len() >= 26 && (line.contains("<<") || line.bytes().filter(u8::is_ascii_digit).count() >= 12)
+}
+
+/// Brings a line to `len` characters by adding or taking fillers in its longest run of fillers
+/// (OCR drops or doubles them), or at its end. A long run of fillers often comes back much
+/// shorter: a line that ends in fillers may be short by up to a third.
+fn fit(line: &str, len: usize) -> Option<String> {
+    let short_ok = if line.ends_with("<<") { len / 3 } else { 4 };
+    if line.len() > len + 4 || line.len() + short_ok < len {
+        return None;
+    }
+    let mut s = line.to_string();
+    while s.len() != len {
+        // The longest run of '<'.
+        let b = s.as_bytes();
+        let (mut best, mut best_len, mut i) = (None, 0, 0);
+        while i < b.len() {
+            if b[i] == b'<' {
+                let start = i;
+                while i < b.len() && b[i] == b'<' {
+                    i += 1;
+                }
+                if i - start > best_len {
+                    best = Some(start);
+                    best_len = i - start;
+                }
+            } else {
+                i += 1;
+            }
+        }
+        if s.len() < len {
+            match best {
+                Some(at) => s.insert(at, '<'),
+                None => s.push('<'),
+            }
+        } else {
+            match best {
+                Some(at) if best_len >= 2 => {
+                    s.remove(at);
+                }
+                _ => return None,
+            }
+        }
+    }
+    Some(s)
+}
+
+/// What a field may hold.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Digits,
+    Letters,
+}
+
+fn to_digit(c: u8) -> u8 {
+    match c {
+        b'O' | b'Q' | b'D' | b'U' => b'0',
+        b'I' | b'L' | b'J' => b'1',
+        b'Z' => b'2',
+        b'S' => b'5',
+        b'G' => b'6',
+        b'T' => b'7',
+        b'B' => b'8',
+        b'A' => b'4',
+        c => c,
+    }
+}
+
+/// What OCR may have read `c` for, in an alphanumeric field.
+fn alternatives(c: u8) -> &'static [u8] {
+    match c {
+        b'0' => b"OQD",
+        b'1' => b"IJL",
+        b'2' => b"Z",
+        b'4' => b"A",
+        b'5' => b"S",
+        b'6' => b"G",
+        b'7' => b"T",
+        b'8' => b"B",
+        b'O' | b'Q' | b'D' | b'U' => b"0",
+        b'I' | b'J' | b'L' => b"1",
+        b'Z' => b"2",
+        b'A' => b"4",
+        b'S' => b"5",
+        b'G' => b"6",
+        b'T' => b"7",
+        b'B' => b"8",
+        _ => b"",
+    }
+}
+
+fn to_letter(c: u8) -> u8 {
+    match c {
+        b'0' => b'O',
+        b'1' => b'I',
+        b'2' => b'Z',
+        b'4' => b'A',
+        b'5' => b'S',
+        b'6' => b'G',
+        b'7' => b'T',
+        b'8' => b'B',
+        c => c,
+    }
+}
+
+/// A zone's characters being repaired field by field.
+struct Fields {
+    bytes: Vec<u8>,
+    repairs: usize,
+    guesses: usize,
+}
+
+impl Fields {
+    /// The zone's characters; the document code's first letter is a letter in every format.
+    fn new(lines: &[String]) -> Self {
+        let mut f = Self { bytes: lines.concat().into_bytes(), repairs: 0, guesses: 0 };
+        f.shape(0..1, Kind::Letters);
+        f
+    }
+
+    /// Forces the characters of `range` to their kind (`<` stays: a filler is allowed anywhere
+    /// but in a date, where it would be a misread digit... which we cannot guess).
+    fn shape(&mut self, range: std::ops::Range<usize>, kind: Kind) {
+        for c in &mut self.bytes[range] {
+            let new = match kind {
+                Kind::Digits if *c != b'<' => to_digit(*c),
+                Kind::Letters => to_letter(*c),
+                Kind::Digits => *c,
+            };
+            if new != *c {
+                *c = new;
+                self.repairs += 1;
+            }
+        }
+    }
+
+    fn text(&self, range: std::ops::Range<usize>) -> String {
+        String::from_utf8_lossy(&self.bytes[range]).into_owned()
+    }
+
+    /// Checks `field` against the digit at `digit`. On failure, for an alphanumeric field
+    /// (`guess`), tries the one change of an ambiguous character that makes it hold (a document
+    /// number read `O` for `0`), and counts it as a guess.
+    fn check(&mut self, field: std::ops::Range<usize>, digit: usize, name: &'static str, guess: bool, failed: &mut Vec<&'static str>) {
+        let d = self.bytes[digit];
+        let d = to_digit(d);
+        self.bytes[digit] = d;
+        if digit_ok(&self.text(field.clone()), d) {
+            return;
+        }
+        if !guess {
+            failed.push(name);
+            return;
+        }
+        for i in field.clone() {
+            let c = self.bytes[i];
+            for &alt in alternatives(c) {
+                self.bytes[i] = alt;
+                if digit_ok(&self.text(field.clone()), d) {
+                    self.guesses += 1;
+                    return;
+                }
+            }
+            self.bytes[i] = c;
+        }
+        failed.push(name);
+    }
+}
+
+/// `SURNAME<<GIVEN<NAMES<<<...`: the given names end at the next double filler (what OCR
+/// makes of the fillers after it is not a name).
+fn names(field: &str) -> (String, Vec<String>) {
+    let mut parts = field.trim_end_matches('<').splitn(2, "<<");
+    let surname = parts.next().unwrap_or("").replace('<', " ").trim().to_string();
+    let rest = parts.next().unwrap_or("");
+    let given = rest.split("<<").next().unwrap_or("").split('<').filter(|s| !s.is_empty()).map(str::to_string).collect();
+    (surname, given)
+}
+
+fn date(yymmdd: &str, century: impl Fn(u32) -> i32) -> Option<NaiveDate> {
+    if yymmdd.len() != 6 || !yymmdd.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let yy: u32 = yymmdd[0..2].parse().ok()?;
+    let mm: u32 = yymmdd[2..4].parse().ok()?;
+    let dd: u32 = yymmdd[4..6].parse().ok()?;
+    NaiveDate::from_ymd_opt(century(yy) + yy as i32, mm, dd)
+}
+
+fn document_of(code: &str) -> MrzDocument {
+    let b = code.as_bytes();
+    match (b.first(), b.get(1)) {
+        (Some(b'P'), _) => MrzDocument::Passport,
+        (Some(b'V'), _) => MrzDocument::Other,
+        _ if matches!(code, "IR" | "AR" | "RP" | "RT" | "IT" | "RF" | "CR") => MrzDocument::ResidencePermit,
+        (Some(b'I' | b'A' | b'C'), _) => MrzDocument::IdentityCard,
+        _ => MrzDocument::Other,
+    }
+}
+
+/// Births up to `expiry - 5 years`... in practice: a two-digit year later than the document's
+/// expiry (or issue) is of the last century.
+fn birth_century(limit_year: i32) -> impl Fn(u32) -> i32 {
+    move |yy| if 2000 + yy as i32 > limit_year { 1900 } else { 2000 }
+}
+
+fn td3(l: &[String]) -> Mrz {
+    let mut f = Fields::new(l);
+    let mut failed = Vec::new();
+    // Line 2 starts at 44.
+    f.shape(2..5, Kind::Letters);
+    f.shape(5..44, Kind::Letters);
+    f.shape(44 + 13..44 + 19, Kind::Digits);
+    f.shape(44 + 21..44 + 27, Kind::Digits);
+    f.shape(44 + 10..44 + 13, Kind::Letters);
+    f.check(44..53, 53, "document number", true, &mut failed);
+    f.check(57..63, 63, "birth date", false, &mut failed);
+    f.check(65..71, 71, "expiry date", false, &mut failed);
+    // The personal number's check digit may be `<` when the field is empty.
+    if f.bytes[86] != b'<' || f.bytes[72..86].iter().any(|&c| c != b'<') {
+        f.check(72..86, 86, "personal number", false, &mut failed);
+    }
+    let composite = format!("{}{}{}", f.text(44..54), f.text(57..64), f.text(65..87));
+    let cd = to_digit(f.bytes[87]);
+    if !digit_ok(&composite, cd) {
+        failed.push("composite");
+    }
+    let expiry = date(&f.text(65..71), |_| 2000);
+    let (surname, given_names) = names(&f.text(5..44));
+    let code = f.text(0..2);
+    Mrz {
+        format: MrzFormat::Td3,
+        document: document_of(&code),
+        code,
+        issuer: f.text(2..5),
+        number: f.text(44..53).trim_end_matches('<').to_string(),
+        surname,
+        given_names,
+        birth: f.text(57..63),
+        birth_date: date(&f.text(57..63), birth_century(expiry.map(|d| chrono::Datelike::year(&d)).unwrap_or(2030))),
+        expiry_date: expiry,
+        sex: f.bytes[64] as char,
+        failed,
+        repairs: f.repairs,
+        guesses: f.guesses,
+    }
+}
+
+fn td2(l: &[String]) -> Mrz {
+    let mut f = Fields::new(l);
+    let mut failed = Vec::new();
+    f.shape(2..5, Kind::Letters);
+    f.shape(5..36, Kind::Letters);
+    f.shape(36 + 13..36 + 19, Kind::Digits);
+    f.shape(36 + 21..36 + 27, Kind::Digits);
+    f.check(36..45, 45, "document number", true, &mut failed);
+    f.check(49..55, 55, "birth date", false, &mut failed);
+    f.check(57..63, 63, "expiry date", false, &mut failed);
+    let composite = format!("{}{}{}", f.text(36..46), f.text(49..56), f.text(57..71));
+    if !digit_ok(&composite, to_digit(f.bytes[71])) {
+        failed.push("composite");
+    }
+    let expiry = date(&f.text(57..63), |_| 2000);
+    let (surname, given_names) = names(&f.text(5..36));
+    let code = f.text(0..2);
+    Mrz {
+        format: MrzFormat::Td2,
+        document: document_of(&code),
+        code,
+        issuer: f.text(2..5),
+        number: f.text(36..45).trim_end_matches('<').to_string(),
+        surname,
+        given_names,
+        birth: f.text(49..55),
+        birth_date: date(&f.text(49..55), birth_century(expiry.map(|d| chrono::Datelike::year(&d)).unwrap_or(2030))),
+        expiry_date: expiry,
+        sex: f.bytes[56] as char,
+        failed,
+        repairs: f.repairs,
+        guesses: f.guesses,
+    }
+}
+
+fn td1(l: &[String]) -> Mrz {
+    let mut f = Fields::new(l);
+    let mut failed = Vec::new();
+    f.shape(2..5, Kind::Letters);
+    f.shape(30..36, Kind::Digits);
+    f.shape(38..44, Kind::Digits);
+    f.shape(45..48, Kind::Letters);
+    f.shape(60..90, Kind::Letters);
+    // A document number longer than 9 characters runs on into the optional data, its check
+    // digit after it; `<` at 14 says so.
+    let (num_end, num_cd) = if f.bytes[14] == b'<' {
+        let end = (15..30).find(|&i| f.bytes[i] == b'<').unwrap_or(30);
+        (end.saturating_sub(1).max(15), end.saturating_sub(1).max(15))
+    } else {
+        (14, 14)
+    };
+    if num_end == 14 {
+        f.check(5..14, 14, "document number", true, &mut failed);
+    } else {
+        let mut number = f.text(5..14);
+        number.push_str(&f.text(15..num_end));
+        if !digit_ok(&number, to_digit(f.bytes[num_cd])) {
+            failed.push("document number");
+        }
+    }
+    f.check(30..36, 36, "birth date", false, &mut failed);
+    f.check(38..44, 44, "expiry date", false, &mut failed);
+    let composite = format!("{}{}{}{}", f.text(5..30), f.text(30..37), f.text(38..45), f.text(48..59));
+    if !digit_ok(&composite, to_digit(f.bytes[59])) {
+        failed.push("composite");
+    }
+    let expiry = date(&f.text(38..44), |_| 2000);
+    let (surname, given_names) = names(&f.text(60..90));
+    let code = f.text(0..2);
+    let number = if num_end == 14 { f.text(5..14) } else { format!("{}{}", f.text(5..14), f.text(15..num_end)) };
+    Mrz {
+        format: MrzFormat::Td1,
+        document: document_of(&code),
+        code,
+        issuer: f.text(2..5),
+        number: number.trim_end_matches('<').to_string(),
+        surname,
+        given_names,
+        birth: f.text(30..36),
+        birth_date: date(&f.text(30..36), birth_century(expiry.map(|d| chrono::Datelike::year(&d)).unwrap_or(2030))),
+        expiry_date: expiry,
+        sex: f.bytes[37] as char,
+        failed,
+        repairs: f.repairs,
+        guesses: f.guesses,
+    }
+}
+
+/// The French card of 1988-2021. Line 1: `IDFRA`, surname (25), office (6). Line 2: card number
+/// (12, its first four digits the year and month of issue), check, given names (14), birth date,
+/// check, sex, check of both lines. No expiry is printed: it is 10 or 15 years after issue.
+fn french_id(l: &[String]) -> Mrz {
+    let mut f = Fields::new(l);
+    let mut failed = Vec::new();
+    f.shape(5..30, Kind::Letters);
+    f.shape(36..40, Kind::Digits);
+    f.shape(36 + 13..36 + 27, Kind::Letters);
+    f.shape(36 + 27..36 + 33, Kind::Digits);
+    f.check(36..48, 48, "document number", true, &mut failed);
+    f.check(63..69, 69, "birth date", false, &mut failed);
+    let composite = format!("{}{}", f.text(0..36), f.text(36..71));
+    if !digit_ok(&composite, to_digit(f.bytes[71])) {
+        failed.push("composite");
+    }
+    let issued_yy: i32 = f.text(36..38).parse().unwrap_or(0);
+    let issued = if issued_yy >= 88 { 1900 + issued_yy } else { 2000 + issued_yy };
+    let surname = f.text(5..30).trim_end_matches('<').replace('<', " ");
+    let given_names: Vec<String> = f.text(49..63).trim_end_matches('<').split("<<").map(|s| s.replace('<', " ").trim().to_string()).filter(|s| !s.is_empty()).collect();
+    let code = f.text(0..2);
+    Mrz {
+        format: MrzFormat::FrenchId,
+        document: MrzDocument::IdentityCard,
+        code,
+        issuer: f.text(2..5),
+        number: f.text(36..48),
+        surname,
+        given_names,
+        birth: f.text(63..69),
+        birth_date: date(&f.text(63..69), birth_century(issued)),
+        expiry_date: None,
+        sex: f.bytes[70] as char,
+        failed,
+        repairs: f.repairs,
+        guesses: f.guesses,
+    }
+}
+
+/// Finds a zone in OCR'd lines (any order of other text around it) and reads it. The best
+/// reading wins: all check digits holding, then the fewest failures and repairs.
+pub fn find(text: &str) -> Option<Mrz> {
+    let lines: Vec<String> = text.lines().map(clean_line).filter(|l| mrz_like(l)).collect();
+    let mut best: Option<Mrz> = None;
+    let mut consider = |m: Mrz| {
+        let key = |m: &Mrz| (m.failed.len(), m.guesses, m.repairs);
+        if best.as_ref().is_none_or(|b| key(&m) < key(b)) {
+            best = Some(m);
+        }
+    };
+    for i in 0..lines.len() {
+        if let (Some(a), Some(b), Some(c)) = (lines.get(i), lines.get(i + 1), lines.get(i + 2))
+            && let (Some(a), Some(b), Some(c)) = (fit(a, 30), fit(b, 30), fit(c, 30))
+        {
+            consider(td1(&[a, b, c]));
+        }
+        let (Some(a), Some(b)) = (lines.get(i), lines.get(i + 1)) else { continue };
+        if let (Some(a), Some(b)) = (fit(a, 44), fit(b, 44))
+            && a.starts_with('P')
+        {
+            consider(td3(&[a, b]));
+        }
+        if let (Some(a), Some(b)) = (fit(a, 36), fit(b, 36)) {
+            if (a.starts_with("ID") || a.starts_with("1D")) && a.get(2..5).is_some_and(|c| c.bytes().map(to_letter).eq(*b"FRA")) {
+                let mut a = a.clone();
+                a.replace_range(0..5, "IDFRA");
+                consider(french_id(&[a.clone(), b.clone()]));
+            }
+            consider(td2(&[a, b]));
+        }
+    }
+    // A zone read with most check digits failing is noise, not a zone.
+    best.filter(|m| m.failed.len() <= 2 && !m.surname.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_digits_of_the_icao_specimen() {
+        assert_eq!(check_digit("L898902C3"), 6);
+        assert_eq!(check_digit("740812"), 2);
+        assert_eq!(check_digit("120415"), 9);
+    }
+
+    #[test]
+    fn the_icao_passport_specimen_reads_and_checks() {
+        let text = "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL898902C36UTO7408122F1204159ZE184226B<<<<<10";
+        let m = find(text).expect("read");
+        assert_eq!((m.format, m.document), (MrzFormat::Td3, MrzDocument::Passport));
+        assert_eq!(m.surname, "ERIKSSON");
+        assert_eq!(m.given_names, vec!["ANNA", "MARIA"]);
+        assert_eq!(m.birth_date, NaiveDate::from_ymd_opt(1974, 8, 12));
+        assert!(m.checked(), "{:?}", m.failed);
+    }
+
+    #[test]
+    fn ocr_noise_is_repaired_by_field_and_check_digit() {
+        // Fillers read as K and «, a dropped filler, O for 0 in the dates.
+        let text = "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<K<<<<<<<<<«<\nL898902C36UTO74O8122F12O4159ZE184226B<<<<<1O";
+        let m = find(text).expect("read");
+        assert!(m.checked(), "{:?}", m.failed);
+        assert!(m.repairs >= 2);
+        assert_eq!(m.birth, "740812");
+    }
+
+    #[test]
+    fn long_runs_of_fillers_read_as_letters_are_fillers() {
+        let text = "P<LUXMAUS<<KETTY<<<<<<<<<<<<<LLLLLLLLLLLL<<<<\nS998527<<4LUX7806201F110808403060021041<<<96";
+        let m = find(text).expect("read");
+        assert_eq!((m.surname.as_str(), m.given_names.as_slice()), ("MAUS", ["KETTY".to_string()].as_slice()));
+        // Letters before any run of fillers are a name.
+        assert_eq!(clean_line("P<UTOMICHELLE<<ELLE<<<<<<"), "P<UTOMICHELLE<<ELLE<<<<<<");
+    }
+
+    #[test]
+    fn a_zone_whose_fillers_ocr_cut_short_still_reads() {
+        // As Tesseract read an Indian passport's specimen: fillers dropped, J read as 1.
+        let m = find("P<INDDOE<<JOCELYN<MICHELLE<<<<<<<<<<\n18369854<4IND5909234F2110101<<<<<<<<<<<<8").expect("read");
+        assert_eq!((m.surname.as_str(), m.birth.as_str()), ("DOE", "590923"));
+        assert!(m.failed.is_empty(), "{:?}", m.failed);
+        assert_eq!(m.number, "J8369854");
+        assert!(!m.checked(), "a guessed character is not proof");
+    }
+
+    #[test]
+    fn a_wrong_digit_fails_its_check() {
+        let text = "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL898902C36UTO7408132F1204159ZE184226B<<<<<10";
+        let m = find(text).expect("read");
+        assert!(!m.checked());
+        assert!(m.failed.contains(&"birth date"));
+    }
+
+    #[test]
+    fn the_icao_td1_specimen_reads() {
+        let text = "I<UTOD231458907<<<<<<<<<<<<<<<\n7408122F1204159UTO<<<<<<<<<<<6\nERIKSSON<<ANNA<MARIA<<<<<<<<<<";
+        let m = find(text).expect("read");
+        assert_eq!((m.format, m.document), (MrzFormat::Td1, MrzDocument::IdentityCard));
+        assert_eq!(m.number, "D23145890");
+        assert!(m.checked(), "{:?}", m.failed);
+    }
+
+    #[test]
+    fn the_icao_td2_specimen_reads() {
+        let text = "I<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<\nD231458907UTO7408122F1204159<<<<<<<6";
+        let m = find(text).expect("read");
+        assert_eq!(m.format, MrzFormat::Td2);
+        assert!(m.checked(), "{:?}", m.failed);
+    }
+
+    #[test]
+    fn noise_is_not_a_zone() {
+        assert!(find("RÉPUBLIQUE FRANÇAISE\nCARTE NATIONALE D'IDENTITÉ").is_none());
+        assert!(find("<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<\n<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<").is_none());
+    }
+
+    #[test]
+    fn french_cards_of_both_models_read() {
+        // The ANTS specimen of the 1988-2021 card, and two more from public test suites.
+        for (zone, surname, given, born) in [
+            ("IDFRABERTHIER<<<<<<<<<<<<<<<<<<<<<<<\n9409923102854CORINNE<<<<<<<6512068F4", "BERTHIER", vec!["CORINNE"], (1965, 12, 6)),
+            ("IDFRABERTHIER<<<<<<<<<<<<<<<<<<<<<<<\n8806923102858CORINNE<<<<<<<6512068F6", "BERTHIER", vec!["CORINNE"], (1965, 12, 6)),
+            ("IDFRALOISEAU<<<<<<<<<<<<<<<<<<<<<<<<\n970675K002774HERVE<<DJAMEL<7303216M4", "LOISEAU", vec!["HERVE", "DJAMEL"], (1973, 3, 21)),
+        ] {
+            let m = find(zone).expect("read");
+            assert_eq!((m.format, m.document), (MrzFormat::FrenchId, MrzDocument::IdentityCard), "{zone}");
+            assert_eq!((m.surname.as_str(), &m.given_names), (surname, &given.iter().map(|s| s.to_string()).collect::<Vec<_>>()));
+            assert_eq!(m.birth_date, NaiveDate::from_ymd_opt(born.0, born.1, born.2));
+            assert!(m.checked(), "{zone}: {:?}", m.failed);
+        }
+        // The card of 2021: plain TD1.
+        let m = find("IDFRAX4RTBPFW46<<<<<<<<<<<<<<<\n9007138F3002119FRA<<<<<<<<<<<6\nMARTIN<<MAELYS<GAELLE<MARIE<<<").expect("read");
+        assert_eq!((m.format, m.number.as_str(), m.surname.as_str()), (MrzFormat::Td1, "X4RTBPFW4", "MARTIN"));
+        assert_eq!(m.expiry_date, NaiveDate::from_ymd_opt(2030, 2, 11));
+        assert!(m.checked());
+    }
+
+    #[test]
+    fn an_old_card_misread_all_over_is_repaired_by_field_kinds() {
+        let m = find("1DFRATE5T<NAME<<<<<<<<<<<<<<<<0CHE02\nI7I0GVA123451RO8ERTA<<<<<<<9IIZ3IIF2").expect("read");
+        assert_eq!(m.format, MrzFormat::FrenchId);
+        assert_eq!((m.surname.as_str(), m.given_names.as_slice()), ("TEST NAME", ["ROBERTA".to_string()].as_slice()));
+        assert_eq!(m.birth, "911231");
+        assert!(m.failed.is_empty(), "{:?}", m.failed);
+    }
+
+    #[test]
+    fn other_layouts_from_public_test_suites() {
+        // A Swiss card starts with ID but is TD2, not the French layout.
+        let m = find("IDCHEMUSTER<<HANS<PETER<<<<<<<<<<<<<\nS1234567<2CHE8501019M3001019<<<<<<<8").expect("read");
+        assert_eq!((m.format, m.issuer.as_str()), (MrzFormat::Td2, "CHE"));
+        assert!(m.checked(), "{:?}", m.failed);
+        // A Portuguese card whose number runs on into the optional data.
+        let m = find("I<PRT007666667<ZZ00<<<<<<<<<<<\n8303143M3405293PRT<<<<<<<<<<<4\nCACADOR<DE<ARAUJO<<ANDRE<ESTEV").expect("read");
+        assert_eq!(m.format, MrzFormat::Td1);
+        assert!(m.failed.is_empty(), "{:?}", m.failed);
+        // The French passport of the 2D-Doc specification's example.
+        let m = find("P<FRASPECIMEN<<NATACHA<<<<<<<<<<<<<<<<<<<<<<\n07CD123044FRA7307122F1603062<<<<<<<<<<<<<<04").expect("read");
+        assert_eq!((m.document, m.surname.as_str()), (MrzDocument::Passport, "SPECIMEN"));
+        assert!(m.checked(), "{:?}", m.failed);
+    }
+}

@@ -1,0 +1,796 @@
+//! Pages as people send them, put straight before anything reads them: a phone photo's
+//! document found on the table and its perspective undone, uneven light flattened, any skew
+//! levelled, a sideways page turned, and the scale measured from the text itself (a phone says
+//! 72 dpi whatever it photographed; a card alone in an image is not an A4 page).
+//!
+//! Everything is measured on small maps of the page (a few hundred thousand cells), so a page
+//! that needs nothing costs a few milliseconds; the full-resolution work (warp, rotation,
+//! resampling) runs only when a correction is due. The corrected page is the one stored.
+
+use image::{GrayImage, RgbImage};
+
+use crate::raster::{PageRaster, luma_of};
+
+/// Resolution the reader and the encoder work best at; pages far from it are resampled.
+pub const WORKING_DPI: f32 = 300.0;
+/// Height of a line of body text (ascenders to descenders) in millimetres: the unit the scale
+/// is measured in when the page's size says nothing (10-11 pt print).
+const BODY_LINE_MM: f32 = 3.4;
+/// Long side under which an image of unknown scale is enlarged before reading.
+const SMALL_IMAGE_PX: f32 = 1600.0;
+
+/// What was done to the page, for its report.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Corrections {
+    /// The document's outline was found in a photo and its perspective undone.
+    pub outline: bool,
+    /// Uneven light was flattened.
+    pub flattened: bool,
+    /// Degrees the page was turned to level its lines (the residual skew is the reader's).
+    pub deskew_deg: f32,
+    /// A sideways page was turned a quarter.
+    pub turned: bool,
+    /// The page was resampled by this factor (1 = not).
+    pub scale: f32,
+    /// How the resolution was found.
+    pub dpi_from_text: bool,
+    pub notes: Vec<String>,
+}
+
+/// A grey map of the page reduced by `f` (box means).
+struct Map {
+    w: usize,
+    h: usize,
+    v: Vec<u8>,
+}
+
+fn reduce(gray: &GrayImage, f: u32) -> Map {
+    let f = f.max(1);
+    let (w, h) = ((gray.width() / f) as usize, (gray.height() / f) as usize);
+    let mut sums = vec![0u32; w.max(1)];
+    let mut v = vec![0u8; w * h];
+    let raw = gray.as_raw();
+    let gw = gray.width() as usize;
+    for y in 0..h {
+        sums.iter_mut().for_each(|s| *s = 0);
+        for yy in y * f as usize..(y + 1) * f as usize {
+            let row = &raw[yy * gw..yy * gw + w * f as usize];
+            for (x, &p) in row.iter().enumerate() {
+                sums[x / f as usize] += p as u32;
+            }
+        }
+        let n = f * f;
+        for x in 0..w {
+            v[y * w + x] = (sums[x] / n) as u8;
+        }
+    }
+    Map { w, h, v }
+}
+
+/// The paper's brightness over the map: the 90th percentile of blocks of `b` cells, one value per
+/// block.
+fn paper_field(m: &Map, b: usize) -> (usize, usize, Vec<u8>) {
+    let (bw, bh) = (m.w.div_ceil(b), m.h.div_ceil(b));
+    let mut out = vec![255u8; bw * bh];
+    for by in 0..bh {
+        for bx in 0..bw {
+            let mut hist = [0u32; 256];
+            let mut n = 0;
+            for y in by * b..((by + 1) * b).min(m.h) {
+                for x in bx * b..((bx + 1) * b).min(m.w) {
+                    hist[m.v[y * m.w + x] as usize] += 1;
+                    n += 1;
+                }
+            }
+            let mut acc = 0;
+            out[by * bw + bx] = (0..256).rev().find(|&i| {
+                acc += hist[i];
+                acc * 10 >= n
+            }).unwrap_or(255) as u8;
+        }
+    }
+    (bw, bh, out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The document in a photo.
+
+/// A quadrilateral in page pixels: top-left, top-right, bottom-right, bottom-left.
+pub type Quad = [(f32, f32); 4];
+
+/// Finds the document in a photo: the largest bright region that is not the whole picture,
+/// whose outline is close to a quadrilateral. None for a scan (the paper fills the image) or
+/// when no clean outline is seen.
+pub fn find_outline(gray: &GrayImage) -> Option<Quad> {
+    let long = gray.width().max(gray.height());
+    let f = (long / 400).max(1);
+    let m = reduce(gray, f);
+    if m.w < 40 || m.h < 40 {
+        return None;
+    }
+    // Otsu's threshold between the background and the paper.
+    let mut hist = [0u64; 256];
+    for &p in &m.v {
+        hist[p as usize] += 1;
+    }
+    let total = m.v.len() as f64;
+    let sum_all: f64 = hist.iter().enumerate().map(|(i, &c)| i as f64 * c as f64).sum();
+    let (mut wb, mut sb, mut best, mut t) = (0.0, 0.0, 0.0, 128usize);
+    for (i, &c) in hist.iter().enumerate() {
+        wb += c as f64;
+        if wb == 0.0 || wb == total {
+            continue;
+        }
+        sb += i as f64 * c as f64;
+        let (mb, mf) = (sb / wb, (sum_all - sb) / (total - wb));
+        let between = wb * (total - wb) * (mb - mf) * (mb - mf);
+        if between > best {
+            best = between;
+            t = i;
+        }
+    }
+    let bright: Vec<bool> = m.v.iter().map(|&p| p as usize > t).collect();
+    // Close the paper over its print: text and photos inside the document are dark too.
+    let r = (m.w.max(m.h) / 60).max(2);
+    let closed = erode(&dilate(&bright, m.w, m.h, r), m.w, m.h, r);
+    let (label, area) = largest_component(&closed, m.w, m.h)?;
+    let share = area as f32 / (m.w * m.h) as f32;
+    if !(0.12..=0.93).contains(&share) {
+        return None;
+    }
+    // Its border cells, then the four extreme corners along the diagonals.
+    let mut pts = Vec::new();
+    for y in 0..m.h {
+        for x in 0..m.w {
+            if label[y * m.w + x] {
+                let edge = x == 0 || y == 0 || x + 1 == m.w || y + 1 == m.h || !label[y * m.w + x - 1] || !label[y * m.w + x + 1] || !label[(y - 1) * m.w + x] || !label[(y + 1) * m.w + x];
+                if edge {
+                    pts.push((x as f32, y as f32));
+                }
+            }
+        }
+    }
+    let pick = |score: &dyn Fn(&(f32, f32)) -> f32| pts.iter().copied().max_by(|a, b| score(a).total_cmp(&score(b)));
+    let tl = pick(&|p| -p.0 - p.1)?;
+    let tr = pick(&|p| p.0 - p.1)?;
+    let br = pick(&|p| p.0 + p.1)?;
+    let bl = pick(&|p| -p.0 + p.1)?;
+    let quad = [tl, tr, br, bl];
+    // A document: the quadrilateral covers the region well, and the region is not the picture's
+    // own frame (a scan of a dark-bordered page touches every edge).
+    let qa = quad_area(&quad);
+    if qa < area as f32 * 0.9 || qa > area as f32 * 1.12 {
+        return None;
+    }
+    let touching = [tl.1.min(tr.1) <= 1.0, tr.0.max(br.0) >= (m.w - 2) as f32, bl.1.max(br.1) >= (m.h - 2) as f32, tl.0.min(bl.0) <= 1.0].iter().filter(|&&b| b).count();
+    if touching >= 3 {
+        return None;
+    }
+    let scale = |p: (f32, f32)| ((p.0 + 0.5) * f as f32, (p.1 + 0.5) * f as f32);
+    Some([scale(tl), scale(tr), scale(br), scale(bl)])
+}
+
+fn quad_area(q: &Quad) -> f32 {
+    let mut a = 0.0;
+    for i in 0..4 {
+        let (x0, y0) = q[i];
+        let (x1, y1) = q[(i + 1) % 4];
+        a += x0 * y1 - x1 * y0;
+    }
+    a.abs() / 2.0
+}
+
+fn dilate(m: &[bool], w: usize, h: usize, r: usize) -> Vec<bool> {
+    morph(m, w, h, r, true)
+}
+
+fn erode(m: &[bool], w: usize, h: usize, r: usize) -> Vec<bool> {
+    morph(m, w, h, r, false)
+}
+
+/// Square dilation (or erosion), separable: rows then columns.
+fn morph(m: &[bool], w: usize, h: usize, r: usize, grow: bool) -> Vec<bool> {
+    let pass = |src: &[bool], len: usize, stride: usize, count: usize, step: usize| -> Vec<bool> {
+        let mut out = src.to_vec();
+        for k in 0..count {
+            let base = k * step;
+            // Running count of set cells in the window.
+            let at = |i: usize| src[base + i * stride];
+            let mut n: i64 = (0..=r.min(len - 1)).filter(|&i| at(i)).count() as i64;
+            for i in 0..len {
+                let lo = i.saturating_sub(r);
+                let hi = (i + r).min(len - 1);
+                let size = (hi - lo + 1) as i64;
+                out[base + i * stride] = if grow { n > 0 } else { n == size };
+                // Slide: drop lo, add hi + 1.
+                if i >= r && at(i - r) {
+                    n -= 1;
+                }
+                if i + r + 1 < len && at(i + r + 1) {
+                    n += 1;
+                }
+            }
+        }
+        out
+    };
+    let rows = pass(m, w, 1, h, w);
+    pass(&rows, h, w, w, 1)
+}
+
+/// The largest 4-connected set region and its size.
+fn largest_component(m: &[bool], w: usize, h: usize) -> Option<(Vec<bool>, usize)> {
+    let mut comp = vec![u32::MAX; m.len()];
+    let mut best = (u32::MAX, 0usize);
+    let mut id = 0u32;
+    for start in 0..m.len() {
+        if !m[start] || comp[start] != u32::MAX {
+            continue;
+        }
+        let mut stack = vec![start];
+        comp[start] = id;
+        let mut size = 0;
+        while let Some(i) = stack.pop() {
+            size += 1;
+            let (x, y) = (i % w, i / w);
+            for (nx, ny) in [(x.wrapping_sub(1), y), (x + 1, y), (x, y.wrapping_sub(1)), (x, y + 1)] {
+                if nx < w && ny < h {
+                    let j = ny * w + nx;
+                    if m[j] && comp[j] == u32::MAX {
+                        comp[j] = id;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        if size > best.1 {
+            best = (id, size);
+        }
+        id += 1;
+    }
+    (best.1 > 0).then(|| (comp.iter().map(|&c| c == best.0).collect(), best.1))
+}
+
+/// Solves the 3×3 projective map sending `from[i]` to `to[i]` (4 point pairs).
+fn homography(from: &Quad, to: &Quad) -> Option<[f64; 9]> {
+    let mut a = [[0f64; 9]; 8];
+    for i in 0..4 {
+        let (x, y) = (from[i].0 as f64, from[i].1 as f64);
+        let (u, v) = (to[i].0 as f64, to[i].1 as f64);
+        a[2 * i] = [x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y, u];
+        a[2 * i + 1] = [0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y, v];
+    }
+    // Gauss-Jordan with partial pivoting on the 8×8 system.
+    for c in 0..8 {
+        let p = (c..8).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))?;
+        if a[p][c].abs() < 1e-9 {
+            return None;
+        }
+        a.swap(c, p);
+        let d = a[c][c];
+        for k in c..9 {
+            a[c][k] /= d;
+        }
+        for r in 0..8 {
+            if r != c {
+                let f = a[r][c];
+                for k in c..9 {
+                    a[r][k] -= f * a[c][k];
+                }
+            }
+        }
+    }
+    Some([a[0][8], a[1][8], a[2][8], a[3][8], a[4][8], a[5][8], a[6][8], a[7][8], 1.0])
+}
+
+fn dist(a: (f32, f32), b: (f32, f32)) -> f32 {
+    ((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt()
+}
+
+/// Undoes the perspective: the quadrilateral becomes an upright rectangle of its own size.
+pub fn unwarp(raster: &PageRaster, q: &Quad) -> Option<PageRaster> {
+    let w = ((dist(q[0], q[1]) + dist(q[3], q[2])) / 2.0).round() as u32;
+    let h = ((dist(q[0], q[3]) + dist(q[1], q[2])) / 2.0).round() as u32;
+    if w < 64 || h < 64 {
+        return None;
+    }
+    let rect: Quad = [(0.0, 0.0), (w as f32, 0.0), (w as f32, h as f32), (0.0, h as f32)];
+    let m = homography(&rect, q)?;
+    let map = |x: f32, y: f32| -> (f32, f32) {
+        let (x, y) = (x as f64 + 0.5, y as f64 + 0.5);
+        let d = m[6] * x + m[7] * y + m[8];
+        (((m[0] * x + m[1] * y + m[2]) / d - 0.5) as f32, ((m[3] * x + m[4] * y + m[5]) / d - 0.5) as f32)
+    };
+    let mut out = resample_with(raster, w, h, &map);
+    // The sheet's own size now says the resolution (until the text says otherwise).
+    out.dpi = crate::raster::estimate_dpi(w, h);
+    Some(out)
+}
+
+/// A new page `w` × `h` whose pixel (x, y) is the source's at `map(x, y)` (bilinear; paper
+/// white outside).
+fn resample_with(raster: &PageRaster, w: u32, h: u32, map: &dyn Fn(f32, f32) -> (f32, f32)) -> PageRaster {
+    let sample_gray = |img: &GrayImage, sx: f32, sy: f32| -> u8 {
+        let (iw, ih) = (img.width() as i64, img.height() as i64);
+        let (x0, y0) = (sx.floor() as i64, sy.floor() as i64);
+        let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
+        let px = |x: i64, y: i64| -> f32 { if x < 0 || y < 0 || x >= iw || y >= ih { 255.0 } else { img.as_raw()[(y * iw + x) as usize] as f32 } };
+        let v = px(x0, y0) * (1.0 - fx) * (1.0 - fy) + px(x0 + 1, y0) * fx * (1.0 - fy) + px(x0, y0 + 1) * (1.0 - fx) * fy + px(x0 + 1, y0 + 1) * fx * fy;
+        v.round().clamp(0.0, 255.0) as u8
+    };
+    let out = match &raster.rgb {
+        Some(rgb) => {
+            let (iw, ih) = (rgb.width() as i64, rgb.height() as i64);
+            let raw = rgb.as_raw();
+            let img = RgbImage::from_fn(w, h, |x, y| {
+                let (sx, sy) = map(x as f32, y as f32);
+                let (x0, y0) = (sx.floor() as i64, sy.floor() as i64);
+                let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
+                let mut px = [0u8; 3];
+                for (c, out) in px.iter_mut().enumerate() {
+                    let at = |x: i64, y: i64| -> f32 { if x < 0 || y < 0 || x >= iw || y >= ih { 255.0 } else { raw[((y * iw + x) * 3) as usize + c] as f32 } };
+                    let v = at(x0, y0) * (1.0 - fx) * (1.0 - fy) + at(x0 + 1, y0) * fx * (1.0 - fy) + at(x0, y0 + 1) * (1.0 - fx) * fy + at(x0 + 1, y0 + 1) * fx * fy;
+                    *out = v.round().clamp(0.0, 255.0) as u8;
+                }
+                image::Rgb(px)
+            });
+            PageRaster { gray: luma_of(&img), rgb: Some(img), dpi: raster.dpi, bilevel: false }
+        }
+        None => {
+            let img = GrayImage::from_fn(w, h, |x, y| {
+                let (sx, sy) = map(x as f32, y as f32);
+                image::Luma([sample_gray(&raster.gray, sx, sy)])
+            });
+            PageRaster { gray: img, rgb: None, dpi: raster.dpi, bilevel: false }
+        }
+    };
+    out
+}
+
+/// Turns the page by `deg` (counter-clockwise positive in image coordinates: the print's lines
+/// go down to the right when `deg` > 0 and are level after), same size, white corners.
+pub fn rotate(raster: &PageRaster, deg: f32) -> PageRaster {
+    let (w, h) = (raster.width(), raster.height());
+    let (c, s) = (deg.to_radians().cos(), deg.to_radians().sin());
+    let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+    let mut out = resample_with(raster, w, h, &|x, y| {
+        let (dx, dy) = (x - cx, y - cy);
+        (cx + dx * c - dy * s, cy + dx * s + dy * c)
+    });
+    out.bilevel = raster.bilevel;
+    out
+}
+
+/// Resamples the page by `scale` (area average when shrinking, bilinear when enlarging).
+pub fn rescale(raster: &PageRaster, scale: f32) -> PageRaster {
+    let (w, h) = (((raster.width() as f32 * scale).round() as u32).max(1), ((raster.height() as f32 * scale).round() as u32).max(1));
+    let filter = if scale < 1.0 { image::imageops::FilterType::Triangle } else { image::imageops::FilterType::CatmullRom };
+    let rgb = raster.rgb.as_ref().map(|rgb| image::imageops::resize(rgb, w, h, filter));
+    let gray = match &rgb {
+        Some(rgb) => luma_of(rgb),
+        None => image::imageops::resize(&raster.gray, w, h, filter),
+    };
+    PageRaster { gray, rgb, dpi: raster.dpi * scale, bilevel: raster.bilevel && scale == 1.0 }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Light, skew, quarter turns and scale, from the print.
+
+/// Flattens uneven light (a phone's shadow, a lamp's falloff): each pixel divided by the
+/// paper's brightness around it. Returns false when the light is even enough to leave alone.
+pub fn flatten_light(raster: &mut PageRaster) -> bool {
+    let f = (raster.width().max(raster.height()) / 300).max(1);
+    let m = reduce(&raster.gray, f);
+    if m.w < 16 || m.h < 16 {
+        return false;
+    }
+    let b = (m.w.max(m.h) / 12).max(4);
+    let (bw, bh, field) = paper_field(&m, b);
+    // Only paper: a block dark all over (a photo, a logo) says nothing of the light, so each
+    // block takes the median of its neighbourhood; a shadow is wider than that.
+    let field = median3(&median3(&field, bw, bh), bw, bh);
+    let mut levels: Vec<u8> = field.clone();
+    levels.sort_unstable();
+    let hi = levels[levels.len() * 9 / 10] as f32;
+    let lo = levels[levels.len() / 10] as f32;
+    if hi < 80.0 || lo > hi * 0.82 {
+        return false;
+    }
+    // Paper level at a pixel: bilinear between block centres, never below a third of the
+    // brightest (a black block is a picture, not a shadow).
+    let floor = (hi / 3.0).max(40.0);
+    let cell = (b as u32 * f) as f32;
+    let level = |x: u32, y: u32| -> f32 {
+        let gx = ((x as f32 / cell) - 0.5).clamp(0.0, (bw - 1) as f32);
+        let gy = ((y as f32 / cell) - 0.5).clamp(0.0, (bh - 1) as f32);
+        let (x0, y0) = (gx.floor() as usize, gy.floor() as usize);
+        let (x1, y1) = ((x0 + 1).min(bw - 1), (y0 + 1).min(bh - 1));
+        let (fx, fy) = (gx - x0 as f32, gy - y0 as f32);
+        let v = |x: usize, y: usize| (field[y * bw + x] as f32).max(floor);
+        v(x0, y0) * (1.0 - fx) * (1.0 - fy) + v(x1, y0) * fx * (1.0 - fy) + v(x0, y1) * (1.0 - fx) * fy + v(x1, y1) * fx * fy
+    };
+    let target = hi.max(200.0);
+    let (w, h) = (raster.width(), raster.height());
+    // The field is smooth: computed every 8 pixels and held.
+    let mut gains = vec![0f32; (w.div_ceil(8) * h.div_ceil(8)) as usize];
+    let gw = w.div_ceil(8);
+    for gy in 0..h.div_ceil(8) {
+        for gx in 0..gw {
+            gains[(gy * gw + gx) as usize] = target / level(gx * 8 + 4, gy * 8 + 4);
+        }
+    }
+    let gain = |x: u32, y: u32| gains[((y / 8) * gw + x / 8) as usize];
+    for (x, y, p) in raster.gray.enumerate_pixels_mut() {
+        p.0[0] = (p.0[0] as f32 * gain(x, y)).min(255.0) as u8;
+    }
+    if let Some(rgb) = raster.rgb.as_mut() {
+        for (x, y, p) in rgb.enumerate_pixels_mut() {
+            let g = gain(x, y);
+            for c in &mut p.0 {
+                *c = (*c as f32 * g).min(255.0) as u8;
+            }
+        }
+    }
+    true
+}
+
+/// Each block the median of itself and its neighbours.
+fn median3(v: &[u8], w: usize, h: usize) -> Vec<u8> {
+    (0..w * h)
+        .map(|i| {
+            let (x, y) = (i % w, i / w);
+            let mut n: Vec<u8> = Vec::with_capacity(9);
+            for yy in y.saturating_sub(1)..(y + 2).min(h) {
+                for xx in x.saturating_sub(1)..(x + 2).min(w) {
+                    n.push(v[yy * w + xx]);
+                }
+            }
+            n.sort_unstable();
+            n[n.len() / 2]
+        })
+        .collect()
+}
+
+/// Ink cells of a map: clearly darker than the paper around them, and not inside a dense
+/// region (a photograph, a table's texture, a dark border): those say nothing of lines of print.
+fn ink_of(m: &Map) -> Vec<bool> {
+    let b = 24usize;
+    let (bw, _, field) = paper_field(m, b);
+    let ink: Vec<bool> = (0..m.w * m.h)
+        .map(|i| {
+            let (x, y) = (i % m.w, i / m.w);
+            let paper = field[(y / b) * bw + x / b] as u32;
+            (m.v[i] as u32) * 100 < paper * 72
+        })
+        .collect();
+    // Share of ink in a window around each cell, from a summed-area table.
+    let r = (m.w.max(m.h) / 150).max(3);
+    let mut sat = vec![0u32; (m.w + 1) * (m.h + 1)];
+    for y in 0..m.h {
+        let mut row = 0;
+        for x in 0..m.w {
+            row += u32::from(ink[y * m.w + x]);
+            sat[(y + 1) * (m.w + 1) + x + 1] = sat[y * (m.w + 1) + x + 1] + row;
+        }
+    }
+    (0..m.w * m.h)
+        .map(|i| {
+            if !ink[i] {
+                return false;
+            }
+            let (x, y) = (i % m.w, i / m.w);
+            let (x0, y0, x1, y1) = (x.saturating_sub(r), y.saturating_sub(r), (x + r + 1).min(m.w), (y + r + 1).min(m.h));
+            let n = sat[y1 * (m.w + 1) + x1] + sat[y0 * (m.w + 1) + x0] - sat[y0 * (m.w + 1) + x1] - sat[y1 * (m.w + 1) + x0];
+            (n as usize) * 100 < (x1 - x0) * (y1 - y0) * 55
+        })
+        .collect()
+}
+
+/// How the print runs on the page: the angle that makes its lines sharpest, and whether they
+/// run across (rows) or down (a sideways page).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PrintDirection {
+    /// Degrees, -45..45.
+    pub angle: f32,
+    pub sideways: bool,
+    /// How much sharper than ink spread evenly (1 = no line structure at all).
+    pub sharpness: f32,
+}
+
+/// Profile concentration of points projected at `deg` along rows (or columns): Σp² · n / (Σp)².
+fn concentration(pts: &[(f32, f32)], deg: f32, columns: bool, len: usize, centre: (f32, f32), profile: &mut Vec<u32>) -> f32 {
+    profile.clear();
+    profile.resize(len * 2, 0);
+    let t = deg.to_radians().tan();
+    for &(x, y) in pts {
+        let v = if columns { x - (y - centre.1) * t } else { y - (x - centre.0) * t };
+        let i = v as i64 + len as i64 / 2;
+        if i >= 0 && (i as usize) < profile.len() {
+            profile[i as usize] += 1;
+        }
+    }
+    let n = pts.len().max(1) as f64;
+    let sq: f64 = profile.iter().map(|&p| (p as f64) * (p as f64)).sum();
+    (sq * len as f64 / (n * n)) as f32
+}
+
+/// Finds the print's direction on an ink map of cells.
+fn print_direction(ink: &[bool], w: usize, h: usize) -> Option<PrintDirection> {
+    // Up to ~20,000 ink cells, the sheet's border left out.
+    let (bx, by) = (w / 25, h / 25);
+    let total = ink.iter().filter(|&&b| b).count();
+    if total < 200 {
+        return None;
+    }
+    let step = (total / 20_000).max(1);
+    let pts: Vec<(f32, f32)> = (by..h - by)
+        .flat_map(|y| (bx..w - bx).map(move |x| (x, y)))
+        .filter(|&(x, y)| ink[y * w + x])
+        .step_by(step)
+        .map(|(x, y)| (x as f32, y as f32))
+        .collect();
+    if pts.len() < 150 {
+        return None;
+    }
+    let centre = (w as f32 / 2.0, h as f32 / 2.0);
+    let mut profile = Vec::new();
+    let level = concentration(&pts, 0.0, false, h + 2 * w.max(h), centre, &mut profile);
+    let mut best_of = [PrintDirection { angle: 0.0, sideways: false, sharpness: 0.0 }; 2];
+    for (k, columns) in [false, true].into_iter().enumerate() {
+        let len = if columns { w } else { h } + 2 * (w.max(h));
+        let mut a = -45.0f32;
+        while a <= 45.0 {
+            let s = concentration(&pts, a, columns, len, centre, &mut profile);
+            if s > best_of[k].sharpness {
+                best_of[k] = PrintDirection { angle: a, sideways: columns, sharpness: s };
+            }
+            a += 1.0;
+        }
+    }
+    // Lines across the page are the rule: down the page must be clearly sharper.
+    let mut best = if best_of[1].sharpness > best_of[0].sharpness * 1.3 { best_of[1] } else { best_of[0] };
+    // Refine to a quarter of a degree.
+    let len = if best.sideways { w } else { h } + 2 * (w.max(h));
+    let centre_angle = best.angle;
+    let mut a = centre_angle - 0.75;
+    while a <= centre_angle + 0.75 {
+        let s = concentration(&pts, a, best.sideways, len, centre, &mut profile);
+        if s > best.sharpness {
+            best.angle = a;
+            best.sharpness = s;
+        }
+        a += 0.25;
+    }
+    // Level rows are the rule: another direction must be clearly sharper to be believed.
+    if best.sharpness < level * 1.2 {
+        best = PrintDirection { angle: 0.0, sideways: false, sharpness: level };
+    }
+    Some(best)
+}
+
+/// The median height, in cells, of the bands of inked rows in vertical strips: the height of a
+/// line of print. Only strips whose bands are alike count (lines of text are; the shapes of a
+/// picture or a pattern are not).
+fn line_height_cells(ink: &[bool], w: usize, h: usize) -> Option<f32> {
+    let strip = (w / 10).max(8);
+    let mut heights = Vec::new();
+    let mut x0 = 0;
+    while x0 + strip <= w {
+        let mut bands = Vec::new();
+        let mut y = 0;
+        while y < h {
+            let inked = |y: usize| ink[y * w + x0..y * w + x0 + strip].iter().filter(|&&b| b).count();
+            if inked(y) == 0 {
+                y += 1;
+                continue;
+            }
+            let start = y;
+            while y < h && inked(y) > 0 {
+                y += 1;
+            }
+            let band = y - start;
+            // A band of one or two cells is a rule or a speck; a huge one a picture.
+            if (2..h / 8).contains(&band) {
+                bands.push(band as f32);
+            }
+        }
+        if bands.len() >= 3 {
+            bands.sort_by(f32::total_cmp);
+            let median = bands[bands.len() / 2];
+            let (q1, q3) = (bands[bands.len() / 4], bands[bands.len() * 3 / 4]);
+            if q1 >= median * 0.6 && q3 <= median * 1.6 {
+                heights.extend(bands);
+            }
+        }
+        x0 += strip;
+    }
+    if heights.len() < 12 {
+        return None;
+    }
+    heights.sort_by(f32::total_cmp);
+    Some(heights[heights.len() / 2])
+}
+
+/// Whether the page's pixel size fits an A4 sheet at the resolution the raster was given.
+fn a4_shaped(w: u32, h: u32) -> bool {
+    let r = w.max(h) as f32 / w.min(h).max(1) as f32;
+    (r - 1.414).abs() < 0.06
+}
+
+/// Straightens a page: outline and perspective (photos), light, skew, quarter turn, scale.
+/// The sense of the text (upright or upside down) is left to [`crate::analysis::orientation`],
+/// which reads ascenders on the binarised page.
+pub fn straighten(mut raster: PageRaster) -> (PageRaster, Corrections) {
+    let mut c = Corrections { scale: 1.0, ..Corrections::default() };
+    if raster.bilevel {
+        // A bitonal scan comes from a document scanner: no perspective, no light to flatten.
+        return level_and_scale(raster, c);
+    }
+    if let Some(q) = find_outline(&raster.gray)
+        && let Some(flat) = unwarp(&raster, &q)
+    {
+        c.outline = true;
+        c.notes.push(format!(
+            "document found in the photo ({}×{} of {}×{} pixels), perspective undone",
+            flat.width(),
+            flat.height(),
+            raster.width(),
+            raster.height()
+        ));
+        raster = flat;
+    }
+    if flatten_light(&mut raster) {
+        c.flattened = true;
+        c.notes.push("uneven light flattened".into());
+    }
+    level_and_scale(raster, c)
+}
+
+fn level_and_scale(mut raster: PageRaster, mut c: Corrections) -> (PageRaster, Corrections) {
+    let f = (raster.width().max(raster.height()) / 1200).max(1);
+    let m = reduce(&raster.gray, f);
+    let ink = ink_of(&m);
+    let direction = print_direction(&ink, m.w, m.h);
+    if let Some(d) = direction
+        && d.sharpness > 1.4
+    {
+        if d.angle.abs() >= 1.5 {
+            // Columns' angle is measured the other way round.
+            let turn = if d.sideways { -d.angle } else { d.angle };
+            raster = rotate(&raster, turn);
+            c.deskew_deg = turn;
+            c.notes.push(format!("levelled by {turn:.1}°"));
+        }
+        if d.sideways {
+            // The lines run down the page: turn it a quarter; which quarter the ascenders say
+            // (the caller tries half a turn more when the page reads upside down).
+            raster.rotate90();
+            c.turned = true;
+            c.notes.push("sideways page turned a quarter".into());
+        }
+    }
+    // The scale: an A4 page's size says it; anything else is measured from its lines.
+    let (w, h) = (raster.width(), raster.height());
+    let by_text = {
+        let f = (w.max(h) / 1200).max(1);
+        let m = reduce(&raster.gray, f);
+        line_height_cells(&ink_of(&m), m.w, m.h).map(|cells| cells * f as f32 * 25.4 / BODY_LINE_MM)
+    };
+    let dpi = match by_text {
+        Some(t) if !a4_shaped(w, h) || (t / raster.dpi).max(raster.dpi / t) > 2.2 => {
+            c.dpi_from_text = true;
+            c.notes.push(format!("scale from the text: about {t:.0} dpi (the image's size would say {:.0})", raster.dpi));
+            t
+        }
+        _ => raster.dpi,
+    };
+    raster.dpi = dpi.clamp(40.0, 2400.0);
+    // A small image whose text could not be measured (a card's thumbnail): enlarged so its
+    // print has pixels enough to be read.
+    let long = w.max(h) as f32;
+    if by_text.is_none() && !a4_shaped(w, h) && long < SMALL_IMAGE_PX {
+        let s = (SMALL_IMAGE_PX / long).min(3.0);
+        raster = rescale(&raster, s);
+        c.scale = s;
+        c.notes.push(format!("small image ({w}×{h}) enlarged ×{s:.2}"));
+        return (raster, c);
+    }
+    // Far from the working resolution: resample (big phone photos shrink, small images grow).
+    // Scanners' own resolutions (150-600 dpi) are read as they come.
+    let scale = WORKING_DPI / raster.dpi;
+    let big = raster.width() as f32 * scale * raster.height() as f32 * scale;
+    let due = if c.dpi_from_text { !(0.7..=1.45).contains(&scale) } else { scale < 0.5 };
+    if due && big < 60e6 && !raster.bilevel {
+        let s = scale.clamp(0.1, 3.0);
+        raster = rescale(&raster, s);
+        c.scale = s;
+        c.notes.push(format!("resampled ×{s:.2} to {:.0} dpi", raster.dpi));
+    }
+    (raster, c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page of "text": lines of strokes on white, `w` × `h`, lines every `pitch` pixels,
+    /// strokes `x` px tall.
+    fn text_page(w: u32, h: u32, pitch: u32, x: u32) -> GrayImage {
+        GrayImage::from_fn(w, h, |px, py| {
+            let margin = w / 10;
+            let in_line = py % pitch < x && py > h / 12 && py < h - h / 12;
+            // Letters of varied widths, not aligned from one line to the next.
+            let line = py / pitch;
+            let k = (px + line * 37) / (x / 2).max(2);
+            let letter = (k.wrapping_mul(2_654_435_761) >> 7) % 5 != 0;
+            image::Luma([if in_line && letter && px > margin && px < w - margin { 20 } else { 245 }])
+        })
+    }
+
+    #[test]
+    fn a_tilted_page_is_levelled_and_a_sideways_one_turned() {
+        let page = PageRaster::from_gray(text_page(1240, 1754, 40, 24), false);
+        let tilted = rotate(&page, -7.0);
+        let (_, c) = straighten(tilted);
+        assert!((c.deskew_deg - 7.0).abs() < 1.0, "{c:?}");
+        let mut sideways = page.clone();
+        sideways.rotate90();
+        let (out, c) = straighten(sideways);
+        assert!(c.notes.iter().any(|n| n.contains("quarter")), "{c:?}");
+        assert!(out.height() > out.width());
+        // A level, upright page is left alone.
+        let (_, c) = straighten(page);
+        assert_eq!(c, Corrections { scale: 1.0, ..Corrections::default() });
+    }
+
+    #[test]
+    fn the_scale_of_a_card_alone_comes_from_its_text() {
+        // A card image 1000 × 630 with 3.4 mm lines at 300 dpi: 40 px lines.
+        let card = PageRaster::from_gray(text_page(1000, 630, 60, 40), false);
+        assert!(card.dpi < 150.0, "the image's size alone says {}", card.dpi);
+        let (out, c) = straighten(card);
+        assert!(c.dpi_from_text, "{c:?}");
+        assert!((out.dpi - 300.0).abs() < 60.0, "{} {c:?}", out.dpi);
+    }
+
+    #[test]
+    fn a_document_photographed_on_a_table_is_cut_out_and_unwarped() {
+        // A white sheet (a trapezium) with text on a dark table.
+        let (w, h) = (1600u32, 1200u32);
+        let quad: Quad = [(300.0, 150.0), (1250.0, 200.0), (1300.0, 1100.0), (250.0, 1050.0)];
+        let inside = |x: f32, y: f32| {
+            (0..4).all(|i| {
+                let (a, b) = (quad[i], quad[(i + 1) % 4]);
+                (b.0 - a.0) * (y - a.1) - (b.1 - a.1) * (x - a.0) >= 0.0
+            })
+        };
+        let img = GrayImage::from_fn(w, h, |x, y| {
+            let (fx, fy) = (x as f32, y as f32);
+            let v = if inside(fx, fy) { if (y / 20) % 2 == 0 && (x / 7) % 3 != 0 && x > 400 && x < 1150 { 30 } else { 235 } } else { 60 + ((x + y) % 17) as u8 };
+            image::Luma([v])
+        });
+        let raster = PageRaster::from_gray(img, false);
+        let found = find_outline(&raster.gray).expect("outline");
+        for (got, want) in found.iter().zip(&quad) {
+            assert!(dist(*got, *want) < 20.0, "{found:?} vs {quad:?}");
+        }
+        let flat = unwarp(&raster, &found).expect("unwarped");
+        assert!((flat.width() as f32 - 960.0).abs() < 40.0 && (flat.height() as f32 - 900.0).abs() < 40.0, "{}x{}", flat.width(), flat.height());
+        // No table left in the corners.
+        assert!(flat.gray.get_pixel(5, 5).0[0] > 180 && flat.gray.get_pixel(flat.width() - 6, flat.height() - 6).0[0] > 180);
+        // A plain scan has no outline to find.
+        assert!(find_outline(&text_page(1240, 1754, 40, 24)).is_none());
+    }
+
+    #[test]
+    fn a_shadow_is_flattened() {
+        let mut r = PageRaster::from_gray(GrayImage::from_fn(1200, 1600, |x, y| {
+            let light = 250.0 - 140.0 * (x as f32 / 1200.0);
+            let ink = (y / 40) % 2 == 0 && (x / 6) % 3 != 0;
+            image::Luma([if ink { (light * 0.25) as u8 } else { light as u8 }])
+        }), false);
+        assert!(flatten_light(&mut r));
+        let left = r.gray.get_pixel(100, 60).0[0] as i32;
+        let right = r.gray.get_pixel(1100, 60).0[0] as i32;
+        assert!((left - right).abs() < 30, "{left} vs {right}");
+    }
+}

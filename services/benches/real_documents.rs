@@ -1,0 +1,272 @@
+//! The job on real documents: official specimens, redacted real scans, phone photos and
+//! born-digital PDFs published by others, each deposited alone on the portal for a known
+//! request, as a counter would.
+//!
+//!   REAL_DOCS=/path/to/folder cargo bench -p scanbureau --bench real_documents
+//!
+//! The folder holds the documents and a `truth.csv` (`file,categorie,type,kind,holder`, the
+//! holder as `SURNAME|Given names|YYYY-MM-DD`). The documents themselves are not in the
+//! repository (licences, personal data): `tests/real-documents/manifest.csv` says where each
+//! was published (repository, commit, path) and `scripts/real-documents.sh` gathers them.
+//! A document's holder is the request's applicant, so that identity documents can be filed;
+//! `categorie = OUTSIDE` marks documents outside the filing plan, which must be refused.
+//!
+//! Prints, per document, what the job made of it, then: type right, review share, wrong
+//! refusals (any refusal but HORS_PERIMETRE_REGLEMENTAIRE of an OUTSIDE document), and time
+//! per page. REAL_DOCS_ONLY=substring runs the matching files only.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::DateTime;
+
+use scanbureau::process::{MailingJob, classifier_for, execute};
+use scanbureau_pipeline::NumeroUnique;
+use scanbureau_pipeline::config::{DEFAULT_PLAN, SiteConfig};
+use scanbureau_pipeline::mailing::Channel;
+use scanbureau_pipeline::plan::FilingPlan;
+use scanbureau_pipeline::reason::ReasonCode;
+use scanbureau_pipeline::registry::Registry;
+use scanbureau_pipeline::report::{PieceStatus, Report};
+
+const NUMERO: &str = "0930325091042G3533";
+
+/// One row of `truth.csv`.
+struct Truth {
+    file: String,
+    categorie: String,
+    type_code: String,
+    kind: String,
+    holder: Option<(String, String, Option<String>)>,
+}
+
+/// Splits a CSV line (quotes allowed, no line breaks inside fields).
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                out.last_mut().map(|f| f.push('"'));
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(String::new()),
+            c => {
+                if let Some(f) = out.last_mut() {
+                    f.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn read_truth(dir: &Path) -> Vec<Truth> {
+    let text = std::fs::read_to_string(dir.join("truth.csv")).unwrap_or_else(|e| panic!("{}/truth.csv: {e}", dir.display()));
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f = csv_fields(l);
+            let field = |i: usize| f.get(i).cloned().unwrap_or_default();
+            let holder = field(4);
+            let holder = (!holder.is_empty()).then(|| {
+                let mut parts = holder.split('|').map(str::to_string);
+                let nom = parts.next().unwrap_or_default();
+                let prenoms = parts.next().unwrap_or_default();
+                (nom, prenoms, parts.next().filter(|d| !d.is_empty()))
+            });
+            Truth { file: field(0), categorie: field(1), type_code: field(2), kind: field(3), holder }
+        })
+        .collect()
+}
+
+/// A registry whose one request's applicant is the document's holder (or someone made up when
+/// the document names nobody legible).
+fn registry_for(t: &Truth) -> Registry {
+    let (nom, prenoms, born) = t.holder.clone().unwrap_or(("DUPONT".into(), "MARIE".into(), Some("1980-02-14".into())));
+    let json = serde_json::json!({
+        "plan_version": "2026.1",
+        "demandes": [{
+            "numero_unique": NUMERO, "nom": nom.to_uppercase(), "prenoms": prenoms.to_uppercase(),
+            "date_naissance": born.unwrap_or_else(|| "1980-02-14".into()), "email": "demandeur@example.org",
+            "etat": "active", "pieces": {}
+        }],
+        "guichets": [{"numero": "G3533", "departement": "093", "email_referent": "pj.g3533@bailleur-093.example"}]
+    });
+    Registry::from_json(&json.to_string()).expect("registry")
+}
+
+struct Outcome {
+    pages: usize,
+    /// The piece holding the document's first page: categorie/type, status, reason, confidence.
+    got: String,
+    status: PieceStatus,
+    reason: Option<ReasonCode>,
+    type_right: bool,
+    pieces: usize,
+    millis: f64,
+    evidence: Vec<String>,
+    page_detail: Vec<String>,
+    /// Every page's reading log.
+    reading: Vec<String>,
+}
+
+/// Pages read whole by the fallback, and the OCR milliseconds it took, from the pages' logs
+/// ("ocr whole page (fallback): 1 regions, 2.10 Mpx, 1234 ms, ...").
+fn fallback_cost<'a>(lines: impl Iterator<Item = &'a String>) -> (usize, f64) {
+    let mut n = 0;
+    let mut ms = 0.0;
+    for l in lines.filter(|l| l.starts_with("ocr whole page")) {
+        n += 1;
+        ms += l.split(", ").find_map(|part| part.strip_suffix(" ms")).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    }
+    (n, ms)
+}
+
+fn outcome_of(t: &Truth, report: &Report, millis: f64) -> Outcome {
+    let pieces: Vec<_> = report.requests.iter().flat_map(|r| &r.pieces).collect();
+    let first = pieces.iter().min_by_key(|p| p.pages.first().copied().unwrap_or(usize::MAX));
+    let outside = t.categorie == "OUTSIDE";
+    let page_detail = report.pages.iter().map(|p| format!("{:?} {}", p.role, p.detail.as_deref().or(p.reason.map(|r| r.code())).unwrap_or(""))).collect();
+    let reading: Vec<String> = report.pages.iter().flat_map(|p| p.reading.clone()).collect();
+    match first {
+        None => Outcome {
+            pages: report.pages.len(),
+            got: "no piece".into(),
+            status: PieceStatus::Rejected,
+            reason: report.pages.iter().find_map(|p| p.reason),
+            type_right: false,
+            pieces: 0,
+            millis,
+            evidence: Vec::new(),
+            page_detail,
+            reading,
+        },
+        Some(p) => {
+            let type_right = if outside {
+                p.reason == Some(ReasonCode::HorsPerimetreReglementaire)
+            } else {
+                p.reason.is_none() && p.categorie.as_deref() == Some(t.categorie.as_str()) && p.type_code.as_deref() == Some(t.type_code.as_str())
+            };
+            Outcome {
+                pages: report.pages.len(),
+                got: format!("{}/{} {:.2}", p.categorie.as_deref().unwrap_or("-"), p.type_code.as_deref().unwrap_or("-"), p.confidence),
+                status: p.status,
+                reason: p.reason,
+                type_right,
+                pieces: pieces.len(),
+                millis,
+                evidence: p.evidence.clone(),
+                page_detail,
+                reading,
+            }
+        }
+    }
+}
+
+fn pct(n: usize, d: usize) -> f64 {
+    if d == 0 { f64::NAN } else { 100.0 * n as f64 / d as f64 }
+}
+
+fn main() {
+    let Some(dir) = std::env::var_os("REAL_DOCS").map(PathBuf::from) else {
+        println!("REAL_DOCS is not set: gather the documents with scripts/real-documents.sh DIR, then REAL_DOCS=DIR cargo bench -p scanbureau --bench real_documents");
+        return;
+    };
+    let only = std::env::var("REAL_DOCS_ONLY").ok();
+    let verbose = std::env::var("BENCH_VERBOSE").is_ok_and(|v| v == "1");
+    let site = SiteConfig::embedded_default();
+    let plan = FilingPlan::from_toml(DEFAULT_PLAN).expect("plan");
+    let classifier = classifier_for(&site, &plan).expect("classifier");
+    let pool = rayon::ThreadPoolBuilder::new().build().expect("pool");
+    let received_at = DateTime::parse_from_rfc3339("2026-11-18T09:12:00+01:00").expect("date");
+    let truths: Vec<Truth> = read_truth(&dir).into_iter().filter(|t| only.as_deref().is_none_or(|o| t.file.contains(o))).collect();
+    println!("== real documents: {} files from {}", truths.len(), dir.display());
+    let mut results = Vec::new();
+    for t in &truths {
+        let registry = registry_for(t);
+        let files = vec![(0usize, dir.join("files").join(&t.file))];
+        let job = MailingJob {
+            files: &files,
+            channel: Channel::Portal,
+            received_at,
+            numero: Some(NumeroUnique::parse(NUMERO).expect("numero")),
+            notify: Some("agent@guichet.example".into()),
+            site: &site,
+            registry: &registry,
+            plan: &plan,
+        };
+        let started = Instant::now();
+        let out = execute(&job, &classifier, &pool, &|_| {}, &|| {}).expect("job");
+        let millis = started.elapsed().as_secs_f64() * 1000.0;
+        if let Err(e) = out.report.check_accounting() {
+            panic!("{}: {e}", t.file);
+        }
+        let o = outcome_of(t, &out.report, millis);
+        let mark = if o.type_right { "ok " } else if o.status == PieceStatus::Review && o.reason.is_none() { "rev" } else { "XX " };
+        println!(
+            "{mark} {:<52} {:<7} want {:<4}/{:<27} got {:<36} {:<8} {:<28} {} p {} pc {:>6.0} ms",
+            t.file,
+            t.kind,
+            t.categorie,
+            t.type_code,
+            o.got,
+            format!("{:?}", o.status),
+            o.reason.map(|r| r.code()).unwrap_or(""),
+            o.pages,
+            o.pieces,
+            o.millis
+        );
+        if verbose || (!o.type_right && std::env::var("BENCH_VERBOSE").is_ok_and(|v| v == "errors")) {
+            for e in &o.evidence {
+                println!("      evidence: {e}");
+            }
+            for d in &o.page_detail {
+                println!("      page: {d}");
+            }
+            for r in &o.reading {
+                println!("      read: {r}");
+            }
+        }
+        results.push((t, o));
+    }
+    let n = results.len();
+    let right = results.iter().filter(|(_, o)| o.type_right).count();
+    let filed_right = results.iter().filter(|(_, o)| o.type_right && o.status != PieceStatus::Review).count();
+    let review = results.iter().filter(|(_, o)| o.status == PieceStatus::Review).count();
+    let wrong_refusals: Vec<&str> = results
+        .iter()
+        .filter(|(t, o)| o.status == PieceStatus::Rejected && !(t.categorie == "OUTSIDE" && o.reason == Some(ReasonCode::HorsPerimetreReglementaire)))
+        .map(|(t, _)| t.file.as_str())
+        .collect();
+    let misfiled = results.iter().filter(|(_, o)| o.status == PieceStatus::Uploaded && !o.type_right).count();
+    let pages: usize = results.iter().map(|(_, o)| o.pages).sum();
+    let fallback = fallback_cost(results.iter().flat_map(|(_, o)| &o.reading));
+    let millis: f64 = results.iter().map(|(_, o)| o.millis).sum();
+    let types: std::collections::BTreeSet<&str> = results.iter().map(|(t, _)| t.type_code.as_str()).collect();
+    println!("== {n} documents, {} types, {pages} pages", types.len());
+    println!("type right (filed or proposed for review) {:5.1} % ({right}/{n})", pct(right, n));
+    println!("filed with the right type, no review    {:5.1} % ({filed_right}/{n})", pct(filed_right, n));
+    println!("review                                   {:5.1} % ({review}/{n})", pct(review, n));
+    println!("wrong refusals                           {} {:?}", wrong_refusals.len(), wrong_refusals);
+    println!("filed under a wrong type                 {misfiled}");
+    println!("time                                     {:.0} ms per page (wall, {} threads)", millis / pages.max(1) as f64, pool.current_num_threads());
+    println!(
+        "whole-page fallback                      {} of {pages} pages ({:.0} %), {:.0} ms of OCR each on average",
+        fallback.0,
+        pct(fallback.0, pages),
+        fallback.1 / fallback.0.max(1) as f64
+    );
+    for kind in ["scan", "photo", "digital"] {
+        let k: Vec<_> = results.iter().filter(|(t, _)| t.kind == kind).collect();
+        println!(
+            "  {kind:<8} {:>3} documents: type right {:5.1} %, review {:5.1} %",
+            k.len(),
+            pct(k.iter().filter(|(_, o)| o.type_right).count(), k.len()),
+            pct(k.iter().filter(|(_, o)| o.status == PieceStatus::Review).count(), k.len())
+        );
+    }
+}
