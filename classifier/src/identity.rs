@@ -117,12 +117,17 @@ pub fn attribute(household: &Household, raw: &str) -> Attribution {
 pub fn attribute_mrz(household: &Household, mrz: &Mrz) -> Attribution {
     let surname = normalise(&mrz.surname);
     let given: Vec<String> = mrz.given_names.iter().map(|g| normalise(g).trim().to_string()).collect();
+    // Every word of the zone's name field: OCR may have merged the surname and the first name
+    // (a filler read as a letter), so each is looked for among all of them, a letter off at most.
+    let words: Vec<&str> = surname.split_whitespace().chain(given.iter().flat_map(|g| g.split_whitespace())).collect();
+    let has = |name: &str| words.iter().any(|w| *w == name || (name.len() >= 4 && near(w, name)));
     let mut best: Option<(Role, &HouseholdMember, f32, bool)> = None;
     let (mut any_name, mut any_date) = (false, false);
     for (role, m) in members(household) {
         let nom = normalise(&m.nom);
-        let same_surname = nom.split_whitespace().filter(|w| w.len() >= 2).any(|w| surname.contains(&format!(" {w} ")));
-        let same_given = given.first().is_some_and(|g| !g.is_empty() && normalise(&m.prenoms).contains(&format!(" {g} ")));
+        let same_surname = nom.split_whitespace().filter(|w| w.len() >= 2).any(|w| surname.contains(&format!(" {w} ")) || has(w));
+        let prenoms = normalise(&m.prenoms);
+        let same_given = prenoms.split_whitespace().next().is_some_and(|p| has(p)) || given.first().is_some_and(|g| !g.is_empty() && prenoms.contains(&format!(" {g} ")));
         let same_date = m.date_naissance.is_some_and(|d| d.format("%y%m%d").to_string() == mrz.birth);
         any_name |= same_surname;
         any_date |= same_date;
@@ -163,6 +168,8 @@ const ORGANISATIONS: &[&str] =
     &["sarl", "sas", "sasu", "sa", "sci", "eurl", "scp", "association", "societe", "mairie", "caf", "cabinet", "agence", "office", "service", "direction", "centre", "syndic"];
 /// Courtesy words before a name.
 const CIVILITIES: &[&str] = &["madame", "monsieur", "mme", "m", "mr", "et"];
+/// Small words names are made with ("Marie de la Tour").
+const PARTICLES: &[&str] = &["de", "du", "des", "la", "le", "van", "von", "der", "da", "di", "el", "ben", "bin", "d"];
 
 /// Whom a letter is addressed to, from its address block: the first line is a name. A name
 /// with none of the household's surnames is a doubt, never proof: address blocks are misread,
@@ -171,7 +178,11 @@ pub fn addressed_to(household: &Household, block: &str) -> Attribution {
     let Some(first) = block.lines().map(str::trim).find(|l| l.chars().filter(|c| c.is_alphabetic()).count() >= 4) else { return Attribution::Unknown };
     let line = normalise(first);
     let words: Vec<&str> = line.split_whitespace().filter(|w| !CIVILITIES.contains(w)).collect();
-    let looks_like_a_name = (2..=5).contains(&words.len()) && words.iter().all(|w| w.chars().all(char::is_alphabetic) && !ORGANISATIONS.contains(w));
+    // A name is written with capitals: a sentence ("Vérifiez la véracité des informations")
+    // has words in lower case that are not a name's particles.
+    let sentence = first.split_whitespace().any(|w| w.chars().next().is_some_and(char::is_lowercase) && !PARTICLES.contains(&normalise(w).trim()));
+    let looks_like_a_name =
+        !sentence && (2..=5).contains(&words.len()) && words.iter().all(|w| w.chars().all(char::is_alphabetic) && !ORGANISATIONS.contains(w));
     if !looks_like_a_name {
         return Attribution::Unknown;
     }
@@ -260,7 +271,8 @@ mod tests {
         assert_eq!(addressed_to(&h, "Luc MARTIN\n8 rue des Lilas"), Attribution::Doubt { read: "Luc MARTIN".into() });
         // A misread surname is not a stranger's.
         assert_eq!(addressed_to(&h, "Marie DUPOMT\n12 rue Victor Hugo"), Attribution::Unknown);
-        // An organisation, or nothing legible, tells nothing.
+        // A sentence, an organisation, or nothing legible, tells nothing.
+        assert_eq!(addressed_to(&h, "Vérifiez la véracité des informations\nindiquées"), Attribution::Unknown);
         assert_eq!(addressed_to(&h, "SARL BOULANGERIE DU PARC\n1 place Bellecour"), Attribution::Unknown);
         assert_eq!(addressed_to(&h, "12\n"), Attribution::Unknown);
     }

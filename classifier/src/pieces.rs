@@ -54,6 +54,8 @@ const HEAD_LINES: usize = 8;
 /// A title stands on its own line: a phrase found in a line much longer than itself is a
 /// mention in running text, not a title.
 const TITLE_LINE_SLACK: usize = 24;
+/// Tighter, for a line anywhere on the page to count as the document's title.
+const STANDALONE_SLACK: usize = 12;
 
 /// What the scorer makes of one page.
 #[derive(Debug, Clone)]
@@ -75,6 +77,9 @@ struct PageView {
     addressee: Option<String>,
     /// The machine-readable zone read on the page.
     mrz: Option<Mrz>,
+    /// Lines of the page's text that are a title phrase standing alone (a title the layout did
+    /// not single out, such as one read by the whole-page pass).
+    standalone_titles: Vec<String>,
     unreadable: bool,
     words: usize,
 }
@@ -90,6 +95,11 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
     let matches: Vec<Vec<String>> = lex.types.iter().map(|t| score_type(t, &reading).matched).chain(lex.outside.iter().map(|o| score_outside(o, &reading).matched)).collect();
     let titled: Vec<usize> = (0..matches.len()).filter(|&i| matches[i].iter().any(|m| m.starts_with("title:"))).collect();
     let mentioned: Vec<usize> = (0..titles.len()).filter(|&i| standalone(titles[i])).collect();
+    let standalone_titles: Vec<String> = raw
+        .lines()
+        .map(normalise)
+        .filter(|l| titles.iter().any(|phrases| phrases.iter().any(|p| p.trim().len() >= 6 && l.contains(p.as_str()) && l.len() <= p.len() + STANDALONE_SLACK)))
+        .collect();
     let titled_cards = titled.iter().any(|&i| lex.types.get(i).is_some_and(|t| t.card));
     let mrz = f.mrz.as_deref().and_then(mrz::find).or_else(|| raw.contains("<<").then(|| mrz::find(raw)).flatten());
     let holder = if f.layout.cards > 0 || mrz.is_some() {
@@ -116,6 +126,7 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
         holder,
         addressee: f.addressee.clone(),
         mrz,
+        standalone_titles,
         unreadable: f.layout.unreadable,
         words,
         reading,
@@ -205,9 +216,10 @@ fn classify_piece(lex: &Lexicon, household: &Household, pages: &[&PageView]) -> 
         evidence.push("image: too dark or too faint to read".into());
         return draft(None, None, 1.0, evidence, Some(ReasonCode::PieceIllisible));
     }
-    // The first page's title names the document; every page's text adds its words.
+    // The first page's title names the document (with the title phrases standing alone on
+    // its lines); every page's text adds its words.
     let reading = Reading {
-        title: pages[0].reading.title.clone(),
+        title: format!("{} {}", pages[0].reading.title, pages[0].standalone_titles.join(" ")),
         text: pages.iter().map(|p| p.reading.text.as_str()).collect::<Vec<_>>().join(" "),
         cards: pages.iter().map(|p| p.reading.cards).max().unwrap_or(0),
     };

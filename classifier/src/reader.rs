@@ -184,7 +184,27 @@ impl Pass<'_> {
 /// round too, and the better reading kept (`half_turn` then says the page is to be turned).
 pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> PageFeatures {
     let started = std::time::Instant::now();
+    // The page's own text, exact, when it has some worth reading: no OCR.
+    let mut note = None;
+    if let Some(layer) = view.text_layer {
+        if layer.usable() {
+            let mut f = from_text_layer(layer, view);
+            let known = sense(lex, &f) >= KNOWN;
+            // A picture on the page (a card pasted into a letter) may hold what the text
+            // does not say: it is read too.
+            if !known && layer.picture_cover >= 0.3 {
+                let ocr = read_upright(&view.raster.gray, view.ink, view.raster.dpi, lex, cfg);
+                f.reading.extend(ocr.reading);
+                f.text = Some(format!("{}\n{}", f.text.unwrap_or_default(), ocr.text.unwrap_or_default()));
+                f.mrz = f.mrz.or(ocr.mrz);
+            }
+            f.read_ms = started.elapsed().as_secs_f32() * 1000.0;
+            return f;
+        }
+        note = Some(format!("text layer not used: {} lines that do not read as text", layer.lines.len()));
+    }
     let mut f = read_upright(&view.raster.gray, view.ink, view.raster.dpi, lex, cfg);
+    f.reading.splice(0..0, note);
     if view.orientation_unsure && !f.layout.unreadable && sense(lex, &f) < KNOWN {
         let gray = image::imageops::rotate180(&view.raster.gray);
         let mut ink = view.ink.clone();
@@ -200,6 +220,42 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
         }
     }
     f.read_ms = started.elapsed().as_secs_f32() * 1000.0;
+    f
+}
+
+/// Features from a page's text layer. The title is the largest print in the upper part of the
+/// page; the address block the lines in the upper right (as the layout would find them).
+fn from_text_layer(layer: &scanbureau_pipeline::pdftext::TextLayer, view: &PageView<'_>) -> PageFeatures {
+    let layout = measure(&view.raster.gray, view.ink, view.raster.dpi);
+    let mut f = PageFeatures { layout: layout.summary, text_layer: true, ..PageFeatures::default() };
+    let text = layer.text();
+    let mut sizes: Vec<f32> = layer.lines.iter().map(|l| l.size).collect();
+    sizes.sort_by(f32::total_cmp);
+    let body = sizes.get(sizes.len() / 2).copied().unwrap_or(10.0);
+    let (pw, ph) = (layer.page_w.max(1.0), layer.page_h.max(1.0));
+    let mut titles: Vec<&scanbureau_pipeline::pdftext::TextLine> =
+        layer.lines.iter().filter(|l| l.size >= body * 1.18 && (!layer.positioned || l.y < ph * 0.6) && l.text.chars().filter(|c| c.is_alphabetic()).count() >= 4).collect();
+    titles.sort_by(|a, b| b.size.total_cmp(&a.size));
+    titles.truncate(3);
+    titles.sort_by(|a, b| a.y.total_cmp(&b.y));
+    f.title = Some(titles.iter().map(|l| l.text.as_str()).collect::<Vec<_>>().join("\n"));
+    if layer.positioned {
+        let block: Vec<&str> = layer.lines.iter().filter(|l| l.x > pw / 2.0 && l.y < ph * 0.4 && l.y > ph / 20.0).map(|l| l.text.as_str()).collect();
+        if !block.is_empty() {
+            f.addressee = Some(block.join("\n"));
+        }
+    }
+    if text.contains("<<") && mrz::find(&text).is_some() {
+        f.mrz = Some(text.clone());
+    }
+    f.reading.push(format!(
+        "text layer{}: {} lines, {} characters, read as it is (no OCR){}",
+        if layer.ocr_layer { " (a scanner's OCR)" } else { "" },
+        layer.lines.len(),
+        text.chars().count(),
+        if layer.hidden_chars > 0 { format!("; {} hidden characters left out", layer.hidden_chars) } else { String::new() }
+    ));
+    f.text = Some(text);
     f
 }
 

@@ -131,7 +131,13 @@ pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn 
         raster.rotate180();
         bits.ink.reverse();
     }
-    let mut features = read(&PageView { raster: &raster, ink: &bits, content, orientation_unsure: orientation == Orientation::Unknown });
+    if orientation == Orientation::UpsideDown
+        && let Some(l) = raster.text_layer.as_mut()
+    {
+        l.positioned = false;
+    }
+    let view = PageView { raster: &raster, ink: &bits, content, orientation_unsure: orientation == Orientation::Unknown, text_layer: raster.text_layer.as_ref() };
+    let mut features = read(&view);
     let mut orientation = orientation;
     if features.half_turn {
         // The reader read it better the other way up.

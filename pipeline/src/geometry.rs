@@ -333,14 +333,14 @@ fn resample_with(raster: &PageRaster, w: u32, h: u32, map: &dyn Fn(f32, f32) -> 
                 }
                 image::Rgb(px)
             });
-            PageRaster { gray: luma_of(&img), rgb: Some(img), dpi: raster.dpi, bilevel: false }
+            PageRaster { gray: luma_of(&img), rgb: Some(img), dpi: raster.dpi, bilevel: false, text_layer: None }
         }
         None => {
             let img = GrayImage::from_fn(w, h, |x, y| {
                 let (sx, sy) = map(x as f32, y as f32);
                 image::Luma([sample_gray(&raster.gray, sx, sy)])
             });
-            PageRaster { gray: img, rgb: None, dpi: raster.dpi, bilevel: false }
+            PageRaster { gray: img, rgb: None, dpi: raster.dpi, bilevel: false, text_layer: None }
         }
     };
     out
@@ -369,7 +369,7 @@ pub fn rescale(raster: &PageRaster, scale: f32) -> PageRaster {
         Some(rgb) => luma_of(rgb),
         None => image::imageops::resize(&raster.gray, w, h, filter),
     };
-    PageRaster { gray, rgb, dpi: raster.dpi * scale, bilevel: raster.bilevel && scale == 1.0 }
+    PageRaster { gray, rgb, dpi: raster.dpi * scale, bilevel: raster.bilevel && scale == 1.0, text_layer: None }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -620,6 +620,24 @@ fn a4_shaped(w: u32, h: u32) -> bool {
 /// The sense of the text (upright or upside down) is left to [`crate::analysis::orientation`],
 /// which reads ascenders on the binarised page.
 pub fn straighten(mut raster: PageRaster) -> (PageRaster, Corrections) {
+    // A born-digital page is straight by construction, and its text's positions are exact.
+    if raster.text_layer.as_ref().is_some_and(|t| !t.ocr_layer && t.picture_cover < 0.5) {
+        return (raster, Corrections { scale: 1.0, ..Corrections::default() });
+    }
+    // The text layer of a scan follows the page through rescaling (its positions are shares of
+    // the page), not through a turn or an unwarp.
+    let mut layer = raster.text_layer.take();
+    let (mut raster, c) = straighten_pixels(raster);
+    if let Some(l) = layer.as_mut()
+        && (c.outline || c.turned || c.deskew_deg != 0.0)
+    {
+        l.positioned = false;
+    }
+    raster.text_layer = layer;
+    (raster, c)
+}
+
+fn straighten_pixels(mut raster: PageRaster) -> (PageRaster, Corrections) {
     let mut c = Corrections { scale: 1.0, ..Corrections::default() };
     if raster.bilevel {
         // A bitonal scan comes from a document scanner: no perspective, no light to flatten.

@@ -138,7 +138,10 @@ pub fn split_pdf(name: &str, bytes: &[u8], limits: &Limits) -> Vec<PageSource> {
         .map(|(i, &id)| {
             let source = format!("{name}#{}", i + 1);
             let blob = match page_image(&doc, id, limits) {
-                Ok(img) => PageBlob::PdfImage(img),
+                Ok(mut img) => {
+                    img.source = Some((shared.clone(), i));
+                    PageBlob::PdfImage(img)
+                }
                 // Born-digital page, or an image encoding read only by rendering (JBIG2, JPEG
                 // 2000, CCITT G3...): render the page.
                 Err((ReasonCode::FormatNonSupporte, _)) => PageBlob::PdfRender { data: shared.clone(), page: i },
@@ -205,7 +208,7 @@ fn page_image(doc: &Document, page: lopdf::ObjectId, limits: &Limits) -> Result<
         }
         _ => return Err((ReasonCode::FormatNonSupporte, format!("PDF image filters {filters:?}"))),
     };
-    Ok(PdfPageImage { width, height, encoding, inverted, data })
+    Ok(PdfPageImage { width, height, encoding, inverted, data, source: None })
 }
 
 fn icc_components(doc: &Document, dict: &lopdf::Dictionary) -> Option<u8> {

@@ -22,6 +22,7 @@ pub mod job;
 pub mod lightpdf;
 pub mod mailing;
 pub mod notice;
+pub mod pdftext;
 pub mod piece_edit;
 pub mod plan;
 pub mod preview;

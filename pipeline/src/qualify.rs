@@ -62,6 +62,8 @@ pub struct PageView<'a> {
     pub content: crate::lightpdf::PageContent,
     /// The print did not say which way up the page is: the reader may try both.
     pub orientation_unsure: bool,
+    /// The page's own text (a PDF's text layer), when it has one.
+    pub text_layer: Option<&'a crate::pdftext::TextLayer>,
 }
 
 /// A person of the request's household, as the registry records them.

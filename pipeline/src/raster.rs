@@ -36,6 +36,8 @@ pub struct PageRaster {
     pub rgb: Option<RgbImage>,
     /// Resolution of the scan, estimated from the page size when the file does not say.
     pub dpi: f32,
+    /// The text the page carries (a PDF's text layer), when it has one.
+    pub text_layer: Option<crate::pdftext::TextLayer>,
     /// The source was already bitonal (1-bit TIFF, CCITT in a PDF).
     pub bilevel: bool,
 }
@@ -43,7 +45,7 @@ pub struct PageRaster {
 impl PageRaster {
     pub fn from_gray(gray: GrayImage, bilevel: bool) -> Self {
         let dpi = estimate_dpi(gray.width(), gray.height());
-        Self { gray, rgb: None, dpi, bilevel }
+        Self { gray, rgb: None, dpi, bilevel, text_layer: None }
     }
 
     /// Keeps the colour only when the page really carries some (a grey page scanned in colour
@@ -52,7 +54,7 @@ impl PageRaster {
         let gray = luma_of(&rgb);
         let dpi = estimate_dpi(rgb.width(), rgb.height());
         let rgb = is_colourful(&rgb).then_some(rgb);
-        Self { gray, rgb, dpi, bilevel: false }
+        Self { gray, rgb, dpi, bilevel: false, text_layer: None }
     }
 
     pub fn width(&self) -> u32 {
@@ -140,6 +142,8 @@ pub struct PdfPageImage {
     /// `/Decode [1 0]` (or `/BlackIs1` for CCITT): samples are inverted.
     pub inverted: bool,
     pub data: Vec<u8>,
+    /// The whole PDF and the page's index, for the page's text layer (a scanner's OCR).
+    pub source: Option<(Arc<Vec<u8>>, usize)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,7 +206,7 @@ fn render_pdf_page(data: &Arc<Vec<u8>>, index: usize, limits: &Limits) -> Result
     use hayro::hayro_interpret::InterpreterSettings;
     use hayro::hayro_syntax::Pdf;
     let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<RgbImage, PageError> {
-        let pdf = Pdf::new(data.as_ref().clone()).map_err(|e| corrupt(format!("unreadable PDF: {e:?}")))?;
+        let pdf = Pdf::new(data.clone()).map_err(|e| corrupt(format!("unreadable PDF: {e:?}")))?;
         let page = pdf.pages().get(index).ok_or_else(|| corrupt(format!("PDF page {} missing", index + 1)))?;
         let (w_pt, h_pt) = page.render_dimensions();
         let scale = RENDER_DPI / 72.0;
@@ -226,6 +230,7 @@ fn render_pdf_page(data: &Arc<Vec<u8>>, index: usize, limits: &Limits) -> Result
         Ok(Ok(rgb)) => {
             let mut r = PageRaster::from_rgb(rgb);
             r.dpi = RENDER_DPI;
+            r.text_layer = crate::pdftext::page_text(data, index);
             Ok(r)
         }
         Ok(Err(e)) => Err(e),
@@ -355,6 +360,7 @@ fn decode_pdf_image(img: &PdfPageImage, limits: &Limits) -> Result<PageRaster, P
             image::imageops::invert(rgb);
         }
     }
+    raster.text_layer = img.source.as_ref().and_then(|(pdf, page)| crate::pdftext::page_text(pdf, *page));
     Ok(raster)
 }
 
@@ -376,7 +382,7 @@ mod tests {
         assert_eq!(e.reason, ReasonCode::FichierCorrompu);
         let e = decode_page(&PageBlob::TiffPage { data: junk, index: 0 }, &Limits::default()).expect_err("junk");
         assert_eq!(e.reason, ReasonCode::FichierCorrompu);
-        let bad_g4 = PdfPageImage { width: 100, height: 100, encoding: PdfImageEncoding::CcittG4, inverted: false, data: vec![0xff; 10] };
+        let bad_g4 = PdfPageImage { width: 100, height: 100, encoding: PdfImageEncoding::CcittG4, inverted: false, data: vec![0xff; 10], source: None };
         assert!(decode_page(&PageBlob::PdfImage(bad_g4), &Limits::default()).is_err());
     }
 
