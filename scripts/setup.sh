@@ -10,7 +10,7 @@ set -euo pipefail
 
 need_apt=()
 has_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
-for pkg in libtesseract-dev libleptonica-dev libclang-dev pkg-config tesseract-ocr-fra; do
+for pkg in libtesseract-dev libleptonica-dev libclang-dev pkg-config tesseract-ocr-fra libheif-dev; do
   has_pkg "$pkg" || need_apt+=("$pkg")
 done
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)

@@ -14,6 +14,7 @@ pub mod mrz;
 pub mod ocr;
 pub mod pieces;
 pub mod reader;
+pub mod twoddoc;
 
 use scanbureau_pipeline::plan::FilingPlan;
 use scanbureau_pipeline::qualify::{PageFeatures, PageView, PieceDraft, Qualifier, QualifyInput};
@@ -26,12 +27,14 @@ pub use reader::ReaderConfig;
 pub struct Classifier {
     pub lexicon: Lexicon,
     pub reader: ReaderConfig,
+    /// Certificates 2D-Doc signatures are checked against (empty: read, not verified).
+    pub trust: twoddoc::TrustList,
 }
 
 impl Classifier {
     /// The bundled rules, checked against `plan`.
     pub fn new(plan: &FilingPlan, reader: ReaderConfig) -> Result<Self, LexiconError> {
-        Ok(Self { lexicon: Lexicon::load(DEFAULT_LEXICON, plan)?, reader })
+        Ok(Self { lexicon: Lexicon::load(DEFAULT_LEXICON, plan)?, reader, trust: twoddoc::TrustList::default() })
     }
 }
 
@@ -42,6 +45,6 @@ impl Qualifier for Classifier {
 
     fn qualify(&self, input: &QualifyInput<'_>) -> Vec<PieceDraft> {
         let pages: Vec<(usize, &PageFeatures)> = input.sheets.iter().flatten().map(|&i| (i, &input.features[i])).collect();
-        pieces::qualify_pages(&self.lexicon, input.household, &pages)
+        pieces::qualify_pages_with(&self.lexicon, &self.trust, input.household, &pages)
     }
 }

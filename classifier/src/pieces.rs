@@ -10,6 +10,7 @@ use scanbureau_pipeline::reason::ReasonCode;
 use crate::identity::{Attribution, addressed_to, attribute, attribute_mrz};
 use crate::lexicon::{Lexicon, Reading, Score, TITLE_IN_TITLE, normalise, score_outside, score_type};
 use crate::mrz::{self, Mrz, MrzDocument};
+use crate::twoddoc::{self, TrustList, TwoDDoc, Verdict};
 
 /// "Page 2 / 3", "2/3", "page 2 sur 3" in a page's text: (2, 3). Dates (14/03/2026) are not.
 pub fn page_marker(raw: &str) -> Option<(u32, u32)> {
@@ -77,6 +78,8 @@ struct PageView {
     addressee: Option<String>,
     /// The machine-readable zone read on the page.
     mrz: Option<Mrz>,
+    /// The 2D-Docs printed on the page.
+    twoddocs: Vec<TwoDDoc>,
     /// Lines of the page's text that are a title phrase standing alone (a title the layout did
     /// not single out, such as one read by the whole-page pass).
     standalone_titles: Vec<String>,
@@ -126,6 +129,7 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
         holder,
         addressee: f.addressee.clone(),
         mrz,
+        twoddocs: f.datamatrix.iter().filter_map(|t| twoddoc::parse(t).ok()).collect(),
         standalone_titles,
         unreadable: f.layout.unreadable,
         words,
@@ -188,16 +192,21 @@ fn describe(s: &Score) -> String {
 
 /// Qualifies a request's pages: documents cut, classified, attributed, explained.
 pub fn qualify_pages(lex: &Lexicon, household: &Household, pages: &[(PageIndex, &PageFeatures)]) -> Vec<PieceDraft> {
+    qualify_pages_with(lex, &TrustList::default(), household, pages)
+}
+
+/// As [`qualify_pages`], checking 2D-Doc signatures against `trust`.
+pub fn qualify_pages_with(lex: &Lexicon, trust: &TrustList, household: &Household, pages: &[(PageIndex, &PageFeatures)]) -> Vec<PieceDraft> {
     let views: Vec<PageView> = pages.iter().map(|(i, f)| view_of(*i, f, lex, household)).collect();
     let mut drafts = Vec::new();
     for cut in segment(&views) {
         let members: Vec<&PageView> = cut.iter().map(|&i| &views[i]).collect();
-        drafts.push(classify_piece(lex, household, &members));
+        drafts.push(classify_piece(lex, trust, household, &members));
     }
     drafts
 }
 
-fn classify_piece(lex: &Lexicon, household: &Household, pages: &[&PageView]) -> PieceDraft {
+fn classify_piece(lex: &Lexicon, trust: &TrustList, household: &Household, pages: &[&PageView]) -> PieceDraft {
     let indices: Vec<PageIndex> = pages.iter().map(|p| p.index).collect();
     let mut evidence = Vec::new();
     if pages.len() > 1 {
@@ -234,6 +243,40 @@ fn classify_piece(lex: &Lexicon, household: &Household, pages: &[&PageView]) -> 
         MrzDocument::Other => None,
     });
     let mut scores: Vec<(usize, Score)> = lex.types.iter().enumerate().map(|(i, t)| (i, score_type(t, &reading))).collect();
+    // A 2D-Doc says what the document is; its signature, verified, proves it; the printed text
+    // must not say otherwise.
+    let code = pages.iter().flat_map(|p| p.twoddocs.iter()).next();
+    let verdict = code.map(|d| twoddoc::verify(d, trust));
+    let mut doubt: Option<String> = None;
+    if let (Some(d), Some(v)) = (code, &verdict) {
+        evidence.push(format!("{}; {}", d.describe(), v.describe()));
+        // What the print says without the code, against what the code says.
+        let printed = scores.iter().max_by(|a, b| a.1.score.total_cmp(&b.1.score)).filter(|s| s.1.score >= TITLE_IN_TITLE).map(|s| lex.types[s.0].code.as_str());
+        let (label, coded) = twoddoc::document_type(&d.doc_type);
+        if let Some(printed) = printed
+            && coded.map(|c| c.1) != Some(printed)
+        {
+            doubt = Some(format!("the 2D-Doc says {label}, the printed document reads as {printed}"));
+        }
+        match v {
+            Verdict::Invalid => doubt = Some("the 2D-Doc's signature does not match its data".into()),
+            _ if doubt.is_some() => {}
+            _ => {
+                if let Some((_, code_type)) = twoddoc::document_type(&d.doc_type).1 {
+                    for (i, s) in &mut scores {
+                        if lex.types[*i].code == code_type {
+                            s.score += if *v == Verdict::Verified { MRZ_CHECKED } else { MRZ_READ };
+                            s.matched.push(format!("2d-doc:{}", d.doc_type));
+                        }
+                    }
+                }
+                let against = twoddoc::contradictions(d, &reading.text);
+                if !against.is_empty() {
+                    doubt = Some(format!("the printed text contradicts the signed 2D-Doc ({})", against.join("; ")));
+                }
+            }
+        }
+    }
     if let (Some(m), Some(code)) = (zone, zone_type) {
         for (i, s) in &mut scores {
             if lex.types[*i].code == code {
@@ -247,6 +290,13 @@ fn classify_piece(lex: &Lexicon, household: &Household, pages: &[&PageView]) -> 
     let (best_i, best) = scores[0].clone();
     let runner_up = scores.get(1).map(|s| s.1.score).unwrap_or(0.0).max(0.0);
     let outside = lex.outside.iter().map(|o| (o, score_outside(o, &reading))).max_by(|a, b| a.1.score.total_cmp(&b.1.score));
+    // A verified 2D-Doc of a bill or a bank document proves the piece is outside the plan.
+    let signed_outside = code.zip(verdict.as_ref()).is_some_and(|(d, v)| *v == Verdict::Verified && twoddoc::outside_the_plan(&d.doc_type));
+    if signed_outside && best.score < TITLE_IN_TITLE {
+        let d = code.map(|d| twoddoc::document_type(&d.doc_type).0).unwrap_or("");
+        evidence.push(format!("outside the plan: a signed 2D-Doc says it is a {d}"));
+        return draft(None, None, 0.97, evidence, Some(ReasonCode::HorsPerimetreReglementaire));
+    }
     if let Some((o, s)) = &outside
         && s.score >= TITLE_IN_TITLE
         && s.score > best.score + 1.0
@@ -264,6 +314,13 @@ fn classify_piece(lex: &Lexicon, household: &Household, pages: &[&PageView]) -> 
     evidence.push(format!("{} {:.1} ({}); next {} {:.1}", rule.code, best.score, describe(&best), lex.types[scores[1].0].code, runner_up));
     if zone.is_some_and(|m| m.checked() && zone_type == Some(rule.code.as_str())) {
         conf = conf.max(0.97);
+    }
+    if code.zip(verdict.as_ref()).is_some_and(|(d, v)| *v == Verdict::Verified && twoddoc::document_type(&d.doc_type).1.is_some_and(|(_, t)| t == rule.code)) {
+        conf = conf.max(0.97);
+    }
+    if let Some(why) = doubt {
+        evidence.push(format!("for an operator: {why}"));
+        conf = conf.min(0.5);
     }
     let mut categorie = rule.categories[0].as_str();
     let mut rejection = None;
@@ -429,6 +486,29 @@ mod tests {
         let d = &run(&[photo(misread)])[0];
         assert_eq!(d.rejection, None, "{:?}", d.evidence);
         assert!(d.confidence < 0.8);
+    }
+
+    #[test]
+    fn a_verified_2d_doc_proves_the_type_and_a_contradicted_one_goes_to_an_operator() {
+        // The specification's avis d'impôt code, signed with its test key.
+        let code = "DC04FR000001FFFF1FB60401FR432,75\u{1d}44227801234567845202146RETI PATRICK\u{1d}4A310720224163198\u{1d}47300112345678948RETI SOPHIE\u{1d}490701987765432\u{1f}QHA4A6QOV6AZJEBTIUNR7QOBXINNTMZTD5COQH6VN24NCZTXA7MYXB6SNSNTWAQRYK3ZFP4ZWBGLTJ6SDSPMURF7YFILKQFIAJY7NTI";
+        let mut trust = TrustList::default();
+        trust.add_file("keys", b"FR00 0001 P256 04a98f0d7ccd62808893bec4d436e79d1834a1d6e001d70f1c4cdccd9d9e2fe229f7240514e8ddc0ca98d0c7440c9cc492849a0fbda73fc392f4da0ae07f84c23c").expect("key");
+        let run_with = |f: PageFeatures| qualify_pages_with(&lex(), &trust, &household(), &[(3, &f)]).remove(0);
+        // Little read on the page: the code alone tells, and proves.
+        let page = PageFeatures { text: Some("Direction générale des finances publiques".into()), datamatrix: vec![code.into()], ..PageFeatures::default() };
+        let d = run_with(page.clone());
+        assert_eq!((d.categorie.as_deref(), d.type_code.as_deref()), (Some("RFR"), Some("AVIS_IMPOSITION")), "{:?}", d.evidence);
+        assert!(d.confidence >= 0.95 && d.evidence.iter().any(|e| e.contains("signature verified")), "{:?}", d.evidence);
+        // One figure changed in the code: the signature fails, an operator looks.
+        let d = run_with(PageFeatures { datamatrix: vec![code.replace("4163198", "4113198")], ..page.clone() });
+        assert!(d.confidence < 0.8 && d.evidence.iter().any(|e| e.contains("SIGNATURE INVALID")), "{:?}", d.evidence);
+        // The printed income is not the signed one.
+        let d = run_with(PageFeatures { text: Some("AVIS D'IMPÔT\nRevenu fiscal de référence 12 000".into()), ..page.clone() });
+        assert!(d.confidence < 0.8 && d.evidence.iter().any(|e| e.contains("contradicts")), "{:?}", d.evidence);
+        // A pay slip's print with a tax notice's code.
+        let d = run_with(PageFeatures { title: Some("BULLETIN DE PAIE".into()), text: Some("BULLETIN DE PAIE\nSalaire de base net à payer".into()), ..page });
+        assert!(d.confidence < 0.8 && d.evidence.iter().any(|e| e.contains("the 2D-Doc says")), "{:?}", d.evidence);
     }
 
     #[test]

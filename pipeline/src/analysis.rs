@@ -147,6 +147,7 @@ pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn 
     }
     let encoded = encode_page(&raster, &bits, content, &params.encode);
     features.other_qr = qr_codes.iter().map(|q| String::from_utf8_lossy(&q.payload).into_owned()).collect();
+    features.datamatrix = crate::qr::find_datamatrix_in(&raster.gray, &bits, raster.dpi);
     let mut notes = corrections.notes.clone();
     if orientation == Orientation::UpsideDown {
         notes.push(if features.half_turn { "read upside down: turned".into() } else { "turned upside up".into() });

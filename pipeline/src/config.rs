@@ -82,6 +82,10 @@ pub struct QualifySection {
     /// Read the whole page when the cheap passes found nothing known.
     #[serde(default = "default_true")]
     pub ocr_whole_page: bool,
+    /// The certificates 2D-Doc signatures are checked against: a file or a folder of PEM or DER
+    /// certificates, or of key lists (see the README). None: 2D-Docs are read, not verified.
+    #[serde(default)]
+    pub twoddoc_trust: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -98,7 +102,7 @@ fn default_ocr_budget() -> f32 {
 
 impl Default for QualifySection {
     fn default() -> Self {
-        Self { review_threshold: 0.80, ocr_language: default_ocr_language(), ocr_page_budget_mpx: default_ocr_budget(), ocr_whole_page: true }
+        Self { review_threshold: 0.80, ocr_language: default_ocr_language(), ocr_page_budget_mpx: default_ocr_budget(), ocr_whole_page: true, twoddoc_trust: None }
     }
 }
 

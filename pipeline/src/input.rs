@@ -32,6 +32,9 @@ pub enum FileKind {
     Jpeg,
     Png,
     Tiff,
+    WebP,
+    /// HEIC, HEIF or AVIF (ISO base media file with an image brand): phones' photos.
+    Heif,
     Pdf,
     Eml,
     Unknown,
@@ -44,6 +47,10 @@ pub fn sniff(name: &str, bytes: &[u8]) -> FileKind {
         FileKind::Png
     } else if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
         FileKind::Tiff
+    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        FileKind::WebP
+    } else if is_heif(bytes) {
+        FileKind::Heif
     } else if bytes.len() >= 5 && bytes[..bytes.len().min(1024)].windows(5).any(|w| w == b"%PDF-") {
         FileKind::Pdf
     } else if name.to_ascii_lowercase().ends_with(".eml") || looks_like_mail(bytes) {
@@ -51,6 +58,16 @@ pub fn sniff(name: &str, bytes: &[u8]) -> FileKind {
     } else {
         FileKind::Unknown
     }
+}
+
+/// An ISO base media file whose brands say image: `ftyp` then `heic`, `mif1`, `avif`...
+fn is_heif(bytes: &[u8]) -> bool {
+    if bytes.len() < 16 || &bytes[4..8] != b"ftyp" {
+        return false;
+    }
+    let size = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    let brands = &bytes[8..size.clamp(16, bytes.len().min(64))];
+    brands.chunks(4).any(|b| matches!(b, b"heic" | b"heix" | b"hevc" | b"hevx" | b"heim" | b"heis" | b"mif1" | b"msf1" | b"avif" | b"avis"))
 }
 
 fn looks_like_mail(bytes: &[u8]) -> bool {
@@ -79,13 +96,15 @@ pub fn split_file_with_envelope(name: &str, bytes: Vec<u8>, limits: &Limits) -> 
     match sniff(name, &bytes) {
         FileKind::Jpeg => (vec![image_page(name, bytes, ImageFormat::Jpeg)], None),
         FileKind::Png => (vec![image_page(name, bytes, ImageFormat::Png)], None),
+        FileKind::WebP => (vec![image_page(name, bytes, ImageFormat::WebP)], None),
+        FileKind::Heif => (vec![PageSource { source: name.to_string(), blob: PageBlob::Heif { data: Arc::new(bytes) } }], None),
         FileKind::Tiff => (split_tiff(name, bytes, limits), None),
         FileKind::Pdf => (split_pdf(name, &bytes, limits), None),
         FileKind::Eml => {
             let (pages, env) = split_eml(name, &bytes, limits);
             (pages, Some(env))
         }
-        FileKind::Unknown => (unreadable(name, ReasonCode::FormatNonSupporte, "not an image, PDF or e-mail"), None),
+        FileKind::Unknown => (unreadable(name, ReasonCode::FormatNonSupporte, "not an image (JPEG, PNG, TIFF, WebP, HEIC), PDF or e-mail"), None),
     }
 }
 
@@ -253,6 +272,10 @@ mod tests {
         assert_eq!(sniff("a.tif", b"II*\0...."), FileKind::Tiff);
         assert_eq!(sniff("m.eml", b"whatever"), FileKind::Eml);
         assert_eq!(sniff("notes.txt", b"hello"), FileKind::Unknown);
+        assert_eq!(sniff("p.webp", b"RIFF\x10\0\0\0WEBPVP8 "), FileKind::WebP);
+        assert_eq!(sniff("p", b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"), FileKind::Heif);
+        // An MP4 video is an ISO file too, but not an image.
+        assert_eq!(sniff("v", b"\0\0\0\x18ftypisom\0\0\0\0isomiso2"), FileKind::Unknown);
     }
 
     #[test]

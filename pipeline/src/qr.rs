@@ -13,6 +13,7 @@ use image::GrayImage;
 
 use crate::binarize::Bitmap;
 use rxing::common::HybridBinarizer;
+use rxing::datamatrix::DataMatrixReader;
 use rxing::qrcode::QRCodeReader;
 use rxing::qrcode::cpp_port::QrReader;
 use rxing::{BarcodeFormat, BinaryBitmap, DecodeHints, Luma8Source, LuminanceSource, RXingResult, RXingResultMetadataType, RXingResultMetadataValue, Reader};
@@ -230,6 +231,92 @@ fn decode_window(page: &GrayImage, x: u32, y: u32, w: u32, h: u32) -> Option<QrH
     }));
     let r = result.ok().flatten()?;
     Some(to_hit(&r, x as f32, y as f32))
+}
+
+/// Finds and decodes the DataMatrix codes of a page (the French 2D-Doc: tax notices, pay
+/// slips, bills), returning their text as the decoder gives it (separators GS, RS and US kept).
+///
+/// A prescreen on the bitonal page finds square blocks of dense, fine-grained ink, 8 to 40 mm
+/// a side (text has gaps between its lines; a photograph is not fine-grained); the decoder runs
+/// on those crops only, at most four a page.
+pub fn find_datamatrix_in(page: &GrayImage, bits: &Bitmap, dpi: f32) -> Vec<String> {
+    let (w, h) = page.dimensions();
+    if w < 64 || h < 64 || bits.width != w || bits.height != h {
+        return Vec::new();
+    }
+    let cell = ((dpi * 1.5 / 25.4) as u32).max(4);
+    let (cw, ch) = ((w / cell) as usize, (h / cell) as usize);
+    // A cell of a code: a third to three quarters ink, and changing from ink to paper often.
+    let dense: Vec<bool> = (0..cw * ch)
+        .map(|i| {
+            let (cx, cy) = ((i % cw) as u32 * cell, (i / cw) as u32 * cell);
+            let (mut ink, mut changes) = (0u32, 0u32);
+            for y in cy..cy + cell {
+                let row = &bits.ink[(y * w + cx) as usize..(y * w + cx + cell) as usize];
+                ink += row.iter().map(|&b| b as u32).sum::<u32>();
+                changes += row.windows(2).filter(|p| p[0] != p[1]).count() as u32;
+            }
+            let share = ink as f32 / (cell * cell) as f32;
+            (0.25..=0.85).contains(&share) && changes >= cell * 2 / 3
+        })
+        .collect();
+    let mut seen = vec![false; dense.len()];
+    let mut boxes = Vec::new();
+    for start in 0..dense.len() {
+        if !dense[start] || seen[start] {
+            continue;
+        }
+        let (mut x0, mut y0, mut x1, mut y1, mut n) = (usize::MAX, usize::MAX, 0, 0, 0usize);
+        let mut stack = vec![start];
+        seen[start] = true;
+        while let Some(i) = stack.pop() {
+            let (x, y) = (i % cw, i / cw);
+            (x0, y0, x1, y1, n) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y), n + 1);
+            // 8-connected, and across one missing cell (a code's white modules line up).
+            for dy in -2i64..=2 {
+                for dx in -2i64..=2 {
+                    let (nx, ny) = (x as i64 + dx, y as i64 + dy);
+                    if nx < 0 || ny < 0 || nx >= cw as i64 || ny >= ch as i64 {
+                        continue;
+                    }
+                    let j = ny as usize * cw + nx as usize;
+                    if dense[j] && !seen[j] {
+                        seen[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        let (bw, bh) = ((x1 - x0 + 1) as f32 * 1.5, (y1 - y0 + 1) as f32 * 1.5);
+        let fill = n as f32 / ((x1 - x0 + 1) * (y1 - y0 + 1)) as f32;
+        if (7.5..=40.0).contains(&bw) && (7.5..=40.0).contains(&bh) && (0.65..=1.5).contains(&(bw / bh)) && fill > 0.55 {
+            boxes.push((n, x0 as u32 * cell, y0 as u32 * cell, (x1 + 1) as u32 * cell, (y1 + 1) as u32 * cell));
+        }
+    }
+    boxes.sort_by(|a, b| b.0.cmp(&a.0));
+    let margin = (dpi * 3.0 / 25.4) as u32;
+    let mut found: Vec<String> = Vec::new();
+    for &(_, x0, y0, x1, y1) in boxes.iter().take(4) {
+        let (cx0, cy0) = (x0.saturating_sub(margin), y0.saturating_sub(margin));
+        let (cx1, cy1) = ((x1 + margin).min(w), (y1 + margin).min(h));
+        if let Some(text) = decode_datamatrix(page, cx0, cy0, cx1 - cx0, cy1 - cy0)
+            && !found.contains(&text)
+        {
+            found.push(text);
+        }
+    }
+    found
+}
+
+fn decode_datamatrix(page: &GrayImage, x: u32, y: u32, w: u32, h: u32) -> Option<String> {
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let full = Luma8Source::new_with_slice(page.as_raw(), page.width(), page.height()).ok()?;
+        let view = full.crop(x as usize, y as usize, w as usize, h as usize).ok()?;
+        let mut bitmap = BinaryBitmap::new(HybridBinarizer::new(view));
+        let hints = DecodeHints { TryHarder: Some(true), PossibleFormats: Some(HashSet::from([BarcodeFormat::DATA_MATRIX])), ..Default::default() };
+        DataMatrixReader.decode_with_hints(&mut bitmap, &hints).ok()
+    }));
+    result.ok().flatten().map(|r| r.getText().to_string())
 }
 
 fn to_hit(r: &RXingResult, dx: f32, dy: f32) -> QrHit {

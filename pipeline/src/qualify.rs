@@ -21,6 +21,8 @@ pub struct PageFeatures {
     pub addressee: Option<String>,
     /// Content of QR codes on the page (a tax notice's verification code, say).
     pub other_qr: Vec<String>,
+    /// Content of DataMatrix codes on the page (a 2D-Doc), separators kept.
+    pub datamatrix: Vec<String>,
     /// The lines read in a machine-readable zone (identity documents), as OCR gave them.
     pub mrz: Option<String>,
     /// The text came from the PDF's own text layer (exact), not from OCR.

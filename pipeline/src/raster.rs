@@ -121,8 +121,10 @@ fn is_colourful(rgb: &RgbImage) -> bool {
 /// A still-encoded page.
 #[derive(Debug, Clone)]
 pub enum PageBlob {
-    /// A whole single-page image file (JPEG, PNG).
+    /// A whole single-page image file (JPEG, PNG, WebP).
     ImageFile { data: Arc<Vec<u8>>, format: ImageFormat },
+    /// A HEIC, HEIF or AVIF image (a phone's photo), decoded with libheif.
+    Heif { data: Arc<Vec<u8>> },
     /// Page `index` of a TIFF file.
     TiffPage { data: Arc<Vec<u8>>, index: usize },
     /// The one image of a scanned PDF page.
@@ -191,6 +193,7 @@ pub fn decode_page(blob: &PageBlob, limits: &Limits) -> Result<PageRaster, PageE
     match blob {
         PageBlob::Unreadable { reason, detail } => Err(PageError::new(*reason, detail.clone())),
         PageBlob::ImageFile { data, format } => decode_image_file(data, *format, limits),
+        PageBlob::Heif { data } => decode_heif(data, limits),
         PageBlob::TiffPage { data, index } => decode_tiff_page(data, *index, limits),
         PageBlob::PdfImage(img) => decode_pdf_image(img, limits),
         PageBlob::PdfRender { data, page } => render_pdf_page(data, *page, limits),
@@ -249,8 +252,37 @@ fn decode_image_file(data: &[u8], format: ImageFormat, limits: &Limits) -> Resul
     let mut l = image::Limits::default();
     l.max_alloc = Some(limits.max_page_pixels * 4);
     reader.limits(l);
-    let img = reader.decode().map_err(|e| corrupt(format!("unreadable image: {e}")))?;
+    let unreadable = |e: image::ImageError| corrupt(format!("unreadable image: {e}"));
+    // A phone says in the file which way up it held the camera (EXIF orientation).
+    let mut decoder = reader.into_decoder().map_err(unreadable)?;
+    let orientation = image::ImageDecoder::orientation(&mut decoder).unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(unreadable)?;
+    img.apply_orientation(orientation);
     Ok(from_dynamic(img))
+}
+
+/// Decodes a HEIC/HEIF/AVIF photo (its rotation and crop applied by libheif).
+fn decode_heif(data: &[u8], limits: &Limits) -> Result<PageRaster, PageError> {
+    use libheif_rs::{ColorSpace, HeifContext, LibHeif, RgbChroma};
+    let lib = LibHeif::new();
+    let ctx = HeifContext::read_from_bytes(data).map_err(|e| corrupt(format!("unreadable HEIF file: {e}")))?;
+    let handle = ctx.primary_image_handle().map_err(|e| corrupt(format!("HEIF file without an image: {e}")))?;
+    check_pixels(handle.width() as u64, handle.height() as u64, limits)?;
+    // Options are never passed: libheif-rs 0.20 frees them before the call.
+    let image = lib.decode(&handle, ColorSpace::Rgb(RgbChroma::Rgb), None).map_err(|e| corrupt(format!("HEIF image could not be decoded: {e}")))?;
+    let planes = image.planes();
+    let plane = planes.interleaved.ok_or_else(|| corrupt("HEIF image without pixels"))?;
+    let (w, h) = (plane.width as usize, plane.height as usize);
+    if plane.bits_per_pixel != 24 && plane.storage_bits_per_pixel != 24 {
+        return Err(PageError::new(ReasonCode::FormatNonSupporte, format!("HEIF image of {} bits per pixel", plane.bits_per_pixel)));
+    }
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        let row = plane.data.get(y * plane.stride..y * plane.stride + w * 3).ok_or_else(|| corrupt("truncated HEIF image"))?;
+        rgb.extend_from_slice(row);
+    }
+    let rgb = RgbImage::from_raw(w as u32, h as u32, rgb).ok_or_else(|| corrupt("HEIF image of inconsistent size"))?;
+    Ok(PageRaster::from_rgb(rgb))
 }
 
 fn from_dynamic(img: DynamicImage) -> PageRaster {

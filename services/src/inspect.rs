@@ -56,7 +56,10 @@ pub fn run(args: &InspectArgs) -> Result<()> {
                     println!("  machine-readable zone read: {}", zone.replace('\n', " / "));
                 }
                 for code in &features.other_qr {
-                    println!("  code: {code}");
+                    println!("  QR code: {code}");
+                }
+                for code in &features.datamatrix {
+                    println!("  DataMatrix: {}", code.replace('\x1d', "<GS>").replace('\x1e', "<RS>").replace('\x1f', "<US>"));
                 }
                 if let Some(t) = &features.title {
                     println!("  title: {}", t.trim().replace('\n', " / "));

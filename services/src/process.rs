@@ -22,6 +22,7 @@ use scanbureau_pipeline::job::{JobContext, JobOutput, PageOutcome, PageRecord, a
 use scanbureau_pipeline::mailing::Channel;
 use scanbureau_pipeline::plan::FilingPlan;
 use scanbureau_classifier::ocr::{self, OcrConfig};
+use scanbureau_classifier::twoddoc::TrustList;
 use scanbureau_classifier::{Classifier, ReaderConfig};
 use scanbureau_pipeline::qualify::Qualifier;
 use scanbureau_pipeline::raster::{Limits, decode_page};
@@ -256,11 +257,40 @@ pub fn classifier_for(site: &SiteConfig, plan: &FilingPlan) -> Result<Classifier
         whole_page: site.qualify.ocr_whole_page,
         ..ReaderConfig::default()
     };
-    let qualifier = Classifier::new(plan, reader).map_err(|e| ProcessError::Usage(e.to_string()))?;
+    let mut qualifier = Classifier::new(plan, reader).map_err(|e| ProcessError::Usage(e.to_string()))?;
+    if let Some(path) = &site.qualify.twoddoc_trust {
+        qualifier.trust = load_trust_list(Path::new(path))?;
+    }
     if !ocr::omp_limited() {
         tracing::warn!("OMP_THREAD_LIMIT=1 is not set: Tesseract will spread each page over every core and cost several times the CPU");
     }
     Ok(qualifier)
+}
+
+/// Reads the 2D-Doc trust list: a file, or every file of a folder (hidden ones left out).
+pub fn load_trust_list(path: &Path) -> Result<TrustList, ProcessError> {
+    let usage = |e: String| ProcessError::Usage(format!("qualify.twoddoc_trust {}: {e}", path.display()));
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut v: Vec<PathBuf> = fs::read_dir(path)
+            .map_err(|e| usage(e.to_string()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+            .collect();
+        v.sort();
+        v
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut trust = TrustList { source: path.display().to_string(), ..TrustList::default() };
+    for f in &files {
+        let bytes = fs::read(f).map_err(|e| usage(format!("{}: {e}", f.display())))?;
+        trust.add_file(&f.display().to_string(), &bytes).map_err(|e| usage(e.to_string()))?;
+    }
+    if trust.keys.is_empty() {
+        return Err(usage("no certificate or key found".into()));
+    }
+    tracing::info!(keys = trust.keys.len(), source = %trust.source, "2D-Doc trust list loaded");
+    Ok(trust)
 }
 
 /// One mailing to process: its files and what is known of it beforehand.
