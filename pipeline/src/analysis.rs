@@ -124,7 +124,7 @@ pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn 
         let orientation = if slip.as_ref().is_some_and(|s| s.turn == 180) { Orientation::UpsideDown } else { Orientation::Unknown };
         return (PageAnalysis { slip, qr_codes, blank, ink_cells, orientation, content: PageContent::Text, encoded: None, corrections }, PageFeatures::default());
     }
-    let orientation = orientation(&bits, raster.dpi);
+    let (orientation, strength) = orientation_evidence(&bits, raster.dpi);
     let content = content_kind(&raster, &stats);
     let mut bits = bits;
     if orientation == Orientation::UpsideDown {
@@ -136,15 +136,20 @@ pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn 
     {
         l.positioned = false;
     }
-    let view = PageView { raster: &raster, ink: &bits, content, orientation_unsure: orientation == Orientation::Unknown, text_layer: raster.text_layer.as_ref() };
+    // Print that says clearly which way up it reads is believed; anything weaker (capitals, a
+    // card's patterns, a passport's facing page printed the other way) is checked by reading.
+    let unsure = orientation == Orientation::Unknown || strength < SURE_ORIENTATION;
+    let view = PageView { raster: &raster, ink: &bits, content, orientation_unsure: unsure, text_layer: raster.text_layer.as_ref() };
     let mut features = read(&view);
     let mut orientation = orientation;
     if features.half_turn {
-        // The reader read it better the other way up.
+        // The reader read it better the other way up (from the scan's point of view, turned
+        // once more: back to as scanned if the print had turned it).
         raster.rotate180();
         bits.ink.reverse();
-        orientation = Orientation::UpsideDown;
+        orientation = if orientation == Orientation::UpsideDown { Orientation::Upright } else { Orientation::UpsideDown };
     }
+    features.reading.push(format!("orientation from the print: {orientation:?} ({strength:.1} times more ink on that side)"));
     let encoded = encode_page(&raster, &bits, content, &params.encode);
     features.other_qr = qr_codes.iter().map(|q| String::from_utf8_lossy(&q.payload).into_owned()).collect();
     features.datamatrix = crate::qr::find_datamatrix_in(&raster.gray, &bits, raster.dpi);
@@ -249,11 +254,20 @@ fn has_sharp_edges(raw: &[u8], w: u32, x: u32, y: u32, cell: u32, edge: u8) -> b
     false
 }
 
+/// Evidence over which the orientation the print gives is not checked by reading.
+const SURE_ORIENTATION: f32 = 3.0;
+
 /// Tells upright from upside-down text without OCR: in Latin script ascenders (b, d, h, l,
 /// capitals) are far more frequent than descenders (g, p, q, y), so within each text line more ink
 /// sits above the x-height band than below it. Lines are measured in narrow vertical strips so
 /// that a few degrees of skew do not blur them.
 pub fn orientation(bits: &Bitmap, dpi: f32) -> Orientation {
+    orientation_evidence(bits, dpi).0
+}
+
+/// As [`orientation`], with the strength of the evidence: how many times more ink the winning
+/// side has (1 when nothing was measured).
+pub fn orientation_evidence(bits: &Bitmap, dpi: f32) -> (Orientation, f32) {
     let (w, h) = (bits.width as usize, bits.height as usize);
     let strip = ((dpi * 0.5) as usize).max(32);
     let min_line = (dpi * 0.04) as usize; // ~1 mm
@@ -300,17 +314,19 @@ pub fn orientation(bits: &Bitmap, dpi: f32) -> Orientation {
     // Evidence needed, in pixels at 300 dpi.
     let needed = (1_500.0 * (dpi / 300.0).powi(2)) as u64;
     if total < needed {
-        return Orientation::Unknown;
+        return (Orientation::Unknown, 1.0);
     }
+    let strength = (above.max(below) as f32 / above.min(below).max(1) as f32).min(100.0);
     // Turning a page is only done on clear evidence: capitals, accents and a card's patterns
     // blur the count; an unsure page is left to the reader, which reads it both ways.
-    if above as f64 > below as f64 * 1.2 {
+    let o = if above as f64 > below as f64 * 1.2 {
         Orientation::Upright
     } else if below as f64 > above as f64 * 2.0 {
         Orientation::UpsideDown
     } else {
         Orientation::Unknown
-    }
+    };
+    (o, strength)
 }
 
 /// Bitonal when the page is text on paper and binarising keeps it legible; a picture (JPEG)
