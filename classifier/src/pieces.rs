@@ -106,14 +106,12 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
     let titled_cards = titled.iter().any(|&i| lex.types.get(i).is_some_and(|t| t.card));
     let mrz = f.mrz.as_deref().and_then(mrz::find).or_else(|| raw.contains("<<").then(|| mrz::find(raw)).flatten());
     let holder = if f.layout.cards > 0 || mrz.is_some() {
-        let attribution = match &mrz {
-            Some(m) => attribute_mrz(household, m),
-            None => attribute(household, raw),
-        };
+        let attribution = attribute_with_zone(household, mrz.as_ref(), raw);
         match attribution {
             Attribution::Member { name, .. } => Some(name),
-            Attribution::Stranger { read, .. } | Attribution::Doubt { read } => Some(read),
-            Attribution::Unknown => None,
+            Attribution::Stranger { read, .. } => Some(read),
+            // A doubtful reading (a zone misread) says nothing of where a document starts.
+            Attribution::Doubt { .. } | Attribution::Unknown => None,
         }
     } else {
         None
@@ -134,6 +132,21 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
         unreadable: f.layout.unreadable,
         words,
         reading,
+    }
+}
+
+/// Whose document: a checked zone decides; a zone read with errors is believed when it names
+/// someone of the household, else the printed name and birth date are (they may prove it is
+/// someone else's); what remains is the zone's doubt.
+fn attribute_with_zone(household: &Household, zone: Option<&Mrz>, text: &str) -> Attribution {
+    match zone {
+        Some(m) if m.checked() => attribute_mrz(household, m),
+        Some(m) => match (attribute_mrz(household, m), attribute(household, text)) {
+            (member @ Attribution::Member { .. }, _) => member,
+            (_, printed @ (Attribution::Member { .. } | Attribution::Stranger { .. })) => printed,
+            (from_zone, _) => from_zone,
+        },
+        None => attribute(household, text),
     }
 }
 
@@ -326,10 +339,7 @@ fn classify_piece(lex: &Lexicon, trust: &TrustList, household: &Household, pages
     let mut rejection = None;
     if rule.identity {
         let all_text: String = pages.iter().map(|p| p.reading.text.as_str()).collect::<Vec<_>>().join(" ");
-        let attribution = match zone {
-            Some(m) => attribute_mrz(household, m),
-            None => attribute(household, &all_text),
-        };
+        let attribution = attribute_with_zone(household, zone, &all_text);
         match attribution {
             Attribution::Member { role, name, score } => {
                 evidence.push(format!("identity: {name} ({:?}, name score {score})", role));

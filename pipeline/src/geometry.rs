@@ -251,7 +251,7 @@ fn largest_component(m: &[bool], w: usize, h: usize) -> Option<(Vec<bool>, usize
 }
 
 /// Solves the 3×3 projective map sending `from[i]` to `to[i]` (4 point pairs).
-fn homography(from: &Quad, to: &Quad) -> Option<[f64; 9]> {
+pub fn homography(from: &Quad, to: &Quad) -> Option<[f64; 9]> {
     let mut a = [[0f64; 9]; 8];
     for i in 0..4 {
         let (x, y) = (from[i].0 as f64, from[i].1 as f64);
@@ -686,15 +686,19 @@ fn level_and_scale(mut raster: PageRaster, mut c: Corrections) -> (PageRaster, C
             c.notes.push("sideways page turned a quarter".into());
         }
     }
-    // The scale: an A4 page's size says it; anything else is measured from its lines.
+    // The scale: an A4 page's size says it (a sheet's proportions are the surest measure, and a
+    // page with a card and three lines of text says little of print sizes); anything else is
+    // measured from its lines.
     let (w, h) = (raster.width(), raster.height());
-    let by_text = {
+    let by_text = if a4_shaped(w, h) {
+        None
+    } else {
         let f = (w.max(h) / 1200).max(1);
         let m = reduce(&raster.gray, f);
         line_height_cells(&ink_of(&m), m.w, m.h).map(|cells| cells * f as f32 * 25.4 / BODY_LINE_MM)
     };
     let dpi = match by_text {
-        Some(t) if !a4_shaped(w, h) || (t / raster.dpi).max(raster.dpi / t) > 2.2 => {
+        Some(t) => {
             c.dpi_from_text = true;
             c.notes.push(format!("scale from the text: about {t:.0} dpi (the image's size would say {:.0})", raster.dpi));
             t

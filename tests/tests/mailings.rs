@@ -260,9 +260,9 @@ fn born_digital_portal_pdf_is_rendered_and_its_fiche_read() {
     let p = &spec.requests[0].person;
     let payload = format!("SNE-FR|1|{}|{}|{}|{}|2|3|2026-11-16", p.numero_unique, p.nom, p.prenoms, p.date_naissance);
     let pages = vec![
-        BornDigitalPage { lines: vec!["FICHE RÉCAPITULATIVE".into(), format!("Numéro unique : {}", p.numero_unique)], qr: Some(payload) },
-        BornDigitalPage { lines: vec!["ATTESTATION EMPLOYEUR".into(), "Je soussigné, directeur des ressources humaines, atteste que".into(), format!("{} {} est employé(e) depuis le 1er mars 2021.", p.prenoms, p.nom)], qr: None },
-        BornDigitalPage { lines: vec!["QUITTANCE DE LOYER".into(), "Reçu la somme de 612,40 € pour le loyer de novembre 2026.".into()], qr: None },
+        BornDigitalPage { lines: vec!["FICHE RÉCAPITULATIVE".into(), format!("Numéro unique : {}", p.numero_unique)], qr: Some(payload), hidden: None },
+        BornDigitalPage { lines: vec!["ATTESTATION EMPLOYEUR".into(), "Je soussigné, directeur des ressources humaines, atteste que".into(), format!("{} {} est employé(e) depuis le 1er mars 2021.", p.prenoms, p.nom)], qr: None, hidden: None },
+        BornDigitalPage { lines: vec!["QUITTANCE DE LOYER".into(), "Reçu la somme de 612,40 € pour le loyer de novembre 2026.".into()], qr: None, hidden: None },
     ];
     let pdf = dir.path().join("export.pdf");
     fs::write(&pdf, born_digital_pdf(&pages)).expect("write");

@@ -1,5 +1,6 @@
 //! The classifier through the real job: every type of the filing plan recognised from its scan,
-//! identity documents filed under the right person, someone else's documents refused, and the plan's rules (maxima, review
+//! identity documents filed under the right person, someone else's identity card refused on
+//! proof and a letter to someone else sent to an operator, and the plan's rules (maxima, review
 //! threshold) applied to what the classifier decided.
 
 use std::fs;
@@ -81,7 +82,7 @@ fn every_type_of_the_plan_is_recognised_from_its_scan() {
 }
 
 #[test]
-fn identity_documents_go_to_whose_they_are_and_a_stranger_s_is_refused() {
+fn identity_documents_go_to_whose_they_are_a_stranger_s_card_is_refused_and_a_letter_reviewed() {
     let (report, truth) = run_request(
         601,
         |_, rng| {
@@ -98,12 +99,15 @@ fn identity_documents_go_to_whose_they_are_and_a_stranger_s_is_refused() {
     );
     let got: Vec<(Option<&str>, Option<ReasonCode>)> = report.requests[0].pieces.iter().map(|p| (p.categorie.as_deref(), p.reason)).collect();
     let wrong_person = Some(ReasonCode::IncoherenceIdentite);
-    assert_eq!(got, vec![(Some("IDC"), None), (Some("IDP"), None), (Some("IDD"), None), (Some("IDD"), wrong_person), (Some("RMS"), wrong_person)], "{truth:?}");
-    // Someone else's payslip: its address block names the stranger.
-    assert!(report.requests[0].pieces[4].evidence.iter().any(|e| e.contains("not in the household")), "{:?}", report.requests[0].pieces[4].evidence);
+    assert_eq!(got, vec![(Some("IDC"), None), (Some("IDP"), None), (Some("IDD"), None), (Some("IDD"), wrong_person), (Some("RMS"), None)], "{truth:?}");
+    // Someone else's payslip: its address block names the stranger, which is no proof.
+    let payslip = &report.requests[0].pieces[4];
+    assert_eq!(payslip.status, PieceStatus::Review);
+    assert!(payslip.evidence.iter().any(|e| e.contains("not in the household")), "{:?}", payslip.evidence);
+    // Someone else's card: refused, and the evidence says what proved it.
     let refused = &report.requests[0].pieces[3];
     assert_eq!(refused.status, PieceStatus::Rejected);
-    assert!(refused.evidence.iter().any(|e| e.contains("not in the household")), "{:?}", refused.evidence);
+    assert!(refused.evidence.iter().any(|e| e.contains("not in the household") && e.contains("proof")), "{:?}", refused.evidence);
 }
 
 #[test]
