@@ -408,6 +408,36 @@ fn count_blobs(cells: &[bool], w: usize, h: usize, min: usize) -> usize {
     n
 }
 
+/// Copies `rect` of the page, turned by `-deg` about the page centre so its text is level, and
+/// enlarged (or reduced) by `scale` in the same pass: bilinear, in fixed point.
+pub fn crop_level_scaled(gray: &GrayImage, rect: Rect, deg: f32, scale: f32) -> GrayImage {
+    if (scale - 1.0).abs() <= 0.05 {
+        return crop_level(gray, rect, deg);
+    }
+    let (pw, ph) = (gray.width() as i64, gray.height() as i64);
+    let t = deg.to_radians().tan();
+    let cx = pw as f32 / 2.0;
+    let raw = gray.as_raw();
+    let (ow, oh) = (((rect.w as f32 * scale) as u32).max(1), ((rect.h as f32 * scale) as u32).max(1));
+    let inv = 1.0 / scale;
+    let at = |x: i64, y: i64| -> i32 { if x < 0 || y < 0 || x >= pw || y >= ph { 255 } else { raw[(y * pw + x) as usize] as i32 } };
+    let mut out = GrayImage::new(ow, oh);
+    for (oy, row) in out.rows_mut().enumerate() {
+        let gy = rect.y as f32 + (oy as f32 + 0.5) * inv - 0.5;
+        for (ox, p) in row.enumerate() {
+            let gx = rect.x as f32 + (ox as f32 + 0.5) * inv - 0.5;
+            let sy = gy + (gx - cx) * t;
+            let (x0, y0) = (gx.floor() as i64, sy.floor() as i64);
+            // Weights in 1/256.
+            let (fx, fy) = (((gx - x0 as f32) * 256.0) as i32, ((sy - y0 as f32) * 256.0) as i32);
+            let top = at(x0, y0) * (256 - fx) + at(x0 + 1, y0) * fx;
+            let bottom = at(x0, y0 + 1) * (256 - fx) + at(x0 + 1, y0 + 1) * fx;
+            p.0[0] = ((top * (256 - fy) + bottom * fy) >> 16) as u8;
+        }
+    }
+    out
+}
+
 /// Copies `rect` of the page, turned by `-deg` about the page centre so its text is level.
 pub fn crop_level(gray: &GrayImage, rect: Rect, deg: f32) -> GrayImage {
     let (pw, ph) = gray.dimensions();

@@ -14,7 +14,7 @@
 use image::GrayImage;
 use scanbureau_pipeline::qualify::{PageFeatures, PageView};
 
-use crate::layout::{PageLayoutDetail, Rect, TextLine, crop_level, measure};
+use crate::layout::{PageLayoutDetail, Rect, TextLine, crop_level_scaled, measure};
 use crate::lexicon::{Lexicon, Reading, normalise, score_outside, score_type};
 use crate::mrz;
 use crate::ocr::{MRZ_CHARSET, OcrConfig, Segmentation, read_with as ocr_read};
@@ -69,18 +69,7 @@ fn stack(gray: &GrayImage, rects: &[Rect], skew: f32, gap: u32, scale: f32) -> O
     if rects.is_empty() {
         return None;
     }
-    let crops: Vec<GrayImage> = rects
-        .iter()
-        .map(|r| {
-            let c = crop_level(gray, *r, skew);
-            if (scale - 1.0).abs() > 0.05 {
-                let (w, h) = ((c.width() as f32 * scale) as u32, (c.height() as f32 * scale) as u32);
-                image::imageops::resize(&c, w.max(1), h.max(1), image::imageops::FilterType::Triangle)
-            } else {
-                c
-            }
-        })
-        .collect();
+    let crops: Vec<GrayImage> = rects.iter().map(|r| crop_level_scaled(gray, *r, skew, scale)).collect();
     let w = crops.iter().map(|c| c.width()).max().unwrap_or(1) + 2 * gap;
     let h: u32 = crops.iter().map(|c| c.height() + gap).sum::<u32>() + gap;
     // Between the crops, the paper's own grey: white around grey paper makes Tesseract's
@@ -111,11 +100,33 @@ fn line_box(l: &TextLine, dpi: f32, w: u32, h: u32) -> Rect {
     l.rect.grown((dpi * 0.03) as u32 + 2, w, h)
 }
 
+/// The best score any type (or outside document) of the lexicon gives the page's reading.
+fn evidence(lex: &Lexicon, title: &str, text: &str, cards: u8) -> f32 {
+    let r = Reading { title: normalise(title), text: normalise(text), cards };
+    lex.types.iter().map(|t| score_type(t, &r).score).chain(lex.outside.iter().map(|o| score_outside(o, &r).score)).fold(0.0, f32::max)
+}
+
 /// Whether the lexicon recognises the page's title (or an outside document's).
 fn told(lex: &Lexicon, title: &str, text: &str, cards: u8) -> bool {
-    let r = Reading { title: normalise(title), text: normalise(text), cards };
-    lex.types.iter().any(|t| score_type(t, &r).score >= 5.0) || lex.outside.iter().any(|o| score_outside(o, &r).score >= 5.0)
+    evidence(lex, title, text, cards) >= TOLD
 }
+
+/// A score from which a page is told (a title, or a title's words among the text's).
+const TOLD: f32 = 5.0;
+/// Words read by the cheap passes from which a page is plain text that names no document (a
+/// continuation page): it reads fine as it is, and is not read again whole or turned.
+const PLAIN_TEXT_WORDS: usize = 25;
+/// Tesseract's confidence from which those words are text, not a reading of upside-down print.
+const PLAIN_TEXT_CONFIDENCE: f32 = 60.0;
+
+/// Words of four letters or more with a vowel: OCR of upside-down or garbled print gives few.
+fn words(text: &str) -> usize {
+    normalise(text).split_whitespace().filter(|w| w.len() >= 4 && w.chars().all(char::is_alphabetic) && w.chars().any(|c| "aeiouy".contains(c))).count()
+}
+/// Under this score, the cheap passes read nothing that points to a document: only then is the
+/// page read whole, or the other way up (a page whose body already points somewhere is not
+/// worth two seconds more).
+const WEAK: f32 = 3.0;
 
 /// What to read of a set of regions, and how.
 struct Ask<'r> {
@@ -136,6 +147,8 @@ struct Pass<'a> {
     ocr_failed: bool,
     /// Megapixels read so far.
     spent: f32,
+    /// Confidence times characters, and characters, of the reads in the full alphabet.
+    confidence: (f64, usize),
 }
 
 impl Pass<'_> {
@@ -165,6 +178,11 @@ impl Pass<'_> {
         match ocr_read(&self.cfg.ocr, &img, (self.dpi * scale).round() as u32, ask.mode, ask.charset) {
             Ok(t) => {
                 self.log.push(format!("ocr {}: {} regions, {mpx:.2} Mpx, {:.0} ms, confidence {}", ask.name, ask.rects.len(), t.millis, t.confidence));
+                if ask.charset.is_none() {
+                    let n = t.text.chars().filter(|c| !c.is_whitespace()).count();
+                    self.confidence.0 += t.confidence as f64 * n as f64;
+                    self.confidence.1 += n;
+                }
                 t.text
             }
             Err(e) => {
@@ -193,7 +211,7 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
             // A picture on the page (a card pasted into a letter) may hold what the text
             // does not say: it is read too.
             if !known && layer.picture_cover >= 0.3 {
-                let ocr = read_upright(&view.raster.gray, view.ink, view.raster.dpi, lex, cfg);
+                let ocr = read_upright(&view.raster.gray, view.ink, view.raster.dpi, lex, cfg, cfg.whole_page);
                 f.reading.extend(ocr.reading);
                 f.text = Some(format!("{}\n{}", f.text.unwrap_or_default(), ocr.text.unwrap_or_default()));
                 f.mrz = f.mrz.or(ocr.mrz);
@@ -203,24 +221,51 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
         }
         note = Some(format!("text layer not used: {} lines that do not read as text", layer.lines.len()));
     }
-    let mut f = read_upright(&view.raster.gray, view.ink, view.raster.dpi, lex, cfg);
+    let dpi = view.raster.dpi;
+    let mut f = read_upright(&view.raster.gray, view.ink, dpi, lex, cfg, false);
     f.reading.splice(0..0, note);
-    if view.orientation_unsure && !f.layout.unreadable && sense(lex, &f) < KNOWN {
+    // Which way up: the cheap passes both ways, when the print could not tell and nothing
+    // known was read.
+    let mut turned_page = None;
+    if view.orientation_unsure && !f.layout.unreadable && weak(lex, &f) {
         let gray = image::imageops::rotate180(&view.raster.gray);
         let mut ink = view.ink.clone();
         ink.ink.reverse();
-        let mut turned = read_upright(&gray, &ink, view.raster.dpi, lex, cfg);
+        let mut turned = read_upright(&gray, &ink, dpi, lex, cfg, false);
         let (a, b) = (sense(lex, &f), sense(lex, &turned));
         if b > a {
             turned.half_turn = true;
             turned.reading.insert(0, format!("read both ways up: upside down makes more sense ({b} against {a})"));
             f = turned;
+            turned_page = Some((gray, ink));
         } else {
             f.reading.push(format!("read both ways up: as it is makes more sense ({a} against {b})"));
         }
     }
+    // Still nothing known: the page is read again, whole this time, the way up it makes sense.
+    if cfg.whole_page && !f.layout.unreadable && weak(lex, &f) {
+        let (gray, ink) = match &turned_page {
+            Some((g, i)) => (g, i),
+            None => (&view.raster.gray, view.ink),
+        };
+        let half_turn = f.half_turn;
+        let mut whole = read_upright(gray, ink, dpi, lex, cfg, true);
+        whole.half_turn = half_turn;
+        let notes: Vec<String> = f.reading.iter().filter(|r| r.starts_with("read both ways")).cloned().collect();
+        whole.reading.extend(notes);
+        f = whole;
+    }
     f.read_ms = started.elapsed().as_secs_f32() * 1000.0;
     f
+}
+
+/// Nothing known read, and not plain text either (plain text is many words read with
+/// confidence: a continuation page, not worth reading whole or turned).
+fn weak(lex: &Lexicon, f: &PageFeatures) -> bool {
+    let text = f.text.as_deref().unwrap_or("");
+    let plain = words(text) >= PLAIN_TEXT_WORDS && f.ocr_confidence >= PLAIN_TEXT_CONFIDENCE;
+    let zone_checked = f.mrz.as_deref().and_then(mrz::find).is_some_and(|m| m.checked());
+    !plain && !zone_checked && evidence(lex, f.title.as_deref().unwrap_or(""), text, f.layout.cards) < WEAK
 }
 
 /// Features from a page's text layer. The title is the largest print in the upper part of the
@@ -268,19 +313,25 @@ fn sense(lex: &Lexicon, f: &PageFeatures) -> usize {
     let title = f.title.as_deref().unwrap_or("");
     let text = f.text.as_deref().unwrap_or("");
     let zone = f.mrz.as_deref().and_then(mrz::find);
-    let words = normalise(text)
-        .split_whitespace()
-        .filter(|w| w.len() >= 4 && w.chars().all(char::is_alphabetic) && w.chars().any(|c| "aeiouy".contains(c)))
-        .count();
+    // Garbage read from upside-down print makes words too, with little confidence.
+    let words = (words(text) as f32 * (f.ocr_confidence / 100.0).clamp(0.2, 1.0)) as usize;
     let known = told(lex, title, text, f.layout.cards) || zone.as_ref().is_some_and(|m| m.checked());
     usize::from(known) * KNOWN + usize::from(zone.is_some()) * 300 + words.min(299)
 }
 
 /// Groups of two or three lines that look like a machine-readable zone: long, as wide as one
-/// another, left-aligned, evenly spaced, each a continuous run of print. Lowest first.
-fn mrz_candidates(layout: &PageLayoutDetail, dpi: f32) -> Vec<Vec<usize>> {
+/// another, left-aligned, evenly spaced, each a continuous run of print. Lowest first. Zones are
+/// printed on cards and passports: looked for inside a card's frame, or anywhere on a page that
+/// is not a plain sheet of text (a photograph on it, or not an A4 sheet).
+fn mrz_candidates(layout: &PageLayoutDetail, dpi: f32, (w, h): (u32, u32)) -> Vec<Vec<usize>> {
     let mm = |px: u32| px as f32 * 25.4 / dpi;
-    let mut order: Vec<usize> = (0..layout.lines.len()).collect();
+    let ratio = w.max(h) as f32 / w.min(h).max(1) as f32;
+    let anywhere = layout.summary.photos > 0 || (ratio - 1.414).abs() > 0.06;
+    let in_card = |l: &TextLine| {
+        let (cx, cy) = (l.rect.x + l.rect.w / 2, l.rect.y + l.rect.h / 2);
+        layout.cards.iter().any(|c| cx >= c.x && cx <= c.x + c.w && cy >= c.y && cy <= c.bottom())
+    };
+    let mut order: Vec<usize> = (0..layout.lines.len()).filter(|&i| anywhere || in_card(&layout.lines[i])).collect();
     order.sort_by_key(|&i| layout.lines[i].rect.y);
     let mut groups = Vec::new();
     let mut used = vec![false; layout.lines.len()];
@@ -327,7 +378,7 @@ fn whole_card(w: u32, h: u32, dpi: f32) -> bool {
     long < 190.0 && (1.3..=1.8).contains(&ratio)
 }
 
-fn read_upright(gray: &GrayImage, bits: &scanbureau_pipeline::binarize::Bitmap, dpi: f32, lex: &Lexicon, cfg: &ReaderConfig) -> PageFeatures {
+fn read_upright(gray: &GrayImage, bits: &scanbureau_pipeline::binarize::Bitmap, dpi: f32, lex: &Lexicon, cfg: &ReaderConfig, whole_page: bool) -> PageFeatures {
     let mut layout = measure(gray, bits, dpi);
     let (w, h) = gray.dimensions();
     // A card photographed or scanned alone: the whole image is the card.
@@ -350,7 +401,7 @@ fn read_upright(gray: &GrayImage, bits: &scanbureau_pipeline::binarize::Bitmap, 
         f.reading.push("print too dark or too faint: not read".into());
         return f;
     }
-    let mut pass = Pass { gray, dpi, layout: &layout, cfg, log: Vec::new(), ocr_failed: false, spent: 0.0 };
+    let mut pass = Pass { gray, dpi, layout: &layout, cfg, log: Vec::new(), ocr_failed: false, spent: 0.0, confidence: (0.0, 0) };
     let in_card = |l: &TextLine| layout.cards.iter().any(|c| l.rect.y + l.rect.h / 2 >= c.y && l.rect.y + l.rect.h / 2 <= c.bottom());
     let mut done = vec![false; layout.lines.len()];
 
@@ -415,7 +466,7 @@ fn read_upright(gray: &GrayImage, bits: &scanbureau_pipeline::binarize::Bitmap, 
         if !pass.ocr_failed && !told(lex, &title, &format!("{text}\n{card_text}"), layout.summary.cards) {
             let turned = image::imageops::rotate180(gray);
             let flipped: Vec<Rect> = cards.iter().map(|c| Rect { x: w - c.x - c.w, y: h - c.y - c.h, ..*c }).collect();
-            let mut again = Pass { gray: &turned, dpi, layout: &layout, cfg, log: Vec::new(), ocr_failed: false, spent: pass.spent };
+            let mut again = Pass { gray: &turned, dpi, layout: &layout, cfg, log: Vec::new(), ocr_failed: false, spent: pass.spent, confidence: (0.0, 0) };
             let turned_text = again.read(&Ask { name: "cards turned 180°", rects: &flipped, min_dpi: card_dpi, mode, charset: None });
             pass.spent = again.spent;
             pass.log.append(&mut again.log);
@@ -429,7 +480,7 @@ fn read_upright(gray: &GrayImage, bits: &scanbureau_pipeline::binarize::Bitmap, 
 
     // 3. A machine-readable zone: two or three long even lines. Read with its own alphabet.
     if !pass.ocr_failed {
-        for group in mrz_candidates(&layout, dpi) {
+        for group in mrz_candidates(&layout, dpi, (w, h)) {
             let boxes: Vec<Rect> = group.iter().map(|&i| line_box(&layout.lines[i], dpi, w, h)).collect();
             // The zone's print is read best about 32 pixels tall: measured on the ink itself
             // (a line's box can take in a pattern behind it).
@@ -463,7 +514,7 @@ fn read_upright(gray: &GrayImage, bits: &scanbureau_pipeline::binarize::Bitmap, 
 
     // 5. Still nothing known: the whole page, at the scale that suits its print (small print
     //    enlarged, big photos' print reduced), as Tesseract lays it out.
-    if cfg.whole_page && !pass.ocr_failed && !zone_checked && !alone && !told(lex, &title, &text, layout.summary.cards) {
+    if whole_page && !pass.ocr_failed && !zone_checked && !alone {
         let line_px = layout.summary.line_mm * dpi / 25.4;
         let wanted = if line_px > 1.0 { (OCR_LINE_PX / line_px).clamp(0.5, 2.0) } else { 1.0 };
         // Within what is left of the budget: a smaller image rather than none.
@@ -486,6 +537,7 @@ fn read_upright(gray: &GrayImage, bits: &scanbureau_pipeline::binarize::Bitmap, 
         }
     }
     pass.log.push(format!("read {:.1} Mpx", pass.spent));
+    f.ocr_confidence = if pass.confidence.1 > 0 { (pass.confidence.0 / pass.confidence.1 as f64) as f32 } else { 0.0 };
     f.reading.extend(pass.log);
     f.title = Some(title);
     f.text = Some(text);

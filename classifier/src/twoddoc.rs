@@ -522,14 +522,17 @@ pub fn verify(doc: &TwoDDoc, trust: &TrustList) -> Verdict {
 }
 
 /// Where the printed text says otherwise than the signed data: the fiscal reference income
-/// printed after its label, the year of the income. Only clear contradictions count (a value
-/// read and different), never a value OCR missed.
+/// printed after its label, the year of the income. Only clear contradictions count: a value
+/// read after its label, different, while the signed value is printed nowhere (OCR may read a
+/// form's columns in any order), never a value OCR missed.
 pub fn contradictions(doc: &TwoDDoc, normalised_text: &str) -> Vec<String> {
     let mut out = Vec::new();
+    let digits: String = normalised_text.split_whitespace().collect::<Vec<_>>().join("");
     if let Some(rfr) = doc.field("41").filter(|v| !v.is_empty())
         && let Some(printed) = number_after(normalised_text, " revenu fiscal de reference ")
         && printed != rfr.trim_start_matches('0')
         && !(printed.is_empty() && rfr.chars().all(|c| c == '0'))
+        && !digits.contains(rfr.trim_start_matches('0'))
     {
         out.push(format!("revenu fiscal de référence printed {printed}, signed {rfr}"));
     }

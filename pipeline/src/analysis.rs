@@ -97,9 +97,9 @@ pub fn analyse_page(raster: PageRaster, params: &AnalysisParams) -> PageAnalysis
 /// As [`analyse_page`], and hands a page that will be part of a piece (upright, binarised) to
 /// `read` for what the qualifier needs from it. Slips and blank pages are not read.
 pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn Fn(&PageView<'_>) -> PageFeatures) -> (PageAnalysis, PageFeatures) {
-    let (mut raster, corrections) = straighten(raster);
-    let stats = tile_stats(&raster.gray, raster.dpi);
-    let bits = binarize(&raster.gray, &stats, MIN_CONTRAST);
+    let mut raster = raster;
+    let mut stats = tile_stats(&raster.gray, raster.dpi);
+    let mut bits = binarize(&raster.gray, &stats, MIN_CONTRAST);
     let qr_codes = find_qr_codes_in(&raster.gray, &bits, &params.qr);
     let slip = qr_codes.iter().find_map(|hit| {
         let parse = parse_payload(&hit.payload);
@@ -122,11 +122,20 @@ pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn 
     let blank = slip.is_none() && ink_cells < params.blank_max_cells;
     if slip.is_some() || blank {
         let orientation = if slip.as_ref().is_some_and(|s| s.turn == 180) { Orientation::UpsideDown } else { Orientation::Unknown };
-        return (PageAnalysis { slip, qr_codes, blank, ink_cells, orientation, content: PageContent::Text, encoded: None, corrections }, PageFeatures::default());
+        return (
+            PageAnalysis { slip, qr_codes, blank, ink_cells, orientation, content: PageContent::Text, encoded: None, corrections: Corrections::default() },
+            PageFeatures::default(),
+        );
+    }
+    // Only a page that will be read is put straight (half a duplex mailing is blank backs).
+    let (straight, corrections) = straighten(raster);
+    raster = straight;
+    if corrections.changed() {
+        stats = tile_stats(&raster.gray, raster.dpi);
+        bits = binarize(&raster.gray, &stats, MIN_CONTRAST);
     }
     let (orientation, strength) = orientation_evidence(&bits, raster.dpi);
     let content = content_kind(&raster, &stats);
-    let mut bits = bits;
     if orientation == Orientation::UpsideDown {
         raster.rotate180();
         bits.ink.reverse();

@@ -16,11 +16,14 @@ pub const WORKING_DPI: f32 = 300.0;
 /// Height of a line of body text (ascenders to descenders) in millimetres: the unit the scale
 /// is measured in when the page's size says nothing (10-11 pt print).
 const BODY_LINE_MM: f32 = 3.4;
+/// A skew from which the page itself is turned level (under it, the reader levels the lines it
+/// reads and the stored page keeps a scanner's usual tilt).
+const DESKEW_FROM_DEG: f32 = 2.0;
 /// Long side under which an image of unknown scale is enlarged before reading.
 const SMALL_IMAGE_PX: f32 = 1600.0;
 
 /// What was done to the page, for its report.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Corrections {
     /// The document's outline was found in a photo and its perspective undone.
     pub outline: bool,
@@ -37,6 +40,19 @@ pub struct Corrections {
     pub notes: Vec<String>,
 }
 
+impl Default for Corrections {
+    fn default() -> Self {
+        Self { outline: false, flattened: false, deskew_deg: 0.0, turned: false, scale: 1.0, dpi_from_text: false, notes: Vec::new() }
+    }
+}
+
+impl Corrections {
+    /// Whether the page's pixels or resolution changed.
+    pub fn changed(&self) -> bool {
+        self.outline || self.flattened || self.turned || self.deskew_deg != 0.0 || self.scale != 1.0 || self.dpi_from_text
+    }
+}
+
 /// A grey map of the page reduced by `f` (box means).
 struct Map {
     w: usize,
@@ -45,23 +61,23 @@ struct Map {
 }
 
 fn reduce(gray: &GrayImage, f: u32) -> Map {
-    let f = f.max(1);
-    let (w, h) = ((gray.width() / f) as usize, (gray.height() / f) as usize);
+    let f = f.max(1) as usize;
+    let (w, h) = (gray.width() as usize / f, gray.height() as usize / f);
     let mut sums = vec![0u32; w.max(1)];
     let mut v = vec![0u8; w * h];
     let raw = gray.as_raw();
     let gw = gray.width() as usize;
+    let n = (f * f) as u32;
     for y in 0..h {
         sums.iter_mut().for_each(|s| *s = 0);
-        for yy in y * f as usize..(y + 1) * f as usize {
-            let row = &raw[yy * gw..yy * gw + w * f as usize];
-            for (x, &p) in row.iter().enumerate() {
-                sums[x / f as usize] += p as u32;
+        for yy in y * f..(y + 1) * f {
+            let row = &raw[yy * gw..yy * gw + w * f];
+            for (s, cell) in sums.iter_mut().zip(row.chunks_exact(f)) {
+                *s += cell.iter().map(|&p| p as u32).sum::<u32>();
             }
         }
-        let n = f * f;
-        for x in 0..w {
-            v[y * w + x] = (sums[x] / n) as u8;
+        for (out, s) in v[y * w..(y + 1) * w].iter_mut().zip(&sums) {
+            *out = (s / n) as u8;
         }
     }
     Map { w, h, v }
@@ -306,14 +322,35 @@ pub fn unwarp(raster: &PageRaster, q: &Quad) -> Option<PageRaster> {
     Some(out)
 }
 
-/// A new page `w` × `h` whose pixel (x, y) is the source's at `map(x, y)` (bilinear; paper
-/// white outside).
+/// The paper's colour: the brightest tenth of the page (a grey paper stays grey).
+fn paper_colour(raster: &PageRaster) -> [f32; 3] {
+    let level = |img: &[u8], stride: usize, c: usize| -> f32 {
+        let mut hist = [0u32; 256];
+        for p in img.chunks_exact(stride).step_by(7) {
+            hist[p[c] as usize] += 1;
+        }
+        let n: u32 = hist.iter().sum();
+        let mut acc = 0;
+        (0..256).rev().find(|&v| {
+            acc += hist[v];
+            acc * 10 >= n
+        }).unwrap_or(255) as f32
+    };
+    match &raster.rgb {
+        Some(rgb) => [level(rgb.as_raw(), 3, 0), level(rgb.as_raw(), 3, 1), level(rgb.as_raw(), 3, 2)],
+        None => [level(raster.gray.as_raw(), 1, 0); 3],
+    }
+}
+
+/// A new page `w` × `h` whose pixel (x, y) is the source's at `map(x, y)` (bilinear; the
+/// paper's colour outside: white corners on grey paper would look like print to the threshold).
 fn resample_with(raster: &PageRaster, w: u32, h: u32, map: &dyn Fn(f32, f32) -> (f32, f32)) -> PageRaster {
+    let fill = paper_colour(raster);
     let sample_gray = |img: &GrayImage, sx: f32, sy: f32| -> u8 {
         let (iw, ih) = (img.width() as i64, img.height() as i64);
         let (x0, y0) = (sx.floor() as i64, sy.floor() as i64);
         let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
-        let px = |x: i64, y: i64| -> f32 { if x < 0 || y < 0 || x >= iw || y >= ih { 255.0 } else { img.as_raw()[(y * iw + x) as usize] as f32 } };
+        let px = |x: i64, y: i64| -> f32 { if x < 0 || y < 0 || x >= iw || y >= ih { fill[0] } else { img.as_raw()[(y * iw + x) as usize] as f32 } };
         let v = px(x0, y0) * (1.0 - fx) * (1.0 - fy) + px(x0 + 1, y0) * fx * (1.0 - fy) + px(x0, y0 + 1) * (1.0 - fx) * fy + px(x0 + 1, y0 + 1) * fx * fy;
         v.round().clamp(0.0, 255.0) as u8
     };
@@ -327,7 +364,7 @@ fn resample_with(raster: &PageRaster, w: u32, h: u32, map: &dyn Fn(f32, f32) -> 
                 let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
                 let mut px = [0u8; 3];
                 for (c, out) in px.iter_mut().enumerate() {
-                    let at = |x: i64, y: i64| -> f32 { if x < 0 || y < 0 || x >= iw || y >= ih { 255.0 } else { raw[((y * iw + x) * 3) as usize + c] as f32 } };
+                    let at = |x: i64, y: i64| -> f32 { if x < 0 || y < 0 || x >= iw || y >= ih { fill[c] } else { raw[((y * iw + x) * 3) as usize + c] as f32 } };
                     let v = at(x0, y0) * (1.0 - fx) * (1.0 - fy) + at(x0 + 1, y0) * fx * (1.0 - fy) + at(x0, y0 + 1) * (1.0 - fx) * fy + at(x0 + 1, y0 + 1) * fx * fy;
                     *out = v.round().clamp(0.0, 255.0) as u8;
                 }
@@ -347,7 +384,7 @@ fn resample_with(raster: &PageRaster, w: u32, h: u32, map: &dyn Fn(f32, f32) -> 
 }
 
 /// Turns the page by `deg` (counter-clockwise positive in image coordinates: the print's lines
-/// go down to the right when `deg` > 0 and are level after), same size, white corners.
+/// go down to the right when `deg` > 0 and are level after), same size, corners the paper's colour.
 pub fn rotate(raster: &PageRaster, deg: f32) -> PageRaster {
     let (w, h) = (raster.width(), raster.height());
     let (c, s) = (deg.to_radians().cos(), deg.to_radians().sin());
@@ -622,7 +659,7 @@ fn a4_shaped(w: u32, h: u32) -> bool {
 pub fn straighten(mut raster: PageRaster) -> (PageRaster, Corrections) {
     // A born-digital page is straight by construction, and its text's positions are exact.
     if raster.text_layer.as_ref().is_some_and(|t| !t.ocr_layer && t.picture_cover < 0.5) {
-        return (raster, Corrections { scale: 1.0, ..Corrections::default() });
+        return (raster, Corrections::default());
     }
     // The text layer of a scan follows the page through rescaling (its positions are shares of
     // the page), not through a turn or an unwarp.
@@ -638,7 +675,7 @@ pub fn straighten(mut raster: PageRaster) -> (PageRaster, Corrections) {
 }
 
 fn straighten_pixels(mut raster: PageRaster) -> (PageRaster, Corrections) {
-    let mut c = Corrections { scale: 1.0, ..Corrections::default() };
+    let mut c = Corrections::default();
     if raster.bilevel {
         // A bitonal scan comes from a document scanner: no perspective, no light to flatten.
         return level_and_scale(raster, c);
@@ -664,14 +701,14 @@ fn straighten_pixels(mut raster: PageRaster) -> (PageRaster, Corrections) {
 }
 
 fn level_and_scale(mut raster: PageRaster, mut c: Corrections) -> (PageRaster, Corrections) {
-    let f = (raster.width().max(raster.height()) / 1200).max(1);
+    let f = (raster.width().max(raster.height()) / 1000).max(1);
     let m = reduce(&raster.gray, f);
     let ink = ink_of(&m);
     let direction = print_direction(&ink, m.w, m.h);
     if let Some(d) = direction
         && d.sharpness > 1.4
     {
-        if d.angle.abs() >= 1.5 {
+        if d.angle.abs() >= DESKEW_FROM_DEG {
             // Columns' angle is measured the other way round.
             let turn = if d.sideways { -d.angle } else { d.angle };
             raster = rotate(&raster, turn);
@@ -693,7 +730,7 @@ fn level_and_scale(mut raster: PageRaster, mut c: Corrections) -> (PageRaster, C
     let by_text = if a4_shaped(w, h) {
         None
     } else {
-        let f = (w.max(h) / 1200).max(1);
+        let f = (w.max(h) / 1000).max(1);
         let m = reduce(&raster.gray, f);
         line_height_cells(&ink_of(&m), m.w, m.h).map(|cells| cells * f as f32 * 25.4 / BODY_LINE_MM)
     };
@@ -761,7 +798,7 @@ mod tests {
         assert!(out.height() > out.width());
         // A level, upright page is left alone.
         let (_, c) = straighten(page);
-        assert_eq!(c, Corrections { scale: 1.0, ..Corrections::default() });
+        assert_eq!(c, Corrections::default());
     }
 
     #[test]

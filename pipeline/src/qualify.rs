@@ -34,6 +34,9 @@ pub struct PageFeatures {
     pub reading: Vec<String>,
     /// CPU time spent reading the page (OCR and layout), in milliseconds.
     pub read_ms: f32,
+    /// Tesseract's mean confidence over what it read (0-100, weighted by characters), 0 when
+    /// nothing was read by OCR.
+    pub ocr_confidence: f32,
 }
 
 /// Cheap image measures of a page, taken without OCR.
