@@ -113,8 +113,8 @@ fn told(lex: &Lexicon, title: &str, text: &str, cards: u8) -> bool {
 
 /// A score from which a page is told (a title, or a title's words among the text's).
 const TOLD: f32 = 5.0;
-/// Words read by the cheap passes from which a page is plain text that names no document (a
-/// continuation page): it reads fine as it is, and is not read again whole or turned.
+/// Words read by the cheap passes from which a page whose text points to a document without
+/// naming it is its continuation: it reads fine as it is, and is not read again whole or turned.
 const PLAIN_TEXT_WORDS: usize = 25;
 /// Tesseract's confidence from which those words are text, not a reading of upside-down print.
 const PLAIN_TEXT_CONFIDENCE: f32 = 60.0;
@@ -259,13 +259,14 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
     f
 }
 
-/// Nothing known read, and not plain text either (plain text is many words read with
-/// confidence: a continuation page, not worth reading whole or turned).
+/// Nothing known read, and not the plain text of a known document's continuation either (many
+/// words read with confidence, some of them a document's: not worth reading whole or turned).
 fn weak(lex: &Lexicon, f: &PageFeatures) -> bool {
     let text = f.text.as_deref().unwrap_or("");
-    let plain = words(text) >= PLAIN_TEXT_WORDS && f.ocr_confidence >= PLAIN_TEXT_CONFIDENCE;
+    let score = evidence(lex, f.title.as_deref().unwrap_or(""), text, f.layout.cards);
+    let continuation = score >= 1.0 && words(text) >= PLAIN_TEXT_WORDS && f.ocr_confidence >= PLAIN_TEXT_CONFIDENCE;
     let zone_checked = f.mrz.as_deref().and_then(mrz::find).is_some_and(|m| m.checked());
-    !plain && !zone_checked && evidence(lex, f.title.as_deref().unwrap_or(""), text, f.layout.cards) < WEAK
+    !continuation && !zone_checked && score < WEAK
 }
 
 /// Features from a page's text layer. The title is the largest print in the upper part of the

@@ -299,6 +299,72 @@ fn bench_light_pdf(n: usize, n_ocr: usize) {
     }
 }
 
+/// Pages stored as pictures (JPEG): dense forms on tinted paper, in grey and in colour, and
+/// phone photos of them (straightened by the job): size and OCR word accuracy of the stored
+/// page against the page it was made from, for the stored resolutions and qualities given.
+fn bench_picture_legibility(n: usize, settings: &[(f32, u8)]) {
+    use scanbureau_fixtures::hard::phone_photo;
+    use scanbureau_pipeline::geometry::straighten;
+    println!("== pictures kept legible: {n} dense grey forms, {n} colour forms, {n} phone photos (OCR word accuracy, tesseract fra)");
+    let kinds = [DocKind::AvisImposition, DocKind::BulletinSalaire, DocKind::AttestationCaf];
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut rows: Vec<(&str, usize, Vec<f64>, Vec<Vec<(f64, f64)>>)> = Vec::new();
+    for (label, variant) in [("grey form", 0), ("colour form", 1), ("phone photo", 2)] {
+        let cases: Vec<(PageRaster, Vec<String>)> = (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let mut rng = SmallRng::seed_from_u64(12_000 + i as u64 + 100 * variant as u64);
+                let g = guichet(&mut rng);
+                let p = person(&mut rng, &g.departement, &g.numero);
+                let paper = rng.random_range(208..226);
+                let (sheet, words) = draw_document_with_text(kinds[i % kinds.len()], 0, &p, 300.0, paper, &mut rng);
+                let sheet = if variant == 0 { sheet } else { scanbureau_fixtures::page::Scan::Rgb(tinted(&sheet.to_gray(), i)) };
+                let page = if variant == 2 { phone_photo(&sheet, 3000, 8.0, false, &mut rng) } else { scan(sheet, &ScanDefects { noise: 4.0, ..ScanDefects::default() }, paper, &mut rng) };
+                let raster = raster_of(&jpeg_bytes(&page, 90));
+                (straighten(raster).0, words)
+            })
+            .collect();
+        let mut src = Vec::new();
+        let mut per_setting = vec![Vec::new(); settings.len()];
+        for (i, (raster, words)) in cases.iter().enumerate() {
+            let Some(a) = ocr_accuracy(&png(&raster.gray), words, tmp.path(), &format!("p{variant}-{i}")) else { continue };
+            src.push(a);
+            let st = tile_stats(&raster.gray, raster.dpi);
+            let bits = binarize(&raster.gray, &st, MIN_CONTRAST);
+            let content = if raster.rgb.is_some() { PageContent::Colour } else { PageContent::Photo };
+            for (k, &(dpi, quality)) in settings.iter().enumerate() {
+                let enc = encode_page(raster, &bits, content, &EncodeParams { picture_dpi: dpi, jpeg_quality: quality });
+                let out = decode_encoded(&enc).expect("decodes");
+                let b = ocr_accuracy(&png(&out), words, tmp.path(), &format!("q{variant}-{i}-{k}")).unwrap_or(0.0);
+                per_setting[k].push((b, enc.data.len() as f64 / 1024.0));
+            }
+        }
+        rows.push((label, src.len(), src, per_setting));
+    }
+    let mean = |v: &[f64]| 100.0 * v.iter().sum::<f64>() / v.len().max(1) as f64;
+    for (label, n, src, per) in &rows {
+        println!("  {label:<12} {n:>3} pages: original {:.1} %", mean(src));
+        for ((dpi, q), r) in settings.iter().zip(per) {
+            let acc: Vec<f64> = r.iter().map(|x| x.0).collect();
+            let kb: Vec<f64> = r.iter().map(|x| x.1).collect();
+            let worst = src.iter().zip(&acc).map(|(a, b)| 100.0 * (a - b)).fold(f64::MIN, f64::max);
+            println!("      stored at {dpi:>3.0} dpi q{q}: {:.1} % (mean loss {:.1} pt, worst page {:.1} pt), median {:.0} KB, max {:.0} KB", mean(&acc), mean(src) - mean(&acc), worst, median(kb.clone()), kb.iter().cloned().fold(0.0, f64::max));
+        }
+    }
+}
+
+/// A grey page printed on tinted paper with coloured boxes: a colour form.
+fn tinted(g: &GrayImage, i: usize) -> image::RgbImage {
+    let tints = [[235.0, 242.0, 255.0], [255.0, 246.0, 225.0], [236.0, 252.0, 238.0]];
+    let t = tints[i % tints.len()];
+    image::RgbImage::from_fn(g.width(), g.height(), |x, y| {
+        let v = g.get_pixel(x, y).0[0] as f32 / 255.0;
+        // A tinted band across the top third, as forms print their headers.
+        let band = if y < g.height() / 3 && (y / 40) % 6 == 0 { 0.85 } else { 1.0 };
+        image::Rgb([(t[0] * v * band) as u8, (t[1] * v * band) as u8, (t[2] * v) as u8])
+    })
+}
+
 /// The whole job on a generated counter mailing, in its own process, all cores.
 fn bench_whole_job(requests: usize) {
     let dir = tempfile::tempdir().expect("tmp");
@@ -369,6 +435,9 @@ fn main() {
     run(env_usize("BENCH_BLANK", 200), &bench_blank);
     let ocr = if Command::new("tesseract").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok() { env_usize("BENCH_OCR", 12) } else { 0 };
     run(env_usize("BENCH_PDF", 40), &|n| bench_light_pdf(n, ocr));
+    // The stored picture pages: the default, and the 150 dpi / q55 of before, for comparison.
+    let now = EncodeParams::default();
+    run(if ocr > 0 { env_usize("BENCH_PICTURES", 6) } else { 0 }, &|n| bench_picture_legibility(n, &[(150.0, 55), (now.picture_dpi, now.jpeg_quality)]));
     run(env_usize("BENCH_REQUESTS", 60), &bench_whole_job);
     println!("(benchmarks took {:.0} s)", t.elapsed().as_secs_f64());
 }
