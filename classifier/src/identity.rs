@@ -127,7 +127,7 @@ pub fn attribute_mrz(household: &Household, mrz: &Mrz) -> Attribution {
         let nom = normalise(&m.nom);
         let same_surname = nom.split_whitespace().filter(|w| w.len() >= 2).any(|w| surname.contains(&format!(" {w} ")) || has(w));
         let prenoms = normalise(&m.prenoms);
-        let same_given = prenoms.split_whitespace().next().is_some_and(|p| has(p)) || given.first().is_some_and(|g| !g.is_empty() && prenoms.contains(&format!(" {g} ")));
+        let same_given = prenoms.split_whitespace().next().is_some_and(&has) || given.first().is_some_and(|g| !g.is_empty() && prenoms.contains(&format!(" {g} ")));
         let same_date = m.date_naissance.is_some_and(|d| d.format("%y%m%d").to_string() == mrz.birth);
         any_name |= same_surname;
         any_date |= same_date;

@@ -354,7 +354,7 @@ fn resample_with(raster: &PageRaster, w: u32, h: u32, map: &dyn Fn(f32, f32) -> 
         let v = px(x0, y0) * (1.0 - fx) * (1.0 - fy) + px(x0 + 1, y0) * fx * (1.0 - fy) + px(x0, y0 + 1) * (1.0 - fx) * fy + px(x0 + 1, y0 + 1) * fx * fy;
         v.round().clamp(0.0, 255.0) as u8
     };
-    let out = match &raster.rgb {
+    match &raster.rgb {
         Some(rgb) => {
             let (iw, ih) = (rgb.width() as i64, rgb.height() as i64);
             let raw = rgb.as_raw();
@@ -379,8 +379,7 @@ fn resample_with(raster: &PageRaster, w: u32, h: u32, map: &dyn Fn(f32, f32) -> 
             });
             PageRaster { gray: img, rgb: None, dpi: raster.dpi, bilevel: false, text_layer: None }
         }
-    };
-    out
+    }
 }
 
 /// Turns the page by `deg` (counter-clockwise positive in image coordinates: the print's lines
@@ -780,7 +779,7 @@ mod tests {
             // Letters of varied widths, not aligned from one line to the next.
             let line = py / pitch;
             let k = (px + line * 37) / (x / 2).max(2);
-            let letter = (k.wrapping_mul(2_654_435_761) >> 7) % 5 != 0;
+            let letter = !(k.wrapping_mul(2_654_435_761) >> 7).is_multiple_of(5);
             image::Luma([if in_line && letter && px > margin && px < w - margin { 20 } else { 245 }])
         })
     }

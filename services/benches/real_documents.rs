@@ -14,6 +14,10 @@
 //! Prints, per document, what the job made of it, then: type right, review share, wrong
 //! refusals (any refusal but HORS_PERIMETRE_REGLEMENTAIRE of an OUTSIDE document), and time
 //! per page. REAL_DOCS_ONLY=substring runs the matching files only.
+//!
+//! With the `tesseract` and `pdftoppm` commands (REAL_DOCS_LEGIBILITY=0 skips it): how legible
+//! each stored page of the JPEG and PNG documents is, as the words Tesseract reads on the
+//! original file that it still reads on the stored page (rendered at 200 dpi).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -49,7 +53,9 @@ fn csv_fields(line: &str) -> Vec<String> {
         match c {
             '"' if quoted && chars.peek() == Some(&'"') => {
                 chars.next();
-                out.last_mut().map(|f| f.push('"'));
+                if let Some(f) = out.last_mut() {
+                    f.push('"');
+                }
             }
             '"' => quoted = !quoted,
             ',' if !quoted => out.push(String::new()),
@@ -167,6 +173,40 @@ fn outcome_of(t: &Truth, report: &Report, millis: f64) -> Outcome {
     }
 }
 
+/// Words of three letters or more Tesseract reads on an image file.
+fn ocr_words(image: &Path) -> Option<Vec<String>> {
+    let out = std::process::Command::new("tesseract").arg(image).arg("stdout").args(["-l", "fra", "--psm", "3"]).env("OMP_THREAD_LIMIT", "1").stderr(std::process::Stdio::null()).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    Some(text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 3).map(str::to_string).collect())
+}
+
+/// The share of the original's words still read on the stored piece's first page.
+fn kept_words(original: &Path, piece_pdf: &[u8], scratch: &Path) -> Option<f64> {
+    std::fs::create_dir_all(scratch).ok()?;
+    let pdf = scratch.join("piece.pdf");
+    std::fs::write(&pdf, piece_pdf).ok()?;
+    let status = std::process::Command::new("pdftoppm").args(["-r", "200", "-png", "-f", "1", "-l", "1", "-singlefile"]).arg(&pdf).arg(scratch.join("page")).status().ok()?;
+    if !status.success() {
+        return None;
+    }
+    let before = ocr_words(original)?;
+    let mut after = ocr_words(&scratch.join("page.png"))?;
+    if before.len() < 10 {
+        return None;
+    }
+    let kept = before
+        .iter()
+        .filter(|w| match after.iter().position(|a| a == *w) {
+            Some(i) => {
+                after.swap_remove(i);
+                true
+            }
+            None => false,
+        })
+        .count();
+    Some(kept as f64 / before.len() as f64)
+}
+
 fn pct(n: usize, d: usize) -> f64 {
     if d == 0 { f64::NAN } else { 100.0 * n as f64 / d as f64 }
 }
@@ -184,6 +224,10 @@ fn main() {
     let pool = rayon::ThreadPoolBuilder::new().build().expect("pool");
     let received_at = DateTime::parse_from_rfc3339("2026-11-18T09:12:00+01:00").expect("date");
     let truths: Vec<Truth> = read_truth(&dir).into_iter().filter(|t| only.as_deref().is_none_or(|o| t.file.contains(o))).collect();
+    let tools = ["tesseract", "pdftoppm"].iter().all(|c| std::process::Command::new(c).arg("-v").output().is_ok());
+    let legibility = tools && std::env::var("REAL_DOCS_LEGIBILITY").map_or(true, |v| v != "0");
+    let scratch = tempfile::tempdir().expect("tmp");
+    let mut legible: Vec<(String, &str, f64)> = Vec::new();
     println!("== real documents: {} files from {}", truths.len(), dir.display());
     let mut results = Vec::new();
     for t in &truths {
@@ -231,6 +275,13 @@ fn main() {
                 println!("      read: {r}");
             }
         }
+        if legibility && (t.file.ends_with(".jpg") || t.file.ends_with(".jpeg") || t.file.ends_with(".png"))
+            && let Some(piece) = out.pieces.first()
+            && let Some(kept) = kept_words(&dir.join("files").join(&t.file), &piece.bytes, &scratch.path().join(format!("l{}", legible.len())))
+        {
+            let codec = if piece.bytes.windows(9).any(|w| w == b"DCTDecode") { "JPEG" } else { "G4" };
+            legible.push((t.file.clone(), codec, kept));
+        }
         results.push((t, o));
     }
     let n = results.len();
@@ -260,6 +311,22 @@ fn main() {
         pct(fallback.0, pages),
         fallback.1 / fallback.0.max(1) as f64
     );
+    if !legible.is_empty() {
+        for codec in ["JPEG", "G4"] {
+            let l: Vec<&(String, &str, f64)> = legible.iter().filter(|l| l.1 == codec).collect();
+            if l.is_empty() {
+                continue;
+            }
+            let worst = l.iter().min_by(|a, b| a.2.total_cmp(&b.2)).expect("one");
+            println!(
+                "stored as {codec:<4}: {} pages keep {:.1} % of the words Tesseract reads on the original (worst {:.1} %, {})",
+                l.len(),
+                100.0 * l.iter().map(|x| x.2).sum::<f64>() / l.len() as f64,
+                100.0 * worst.2,
+                worst.0
+            );
+        }
+    }
     for kind in ["scan", "photo", "digital"] {
         let k: Vec<_> = results.iter().filter(|(t, _)| t.kind == kind).collect();
         println!(
