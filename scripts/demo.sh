@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the one-shot job on each bundled sample mailing with the embedded defaults (bundled
-# registry, filing plan and site configuration; no server). Results go to out/<sample>/.
+# Runs the one-shot job on each bundled sample mailing with the embedded defaults (the bundled
+# sample registry, named with --registry sample; filing plan and site configuration; no server). Results go to out/<sample>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The classifier links Debian's Tesseract: install it (and the rest) when missing.
@@ -13,7 +13,7 @@ run() {
   local name=$1; shift
   echo
   echo "### $name"
-  "$bin" process --received-at "$received" --out "out/$name" "$@" || status=$?
+  "$bin" process --registry sample --received-at "$received" --out "out/$name" "$@" || status=$?
 }
 run counter-mailing scans-samples/counter-mailing
 run applicant-mailing scans-samples/applicant-mailing.tif

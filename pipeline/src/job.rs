@@ -259,6 +259,18 @@ pub fn assemble(ctx: &JobContext<'_>, records: &[PageRecord], qualifier: &dyn Qu
                     pages: req.slip_page.into_iter().collect(),
                 });
             }
+            // More pages or documents than the fiche announces: the next applicant's fiche may
+            // not have been read, and its pieces be here. Nothing is filed on a guess that
+            // could put one applicant's papers in another's dossier: an operator looks first.
+            let overflow = fiche.and_then(|f| {
+                if req.page_count > f.nb_pages {
+                    Some(format!("the fiche announces {} pages and {} were scanned", f.nb_pages, req.page_count))
+                } else if drafts.len() > f.nb_documents as usize {
+                    Some(format!("the fiche announces {} documents and {} were found", f.nb_documents, drafts.len()))
+                } else {
+                    None
+                }
+            });
             let cats: Vec<Option<&str>> = drafts.iter().map(|d| if d.rejection.is_none() { d.categorie.as_deref() } else { None }).collect();
             let maxima = apply_maxima(ctx.plan, &held, &cats);
             let numero_str = numero.map(|n| n.to_string()).unwrap_or_else(|| "sans-numero".into());
@@ -268,13 +280,22 @@ pub fn assemble(ctx: &JobContext<'_>, records: &[PageRecord], qualifier: &dyn Qu
                 let ptype = d.categorie.as_deref().zip(d.type_code.as_deref()).and_then(|(c, t)| ctx.plan.piece_type(c, t));
                 let sensible = ptype.is_some_and(|t| t.sensible);
                 let mut reason = d.rejection.or(full);
-                let mut status = if reason.is_some() {
+                let mut evidence = d.evidence.clone();
+                let mut status = if reason.is_some() && overflow.is_none() {
                     PieceStatus::Rejected
-                } else if d.categorie.is_none() || d.confidence < threshold {
+                } else if d.categorie.is_none() || d.confidence < threshold || overflow.is_some() {
                     PieceStatus::Review
                 } else {
                     PieceStatus::Uploaded
                 };
+                if let Some(why) = &overflow {
+                    // A refusal would send this applicant a notice about what may be someone
+                    // else's piece: held too.
+                    if let Some(r) = reason.take() {
+                        evidence.push(format!("would be refused ({}) but held first", r.code()));
+                    }
+                    evidence.push(format!("held for an operator: {why}; a slip may not have been read"));
+                }
                 let (mut file, mut bytes) = (None, None);
                 if status != PieceStatus::Rejected {
                     let enc: Vec<&EncodedPage> = d.pages.iter().filter_map(|&p| encoded(p)).collect();
@@ -310,16 +331,17 @@ pub fn assemble(ctx: &JobContext<'_>, records: &[PageRecord], qualifier: &dyn Qu
                     file,
                     bytes,
                     plan_version: ctx.plan.version.clone(),
-                    evidence: d.evidence.clone(),
+                    evidence,
                 });
             }
         }
         let status = if rejection.is_some() || (!pieces_out.is_empty() && pieces_out.iter().all(|p| p.status == PieceStatus::Rejected)) {
             Status::Rejected
-        } else if pieces_out.iter().all(|p| p.status == PieceStatus::Uploaded) {
-            Status::Accepted
-        } else {
+        } else if pieces_out.iter().any(|p| p.status == PieceStatus::Rejected) {
             Status::Partial
+        } else {
+            // Pieces waiting for review are not refused (report-contract.md).
+            Status::Accepted
         };
         let mut report = RequestReport {
             numero_unique: numero.map(|n| n.to_string()),

@@ -241,7 +241,21 @@ fn render_pdf_page(data: &Arc<Vec<u8>>, index: usize, limits: &Limits) -> Result
     }
 }
 
+/// A JPEG cut short decodes without error into a page whose lower part is grey: filed, the
+/// applicant's page would silently miss what was cut. A whole JPEG ends with its end-of-image
+/// marker, at most followed by a camera's trailer (a small share of the file).
+fn jpeg_cut_short(data: &[u8]) -> bool {
+    let end = data.windows(2).rposition(|w| w == [0xFF, 0xD9]);
+    match end {
+        None => true,
+        Some(at) => data.len() - (at + 2) > (64 << 10).max(data.len() / 10),
+    }
+}
+
 fn decode_image_file(data: &[u8], format: ImageFormat, limits: &Limits) -> Result<PageRaster, PageError> {
+    if format == ImageFormat::Jpeg && jpeg_cut_short(data) {
+        return Err(corrupt("JPEG file cut short (no end-of-image marker): part of the page is missing"));
+    }
     let mut reader = image::ImageReader::with_format(Cursor::new(data), format);
     let mut l = image::Limits::default();
     l.max_alloc = Some(limits.max_page_pixels * 4);
@@ -416,6 +430,19 @@ mod tests {
         assert_eq!(e.reason, ReasonCode::FichierCorrompu);
         let bad_g4 = PdfPageImage { width: 100, height: 100, encoding: PdfImageEncoding::CcittG4, inverted: false, data: vec![0xff; 10], source: None };
         assert!(decode_page(&PageBlob::PdfImage(bad_g4), &Limits::default()).is_err());
+    }
+
+    #[test]
+    fn a_jpeg_cut_short_is_corrupt_not_a_grey_page() {
+        let mut jpeg = Vec::new();
+        let img = image::RgbImage::from_fn(400, 600, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+        image::DynamicImage::ImageRgb8(img).write_to(&mut Cursor::new(&mut jpeg), ImageFormat::Jpeg).expect("jpeg");
+        let whole = decode_page(&PageBlob::ImageFile { data: Arc::new(jpeg.clone()), format: ImageFormat::Jpeg }, &Limits::default());
+        assert!(whole.is_ok());
+        let cut = jpeg[..jpeg.len() * 4 / 10].to_vec();
+        let e = decode_page(&PageBlob::ImageFile { data: Arc::new(cut), format: ImageFormat::Jpeg }, &Limits::default()).expect_err("cut");
+        assert_eq!(e.reason, ReasonCode::FichierCorrompu);
+        assert!(e.detail.contains("cut short"), "{}", e.detail);
     }
 
     #[test]

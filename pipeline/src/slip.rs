@@ -98,7 +98,13 @@ pub enum PayloadError {
     Field { field: &'static str, value: String },
     #[error("payload is not UTF-8 text")]
     NotText,
+    #[error("payload of {0} bytes: a slip's is never longer than {MAX_PAYLOAD_BYTES}")]
+    TooLong(usize),
 }
+
+/// The longest payload a slip can carry: nine fields, names of a hundred characters each with
+/// room to spare. A longer one is not the registry's, whatever its fields say.
+pub const MAX_PAYLOAD_BYTES: usize = 512;
 
 impl PayloadError {
     /// True when the request number itself is what is wrong (`NUMERO_INVALIDE`, not
@@ -131,6 +137,9 @@ pub fn parse_payload(bytes: &[u8]) -> SlipParse {
     let Some(kind) = SlipKind::from_tag(fields[0]) else {
         return SlipParse::NotASlip;
     };
+    if bytes.len() > MAX_PAYLOAD_BYTES {
+        return SlipParse::Invalid { kind, error: PayloadError::TooLong(bytes.len()) };
+    }
     match parse_fields(kind, &fields) {
         Ok(slip) => SlipParse::Valid(slip),
         Err(error) => SlipParse::Invalid { kind, error },
@@ -300,6 +309,11 @@ mod tests {
         };
         assert!(error.is_numero());
         assert!(matches!(parse_payload(b"SNE-FR|1|\xff\xfe"), SlipParse::Invalid { error: PayloadError::NotText, .. }));
+        // A fiche whose name field runs to thousands of characters is not the registry's.
+        for n in [2_900, 10_000] {
+            let long = format!("SNE-FR|1|0740126000123G0042|{}|MARIE|1980-02-14|3|7|2026-11-16", "D".repeat(n));
+            assert!(matches!(parse(&long), SlipParse::Invalid { kind: SlipKind::Fiche, error: PayloadError::TooLong(_) }), "{n}");
+        }
     }
 
     #[test]

@@ -69,6 +69,9 @@ impl Account {
 pub enum AccountError {
     #[error("the password must have at least {MIN_PASSWORD} characters")]
     PasswordTooShort,
+    /// Twelve times the same letter, or two letters in turn: long, and guessed at once.
+    #[error("the password must have at least {MIN_DISTINCT} different characters")]
+    PasswordTooSimple,
     #[error("no randomness from the operating system: {0}")]
     Random(String),
     #[error("password hashing: {0}")]
@@ -76,6 +79,7 @@ pub enum AccountError {
 }
 
 pub const MIN_PASSWORD: usize = 12;
+pub const MIN_DISTINCT: usize = 6;
 
 /// argon2id with OWASP's first recommended setting (19 MiB, 2 passes, 1 lane): about 25 ms a
 /// login on the bureau's machines, slow enough for anyone trying passwords off a stolen table.
@@ -87,6 +91,12 @@ fn hasher() -> Argon2<'static> {
 pub fn hash_password(password: &str) -> Result<String, AccountError> {
     if password.chars().count() < MIN_PASSWORD {
         return Err(AccountError::PasswordTooShort);
+    }
+    let mut distinct: Vec<char> = password.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < MIN_DISTINCT {
+        return Err(AccountError::PasswordTooSimple);
     }
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| AccountError::Random(e.to_string()))?;
@@ -141,6 +151,9 @@ mod tests {
     #[test]
     fn short_passwords_are_refused() {
         assert!(matches!(hash_password("short"), Err(AccountError::PasswordTooShort)));
+        assert!(matches!(hash_password("aaaaaaaaaaaa"), Err(AccountError::PasswordTooSimple)));
+        assert!(matches!(hash_password("abababababababab"), Err(AccountError::PasswordTooSimple)));
+        assert!(hash_password("correct horse battery").is_ok());
     }
 
     #[test]

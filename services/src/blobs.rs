@@ -20,6 +20,8 @@ pub struct BlobError {
     pub op: &'static str,
     pub key: String,
     pub message: String,
+    /// The object is not there: trying again cannot help.
+    pub missing: bool,
 }
 
 fn err<E: std::error::Error>(op: &'static str, key: &str, e: E) -> BlobError {
@@ -31,7 +33,7 @@ fn err<E: std::error::Error>(op: &'static str, key: &str, e: E) -> BlobError {
         message.push_str(&s.to_string());
         source = s.source();
     }
-    BlobError { op, key: key.to_string(), message }
+    BlobError { op, key: key.to_string(), message, missing: false }
 }
 
 #[derive(Clone, Debug)]
@@ -96,7 +98,10 @@ impl Blobs {
     /// Downloads an object into a file, streaming.
     pub async fn get_to_file(&self, key: &str, path: &Path) -> Result<u64, BlobError> {
         use tokio::io::AsyncWriteExt;
-        let out = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| err("get", key, e))?;
+        let out = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| {
+            let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key());
+            BlobError { missing, ..err("get", key, e) }
+        })?;
         let mut body = out.body;
         let mut file = tokio::fs::File::create(path).await.map_err(|e| err("write local copy of", key, e))?;
         let mut n = 0u64;

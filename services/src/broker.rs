@@ -3,11 +3,18 @@
 //!
 //! Per stage `S` (under the configured prefix `P`):
 //! - `P.S`, a durable quorum queue bound to the direct exchange `P.work` with key `S`; its
-//!   dead-letter exchange is `P.dead` and its delivery limit bounds redeliveries after crashes;
-//! - `P.S.retry.1..3`, quorum queues whose messages expire after 1, 5, 25 × `retry_base_ms`
-//!   and then go back to `P.S`: retry with backoff without holding a consumer;
+//!   dead-letter exchange is `P.dead` and its delivery limit (`delivery_limit`) bounds
+//!   redeliveries after crashes: a message that kills the worker every time ends there;
+//! - `P.S.retry.1..5`, quorum queues whose messages expire after 1, 5, 25, 125, 625 ×
+//!   `retry_base_ms` (capped at `retry_max_ms`) and then go back to `P.S`: retry with backoff
+//!   without holding a consumer;
 //! - `P.dead` (fanout exchange and quorum queue): what a stage gave up on, with the reason in
-//!   the `x-failure-reason` header (and a row in `dead_letters`).
+//!   the `x-failure-reason` header (and a row in `dead_letters`), and what the broker itself
+//!   dead-lettered; `watch_dead_letters` turns the latter into rows too.
+//!
+//! Retries are bounded by time, not by count: a passing failure (a server down) is tried again
+//! for `retry_for_s` after the first failure (the `x-failing-since` header), because outages
+//! last hours; a crash does not count as a try (the `x-attempt` header only grows on a retry).
 //!
 //! A message is acknowledged only after the stage's database transaction committed; a retry or
 //! a dead letter is published (and confirmed) before the original is acknowledged.
@@ -60,20 +67,31 @@ impl Stage {
     }
 }
 
-const RETRY_LEVELS: u32 = 3;
+const RETRY_LEVELS: u32 = 5;
 const ATTEMPT_HEADER: &str = "x-attempt";
+/// When the message first failed, in milliseconds since the epoch.
+const FAILING_SINCE_HEADER: &str = "x-failing-since";
+const FAILURE_REASON_HEADER: &str = "x-failure-reason";
 
-/// Names of everything under one prefix.
+/// Names of everything under one prefix, and the retry policy.
 #[derive(Debug, Clone)]
 pub struct Topology {
     pub prefix: String,
     pub retry_base_ms: u64,
-    pub max_attempts: u32,
+    pub retry_max_ms: u64,
+    pub retry_for_ms: u64,
+    pub delivery_limit: u32,
 }
 
 impl Topology {
     pub fn from_config(cfg: &BrokerSection) -> Self {
-        Self { prefix: cfg.prefix.clone(), retry_base_ms: cfg.retry_base_ms, max_attempts: cfg.max_attempts }
+        Self {
+            prefix: cfg.prefix.clone(),
+            retry_base_ms: cfg.retry_base_ms,
+            retry_max_ms: cfg.retry_max_ms,
+            retry_for_ms: cfg.retry_for_s.saturating_mul(1000),
+            delivery_limit: cfg.delivery_limit,
+        }
     }
     pub fn work_exchange(&self) -> String {
         format!("{}.work", self.prefix)
@@ -95,8 +113,33 @@ impl Topology {
         attempt.saturating_sub(1).clamp(1, RETRY_LEVELS)
     }
     fn retry_delay_ms(&self, level: u32) -> u64 {
-        self.retry_base_ms * 5u64.pow(level - 1)
+        (self.retry_base_ms * 5u64.pow(level - 1)).min(self.retry_max_ms.max(self.retry_base_ms))
     }
+}
+
+/// One delivery of a message, as its handler sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    /// 1 for the first try; grows with each retry, not with redeliveries after a crash.
+    pub number: u32,
+    /// The message has been failing for longer than the retry window: a passing failure now
+    /// is the last one (the handler records the subject as failed).
+    pub last: bool,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn header_int(headers: Option<&FieldTable>, name: &str) -> Option<i64> {
+    headers.and_then(|h| h.inner().get(name).cloned()).and_then(|v| match v {
+        AMQPValue::LongInt(n) => Some(n as i64),
+        AMQPValue::LongLongInt(n) => Some(n),
+        AMQPValue::ShortInt(n) => Some(n as i64),
+        AMQPValue::LongUInt(n) => Some(n as i64),
+        AMQPValue::Timestamp(n) => Some(n as i64),
+        _ => None,
+    })
 }
 
 fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
@@ -163,7 +206,7 @@ impl Broker {
                 ("x-dead-letter-exchange", text(&t.dead_exchange())),
                 // Redeliveries after a worker died count too: a message that kills every worker
                 // that takes it ends in the dead-letter queue instead of looping.
-                ("x-delivery-limit", AMQPValue::LongInt((t.max_attempts + 2) as i32)),
+                ("x-delivery-limit", AMQPValue::LongInt(t.delivery_limit.max(1) as i32)),
             ]);
             ch.queue_declare(t.queue(s).into(), qopts, args).await?;
             ch.queue_bind(t.queue(s).into(), t.work_exchange().into(), s.as_str().into(), QueueBindOptions::default(), FieldTable::default()).await?;
@@ -191,14 +234,15 @@ impl Broker {
         self.publish_raw(&self.topology.work_exchange(), stage.as_str(), payload, table(&[(ATTEMPT_HEADER, AMQPValue::LongInt(1))])).await
     }
 
-    async fn publish_retry(&self, stage: Stage, payload: &[u8], attempt: u32) -> Result<(), BrokerError> {
+    async fn publish_retry(&self, stage: Stage, payload: &[u8], attempt: u32, failing_since_ms: u64) -> Result<(), BrokerError> {
         let level = self.topology.retry_level(attempt);
-        self.publish_raw("", &self.topology.retry_queue(stage, level), payload, table(&[(ATTEMPT_HEADER, AMQPValue::LongInt(attempt as i32))])).await
+        let headers = table(&[(ATTEMPT_HEADER, AMQPValue::LongInt(attempt as i32)), (FAILING_SINCE_HEADER, AMQPValue::LongLongInt(failing_since_ms as i64))]);
+        self.publish_raw("", &self.topology.retry_queue(stage, level), payload, headers).await
     }
 
     async fn publish_dead(&self, stage: Stage, payload: &[u8], attempts: u32, reason: &str) -> Result<(), BrokerError> {
         let headers = table(&[
-            ("x-failure-reason", text(reason)),
+            (FAILURE_REASON_HEADER, text(reason)),
             ("x-failed-stage", text(stage.as_str())),
             (ATTEMPT_HEADER, AMQPValue::LongInt(attempts as i32)),
         ]);
@@ -296,7 +340,7 @@ impl BrokerLink {
 pub enum Handled {
     /// Done (or already done before): acknowledge.
     Done,
-    /// A passing failure (a server down): try again later, up to the attempt limit.
+    /// A passing failure (a server down): try again later, for as long as the retry window.
     Retry(String),
     /// The message can never succeed (unreadable, unknown subject): dead-letter it now.
     Reject(String),
@@ -309,7 +353,7 @@ pub type DeadLetterHook = std::sync::Arc<dyn Fn(Stage, Vec<u8>, u32, String) -> 
 /// A message being handled when shutdown comes is finished and acknowledged first.
 pub async fn run_stage<F, Fut>(link: &BrokerLink, stage: Stage, prefetch: u16, mut shutdown: watch::Receiver<bool>, on_dead: DeadLetterHook, handler: F)
 where
-    F: Fn(Vec<u8>, u32) -> Fut,
+    F: Fn(Vec<u8>, Attempt) -> Fut,
     Fut: Future<Output = Handled>,
 {
     let mut backoff = Duration::from_millis(200);
@@ -318,14 +362,37 @@ where
             Ok(()) => break,
             Err(e) => {
                 tracing::warn!(stage = stage.as_str(), error = %e, "lost the message broker; reconnecting");
-                link.forget().await;
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                reconnect_pause(link, &mut shutdown, &mut backoff).await;
             }
         }
+    }
+}
+
+/// After losing the broker: forget the connection and wait (doubling, up to 5 s) or until shutdown.
+async fn reconnect_pause(link: &BrokerLink, shutdown: &mut watch::Receiver<bool>, backoff: &mut Duration) {
+    link.forget().await;
+    tokio::select! {
+        _ = tokio::time::sleep(*backoff) => {}
+        _ = shutdown.changed() => {}
+    }
+    *backoff = (*backoff * 2).min(Duration::from_secs(5));
+}
+
+/// The next delivery of a consumer, or `None` once shutdown comes (the consumer is cancelled and
+/// the channel closed: unacknowledged prefetched messages go back to the queue).
+async fn next_delivery(ch: &Channel, tag: &str, consumer: &mut lapin::Consumer, shutdown: &mut watch::Receiver<bool>) -> Result<Option<lapin::message::Delivery>, BrokerError> {
+    let delivery = tokio::select! {
+        d = consumer.next() => d,
+        _ = shutdown.changed() => {
+            let _ = ch.basic_cancel(tag.into(), BasicCancelOptions::default()).await;
+            let _ = ch.close(200, "shutting down".into()).await;
+            return Ok(None);
+        }
+    };
+    match delivery {
+        Some(Ok(d)) => Ok(Some(d)),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(BrokerError::Unreachable(0, "consumer stream ended".into())),
     }
 }
 
@@ -338,7 +405,7 @@ async fn consume_once<F, Fut>(
     handler: &F,
 ) -> Result<(), BrokerError>
 where
-    F: Fn(Vec<u8>, u32) -> Fut,
+    F: Fn(Vec<u8>, Attempt) -> Fut,
     Fut: Future<Output = Handled>,
 {
     let broker = link.get().await?;
@@ -348,39 +415,19 @@ where
     let mut consumer = ch.basic_consume(broker.topology.queue(stage).into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
     tracing::info!(stage = stage.as_str(), queue = %broker.topology.queue(stage), "consuming");
     loop {
-        let delivery = tokio::select! {
-            d = consumer.next() => d,
-            _ = shutdown.changed() => {
-                let _ = ch.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
-                // Unacknowledged prefetched messages go back to the queue when the channel closes.
-                let _ = ch.close(200, "shutting down".into()).await;
-                return Ok(());
-            }
-        };
-        let delivery = match delivery {
-            Some(Ok(d)) => d,
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(BrokerError::Unreachable(0, "consumer stream ended".into())),
-        };
-        let attempt = delivery
-            .properties
-            .headers()
-            .as_ref()
-            .and_then(|h| h.inner().get(ATTEMPT_HEADER).cloned())
-            .and_then(|v| match v {
-                AMQPValue::LongInt(n) => Some(n.max(1) as u32),
-                AMQPValue::LongLongInt(n) => Some(n.max(1) as u32),
-                AMQPValue::ShortInt(n) => Some(n.max(1) as u32),
-                _ => None,
-            })
-            .unwrap_or(1);
-        let outcome = handler(delivery.data.clone(), attempt).await;
-        let max = broker.topology.max_attempts;
+        let Some(delivery) = next_delivery(&ch, &tag, &mut consumer, shutdown).await? else { return Ok(()) };
+        let headers = delivery.properties.headers().as_ref();
+        let number = header_int(headers, ATTEMPT_HEADER).unwrap_or(1).clamp(1, u32::MAX as i64) as u32;
+        let now = now_ms();
+        let failing_since = header_int(headers, FAILING_SINCE_HEADER).map(|t| t.max(0) as u64);
+        let last = now.saturating_sub(failing_since.unwrap_or(now)) >= broker.topology.retry_for_ms;
+        let outcome = handler(delivery.data.clone(), Attempt { number, last }).await;
+        let attempt = number;
         match outcome {
             Handled::Done => {}
-            Handled::Retry(reason) if attempt < max => {
+            Handled::Retry(reason) if !last => {
                 tracing::warn!(stage = stage.as_str(), attempt, %reason, "will retry");
-                broker.publish_retry(stage, &delivery.data, attempt + 1).await?;
+                broker.publish_retry(stage, &delivery.data, attempt + 1, failing_since.unwrap_or(now)).await?;
             }
             Handled::Retry(reason) | Handled::Reject(reason) => {
                 tracing::error!(stage = stage.as_str(), attempt, %reason, "dead-lettered");
@@ -389,5 +436,79 @@ where
             }
         }
         delivery.ack(BasicAckOptions::default()).await?;
+    }
+}
+
+/// Consumes the dead-letter queue until `shutdown`: what a stage dead-lettered itself is
+/// already recorded and only acknowledged; what the broker dead-lettered (a message that
+/// reached its delivery limit because the worker died on every delivery) is handed to
+/// `on_dead` with the reason, so that it shows in the console like any other failure.
+pub async fn watch_dead_letters(link: &BrokerLink, mut shutdown: watch::Receiver<bool>, on_dead: DeadLetterHook) {
+    let mut backoff = Duration::from_millis(200);
+    while !*shutdown.borrow() {
+        match watch_dead_once(link, &mut shutdown, &on_dead).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "lost the message broker while watching dead letters; reconnecting");
+                reconnect_pause(link, &mut shutdown, &mut backoff).await;
+            }
+        }
+    }
+}
+
+/// The stage a broker-made dead letter came from, and how many times it was delivered.
+fn death_of(headers: Option<&FieldTable>, topology: &Topology) -> (Option<Stage>, u32) {
+    let queue = headers.and_then(|h| h.inner().get("x-first-death-queue").cloned()).and_then(|v| match v {
+        AMQPValue::LongString(s) => Some(s.to_string()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    });
+    let stage = queue.and_then(|q| Stage::ALL.into_iter().find(|s| topology.queue(*s) == q));
+    let deliveries = header_int(headers, "x-delivery-count").map_or(topology.delivery_limit, |n| n.max(0) as u32);
+    (stage, deliveries)
+}
+
+async fn watch_dead_once(link: &BrokerLink, shutdown: &mut watch::Receiver<bool>, on_dead: &DeadLetterHook) -> Result<(), BrokerError> {
+    let broker = link.get().await?;
+    let ch = broker.conn.create_channel().await?;
+    ch.basic_qos(8, BasicQosOptions::default()).await?;
+    let tag = format!("dead-{}", std::process::id());
+    let mut consumer = ch.basic_consume(broker.topology.dead_queue().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+    loop {
+        let Some(delivery) = next_delivery(&ch, &tag, &mut consumer, shutdown).await? else { return Ok(()) };
+        let headers = delivery.properties.headers().as_ref();
+        let ours = headers.is_some_and(|h| h.inner().contains_key(FAILURE_REASON_HEADER));
+        if !ours {
+            let (stage, deliveries) = death_of(headers, &broker.topology);
+            let stage = stage.unwrap_or(Stage::Process);
+            let reason = format!("delivered {deliveries} times and never answered: the worker stopped while handling it each time (a crash, not an error)");
+            tracing::error!(stage = stage.as_str(), deliveries, "the broker dead-lettered a message");
+            on_dead(stage, delivery.data.clone(), deliveries, reason).await;
+        }
+        delivery.ack(BasicAckOptions::default()).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology() -> Topology {
+        Topology { prefix: "p".into(), retry_base_ms: 1000, retry_max_ms: 300_000, retry_for_ms: 86_400_000, delivery_limit: 5 }
+    }
+
+    #[test]
+    fn retry_delays_grow_five_fold_up_to_the_cap() {
+        let t = topology();
+        let delays: Vec<u64> = (2..=8).map(|a| t.retry_delay_ms(t.retry_level(a))).collect();
+        assert_eq!(delays, vec![1000, 5000, 25_000, 125_000, 300_000, 300_000, 300_000]);
+    }
+
+    #[test]
+    fn a_broker_dead_letter_names_its_stage_and_deliveries() {
+        let t = topology();
+        let h = table(&[("x-first-death-queue", text("p.notify")), ("x-delivery-count", AMQPValue::LongLongInt(5))]);
+        assert_eq!(death_of(Some(&h), &t), (Some(Stage::Notify), 5));
+        assert_eq!(death_of(None, &t), (None, 5));
     }
 }

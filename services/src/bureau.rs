@@ -62,6 +62,7 @@ impl Bureau {
             let (g, d) = store::load_registry_snapshot(&pool, &json, &actor).await.context("loading the registry snapshot")?;
             tracing::info!(guichets = g, demandes = d, "registry snapshot loaded");
         }
+        crate::workdir::prepare(&crate::workdir::root(&config))?;
         let blobs = Blobs::new(&config.storage);
         if check_bucket {
             blobs.ensure_bucket().await.context("opening the S3 bucket")?;

@@ -40,11 +40,13 @@ async fn health() -> &'static str {
     "ok\n"
 }
 
-/// Ready when the database, the broker and the object store answer.
+/// Ready when the database, the broker and the object store answer, each within two seconds
+/// (asked together: a server that is down must not make the probe itself time out).
 async fn ready(State(b): State<Arc<Bureau>>) -> Response {
-    let db = sqlx::query("SELECT 1").execute(&b.pool).await.is_ok();
-    let broker = b.broker.is_ready().await;
-    let storage = b.blobs.ping().await;
+    let t = std::time::Duration::from_secs(2);
+    let (db, broker, storage) =
+        tokio::join!(tokio::time::timeout(t, sqlx::query("SELECT 1").execute(&b.pool)), tokio::time::timeout(t, b.broker.is_ready()), tokio::time::timeout(t, b.blobs.ping()));
+    let (db, broker, storage) = (matches!(db, Ok(Ok(_))), broker.unwrap_or(false), storage.unwrap_or(false));
     let body = json!({"database": db, "broker": broker, "storage": storage});
     let code = if db && broker && storage { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body)).into_response()
@@ -103,7 +105,7 @@ async fn deposit(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Que
         },
         None => None,
     };
-    let upload = match crate::web::take_upload(&headers, body, limit, "depot.pdf").await {
+    let upload = match crate::web::take_upload(&crate::workdir::root(&b.config), &headers, body, limit, "depot.pdf").await {
         Ok(u) => u,
         Err(crate::web::Refused(code, message)) => return problem(code, message),
     };

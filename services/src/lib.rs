@@ -24,3 +24,4 @@ pub mod settings;
 pub mod stages;
 pub mod store;
 pub mod web;
+pub mod workdir;

@@ -24,6 +24,7 @@ const HELP: &[(&str, &str, &str)] = &[
     ("scanbureau_sla_remaining_seconds", "gauge", "Time left before the earliest due date of an open mailing (negative: late)."),
     ("scanbureau_rejected_pages", "gauge", "Rejected pages, by reason code."),
     ("scanbureau_dead_letters", "gauge", "Messages a stage gave up on."),
+    ("scanbureau_waiting_on_retry", "gauge", "Mailings and notices whose last try failed, waiting for the next, by the server the failure names."),
 ];
 
 #[derive(Default)]
@@ -103,6 +104,9 @@ impl Metrics {
                 let _ = writeln!(out, "scanbureau_rejected_pages{{reason=\"{reason}\"}} {n}");
             }
             let _ = writeln!(out, "scanbureau_dead_letters {}", f.dead_letters);
+            for ((kind, server), n) in &f.waiting {
+                let _ = writeln!(out, "scanbureau_waiting_on_retry{{kind=\"{kind}\",server=\"{server}\"}} {n}");
+            }
         }
         out
     }
@@ -124,7 +128,7 @@ mod tests {
         m.processed(12, 3000);
         m.received("paper");
         m.failure("process", "S3 \"down\"\nagain");
-        let f = Figures { open_late: 2, min_remaining_s: Some(-60.0), ..Figures::default() };
+        let f = Figures { open_late: 2, min_remaining_s: Some(-60.0), waiting: vec![(("notice", "smtp"), 4)], ..Figures::default() };
         let text = m.render(Some(&f), &[("p.process".into(), 3)]);
         assert!(text.contains("scanbureau_pages_processed_total 12\n"), "{text}");
         assert!(text.contains("scanbureau_processing_seconds_total 3.000\n"));
@@ -133,5 +137,15 @@ mod tests {
         assert!(text.contains("scanbureau_queue_depth{queue=\"p.process\"} 3\n"));
         assert!(text.contains("scanbureau_sla_remaining_seconds -60\n"));
         assert!(text.contains("scanbureau_mailings_late 2\n"));
+        assert!(text.contains("scanbureau_waiting_on_retry{kind=\"notice\",server=\"smtp\"} 4\n"), "{text}");
+    }
+
+    #[test]
+    fn a_recorded_failure_names_its_server() {
+        use crate::store::server_of;
+        assert_eq!(server_of("object storage, get raw/m-1: dispatch failure"), "s3");
+        assert_eq!(server_of("SMTP: Connection refused (os error 111)"), "smtp");
+        assert_eq!(server_of("pool timed out while waiting for an open connection"), "database");
+        assert_eq!(server_of("something else"), "other");
     }
 }

@@ -70,7 +70,8 @@ pub struct ProcessArgs {
     /// Request number of a single-request portal deposit without fiche.
     #[arg(long)]
     pub numero_unique: Option<String>,
-    /// Registry snapshot (JSON, see report-contract.md). Default: the bundled sample registry.
+    /// Registry snapshot (JSON, see report-contract.md); `sample` names the bundled sample
+    /// registry of scans-samples/. Required: requests are checked against it.
     #[arg(long)]
     pub registry: Option<PathBuf>,
     /// Filing plan (TOML). Default: the bundled plan.
@@ -140,8 +141,15 @@ pub fn setup(args: &ProcessArgs) -> Result<Setup, ProcessError> {
         };
     }
     let registry = match &args.registry {
+        // Named on purpose only: requests checked against the wrong registry would be
+        // refused as unknown, or filed on someone else's record.
+        Some(p) if p.as_os_str() == "sample" && !p.exists() => Registry::from_json(SAMPLE_REGISTRY).map_err(|e| ProcessError::Fatal(e.into()))?,
         Some(p) => Registry::from_json(&read_text(p, "registry snapshot")?).map_err(|e| ProcessError::Usage(format!("{}: {e}", p.display())))?,
-        None => Registry::from_json(SAMPLE_REGISTRY).map_err(|e| ProcessError::Fatal(e.into()))?,
+        None => {
+            return Err(ProcessError::Usage(
+                "no registry snapshot: give --registry FILE (the registry's JSON export), or --registry sample for the bundled sample registry".into(),
+            ));
+        }
     };
     let plan = match &args.plan {
         Some(p) => FilingPlan::from_toml(&read_text(p, "filing plan")?).map_err(|e| ProcessError::Usage(format!("{}: {e}", p.display())))?,

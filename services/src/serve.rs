@@ -120,7 +120,7 @@ pub async fn run_roles(bureau: Arc<Bureau>, roles: &[Role], stop: watch::Sender<
         let b = bureau.clone();
         let mut shutdown = bureau.shutdown.clone();
         tasks.spawn(async move {
-            axum::serve(listener, http::router(b, http_roles))
+            axum::serve(listener, http::router(b, http_roles).into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .with_graceful_shutdown(async move {
                     let _ = shutdown.wait_for(|s| *s).await;
                 })
@@ -152,7 +152,12 @@ pub async fn run_roles(bureau: Arc<Bureau>, roles: &[Role], stop: watch::Sender<
                 tasks.spawn(async move { stages::run_notify_stage(b).await.map(|_| "notify") });
             }
             Role::Sweeper => {
+                let watcher = b.clone();
                 tasks.spawn(async move { stages::run_sweeper(b).await.map(|_| "sweeper") });
+                tasks.spawn(async move {
+                    crate::broker::watch_dead_letters(&watcher.broker, watcher.shutdown.clone(), stages::dead_letter_hook(watcher.clone())).await;
+                    Ok("dead letters")
+                });
             }
         }
     }

@@ -61,8 +61,10 @@ pub struct BrokerSection {
     pub url: Secret,
     pub prefix: String,
     pub prefetch_notify: u16,
-    pub max_attempts: u32,
+    pub retry_for_s: u64,
     pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub delivery_limit: u32,
     pub connect_timeout_s: u64,
 }
 
@@ -123,6 +125,7 @@ pub struct HttpSection {
 pub struct WebSection {
     pub session_hours: i32,
     pub secure_cookies: bool,
+    pub behind_proxy: bool,
     pub nominal_pages_per_hour: f64,
     pub risk_margin_minutes: i64,
 }
@@ -135,6 +138,9 @@ pub struct JobSection {
     pub registry: String,
     pub threads: usize,
     pub sweep_s: u64,
+    pub work_dir: String,
+    /// Fault injection for the tests only: the processing worker aborts on this mailing.
+    pub crash_on_mailing: String,
 }
 
 #[derive(Debug, Error)]
@@ -185,8 +191,8 @@ impl ServiceConfig {
         if self.broker.prefix.is_empty() || !self.broker.prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
             return bad(format!("broker.prefix {:?}: letters, digits, '-', '_', '.' only", self.broker.prefix));
         }
-        if self.broker.max_attempts == 0 || self.broker.prefetch_notify == 0 {
-            return bad("broker.max_attempts and broker.prefetch_notify must be at least 1".into());
+        if self.broker.delivery_limit == 0 || self.broker.prefetch_notify == 0 || self.broker.retry_base_ms == 0 {
+            return bad("broker.delivery_limit, broker.prefetch_notify and broker.retry_base_ms must be at least 1".into());
         }
         if !(self.storage.endpoint.starts_with("http://") || self.storage.endpoint.starts_with("https://")) {
             return bad("storage.endpoint must be an http(s):// URL".into());

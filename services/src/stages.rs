@@ -19,7 +19,7 @@ use scanbureau_pipeline::plan::FilingPlan;
 use scanbureau_pipeline::registry::Registry;
 
 use crate::blobs::keys;
-use crate::broker::{DeadLetterHook, Handled, Stage, run_stage};
+use crate::broker::{Attempt, DeadLetterHook, Handled, Stage, run_stage};
 use crate::bureau::{Bureau, notice_message};
 use crate::mailer::MailError;
 use crate::process::{MailingJob, classifier_for, execute};
@@ -81,7 +81,7 @@ struct Job {
     plan: Arc<FilingPlan>,
 }
 
-async fn process_message(b: &Arc<Bureau>, job: &Job, payload: &[u8], attempt: u32) -> Handled {
+async fn process_message(b: &Arc<Bureau>, job: &Job, payload: &[u8], attempt: Attempt) -> Handled {
     let Ok(msg) = serde_json::from_slice::<MailingMessage>(payload) else {
         return Handled::Reject(format!("unreadable message: {:?}", String::from_utf8_lossy(&payload[..payload.len().min(200)])));
     };
@@ -90,14 +90,13 @@ async fn process_message(b: &Arc<Bureau>, job: &Job, payload: &[u8], attempt: u3
         Ok(outcome) => outcome,
         Err(e) => {
             let text = format!("{e:#}");
-            tracing::warn!(mailing = %id, attempt, error = %text, "processing attempt failed");
+            tracing::warn!(mailing = %id, attempt = attempt.number, error = %text, "processing attempt failed");
             b.metrics.failure("process", first_words(&text));
-            let max = b.config.broker.max_attempts;
-            let last = match store::record_mailing_error(&b.pool, &id, &text, attempt >= max, max, &b.actor).await {
+            let last = match store::record_mailing_error(&b.pool, &id, &text, attempt.last, &b.actor).await {
                 Ok(gave_up) => gave_up,
                 Err(db) => {
                     tracing::error!(mailing = %id, error = %db, "could not record the failure");
-                    attempt >= max
+                    attempt.last
                 }
             };
             if last { Handled::Reject(text) } else { Handled::Retry(text) }
@@ -141,7 +140,7 @@ async fn process_leased(b: &Arc<Bureau>, job: &Job, id: &str) -> Result<Handled>
         return Ok(Handled::Done);
     }
     let started = Instant::now();
-    let dir = tempfile::tempdir().context("creating a work folder")?;
+    let dir = crate::workdir::folder(&crate::workdir::root(&b.config)).context("creating a work folder")?;
     // Each file under its own name (the report's page sources name them), in the stored order.
     // A mailing is one input, like a folder given to the one-shot job: duplex pairing runs
     // across a scanner batch's files.
@@ -150,8 +149,18 @@ async fn process_leased(b: &Arc<Bureau>, job: &Job, id: &str) -> Result<Handled>
         let sub = dir.path().join(format!("{i:03}"));
         std::fs::create_dir_all(&sub).context("creating a work folder")?;
         let path = sub.join(keys::safe_name(&f.name));
-        b.blobs.get_to_file(&f.key, &path).await?;
+        match b.blobs.get_to_file(&f.key, &path).await {
+            Ok(_) => {}
+            // A raw file that is not in storage will not be there on the next try either.
+            Err(e) if e.missing => return Ok(Handled::Reject(format!("a file of the mailing is missing from storage: {e}"))),
+            Err(e) => return Err(e.into()),
+        }
         files.push((0, path));
+    }
+    if !b.config.job.crash_on_mailing.is_empty() && b.config.job.crash_on_mailing == id {
+        // Fault injection for the tests: a mailing that kills its worker on every delivery.
+        tracing::error!(mailing = %id, "job.crash_on_mailing: aborting");
+        std::process::abort();
     }
     let registry = job.registry.get(&b.pool, &job.plan.version).await?;
     let channel = match m.channel.as_str() {
@@ -255,7 +264,7 @@ pub async fn run_notify_stage(bureau: Arc<Bureau>) -> Result<()> {
     Ok(())
 }
 
-async fn notify_message(b: &Bureau, payload: &[u8], attempt: u32) -> Handled {
+async fn notify_message(b: &Bureau, payload: &[u8], attempt: Attempt) -> Handled {
     let Ok(msg) = serde_json::from_slice::<NoticeMessage>(payload) else {
         return Handled::Reject(format!("unreadable message: {:?}", String::from_utf8_lossy(&payload[..payload.len().min(200)])));
     };
@@ -268,7 +277,7 @@ async fn notify_message(b: &Bureau, payload: &[u8], attempt: u32) -> Handled {
     }
 }
 
-async fn send_notice(b: &Bureau, id: i64, attempt: u32) -> Result<Handled> {
+async fn send_notice(b: &Bureau, id: i64, attempt: Attempt) -> Result<Handled> {
     let mut tx = b.pool.begin().await?;
     let Some(n) = store::lock_notice(&mut tx, id).await? else {
         return Ok(Handled::Reject(format!("unknown notice {id}")));
@@ -276,7 +285,7 @@ async fn send_notice(b: &Bureau, id: i64, attempt: u32) -> Result<Handled> {
     if n.status != "pending" {
         return Ok(Handled::Done);
     }
-    let last = attempt >= b.config.broker.max_attempts || (n.attempts + 1) as u32 >= b.config.broker.max_attempts;
+    let last = attempt.last;
     match b.mailer.send(&n.sender, &n.recipients, &n.message).await {
         Ok(()) => {
             store::notice_sent(&mut tx, &n, &b.actor).await?;

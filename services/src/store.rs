@@ -445,19 +445,17 @@ pub async fn record_done(
     Ok(pending)
 }
 
-/// Records a failed attempt. The mailing is given up (marked failed) when `exhausted`, or when
-/// the database has counted `max_attempts` attempts (messages the sweeper queued again count
-/// too). Returns whether it was given up.
-pub async fn record_mailing_error(pool: &PgPool, id: &str, error: &str, exhausted: bool, max_attempts: u32, actor: &str) -> Result<bool> {
+/// Records a failed attempt. The mailing is given up (marked failed) when `exhausted` (its
+/// retry window is over). Returns whether it was given up.
+pub async fn record_mailing_error(pool: &PgPool, id: &str, error: &str, exhausted: bool, actor: &str) -> Result<bool> {
     let mut tx = pool.begin().await?;
     let gave_up: Option<bool> = sqlx::query_scalar(
-        "UPDATE mailings SET last_error = $2, status = CASE WHEN $3 OR attempts >= $4 THEN 'failed' ELSE status END, updated_at = now()
+        "UPDATE mailings SET last_error = $2, status = CASE WHEN $3 THEN 'failed' ELSE status END, updated_at = now()
          WHERE id = $1 AND status <> 'done' RETURNING status = 'failed'",
     )
     .bind(id)
     .bind(error)
     .bind(exhausted)
-    .bind(max_attempts as i32)
     .fetch_optional(&mut *tx)
     .await?;
     let gave_up = gave_up.unwrap_or(exhausted);
@@ -616,6 +614,21 @@ pub async fn record_dead_letter(pool: &PgPool, stage: &str, subject: Option<&str
         .bind(payload)
         .execute(&mut *tx)
         .await?;
+    // Its subject leaves the states that wait for work: a mailing the broker gave up on (the
+    // worker died on every delivery) would otherwise stay `processing`, out of every list.
+    match subject.map(|s| s.strip_prefix("notice:").map(str::parse::<i64>)) {
+        Some(Some(Ok(notice))) => {
+            sqlx::query("UPDATE notices SET status = 'failed', last_error = $2 WHERE id = $1 AND status = 'pending'").bind(notice).bind(reason).execute(&mut *tx).await?;
+        }
+        Some(None) => {
+            sqlx::query("UPDATE mailings SET status = 'failed', last_error = $2, updated_at = now() WHERE id = $1 AND status IN ('received', 'processing')")
+                .bind(subject)
+                .bind(reason)
+                .execute(&mut *tx)
+                .await?;
+        }
+        _ => {}
+    }
     audit(&mut tx, "broker", subject.unwrap_or("(unreadable message)"), "dead_lettered", json!({"stage": stage, "reason": reason, "attempts": attempts})).await?;
     tx.commit().await?;
     Ok(())
@@ -674,6 +687,25 @@ pub struct Figures {
     pub rejected_pages_by_reason: Vec<(String, i64)>,
     pub dead_letters: i64,
     pub pages_done: i64,
+    /// Mailings and notices whose last try failed and that wait for the next, by what they
+    /// wait for (`("notice", "smtp")`...).
+    pub waiting: Vec<((&'static str, &'static str), i64)>,
+}
+
+/// Which server a recorded failure names.
+pub fn server_of(error: &str) -> &'static str {
+    let e = error.to_lowercase();
+    if e.contains("object storage") {
+        "s3"
+    } else if e.contains("smtp") || e.contains("mail server") {
+        "smtp"
+    } else if e.contains("database") || e.contains("postgres") || e.contains("pool timed out") {
+        "database"
+    } else if e.contains("message broker") {
+        "broker"
+    } else {
+        "other"
+    }
 }
 
 pub async fn figures(pool: &PgPool) -> Result<Figures> {
@@ -686,6 +718,19 @@ pub async fn figures(pool: &PgPool) -> Result<Figures> {
         rejected_pages_by_reason: pairs(sqlx::query("SELECT reason, count(*) FROM pages WHERE reason IS NOT NULL GROUP BY reason ORDER BY reason").fetch_all(pool).await?),
         dead_letters: sqlx::query_scalar("SELECT count(*) FROM dead_letters").fetch_one(pool).await?,
         pages_done: sqlx::query_scalar("SELECT COALESCE(sum(pages), 0)::int8 FROM mailings WHERE status = 'done'").fetch_one(pool).await?,
+        waiting: {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT 'mailing', last_error FROM mailings WHERE status IN ('received', 'processing') AND last_error IS NOT NULL
+                 UNION ALL SELECT 'notice', last_error FROM notices WHERE status = 'pending' AND last_error IS NOT NULL",
+            )
+            .fetch_all(pool)
+            .await?;
+            let mut counts: std::collections::BTreeMap<(&'static str, &'static str), i64> = Default::default();
+            for (kind, error) in &rows {
+                *counts.entry((if kind == "notice" { "notice" } else { "mailing" }, server_of(error))).or_default() += 1;
+            }
+            counts.into_iter().collect()
+        },
     })
 }
 

@@ -15,10 +15,12 @@ fn samples() -> std::path::PathBuf {
 fn usage_errors_say_what_to_fix_and_exit_2() {
     let out = tempfile::tempdir().expect("tmp");
     for (args, needle) in [
-        (vec!["process", "/nonexistent/batch"], "does not exist"),
-        (vec!["process", "--received-at", "yesterday", "x"], "RFC 3339"),
-        (vec!["process", "--channel", "portal", "--numero-unique", "123", "x"], "numero unique"),
-        (vec!["process", "--numero-unique", "0740126000123G0042", "x"], "--channel portal"),
+        (vec!["process", "--registry", "sample", "/nonexistent/batch"], "does not exist"),
+        (vec!["process", "--registry", "sample", "--received-at", "yesterday", "x"], "RFC 3339"),
+        (vec!["process", "--registry", "sample", "--channel", "portal", "--numero-unique", "123", "x"], "numero unique"),
+        (vec!["process", "--registry", "sample", "--numero-unique", "0740126000123G0042", "x"], "--channel portal"),
+        // The bundled sample registry is used only when named.
+        (vec!["process", "x"], "--registry sample"),
     ] {
         let o = bin().args(&args).arg("--out").arg(out.path()).output().expect("runs");
         let err = String::from_utf8_lossy(&o.stderr);
@@ -27,7 +29,7 @@ fn usage_errors_say_what_to_fix_and_exit_2() {
     }
     let cfg = out.path().join("site.toml");
     std::fs::write(&cfg, "[site]\nname='x'\ncalendar='ZZ'\nbureau_email='a@b'\n[sne]\n").expect("write");
-    let o = bin().args(["process", "--config"]).arg(&cfg).arg(samples().join("applicant-mailing.tif")).arg("--out").arg(out.path()).output().expect("runs");
+    let o = bin().args(["process", "--registry", "sample", "--config"]).arg(&cfg).arg(samples().join("applicant-mailing.tif")).arg("--out").arg(out.path()).output().expect("runs");
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("site.calendar"));
 }
@@ -36,7 +38,7 @@ fn usage_errors_say_what_to_fix_and_exit_2() {
 fn json_report_on_stdout_with_embedded_defaults() {
     let out = tempfile::tempdir().expect("tmp");
     let o = bin()
-        .args(["process", "--json", "--received-at", "2026-11-18T09:12:00+01:00", "--out"])
+        .args(["process", "--registry", "sample", "--json", "--received-at", "2026-11-18T09:12:00+01:00", "--out"])
         .arg(out.path())
         .arg(samples().join("counter-mailing"))
         .output()
@@ -59,7 +61,7 @@ fn a_rejected_mailing_exits_3() {
     let dir = out.path().join("batch");
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::copy(samples().join("counter-mailing/scan-0005.jpg"), dir.join("scan-0001.jpg")).expect("copy");
-    let o = bin().args(["process", "--out"]).arg(out.path().join("o")).arg(&dir).output().expect("runs");
+    let o = bin().args(["process", "--registry", "sample", "--out"]).arg(out.path().join("o")).arg(&dir).output().expect("runs");
     assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stdout));
     assert!(String::from_utf8_lossy(&o.stdout).contains("PLI_SANS_BORDEREAU"));
 }
@@ -68,7 +70,7 @@ fn a_rejected_mailing_exits_3() {
 fn the_summary_lists_each_piece_and_its_fate() {
     let out = tempfile::tempdir().expect("tmp");
     let o = bin()
-        .args(["process", "--received-at", "2026-11-18T09:12:00+01:00", "--out"])
+        .args(["process", "--registry", "sample", "--received-at", "2026-11-18T09:12:00+01:00", "--out"])
         .arg(out.path())
         .arg(samples().join("counter-mailing"))
         .output()

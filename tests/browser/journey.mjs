@@ -76,6 +76,24 @@ try {
   if (await row.count() !== 1) throw new Error("the incident is not listed");
   if (!(await row.locator(".incident-status").innerText()).includes("ouvert")) throw new Error("the incident is not open");
 
+  step("counter asks the registry for a request of another territory");
+  await counter.goto(`${base}/portal/slips?numero_unique=9740325091042G3533`);
+  const refusal = await counter.locator("p.error").innerText();
+  if (!refusal.includes("autre territoire")) throw new Error(`no territory refusal: ${refusal}`);
+  await counter.screenshot({ path: `${shots}/counter-slip-other-territory.png`, fullPage: true });
+
+  step("someone guesses passwords for an address nobody has");
+  const guesser = await (await browser.newContext()).newPage();
+  for (let i = 0; i < 5; i++) {
+    await guesser.goto(`${base}/login`);
+    await guesser.fill("input[name=email]", "personne@nulle-part.example");
+    await guesser.fill("input[name=password]", "pas le bon mot de passe");
+    await guesser.click("button[type=submit]");
+    await guesser.locator("p.error").waitFor();
+  }
+  if (!(await guesser.locator("p.error").innerText()).includes("réessayez dans")) throw new Error("no lock after five failures");
+  await guesser.screenshot({ path: `${shots}/login-locked.png`, fullPage: true });
+
   // The operator.
   step("operator signs in and opens the review queue");
   const operator = await signIn(operatorEmail, operatorPassword, "/console");

@@ -196,6 +196,8 @@ impl TestStack {
             ("SCANBUREAU__DATABASE__URL".into(), database_url.clone()),
             ("SCANBUREAU__BROKER__PREFIX".into(), name.clone()),
             ("SCANBUREAU__BROKER__RETRY_BASE_MS".into(), "300".into()),
+            // Outages in tests last seconds to minutes: retried every two seconds at most.
+            ("SCANBUREAU__BROKER__RETRY_MAX_MS".into(), "2000".into()),
             ("SCANBUREAU__STORAGE__BUCKET".into(), bucket),
             ("SCANBUREAU__SMTP__PORT".into(), smtp.port.to_string()),
             ("SCANBUREAU__INTAKE__HOT_FOLDER".into(), hot_folder.display().to_string()),

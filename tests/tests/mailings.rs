@@ -129,19 +129,25 @@ fn paper_mailing_without_bordereau_is_refused_page_by_page() {
     assert!(report.requests.iter().all(|r| r.pieces.is_empty()));
 }
 
-#[test]
-fn each_request_fault_gets_its_reason_and_the_rest_goes_through() {
+/// A counter mailing of one request per fault, each with a pay slip and a rent receipt, through
+/// the job.
+fn counter_mailing_with_faults(seed: u64, faults: &[Fault]) -> scanbureau_pipeline::report::Report {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut spec = random_spec(16, MailingKind::Guichet, 7, Scanning { duplex: false, ..fast() });
-    let faults = [Fault::None, Fault::InvalidPayload, Fault::WrongIdentity, Fault::UnknownNumero, Fault::Radiee, Fault::MissingFiche, Fault::CountsOff];
+    let mut spec = random_spec(seed, MailingKind::Guichet, faults.len(), Scanning { duplex: false, ..fast() });
     for (r, f) in spec.requests.iter_mut().zip(faults) {
-        r.fault = f;
+        r.fault = *f;
         r.docs = vec![DocKind::BulletinSalaire, DocKind::QuittanceLoyer];
     }
     let g = generate(&spec);
     write_jpeg_folder(&dir.path().join("b"), &g.pages, 75).expect("write");
     let reg = write_registry(dir.path(), &g, &spec.guichet);
-    let report = process(&args(vec![dir.path().join("b")], &dir.path().join("out"), Some(reg), ChannelArg::Paper));
+    process(&args(vec![dir.path().join("b")], &dir.path().join("out"), Some(reg), ChannelArg::Paper))
+}
+
+#[test]
+fn each_request_fault_gets_its_reason_and_the_rest_goes_through() {
+    let faults = [Fault::None, Fault::InvalidPayload, Fault::WrongIdentity, Fault::UnknownNumero, Fault::Radiee, Fault::MissingFiche, Fault::CountsOff];
+    let report = counter_mailing_with_faults(16, &faults);
     assert_eq!(report.batch.status, Status::Partial);
     // The pieces without fiche follow the previous request (struck off, so refused with it).
     let reasons: Vec<Option<ReasonCode>> = report.requests.iter().map(|r| r.reason).collect();
@@ -289,7 +295,7 @@ fn portal_pages_without_fiche_or_number_are_refused_and_the_user_told() {
     let pieces: Vec<_> = g.truth.pages.iter().filter(|t| t.role == "piece").map(|t| g.pages[t.index].clone()).collect();
     let pdf = dir.path().join("depot.pdf");
     fs::write(&pdf, pdf_bytes(&pieces, 70, true)).expect("write");
-    let mut a = args(vec![pdf], &dir.path().join("out"), None, ChannelArg::Portal);
+    let mut a = args(vec![pdf], &dir.path().join("out"), Some("sample".into()), ChannelArg::Portal);
     a.notify = Some("agent@guichet.example".into());
     let report = process(&a);
     assert_eq!(report.batch.status, Status::Rejected);
@@ -297,4 +303,22 @@ fn portal_pages_without_fiche_or_number_are_refused_and_the_user_told() {
     assert!(report.pages.iter().all(|p| p.reason == Some(ReasonCode::DemandeSansFiche)));
     let notice = fs::read_to_string(dir.path().join("out").join(report.batch.notice.as_ref().expect("notice"))).expect("eml");
     assert!(notice.contains("agent@guichet.example"));
+}
+
+#[test]
+fn pieces_beyond_what_a_fiche_announces_are_held_not_filed_in_that_request() {
+    // The second fiche is missing (as when its code cannot be read): its applicant's pages
+    // follow the first request, which then holds more pages than its fiche announces.
+    let report = counter_mailing_with_faults(23, &[Fault::None, Fault::MissingFiche, Fault::None]);
+    assert_eq!(report.requests.len(), 2, "two fiches read");
+    let first = &report.requests[0];
+    assert_eq!(first.pieces.len(), 4, "its own two documents and the next applicant's two");
+    for p in &first.pieces {
+        assert_eq!(p.status, PieceStatus::Review, "nothing filed on a guess: {:?}", p.evidence);
+        assert!(p.evidence.iter().any(|e| e.contains("held for an operator")), "{:?}", p.evidence);
+    }
+    // Pieces in review do not make a request partial (report-contract.md).
+    assert_eq!(first.status, Status::Accepted);
+    // The third request, whose fiche was read, is filed as usual.
+    assert!(report.requests[1].pieces.iter().all(|p| p.status == PieceStatus::Uploaded), "{:?}", report.requests[1].pieces);
 }

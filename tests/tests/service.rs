@@ -163,7 +163,7 @@ async fn a_mailing_from_each_channel_ends_as_pieces_rows_and_notices() -> Result
     let service: scanbureau_pipeline::report::Report =
         serde_json::from_value(sqlx::query_scalar("SELECT report FROM mailings WHERE channel = 'paper'").fetch_one(run.pool()).await?)?;
     let out = stack.dir.path().join("one-shot");
-    let one_shot = scanbureau_tests::process(&scanbureau_tests::args(vec![sample("counter-mailing")], &out, None, scanbureau::process::ChannelArg::Paper));
+    let one_shot = scanbureau_tests::process(&scanbureau_tests::args(vec![sample("counter-mailing")], &out, Some("sample".into()), scanbureau::process::ChannelArg::Paper));
     let roles = |r: &scanbureau_pipeline::report::Report| r.pages.iter().map(|p| (p.role, p.piece.is_some(), p.reason)).collect::<Vec<_>>();
     assert_eq!(roles(&service), roles(&one_shot), "page fates");
     let pieces = |r: &scanbureau_pipeline::report::Report| {
@@ -266,19 +266,23 @@ async fn poison_messages_are_dead_lettered_with_their_reason() -> Result<()> {
     run.stop().await
 }
 
+/// A `worker process` of its own, on the test's stack, with `extra` variables.
+fn processing_worker(stack: &TestStack, extra: &[(&str, &str)]) -> Result<Owned> {
+    let mut cmd = std::process::Command::new(scanbureau_bin()?);
+    cmd.args(["worker", "process"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    cmd.envs(stack.env.iter().cloned());
+    cmd.env("SCANBUREAU__HTTP__BIND", format!("127.0.0.1:{}", scanbureau_tests::stack::free_port()));
+    cmd.envs(extra.iter().copied());
+    Ok(Owned(cmd.spawn()?))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_mailing_leaves_it_to_the_next_one_without_duplicates() -> Result<()> {
     let stack = TestStack::new("killed", true).await?;
     // This process takes the mailing in and sends notices; the processing is a separate worker
     // process, killed while it works.
     let run = Running::start(&stack, &[Role::Intake, Role::Notify]).await?;
-    let spawn_worker = || -> Result<Owned> {
-        let mut cmd = std::process::Command::new(scanbureau_bin()?);
-        cmd.args(["worker", "process"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-        cmd.envs(stack.env.iter().cloned());
-        cmd.env("SCANBUREAU__HTTP__BIND", format!("127.0.0.1:{}", scanbureau_tests::stack::free_port()));
-        Ok(Owned(cmd.spawn()?))
-    };
+    let spawn_worker = || processing_worker(&stack, &[]);
     let mut worker = spawn_worker()?;
     drop_batch(&stack.hot_folder, "lot-kill")?;
     wait_until(run.pool(), "SELECT count(*) = 1 FROM mailings WHERE status = 'processing'", "the worker took the mailing", LONG).await?;
@@ -428,4 +432,102 @@ async fn shutdown_finishes_the_mailing_in_hand() -> Result<()> {
     let status: String = sqlx::query_scalar("SELECT status FROM mailings").fetch_one(&pool).await?;
     assert_eq!(status, "done", "the mailing in hand was finished before the process stopped");
     Ok(())
+}
+
+// ---------------------------------------------------------------- fault injection
+// `cargo test -p scanbureau-tests --test service fault_` runs these alone; the outages last
+// FAULT_SMTP_OUTAGE_S (75 s by default: longer than the old budget of five attempts; set 600
+// for the ten-minute run).
+
+fn outage_of(var: &str, default_s: u64) -> Duration {
+    Duration::from_secs(std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default_s))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_notices_wait_through_a_long_smtp_outage_and_are_sent_once() -> Result<()> {
+    let outage = outage_of("FAULT_SMTP_OUTAGE_S", 75);
+    let mut stack = TestStack::new("smtplong", false).await?;
+    let run = Running::start(&stack, &Role::ALL).await?;
+    deliver_mail(&stack.maildir, "1700000003.M3P3.bureau")?;
+    wait_until(run.pool(), "SELECT count(*) = 1 FROM mailings WHERE status = 'done'", "the mailing done", LONG).await?;
+    let down = Instant::now();
+    while down.elapsed() < outage {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(count(run.pool(), "SELECT count(*) FROM notices WHERE status <> 'pending'").await, 0, "no notice given up after {:?}", down.elapsed());
+        assert_eq!(count(run.pool(), "SELECT count(*) FROM dead_letters").await, 0);
+    }
+    let tries = count(run.pool(), "SELECT min(attempts)::int8 FROM notices").await;
+    assert!(tries >= 5, "still trying after {outage:?}: {tries} attempts");
+    stack.smtp.start()?;
+    wait_until(run.pool(), "SELECT bool_and(status = 'sent') FROM notices", "notices sent after the outage", Duration::from_secs(60)).await?;
+    let notices = count(run.pool(), "SELECT count(*) FROM notices").await;
+    assert_eq!(stack.smtp.messages().len() as i64, notices, "each notice once");
+    run.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_a_mailing_that_kills_its_worker_every_time_is_given_up_visibly() -> Result<()> {
+    let mut stack = TestStack::new("crashloop", true).await?;
+    let work = stack.dir.path().join("work");
+    stack.set("SCANBUREAU__JOB__WORK_DIR", &work.display().to_string());
+    stack.set("SCANBUREAU__BROKER__DELIVERY_LIMIT", "2");
+    // This process stores the mailing and watches the dead letters; the processing workers are
+    // separate processes, restarted each time they die, as a service manager would.
+    let run = Running::start(&stack, &[Role::Sweeper]).await?;
+    let files = vec![("depot.pdf".to_string(), sample("portal-deposit.pdf"))];
+    let (id, _) = run
+        .bureau
+        .receive(Intake { channel: "portal", source: "test", files: &files, numero_unique: None, notify: Some("agent@bailleur-093.example".into()), portal_user: None, counter: None })
+        .await?;
+    let crash_on = [("SCANBUREAU__JOB__CRASH_ON_MAILING", id.as_str())];
+    let spawn_worker = |crash: bool| {
+        let extra: &[(&str, &str)] = if crash { &crash_on } else { &[] };
+        processing_worker(&stack, extra)
+    };
+    let mut crashes = 0;
+    let deadline = Instant::now() + LONG;
+    while count(run.pool(), &format!("SELECT count(*) FROM mailings WHERE id = '{id}' AND status = 'failed'")).await == 0 {
+        assert!(Instant::now() < deadline && crashes < 10, "the mailing is still not given up after {crashes} crashes");
+        let mut w = spawn_worker(true)?;
+        // Dies on the mailing, or lives on when the broker gave the message up.
+        let died = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                if let Some(status) = w.0.try_wait()? {
+                    return Ok::<_, anyhow::Error>(status);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        match died {
+            Ok(status) => {
+                use std::os::unix::process::ExitStatusExt;
+                let status = status?;
+                assert_eq!(status.signal(), Some(6), "the worker aborted on the mailing: {status}");
+                crashes += 1;
+            }
+            Err(_) => {
+                w.0.kill()?;
+                w.0.wait()?;
+            }
+        }
+    }
+    assert!(crashes >= 2, "given up after {crashes} crashes");
+    let (stage, reason): (String, String) = sqlx::query_as("SELECT stage, reason FROM dead_letters WHERE subject = $1").bind(&id).fetch_one(run.pool()).await?;
+    assert_eq!(stage, "process");
+    assert!(reason.contains("crash"), "the reason says what happened: {reason}");
+    let last_error: Option<String> = sqlx::query_scalar("SELECT last_error FROM mailings WHERE id = $1").bind(&id).fetch_one(run.pool()).await?;
+    assert!(last_error.is_some_and(|e| e.contains("crash")), "the console shows why");
+    // The killed workers' folders, with the raw scans, are gone once a worker starts again.
+    let _healthy = spawn_worker(false)?;
+    let start = Instant::now();
+    loop {
+        let left: Vec<_> = std::fs::read_dir(&work)?.flatten().map(|e| e.file_name()).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "work folders left behind: {left:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    run.stop().await
 }

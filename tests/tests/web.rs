@@ -162,9 +162,32 @@ async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_a
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(sqlx::query_scalar::<_, String>("SELECT status FROM notices WHERE id = $1").bind(notice).fetch_one(&pool).await?, "sent");
+    // Sent again at most three times a day: a button pressed in a loop sends nothing more.
+    for _ in 0..2 {
+        let before = stack.smtp.messages().len();
+        assert_eq!(a.post_form(&format!("/notices/{notice}/resend"), &[("csrf", &csrf)]).await?.status, 303);
+        while stack.smtp.messages().len() == before {
+            assert!(std::time::Instant::now() < deadline, "the resent notice never arrived");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let fourth = a.post_form(&format!("/notices/{notice}/resend"), &[("csrf", &csrf)]).await?;
+    assert_eq!(fourth.status, 429, "{}", fourth.text());
+    assert!(fourth.text().contains("déjà été renvoyé 3 fois"));
+
+    // The registry fills a slip for a request of the counter's territory only, and each
+    // look-up is audited.
+    let numero: String = sqlx::query_scalar("SELECT numero_unique FROM requests WHERE numero_unique IS NOT NULL LIMIT 1").fetch_one(&pool).await?;
+    let nom: String = sqlx::query_scalar("SELECT record->>'nom' FROM registry_demandes WHERE numero_unique = $1").bind(&numero).fetch_one(&pool).await?;
+    let filled = a.get(&format!("/portal/slips?numero_unique={numero}")).await?.text();
+    assert!(filled.contains(&scanbureau::web::page::esc(&nom)), "the applicant's name is filled in");
+    let elsewhere = format!("974{}", &numero[3..]);
+    let refused = a.get(&format!("/portal/slips?numero_unique={elsewhere}")).await?.text();
+    assert!(refused.contains("autre territoire") && !refused.contains(&scanbureau::web::page::esc(&nom)), "another territory's request is not shown");
+    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'registry_lookup'").fetch_one(&pool).await?;
+    assert_eq!(audited, 2, "both look-ups audited");
 
     // A printed fiche carries a QR code the bureau's own reader decodes to the same facts.
-    let numero: String = sqlx::query_scalar("SELECT numero_unique FROM requests LIMIT 1").fetch_one(&pool).await?;
     let fiche = [
         ("csrf", csrf.as_str()),
         ("numero_unique", numero.as_str()),
@@ -189,17 +212,24 @@ async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_a
     assert_eq!(refused.status, 422);
     assert!(refused.text().contains("Numéro unique"), "the form says what is wrong");
 
-    // Lock-out after five failures: even the right password is refused then.
-    let mut guess = Client::new(server.port);
-    for _ in 0..4 {
-        assert_eq!(guess.login(B.0, "not the password at all").await?.status, 401);
+    // Lock-out after five failures from one client: even the right password is refused then.
+    // An address nobody has gets the very same answers, so the lock tells nobody who has an
+    // account.
+    let mut answers = Vec::new();
+    for email in [B.0, "personne@nulle-part.example"] {
+        let mut guess = Client::new(server.port);
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            statuses.push(guess.login(email, "not the password at all").await?.status);
+        }
+        assert_eq!(statuses, vec![401, 401, 401, 401, 403], "{email}: the fifth failure locks the address");
+        let locked = guess.login(email, if email == B.0 { B.1 } else { "not the password at all" }).await?;
+        assert_eq!(locked.status, 403, "{}", locked.text());
+        let text = locked.text();
+        answers.push(text.split(r#"role="alert">"#).nth(1).and_then(|r| r.split("</p>").next()).unwrap_or_default().to_string());
     }
-    let fifth = guess.login(B.0, "not the password at all").await?;
-    assert_eq!(fifth.status, 403, "the fifth failure locks the account");
-    let locked = guess.login(B.0, B.1).await?;
-    assert_eq!(locked.status, 403, "{}", locked.text());
-    assert!(locked.text().contains("verrouillé"));
-    assert!(sqlx::query_scalar::<_, bool>("SELECT locked_until > now() FROM portal_users WHERE email = $1").bind(B.0).fetch_one(&pool).await?);
+    assert!(answers[0].contains("Trop d&#39;essais manqués pour cette adresse"), "{}", answers[0]);
+    assert_eq!(answers[0], answers[1], "a locked account and an unknown address answer alike");
 
     // A password change needs the current one, and closes the account's other sessions.
     let mut elsewhere = Client::new(server.port);
@@ -209,6 +239,9 @@ async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_a
     let mut mismatch = vec![("csrf", csrf.as_str())];
     mismatch.extend_from_slice(&change(A.1, renewed, "autre chose que le nouveau"));
     assert_eq!(a.post_form("/account", &mismatch).await?.status, 422);
+    let mut simple = vec![("csrf", csrf.as_str())];
+    simple.extend_from_slice(&change(A.1, "aaaaaaaaaaaa", "aaaaaaaaaaaa"));
+    assert_eq!(a.post_form("/account", &simple).await?.status, 422, "twelve times the same letter is no password");
     let mut wrong_current = vec![("csrf", csrf.as_str())];
     wrong_current.extend_from_slice(&change("pas le mot de passe", renewed, renewed));
     assert_eq!(a.post_form("/account", &wrong_current).await?.status, 403);
@@ -285,8 +318,7 @@ async fn setup_bureau(stack: &TestStack) -> Result<(std::sync::Arc<Bureau>, watc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_retries_one_given_up_mailing_and_refuses_another_with_a_notice() -> Result<()> {
-    let mut stack = TestStack::new("webfail", true).await?;
-    stack.set("SCANBUREAU__BROKER__MAX_ATTEMPTS", "1");
+    let stack = TestStack::new("webfail", true).await?;
     let server = Server::start(&stack, &["portal", "process", "notify"], &[])?;
     let pool = PgPool::connect(&stack.database_url).await?;
     add_account(&stack, OPERATOR.0, OPERATOR.1, "operator", None, false)?;
@@ -438,6 +470,14 @@ async fn a_counter_an_operator_and_a_supervisor_do_their_work_in_chromium() -> R
         let preview = op.get(&format!("/pieces/{id}/pages/0")).await?;
         assert_eq!((preview.status, preview.header("content-type")), (200, Some("image/png")), "each part renders");
     }
+    // The parts of a cut are not what was classified: no type is proposed for them, they cannot
+    // be accepted as they are, only classified.
+    let proposed: Vec<Option<String>> = sqlx::query_scalar("SELECT type_code FROM pieces WHERE id IN ($1 || '-1', $1 || '-2')").bind(&joined_id).fetch_all(&pool).await?;
+    assert_eq!(proposed, vec![None, None], "no type carried over to the parts");
+    let blind = op.post_form(&format!("/console/review/{}", parts[0].0), &[("csrf", &csrf), ("action", "accept")]).await?;
+    assert_eq!(blind.status, 422, "{}", blind.text());
+    let classified = op.post_form(&format!("/console/review/{}", parts[0].0), &[("csrf", &csrf), ("action", "reclassify"), ("type", "RMS/ATTESTATION_CAF")]).await?;
+    assert_eq!(classified.status, 303, "{}", classified.text());
     for action in ["review_joined", "review_split"] {
         assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_events WHERE action = $1").bind(action).fetch_one(&pool).await?, 1, "{action} audited");
     }
@@ -462,3 +502,4 @@ async fn a_counter_an_operator_and_a_supervisor_do_their_work_in_chromium() -> R
     drop(server);
     drop_queues(&stack).await
 }
+

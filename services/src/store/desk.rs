@@ -8,6 +8,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Value, json};
 use sqlx::{PgPool, Row};
 
+use scanbureau_pipeline::NumeroUnique;
+
 use super::{Result, audit};
 
 /// One mailing as the lists show it.
@@ -96,6 +98,56 @@ pub async fn counter_contact(pool: &PgPool, guichet: &str) -> Result<Option<Coun
 /// A request's record in the registry snapshot (the applicant's names and birth date).
 pub async fn registry_record(pool: &PgPool, numero: &str) -> Result<Option<Value>> {
     Ok(sqlx::query_scalar("SELECT record FROM registry_demandes WHERE numero_unique = $1").bind(numero).fetch_optional(pool).await?)
+}
+
+/// What a counter's look-up of a request in the registry gave.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    Found(Value),
+    NotFound,
+    /// The request is of another territory than the counter's.
+    OutsideTerritory,
+    /// The counter's account looked up too many requests within the hour.
+    Throttled,
+}
+
+/// Île-de-France requests have one regional territory code.
+const ILE_DE_FRANCE: [&str; 8] = ["075", "077", "078", "091", "092", "093", "094", "095"];
+
+/// May a counter of `departement` see a request of territory `territoire` (a request number's
+/// first three characters)?
+pub fn territory_covers(departement: &str, territoire: &str) -> bool {
+    departement == territoire || (territoire == "111" && ILE_DE_FRANCE.contains(&departement))
+}
+
+/// A counter looks up a request to fill a slip: only in its own territory, at most
+/// `per_hour` look-ups an hour per account, each one audited (who, which number, what came of it).
+pub async fn registry_lookup(pool: &PgPool, numero: &NumeroUnique, actor: &str, guichet: &str, per_hour: i64) -> Result<Lookup> {
+    let mut tx = pool.begin().await?;
+    let recent: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE actor = $1 AND action = 'registry_lookup' AND at > now() - interval '1 hour'")
+        .bind(actor)
+        .fetch_one(&mut *tx)
+        .await?;
+    let departement: Option<String> = sqlx::query_scalar("SELECT departement FROM guichets WHERE numero = $1").bind(guichet).fetch_optional(&mut *tx).await?;
+    let outcome = if recent >= per_hour {
+        Lookup::Throttled
+    } else if !departement.as_deref().is_some_and(|d| territory_covers(d, numero.territoire())) {
+        Lookup::OutsideTerritory
+    } else {
+        match sqlx::query_scalar::<_, Value>("SELECT record FROM registry_demandes WHERE numero_unique = $1").bind(numero.as_str()).fetch_optional(&mut *tx).await? {
+            Some(r) => Lookup::Found(r),
+            None => Lookup::NotFound,
+        }
+    };
+    let said = match &outcome {
+        Lookup::Found(_) => "found",
+        Lookup::NotFound => "not found",
+        Lookup::OutsideTerritory => "outside the counter's territory",
+        Lookup::Throttled => "refused: too many look-ups",
+    };
+    audit(&mut tx, actor, numero.as_str(), "registry_lookup", json!({"guichet": guichet, "outcome": said})).await?;
+    tx.commit().await?;
+    Ok(outcome)
 }
 
 #[derive(Debug, Clone)]
@@ -198,17 +250,42 @@ pub async fn notice_owner(pool: &PgPool, notice: i64) -> Result<Option<(String, 
 }
 
 /// Puts a notice back in the outbox to be sent again.
-pub async fn resend_notice(pool: &PgPool, notice: i64, actor: &str) -> Result<bool> {
+/// What asking to send a notice again gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resend {
+    Queued,
+    /// It is still waiting to be sent: asking again would send it twice.
+    AlreadyPending,
+    /// Sent again `RESENDS_PER_DAY` times in the last day already.
+    TooMany,
+    Missing,
+}
+
+/// How many times a day one notice can be sent again (a mailbox that lost it, then a second
+/// address); more is a button pressed in a loop.
+pub const RESENDS_PER_DAY: i64 = 3;
+
+pub async fn resend_notice(pool: &PgPool, notice: i64, actor: &str) -> Result<Resend> {
     let mut tx = pool.begin().await?;
-    let mailing: Option<String> = sqlx::query_scalar("UPDATE notices SET status = 'pending', attempts = 0, last_error = NULL WHERE id = $1 RETURNING mailing_id")
-        .bind(notice)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if let Some(m) = &mailing {
-        audit(&mut tx, actor, m, "notice_resend_asked", json!({"notice": notice})).await?;
+    let row: Option<(String, String)> = sqlx::query_as("SELECT mailing_id, status FROM notices WHERE id = $1 FOR UPDATE").bind(notice).fetch_optional(&mut *tx).await?;
+    let Some((mailing, status)) = row else { return Ok(Resend::Missing) };
+    if status == "pending" {
+        return Ok(Resend::AlreadyPending);
     }
+    let asked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE subject = $1 AND action = 'notice_resend_asked' AND detail->>'notice' = $2 AND at > now() - interval '1 day'",
+    )
+    .bind(&mailing)
+    .bind(notice.to_string())
+    .fetch_one(&mut *tx)
+    .await?;
+    if asked >= RESENDS_PER_DAY {
+        return Ok(Resend::TooMany);
+    }
+    sqlx::query("UPDATE notices SET status = 'pending', attempts = 0, last_error = NULL WHERE id = $1").bind(notice).execute(&mut *tx).await?;
+    audit(&mut tx, actor, &mailing, "notice_resend_asked", json!({"notice": notice})).await?;
     tx.commit().await?;
-    Ok(mailing.is_some())
+    Ok(Resend::Queued)
 }
 
 // ---------------------------------------------------------------- review decisions
@@ -298,9 +375,7 @@ pub async fn decide(pool: &PgPool, piece: &str, decision: &Decision, actor: &str
 struct Locked {
     mailing_id: String,
     numero: Option<String>,
-    categorie: Option<String>,
     type_code: Option<String>,
-    confidence: f32,
     sensible: bool,
     plan_version: String,
     evidence: Value,
@@ -309,7 +384,7 @@ struct Locked {
 
 async fn lock_review_piece(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, id: &str) -> Result<Option<Locked>> {
     let row = sqlx::query(
-        "SELECT mailing_id, numero_unique, categorie, type_code, confidence, sensible, plan_version, evidence, key
+        "SELECT mailing_id, numero_unique, type_code, sensible, plan_version, evidence, key
          FROM pieces WHERE id = $1 AND status = 'review' FOR UPDATE",
     )
     .bind(id)
@@ -318,13 +393,11 @@ async fn lock_review_piece(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, id: &
     Ok(row.map(|r| Locked {
         mailing_id: r.get(0),
         numero: r.get(1),
-        categorie: r.get(2),
-        type_code: r.get(3),
-        confidence: r.get(4),
-        sensible: r.get(5),
-        plan_version: r.get(6),
-        evidence: r.get(7),
-        key: r.get(8),
+        type_code: r.get(2),
+        sensible: r.get(3),
+        plan_version: r.get(4),
+        evidence: r.get(5),
+        key: r.get(6),
     }))
 }
 
@@ -336,20 +409,20 @@ pub struct NewPart {
     pub pages: i32,
 }
 
-async fn insert_part(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, from: &Locked, part: &NewPart, note: &str) -> Result<()> {
+/// A piece made by cutting or joining: its pages are not the ones that were classified, so it
+/// carries no proposed type (a cut contract and attestation would otherwise both come back as
+/// a contract) and waits for the operator to classify it; it stays sensitive if a source was.
+async fn insert_part(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, from: &Locked, sensible: bool, part: &NewPart, note: &str) -> Result<()> {
     let mut evidence: Vec<Value> = serde_json::from_value(from.evidence.clone()).unwrap_or_default();
-    evidence.push(Value::String(note.to_string()));
+    evidence.push(Value::String(format!("{note}: to classify (was proposed as {})", from.type_code.as_deref().unwrap_or("nothing"))));
     sqlx::query(
         "INSERT INTO pieces (id, mailing_id, numero_unique, categorie, type_code, confidence, sensible, status, key, bytes, plan_version, evidence, pages)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'review', $8, $9, $10, $11, $12)",
+         VALUES ($1, $2, $3, NULL, NULL, 0, $4, 'review', $5, $6, $7, $8, $9)",
     )
     .bind(&part.id)
     .bind(&from.mailing_id)
     .bind(&from.numero)
-    .bind(&from.categorie)
-    .bind(&from.type_code)
-    .bind(from.confidence)
-    .bind(from.sensible)
+    .bind(sensible)
     .bind(&part.key)
     .bind(part.bytes)
     .bind(&from.plan_version)
@@ -367,7 +440,7 @@ pub async fn split_piece(pool: &PgPool, piece: &str, after: usize, parts: [&NewP
     let Some(old) = lock_review_piece(&mut tx, piece).await? else { return Ok(None) };
     let pages: Vec<i32> = sqlx::query_scalar("SELECT index FROM pages WHERE mailing_id = $1 AND piece_id = $2 ORDER BY index").bind(&old.mailing_id).bind(piece).fetch_all(&mut *tx).await?;
     for part in parts {
-        insert_part(&mut tx, &old, part, &format!("cut from {piece} by an operator")).await?;
+        insert_part(&mut tx, &old, old.sensible, part, &format!("cut from {piece} by an operator")).await?;
     }
     for (i, index) in pages.iter().enumerate() {
         let to = if i < after { &parts[0].id } else { &parts[1].id };
@@ -388,7 +461,7 @@ pub async fn join_pieces(pool: &PgPool, first: &str, second: &str, joined: &NewP
     if a.mailing_id != b.mailing_id || a.numero != b.numero || first == second {
         return Ok(None);
     }
-    insert_part(&mut tx, &a, joined, &format!("{first} and {second} joined by an operator")).await?;
+    insert_part(&mut tx, &a, a.sensible || b.sensible, joined, &format!("{first} and {second} joined by an operator")).await?;
     sqlx::query("UPDATE pages SET piece_id = $2 WHERE mailing_id = $1 AND piece_id IN ($3, $4)").bind(&a.mailing_id).bind(&joined.id).bind(first).bind(second).execute(&mut *tx).await?;
     sqlx::query("DELETE FROM pieces WHERE id IN ($1, $2)").bind(first).bind(second).execute(&mut *tx).await?;
     audit(&mut tx, actor, &a.mailing_id, "review_joined", json!({"pieces": [first, second], "into": &joined.id})).await?;
@@ -483,8 +556,17 @@ pub async fn resolve_dead_letter(pool: &PgPool, id: i64, resolution: &str, actor
     if resolution == "retried"
         && let Some(m) = &d.subject
     {
-        // A failed mailing goes back to the start; its attempts count afresh.
-        sqlx::query("UPDATE mailings SET status = 'received', attempts = 0, updated_at = now() WHERE id = $1 AND status = 'failed'").bind(m).execute(&mut *tx).await?;
+        match m.strip_prefix("notice:").map(str::parse::<i64>) {
+            // A failed notice is to be sent again; its attempts count afresh.
+            Some(Ok(notice)) => {
+                sqlx::query("UPDATE notices SET status = 'pending', attempts = 0 WHERE id = $1 AND status = 'failed'").bind(notice).execute(&mut *tx).await?;
+            }
+            Some(Err(_)) => {}
+            // A failed mailing goes back to the start; its attempts count afresh.
+            None => {
+                sqlx::query("UPDATE mailings SET status = 'received', attempts = 0, updated_at = now() WHERE id = $1 AND status = 'failed'").bind(m).execute(&mut *tx).await?;
+            }
+        }
     }
     audit(&mut tx, actor, d.subject.as_deref().unwrap_or("(dead letter)"), &format!("dead_letter_{resolution}"), json!({"dead_letter": id, "stage": d.stage})).await?;
     tx.commit().await?;

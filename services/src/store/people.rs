@@ -58,49 +58,76 @@ fn account_of(r: &sqlx::postgres::PgRow) -> Account {
 /// What a login attempt finds.
 pub enum LoginRecord {
     Unknown,
-    Locked { until: DateTime<Utc> },
     Found { account: Account, password_hash: String },
 }
 
 pub async fn login_record(pool: &PgPool, email: &str) -> Result<LoginRecord> {
     let row = sqlx::query(
-        "SELECT id, email, display_name, role, guichet, sensitive, password_hash, locked_until
+        "SELECT id, email, display_name, role, guichet, sensitive, password_hash
          FROM portal_users WHERE lower(email) = lower($1) AND NOT disabled AND password_hash IS NOT NULL",
     )
     .bind(email)
     .fetch_optional(pool)
     .await?;
     let Some(r) = row else { return Ok(LoginRecord::Unknown) };
-    if let Some(until) = r.get::<Option<DateTime<Utc>>, _>("locked_until")
-        && until > Utc::now()
-    {
-        return Ok(LoginRecord::Locked { until });
-    }
     Ok(LoginRecord::Found { account: account_of(&r), password_hash: r.get("password_hash") })
 }
 
-/// Counts a failed login; locks the account once it reaches [`LOCKOUT_AFTER`]. Returns the
-/// end of the lock when this failure locked it.
-pub async fn login_failed(pool: &PgPool, account: i64, from: &str) -> Result<Option<DateTime<Utc>>> {
-    let mut tx = pool.begin().await?;
-    let locked: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "UPDATE portal_users SET failed_logins = failed_logins + 1,
-                locked_until = CASE WHEN failed_logins + 1 >= $2 THEN now() + make_interval(mins => $3) ELSE NULL END
-         WHERE id = $1 RETURNING locked_until",
-    )
-    .bind(account)
-    .bind(LOCKOUT_AFTER)
-    .bind(LOCKOUT_MINUTES)
-    .fetch_one(&mut *tx)
-    .await?;
-    let action = if locked.is_some() { "account_locked" } else { "login_failed" };
-    audit(&mut tx, "web", &format!("account:{account}"), action, json!({"from": from})).await?;
-    if locked.is_some() {
-        // Counted afresh once the lock ends.
-        sqlx::query("UPDATE portal_users SET failed_logins = 0 WHERE id = $1").bind(account).execute(&mut *tx).await?;
+/// Failed sign-ins from one client address, whatever the e-mail address: past this many in
+/// [`LOCKOUT_MINUTES`], that client is made to wait.
+pub const SOURCE_LIMIT: i64 = 30;
+/// Failed sign-ins for one e-mail address from every client together: a ceiling on guessing
+/// spread over many machines.
+pub const ADDRESS_LIMIT: i64 = 50;
+
+/// Recent failed sign-ins, as the throttle counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginPressure {
+    /// For this e-mail address from this client.
+    pub pair: i64,
+    /// For this e-mail address from every client.
+    pub address: i64,
+    /// From this client, for every address.
+    pub source: i64,
+}
+
+impl LoginPressure {
+    /// This address may not be tried from this client now. The same answer whether an account
+    /// has that address or not, so the lock tells nobody who has one; counted per client, so
+    /// someone else's failures do not lock an agent out at their own desk.
+    pub fn address_locked(&self) -> bool {
+        self.pair >= LOCKOUT_AFTER as i64 || self.address >= ADDRESS_LIMIT
     }
+    pub fn source_locked(&self) -> bool {
+        self.source >= SOURCE_LIMIT
+    }
+}
+
+fn login_subject(email: &str) -> String {
+    format!("login:{}", email.trim().to_lowercase())
+}
+
+pub async fn login_pressure(pool: &PgPool, email: &str, from: &str) -> Result<LoginPressure> {
+    let (pair, address, source): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE subject = $1 AND detail->>'from' = $2),
+                count(*) FILTER (WHERE subject = $1),
+                count(*) FILTER (WHERE detail->>'from' = $2)
+         FROM audit_events WHERE action = 'login_failed' AND at > now() - make_interval(mins => $3)",
+    )
+    .bind(login_subject(email))
+    .bind(from)
+    .bind(LOCKOUT_MINUTES)
+    .fetch_one(pool)
+    .await?;
+    Ok(LoginPressure { pair, address, source })
+}
+
+/// Records a failed sign-in for an address, whether an account has it or not.
+pub async fn record_login_failure(pool: &PgPool, email: &str, account: Option<i64>, from: &str) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    audit(&mut tx, "web", &login_subject(email), "login_failed", json!({"from": from, "account": account})).await?;
     tx.commit().await?;
-    Ok(locked)
+    Ok(())
 }
 
 /// Opens a session for an account whose password was just verified.

@@ -77,7 +77,7 @@ async fn feed(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Query<
     }
     let refuse = upload_refused;
     let name = field(&q, "name").unwrap_or("lot.pdf").to_string();
-    let upload = match take_upload(&headers, body, MAX_BATCH_BYTES, &name).await {
+    let upload = match take_upload(&crate::workdir::root(&b.config), &headers, body, MAX_BATCH_BYTES, &name).await {
         Ok(u) => u,
         Err(Refused(code, m)) => return refuse(code, m),
     };
@@ -100,7 +100,7 @@ async fn feed_folder(State(b): State<Arc<Bureau>>, headers: HeaderMap, mut parts
     if let Err(r) = s.check_header(&headers) {
         return r;
     }
-    let dir = match tempfile::tempdir() {
+    let dir = match crate::workdir::folder(&crate::workdir::root(&b.config)) {
         Ok(d) => d,
         Err(e) => return upload_refused(StatusCode::INTERNAL_SERVER_ERROR, format!("no room for the upload: {e}")),
     };
@@ -344,6 +344,9 @@ async fn decide(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(piece): P
         return change_cut(&b, &s, &current, &form).await;
     }
     let decision = match field(&form, "action") {
+        Some("accept") if current.categorie.is_none() => {
+            return s.error(StatusCode::UNPROCESSABLE_ENTITY, "Aucune catégorie n'est proposée pour cette pièce : choisissez-la avec « Reclasser ».");
+        }
         Some("accept") => Decision::Accept,
         Some("illegible") => Decision::Illegible,
         Some("reclassify") => {

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Form, Path, State};
+use axum::extract::{ConnectInfo, Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -188,7 +188,7 @@ fn login_form(b: &Bureau, message: Option<&str>, email: &str, code: StatusCode) 
 <label>Adresse électronique <input type="email" name="email" autocomplete="username" required value="{}"></label>
 <label>Mot de passe <input type="password" name="password" autocomplete="current-password" required></label>
 <button type="submit">Se connecter</button></form>
-<p class="muted">Comptes nominatifs : un compte par agent. Après {} essais manqués, le compte est verrouillé {} minutes.</p>"#,
+<p class="muted">Comptes nominatifs : un compte par agent. Après {} essais manqués depuis un même poste, l'adresse y est bloquée {} minutes.</p>"#,
         p.csrf_field(),
         esc(email),
         people::LOCKOUT_AFTER,
@@ -206,7 +206,17 @@ async fn login_page(State(b): State<Arc<Bureau>>) -> Response {
     login_form(&b, None, "", StatusCode::OK)
 }
 
-async fn login(State(b): State<Arc<Bureau>>, headers: HeaderMap, Form(form): Form<Fields>) -> Response {
+/// The client a sign-in comes from: the connection's address, or behind a proxy the address the
+/// proxy appended to `X-Forwarded-For`.
+fn client_of(b: &Bureau, headers: &HeaderMap, peer: std::net::SocketAddr) -> String {
+    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).and_then(|v| v.rsplit(',').next()).map(|v| v.trim().to_string());
+    match forwarded {
+        Some(f) if b.config.web.behind_proxy => f,
+        _ => peer.ip().to_string(),
+    }
+}
+
+async fn login(State(b): State<Arc<Bureau>>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, headers: HeaderMap, Form(form): Form<Fields>) -> Response {
     // Double submit: the form's token must be the one this browser was given with the form.
     let given = form.get("csrf").map(String::as_str).unwrap_or_default();
     let expected = cookie(&headers, &cookie_name(&b, "sb_login")).unwrap_or_default();
@@ -215,34 +225,42 @@ async fn login(State(b): State<Arc<Bureau>>, headers: HeaderMap, Form(form): For
     }
     let email = form.get("email").map(|s| s.trim().to_string()).unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
-    let from = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).unwrap_or("direct").to_string();
+    let from = client_of(&b, &headers, peer);
+    let locked = || {
+        let msg = format!("Trop d'essais manqués pour cette adresse : réessayez dans {} minutes.", people::LOCKOUT_MINUTES);
+        login_form(&b, Some(&msg), &email, StatusCode::FORBIDDEN)
+    };
+    match people::login_pressure(&b.pool, &email, &from).await {
+        Ok(p) if p.source_locked() => {
+            let msg = format!("Trop d'essais manqués depuis ce poste : réessayez dans {} minutes.", people::LOCKOUT_MINUTES);
+            return login_form(&b, Some(&msg), &email, StatusCode::TOO_MANY_REQUESTS);
+        }
+        Ok(p) if p.address_locked() => return locked(),
+        Ok(_) => {}
+        Err(e) => return unavailable(e),
+    }
     let record = match people::login_record(&b.pool, &email).await {
         Ok(r) => r,
         Err(e) => return unavailable(e),
     };
     let (account, hash) = match record {
         LoginRecord::Found { account, password_hash } => (Some(account), password_hash),
-        LoginRecord::Locked { until } => {
-            let msg = format!("Ce compte est verrouillé jusqu'à {} après trop d'essais manqués.", page::when(&until, &b.site));
-            return login_form(&b, Some(&msg), &email, StatusCode::FORBIDDEN);
-        }
         LoginRecord::Unknown => (None, accounts::decoy_hash().to_string()),
     };
     let known = account.as_ref().map(|a| a.id);
     let ok = tokio::task::spawn_blocking(move || accounts::verify_password(&password, &hash)).await.unwrap_or(false);
     let Some(account) = account.filter(|_| ok) else {
-        if let Some(id) = known {
-            match people::login_failed(&b.pool, id, &from).await {
-                Ok(Some(until)) => {
-                    tracing::warn!(account = id, "account locked after repeated failed logins");
-                    let msg = format!("Trop d'essais manqués : ce compte est verrouillé jusqu'à {}.", page::when(&until, &b.site));
-                    return login_form(&b, Some(&msg), &email, StatusCode::FORBIDDEN);
-                }
-                Ok(None) => {}
-                Err(e) => return unavailable(e),
-            }
+        if let Err(e) = people::record_login_failure(&b.pool, &email, known, &from).await {
+            return unavailable(e);
         }
-        return login_form(&b, Some("Adresse ou mot de passe incorrect."), &email, StatusCode::UNAUTHORIZED);
+        return match people::login_pressure(&b.pool, &email, &from).await {
+            Ok(p) if p.address_locked() => {
+                tracing::warn!(from = %from, "sign-ins for an address locked after repeated failures");
+                locked()
+            }
+            Ok(_) => login_form(&b, Some("Adresse ou mot de passe incorrect."), &email, StatusCode::UNAUTHORIZED),
+            Err(e) => unavailable(e),
+        };
     };
     let (token, csrf) = match (accounts::random_token(), accounts::random_token()) {
         (Ok(t), Ok(c)) => (t, c),
@@ -414,7 +432,7 @@ async fn piece_page(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path((id, 
         Err(e) => return unavailable(e),
     };
     match tokio::task::spawn_blocking(move || scanbureau_pipeline::preview::page_png(&bytes, n, 360)).await {
-        Ok(Some(png)) => ([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "private, max-age=600")], png).into_response(),
+        Ok(Some(png)) => ([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "no-store")], png).into_response(),
         _ => s.error(StatusCode::NOT_FOUND, "Cette page n'existe pas."),
     }
 }
@@ -432,14 +450,14 @@ pub struct Upload {
 /// Why an upload was refused, with the status to answer.
 pub struct Refused(pub StatusCode, pub String);
 
-pub async fn take_upload(headers: &HeaderMap, body: Body, limit: u64, name: &str) -> Result<Upload, Refused> {
+pub async fn take_upload(work: &std::path::Path, headers: &HeaderMap, body: Body, limit: u64, name: &str) -> Result<Upload, Refused> {
     let too_big = || Refused(StatusCode::PAYLOAD_TOO_LARGE, format!("the file is over the limit of {} MB", limit / 1_000_000));
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(too_big());
     }
     let room = |e: std::io::Error| Refused(StatusCode::INTERNAL_SERVER_ERROR, format!("no room for the upload: {e}"));
-    let dir = tempfile::tempdir().map_err(room)?;
+    let dir = crate::workdir::folder(work).map_err(room)?;
     let path = dir.path().join(crate::blobs::keys::safe_name(name));
     let mut file = tokio::fs::File::create(&path).await.map_err(room)?;
     let mut stream = body.into_data_stream();

@@ -26,6 +26,10 @@ use crate::store::desk;
 use crate::store::people::{self, INCIDENT_KINDS, incident_kind_label, incident_status_label};
 use crate::store;
 
+/// Requests a counter's account may look up in the registry within an hour: enough to print a
+/// day's slips, far too few to read the registry through the form.
+const REGISTRY_LOOKUPS_PER_HOUR: i64 = 60;
+
 pub fn routes() -> Router<Arc<Bureau>> {
     Router::new()
         .route("/portal", get(home))
@@ -145,7 +149,7 @@ async fn deposit(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Que
         },
         None => None,
     };
-    let upload = match take_upload(&headers, body, b.config.portal.max_upload_bytes, "depot.pdf").await {
+    let upload = match take_upload(&crate::workdir::root(&b.config), &headers, body, b.config.portal.max_upload_bytes, "depot.pdf").await {
         Ok(u) => u,
         Err(Refused(StatusCode::PAYLOAD_TOO_LARGE, _)) => {
             return refuse(StatusCode::PAYLOAD_TOO_LARGE, format!("Le fichier dépasse la limite du portail ({} Mo).", b.config.portal.max_upload_bytes / 1_000_000));
@@ -299,13 +303,17 @@ async fn resend(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Path
         Err(e) => return unavailable(e),
     };
     match desk::resend_notice(&b.pool, id, &s.account.actor()).await {
-        Ok(true) => {
+        Ok(desk::Resend::Queued) => {
             if let Err(e) = b.broker.publish(Stage::Notify, &notice_message(id)).await {
                 tracing::warn!(notice = id, error = %e, "resend recorded but not queued yet; the sweeper will queue it");
             }
             Redirect::to(&format!("/mailings/{}", url(&mailing))).into_response()
         }
-        Ok(false) => s.error(StatusCode::NOT_FOUND, "Cet avis n'existe plus."),
+        Ok(desk::Resend::AlreadyPending) => s.error(StatusCode::CONFLICT, "Cet avis est déjà en cours d'envoi : il partira dès que possible."),
+        Ok(desk::Resend::TooMany) => {
+            s.error(StatusCode::TOO_MANY_REQUESTS, &format!("Cet avis a déjà été renvoyé {} fois aujourd'hui. Si le destinataire ne le reçoit pas, ouvrez un incident.", desk::RESENDS_PER_DAY))
+        }
+        Ok(desk::Resend::Missing) => s.error(StatusCode::NOT_FOUND, "Cet avis n'existe plus."),
         Err(e) => unavailable(e),
     }
 }
@@ -323,23 +331,28 @@ async fn slips(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Query
 async fn slips_page(b: &Bureau, s: &Signed, q: &Fields, error: Option<&str>, code: StatusCode) -> Response {
     // A known request number fills in the applicant from the registry.
     let mut known = Fields::new();
-    if let Some(n) = field(q, "numero_unique").and_then(|n| NumeroUnique::parse(n).ok()) {
-        match desk::registry_record(&b.pool, &n.to_string()).await {
-            Ok(Some(r)) => {
+    let mut lookup_note = None;
+    if let Some(n) = field(q, "numero_unique").and_then(|n| NumeroUnique::parse(n).ok())
+        && let Some(guichet) = s.account.guichet.as_deref()
+    {
+        match desk::registry_lookup(&b.pool, &n, &s.account.actor(), guichet, REGISTRY_LOOKUPS_PER_HOUR).await {
+            Ok(desk::Lookup::Found(r)) => {
                 for k in ["nom", "prenoms", "date_naissance"] {
                     if let Some(v) = r.get(k).and_then(|v| v.as_str()) {
                         known.insert(k.to_string(), v.to_string());
                     }
                 }
             }
-            Ok(None) => {}
+            Ok(desk::Lookup::NotFound) => lookup_note = Some("Ce numéro n'est pas dans le registre : vérifiez-le, ou remplissez la fiche à la main."),
+            Ok(desk::Lookup::OutsideTerritory) => lookup_note = Some("Ce numéro est celui d'une demande d'un autre territoire : le registre n'est consultable que pour le vôtre."),
+            Ok(desk::Lookup::Throttled) => lookup_note = Some("Trop de consultations du registre en une heure : remplissez la fiche à la main ou réessayez plus tard."),
             Err(e) => return unavailable(e),
         }
     }
     let v = |k: &str| esc(q.get(k).or_else(|| known.get(k)).map(String::as_str).unwrap_or_default());
     let today = Utc::now().date_naive().format("%Y-%m-%d").to_string();
     let mut p = s.page("Imprimer une fiche récapitulative ou un bordereau");
-    if let Some(e) = error {
+    if let Some(e) = error.or(lookup_note) {
         let _ = write!(p.body, r#"<p class="error" role="alert">{}</p>"#, esc(e));
     }
     let csrf = p.csrf_field();
