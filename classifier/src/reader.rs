@@ -242,8 +242,16 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
             f.reading.push(format!("read both ways up: as it is makes more sense ({a} against {b})"));
         }
     }
-    // Still nothing known: the page is read again, whole this time, the way up it makes sense.
-    if cfg.whole_page && !f.layout.unreadable && weak(lex, &f) {
+    // Still nothing known, or a signed 2D-Doc whose figures the print read so far does not show:
+    // the page is read again, whole this time, the way up it makes sense.
+    let unchecked = view.datamatrix.iter().filter_map(|t| crate::twoddoc::parse(t).ok()).any(|d| {
+        let text = crate::lexicon::normalise(f.text.as_deref().unwrap_or(""));
+        crate::twoddoc::print_unchecked(&d, &text)
+    });
+    if unchecked {
+        f.reading.push("the signed 2D-Doc's revenu fiscal de référence not read yet in the print: page read whole".into());
+    }
+    if cfg.whole_page && !f.layout.unreadable && (weak(lex, &f) || unchecked) {
         let (gray, ink) = match &turned_page {
             Some((g, i)) => (g, i),
             None => (&view.raster.gray, view.ink),

@@ -546,6 +546,13 @@ pub fn contradictions(doc: &TwoDDoc, normalised_text: &str) -> Vec<String> {
     out
 }
 
+/// The printed text lacks what the signed fields say should be in it (the revenu fiscal de
+/// référence of a tax notice): the page must be read further before print and signature can be
+/// compared.
+pub fn print_unchecked(doc: &TwoDDoc, normalised_text: &str) -> bool {
+    doc.field("41").is_some_and(|v| !v.is_empty()) && number_after(normalised_text, " revenu fiscal de reference ").is_none()
+}
+
 /// The first number within a few words after `label` (spaces between its digit groups, as
 /// "12 345", joined).
 fn number_after(text: &str, label: &str) -> Option<String> {

@@ -148,7 +148,10 @@ pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn 
     // Print that says clearly which way up it reads is believed; anything weaker (capitals, a
     // card's patterns, a passport's facing page printed the other way) is checked by reading.
     let unsure = orientation == Orientation::Unknown || strength < SURE_ORIENTATION;
-    let view = PageView { raster: &raster, ink: &bits, content, orientation_unsure: unsure, text_layer: raster.text_layer.as_ref() };
+    // A 2D-Doc reads the same either way up: found before reading, so the reader can look for
+    // what it signs in the print.
+    let datamatrix = crate::qr::find_datamatrix_in(&raster.gray, &bits, raster.dpi);
+    let view = PageView { raster: &raster, ink: &bits, content, orientation_unsure: unsure, text_layer: raster.text_layer.as_ref(), datamatrix: &datamatrix };
     let mut features = read(&view);
     let mut orientation = orientation;
     if features.half_turn {
@@ -161,7 +164,7 @@ pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn 
     features.reading.push(format!("orientation from the print: {orientation:?} ({strength:.1} times more ink on that side)"));
     let encoded = encode_page(&raster, &bits, content, &params.encode);
     features.other_qr = qr_codes.iter().map(|q| String::from_utf8_lossy(&q.payload).into_owned()).collect();
-    features.datamatrix = crate::qr::find_datamatrix_in(&raster.gray, &bits, raster.dpi);
+    features.datamatrix = datamatrix;
     let mut notes = corrections.notes.clone();
     if orientation == Orientation::UpsideDown {
         notes.push(if features.half_turn { "read upside down: turned".into() } else { "turned upside up".into() });

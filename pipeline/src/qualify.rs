@@ -69,6 +69,8 @@ pub struct PageView<'a> {
     pub orientation_unsure: bool,
     /// The page's own text (a PDF's text layer), when it has one.
     pub text_layer: Option<&'a crate::pdftext::TextLayer>,
+    /// The DataMatrix codes (2D-Doc) found on the page: what they sign, the reader checks in print.
+    pub datamatrix: &'a [String],
 }
 
 /// A person of the request's household, as the registry records them.

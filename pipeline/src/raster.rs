@@ -12,6 +12,10 @@ use thiserror::Error;
 
 use crate::reason::ReasonCode;
 
+/// The professional portal's limit per uploaded file (DOMAIN.md): a larger file never came
+/// through the portal, whoever hands it to the job.
+pub const PORTAL_FILE_BYTES: u64 = 18_000_000;
+
 /// Bounds on untrusted input.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -21,6 +25,16 @@ pub struct Limits {
     pub max_page_pixels: u64,
     /// Largest decompressed stream of a PDF.
     pub max_decompressed_bytes: usize,
+}
+
+impl Limits {
+    /// The limits of a channel: the portal's files are bounded by the portal's own limit.
+    pub fn for_channel(channel: crate::mailing::Channel) -> Self {
+        match channel {
+            crate::mailing::Channel::Portal => Self { max_file_bytes: PORTAL_FILE_BYTES, ..Self::default() },
+            _ => Self::default(),
+        }
+    }
 }
 
 impl Default for Limits {

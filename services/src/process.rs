@@ -316,7 +316,7 @@ pub struct MailingJob<'a> {
 /// Runs the whole job on files already on disk and returns its outputs, writing nothing.
 /// `progress` is called once per page done.
 pub fn execute(job: &MailingJob<'_>, qualifier: &Classifier, pool: &rayon::ThreadPool, on_pages: &(dyn Fn(u64) + Sync), progress: &(dyn Fn() + Sync)) -> Result<JobOutput> {
-    let limits = Limits::default();
+    let limits = Limits::for_channel(job.channel);
     let mut params = AnalysisParams::default();
     params.qr.thorough = job.site.scan.thorough_qr;
     // Files are read a few at a time and their pages analysed before the next are read: the

@@ -152,3 +152,17 @@ fn two_documents_in_one_photograph_are_never_refused() {
     // Which of the two it is may be unsure; what it must not be is a refusal.
     assert!(got.iter().all(|p| p.2.is_none()), "{got:?}");
 }
+
+#[test]
+fn a_file_over_the_portal_s_limit_is_refused_for_its_size() {
+    let who = applicant(80);
+    let mut rng = SmallRng::seed_from_u64(81);
+    let page = document("BULLETIN_SALAIRE", &who, &mut rng);
+    // A real PDF padded past the portal's 18 MB: it cannot have come through the portal.
+    let mut pdf = scanbureau_fixtures::write::pdf_bytes(&[page.clone()], 80, false);
+    pdf.extend(std::iter::repeat_n(b'%', 19_000_000));
+    let report = deposit(&who, vec![("gros.pdf", pdf), ("paie.jpg", jpeg_bytes(&page, 85))]);
+    assert_eq!(report.pages[0].reason, Some(ReasonCode::FichierTropVolumineux), "{:?}", report.pages[0]);
+    assert!(report.pages[0].detail.as_deref().is_some_and(|d| d.contains("18000000")), "{:?}", report.pages[0].detail);
+    assert!(pieces(&report).iter().any(|p| p.0.as_deref() == Some("BULLETIN_SALAIRE") && p.2.is_none()));
+}

@@ -10,7 +10,7 @@ use sqlx::{PgPool, Row};
 
 use scanbureau_pipeline::NumeroUnique;
 
-use super::{Result, audit};
+use super::{OutgoingNotice, Result, audit};
 
 /// One mailing as the lists show it.
 #[derive(Debug, Clone)]
@@ -69,9 +69,9 @@ pub async fn mailings(pool: &PgPool, guichet: Option<&str>, limit: i64) -> Resul
     Ok(sqlx::query(&sql).bind(guichet).bind(limit).fetch_all(pool).await?.iter().map(mailing_of).collect())
 }
 
-pub async fn mailing(pool: &PgPool, id: &str) -> Result<Option<MailingView>> {
+pub async fn mailing<'e>(db: impl sqlx::PgExecutor<'e>, id: &str) -> Result<Option<MailingView>> {
     let sql = format!("SELECT {MAILING_COLUMNS} FROM mailings m LEFT JOIN guichets g ON g.numero = m.guichet WHERE m.id = $1");
-    Ok(sqlx::query(&sql).bind(id).fetch_optional(pool).await?.as_ref().map(mailing_of))
+    Ok(sqlx::query(&sql).bind(id).fetch_optional(db).await?.as_ref().map(mailing_of))
 }
 
 /// Every mailing not done yet, in the order the processing queue takes them.
@@ -202,9 +202,9 @@ fn piece_of(r: &sqlx::postgres::PgRow) -> PieceView {
     }
 }
 
-pub async fn pieces(pool: &PgPool, mailing: &str) -> Result<Vec<PieceView>> {
+pub async fn pieces<'e>(db: impl sqlx::PgExecutor<'e>, mailing: &str) -> Result<Vec<PieceView>> {
     let sql = format!("SELECT {PIECE_COLUMNS} FROM pieces p JOIN mailings m ON m.id = p.mailing_id WHERE p.mailing_id = $1 ORDER BY p.numero_unique, p.created_at, p.id");
-    Ok(sqlx::query(&sql).bind(mailing).fetch_all(pool).await?.iter().map(piece_of).collect())
+    Ok(sqlx::query(&sql).bind(mailing).fetch_all(db).await?.iter().map(piece_of).collect())
 }
 
 pub async fn piece(pool: &PgPool, id: &str) -> Result<Option<PieceView>> {
@@ -318,12 +318,23 @@ pub struct Decided {
     pub numero_unique: Option<String>,
     /// The piece's object, when the decision refuses it (to be deleted).
     pub dropped_key: Option<String>,
-    /// No piece of this request waits for an operator any more: its follow-up notice is due.
-    pub request_settled: bool,
+    /// The follow-up notice written with the decision (no piece of the request waits for an
+    /// operator any more), to queue.
+    pub follow_up: Option<i64>,
 }
 
-/// Records a decision on a piece still in review; `None` if it is not (any more).
-pub async fn decide(pool: &PgPool, piece: &str, decision: &Decision, actor: &str) -> Result<Option<Decided>> {
+/// What a request looks like once its last piece is decided: what its follow-up is written from.
+pub struct Settled<'a> {
+    pub mailing: &'a MailingView,
+    pub recipients: &'a [String],
+    pub pieces: &'a [PieceView],
+}
+
+/// Records an operator's decision on a piece in review (`None` if it is not in review any
+/// more). When it was the request's last piece in review, `follow_up` writes the notice saying
+/// what became of every piece, stored in the same transaction: the decision and its notice are
+/// kept together or not at all.
+pub async fn decide(pool: &PgPool, piece: &str, decision: &Decision, actor: &str, follow_up: impl FnOnce(&Settled<'_>) -> Option<OutgoingNotice>) -> Result<Option<Decided>> {
     let mut tx = pool.begin().await?;
     let row = sqlx::query("SELECT mailing_id, numero_unique, key, categorie, type_code FROM pieces WHERE id = $1 AND status = 'review' FOR UPDATE")
         .bind(piece)
@@ -367,8 +378,19 @@ pub async fn decide(pool: &PgPool, piece: &str, decision: &Decision, actor: &str
         .bind(&numero)
         .fetch_one(&mut *tx)
         .await?;
+    let mut notice = None;
+    if !waiting {
+        let m = mailing(&mut *tx, &mailing_id).await?;
+        let recipients = request_recipients(&mut tx, &mailing_id, numero.as_deref()).await?;
+        let pieces: Vec<PieceView> = pieces(&mut *tx, &mailing_id).await?.into_iter().filter(|p| p.numero_unique == numero).collect();
+        if let Some(m) = &m
+            && let Some(f) = follow_up(&Settled { mailing: m, recipients: &recipients, pieces: &pieces })
+        {
+            notice = insert_notice(&mut tx, &mailing_id, &f, actor).await?;
+        }
+    }
     tx.commit().await?;
-    Ok(Some(Decided { mailing_id, numero_unique: numero, dropped_key, request_settled: !waiting }))
+    Ok(Some(Decided { mailing_id, numero_unique: numero, dropped_key, follow_up: notice }))
 }
 
 /// A piece in review, locked for a change of its cut.
@@ -470,39 +492,45 @@ pub async fn join_pieces(pool: &PgPool, first: &str, second: &str, joined: &NewP
 }
 
 /// Where a request's notice went, to send its follow-up to the same people.
-pub async fn request_recipients(pool: &PgPool, mailing: &str, numero: Option<&str>) -> Result<Vec<String>> {
+pub async fn request_recipients(conn: &mut sqlx::PgConnection, mailing: &str, numero: Option<&str>) -> Result<Vec<String>> {
     let from_notice: Option<Vec<String>> = sqlx::query_scalar(
         "SELECT n.recipients FROM requests r JOIN notices n ON n.mailing_id = r.mailing_id AND n.name = regexp_replace(r.notice, '^.*/', '')
          WHERE r.mailing_id = $1 AND r.numero_unique IS NOT DISTINCT FROM $2 LIMIT 1",
     )
     .bind(mailing)
     .bind(numero)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
     if let Some(r) = from_notice.filter(|r| !r.is_empty()) {
         return Ok(r);
     }
-    let notify: Option<String> = sqlx::query_scalar("SELECT notify FROM mailings WHERE id = $1").bind(mailing).fetch_optional(pool).await?.flatten();
+    let notify: Option<String> = sqlx::query_scalar("SELECT notify FROM mailings WHERE id = $1").bind(mailing).fetch_optional(&mut *conn).await?.flatten();
     Ok(notify.into_iter().collect())
 }
 
 /// Adds a notice to the outbox; returns its id (`None` if one of that name exists already).
-pub async fn add_notice(pool: &PgPool, mailing: &str, name: &str, recipients: &[String], sender: &str, message: &[u8], actor: &str) -> Result<Option<i64>> {
+pub async fn add_notice(pool: &PgPool, mailing: &str, notice: &OutgoingNotice, actor: &str) -> Result<Option<i64>> {
     let mut tx = pool.begin().await?;
+    let id = insert_notice(&mut tx, mailing, notice, actor).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Puts a notice in the outbox (a notice of that name already there is left as it is).
+async fn insert_notice(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, mailing: &str, n: &OutgoingNotice, actor: &str) -> Result<Option<i64>> {
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO notices (mailing_id, name, recipients, sender, message) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (mailing_id, name) DO NOTHING RETURNING id",
     )
     .bind(mailing)
-    .bind(name)
-    .bind(recipients)
-    .bind(sender)
-    .bind(message)
-    .fetch_optional(&mut *tx)
+    .bind(&n.name)
+    .bind(&n.recipients)
+    .bind(&n.sender)
+    .bind(&n.message)
+    .fetch_optional(&mut **tx)
     .await?;
     if id.is_some() {
-        audit(&mut tx, actor, mailing, "notice_written", json!({"notice": name, "to": recipients})).await?;
+        audit(tx, actor, mailing, "notice_written", json!({"notice": n.name, "to": n.recipients})).await?;
     }
-    tx.commit().await?;
     Ok(id)
 }
 

@@ -361,7 +361,7 @@ async fn decide(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(piece): P
         _ => return s.error(StatusCode::UNPROCESSABLE_ENTITY, "Décision inconnue."),
     };
     let actor = s.account.actor();
-    let decided = match desk::decide(&b.pool, &piece, &decision, &actor).await {
+    let decided = match desk::decide(&b.pool, &piece, &decision, &actor, |settled| follow_up_notice(&b, settled, &plan)).await {
         Ok(Some(d)) => d,
         Ok(None) => return s.error(StatusCode::CONFLICT, "Cette pièce a déjà été traitée (par vous ou un autre opérateur)."),
         Err(e) => return unavailable(e),
@@ -372,25 +372,22 @@ async fn decide(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(piece): P
         tracing::warn!(piece = %piece, error = %e, "refused piece's object not deleted; it is no longer referenced");
     }
     tracing::info!(piece = %piece, action = ?decision, "review decision");
-    if decided.request_settled
-        && let Err(e) = follow_up_notice(&b, &decided, &plan, &actor).await
-    {
-        tracing::error!(piece = %piece, error = %format!("{e:#}"), "follow-up notice not written");
+    if let Some(id) = decided.follow_up {
+        queue_notice(&b, id).await;
     }
     Redirect::to("/console/review").into_response()
 }
 
 /// Once no piece of a request waits for an operator, its people get a new notice saying
-/// what became of every piece.
-async fn follow_up_notice(b: &Bureau, d: &desk::Decided, plan: &FilingPlan, actor: &str) -> anyhow::Result<()> {
-    let m = desk::mailing(&b.pool, &d.mailing_id).await?.ok_or_else(|| anyhow::anyhow!("mailing {} vanished", d.mailing_id))?;
-    let recipients = desk::request_recipients(&b.pool, &d.mailing_id, d.numero_unique.as_deref()).await?;
-    let Some(to) = recipients.first() else {
-        tracing::info!(mailing = %d.mailing_id, "no one to tell about the review decisions");
-        return Ok(());
+/// what became of every piece (written in the decision's transaction).
+fn follow_up_notice(b: &Bureau, settled: &desk::Settled<'_>, plan: &FilingPlan) -> Option<crate::store::OutgoingNotice> {
+    let Some(to) = settled.recipients.first() else {
+        tracing::info!(mailing = %settled.mailing.id, "no one to tell about the review decisions");
+        return None;
     };
-    let pieces: Vec<desk::PieceView> = desk::pieces(&b.pool, &d.mailing_id).await?.into_iter().filter(|p| p.numero_unique == d.numero_unique).collect();
-    let notice_pieces: Vec<NoticePiece> = pieces
+    let numero = settled.pieces.first().and_then(|p| p.numero_unique.clone());
+    let notice_pieces: Vec<NoticePiece> = settled
+        .pieces
         .iter()
         .map(|p| NoticePiece {
             libelle: p.categorie.as_deref().zip(p.type_code.as_deref()).and_then(|(c, t)| plan.piece_type(c, t)).map(|t| t.libelle.clone()),
@@ -404,13 +401,15 @@ async fn follow_up_notice(b: &Bureau, d: &desk::Decided, plan: &FilingPlan, acto
             reason: p.reason.as_deref().and_then(ReasonCode::from_code),
         })
         .collect();
-    let ctx = notice_context(b, &m);
+    let ctx = notice_context(b, settled.mailing);
     let total_pages = notice_pieces.iter().map(|p| p.pages).sum();
-    let notice = RequestNotice { to, numero: d.numero_unique.as_deref(), reason: None, pieces: notice_pieces, pages: total_pages };
-    let message = request_notice(&ctx, &notice);
-    let name = format!("verification-{}.eml", d.numero_unique.as_deref().unwrap_or("sans-numero"));
-    send_notice(b, &d.mailing_id, &name, &recipients, &message, actor).await?;
-    Ok(())
+    let notice = RequestNotice { to, numero: numero.as_deref(), reason: None, pieces: notice_pieces, pages: total_pages };
+    Some(crate::store::OutgoingNotice {
+        name: format!("verification-{}.eml", numero.as_deref().unwrap_or("sans-numero")),
+        recipients: settled.recipients.to_vec(),
+        sender: b.site.site.bureau_email.clone(),
+        message: request_notice(&ctx, &notice),
+    })
 }
 
 /// What every notice about a mailing shares, written now.
@@ -426,15 +425,20 @@ fn notice_context<'a>(b: &'a Bureau, m: &'a desk::MailingView) -> NoticeContext<
     }
 }
 
-/// Puts a notice in the outbox and queues it (if the broker is away, the sweeper queues it).
-/// A notice of that name already there is left as it is.
+/// Puts a notice in the outbox and queues it. A notice of that name already there is left as it is.
 async fn send_notice(b: &Bureau, mailing: &str, name: &str, recipients: &[String], message: &[u8], actor: &str) -> crate::store::Result<()> {
-    if let Some(id) = desk::add_notice(&b.pool, mailing, name, recipients, &b.site.site.bureau_email, message, actor).await?
-        && let Err(e) = b.broker.publish(Stage::Notify, &notice_message(id)).await
-    {
-        tracing::warn!(notice = id, error = %e, "notice recorded but not queued yet; the sweeper will queue it");
+    let notice = crate::store::OutgoingNotice { name: name.to_string(), recipients: recipients.to_vec(), sender: b.site.site.bureau_email.clone(), message: message.to_vec() };
+    if let Some(id) = desk::add_notice(&b.pool, mailing, &notice, actor).await? {
+        queue_notice(b, id).await;
     }
     Ok(())
+}
+
+/// Queues a notice of the outbox (if the broker is away, the sweeper queues it).
+async fn queue_notice(b: &Bureau, id: i64) {
+    if let Err(e) = b.broker.publish(Stage::Notify, &notice_message(id)).await {
+        tracing::warn!(notice = id, error = %e, "notice recorded but not queued yet; the sweeper will queue it");
+    }
 }
 
 // ---------------------------------------------------------------- given-up work
