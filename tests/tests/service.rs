@@ -531,3 +531,38 @@ async fn fault_a_mailing_that_kills_its_worker_every_time_is_given_up_visibly() 
     }
     run.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_processing_waits_through_a_long_s3_outage_and_files_once() -> Result<()> {
+    let outage = outage_of("FAULT_S3_OUTAGE_S", 75);
+    let mut stack = TestStack::new("s3long", true).await?;
+    let mut s3 = OwnS3::new(stack.dir.path());
+    s3.start()?;
+    stack.set("SCANBUREAU__STORAGE__ENDPOINT", &format!("http://127.0.0.1:{}", s3.port));
+    let intake = Running::start(&stack, &[Role::Portal]).await?;
+    let files = vec![("depot.pdf".to_string(), sample("portal-deposit.pdf"))];
+    let (id, _) = intake
+        .bureau
+        .receive(Intake { channel: "portal", source: "test", files: &files, numero_unique: None, notify: Some("agent@bailleur-093.example".into()), portal_user: None, counter: None })
+        .await?;
+    intake.shutdown().await?;
+    s3.stop();
+    let run = Running::start_without_bucket_check(&stack, &[Role::Process, Role::Notify, Role::Sweeper]).await?;
+    let down = Instant::now();
+    while down.elapsed() < outage {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let status: String = sqlx::query_scalar("SELECT status FROM mailings WHERE id = $1").bind(&id).fetch_one(run.pool()).await?;
+        assert_ne!(status, "failed", "given up after {:?} of outage", down.elapsed());
+        assert_eq!(count(run.pool(), "SELECT count(*) FROM dead_letters").await, 0);
+    }
+    let tries = count(run.pool(), "SELECT count(*) FROM audit_events WHERE action = 'attempt_failed'").await;
+    assert!(tries >= 5, "still trying after {outage:?}: {tries} failed attempts");
+    // What waits, and on which server, is in the metrics.
+    let (_, metrics) = http(stack.http_port, "GET", "/metrics", None, b"").await?;
+    let text = metrics.as_str().unwrap_or_default().to_string();
+    assert!(text.contains(r#"scanbureau_waiting_on_retry{kind="mailing",server="s3"} 1"#), "{text}");
+    s3.start()?;
+    wait_until(run.pool(), &format!("SELECT status = 'done' FROM mailings WHERE id = '{id}'"), "done after S3 came back", Duration::from_secs(120)).await?;
+    check_filed(&run.bureau).await?;
+    run.stop().await
+}
