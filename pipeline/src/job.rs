@@ -82,10 +82,19 @@ fn short_hash(parts: &[&str]) -> String {
 fn fact_of(rec: &PageRecord) -> PageFact {
     match &rec.outcome {
         PageOutcome::Unreadable { reason, detail } => PageFact::Unreadable { reason: *reason, detail: detail.clone() },
-        PageOutcome::Read { analysis, .. } => match &analysis.slip {
+        PageOutcome::Read { analysis, features } => match &analysis.slip {
             Some(s) => PageFact::Slip(s.parse.clone()),
             None if analysis.blank => PageFact::Blank,
-            None => PageFact::Content,
+            // A fiche whose code cannot be read is still a fiche: it ends the request before it
+            // (the next applicant's pieces must not join it) and opens one refused as unreadable.
+            None => match features.title.as_deref().and_then(crate::slip::kind_from_title).or_else(|| {
+                // Or the page's first lines, when the layout did not take the title for one.
+                let head: String = features.text.as_deref().unwrap_or("").lines().filter(|l| !l.trim().is_empty()).take(4).collect::<Vec<_>>().join(" ");
+                crate::slip::kind_from_title(&head)
+            }) {
+                Some(kind) => PageFact::Slip(SlipParse::Invalid { kind, error: crate::slip::PayloadError::CodeUnreadable }),
+                None => PageFact::Content,
+            },
         },
     }
 }

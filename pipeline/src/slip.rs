@@ -100,6 +100,22 @@ pub enum PayloadError {
     NotText,
     #[error("payload of {0} bytes: a slip's is never longer than {MAX_PAYLOAD_BYTES}")]
     TooLong(usize),
+    /// No code could be read, but the page's printed title says it is a slip.
+    #[error("its code could not be read (the page's printed title says what it is)")]
+    CodeUnreadable,
+}
+
+/// The kind of slip a page's printed title names, for a page whose code could not be read.
+/// The attestation is left out: "attestation d'enregistrement" also titles a PACS certificate.
+pub fn kind_from_title(title: &str) -> Option<SlipKind> {
+    let t = crate::text::normalise_name(title);
+    if t.contains("FICHE RECAPITULATIVE") {
+        Some(SlipKind::Fiche)
+    } else if t.contains("BORDEREAU DE TRANSMISSION") {
+        Some(SlipKind::Bordereau)
+    } else {
+        None
+    }
 }
 
 /// The longest payload a slip can carry: nine fields, names of a hundred characters each with
@@ -314,6 +330,14 @@ mod tests {
             let long = format!("SNE-FR|1|0740126000123G0042|{}|MARIE|1980-02-14|3|7|2026-11-16", "D".repeat(n));
             assert!(matches!(parse(&long), SlipParse::Invalid { kind: SlipKind::Fiche, error: PayloadError::TooLong(_) }), "{n}");
         }
+    }
+
+    #[test]
+    fn a_slip_is_known_by_its_printed_title_when_its_code_is_not_read() {
+        assert_eq!(kind_from_title("FICHE RÉCAPITULATIVE À placer en tête"), Some(SlipKind::Fiche));
+        assert_eq!(kind_from_title("Bordereau de transmission"), Some(SlipKind::Bordereau));
+        assert_eq!(kind_from_title("Attestation d'enregistrement du PACS"), None);
+        assert_eq!(kind_from_title("Quittance de loyer"), None);
     }
 
     #[test]

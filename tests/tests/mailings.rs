@@ -322,3 +322,19 @@ fn pieces_beyond_what_a_fiche_announces_are_held_not_filed_in_that_request() {
     // The third request, whose fiche was read, is filed as usual.
     assert!(report.requests[1].pieces.iter().all(|p| p.status == PieceStatus::Uploaded), "{:?}", report.requests[1].pieces);
 }
+
+#[test]
+fn a_fiche_whose_code_is_washed_out_still_ends_the_request_before_it() {
+    // The second fiche's QR code cannot be read; its printed title says it is a fiche. Its
+    // applicant's pages must not join the first request: they open a request of their own,
+    // refused as unreadable (the counter is told to send it again), and nothing is held.
+    let report = counter_mailing_with_faults(29, &[Fault::None, Fault::WashedOutCode, Fault::None]);
+    let reasons: Vec<Option<ReasonCode>> = report.requests.iter().map(|r| r.reason).collect();
+    assert_eq!(reasons, vec![None, Some(ReasonCode::FicheIllisible), None]);
+    let first: Vec<(Option<&str>, PieceStatus)> = report.requests[0].pieces.iter().map(|p| (p.type_code.as_deref(), p.status)).collect();
+    assert_eq!(first, vec![(Some("BULLETIN_SALAIRE"), PieceStatus::Uploaded), (Some("QUITTANCE_LOYER"), PieceStatus::Uploaded)]);
+    let slip = report.requests[1].slip_page.expect("the washed-out fiche is the request's slip");
+    assert_eq!(report.pages[slip].role, PageRole::Slip);
+    let codes: Vec<AnomalyCode> = report.batch.anomalies.iter().map(|a| a.code).collect();
+    assert!(codes.contains(&AnomalyCode::SlipInvalide), "{codes:?}");
+}
