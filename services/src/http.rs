@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -40,9 +40,22 @@ async fn health() -> &'static str {
     "ok\n"
 }
 
+/// May this client read the operations' endpoints? The machine itself and the configured
+/// addresses; never a request a proxy forwarded from outside.
+fn ops_client(b: &Bureau, peer: std::net::SocketAddr, headers: &HeaderMap) -> bool {
+    if headers.contains_key("x-forwarded-for") {
+        return false;
+    }
+    let allow = &b.config.http.ops_allow;
+    peer.ip().is_loopback() || allow.split(',').map(str::trim).any(|a| a == "any" || a == peer.ip().to_string())
+}
+
 /// Ready when the database, the broker and the object store answer, each within two seconds
 /// (asked together: a server that is down must not make the probe itself time out).
-async fn ready(State(b): State<Arc<Bureau>>) -> Response {
+async fn ready(State(b): State<Arc<Bureau>>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, headers: HeaderMap) -> Response {
+    if !ops_client(&b, peer, &headers) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     let t = std::time::Duration::from_secs(2);
     let (db, broker, storage) =
         tokio::join!(tokio::time::timeout(t, sqlx::query("SELECT 1").execute(&b.pool)), tokio::time::timeout(t, b.broker.is_ready()), tokio::time::timeout(t, b.blobs.ping()));
@@ -52,7 +65,10 @@ async fn ready(State(b): State<Arc<Bureau>>) -> Response {
     (code, Json(body)).into_response()
 }
 
-async fn metrics(State(b): State<Arc<Bureau>>) -> Response {
+async fn metrics(State(b): State<Arc<Bureau>>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, headers: HeaderMap) -> Response {
+    if !ops_client(&b, peer, &headers) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     let figures = store::figures(&b.pool).await.ok();
     let mut depths = Vec::new();
     if let Ok(broker) = b.broker.get().await {

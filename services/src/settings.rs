@@ -118,6 +118,7 @@ pub struct PortalSection {
 #[serde(deny_unknown_fields)]
 pub struct HttpSection {
     pub bind: String,
+    pub ops_allow: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

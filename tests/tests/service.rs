@@ -206,6 +206,14 @@ async fn a_mailing_from_each_channel_ends_as_pieces_rows_and_notices() -> Result
     let metrics = metrics.as_str().unwrap_or_default().to_string();
     assert!(metrics.contains("scanbureau_mailings{status=\"done\"} 3"), "{metrics}");
     assert!(metrics.contains(&format!("scanbureau_queue_depth{{queue=\"{}.process\"}} 0", stack.name)), "{metrics}");
+    // What a proxy forwards from outside does not see them.
+    for path in ["/ready", "/metrics"] {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", stack.http_port)).await?;
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bureau.example\r\nX-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).await?;
+        assert!(raw.starts_with("HTTP/1.1 404"), "{path}: {raw}");
+    }
     run.stop().await
 }
 
