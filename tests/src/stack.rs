@@ -208,6 +208,8 @@ impl TestStack {
             ("SCANBUREAU__JOB__REGISTRY".into(), workspace_root().join("scans-samples/registry.json").display().to_string()),
             ("SCANBUREAU__JOB__SWEEP_S".into(), "2".into()),
             ("SCANBUREAU__JOB__THREADS".into(), "2".into()),
+            // Work folders inside the test's own temporary directory, removed with it.
+            ("SCANBUREAU__JOB__WORK_DIR".into(), dir.path().join("work").display().to_string()),
         ];
         Ok(Self { dir, name, database_url, env, smtp, hot_folder, maildir, http_port })
     }
