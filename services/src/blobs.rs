@@ -155,6 +155,15 @@ impl Blobs {
         Ok(keys)
     }
 
+    /// Deletes every object and then the bucket itself (a test's bucket, when it ends).
+    pub async fn remove_bucket(&self) -> Result<(), BlobError> {
+        for key in self.list("").await? {
+            self.delete(&key).await?;
+        }
+        self.client.delete_bucket().bucket(&self.bucket).send().await.map_err(|e| err("delete bucket", &self.bucket, e))?;
+        Ok(())
+    }
+
     /// Is the server answering? (readiness)
     pub async fn ping(&self) -> bool {
         self.client.head_bucket().bucket(&self.bucket).send().await.is_ok()

@@ -229,6 +229,47 @@ impl TestStack {
     }
 }
 
+/// A test leaves nothing behind, passed or failed: its database (connections still open are
+/// ended), its bucket and its queues go when its stack does. Done on a thread of its own, which may block:
+/// `drop` can run inside the test's runtime.
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // A test that runs an S3 server of its own keeps it in its temporary directory.
+        let own_s3 = self.env.iter().any(|(k, _)| k == "SCANBUREAU__STORAGE__ENDPOINT");
+        let config = self.config().ok();
+        let blobs = if own_s3 { None } else { config.as_ref().map(|c| scanbureau::blobs::Blobs::new(&c.storage)) };
+        let broker = config.map(|c| c.broker);
+        let done = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await {
+                    if let Err(e) = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await {
+                        eprintln!("test database {name} not dropped: {e}");
+                    }
+                    let _ = conn.close().await;
+                }
+                if let Some(b) = blobs
+                    && let Err(e) = b.remove_bucket().await
+                {
+                    eprintln!("test bucket of {name} not removed: {e}");
+                }
+                // Queues and exchanges too, when the test ended before removing them.
+                if let Some(cfg) = broker
+                    && let Ok(b) = scanbureau::broker::Broker::connect(&cfg, "test cleanup").await
+                {
+                    if let Err(e) = b.delete_topology().await {
+                        eprintln!("test queues of {name} not removed: {e}");
+                    }
+                    b.close().await;
+                }
+            });
+        });
+        let _ = done.join();
+    }
+}
+
 /// Waits until `sql` (a query returning one boolean) is true; on time-out, says where the
 /// mailings and notices stand.
 pub async fn wait_until(pool: &sqlx::PgPool, sql: &str, what: &str, timeout: Duration) -> Result<()> {

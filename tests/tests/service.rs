@@ -326,19 +326,7 @@ async fn notices_wait_for_the_smtp_server_and_are_sent_once_it_is_back() -> Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processing_retries_while_s3_is_down_then_completes() -> Result<()> {
     let mut stack = TestStack::new("s3down", true).await?;
-    let mut s3 = OwnS3::new(stack.dir.path());
-    s3.start()?;
-    stack.set("SCANBUREAU__STORAGE__ENDPOINT", &format!("http://127.0.0.1:{}", s3.port));
-    // The mailing is stored while S3 is up; then S3 goes down before processing starts.
-    let intake = Running::start(&stack, &[Role::Portal]).await?;
-    let files = vec![("depot.pdf".to_string(), sample("portal-deposit.pdf"))];
-    let (id, _) = intake
-        .bureau
-        .receive(Intake { channel: "portal", source: "test", files: &files, numero_unique: None, notify: Some("agent@bailleur-093.example".into()), portal_user: None, counter: None })
-        .await?;
-    intake.shutdown().await?;
-    s3.stop();
-    let run = Running::start_without_bucket_check(&stack, &[Role::Process, Role::Notify]).await?;
+    let (mut s3, id, run) = stored_then_s3_down(&mut stack, &[Role::Process, Role::Notify]).await?;
     wait_until(run.pool(), "SELECT count(*) >= 2 FROM audit_events WHERE action = 'attempt_failed'", "failed attempts while S3 is down", Duration::from_secs(60)).await?;
     s3.start()?;
     wait_until(run.pool(), &format!("SELECT status = 'done' FROM mailings WHERE id = '{id}'"), "done after S3 came back", Duration::from_secs(120)).await?;
@@ -346,6 +334,24 @@ async fn processing_retries_while_s3_is_down_then_completes() -> Result<()> {
     assert!(error.unwrap_or_default().contains("object storage"), "the failure says what was down");
     check_filed(&run.bureau).await?;
     run.stop().await
+}
+
+/// A portal deposit stored while the test's own S3 server is up; then that server stopped and a
+/// bureau with `roles` started (the bucket exists already).
+async fn stored_then_s3_down(stack: &mut TestStack, roles: &[Role]) -> Result<(OwnS3, String, Running)> {
+    let mut s3 = OwnS3::new(stack.dir.path());
+    s3.start()?;
+    stack.set("SCANBUREAU__STORAGE__ENDPOINT", &format!("http://127.0.0.1:{}", s3.port));
+    let intake = Running::start(stack, &[Role::Portal]).await?;
+    let files = vec![("depot.pdf".to_string(), sample("portal-deposit.pdf"))];
+    let (id, _) = intake
+        .bureau
+        .receive(Intake { channel: "portal", source: "test", files: &files, numero_unique: None, notify: Some("agent@bailleur-093.example".into()), portal_user: None, counter: None })
+        .await?;
+    intake.shutdown().await?;
+    s3.stop();
+    let run = Running::start_without_bucket_check(stack, roles).await?;
+    Ok((s3, id, run))
 }
 
 impl Running {
@@ -544,18 +550,7 @@ async fn fault_a_mailing_that_kills_its_worker_every_time_is_given_up_visibly() 
 async fn fault_processing_waits_through_a_long_s3_outage_and_files_once() -> Result<()> {
     let outage = outage_of("FAULT_S3_OUTAGE_S", 75);
     let mut stack = TestStack::new("s3long", true).await?;
-    let mut s3 = OwnS3::new(stack.dir.path());
-    s3.start()?;
-    stack.set("SCANBUREAU__STORAGE__ENDPOINT", &format!("http://127.0.0.1:{}", s3.port));
-    let intake = Running::start(&stack, &[Role::Portal]).await?;
-    let files = vec![("depot.pdf".to_string(), sample("portal-deposit.pdf"))];
-    let (id, _) = intake
-        .bureau
-        .receive(Intake { channel: "portal", source: "test", files: &files, numero_unique: None, notify: Some("agent@bailleur-093.example".into()), portal_user: None, counter: None })
-        .await?;
-    intake.shutdown().await?;
-    s3.stop();
-    let run = Running::start_without_bucket_check(&stack, &[Role::Process, Role::Notify, Role::Sweeper]).await?;
+    let (mut s3, id, run) = stored_then_s3_down(&mut stack, &[Role::Process, Role::Notify, Role::Sweeper]).await?;
     let down = Instant::now();
     while down.elapsed() < outage {
         tokio::time::sleep(Duration::from_secs(5)).await;
