@@ -72,25 +72,125 @@ pub fn find_qr_codes_in(page: &GrayImage, bits: &Bitmap, search: &QrSearch) -> V
         vec![(w - cw, 0, cw, ch), (0, h - ch, cw, ch), (0, 0, cw, ch), (w - cw, h - ch, cw, ch)]
     };
     let mut hits: Vec<QrHit> = Vec::new();
+    let add = |hit: QrHit, hits: &mut Vec<QrHit>| {
+        if !hits.iter().any(|h| h.payload == hit.payload) {
+            hits.push(hit);
+        }
+    };
     for (x, y, ww, wh) in windows {
-        let candidates = finder_candidates(bits, x, y, x + ww, y + wh);
-        for (bx0, by0, bx1, by1) in code_boxes(&candidates) {
-            let (cx0, cy0) = (bx0.max(0.0) as u32, by0.max(0.0) as u32);
-            let (cx1, cy1) = ((bx1 as u32).min(w), (by1 as u32).min(h));
-            if cx1 <= cx0 + 16 || cy1 <= cy0 + 16 {
-                continue;
-            }
-            let hit = decode_window(page, cx0, cy0, cx1 - cx0, cy1 - cy0)
-                // The crop may cut a skewed code: try the whole window once.
-                .or_else(|| decode_window(page, x, y, ww, wh));
-            if let Some(hit) = hit
-                && !hits.iter().any(|h| h.payload == hit.payload)
-            {
-                hits.push(hit);
+        let mut found = false;
+        for hit in decode_boxes(page, &finder_candidates(bits, x, y, x + ww, y + wh), (x, y, ww, wh)) {
+            found = true;
+            add(hit, &mut hits);
+        }
+        // The page's bitonal version can lose a faint or blurred code (too little contrast for
+        // text, modules run together): the window's grey levels are stretched locally and the
+        // window searched and decoded once more on that.
+        if !found && !search.thorough {
+            let stretched = local_contrast(page, x, y, ww, wh);
+            let bits = Bitmap { width: ww, height: wh, ink: stretched.as_raw().iter().map(|&v| u8::from(v < 128)).collect() };
+            for hit in decode_boxes(&stretched, &finder_candidates(&bits, 0, 0, ww, wh), (0, 0, ww, wh)) {
+                add(QrHit { centre: (hit.centre.0 + x as f32, hit.centre.1 + y as f32), ..hit }, &mut hits);
             }
         }
     }
     hits
+}
+
+/// Decodes a code around each group of finder patterns of `window`.
+fn decode_boxes(page: &GrayImage, candidates: &[FinderCandidate], window: (u32, u32, u32, u32)) -> Vec<QrHit> {
+    let (w, h) = page.dimensions();
+    let (x, y, ww, wh) = window;
+    let mut out = Vec::new();
+    for (bx0, by0, bx1, by1) in code_boxes(candidates) {
+        let (cx0, cy0) = (bx0.max(0.0) as u32, by0.max(0.0) as u32);
+        let (cx1, cy1) = ((bx1 as u32).min(w), (by1 as u32).min(h));
+        if cx1 <= cx0 + 16 || cy1 <= cy0 + 16 {
+            continue;
+        }
+        let hit = decode_window(page, cx0, cy0, cx1 - cx0, cy1 - cy0)
+            // The crop may cut a skewed code: try the whole window once.
+            .or_else(|| decode_window(page, x, y, ww, wh))
+            // Small blurred modules: sampled again on the crop at twice the scale.
+            .or_else(|| decode_enlarged(page, cx0, cy0, cx1 - cx0, cy1 - cy0));
+        if let Some(hit) = hit {
+            out.push(hit);
+        }
+    }
+    out
+}
+
+/// A window of the page with its grey levels stretched tile by tile: in each 16-pixel tile,
+/// the darkest and lightest levels of the tile and its eight neighbours (5th and 95th
+/// percentiles, so noise does not count) become black and white. A faint code (modules 40 grey
+/// levels under the paper) comes out as a black-on-white one; a region whose levels hardly
+/// change (paper, a solid area) comes out white.
+fn local_contrast(page: &GrayImage, x: u32, y: u32, w: u32, h: u32) -> GrayImage {
+    const TILE: u32 = 16;
+    const FLAT: i32 = 28;
+    let (cols, rows) = (w.div_ceil(TILE), h.div_ceil(TILE));
+    let mut lo = vec![0u8; (cols * rows) as usize];
+    let mut hi = vec![0u8; (cols * rows) as usize];
+    for ty in 0..rows {
+        for tx in 0..cols {
+            let mut hist = [0u32; 256];
+            let (x0, y0) = (x + tx * TILE, y + ty * TILE);
+            let (x1, y1) = ((x0 + TILE).min(x + w), (y0 + TILE).min(y + h));
+            for yy in y0..y1 {
+                for xx in x0..x1 {
+                    hist[page.get_pixel(xx, yy).0[0] as usize] += 1;
+                }
+            }
+            let n = (x1 - x0) * (y1 - y0);
+            let level = |share: u32| {
+                let mut acc = 0;
+                for (v, c) in hist.iter().enumerate() {
+                    acc += c;
+                    if acc * 100 >= n * share {
+                        return v as u8;
+                    }
+                }
+                255
+            };
+            let i = (ty * cols + tx) as usize;
+            (lo[i], hi[i]) = (level(5), level(95));
+        }
+    }
+    let mut range = vec![(0u8, 0u8); (cols * rows) as usize];
+    for ty in 0..rows {
+        for tx in 0..cols {
+            let (mut l, mut u) = (255u8, 0u8);
+            for ny in ty.saturating_sub(1)..(ty + 2).min(rows) {
+                for nx in tx.saturating_sub(1)..(tx + 2).min(cols) {
+                    let j = (ny * cols + nx) as usize;
+                    l = l.min(lo[j]);
+                    u = u.max(hi[j]);
+                }
+            }
+            range[(ty * cols + tx) as usize] = (l, u);
+        }
+    }
+    GrayImage::from_fn(w, h, |xx, yy| {
+        let (l, u) = range[((yy / TILE) * cols + xx / TILE) as usize];
+        let (l, u) = (i32::from(l), i32::from(u));
+        if u - l < FLAT {
+            return image::Luma([255]);
+        }
+        let v = i32::from(page.get_pixel(x + xx, y + yy).0[0]);
+        image::Luma([((v - l) * 255 / (u - l)).clamp(0, 255) as u8])
+    })
+}
+
+/// Decodes a crop enlarged: small, blurred modules are then sampled on several pixels each
+/// (twice the size and sharpened, then three times the size).
+fn decode_enlarged(page: &GrayImage, x: u32, y: u32, w: u32, h: u32) -> Option<QrHit> {
+    let crop = image::imageops::crop_imm(page, x, y, w, h).to_image();
+    [(2u32, 4.0f32), (3, 0.0)].into_iter().find_map(|(k, sharpen)| {
+        let big = image::imageops::resize(&crop, w * k, h * k, image::imageops::FilterType::CatmullRom);
+        let big = if sharpen > 0.0 { image::imageops::unsharpen(&big, sharpen, 0) } else { big };
+        let hit = decode_window(&big, 0, 0, w * k, h * k)?;
+        Some(QrHit { centre: (x as f32 + hit.centre.0 / k as f32, y as f32 + hit.centre.1 / k as f32), ..hit })
+    })
 }
 
 /// A finder pattern seen on the page: centre and module size in pixels.
@@ -363,5 +463,40 @@ mod tests {
         assert!(find_qr_codes(&GrayImage::new(10, 10), &QrSearch::default()).is_empty());
         let noise = GrayImage::from_fn(600, 800, |x, y| image::Luma([((x * 7919 + y * 104729) % 251) as u8]));
         assert!(find_qr_codes(&noise, &QrSearch { thorough: true, ..Default::default() }).is_empty());
+    }
+
+    /// A page with one QR code drawn top right, `module` pixels a module, `ink` on `paper`.
+    fn page_with_code(payload: &str, module: u32, ink: u8, paper: u8) -> GrayImage {
+        let code = qrcode::QrCode::with_error_correction_level(payload.as_bytes(), qrcode::EcLevel::M).expect("encodes");
+        let n = code.width() as u32;
+        let colours = code.to_colors();
+        let (x0, y0) = (2480 - 200 - n * module, 150);
+        GrayImage::from_fn(2480, 3508, |x, y| {
+            let grain = ((x * 7919 + y * 104_729) % 7) as u8;
+            let inside = x >= x0 && y >= y0 && x < x0 + n * module && y < y0 + n * module;
+            let dark = inside && colours[(((y - y0) / module) * n + (x - x0) / module) as usize] == qrcode::Color::Dark;
+            image::Luma([if dark { ink } else { paper } - grain])
+        })
+    }
+
+    #[test]
+    fn a_faint_code_the_bitonal_page_loses_is_read_from_the_grey_page() {
+        let payload = "SNE-BT|1|G3533|93|3|17|2026-11-18";
+        // Modules 40 grey levels under the paper: below the bitonal page's contrast floor.
+        let page = page_with_code(payload, 7, 195, 235);
+        let stats = crate::binarize::tile_stats(&page, 300.0);
+        let bits = crate::binarize::binarize(&page, &stats, crate::binarize::MIN_CONTRAST);
+        assert!(finder_candidates(&bits, 0, 0, 2480, 900).is_empty(), "the bitonal page shows no finder pattern");
+        let hits = find_qr_codes_in(&page, &bits, &QrSearch::default());
+        assert_eq!(hits.iter().map(|h| h.payload.as_slice()).collect::<Vec<_>>(), [payload.as_bytes()]);
+    }
+
+    #[test]
+    fn a_small_blurred_code_is_read() {
+        let payload = "SNE-AT|1|0930123456789|REN|2026-02-01";
+        let sharp = page_with_code(payload, 3, 20, 240);
+        let page = image::imageops::blur(&sharp, 1.6);
+        let hits = find_qr_codes(&page, &QrSearch::default());
+        assert_eq!(hits.iter().map(|h| h.payload.as_slice()).collect::<Vec<_>>(), [payload.as_bytes()]);
     }
 }

@@ -2,7 +2,7 @@
 //!
 //!   cargo bench -p scanbureau --bench pipeline
 //!
-//! Sizes can be changed with BENCH_SLIPS, BENCH_BLANK, BENCH_PDF, BENCH_OCR (0 skips the OCR
+//! Sizes can be changed with BENCH_SLIPS, BENCH_HARD_CODES, BENCH_BLANK, BENCH_PDF, BENCH_OCR (0 skips the OCR
 //! comparison, which needs the `tesseract` command) and BENCH_PAGES (whole job). Page work is
 //! measured on one thread; the whole job on all cores, in a separate process whose peak memory is
 //! read from /proc.
@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use scanbureau_fixtures::docs::{DocKind, QrPrint, draw_attestation, draw_bordereau, draw_document, draw_document_with_text, draw_fiche};
 use scanbureau_fixtures::mailing::{MailingKind, Scanning, generate_into, random_spec};
 use scanbureau_fixtures::page::{Scan, ScanDefects, blank_back, scan};
-use scanbureau_fixtures::people::{guichet, person, registry_json};
+use scanbureau_fixtures::people::{Guichet, Person, guichet, person, registry_json};
 use scanbureau_fixtures::write::jpeg_bytes;
 use scanbureau_pipeline::analysis::{AnalysisParams, analyse_page};
 use scanbureau_pipeline::binarize::{MIN_CONTRAST, binarize, tile_stats};
@@ -80,20 +80,7 @@ fn bench_slips(n: usize) {
             let quality = rng.random_range(45..85);
             if i < n {
                 let qr = QrPrint { size_mm: rng.random_range(12.0..30.0), ink: if rng.random_bool(0.3) { rng.random_range(90..140) } else { 15 } };
-                let (sheet, payload) = match i % 3 {
-                    0 => {
-                        let pl = format!("SNE-FR|1|{}|{}|{}|{}|2|5|2026-11-16", p.numero_unique, p.nom, p.prenoms, p.date_naissance);
-                        (draw_fiche(&p, 2, 5, &pl, dpi, paper, qr), pl)
-                    }
-                    1 => {
-                        let pl = format!("SNE-BT|1|{}|{}|3|17|2026-11-18", g.numero, g.departement);
-                        (draw_bordereau(&g, 3, 17, &pl, dpi, paper, qr), pl)
-                    }
-                    _ => {
-                        let pl = format!("SNE-AT|1|{}|REN|2026-02-01", p.numero_unique);
-                        (draw_attestation(&p, &pl, dpi, paper, qr), pl)
-                    }
-                };
+                let (sheet, payload) = slip_sheet(i, &p, &g, dpi, paper, qr);
                 let desc = format!("{dpi} dpi, QR {:.0} mm ink {}, paper {paper}, JPEG q{quality}, {d:?}", qr.size_mm, qr.ink);
                 (jpeg_bytes(&scan(sheet, &d, paper, &mut rng), quality), Some(payload), desc)
             } else {
@@ -144,6 +131,81 @@ fn bench_slips(n: usize) {
     let slip_only: Vec<f64> = t_search[..n].to_vec();
     let other: Vec<f64> = t_search[n..].to_vec();
     println!("  search median on slip pages {:.1} ms, on other pages {:.1} ms", median(slip_only), median(other));
+}
+
+/// The sheet of a fiche, a bordereau or an attestation (by `i`), with its payload.
+fn slip_sheet(i: usize, p: &Person, g: &Guichet, dpi: f32, paper: u8, qr: QrPrint) -> (Scan, String) {
+    match i % 3 {
+        0 => {
+            let pl = format!("SNE-FR|1|{}|{}|{}|{}|2|5|2026-11-16", p.numero_unique, p.nom, p.prenoms, p.date_naissance);
+            (draw_fiche(p, 2, 5, &pl, dpi, paper, qr), pl)
+        }
+        1 => {
+            let pl = format!("SNE-BT|1|{}|{}|3|17|2026-11-18", g.numero, g.departement);
+            (draw_bordereau(g, 3, 17, &pl, dpi, paper, qr), pl)
+        }
+        _ => {
+            let pl = format!("SNE-AT|1|{}|REN|2026-02-01", p.numero_unique);
+            (draw_attestation(p, &pl, dpi, paper, qr), pl)
+        }
+    }
+}
+
+/// The slip codes that printing and scanning damage most, `n` of each: faint (a worn toner
+/// cartridge: modules 150-195 on paper 215-250), blurred (scanner out of focus, blur radius
+/// 1.5-3 px at 300 dpi) and small (10-13 mm codes at 200 dpi). Target: 99.5 % read.
+fn bench_hard_slip_codes(n: usize) {
+    println!("== slip codes, hard: {n} faint + {n} blurred + {n} small");
+    let classes = ["faint", "blurred", "small"];
+    let cases: Vec<(usize, Vec<u8>, String, String)> = (0..3 * n)
+        .into_par_iter()
+        .map(|i| {
+            let class = i / n;
+            let mut rng = SmallRng::seed_from_u64(9000 + i as u64);
+            let g = guichet(&mut rng);
+            let p = person(&mut rng, &g.departement, &g.numero);
+            let paper = rng.random_range(215..250);
+            let mut d = ScanDefects { skew_deg: rng.random_range(-3.0..3.0), noise: rng.random_range(3.0..10.0), upside_down: rng.random_bool(0.25), ..ScanDefects::default() };
+            let (dpi, qr) = match class {
+                0 => (300.0, QrPrint { size_mm: rng.random_range(12.0..25.0), ink: rng.random_range(150..196).min(paper.saturating_sub(20)) }),
+                1 => {
+                    d.blur = rng.random_range(2..=3);
+                    (300.0, QrPrint { size_mm: rng.random_range(15.0..25.0), ink: rng.random_range(15..100) })
+                }
+                _ => (200.0, QrPrint { size_mm: rng.random_range(10.0..13.0), ink: rng.random_range(15..120) }),
+            };
+            let (sheet, payload) = slip_sheet(i, &p, &g, dpi, paper, qr);
+            let quality = rng.random_range(45..85);
+            let desc = format!("{} {dpi} dpi, QR {:.1} mm ink {}, paper {paper}, JPEG q{quality}, blur {}", classes[class], qr.size_mm, qr.ink, d.blur);
+            (class, jpeg_bytes(&scan(sheet, &d, paper, &mut rng), quality), payload, desc)
+        })
+        .collect();
+    let search = QrSearch::default();
+    let mut read = [0usize; 3];
+    let mut misses = Vec::new();
+    let mut times = Vec::new();
+    for (class, jpeg, payload, desc) in &cases {
+        let raster = raster_of(jpeg);
+        let t = Instant::now();
+        let st = tile_stats(&raster.gray, raster.dpi);
+        let bits = binarize(&raster.gray, &st, MIN_CONTRAST);
+        let hits = find_qr_codes_in(&raster.gray, &bits, &search);
+        times.push(ms(t.elapsed()));
+        if hits.iter().any(|h| h.payload == payload.as_bytes()) {
+            read[*class] += 1;
+        } else {
+            misses.push(desc);
+        }
+    }
+    for (c, name) in classes.iter().enumerate() {
+        println!("  {name}: {}/{n} = {:.2} %", read[c], 100.0 * read[c] as f64 / n as f64);
+    }
+    let all: usize = read.iter().sum();
+    println!("  all hard codes read: {all}/{} = {:.2} %   (target 99.5 %)", 3 * n, 100.0 * all as f64 / (3 * n) as f64);
+    for m in misses.iter().take(8) {
+        println!("  missed: {m}");
+    }
+    println!("  binarisation and search per slip page (1 thread): median {:.1} ms, p90 {:.1} ms", median(times.clone()), pct(&times, 0.9));
 }
 
 /// Blank backs (bleed-through, noise, grey paper, edges, punch holes) against nearly blank pages.
@@ -432,6 +494,7 @@ fn main() {
         }
     };
     run(env_usize("BENCH_SLIPS", 300), &bench_slips);
+    run(env_usize("BENCH_HARD_CODES", 200), &bench_hard_slip_codes);
     run(env_usize("BENCH_BLANK", 200), &bench_blank);
     let ocr = if Command::new("tesseract").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok() { env_usize("BENCH_OCR", 12) } else { 0 };
     run(env_usize("BENCH_PDF", 40), &|n| bench_light_pdf(n, ocr));

@@ -5,7 +5,7 @@
 //! - `P.S`, a durable quorum queue bound to the direct exchange `P.work` with key `S`; its
 //!   dead-letter exchange is `P.dead` and its delivery limit (`delivery_limit`) bounds
 //!   redeliveries after crashes: a message that kills the worker every time ends there;
-//! - `P.S.retry.1..5`, quorum queues whose messages expire after 1, 5, 25, 125, 625 ×
+//! - `P.S.retry.<delay>ms`, five quorum queues whose messages expire after 1, 5, 25, 125, 625 ×
 //!   `retry_base_ms` (capped at `retry_max_ms`) and then go back to `P.S`: retry with backoff
 //!   without holding a consumer;
 //! - `P.dead` (fanout exchange and quorum queue): what a stage gave up on, with the reason in
@@ -105,8 +105,11 @@ impl Topology {
     pub fn queue(&self, s: Stage) -> String {
         format!("{}.{}", self.prefix, s.as_str())
     }
+    /// Named by its delay: a queue's expiry cannot change once declared, so a new
+    /// `retry_base_ms` or `retry_max_ms` declares new queues instead of refusing to start (the
+    /// old ones still hand their messages back when they expire).
     pub fn retry_queue(&self, s: Stage, level: u32) -> String {
-        format!("{}.{}.retry.{level}", self.prefix, s.as_str())
+        format!("{}.{}.retry.{}ms", self.prefix, s.as_str(), self.retry_delay_ms(level))
     }
     /// Delay before attempt `attempt` (2 = first retry).
     pub fn retry_level(&self, attempt: u32) -> u32 {
@@ -269,6 +272,8 @@ impl Broker {
             queues.push(t.queue(s));
             queues.extend((1..=RETRY_LEVELS).map(|l| t.retry_queue(s, l)));
         }
+        // Capped delays share a queue: each name once (deleting a missing queue closes the channel).
+        queues.dedup();
         for q in queues {
             self.publisher.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await?;
         }
@@ -502,6 +507,15 @@ mod tests {
         let t = topology();
         let delays: Vec<u64> = (2..=8).map(|a| t.retry_delay_ms(t.retry_level(a))).collect();
         assert_eq!(delays, vec![1000, 5000, 25_000, 125_000, 300_000, 300_000, 300_000]);
+    }
+
+    #[test]
+    fn retry_queues_are_named_by_their_delay_so_a_new_setting_declares_new_ones() {
+        let t = topology();
+        assert_eq!(t.retry_queue(Stage::Notify, 2), "p.notify.retry.5000ms");
+        let faster = Topology { retry_max_ms: 2000, ..topology() };
+        assert_ne!(faster.retry_queue(Stage::Notify, 3), t.retry_queue(Stage::Notify, 3));
+        assert_eq!(faster.retry_queue(Stage::Notify, 4), faster.retry_queue(Stage::Notify, 5), "capped delays share one queue");
     }
 
     #[test]

@@ -104,8 +104,8 @@ impl Metrics {
                 let _ = writeln!(out, "scanbureau_rejected_pages{{reason=\"{reason}\"}} {n}");
             }
             let _ = writeln!(out, "scanbureau_dead_letters {}", f.dead_letters);
-            for ((kind, server), n) in &f.waiting {
-                let _ = writeln!(out, "scanbureau_waiting_on_retry{{kind=\"{kind}\",server=\"{server}\"}} {n}");
+            for w in &f.waiting {
+                let _ = writeln!(out, "scanbureau_waiting_on_retry{{kind=\"{}\",server=\"{}\"}} {}", w.kind, w.server, w.count);
             }
         }
         out
@@ -128,7 +128,12 @@ mod tests {
         m.processed(12, 3000);
         m.received("paper");
         m.failure("process", "S3 \"down\"\nagain");
-        let f = Figures { open_late: 2, min_remaining_s: Some(-60.0), waiting: vec![(("notice", "smtp"), 4)], ..Figures::default() };
+        let f = Figures {
+            open_late: 2,
+            min_remaining_s: Some(-60.0),
+            waiting: vec![crate::store::Waiting { kind: "notice", server: "smtp", count: 4, since: None, last_error: String::new() }],
+            ..Figures::default()
+        };
         let text = m.render(Some(&f), &[("p.process".into(), 3)]);
         assert!(text.contains("scanbureau_pages_processed_total 12\n"), "{text}");
         assert!(text.contains("scanbureau_processing_seconds_total 3.000\n"));

@@ -142,6 +142,9 @@ pub struct JobSection {
     pub work_dir: String,
     /// Fault injection for the tests only: the processing worker aborts on this mailing.
     pub crash_on_mailing: String,
+    /// Fault injection for the tests only: the notify worker aborts between the SMTP server's
+    /// acceptance and the commit (the at-least-once case).
+    pub crash_after_smtp_accept: bool,
 }
 
 #[derive(Debug, Error)]

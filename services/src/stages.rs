@@ -288,6 +288,10 @@ async fn send_notice(b: &Bureau, id: i64, attempt: Attempt) -> Result<Handled> {
     let last = attempt.last;
     match b.mailer.send(&n.sender, &n.recipients, &n.message).await {
         Ok(()) => {
+            if b.config.job.crash_after_smtp_accept {
+                tracing::error!(notice = id, "job.crash_after_smtp_accept: aborting");
+                std::process::abort();
+            }
             store::notice_sent(&mut tx, &n, &b.actor).await?;
             tx.commit().await?;
             b.metrics.notice_sent();

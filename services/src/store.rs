@@ -688,8 +688,62 @@ pub struct Figures {
     pub dead_letters: i64,
     pub pages_done: i64,
     /// Mailings and notices whose last try failed and that wait for the next, by what they
-    /// wait for (`("notice", "smtp")`...).
-    pub waiting: Vec<((&'static str, &'static str), i64)>,
+    /// wait for.
+    pub waiting: Vec<Waiting>,
+}
+
+/// Mailings or notices whose last try failed on the same server, waiting for the next try.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    /// `"mailing"` or `"notice"`.
+    pub kind: &'static str,
+    /// The server the failure names (`server_of`).
+    pub server: &'static str,
+    pub count: i64,
+    /// The first failure of the one that has waited longest.
+    pub since: Option<DateTime<Utc>>,
+    /// The most recent failure's message, for the operator.
+    pub last_error: String,
+}
+
+/// What waits on which server, the longest-waiting first.
+pub async fn waiting(pool: &PgPool) -> Result<Vec<Waiting>> {
+    let rows: Vec<(String, String, Option<DateTime<Utc>>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT 'mailing', m.last_error,
+                (SELECT min(a.at) FROM audit_events a WHERE a.subject = m.id AND a.action = 'attempt_failed'),
+                m.updated_at
+           FROM mailings m WHERE m.status IN ('received', 'processing') AND m.last_error IS NOT NULL
+         UNION ALL
+         SELECT 'notice', n.last_error,
+                (SELECT min(a.at) FROM audit_events a WHERE a.subject = n.mailing_id AND a.action = 'notice_attempt_failed' AND a.detail->>'notice' = n.name),
+                COALESCE((SELECT max(a.at) FROM audit_events a WHERE a.subject = n.mailing_id AND a.action = 'notice_attempt_failed' AND a.detail->>'notice' = n.name), n.created_at)
+           FROM notices n WHERE n.status = 'pending' AND n.last_error IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(group_waiting(rows.iter().map(|(kind, error, since, at)| (kind.as_str(), error.as_str(), *since, *at))))
+}
+
+/// Groups (kind, error, first failure, last failure) by kind and server.
+fn group_waiting<'a>(rows: impl Iterator<Item = (&'a str, &'a str, Option<DateTime<Utc>>, DateTime<Utc>)>) -> Vec<Waiting> {
+    let mut groups: std::collections::BTreeMap<(&'static str, &'static str), (Waiting, DateTime<Utc>)> = Default::default();
+    for (kind, error, since, at) in rows {
+        let kind = if kind == "notice" { "notice" } else { "mailing" };
+        let server = server_of(error);
+        let (w, latest) = groups.entry((kind, server)).or_insert_with(|| (Waiting { kind, server, count: 0, since, last_error: error.to_string() }, at));
+        w.count += 1;
+        w.since = match (w.since, since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if at > *latest {
+            *latest = at;
+            w.last_error = error.to_string();
+        }
+    }
+    let mut out: Vec<Waiting> = groups.into_values().map(|(w, _)| w).collect();
+    out.sort_by_key(|w| (w.since.is_none(), w.since));
+    out
 }
 
 /// Which server a recorded failure names.
@@ -718,20 +772,30 @@ pub async fn figures(pool: &PgPool) -> Result<Figures> {
         rejected_pages_by_reason: pairs(sqlx::query("SELECT reason, count(*) FROM pages WHERE reason IS NOT NULL GROUP BY reason ORDER BY reason").fetch_all(pool).await?),
         dead_letters: sqlx::query_scalar("SELECT count(*) FROM dead_letters").fetch_one(pool).await?,
         pages_done: sqlx::query_scalar("SELECT COALESCE(sum(pages), 0)::int8 FROM mailings WHERE status = 'done'").fetch_one(pool).await?,
-        waiting: {
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT 'mailing', last_error FROM mailings WHERE status IN ('received', 'processing') AND last_error IS NOT NULL
-                 UNION ALL SELECT 'notice', last_error FROM notices WHERE status = 'pending' AND last_error IS NOT NULL",
-            )
-            .fetch_all(pool)
-            .await?;
-            let mut counts: std::collections::BTreeMap<(&'static str, &'static str), i64> = Default::default();
-            for (kind, error) in &rows {
-                *counts.entry((if kind == "notice" { "notice" } else { "mailing" }, server_of(error))).or_default() += 1;
-            }
-            counts.into_iter().collect()
-        },
+        waiting: waiting(pool).await?,
     })
+}
+
+#[cfg(test)]
+mod waiting_tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_grouped_by_kind_and_server_with_the_oldest_and_latest() {
+        let t = |m: i64| DateTime::<Utc>::from_timestamp(1_800_000_000 + m * 60, 0).unwrap();
+        let rows = [
+            ("notice", "mail server unavailable: connection refused", Some(t(10)), t(30)),
+            ("notice", "mail server unavailable: timed out", Some(t(5)), t(40)),
+            ("mailing", "object storage: dispatch failure", Some(t(20)), t(21)),
+            ("mailing", "a page panicked", None, t(22)),
+        ];
+        let w = group_waiting(rows.into_iter());
+        assert_eq!(w.len(), 3);
+        assert_eq!((w[0].kind, w[0].server, w[0].count, w[0].since), ("notice", "smtp", 2, Some(t(5))));
+        assert_eq!(w[0].last_error, "mail server unavailable: timed out");
+        assert_eq!((w[1].kind, w[1].server), ("mailing", "s3"));
+        assert_eq!((w[2].server, w[2].since), ("other", None));
+    }
 }
 
 /// The plain string a serde enum serialises to (`"accepted"`, `"piece"`...).

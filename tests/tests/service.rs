@@ -16,6 +16,7 @@ use scanbureau::broker::{Broker, Stage};
 use scanbureau::bureau::{Bureau, Intake};
 use scanbureau::serve::{Role, run_roles};
 use scanbureau::store;
+use scanbureau_tests::own_servers::{OwnPostgres, OwnRabbit};
 use scanbureau_tests::stack::{OwnS3, Owned, TestStack, scanbureau_bin, wait_until, workspace_root};
 
 const LONG: Duration = Duration::from_secs(240);
@@ -276,8 +277,13 @@ async fn poison_messages_are_dead_lettered_with_their_reason() -> Result<()> {
 
 /// A `worker process` of its own, on the test's stack, with `extra` variables.
 fn processing_worker(stack: &TestStack, extra: &[(&str, &str)]) -> Result<Owned> {
+    worker(stack, "process", extra)
+}
+
+/// A `worker ROLE` process of its own, on the test's stack, with `extra` variables.
+fn worker(stack: &TestStack, role: &str, extra: &[(&str, &str)]) -> Result<Owned> {
     let mut cmd = std::process::Command::new(scanbureau_bin()?);
-    cmd.args(["worker", "process"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    cmd.args(["worker", role]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     cmd.envs(stack.env.iter().cloned());
     cmd.env("SCANBUREAU__HTTP__BIND", format!("127.0.0.1:{}", scanbureau_tests::stack::free_port()));
     cmd.envs(extra.iter().copied());
@@ -504,16 +510,7 @@ async fn fault_a_mailing_that_kills_its_worker_every_time_is_given_up_visibly() 
         assert!(Instant::now() < deadline && crashes < 10, "the mailing is still not given up after {crashes} crashes");
         let mut w = spawn_worker(true)?;
         // Dies on the mailing, or lives on when the broker gave the message up.
-        let died = tokio::time::timeout(Duration::from_secs(60), async {
-            loop {
-                if let Some(status) = w.0.try_wait()? {
-                    return Ok::<_, anyhow::Error>(status);
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-        .await;
-        match died {
+        match exit_within(&mut w, Duration::from_secs(60)).await {
             Ok(status) => {
                 use std::os::unix::process::ExitStatusExt;
                 let status = status?;
@@ -567,5 +564,168 @@ async fn fault_processing_waits_through_a_long_s3_outage_and_files_once() -> Res
     s3.start()?;
     wait_until(run.pool(), &format!("SELECT status = 'done' FROM mailings WHERE id = '{id}'"), "done after S3 came back", Duration::from_secs(120)).await?;
     check_filed(&run.bureau).await?;
+    run.stop().await
+}
+
+/// The exit status of a worker process, if it ends within `limit`.
+async fn exit_within(w: &mut Owned, limit: Duration) -> Result<Result<std::process::ExitStatus>, tokio::time::error::Elapsed> {
+    tokio::time::timeout(limit, async {
+        loop {
+            if let Some(status) = w.0.try_wait()? {
+                return Ok::<_, anyhow::Error>(status);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+}
+
+/// The Message-ID header of a raw message.
+fn message_id(raw: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default().replace("\r\n", "\n");
+    head.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("message-id")).map(|(_, v)| v.trim().to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_a_notify_worker_killed_after_the_smtp_server_accepted_sends_once_more_under_the_same_message_id() -> Result<()> {
+    let stack = TestStack::new("notifykill", true).await?;
+    // This process takes the mailing in and processes it; the notices are sent by separate
+    // notify workers, the first of which dies right after the SMTP server accepted a notice.
+    let run = Running::start(&stack, &[Role::Intake, Role::Process]).await?;
+    deliver_mail(&stack.maildir, "1700000004.M4P4.bureau")?;
+    wait_until(run.pool(), "SELECT count(*) = 1 FROM mailings WHERE status = 'done'", "the mailing done", LONG).await?;
+    let notices = count(run.pool(), "SELECT count(*) FROM notices").await;
+    assert!(notices >= 1, "the mailing has notices to send");
+    let mut dying = worker(&stack, "notify", &[("SCANBUREAU__JOB__CRASH_AFTER_SMTP_ACCEPT", "true")])?;
+    let status = exit_within(&mut dying, Duration::from_secs(60)).await.context("the notify worker did not die")??;
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(6), "aborted after the SMTP acceptance: {status}");
+    assert_eq!(stack.smtp.messages().len(), 1, "the SMTP server accepted one notice");
+    assert_eq!(count(run.pool(), "SELECT count(*) FROM notices WHERE status = 'sent'").await, 0, "none recorded as sent");
+    let _healthy = worker(&stack, "notify", &[])?;
+    wait_until(run.pool(), "SELECT bool_and(status = 'sent') FROM notices", "every notice sent", LONG).await?;
+    let ids: Vec<String> = stack.smtp.messages().iter().map(|m| message_id(m).unwrap_or_default()).collect();
+    assert_eq!(ids.len() as i64, notices + 1, "every notice once, and the interrupted one a second time: {ids:?}");
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().filter(|i| !i.is_empty()).collect();
+    assert_eq!(distinct.len() as i64, notices, "the second copy has the first one's Message-ID: {ids:?}");
+    run.stop().await
+}
+
+/// `n` portal deposits of the sample file, each a different file (a comment appended after the
+/// end of the PDF), so `n` mailings.
+async fn deposit_copies(b: &Bureau, dir: &Path, tag: &str, n: usize) -> Result<Vec<String>> {
+    let pdf = std::fs::read(sample("portal-deposit.pdf"))?;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let path = dir.join(format!("depot-{tag}-{i}.pdf"));
+        let mut bytes = pdf.clone();
+        bytes.extend_from_slice(format!("\n% copy {tag} {i}\n").as_bytes());
+        std::fs::write(&path, bytes)?;
+        let files = vec![(format!("depot-{tag}-{i}.pdf"), path)];
+        let (id, _) =
+            b.receive(Intake { channel: "portal", source: "test", files: &files, numero_unique: None, notify: Some("agent@bailleur-093.example".into()), portal_user: None, counter: None }).await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// After a fault: every mailing done (none failed, no dead letter), every page of every report
+/// accounted for, every piece once in the database and in S3, every notice sent exactly once.
+async fn nothing_lost_nor_doubled(run: &Running, stack: &TestStack, mailings: i64) -> Result<()> {
+    wait_until(run.pool(), &format!("SELECT count(*) = {mailings} FROM mailings WHERE status = 'done'"), "every mailing done", LONG).await?;
+    wait_until(run.pool(), "SELECT count(*) > 0 AND bool_and(status = 'sent') FROM notices", "every notice sent", LONG).await?;
+    assert_eq!(count(run.pool(), "SELECT count(*) FROM dead_letters").await, 0, "nothing given up");
+    check_filed(&run.bureau).await?;
+    let notices = count(run.pool(), "SELECT count(*) FROM notices").await;
+    assert_eq!(stack.smtp.messages().len() as i64, notices, "each notice sent once");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_five_processing_workers_killed_during_ten_mailings_lose_and_double_nothing() -> Result<()> {
+    let mut stack = TestStack::new("kills", true).await?;
+    stack.set("SCANBUREAU__JOB__THREADS", "1");
+    // This process stores the deposits and sends the notices; processing is done by separate
+    // worker processes, five of which are killed in the middle of a mailing.
+    let run = Running::start(&stack, &[Role::Notify, Role::Sweeper]).await?;
+    let ids = deposit_copies(&run.bureau, stack.dir.path(), "kills", 10).await?;
+    let mut killed: Vec<String> = Vec::new();
+    let mut rng_state = 0x9e37_79b9_u32;
+    while killed.len() < 5 {
+        let mut w = processing_worker(&stack, &[])?;
+        // Kill it in the middle of a mailing it has not been killed on yet (a message killed
+        // on every delivery is given up: that is another test).
+        let deadline = Instant::now() + LONG;
+        let victim = loop {
+            assert!(Instant::now() < deadline, "no new mailing taken after {} kills", killed.len());
+            let taken: Option<String> = sqlx::query_scalar("SELECT id FROM mailings WHERE status = 'processing' LIMIT 1").fetch_optional(run.pool()).await?;
+            if let Some(id) = taken.filter(|id| !killed.contains(id)) {
+                break id;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 17;
+        rng_state ^= rng_state << 5;
+        tokio::time::sleep(Duration::from_millis(200 + u64::from(rng_state % 2500))).await;
+        w.0.kill()?;
+        w.0.wait()?;
+        killed.push(victim);
+    }
+    let _healthy = processing_worker(&stack, &[])?;
+    nothing_lost_nor_doubled(&run, &stack, ids.len() as i64).await?;
+    let retaken = count(run.pool(), "SELECT count(*) FROM mailings WHERE attempts >= 2").await;
+    assert!(retaken >= 1, "killed mailings were taken again");
+    run.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_a_database_restart_in_the_middle_of_the_work_loses_and_doubles_nothing() -> Result<()> {
+    let outage = outage_of("FAULT_DB_OUTAGE_S", 30);
+    // A PostgreSQL of the test's own: the machine's serves every other test.
+    let mut pg = OwnPostgres::start_new()?;
+    let mut stack = TestStack::new("dbrestart", true).await?;
+    stack.set("SCANBUREAU__DATABASE__URL", &pg.url("postgres"));
+    let run = Running::start(&stack, &Role::ALL).await?;
+    drop_batch(&stack.hot_folder, "lot-db")?;
+    deliver_mail(&stack.maildir, "1700000005.M5P5.bureau")?;
+    let ids = deposit_copies(&run.bureau, stack.dir.path(), "before", 1).await?;
+    wait_until(run.pool(), "SELECT count(*) >= 1 FROM mailings WHERE status = 'processing'", "processing started", LONG).await?;
+    pg.stop()?;
+    tokio::time::sleep(outage / 2).await;
+    // While the database is down, a scan still comes in: it waits in the hot folder.
+    let staging = stack.hot_folder.join(".scan-during.tif");
+    std::fs::copy(sample("applicant-mailing.tif"), &staging)?;
+    std::fs::rename(&staging, stack.hot_folder.join("scan-during.tif"))?;
+    tokio::time::sleep(outage / 2).await;
+    pg.start()?;
+    nothing_lost_nor_doubled(&run, &stack, 3 + ids.len() as i64).await?;
+    run.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_a_broker_restart_in_the_middle_of_the_work_loses_and_doubles_nothing() -> Result<()> {
+    let outage = outage_of("FAULT_BROKER_OUTAGE_S", 30);
+    // A RabbitMQ node of the test's own: the machine's serves every other test.
+    let mut rabbit = OwnRabbit::start_new()?;
+    let mut stack = TestStack::new("brokerrestart", true).await?;
+    stack.set("SCANBUREAU__BROKER__URL", &rabbit.url());
+    let run = Running::start(&stack, &Role::ALL).await?;
+    drop_batch(&stack.hot_folder, "lot-broker")?;
+    deliver_mail(&stack.maildir, "1700000006.M6P6.bureau")?;
+    deposit_copies(&run.bureau, stack.dir.path(), "before", 1).await?;
+    wait_until(run.pool(), "SELECT count(*) >= 1 FROM mailings WHERE status = 'processing'", "processing started", LONG).await?;
+    rabbit.stop()?;
+    tokio::time::sleep(outage / 2).await;
+    // While the broker is down, a deposit is still taken: stored, and queued once it is back.
+    let during_dir = stack.dir.path().join("during");
+    std::fs::create_dir_all(&during_dir)?;
+    let b = run.bureau.clone();
+    let during = tokio::spawn(async move { deposit_copies(&b, &during_dir, "during", 1).await });
+    tokio::time::sleep(outage / 2).await;
+    rabbit.start()?;
+    let during = during.await??;
+    nothing_lost_nor_doubled(&run, &stack, 3 + during.len() as i64).await?;
     run.stop().await
 }

@@ -503,3 +503,35 @@ async fn a_counter_an_operator_and_a_supervisor_do_their_work_in_chromium() -> R
     drop_queues(&stack).await
 }
 
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_says_what_waits_on_a_server_that_is_down() -> Result<()> {
+    // The SMTP sink is not started: the mailing's notices wait for it.
+    let mut stack = TestStack::new("webwait", false).await?;
+    let server = Server::start(&stack, &["portal", "process", "notify"], &[])?;
+    let pool = PgPool::connect(&stack.database_url).await?;
+    add_account(&stack, SUPERVISOR.0, SUPERVISOR.1, "supervisor", None, false)?;
+    let (bureau, _stop) = setup_bureau(&stack).await?;
+    let id = format!("m-waiting-{}", stack.name);
+    record_mailing(&bureau, &id, Utc::now(), true, Some("referent@bailleur-093.example")).await?;
+    bureau.broker.publish(scanbureau::broker::Stage::Process, &scanbureau::bureau::job_message(&id)).await?;
+    wait_until(&pool, "SELECT count(*) > 0 FROM notices WHERE status = 'pending' AND last_error IS NOT NULL", "a notice failed on the SMTP server", LONG).await?;
+
+    let mut sup = Client::new(server.port);
+    assert_eq!(sup.login(SUPERVISOR.0, SUPERVISOR.1).await?.status, 303);
+    let page = sup.get("/dashboard").await?.text();
+    if let Some(shots) = std::env::var_os("SCANBUREAU_SCREENSHOTS") {
+        std::fs::write(std::path::Path::new(&shots).join("dashboard-waiting.html"), &page)?;
+    }
+    let section = page.split(r#"id="waiting""#).nth(1).and_then(|s| s.split("</section>").next()).context("the dashboard has a section of what waits")?;
+    assert!(section.contains(r#"data-server="smtp" data-kind="notice""#), "{section}");
+    assert!(section.contains("Serveur de messagerie (SMTP)") && (section.contains("il y a") || section.contains("à l'instant")), "{section}");
+    assert!(!section.contains(r#"data-kind="mailing""#), "the mailing itself is done: {section}");
+
+    stack.smtp.start()?;
+    wait_until(&pool, "SELECT bool_and(status = 'sent') FROM notices", "the notices sent once the server is back", LONG).await?;
+    let page = sup.get("/dashboard").await?.text();
+    assert!(!page.contains(r#"id="waiting""#), "nothing waits once the server is back");
+    drop(server);
+    drop_queues(&stack).await
+}

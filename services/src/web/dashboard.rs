@@ -44,10 +44,11 @@ async fn dashboard(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response
         Ok(s) => s,
         Err(r) => return r,
     };
-    let (d, open, incidents) = match tokio::try_join!(desk::dashboard(&b.pool), desk::open_mailings(&b.pool), crate::store::people::incidents(&b.pool, &s.account, true)) {
-        Ok(x) => x,
-        Err(e) => return unavailable(e),
-    };
+    let (d, open, incidents, waiting) =
+        match tokio::try_join!(desk::dashboard(&b.pool), desk::open_mailings(&b.pool), crate::store::people::incidents(&b.pool, &s.account, true), crate::store::waiting(&b.pool)) {
+            Ok(x) => x,
+            Err(e) => return unavailable(e),
+        };
     let now = Utc::now();
     let calendar = b.site.calendar();
     let local_today = calendar.localise(now.fixed_offset()).date_naive();
@@ -81,6 +82,29 @@ async fn dashboard(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response
         if measured { "vitesse de traitement mesurée sur les dernières 24 heures" } else { "valeur nominale, trop peu de traitement récent pour la mesurer" },
         when(&now, &b.site),
     );
+
+    // A server that is down: what waits on it, since when, and what it answered.
+    if !waiting.is_empty() {
+        p.push(r#"<section class="outage" id="waiting" role="alert"><h2>En attente d'un serveur</h2><p>Ces plis et avis seront repris automatiquement quand le serveur répondra ; rien n'est à refaire.</p><table><thead><tr><th>Serveur</th><th>En attente</th><th>En échec depuis</th><th>Dernière erreur</th></tr></thead><tbody>"#);
+        for w in &waiting {
+            let what = match (w.kind, w.count) {
+                ("notice", 1) => "1 avis".to_string(),
+                ("notice", n) => format!("{n} avis"),
+                (_, 1) => "1 pli".to_string(),
+                (_, n) => format!("{n} plis"),
+            };
+            let since = w.since.map(|t| format!("{} ({})", when(&t, &b.site), since_label(&t, &now))).unwrap_or_else(|| "—".into());
+            let _ = write!(
+                p.body,
+                r#"<tr data-server="{}" data-kind="{}"><td>{}</td><td>{what}</td><td>{since}</td><td>{}</td></tr>"#,
+                w.server,
+                w.kind,
+                server_label(w.server),
+                esc(&w.last_error.chars().take(200).collect::<String>()),
+            );
+        }
+        p.push("</tbody></table></section>");
+    }
 
     // Alerts first: what needs a decision.
     p.push("<h2>Plis à risque</h2>");
@@ -218,6 +242,22 @@ async fn dashboard(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response
         local_today.format("%Y-%m-%d")
     );
     p.into_response()
+}
+
+/// The servers as the bureau's people name them.
+fn server_label(server: &str) -> &'static str {
+    match server {
+        "s3" => "Stockage des fichiers (S3)",
+        "smtp" => "Serveur de messagerie (SMTP)",
+        "database" => "Base de données",
+        "broker" => "File de messages (RabbitMQ)",
+        _ => "Autre erreur",
+    }
+}
+
+/// "il y a 2 h 05 min", "à l'instant".
+fn since_label(t: &chrono::DateTime<Utc>, now: &chrono::DateTime<Utc>) -> String {
+    if (*now - *t).num_seconds() < 60 { "à l'instant".into() } else { format!("il y a {}", time_left(now, t)) }
 }
 
 async fn prioritise(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Path<String>, Form(form): Form<Fields>) -> Response {

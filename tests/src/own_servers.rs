@@ -1,0 +1,186 @@
+//! A PostgreSQL and a RabbitMQ of the test's own, for the fault tests that stop a server for
+//! minutes: the machine's servers serve every other test and are not ours to stop.
+//!
+//! Each runs from a temporary directory of its own on a free loopback port, as the servers'
+//! own system user when the tests run as root (PostgreSQL refuses to run as root; Debian's
+//! `rabbitmq-server` switches to its user), and is stopped and removed when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::stack::{answers, free_port, wait_port};
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+}
+
+/// `program args` as `user` when running as root, else as ourselves.
+fn as_user(user: &str, program: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", user, "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A private directory the server's user owns.
+fn server_dir(prefix: &str, user: &str) -> Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    if is_root() {
+        let ok = Command::new("chown").args(["-R", &format!("{user}:")]).arg(dir.path()).status()?.success();
+        if !ok {
+            bail!("could not give {} to the {user} user", dir.path().display());
+        }
+    }
+    Ok(dir)
+}
+
+fn run(mut c: Command, what: &str) -> Result<()> {
+    let out = c.stdin(Stdio::null()).output().with_context(|| format!("running {what}"))?;
+    if !out.status.success() {
+        bail!("{what} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// A PostgreSQL cluster of the test's own, trust auth on 127.0.0.1.
+pub struct OwnPostgres {
+    pub port: u16,
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    running: bool,
+}
+
+impl OwnPostgres {
+    /// Makes the cluster (initdb) and starts it.
+    pub fn start_new() -> Result<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .context("PostgreSQL's programs (/usr/lib/postgresql; scripts/stack.sh installs them)")?
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|p| p.join("initdb").exists())
+            .max()
+            .context("no initdb under /usr/lib/postgresql")?;
+        let dir = server_dir("scanbureau-pg", "postgres")?;
+        let mut init = as_user("postgres", &bin.join("initdb"));
+        init.arg("-D").arg(dir.path().join("data")).args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]);
+        run(init, "initdb")?;
+        let mut pg = Self { port: free_port(), bin, dir, running: false };
+        pg.start()?;
+        Ok(pg)
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub fn start(&mut self) -> Result<()> {
+        let d = self.dir.path();
+        let mut c = as_user("postgres", &self.bin.join("pg_ctl"));
+        c.arg("-D").arg(d.join("data")).arg("-l").arg(d.join("log")).arg("-w").arg("-t").arg("60");
+        c.arg("-o").arg(format!("-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off", self.port, d.display()));
+        c.arg("start");
+        run(c, "pg_ctl start")?;
+        self.running = true;
+        wait_port(self.port, "the test's PostgreSQL", Duration::from_secs(30))
+    }
+
+    /// Stops the server at once, as a crash would (`immediate`: no checkpoint, connections cut).
+    pub fn stop(&mut self) -> Result<()> {
+        let mut c = as_user("postgres", &self.bin.join("pg_ctl"));
+        c.arg("-D").arg(self.dir.path().join("data")).args(["-m", "immediate", "-w", "stop"]);
+        run(c, "pg_ctl stop")?;
+        self.running = false;
+        Ok(())
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = self.stop();
+        }
+    }
+}
+
+/// A RabbitMQ node of the test's own (its own name, ports and data) on 127.0.0.1.
+pub struct OwnRabbit {
+    pub port: u16,
+    pub node: String,
+    dir: tempfile::TempDir,
+    running: bool,
+}
+
+impl OwnRabbit {
+    pub fn start_new() -> Result<Self> {
+        let dir = server_dir("scanbureau-rabbit", "rabbitmq")?;
+        let port = free_port();
+        let node = format!("sbtest{port}@localhost");
+        std::fs::write(dir.path().join("enabled_plugins"), "[].\n")?;
+        std::fs::write(dir.path().join("rabbitmq.conf"), format!("listeners.tcp.local = 127.0.0.1:{port}\nloopback_users.guest = true\n"))?;
+        for sub in ["mnesia", "log"] {
+            std::fs::create_dir_all(dir.path().join(sub))?;
+        }
+        if is_root() {
+            run(
+                {
+                    let mut c = Command::new("chown");
+                    c.args(["-R", "rabbitmq:"]).arg(dir.path());
+                    c
+                },
+                "chown",
+            )?;
+        }
+        let mut r = Self { port, node, dir, running: false };
+        r.start()?;
+        Ok(r)
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Starts the node (the same data each time: queues and messages survive a restart).
+    pub fn start(&mut self) -> Result<()> {
+        let d = self.dir.path();
+        let dist = self.port.checked_add(10000).filter(|p| *p < 65000).unwrap_or(self.port - 10000);
+        let mut c = Command::new("rabbitmq-server");
+        c.arg("-detached")
+            .env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
+            .env("RABBITMQ_DIST_PORT", dist.to_string())
+            .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d.join("log"))
+            .env("RABBITMQ_PID_FILE", d.join("pid"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+            .current_dir(d);
+        run(c, "rabbitmq-server -detached")?;
+        self.running = true;
+        wait_port(self.port, "the test's RabbitMQ node", Duration::from_secs(120))
+    }
+
+    pub fn stop(&mut self) -> Result<()> {
+        let mut c = Command::new("timeout");
+        c.args(["60", "rabbitmqctl", "-n", &self.node, "stop"]);
+        run(c, "rabbitmqctl stop")?;
+        self.running = false;
+        let start = std::time::Instant::now();
+        while answers(self.port) && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for OwnRabbit {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = self.stop();
+        }
+    }
+}
