@@ -77,19 +77,19 @@ pub fn find_qr_codes_in(page: &GrayImage, bits: &Bitmap, search: &QrSearch) -> V
             hits.push(hit);
         }
     };
-    for (x, y, ww, wh) in windows {
-        let mut found = false;
-        for hit in decode_boxes(page, &finder_candidates(bits, x, y, x + ww, y + wh), (x, y, ww, wh)) {
-            found = true;
+    for &(x, y, ww, wh) in &windows {
+        for hit in decode_boxes(page, &finder_candidates(bits, x, y, x + ww, y + wh), (x, y, ww, wh), false) {
             add(hit, &mut hits);
         }
-        // The page's bitonal version can lose a faint or blurred code (too little contrast for
-        // text, modules run together): the window's grey levels are stretched locally and the
-        // window searched and decoded once more on that.
-        if !found && !search.thorough {
+    }
+    // The page's bitonal version can lose a faint or blurred code (too little contrast for text,
+    // modules run together): when it shows none, each window's grey levels are stretched locally
+    // and searched once more, decoding only where three finder patterns stand as a code's do.
+    if hits.is_empty() && !search.thorough {
+        for &(x, y, ww, wh) in &windows {
             let stretched = local_contrast(page, x, y, ww, wh);
             let bits = Bitmap { width: ww, height: wh, ink: stretched.as_raw().iter().map(|&v| u8::from(v < 128)).collect() };
-            for hit in decode_boxes(&stretched, &finder_candidates(&bits, 0, 0, ww, wh), (0, 0, ww, wh)) {
+            for hit in decode_boxes(&stretched, &finder_candidates(&bits, 0, 0, ww, wh), (0, 0, ww, wh), true) {
                 add(QrHit { centre: (hit.centre.0 + x as f32, hit.centre.1 + y as f32), ..hit }, &mut hits);
             }
         }
@@ -97,22 +97,27 @@ pub fn find_qr_codes_in(page: &GrayImage, bits: &Bitmap, search: &QrSearch) -> V
     hits
 }
 
-/// Decodes a code around each group of finder patterns of `window`.
-fn decode_boxes(page: &GrayImage, candidates: &[FinderCandidate], window: (u32, u32, u32, u32)) -> Vec<QrHit> {
+/// Decodes a code around each group of finder patterns of `window`. A `second_look` decodes
+/// only groups of three (a code's corners), on their crop and enlarged; the first look also
+/// tries pairs, and the whole window when a crop cuts a skewed code.
+fn decode_boxes(page: &GrayImage, candidates: &[FinderCandidate], window: (u32, u32, u32, u32), second_look: bool) -> Vec<QrHit> {
     let (w, h) = page.dimensions();
     let (x, y, ww, wh) = window;
     let mut out = Vec::new();
-    for (bx0, by0, bx1, by1) in code_boxes(candidates) {
+    for CodeBox { rect: (bx0, by0, bx1, by1), three } in code_boxes(candidates) {
+        if second_look && !three {
+            continue;
+        }
         let (cx0, cy0) = (bx0.max(0.0) as u32, by0.max(0.0) as u32);
         let (cx1, cy1) = ((bx1 as u32).min(w), (by1 as u32).min(h));
         if cx1 <= cx0 + 16 || cy1 <= cy0 + 16 {
             continue;
         }
-        let hit = decode_window(page, cx0, cy0, cx1 - cx0, cy1 - cy0)
-            // The crop may cut a skewed code: try the whole window once.
-            .or_else(|| decode_window(page, x, y, ww, wh))
-            // Small blurred modules: sampled again on the crop at twice the scale.
-            .or_else(|| decode_enlarged(page, cx0, cy0, cx1 - cx0, cy1 - cy0));
+        let crop = (cx0, cy0, cx1 - cx0, cy1 - cy0);
+        let hit = decode_window(page, crop.0, crop.1, crop.2, crop.3)
+            .or_else(|| if second_look { None } else { decode_window(page, x, y, ww, wh) })
+            // Small blurred modules: sampled again on the crop, enlarged.
+            .or_else(|| if three { decode_enlarged(page, crop.0, crop.1, crop.2, crop.3) } else { None });
         if let Some(hit) = hit {
             out.push(hit);
         }
@@ -127,7 +132,10 @@ fn decode_boxes(page: &GrayImage, candidates: &[FinderCandidate], window: (u32, 
 /// change (paper, a solid area) comes out white.
 fn local_contrast(page: &GrayImage, x: u32, y: u32, w: u32, h: u32) -> GrayImage {
     const TILE: u32 = 16;
-    const FLAT: i32 = 28;
+    const FLAT: i32 = 24;
+    // Averaged over 3×3 pixels first: paper grain and JPEG noise then stay under FLAT.
+    let page = &box_mean_3x3(page, x, y, w, h);
+    let (x, y) = (0u32, 0u32);
     let (cols, rows) = (w.div_ceil(TILE), h.div_ceil(TILE));
     let mut lo = vec![0u8; (cols * rows) as usize];
     let mut hi = vec![0u8; (cols * rows) as usize];
@@ -136,9 +144,11 @@ fn local_contrast(page: &GrayImage, x: u32, y: u32, w: u32, h: u32) -> GrayImage
             let mut hist = [0u32; 256];
             let (x0, y0) = (x + tx * TILE, y + ty * TILE);
             let (x1, y1) = ((x0 + TILE).min(x + w), (y0 + TILE).min(y + h));
+            let raw = page.as_raw();
+            let pw = page.width() as usize;
             for yy in y0..y1 {
-                for xx in x0..x1 {
-                    hist[page.get_pixel(xx, yy).0[0] as usize] += 1;
+                for &v in &raw[yy as usize * pw + x0 as usize..yy as usize * pw + x1 as usize] {
+                    hist[v as usize] += 1;
                 }
             }
             let n = (x1 - x0) * (y1 - y0);
@@ -170,15 +180,40 @@ fn local_contrast(page: &GrayImage, x: u32, y: u32, w: u32, h: u32) -> GrayImage
             range[(ty * cols + tx) as usize] = (l, u);
         }
     }
-    GrayImage::from_fn(w, h, |xx, yy| {
-        let (l, u) = range[((yy / TILE) * cols + xx / TILE) as usize];
-        let (l, u) = (i32::from(l), i32::from(u));
-        if u - l < FLAT {
-            return image::Luma([255]);
+    let (raw, pw) = (page.as_raw(), page.width() as usize);
+    let mut out = Vec::with_capacity((w * h) as usize);
+    for yy in 0..h {
+        let row = &raw[(y + yy) as usize * pw + x as usize..][..w as usize];
+        for (xx, &v) in row.iter().enumerate() {
+            let (l, u) = range[((yy / TILE) * cols + xx as u32 / TILE) as usize];
+            let (l, u) = (i32::from(l), i32::from(u));
+            out.push(if u - l < FLAT { 255 } else { ((i32::from(v) - l) * 255 / (u - l)).clamp(0, 255) as u8 });
         }
-        let v = i32::from(page.get_pixel(x + xx, y + yy).0[0]);
-        image::Luma([((v - l) * 255 / (u - l)).clamp(0, 255) as u8])
-    })
+    }
+    GrayImage::from_raw(w, h, out).unwrap_or_else(|| GrayImage::from_pixel(w, h, image::Luma([255])))
+}
+
+/// The mean of each pixel's 3×3 neighbourhood, over a window of the page (edges repeated).
+fn box_mean_3x3(page: &GrayImage, x: u32, y: u32, w: u32, h: u32) -> GrayImage {
+    let (raw, pw) = (page.as_raw(), page.width() as usize);
+    let (w, h) = (w as usize, h as usize);
+    // Sums of three pixels across, row by row.
+    let mut across = vec![0u16; w * h];
+    for yy in 0..h {
+        let row = &raw[(y as usize + yy) * pw + x as usize..][..w];
+        for xx in 0..w {
+            let (l, r) = (xx.saturating_sub(1), (xx + 1).min(w - 1));
+            across[yy * w + xx] = u16::from(row[l]) + u16::from(row[xx]) + u16::from(row[r]);
+        }
+    }
+    let mut out = vec![0u8; w * h];
+    for yy in 0..h {
+        let (up, down) = (yy.saturating_sub(1), (yy + 1).min(h - 1));
+        for xx in 0..w {
+            out[yy * w + xx] = ((across[up * w + xx] + across[yy * w + xx] + across[down * w + xx]) / 9) as u8;
+        }
+    }
+    GrayImage::from_raw(w as u32, h as u32, out).unwrap_or_default()
 }
 
 /// Decodes a crop enlarged: small, blurred modules are then sampled on several pixels each
@@ -289,10 +324,18 @@ pub fn finder_candidates(bits: &Bitmap, x0: u32, y0: u32, x1: u32, y1: u32) -> V
     found.into_iter().map(|(f, _)| f).collect()
 }
 
+/// Where to decode: a box around finder patterns that could belong to one code.
+struct CodeBox {
+    rect: (f32, f32, f32, f32),
+    /// Three finder patterns stand as a code's corners do (two equal sides at a right angle),
+    /// not just two that could.
+    three: bool,
+}
+
 /// Groups finder patterns that could belong to one code (similar modules, 14-50 modules apart)
 /// and returns the box to decode around each group.
-fn code_boxes(c: &[FinderCandidate]) -> Vec<(f32, f32, f32, f32)> {
-    let mut boxes: Vec<(f32, f32, f32, f32)> = Vec::new();
+fn code_boxes(c: &[FinderCandidate]) -> Vec<CodeBox> {
+    let mut boxes: Vec<CodeBox> = Vec::new();
     for (i, a) in c.iter().enumerate() {
         for b in &c[i + 1..] {
             let m = (a.module + b.module) / 2.0;
@@ -305,13 +348,27 @@ fn code_boxes(c: &[FinderCandidate]) -> Vec<(f32, f32, f32, f32)> {
                 continue;
             }
             let reach = d * m + 8.0 * m;
-            let bx = (a.x.min(b.x) - reach, a.y.min(b.y) - reach, a.x.max(b.x) + reach, a.y.max(b.y) + reach);
-            if !boxes.iter().any(|o| bx.0 < o.2 && o.0 < bx.2 && bx.1 < o.3 && o.1 < bx.3) {
-                boxes.push(bx);
+            let rect = (a.x.min(b.x) - reach, a.y.min(b.y) - reach, a.x.max(b.x) + reach, a.y.max(b.y) + reach);
+            let three = c.iter().any(|k| corner_of(a, b, k));
+            match boxes.iter_mut().find(|o| rect.0 < o.rect.2 && o.rect.0 < rect.2 && rect.1 < o.rect.3 && o.rect.1 < rect.3) {
+                Some(o) => o.three |= three,
+                None => boxes.push(CodeBox { rect, three }),
             }
         }
     }
     boxes
+}
+
+/// Whether `a`, `b` and `k` stand as a code's three finder patterns: similar modules, two
+/// equal sides and the third √2 times as long.
+fn corner_of(a: &FinderCandidate, b: &FinderCandidate, k: &FinderCandidate) -> bool {
+    if std::ptr::eq(k, a) || std::ptr::eq(k, b) || k.module / a.module > 1.5 || a.module / k.module > 1.5 {
+        return false;
+    }
+    let dist = |p: &FinderCandidate, q: &FinderCandidate| ((p.x - q.x).powi(2) + (p.y - q.y).powi(2)).sqrt();
+    let mut sides = [dist(a, b), dist(a, k), dist(b, k)];
+    sides.sort_by(f32::total_cmp);
+    sides[0] > 0.0 && sides[1] / sides[0] < 1.2 && (sides[2] / sides[1] - std::f32::consts::SQRT_2).abs() < 0.2
 }
 
 fn decode_window(page: &GrayImage, x: u32, y: u32, w: u32, h: u32) -> Option<QrHit> {
@@ -322,6 +379,7 @@ fn decode_window(page: &GrayImage, x: u32, y: u32, w: u32, h: u32) -> Option<QrH
         let hints = DecodeHints {
             TryHarder: Some(true),
             PossibleFormats: Some(HashSet::from([BarcodeFormat::QR_CODE])),
+            CharacterSet: Some("UTF-8".into()),
             ..Default::default()
         };
         QrReader
@@ -420,9 +478,13 @@ fn decode_datamatrix(page: &GrayImage, x: u32, y: u32, w: u32, h: u32) -> Option
 }
 
 fn to_hit(r: &RXingResult, dx: f32, dy: f32) -> QrHit {
+    // A code all in byte mode: its raw bytes. A code of mixed segments (numeric, alphanumeric and
+    // byte parts, as general encoders write) has only its byte parts there: its text then,
+    // decoded as UTF-8 (the slips' encoding).
+    let text = r.getText();
     let payload = match r.getRXingResultMetadata().get(&RXingResultMetadataType::BYTE_SEGMENTS) {
-        Some(RXingResultMetadataValue::ByteSegments(segs)) if !segs.is_empty() => segs.concat(),
-        _ => r.getText().as_bytes().to_vec(),
+        Some(RXingResultMetadataValue::ByteSegments(segs)) if segs.iter().map(Vec::len).sum::<usize>() >= text.chars().count() => segs.concat(),
+        _ => text.as_bytes().to_vec(),
     };
     let pts = r.getPoints();
     // Finder pattern centres come as bottom-left, top-left, top-right.

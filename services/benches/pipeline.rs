@@ -164,7 +164,7 @@ fn bench_hard_slip_codes(n: usize) {
             let mut rng = SmallRng::seed_from_u64(9000 + i as u64);
             let g = guichet(&mut rng);
             let p = person(&mut rng, &g.departement, &g.numero);
-            let paper = rng.random_range(215..250);
+            let paper: u8 = rng.random_range(215..250);
             let mut d = ScanDefects { skew_deg: rng.random_range(-3.0..3.0), noise: rng.random_range(3.0..10.0), upside_down: rng.random_bool(0.25), ..ScanDefects::default() };
             let (dpi, qr) = match class {
                 0 => (300.0, QrPrint { size_mm: rng.random_range(12.0..25.0), ink: rng.random_range(150..196).min(paper.saturating_sub(20)) }),
@@ -195,6 +195,10 @@ fn bench_hard_slip_codes(n: usize) {
             read[*class] += 1;
         } else {
             misses.push(desc);
+            // BENCH_DUMP_MISSES=dir keeps the missed pages, to look at.
+            if let Some(dir) = std::env::var_os("BENCH_DUMP_MISSES") {
+                let _ = std::fs::write(Path::new(&dir).join(format!("miss-{}.jpg", misses.len())), jpeg);
+            }
         }
     }
     for (c, name) in classes.iter().enumerate() {

@@ -338,3 +338,44 @@ fn a_fiche_whose_code_is_washed_out_still_ends_the_request_before_it() {
     let codes: Vec<AnomalyCode> = report.batch.anomalies.iter().map(|a| a.code).collect();
     assert!(codes.contains(&AnomalyCode::SlipInvalide), "{codes:?}");
 }
+
+/// No piece is filed (or held) in a request that is not its applicant's: every page of every
+/// piece of a request numbered X comes from the applicant numbered X.
+fn no_piece_in_another_applicants_request(report: &scanbureau_pipeline::report::Report, truth: &scanbureau_fixtures::mailing::Truth) {
+    for r in &report.requests {
+        for piece in r.pieces.iter().filter(|p| p.status != PieceStatus::Rejected) {
+            for &page in &piece.pages {
+                let owner = truth.pages[page].request.map(|i| truth.requests[i].numero_unique.as_str());
+                assert_eq!(owner, r.numero_unique.as_deref(), "page {page} of piece {} is in request {:?}", piece.id, r.numero_unique);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_bordereau_whose_code_is_washed_out_files_nothing_on_a_guess() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut spec = random_spec(31, MailingKind::Guichet, 2, Scanning { duplex: false, ..fast() });
+    spec.washed_out_bordereau = true;
+    let g = generate(&spec);
+    write_jpeg_folder(&dir.path().join("b"), &g.pages, 75).expect("write");
+    let reg = write_registry(dir.path(), &g, &spec.guichet);
+    let report = process(&args(vec![dir.path().join("b")], &dir.path().join("out"), Some(reg), ChannelArg::Paper));
+    no_piece_in_another_applicants_request(&report, &g.truth);
+    // The counter is told either way: the mailing is refused or its requests go through.
+    assert!(report.batch.notice.is_some() || report.requests.iter().all(|r| r.notice.is_some()), "someone is told");
+}
+
+#[test]
+fn an_attestation_whose_code_is_washed_out_files_nothing_on_a_guess() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut spec = random_spec(32, MailingKind::Demandeur, 1, Scanning { duplex: false, upside_down_rate: 0.0, ..fast() });
+    spec.requests[0].fault = Fault::WashedOutCode;
+    let g = generate(&spec);
+    write_jpeg_folder(&dir.path().join("b"), &g.pages, 75).expect("write");
+    let reg = write_registry(dir.path(), &g, &spec.guichet);
+    let report = process(&args(vec![dir.path().join("b")], &dir.path().join("out"), Some(reg), ChannelArg::Paper));
+    no_piece_in_another_applicants_request(&report, &g.truth);
+    let filed = report.requests.iter().flat_map(|r| &r.pieces).filter(|p| p.status == PieceStatus::Uploaded).count();
+    assert_eq!(filed, 0, "nothing filed without a read attestation: {:?}", report.requests);
+}
