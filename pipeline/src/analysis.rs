@@ -101,11 +101,14 @@ pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn 
     let mut stats = tile_stats(&raster.gray, raster.dpi);
     let mut bits = binarize(&raster.gray, &stats, MIN_CONTRAST);
     let qr_codes = find_qr_codes_in(&raster.gray, &bits, &params.qr);
-    let slip = qr_codes.iter().find_map(|hit| {
+    let mut ink_cells = inked_cells(&raster.gray, Some(&bits), &stats, raster.dpi, params, (params.blank_contrast, params.blank_edge));
+    // A code read only on the grey second look, on a page with no print of its own, is the
+    // other side's code showing through a blank back: not a slip.
+    let printed = ink_cells >= params.blank_max_cells;
+    let slip = qr_codes.iter().filter(|hit| printed || !hit.faint).find_map(|hit| {
         let parse = parse_payload(&hit.payload);
         (!matches!(parse, SlipParse::NotASlip)).then(|| SlipSighting { payload: hit.payload.clone(), parse, turn: quarter_turn(hit.rotation) })
     });
-    let mut ink_cells = inked_cells(&raster.gray, Some(&bits), &stats, raster.dpi, params, (params.blank_contrast, params.blank_edge));
     if ink_cells < params.blank_max_cells {
         // Faint print, or a dark scan: pages to read (and to refuse if unreadable), not to drop.
         // The dark-paper test is a sort of the tile levels: it goes first, the faint scan only

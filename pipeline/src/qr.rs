@@ -27,6 +27,9 @@ pub struct QrHit {
     pub rotation: f32,
     /// Centre of the code on the page, in pixels.
     pub centre: (f32, f32),
+    /// Read only on the second look at the grey levels (a faint code, or a code showing
+    /// through from the other side of the sheet: a blank back must not become a slip).
+    pub faint: bool,
 }
 
 /// How hard to look.
@@ -90,7 +93,7 @@ pub fn find_qr_codes_in(page: &GrayImage, bits: &Bitmap, search: &QrSearch) -> V
             let stretched = local_contrast(page, x, y, ww, wh);
             let bits = Bitmap { width: ww, height: wh, ink: stretched.as_raw().iter().map(|&v| u8::from(v < 128)).collect() };
             for hit in decode_boxes(&stretched, &finder_candidates(&bits, 0, 0, ww, wh), (0, 0, ww, wh), true) {
-                add(QrHit { centre: (hit.centre.0 + x as f32, hit.centre.1 + y as f32), ..hit }, &mut hits);
+                add(QrHit { centre: (hit.centre.0 + x as f32, hit.centre.1 + y as f32), faint: true, ..hit }, &mut hits);
             }
         }
     }
@@ -498,7 +501,7 @@ fn to_hit(r: &RXingResult, dx: f32, dy: f32) -> QrHit {
     } else {
         (0.0, (dx, dy))
     };
-    QrHit { payload, rotation, centre }
+    QrHit { payload, rotation, centre, faint: false }
 }
 
 /// The quarter turn (0, 90, 180, 270) nearest to a rotation.
