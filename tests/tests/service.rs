@@ -680,6 +680,16 @@ async fn fault_five_processing_workers_killed_during_ten_mailings_lose_and_doubl
     run.stop().await
 }
 
+/// A scanner batch, an e-mail (`mail` names it in the Maildir) and a portal deposit taken in,
+/// once processing has started; the deposit's id.
+async fn one_of_each_channel_processing(run: &Running, stack: &TestStack, mail: &str) -> Result<Vec<String>> {
+    drop_batch(&stack.hot_folder, "lot")?;
+    deliver_mail(&stack.maildir, mail)?;
+    let ids = deposit_copies(&run.bureau, stack.dir.path(), "before", 1).await?;
+    wait_until(run.pool(), "SELECT count(*) >= 1 FROM mailings WHERE status = 'processing'", "processing started", LONG).await?;
+    Ok(ids)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_a_database_restart_in_the_middle_of_the_work_loses_and_doubles_nothing() -> Result<()> {
     let outage = outage_of("FAULT_DB_OUTAGE_S", 30);
@@ -688,10 +698,7 @@ async fn fault_a_database_restart_in_the_middle_of_the_work_loses_and_doubles_no
     let mut stack = TestStack::new("dbrestart", true).await?;
     stack.set("SCANBUREAU__DATABASE__URL", &pg.url("postgres"));
     let run = Running::start(&stack, &Role::ALL).await?;
-    drop_batch(&stack.hot_folder, "lot-db")?;
-    deliver_mail(&stack.maildir, "1700000005.M5P5.bureau")?;
-    let ids = deposit_copies(&run.bureau, stack.dir.path(), "before", 1).await?;
-    wait_until(run.pool(), "SELECT count(*) >= 1 FROM mailings WHERE status = 'processing'", "processing started", LONG).await?;
+    let ids = one_of_each_channel_processing(&run, &stack, "1700000005.M5P5.bureau").await?;
     pg.stop()?;
     tokio::time::sleep(outage / 2).await;
     // While the database is down, a scan still comes in: it waits in the hot folder.
@@ -712,10 +719,7 @@ async fn fault_a_broker_restart_in_the_middle_of_the_work_loses_and_doubles_noth
     let mut stack = TestStack::new("brokerrestart", true).await?;
     stack.set("SCANBUREAU__BROKER__URL", &rabbit.url());
     let run = Running::start(&stack, &Role::ALL).await?;
-    drop_batch(&stack.hot_folder, "lot-broker")?;
-    deliver_mail(&stack.maildir, "1700000006.M6P6.bureau")?;
-    deposit_copies(&run.bureau, stack.dir.path(), "before", 1).await?;
-    wait_until(run.pool(), "SELECT count(*) >= 1 FROM mailings WHERE status = 'processing'", "processing started", LONG).await?;
+    one_of_each_channel_processing(&run, &stack, "1700000006.M6P6.bureau").await?;
     rabbit.stop()?;
     tokio::time::sleep(outage / 2).await;
     // While the broker is down, a deposit is still taken: stored, and queued once it is back.
