@@ -80,8 +80,11 @@ pub fn find_qr_codes_in(page: &GrayImage, bits: &Bitmap, search: &QrSearch) -> V
             hits.push(hit);
         }
     };
+    let mut first_look_saw = Vec::with_capacity(windows.len());
     for &(x, y, ww, wh) in &windows {
-        for hit in decode_boxes(page, &finder_candidates(bits, x, y, x + ww, y + wh), (x, y, ww, wh), false) {
+        let candidates = finder_candidates(bits, x, y, x + ww, y + wh);
+        first_look_saw.push(!candidates.is_empty());
+        for hit in decode_boxes(page, &candidates, (x, y, ww, wh), false) {
             add(hit, &mut hits);
         }
     }
@@ -89,15 +92,39 @@ pub fn find_qr_codes_in(page: &GrayImage, bits: &Bitmap, search: &QrSearch) -> V
     // modules run together): when it shows none, each window's grey levels are stretched locally
     // and searched once more, decoding only where three finder patterns stand as a code's do.
     if hits.is_empty() && !search.thorough {
-        for &(x, y, ww, wh) in &windows {
+        for (&(x, y, ww, wh), first_look_saw) in windows.iter().zip(first_look_saw) {
             let stretched = local_contrast(page, x, y, ww, wh);
-            let bits = Bitmap { width: ww, height: wh, ink: stretched.as_raw().iter().map(|&v| u8::from(v < 128)).collect() };
-            for hit in decode_boxes(&stretched, &finder_candidates(&bits, 0, 0, ww, wh), (0, 0, ww, wh), true) {
-                add(QrHit { centre: (hit.centre.0 + x as f32, hit.centre.1 + y as f32), faint: true, ..hit }, &mut hits);
+            let (mut found, saw) = second_look(page, &stretched, (x, y));
+            // A blurred code's finder patterns lose their inner white ring: where either look saw
+            // one, the window is sharpened at about a module's scale and looked at again.
+            if found.is_empty() && (saw || first_look_saw) {
+                let sharp = sharpen(page, x, y, ww, wh);
+                found = second_look(page, &local_contrast(&sharp, 0, 0, ww, wh), (x, y)).0;
+            }
+            for hit in found {
+                add(hit, &mut hits);
             }
         }
     }
     hits
+}
+
+/// Searches a window's stretched grey levels (see [`local_contrast`]) for codes; `origin` is
+/// where the window stands on `page`. Returns the codes read, in page coordinates, and whether
+/// any finder pattern was seen.
+fn second_look(page: &GrayImage, stretched: &GrayImage, origin: (u32, u32)) -> (Vec<QrHit>, bool) {
+    let (ww, wh) = stretched.dimensions();
+    let (x, y) = (origin.0 as f32, origin.1 as f32);
+    let bits = Bitmap { width: ww, height: wh, ink: stretched.as_raw().iter().map(|&v| u8::from(v < 128)).collect() };
+    let candidates = finder_candidates(&bits, 0, 0, ww, wh);
+    let mut found: Vec<QrHit> = decode_boxes(stretched, &candidates, (0, 0, ww, wh), true).into_iter().map(|hit| QrHit { centre: (hit.centre.0 + x, hit.centre.1 + y), faint: true, ..hit }).collect();
+    if found.is_empty() {
+        // Stretching bends grey levels tile by tile; module by module, the page's own levels
+        // follow the blur better.
+        let on_page = |f: FinderCandidate| FinderCandidate { x: f.x + x, y: f.y + y, ..f };
+        found.extend(code_boxes(&candidates).iter().flat_map(|b| b.corners.iter().take(6)).find_map(|c| decode_sampled(page, c.map(on_page))).map(|hit| QrHit { faint: true, ..hit }));
+    }
+    (found, !candidates.is_empty())
 }
 
 /// Decodes a code around each group of finder patterns of `window`. A `second_look` decodes
@@ -107,8 +134,8 @@ fn decode_boxes(page: &GrayImage, candidates: &[FinderCandidate], window: (u32, 
     let (w, h) = page.dimensions();
     let (x, y, ww, wh) = window;
     let mut out = Vec::new();
-    for CodeBox { rect: (bx0, by0, bx1, by1), three } in code_boxes(candidates) {
-        if second_look && !three {
+    for CodeBox { rect: (bx0, by0, bx1, by1), corners } in code_boxes(candidates) {
+        if second_look && corners.is_empty() {
             continue;
         }
         let (cx0, cy0) = (bx0.max(0.0) as u32, by0.max(0.0) as u32);
@@ -120,7 +147,10 @@ fn decode_boxes(page: &GrayImage, candidates: &[FinderCandidate], window: (u32, 
         let hit = decode_window(page, crop.0, crop.1, crop.2, crop.3)
             .or_else(|| if second_look { None } else { decode_window(page, x, y, ww, wh) })
             // Small blurred modules: sampled again on the crop, enlarged.
-            .or_else(|| if three { decode_enlarged(page, crop.0, crop.1, crop.2, crop.3) } else { None });
+            .or_else(|| if corners.is_empty() { None } else { decode_enlarged(page, crop.0, crop.1, crop.2, crop.3) })
+            // Modules run together: read one by one where the finder patterns put them (each
+            // group of three that could be the code's corners: print around it makes others).
+            .or_else(|| corners.iter().take(6).find_map(|&c| decode_sampled(page, c)));
         if let Some(hit) = hit {
             out.push(hit);
         }
@@ -196,6 +226,35 @@ fn local_contrast(page: &GrayImage, x: u32, y: u32, w: u32, h: u32) -> GrayImage
     GrayImage::from_raw(w, h, out).unwrap_or_else(|| GrayImage::from_pixel(w, h, image::Luma([255])))
 }
 
+/// A window of the page sharpened: each pixel pushed away from the mean of the 7×7 pixels
+/// around it, twice the difference (sums from an integral image: a few milliseconds a window).
+fn sharpen(page: &GrayImage, x: u32, y: u32, w: u32, h: u32) -> GrayImage {
+    const R: usize = 3;
+    let (raw, pw) = (page.as_raw(), page.width() as usize);
+    let (w, h) = (w as usize, h as usize);
+    let mut integral = vec![0u32; (w + 1) * (h + 1)];
+    for yy in 0..h {
+        let row = &raw[(y as usize + yy) * pw + x as usize..][..w];
+        let mut across = 0u32;
+        for xx in 0..w {
+            across += u32::from(row[xx]);
+            integral[(yy + 1) * (w + 1) + xx + 1] = integral[yy * (w + 1) + xx + 1] + across;
+        }
+    }
+    let mut out = vec![0u8; w * h];
+    for yy in 0..h {
+        let (y0, y1) = (yy.saturating_sub(R), (yy + R + 1).min(h));
+        for xx in 0..w {
+            let (x0, x1) = (xx.saturating_sub(R), (xx + R + 1).min(w));
+            let sum = integral[y1 * (w + 1) + x1] + integral[y0 * (w + 1) + x0] - integral[y0 * (w + 1) + x1] - integral[y1 * (w + 1) + x0];
+            let mean = sum as i32 / ((y1 - y0) * (x1 - x0)) as i32;
+            let v = i32::from(raw[(y as usize + yy) * pw + x as usize + xx]);
+            out[yy * w + xx] = (v + 2 * (v - mean)).clamp(0, 255) as u8;
+        }
+    }
+    GrayImage::from_raw(w as u32, h as u32, out).unwrap_or_default()
+}
+
 /// The mean of each pixel's 3×3 neighbourhood, over a window of the page (edges repeated).
 fn box_mean_3x3(page: &GrayImage, x: u32, y: u32, w: u32, h: u32) -> GrayImage {
     let (raw, pw) = (page.as_raw(), page.width() as usize);
@@ -229,6 +288,254 @@ fn decode_enlarged(page: &GrayImage, x: u32, y: u32, w: u32, h: u32) -> Option<Q
         let hit = decode_window(&big, 0, 0, w * k, h * k)?;
         Some(QrHit { centre: (x as f32 + hit.centre.0 / k as f32, y as f32 + hit.centre.1 / k as f32), ..hit })
     })
+}
+
+/// Reads a code module by module where its three finder patterns put the modules, for codes so
+/// blurred that no binarisation of the pixels keeps them apart. Each module's grey level is
+/// sampled at its centre; the blur is then learnt from the modules every code has in the same
+/// place (finder patterns, their white borders, timing lines, the quiet zone): how much a dark
+/// module and each ring of dark neighbours darken a sample. Each other module is then taken as
+/// dark or light, whichever with its neighbours' current values predicts its sample better,
+/// sweep after sweep. The grid comes from the finder centres (a flatbed scan's code is a
+/// parallelogram), the version from their distance, tried one either side. Error correction
+/// refuses a wrong grid: a misread is a miss, never a wrong payload.
+fn decode_sampled(page: &GrayImage, corner: [FinderCandidate; 3]) -> Option<QrHit> {
+    let dist = |p: &FinderCandidate, q: &FinderCandidate| ((p.x - q.x).powi(2) + (p.y - q.y).powi(2)).sqrt();
+    let [a, b, c] = corner;
+    // The corner finder faces the longest side.
+    let (tl, p, q) = if dist(&b, &c) >= dist(&a, &b).max(dist(&a, &c)) {
+        (a, b, c)
+    } else if dist(&a, &c) >= dist(&a, &b) {
+        (b, a, c)
+    } else {
+        (c, a, b)
+    };
+    // Clockwise from the corner (y downwards): top right, then bottom left.
+    let (tr, bl) = if (p.x - tl.x) * (q.y - tl.y) - (p.y - tl.y) * (q.x - tl.x) > 0.0 { (p, q) } else { (q, p) };
+    let module = (tl.module + tr.module + bl.module) / 3.0;
+    let side = (dist(&tl, &tr) + dist(&tl, &bl)) / 2.0;
+    let version = ((side / module + 7.0 - 17.0) / 4.0).round() as i32;
+    let hints = DecodeHints { CharacterSet: Some("UTF-8".into()), ..Default::default() };
+    for version in [version, version - 1, version + 1] {
+        if !(1..=10).contains(&version) {
+            continue;
+        }
+        let n = (17 + 4 * version) as usize;
+        let g = n + 2 * MARGIN;
+        let known: Vec<Option<bool>> = (0..g * g).map(|i| known_module(i / g, i % g, MARGIN, n)).collect();
+        // The finder centres seen on a blurred code can be a pixel or two off, and the grid
+        // drifts with them: each is moved a pixel, then half a pixel, at a time, for as long as
+        // the known modules then fit the blur model better.
+        let mut corners = [tl, tr, bl];
+        let fit = |c: &[FinderCandidate; 3]| {
+            let level = sample_modules(page, c, n);
+            BlurModel::fit(&level, &known, g).map(|m| (m, level))
+        };
+        let Some((mut blur, mut level)) = fit(&corners) else { continue };
+        // Three finder patterns found in print (letters, rules) fit no code's fixed modules:
+        // their own darkening drowns in the error of the fit.
+        if f64::from(blur.weights[1]).powi(2) < 4.0 * blur.residual {
+            continue;
+        }
+        for step in [1.0f32, 1.0, 0.5, 0.5] {
+            for k in 0..3 {
+                for (dx, dy) in [(-step, 0.0), (step, 0.0), (0.0, -step), (0.0, step)] {
+                    let mut moved = corners;
+                    moved[k].x += dx;
+                    moved[k].y += dy;
+                    if let Some((m, l)) = fit(&moved).filter(|(m, _)| m.residual < blur.residual) {
+                        (corners, blur, level) = (moved, m, l);
+                    }
+                }
+            }
+        }
+        let [tl, tr, bl] = corners;
+        // A first guess by the local mean, then sweeps that account for the neighbours.
+        let mut dark: Vec<bool> = (0..g * g)
+            .map(|i| {
+                known[i].unwrap_or_else(|| {
+                    let (r, c) = (i / g, i % g);
+                    let (mut sum, mut k) = (0.0, 0.0);
+                    for rr in r.saturating_sub(4)..(r + 5).min(g) {
+                        for cc in c.saturating_sub(4)..(c + 5).min(g) {
+                            sum += level[rr * g + cc];
+                            k += 1.0;
+                        }
+                    }
+                    level[i] < sum / k
+                })
+            })
+            .collect();
+        for sweep in 0..=6 {
+            if sweep > 0 {
+                let mut changed = false;
+                for i in (0..g * g).filter(|&i| known[i].is_none()) {
+                    let guess = blur.closer_dark(&level, &dark, g, i);
+                    changed |= guess != dark[i];
+                    dark[i] = guess;
+                }
+                if !changed {
+                    break;
+                }
+            }
+            {
+                let modules: Vec<Vec<bool>> = (0..n).map(|r| dark[(r + MARGIN) * g + MARGIN..][..n].to_vec()).collect();
+                let decoded = catch_unwind(AssertUnwindSafe(|| rxing::qrcode::decoder::qrcode_decoder::decode_bool_array_with_hints(&modules, &hints).ok())).ok().flatten();
+                if let Some(d) = decoded {
+                    let rotation = ((tr.y - tl.y).atan2(tr.x - tl.x).to_degrees() + 360.0) % 360.0;
+                    let centre = ((tr.x + bl.x) / 2.0, (tr.y + bl.y) / 2.0);
+                    return Some(QrHit { payload: payload_of(d.getText(), d.getByteSegments()), rotation, centre, faint: false });
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Modules of quiet zone sampled around a code read module by module.
+const MARGIN: usize = 3;
+
+/// The grey level of each module of a code of `n` modules a side whose finder centres are
+/// `[top left, top right, bottom left]`, and of a quiet zone of [`MARGIN`] modules around it,
+/// row by row: the mean of nine points a quarter module apart around its centre (JPEG noise).
+fn sample_modules(page: &GrayImage, [tl, tr, bl]: &[FinderCandidate; 3], n: usize) -> Vec<f32> {
+    let (w, h) = (page.width() as f32, page.height() as f32);
+    let grey = |x: f32, y: f32| -> f32 {
+        let (x, y) = (x.clamp(0.0, w - 2.0), y.clamp(0.0, h - 2.0));
+        let (x0, y0) = (x as u32, y as u32);
+        let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+        let at = |dx: u32, dy: u32| f32::from(page.get_pixel(x0 + dx, y0 + dy).0[0]);
+        (at(0, 0) * (1.0 - fx) + at(1, 0) * fx) * (1.0 - fy) + (at(0, 1) * (1.0 - fx) + at(1, 1) * fx) * fy
+    };
+    let span = (n - 7) as f32;
+    let (ux, uy) = ((tr.x - tl.x) / span, (tr.y - tl.y) / span);
+    let (vx, vy) = ((bl.x - tl.x) / span, (bl.y - tl.y) / span);
+    let g = n + 2 * MARGIN;
+    let mut level = vec![0f32; g * g];
+    for row in 0..g {
+        for col in 0..g {
+            let (du, dv) = (col as f32 - MARGIN as f32 - 3.0, row as f32 - MARGIN as f32 - 3.0);
+            let mut sum = 0.0;
+            for (ou, ov) in [(-0.25f32, -0.25f32), (0.0, -0.25), (0.25, -0.25), (-0.25, 0.0), (0.0, 0.0), (0.25, 0.0), (-0.25, 0.25), (0.0, 0.25), (0.25, 0.25)] {
+                let (u, v) = (du + ou, dv + ov);
+                sum += grey(tl.x + u * ux + v * vx, tl.y + u * uy + v * vy);
+            }
+            level[row * g + col] = sum / 9.0;
+        }
+    }
+    level
+}
+
+/// The modules every code of `n` modules a side has in the same place, on a grid with a quiet
+/// zone of `margin` modules: the finder patterns and their white borders, the timing lines,
+/// the dark module by the bottom left finder, and the quiet zone (light).
+fn known_module(row: usize, col: usize, margin: usize, n: usize) -> Option<bool> {
+    let (r, c) = (row as i64 - margin as i64, col as i64 - margin as i64);
+    let n = n as i64;
+    if r < 0 || c < 0 || r >= n || c >= n {
+        return Some(false);
+    }
+    for (fr, fc) in [(0, 0), (0, n - 7), (n - 7, 0)] {
+        if (fr - 1..fr + 8).contains(&r) && (fc - 1..fc + 8).contains(&c) {
+            let (dr, dc) = (r - fr, c - fc);
+            let ring = (dr - 3).abs().max((dc - 3).abs());
+            return Some(ring != 2 && ring <= 3);
+        }
+    }
+    if (r == 6 && (8..n - 8).contains(&c)) || (c == 6 && (8..n - 8).contains(&r)) {
+        return Some((r + c) % 2 == 0);
+    }
+    (r == n - 8 && c == 8).then_some(true)
+}
+
+/// How a module's sample depends on it and its neighbours, learnt by least squares on the
+/// modules whose values are known: `base + own·[dark] + edge·(dark among the 4 beside) +
+/// diagonal·(dark among the 4 at the corners) + far·(dark among the 4 two modules away)`.
+struct BlurModel {
+    weights: [f32; 5],
+    /// Mean squared error of the fit on the known modules.
+    residual: f64,
+}
+
+impl BlurModel {
+    fn features(dark: &dyn Fn(usize, usize) -> Option<bool>, r: usize, c: usize) -> Option<[f32; 5]> {
+        let f = |dr: i64, dc: i64| dark((r as i64 + dr) as usize, (c as i64 + dc) as usize).map(f32::from);
+        let sum = |offsets: [(i64, i64); 4]| offsets.iter().map(|&(dr, dc)| f(dr, dc)).sum::<Option<f32>>();
+        Some([1.0, f(0, 0)?, sum([(-1, 0), (1, 0), (0, -1), (0, 1)])?, sum([(-1, -1), (-1, 1), (1, -1), (1, 1)])?, sum([(-2, 0), (2, 0), (0, -2), (0, 2)])?])
+    }
+
+    fn fit(level: &[f32], known: &[Option<bool>], g: usize) -> Option<Self> {
+        let at = |r: usize, c: usize| if r < g && c < g { known[r * g + c] } else { None };
+        // Normal equations of the least squares fit.
+        let mut ata = [[0f64; 5]; 5];
+        let mut atb = [0f64; 5];
+        let mut samples = 0;
+        for r in 2..g.saturating_sub(2) {
+            for c in 2..g.saturating_sub(2) {
+                let Some(x) = Self::features(&at, r, c) else { continue };
+                samples += 1;
+                for i in 0..5 {
+                    atb[i] += f64::from(x[i]) * f64::from(level[r * g + c]);
+                    for j in 0..5 {
+                        ata[i][j] += f64::from(x[i]) * f64::from(x[j]);
+                    }
+                }
+            }
+        }
+        if samples < 50 {
+            return None;
+        }
+        let weights = solve5(ata, atb)?;
+        let mut squares = 0.0;
+        for r in 2..g.saturating_sub(2) {
+            for c in 2..g.saturating_sub(2) {
+                let Some(x) = Self::features(&at, r, c) else { continue };
+                let predicted: f64 = (0..5).map(|i| weights[i] * f64::from(x[i])).sum();
+                squares += (predicted - f64::from(level[r * g + c])).powi(2);
+            }
+        }
+        // A dark module must darken its own sample, or the model learnt noise.
+        (weights[1] < -4.0).then(|| Self { weights: weights.map(|w| w as f32), residual: squares / f64::from(samples) })
+    }
+
+    /// Whether module `i` is better taken as dark, given its neighbours' current values.
+    fn closer_dark(&self, level: &[f32], dark: &[bool], g: usize, i: usize) -> bool {
+        let at = |r: usize, c: usize| Some(r < g && c < g && dark[r * g + c]);
+        let Some(x) = Self::features(&at, i / g, i % g) else { return dark[i] };
+        let around: f32 = self.weights[0] + (2..5).map(|k| self.weights[k] * x[k]).sum::<f32>();
+        (level[i] - (around + self.weights[1])).abs() < (level[i] - around).abs()
+    }
+}
+
+/// Solves a 5×5 linear system by Gaussian elimination with partial pivoting.
+fn solve5(mut a: [[f64; 5]; 5], mut b: [f64; 5]) -> Option<[f64; 5]> {
+    for col in 0..5 {
+        let pivot = (col..5).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[pivot][col].abs() < 1e-9 {
+            return None;
+        }
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        for row in col + 1..5 {
+            let k = a[row][col] / a[col][col];
+            for j in col..5 {
+                a[row][j] -= k * a[col][j];
+            }
+            b[row] -= k * b[col];
+        }
+    }
+    let mut x = [0f64; 5];
+    for row in (0..5).rev() {
+        x[row] = (b[row] - (row + 1..5).map(|j| a[row][j] * x[j]).sum::<f64>()) / a[row][row];
+    }
+    Some(x)
+}
+
+/// A code's payload: its raw bytes when it is all in byte mode. A code of mixed segments
+/// (numeric, alphanumeric and byte parts, as general encoders write) has only its byte parts
+/// there: its text then, decoded as UTF-8 (the slips' encoding).
+fn payload_of(text: &str, byte_segments: &[Vec<u8>]) -> Vec<u8> {
+    if byte_segments.iter().map(Vec::len).sum::<usize>() >= text.chars().count() { byte_segments.concat() } else { text.as_bytes().to_vec() }
 }
 
 /// A finder pattern seen on the page: centre and module size in pixels.
@@ -330,9 +637,9 @@ pub fn finder_candidates(bits: &Bitmap, x0: u32, y0: u32, x1: u32, y1: u32) -> V
 /// Where to decode: a box around finder patterns that could belong to one code.
 struct CodeBox {
     rect: (f32, f32, f32, f32),
-    /// Three finder patterns stand as a code's corners do (two equal sides at a right angle),
-    /// not just two that could.
-    three: bool,
+    /// The groups of three finder patterns that stand as a code's corners do (two equal sides
+    /// at a right angle); none when there are only pairs that could be.
+    corners: Vec<[FinderCandidate; 3]>,
 }
 
 /// Groups finder patterns that could belong to one code (similar modules, 14-50 modules apart)
@@ -352,10 +659,10 @@ fn code_boxes(c: &[FinderCandidate]) -> Vec<CodeBox> {
             }
             let reach = d * m + 8.0 * m;
             let rect = (a.x.min(b.x) - reach, a.y.min(b.y) - reach, a.x.max(b.x) + reach, a.y.max(b.y) + reach);
-            let three = c.iter().any(|k| corner_of(a, b, k));
+            let corners: Vec<[FinderCandidate; 3]> = c.iter().filter(|k| corner_of(a, b, k)).map(|k| [*a, *b, *k]).collect();
             match boxes.iter_mut().find(|o| rect.0 < o.rect.2 && o.rect.0 < rect.2 && rect.1 < o.rect.3 && o.rect.1 < rect.3) {
-                Some(o) => o.three |= three,
-                None => boxes.push(CodeBox { rect, three }),
+                Some(o) => o.corners.extend(corners),
+                None => boxes.push(CodeBox { rect, corners }),
             }
         }
     }
@@ -481,13 +788,9 @@ fn decode_datamatrix(page: &GrayImage, x: u32, y: u32, w: u32, h: u32) -> Option
 }
 
 fn to_hit(r: &RXingResult, dx: f32, dy: f32) -> QrHit {
-    // A code all in byte mode: its raw bytes. A code of mixed segments (numeric, alphanumeric and
-    // byte parts, as general encoders write) has only its byte parts there: its text then,
-    // decoded as UTF-8 (the slips' encoding).
-    let text = r.getText();
     let payload = match r.getRXingResultMetadata().get(&RXingResultMetadataType::BYTE_SEGMENTS) {
-        Some(RXingResultMetadataValue::ByteSegments(segs)) if segs.iter().map(Vec::len).sum::<usize>() >= text.chars().count() => segs.concat(),
-        _ => text.as_bytes().to_vec(),
+        Some(RXingResultMetadataValue::ByteSegments(segs)) => payload_of(r.getText(), segs),
+        _ => r.getText().as_bytes().to_vec(),
     };
     let pts = r.getPoints();
     // Finder pattern centres come as bottom-left, top-left, top-right.
@@ -563,5 +866,26 @@ mod tests {
         let page = image::imageops::blur(&sharp, 1.6);
         let hits = find_qr_codes(&page, &QrSearch::default());
         assert_eq!(hits.iter().map(|h| h.payload.as_slice()).collect::<Vec<_>>(), [payload.as_bytes()]);
+    }
+
+    #[test]
+    fn a_code_blurred_past_any_binarisation_is_read_module_by_module() {
+        let payload = "SNE-FR|1|093052612345678901|MARTIN|Jeanne Louise|1987-03-14|2|5|2026-11-16";
+        // Modules of 5 pixels under a blur of 3.2: the finest modules keep a tenth of their contrast.
+        let page = image::imageops::blur(&page_with_code(payload, 5, 30, 235), 3.2);
+        // As the second look sees the top right window: stretched, then thresholded.
+        let window = local_contrast(&page, 1400, 0, 1080, 900);
+        let bits = Bitmap { width: 1080, height: 900, ink: window.as_raw().iter().map(|&v| u8::from(v < 128)).collect() };
+        let boxes = code_boxes(&finder_candidates(&bits, 0, 0, 1080, 900));
+        let corner = boxes.iter().find_map(|b| b.corners.first().copied()).expect("the three finder patterns are seen");
+        let (x0, y0, x1, y1) = boxes[0].rect;
+        let crop = (x0.max(0.0) as u32, y0.max(0.0) as u32, (x1.min(1080.0) - x0.max(0.0)) as u32, (y1.min(900.0) - y0.max(0.0)) as u32);
+        assert!(decode_window(&window, crop.0, crop.1, crop.2, crop.3).is_none(), "the pixels alone do not decode");
+        assert!(decode_enlarged(&window, crop.0, crop.1, crop.2, crop.3).is_none(), "nor enlarged");
+        let hit = decode_sampled(&window, corner).expect("read module by module");
+        assert_eq!(hit.payload, payload.as_bytes());
+        let hits = find_qr_codes(&page, &QrSearch::default());
+        assert_eq!(hits.iter().map(|h| h.payload.as_slice()).collect::<Vec<_>>(), [payload.as_bytes()]);
+        assert_eq!(quarter_turn(hit.rotation), 0);
     }
 }
