@@ -21,6 +21,10 @@ pub struct TypeRule {
     /// a judgment): names on it never make it someone else's.
     #[serde(default)]
     pub multi_person: bool,
+    /// Another type's pages carry this type's title too (a livret de famille's pages are
+    /// extracts of acts): a page it tells is read on before it is decided.
+    #[serde(default)]
+    pub read_on: bool,
     pub title: Vec<String>,
     #[serde(default)]
     pub text: Vec<String>,

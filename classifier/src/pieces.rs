@@ -548,6 +548,41 @@ mod tests {
     }
 
     #[test]
+    fn a_livret_s_inside_pages_are_a_livret_not_the_acts_they_extract() {
+        // The couple's page: two birth extracts and the marriage, under the booklet's headings,
+        // as Tesseract reads a scan of one.
+        let couple = PageFeatures {
+            text: Some("Époux ou Père Né le 15 février 1986 à Paris Fils de\nExtrait délivré conforme à l'acte de naissance n°\nMentions marginales L'officier de l'état civil\nMariage célébré à NANTES le\nExtrait délivré conforme à l'acte de mariage n°\nÉpouse ou Mère Prénoms Née le 20 août 1986\nExtrait délivré conforme à l'acte de naissance n°".into()),
+            ..PageFeatures::default()
+        };
+        let d = &run(&[couple])[0];
+        assert_eq!(d.type_code.as_deref(), Some("LIVRET_FAMILLE"), "{:?}", d.evidence);
+        // A child's page: a birth and the death boxes the booklet prints beside it.
+        let child = PageFeatures {
+            text: Some("PREMIER ENFANT Extrait de l'acte de naissance n° Délivré conforme aux registres, le Mentions marginales L'officier de l'état civil Sceau Extrait de l'acte de décès n° Délivré conforme aux registres, le".into()),
+            ..PageFeatures::default()
+        };
+        let d = &run(&[child])[0];
+        assert_eq!(d.type_code.as_deref(), Some("LIVRET_FAMILLE"), "{:?}", d.evidence);
+        // A birth certificate on its own stays one.
+        let d = &run(&[page("EXTRAIT D'ACTE DE NAISSANCE", "avec filiation est né le 3 mars 1990 de sexe masculin Mentions marginales")])[0];
+        assert_eq!(d.type_code.as_deref(), Some("ACTE_NAISSANCE"), "{:?}", d.evidence);
+    }
+
+    #[test]
+    fn documents_known_to_be_outside_the_plan_are_refused_with_what_proved_it() {
+        for (title, text, label) in [
+            ("INVOICE", "Bill to Jiro Doi Invoice Number: 14 Invoice Date: 2018-09-25 Payment Due: Upon receipt Amount Due", "facture"),
+            ("ATTESTATION TITULAIRE DE CONTRAT", "EDF N°client : 6013357693 Lieu de consommation 9 RUE MAYET 75006 PARIS", "attestation de contrat d energie"),
+            ("Relevé d'identité", "Caisse d'Epargne Domiciliation Code banque Code guichet Clé RIB IBAN titulaire du compte", "releve bancaire"),
+        ] {
+            let d = &run(&[page(title, text)])[0];
+            assert_eq!(d.rejection, Some(ReasonCode::HorsPerimetreReglementaire), "{title}: {:?}", d.evidence);
+            assert!(d.evidence.iter().any(|e| e.contains(&format!("outside the plan ({label})"))), "{title}: {:?}", d.evidence);
+        }
+    }
+
+    #[test]
     fn a_weak_or_ambiguous_reading_gets_a_low_confidence() {
         // Only body words, no title: it may be a tax notice, but not surely.
         let d = &run(&[PageFeatures { text: Some("nombre de parts".into()), ..PageFeatures::default() }])[0];

@@ -111,6 +111,18 @@ fn told(lex: &Lexicon, title: &str, text: &str, cards: u8) -> bool {
     evidence(lex, title, text, cards) >= TOLD
 }
 
+/// Whether the page is told by a type whose title no other type's pages also carry (see
+/// `read_on`): only then does the reader stop before the rest of the upper page.
+fn decided(lex: &Lexicon, title: &str, text: &str, cards: u8) -> bool {
+    let r = Reading { title: normalise(title), text: normalise(text), cards };
+    let best = lex.types.iter().map(|t| (score_type(t, &r).score, t.read_on)).max_by(|a, b| a.0.total_cmp(&b.0));
+    let outside = lex.outside.iter().map(|o| score_outside(o, &r).score).fold(0.0, f32::max);
+    match best {
+        Some((score, read_on)) if score >= outside => score >= TOLD && !read_on,
+        _ => outside >= TOLD,
+    }
+}
+
 /// A score from which a page is told (a title, or a title's words among the text's).
 const TOLD: f32 = 5.0;
 /// Words read by the cheap passes from which a page whose text points to a document without
@@ -251,7 +263,13 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
     if unchecked {
         f.reading.push("the signed 2D-Doc's revenu fiscal de référence not read yet in the print: page read whole".into());
     }
-    if cfg.whole_page && !f.layout.unreadable && (weak(lex, &f) || unchecked) {
+    // A civil-status act's title read: a livret de famille's pages carry the same, and tell
+    // themselves apart only further down (the couple's and the children's headings).
+    let undecided = !weak(lex, &f) && best_reads_on(lex, &f);
+    if undecided {
+        f.reading.push("a title other documents' pages also carry: page read whole".into());
+    }
+    if cfg.whole_page && !f.layout.unreadable && (weak(lex, &f) || unchecked || undecided) {
         let (gray, ink) = match &turned_page {
             Some((g, i)) => (g, i),
             None => (&view.raster.gray, view.ink),
@@ -265,6 +283,12 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
     }
     f.read_ms = started.elapsed().as_secs_f32() * 1000.0;
     f
+}
+
+/// The type the reading points to best is one whose title other types' pages carry too.
+fn best_reads_on(lex: &Lexicon, f: &PageFeatures) -> bool {
+    let r = Reading { title: normalise(f.title.as_deref().unwrap_or("")), text: normalise(f.text.as_deref().unwrap_or("")), cards: f.layout.cards };
+    lex.types.iter().map(|t| (score_type(t, &r).score, t.read_on)).max_by(|a, b| a.0.total_cmp(&b.0)).is_some_and(|(score, read_on)| read_on && score >= WEAK)
 }
 
 /// Nothing known read, and not the plain text of a known document's continuation either (many
@@ -508,8 +532,8 @@ fn read_upright(gray: &GrayImage, bits: &scanbureau_pipeline::binarize::Bitmap, 
     }
     let zone_checked = f.mrz.as_deref().and_then(mrz::find).is_some_and(|m| m.checked());
 
-    // 4. The rest of the upper page, when nothing told the page yet.
-    if !pass.ocr_failed && !zone_checked && !told(lex, &title, &text, layout.summary.cards) {
+    // 4. The rest of the upper page, when nothing decided the page yet.
+    if !pass.ocr_failed && !zone_checked && !decided(lex, &title, &text, layout.summary.cards) {
         let rest: Vec<usize> = page_lines.iter().copied().filter(|&i| !done[i] && layout.lines[i].rect.y < h * 7 / 10).take(cfg.max_body_lines).collect();
         for &i in &rest {
             done[i] = true;
