@@ -115,14 +115,15 @@ fn told(lex: &Lexicon, title: &str, text: &str, cards: u8) -> bool {
 /// `read_on`): only then does the reader stop before the rest of the upper page.
 fn decided(lex: &Lexicon, title: &str, text: &str, cards: u8) -> bool {
     let r = Reading { title: normalise(title), text: normalise(text), cards };
-    let best = lex.types.iter().map(|t| (score_type(t, &r).score, t.read_on)).max_by(|a, b| a.0.total_cmp(&b.0));
     let outside = lex.outside.iter().map(|o| score_outside(o, &r).score).fold(0.0, f32::max);
-    match best {
+    match best_type(lex, &r) {
         Some((score, read_on)) if score >= outside => score >= TOLD && !read_on,
         _ => outside >= TOLD,
     }
 }
 
+/// Under this many lines found, the layout is taken to have missed the page's small print.
+const FEW_LINES: usize = 10;
 /// A score from which a page is told (a title, or a title's words among the text's).
 const TOLD: f32 = 5.0;
 /// Words read by the cheap passes from which a page whose text points to a document without
@@ -288,7 +289,12 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
 /// The type the reading points to best is one whose title other types' pages carry too.
 fn best_reads_on(lex: &Lexicon, f: &PageFeatures) -> bool {
     let r = Reading { title: normalise(f.title.as_deref().unwrap_or("")), text: normalise(f.text.as_deref().unwrap_or("")), cards: f.layout.cards };
-    lex.types.iter().map(|t| (score_type(t, &r).score, t.read_on)).max_by(|a, b| a.0.total_cmp(&b.0)).is_some_and(|(score, read_on)| read_on && score >= WEAK)
+    best_type(lex, &r).is_some_and(|(score, read_on)| read_on && score >= WEAK)
+}
+
+/// The best score a type gives a reading, and whether that type is `read_on`.
+fn best_type(lex: &Lexicon, r: &Reading) -> Option<(f32, bool)> {
+    lex.types.iter().map(|t| (score_type(t, r).score, t.read_on)).max_by(|a, b| a.0.total_cmp(&b.0))
 }
 
 /// Nothing known read, and not the plain text of a known document's continuation either (many
@@ -550,6 +556,9 @@ fn read_upright(gray: &GrayImage, bits: &scanbureau_pipeline::binarize::Bitmap, 
     if whole_page && !pass.ocr_failed && !zone_checked && !alone {
         let line_px = layout.summary.line_mm * dpi / 25.4;
         let wanted = if line_px > 1.0 { (OCR_LINE_PX / line_px).clamp(0.5, 2.0) } else { 1.0 };
+        // A few lines found are the big ones (headings, typed names): the small print the
+        // layout missed would be lost by reducing the page for them.
+        let wanted = if layout.lines.len() < FEW_LINES { wanted.max(1.0) } else { wanted };
         // Within what is left of the budget: a smaller image rather than none.
         let left = (cfg.budget_mpx - pass.spent).max(0.0);
         let fits = (left * 1e6 / (w as f32 * h as f32)).sqrt();

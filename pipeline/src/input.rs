@@ -178,6 +178,14 @@ fn page_image(doc: &Document, page: lopdf::ObjectId, limits: &Limits) -> Result<
     let Some(img) = images.iter().filter(|i| i.width >= 400 && i.height >= 400).max_by_key(|i| i.width * i.height) else {
         return Err((ReasonCode::FormatNonSupporte, "PDF page without a scanned image".into()));
     };
+    // A page made of several images (a scan cut in strips, a layer drawn over it, a mask and its
+    // background) is more than its largest image: rendered whole, as a viewer shows it. Small
+    // images (a logo, a stamp) do not count.
+    let largest = img.width * img.height;
+    let layered = img.origin_dict.has(b"SMask") || images.iter().any(|i| i.id != img.id && (i.width * i.height * 50 >= largest || i.origin_dict.has(b"SMask")));
+    if layered {
+        return Err((ReasonCode::FormatNonSupporte, format!("PDF page of {} images: rendered", images.len())));
+    }
     let width = u32::try_from(img.width).map_err(|_| (ReasonCode::FichierCorrompu, "negative image width".to_string()))?;
     let height = u32::try_from(img.height).map_err(|_| (ReasonCode::FichierCorrompu, "negative image height".to_string()))?;
     let dict = img.origin_dict;
@@ -306,5 +314,47 @@ mod tests {
         assert_eq!(env.from.as_deref(), Some("pj@bailleur.fr"));
         assert_eq!(pages.len(), 1);
         assert!(matches!(pages[0].blob, PageBlob::Unreadable { reason: ReasonCode::FormatNonSupporte, .. }));
+    }
+
+    /// A one-page PDF showing `layers` grey images of 500×500 over one another, the second
+    /// with a soft mask when `masked`.
+    fn pdf_of_images(layers: usize, masked: bool) -> Vec<u8> {
+        use lopdf::{Object, Stream, dictionary};
+        let mut doc = Document::with_version("1.5");
+        let image = |extra: Option<lopdf::ObjectId>| {
+            let mut d = dictionary! { "Type" => "XObject", "Subtype" => "Image", "Width" => 500, "Height" => 500, "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8 };
+            if let Some(m) = extra {
+                d.set("SMask", Object::Reference(m));
+            }
+            Stream::new(d, vec![200u8; 500 * 500])
+        };
+        let mask = doc.add_object(Stream::new(dictionary! { "Type" => "XObject", "Subtype" => "Image", "Width" => 500, "Height" => 500, "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8 }, vec![128u8; 500 * 500]));
+        let mut xobjects = lopdf::Dictionary::new();
+        let mut ops = String::new();
+        for k in 0..layers {
+            let id = doc.add_object(image((masked && k == 1).then_some(mask)));
+            xobjects.set(format!("Im{k}"), Object::Reference(id));
+            ops.push_str(&format!("q 595 0 0 842 0 0 cm /Im{k} Do Q\n"));
+        }
+        let contents = doc.add_object(Stream::new(lopdf::Dictionary::new(), ops.into_bytes()));
+        let pages_id = doc.new_object_id();
+        let page = doc.add_object(dictionary! { "Type" => "Page", "Parent" => pages_id, "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()], "Contents" => contents, "Resources" => dictionary! { "XObject" => xobjects } });
+        doc.objects.insert(pages_id, Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1 }));
+        let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+        doc.trailer.set("Root", catalog);
+        let mut out = Vec::new();
+        doc.save_to(&mut out).expect("saves");
+        out
+    }
+
+    #[test]
+    fn a_page_of_one_scan_is_taken_as_it_is_and_a_page_of_layers_is_rendered() {
+        let l = Limits::default();
+        let blob = |bytes: Vec<u8>| split_pdf("p.pdf", &bytes, &l).remove(0).blob;
+        assert!(matches!(blob(pdf_of_images(1, false)), PageBlob::PdfImage(_)));
+        // A layer drawn over the scan (a redaction, an annotation) is lost if only one image is taken.
+        assert!(matches!(blob(pdf_of_images(2, true)), PageBlob::PdfRender { .. }));
+        // A scan cut in strips, too.
+        assert!(matches!(blob(pdf_of_images(3, false)), PageBlob::PdfRender { .. }));
     }
 }
