@@ -11,8 +11,11 @@ set -euo pipefail
 dir=$1
 port=$2
 identities=$3
-mkdir -p "$dir"
-exec weed mini -dir="$dir" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+mkdir -p "$dir/tmp" "$dir/log"
+# Its sockets and logs in DIR too, not in /tmp: removing DIR leaves nothing behind.
+export TMPDIR="$dir/tmp"
+exec weed -logdir="$dir/log" mini -dir="$dir" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
   -s3.port="$port" -master.port=$((port + 1)) -volume.port=$((port + 2)) -filer.port=$((port + 3)) \
   -admin.port=$((port + 4)) -admin.ui=false -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 \
-  -volume.max=2000 -master.volumeSizeLimitMB=128 -s3.config="$identities"
+  -volume.max=2000 -master.volumeSizeLimitMB=128 -s3.config="$identities" \
+  -filer.localSocket="$dir/tmp/filer.sock" -s3.localSocket="$dir/tmp/s3.sock"

@@ -142,6 +142,19 @@ impl OwnS3 {
         while answers(self.port) && start.elapsed() < Duration::from_secs(10) {
             std::thread::sleep(Duration::from_millis(100));
         }
+        // SeaweedFS puts its gRPC sockets in /tmp whatever its options say (the others and its
+        // logs go to its own folder: scripts/s3-server.sh): this instance's, once it is gone.
+        for (k, role) in ["s3", "master", "volume", "filer", "admin"].iter().enumerate() {
+            let _ = std::fs::remove_file(format!("/tmp/seaweedfs-{role}-grpc-{}.sock", u32::from(self.port) + 10_000 + k as u32));
+        }
+    }
+}
+
+impl Drop for OwnS3 {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
     }
 }
 
