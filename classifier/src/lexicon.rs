@@ -172,11 +172,18 @@ const NOT_IN_TITLE: f32 = 6.0;
 const NOT_IN_TEXT: f32 = 1.0;
 const CARD_BONUS: f32 = 2.0;
 
+/// The text with its references to acts taken out of title matching: "extrait délivré conforme
+/// à l'acte de naissance n°", in a livret de famille's boxes, names an act the page is not.
+fn without_references(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(" a l acte ") { text.replace(" a l acte ", " a l reference ").into() } else { text.into() }
+}
+
 fn title_part(r: &Reading, phrases: &[String], matched: &mut Vec<String>) -> f32 {
     let mut best = [0.0f32; 2];
+    let text = without_references(&r.text);
     for p in phrases {
         let in_title = coverage(&r.title, p) * TITLE_IN_TITLE;
-        let in_text = coverage(&r.text, p) * TITLE_IN_TEXT;
+        let in_text = coverage(&text, p) * TITLE_IN_TEXT;
         let s = in_title.max(in_text);
         if s > 0.0 {
             matched.push(format!("{}:{}", if in_title >= in_text { "title" } else { "text" }, p.trim()));

@@ -534,12 +534,35 @@ fn french_id(l: &[String]) -> Mrz {
 /// Finds a zone in OCR'd lines (any order of other text around it) and reads it. The best
 /// reading wins: all check digits holding, then the fewest failures and repairs.
 pub fn find(text: &str) -> Option<Mrz> {
-    let lines: Vec<String> = text.lines().map(clean_line).filter(|l| mrz_like(l)).collect();
     let mut best: Option<Mrz> = None;
+    for lines in readings(text) {
+        find_in(&lines, &mut best);
+    }
+    // A zone read with most check digits failing is noise, not a zone.
+    best.filter(|m| m.failed.len() <= 2 && !m.surname.is_empty())
+}
+
+/// The zone's lines as OCR gave them, cleaned; and, when OCR read marks around a line ("N
+/// IDFRA…<<< |", a border or a hologram read as letters), the same with each line reduced to its
+/// longest word, the zone itself.
+fn readings(text: &str) -> Vec<Vec<String>> {
+    let whole: Vec<String> = text.lines().map(clean_line).filter(|l| mrz_like(l)).collect();
+    let cores: Vec<String> = text
+        .lines()
+        .filter(|raw| mrz_like(&clean_line(raw)))
+        .map(|raw| {
+            let core = raw.split_whitespace().max_by_key(|w| w.len()).map(clean_line).unwrap_or_default();
+            if mrz_like(&core) { core } else { clean_line(raw) }
+        })
+        .collect();
+    if cores != whole { vec![whole, cores] } else { vec![whole] }
+}
+
+fn find_in(lines: &[String], best: &mut Option<Mrz>) {
     let mut consider = |m: Mrz| {
-        let key = |m: &Mrz| (m.failed.len(), m.guesses, m.repairs);
+        let key = |m: &Mrz| (m.surname.is_empty(), m.failed.len(), m.document == MrzDocument::Other, m.guesses, m.repairs);
         if best.as_ref().is_none_or(|b| key(&m) < key(b)) {
-            best = Some(m);
+            *best = Some(m);
         }
     };
     for i in 0..lines.len() {
@@ -549,10 +572,20 @@ pub fn find(text: &str) -> Option<Mrz> {
             consider(td1(&[a, b, c]));
         }
         let (Some(a), Some(b)) = (lines.get(i), lines.get(i + 1)) else { continue };
-        if let (Some(a), Some(b)) = (fit(a, 44), fit(b, 44))
-            && a.starts_with('P')
+        if let (Some(a44), Some(b44)) = (fit(a, 44), fit(b, 44))
+            && a44.starts_with('P')
         {
-            consider(td3(&[a, b]));
+            if a44.as_bytes()[5] == b'<' {
+                // No surname where one must be: OCR dropped the issuing state ("P<DOE<<…").
+                // The holder's nationality, from the second line, put back: a guess.
+                if let Some(restored) = fit(&format!("{}{}{}", &a[..2], &b44[10..13], &a[2..]), 44) {
+                    let mut m = td3(&[restored, b44]);
+                    m.guesses += 3;
+                    consider(m);
+                }
+            } else {
+                consider(td3(&[a44, b44]));
+            }
         }
         if let (Some(a), Some(b)) = (fit(a, 36), fit(b, 36)) {
             if (a.starts_with("ID") || a.starts_with("1D")) && a.get(2..5).is_some_and(|c| c.bytes().map(to_letter).eq(*b"FRA")) {
@@ -563,8 +596,6 @@ pub fn find(text: &str) -> Option<Mrz> {
             consider(td2(&[a, b]));
         }
     }
-    // A zone read with most check digits failing is noise, not a zone.
-    best.filter(|m| m.failed.len() <= 2 && !m.surname.is_empty())
 }
 
 #[cfg(test)]
@@ -606,6 +637,30 @@ mod tests {
         assert_eq!((m.surname.as_str(), m.given_names.as_slice()), ("MAUS", ["KETTY".to_string()].as_slice()));
         // Letters before any run of fillers are a name.
         assert_eq!(clean_line("P<UTOMICHELLE<<ELLE<<<<<<"), "P<UTOMICHELLE<<ELLE<<<<<<");
+    }
+
+    #[test]
+    fn marks_read_around_the_zone_s_lines_are_left_out() {
+        // As Tesseract read the 2021 identity card's specimen: a border and a hologram beside
+        // the lines.
+        let m = find("N IDFRAX4RTBPFW46<<<<<<<<<<<<<<< |\n9007138F3002119FRA<<<<<<<<<<<6 bi\n. MARTIN<<MAELYS<GAELLE<MARIE<<< |.").expect("read");
+        assert_eq!((m.format, m.surname.as_str(), m.number.as_str()), (MrzFormat::Td1, "MARTIN", "X4RTBPFW4"));
+        assert!(m.checked(), "{:?}", m.failed);
+        // Its check digit misread too: still an identity card's zone, not a code "NI".
+        let m = find("N IDFRAX4RTBPFW4O<<<<<<<<<<<<<<< |\n9007138F3002119FRA<<<<<<<<<<<6 bi\n. MARTIN<<MAELYS<GAELLE<MARIE<<< |.").expect("read");
+        assert_eq!((m.document, m.code.as_str(), m.failed.len()), (MrzDocument::IdentityCard, "ID", 2));
+    }
+
+    #[test]
+    fn a_first_line_that_lost_its_issuing_state_reads_with_the_nationality_put_back() {
+        // As Tesseract read an Indian passport's scan: "IND" gone from the first line.
+        let m = find("P<DOE<<JOCELYN<MICHELLE<<<<<<<<<c<<<<cccccce\nJ8369854<4IND5909234F2110101<<<<<<<c<<<ccccc8").expect("read");
+        assert_eq!((m.issuer.as_str(), m.surname.as_str(), m.given_names.as_slice()), ("IND", "DOE", ["JOCELYN".to_string(), "MICHELLE".to_string()].as_slice()));
+        assert!(m.failed.is_empty(), "{:?}", m.failed);
+        assert!(!m.checked(), "a state put back is a guess, not proof");
+        // A complete first line is read as it is.
+        let m = find("P<INDDOE<<JOCELYN<MICHELLE<<<<<<<<<<<<<<<<<<<\nJ8369854<4IND5909234F2110101<<<<<<<<<<<<<<8").expect("read");
+        assert!(m.checked(), "{:?}", m.failed);
     }
 
     #[test]

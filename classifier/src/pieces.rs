@@ -58,6 +58,19 @@ const TITLE_LINE_SLACK: usize = 24;
 /// Tighter, for a line anywhere on the page to count as the document's title.
 const STANDALONE_SLACK: usize = 12;
 
+/// A normalised line's length without its numbers: a title followed by its number ("carte
+/// nationale d identite n 880692310285", "avis d impot 2024") still stands alone.
+fn wording_len(line: &str) -> usize {
+    line.split_whitespace().filter(|w| !w.bytes().all(|b| b.is_ascii_digit()) && !matches!(*w, "n" | "no")).map(|w| w.len() + 1).sum::<usize>() + 1
+}
+
+/// Whether a normalised line holds a title phrase as a title, not as a reference to another
+/// document ("extrait délivré conforme à l'acte de mariage n° 73" refers to an act: it is a
+/// livret's box, not an act).
+fn titled_by(line: &str, phrase: &str) -> bool {
+    line.match_indices(phrase).any(|(at, _)| !line[..at].ends_with(" a l") && !line[..at].ends_with(" conforme a"))
+}
+
 /// What the scorer makes of one page.
 #[derive(Debug, Clone)]
 struct PageView {
@@ -93,7 +106,7 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
     let title = if f.layout.cards > 0 { format!("{} {raw}", f.title.as_deref().unwrap_or("")) } else { f.title.clone().unwrap_or_default() };
     let reading = Reading { title: normalise(&title), text: normalise(raw), cards: f.layout.cards };
     let head: Vec<String> = raw.lines().filter(|l| !l.trim().is_empty()).take(HEAD_LINES).map(normalise).collect();
-    let standalone = |phrases: &[String]| phrases.iter().any(|p| head.iter().any(|l| l.contains(p.as_str()) && l.len() <= p.len() + TITLE_LINE_SLACK));
+    let standalone = |phrases: &[String]| phrases.iter().any(|p| head.iter().any(|l| titled_by(l, p) && wording_len(l) <= p.len() + TITLE_LINE_SLACK));
     let titles: Vec<&[String]> = lex.types.iter().map(|t| t.title.as_slice()).chain(lex.outside.iter().map(|o| o.title.as_slice())).collect();
     let matches: Vec<Vec<String>> = lex.types.iter().map(|t| score_type(t, &reading).matched).chain(lex.outside.iter().map(|o| score_outside(o, &reading).matched)).collect();
     let titled: Vec<usize> = (0..matches.len()).filter(|&i| matches[i].iter().any(|m| m.starts_with("title:"))).collect();
@@ -101,7 +114,7 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
     let standalone_titles: Vec<String> = raw
         .lines()
         .map(normalise)
-        .filter(|l| titles.iter().any(|phrases| phrases.iter().any(|p| p.trim().len() >= 6 && l.contains(p.as_str()) && l.len() <= p.len() + STANDALONE_SLACK)))
+        .filter(|l| titles.iter().any(|phrases| phrases.iter().any(|p| p.trim().len() >= 6 && titled_by(l, p) && wording_len(l) <= p.len() + STANDALONE_SLACK)))
         .collect();
     let titled_cards = titled.iter().any(|&i| lex.types.get(i).is_some_and(|t| t.card));
     let mrz = f.mrz.as_deref().and_then(mrz::find).or_else(|| raw.contains("<<").then(|| mrz::find(raw)).flatten());
@@ -411,6 +424,14 @@ mod tests {
     }
 
     #[test]
+    fn a_title_stands_alone_with_its_number_and_not_when_it_refers_to_another_act() {
+        let l = normalise("CARTE NATIONALE D'IDENTITÉ N° : 880692310285");
+        assert_eq!(wording_len(&l), normalise("carte nationale d identite").len());
+        assert!(!titled_by(&normalise("ie à l'acte de mariage n° 73 - le"), &normalise("acte de mariage")));
+        assert!(titled_by(&normalise("EXTRAIT D'ACTE DE MARIAGE"), &normalise("acte de mariage")));
+    }
+
+    #[test]
     fn page_marks_are_read_and_dates_are_not() {
         assert_eq!(page_marker("blah\nPage 2 / 3\n"), Some((2, 3)));
         assert_eq!(page_marker("1/4"), Some((1, 4)));
@@ -575,6 +596,8 @@ mod tests {
             ("INVOICE", "Bill to Jiro Doi Invoice Number: 14 Invoice Date: 2018-09-25 Payment Due: Upon receipt Amount Due", "facture"),
             ("ATTESTATION TITULAIRE DE CONTRAT", "EDF N°client : 6013357693 Lieu de consommation 9 RUE MAYET 75006 PARIS", "attestation de contrat d energie"),
             ("Relevé d'identité", "Caisse d'Epargne Domiciliation Code banque Code guichet Clé RIB IBAN titulaire du compte", "releve bancaire"),
+            ("Payment Receipt", "Food And Drink 10,20 20% VAT 1.70 Card Payment £10.20 Receipt no. 54/7500 Thank you for visiting", "ticket de caisse"),
+            ("Vitale", "carte d'assurance maladie SPECIMEN", "carte vitale"),
         ] {
             let d = &run(&[page(title, text)])[0];
             assert_eq!(d.rejection, Some(ReasonCode::HorsPerimetreReglementaire), "{title}: {:?}", d.evidence);

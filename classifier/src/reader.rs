@@ -15,7 +15,7 @@ use image::GrayImage;
 use scanbureau_pipeline::qualify::{PageFeatures, PageView};
 
 use crate::layout::{PageLayoutDetail, Rect, TextLine, crop_level_scaled, measure};
-use crate::lexicon::{Lexicon, Reading, normalise, score_outside, score_type};
+use crate::lexicon::{Lexicon, Reading, TypeRule, normalise, score_outside, score_type};
 use crate::mrz;
 use crate::ocr::{MRZ_CHARSET, OcrConfig, Segmentation, read_with as ocr_read};
 
@@ -117,7 +117,7 @@ fn decided(lex: &Lexicon, title: &str, text: &str, cards: u8) -> bool {
     let r = Reading { title: normalise(title), text: normalise(text), cards };
     let outside = lex.outside.iter().map(|o| score_outside(o, &r).score).fold(0.0, f32::max);
     match best_type(lex, &r) {
-        Some((score, read_on)) if score >= outside => score >= TOLD && !read_on,
+        Some((score, rule)) if score >= outside => score >= TOLD && !rule.read_on,
         _ => outside >= TOLD,
     }
 }
@@ -240,6 +240,8 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
     // Which way up: the cheap passes both ways, when the print could not tell and nothing
     // known was read.
     let mut turned_page = None;
+    // Neither way up read anything: the whole page is read both ways too.
+    let mut tied = false;
     if view.orientation_unsure && !f.layout.unreadable && weak(lex, &f) {
         let gray = image::imageops::rotate180(&view.raster.gray);
         let mut ink = view.ink.clone();
@@ -252,6 +254,7 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
             f = turned;
             turned_page = Some((gray, ink));
         } else {
+            tied = a == b;
             f.reading.push(format!("read both ways up: as it is makes more sense ({a} against {b})"));
         }
     }
@@ -270,7 +273,11 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
     if undecided {
         f.reading.push("a title other documents' pages also carry: page read whole".into());
     }
-    if cfg.whole_page && !f.layout.unreadable && (weak(lex, &f) || unchecked || undecided) {
+    let no_zone = !undecided && zone_missing(lex, &f);
+    if no_zone {
+        f.reading.push("an identity document whose machine-readable zone was not read: page read whole".into());
+    }
+    if cfg.whole_page && !f.layout.unreadable && (weak(lex, &f) || unchecked || undecided || no_zone) {
         let (gray, ink) = match &turned_page {
             Some((g, i)) => (g, i),
             None => (&view.raster.gray, view.ink),
@@ -278,6 +285,18 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
         let half_turn = f.half_turn;
         let mut whole = read_upright(gray, ink, dpi, lex, cfg, true);
         whole.half_turn = half_turn;
+        if tied && weak(lex, &whole) {
+            let gray = image::imageops::rotate180(&view.raster.gray);
+            let mut ink = view.ink.clone();
+            ink.ink.reverse();
+            let mut turned = read_upright(&gray, &ink, dpi, lex, cfg, true);
+            let (a, b) = (sense(lex, &whole), sense(lex, &turned));
+            if b > a {
+                turned.half_turn = true;
+                turned.reading.insert(0, format!("read whole both ways up: upside down makes more sense ({b} against {a})"));
+                whole = turned;
+            }
+        }
         let notes: Vec<String> = f.reading.iter().filter(|r| r.starts_with("read both ways")).cloned().collect();
         whole.reading.extend(notes);
         f = whole;
@@ -289,12 +308,19 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
 /// The type the reading points to best is one whose title other types' pages carry too.
 fn best_reads_on(lex: &Lexicon, f: &PageFeatures) -> bool {
     let r = Reading { title: normalise(f.title.as_deref().unwrap_or("")), text: normalise(f.text.as_deref().unwrap_or("")), cards: f.layout.cards };
-    best_type(lex, &r).is_some_and(|(score, read_on)| read_on && score >= WEAK)
+    best_type(lex, &r).is_some_and(|(score, rule)| rule.read_on && score >= WEAK)
 }
 
-/// The best score a type gives a reading, and whether that type is `read_on`.
-fn best_type(lex: &Lexicon, r: &Reading) -> Option<(f32, bool)> {
-    lex.types.iter().map(|t| (score_type(t, r).score, t.read_on)).max_by(|a, b| a.0.total_cmp(&b.0))
+/// The reading points to an identity document, and no machine-readable zone was read: the zone
+/// (whose document it is) may be in the print the cheap passes left.
+fn zone_missing(lex: &Lexicon, f: &PageFeatures) -> bool {
+    let r = Reading { title: normalise(f.title.as_deref().unwrap_or("")), text: normalise(f.text.as_deref().unwrap_or("")), cards: f.layout.cards };
+    best_type(lex, &r).is_some_and(|(score, rule)| rule.identity && score >= WEAK) && f.mrz.as_deref().and_then(mrz::find).is_none()
+}
+
+/// The best score a type gives a reading, and that type.
+fn best_type<'l>(lex: &'l Lexicon, r: &Reading) -> Option<(f32, &'l TypeRule)> {
+    lex.types.iter().map(|t| (score_type(t, r).score, t)).max_by(|a, b| a.0.total_cmp(&b.0))
 }
 
 /// Nothing known read, and not the plain text of a known document's continuation either (many

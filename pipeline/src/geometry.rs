@@ -652,6 +652,26 @@ fn a4_shaped(w: u32, h: u32) -> bool {
     (r - 1.414).abs() < 0.06
 }
 
+/// A4-shaped and at least this long (A4 at 85 dpi), an image is a scanned sheet whose size says
+/// its scale. Shorter, it is a thumbnail or a passport's data page (ID-3, 125 × 88 mm, has an
+/// A4's proportions), whose text must say it.
+const SHEET_MIN_PX: u32 = 1000;
+
+fn sheet_shaped(w: u32, h: u32) -> bool {
+    a4_shaped(w, h) && w.max(h) >= SHEET_MIN_PX
+}
+
+/// An ID-1 card's long side (identity cards, residence permits, bank and health cards).
+const CARD_LONG_MM: f32 = 85.6;
+
+/// Whether the image is an ID-1 card filling the frame (85.6 × 54 mm, 1.585): a card scanned or
+/// cropped alone, whose size then says the scale better than its text, which a card's guilloche
+/// background hides from the line measure. A photo's frame (4:3, 3:2) is not this shape.
+fn card_shaped(w: u32, h: u32) -> bool {
+    let r = w.max(h) as f32 / w.min(h).max(1) as f32;
+    (r - 1.585).abs() < 0.02
+}
+
 /// Straightens a page: outline and perspective (photos), light, skew, quarter turn, scale.
 /// The sense of the text (upright or upside down) is left to [`crate::analysis::orientation`],
 /// which reads ascenders on the binarised page.
@@ -723,29 +743,35 @@ fn level_and_scale(mut raster: PageRaster, mut c: Corrections) -> (PageRaster, C
         }
     }
     // The scale: an A4 page's size says it (a sheet's proportions are the surest measure, and a
-    // page with a card and three lines of text says little of print sizes); anything else is
-    // measured from its lines.
+    // page with a card and three lines of text says little of print sizes), and so does a card
+    // alone; anything else is measured from its lines.
     let (w, h) = (raster.width(), raster.height());
-    let by_text = if a4_shaped(w, h) {
+    let measured = if sheet_shaped(w, h) {
         None
+    } else if card_shaped(w, h) {
+        let dpi = w.max(h) as f32 * 25.4 / CARD_LONG_MM;
+        Some((dpi, format!("a card filling the image: {dpi:.0} dpi from its size (the file would say {:.0})", raster.dpi)))
     } else {
         let f = (w.max(h) / 1000).max(1);
         let m = reduce(&raster.gray, f);
-        line_height_cells(&ink_of(&m), m.w, m.h).map(|cells| cells * f as f32 * 25.4 / BODY_LINE_MM)
+        line_height_cells(&ink_of(&m), m.w, m.h)
+            .map(|cells| cells * f as f32 * 25.4 / BODY_LINE_MM)
+            .map(|t| (t, format!("scale from the text: about {t:.0} dpi (the image's size would say {:.0})", raster.dpi)))
     };
-    let dpi = match by_text {
-        Some(t) => {
+    let by_text = measured.as_ref().map(|m| m.0);
+    let dpi = match measured {
+        Some((t, note)) => {
             c.dpi_from_text = true;
-            c.notes.push(format!("scale from the text: about {t:.0} dpi (the image's size would say {:.0})", raster.dpi));
+            c.notes.push(note);
             t
         }
-        _ => raster.dpi,
+        None => raster.dpi,
     };
     raster.dpi = dpi.clamp(40.0, 2400.0);
     // A small image whose text could not be measured (a card's thumbnail): enlarged so its
     // print has pixels enough to be read.
     let long = w.max(h) as f32;
-    if by_text.is_none() && !a4_shaped(w, h) && long < SMALL_IMAGE_PX {
+    if by_text.is_none() && !sheet_shaped(w, h) && long < SMALL_IMAGE_PX {
         let s = (SMALL_IMAGE_PX / long).min(3.0);
         raster = rescale(&raster, s);
         c.scale = s;

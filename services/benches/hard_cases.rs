@@ -286,6 +286,8 @@ fn mailings(n: usize, site: &SiteConfig, plan: &FilingPlan, classifier: &scanbur
     }
     let received_at = DateTime::parse_from_rfc3339("2026-11-18T09:12:00+01:00").expect("date");
     let (mut zero_touch, mut pages, mut seconds, mut pieces, mut review) = (0, 0, 0.0, 0, 0);
+    // Pages read whole by the fallback, and why (the first reason the reader gave).
+    let mut whole: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
     for k in 0..n {
         let spec = random_spec(300 + k as u64, MailingKind::Guichet, 4, Scanning { dpi: 200.0, duplex: true, ..Scanning::default() });
         let g = generate(&spec);
@@ -303,6 +305,12 @@ fn mailings(n: usize, site: &SiteConfig, plan: &FilingPlan, classifier: &scanbur
         let out = execute(&job, classifier, pool, &|_| {}, &|| {}).expect("job");
         seconds += t0.elapsed().as_secs_f64();
         pages += out.report.pages.len();
+        for p in &out.report.pages {
+            if p.reading.iter().any(|l| l.starts_with("ocr whole page")) {
+                let why = p.reading.iter().find(|l| l.ends_with("page read whole")).map(|l| l.split(':').next().unwrap_or(l).to_string()).unwrap_or_else(|| "nothing known read".into());
+                *whole.entry(why).or_default() += 1;
+            }
+        }
         let ps: Vec<_> = out.report.requests.iter().flat_map(|r| &r.pieces).collect();
         pieces += ps.len();
         review += ps.iter().filter(|p| p.status == PieceStatus::Review).count();
@@ -317,4 +325,9 @@ fn mailings(n: usize, site: &SiteConfig, plan: &FilingPlan, classifier: &scanbur
         pages as f64 / seconds,
         pool.current_num_threads()
     );
+    let read_whole: usize = whole.values().sum();
+    println!("   pages read whole: {read_whole} of {pages} ({:.1} %)", pct(read_whole, pages));
+    for (why, k) in &whole {
+        println!("     {k:>4}  {why}");
+    }
 }
