@@ -25,6 +25,10 @@ pub struct TypeRule {
     /// extracts of acts): a page it tells is read on before it is decided.
     #[serde(default)]
     pub read_on: bool,
+    /// One document of many pages, each headed its own way (a livret de famille: the couple's
+    /// page, then a page per child): consecutive pages it tells best are one piece.
+    #[serde(default)]
+    pub booklet: bool,
     pub title: Vec<String>,
     #[serde(default)]
     pub text: Vec<String>,

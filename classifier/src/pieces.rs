@@ -52,6 +52,8 @@ pub fn page_marker(raw: &str) -> Option<(u32, u32)> {
 
 /// Lines of a page's text that count as its top (issuer, address block, title).
 const HEAD_LINES: usize = 8;
+/// The score from which a page is taken as a booklet's (its formulas read, if not its heading).
+const BOOKLET_PAGE: f32 = 2.0;
 /// A title stands on its own line: a phrase found in a line much longer than itself is a
 /// mention in running text, not a title.
 const TITLE_LINE_SLACK: usize = 24;
@@ -85,6 +87,8 @@ struct PageView {
     mentioned: Vec<usize>,
     /// Among `titled`, types that are cards.
     titled_cards: bool,
+    /// The booklet type (a livret de famille) the page's reading points to best, if it does.
+    booklet: Option<usize>,
     /// Whose card it is, when the page is a card and names someone.
     holder: Option<String>,
     /// The address block's text, when the page has one.
@@ -108,7 +112,9 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
     let head: Vec<String> = raw.lines().filter(|l| !l.trim().is_empty()).take(HEAD_LINES).map(normalise).collect();
     let standalone = |phrases: &[String]| phrases.iter().any(|p| head.iter().any(|l| titled_by(l, p) && wording_len(l) <= p.len() + TITLE_LINE_SLACK));
     let titles: Vec<&[String]> = lex.types.iter().map(|t| t.title.as_slice()).chain(lex.outside.iter().map(|o| o.title.as_slice())).collect();
-    let matches: Vec<Vec<String>> = lex.types.iter().map(|t| score_type(t, &reading).matched).chain(lex.outside.iter().map(|o| score_outside(o, &reading).matched)).collect();
+    let scored: Vec<Score> = lex.types.iter().map(|t| score_type(t, &reading)).collect();
+    let booklet = (0..scored.len()).max_by(|&a, &b| scored[a].score.total_cmp(&scored[b].score)).filter(|&i| lex.types[i].booklet && scored[i].score >= BOOKLET_PAGE);
+    let matches: Vec<Vec<String>> = scored.into_iter().map(|s| s.matched).chain(lex.outside.iter().map(|o| score_outside(o, &reading).matched)).collect();
     let titled: Vec<usize> = (0..matches.len()).filter(|&i| matches[i].iter().any(|m| m.starts_with("title:"))).collect();
     let mentioned: Vec<usize> = (0..titles.len()).filter(|&i| standalone(titles[i])).collect();
     let standalone_titles: Vec<String> = raw
@@ -137,6 +143,7 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
         titled,
         mentioned,
         titled_cards,
+        booklet,
         holder,
         addressee: f.addressee.clone(),
         mrz,
@@ -183,6 +190,8 @@ fn segment(pages: &[PageView]) -> Vec<Vec<usize>> {
                     // nobody else's name.
                     _ if p.card => p.titled_cards || p.holder.as_ref().is_some_and(|h| prev.iter().filter_map(|&q| pages[q].holder.as_ref()).any(|q| q != h)),
                     Some((k, _)) if k > 1 => false,
+                    // The next page of the same booklet, under its own heading.
+                    _ if p.booklet.is_some() && p.booklet == first.booklet => false,
                     // A title, or (title lines missed) another document's title in the header.
                     _ => {
                         let current: Vec<usize> = first.titled.iter().chain(&first.mentioned).copied().collect();
@@ -576,15 +585,20 @@ mod tests {
             text: Some("Époux ou Père Né le 15 février 1986 à Paris Fils de\nExtrait délivré conforme à l'acte de naissance n°\nMentions marginales L'officier de l'état civil\nMariage célébré à NANTES le\nExtrait délivré conforme à l'acte de mariage n°\nÉpouse ou Mère Prénoms Née le 20 août 1986\nExtrait délivré conforme à l'acte de naissance n°".into()),
             ..PageFeatures::default()
         };
-        let d = &run(&[couple])[0];
+        let d = &run(&[couple.clone()])[0];
         assert_eq!(d.type_code.as_deref(), Some("LIVRET_FAMILLE"), "{:?}", d.evidence);
         // A child's page: a birth and the death boxes the booklet prints beside it.
         let child = PageFeatures {
             text: Some("PREMIER ENFANT Extrait de l'acte de naissance n° Délivré conforme aux registres, le Mentions marginales L'officier de l'état civil Sceau Extrait de l'acte de décès n° Délivré conforme aux registres, le".into()),
             ..PageFeatures::default()
         };
-        let d = &run(&[child])[0];
+        let d = &run(&[child.clone()])[0];
         assert_eq!(d.type_code.as_deref(), Some("LIVRET_FAMILLE"), "{:?}", d.evidence);
+        // Scanned one after the other, the booklet's pages are one piece; a pay slip after them
+        // is another.
+        let slip = page("BULLETIN DE SALAIRE", "Salaire de base Net à payer Cotisations");
+        let drafts = run(&[couple, child, slip]);
+        assert_eq!(drafts.iter().map(|d| d.pages.len()).collect::<Vec<_>>(), vec![2, 1], "{:?}", drafts.iter().map(|d| &d.type_code).collect::<Vec<_>>());
         // A birth certificate on its own stays one.
         let d = &run(&[page("EXTRAIT D'ACTE DE NAISSANCE", "avec filiation est né le 3 mars 1990 de sexe masculin Mentions marginales")])[0];
         assert_eq!(d.type_code.as_deref(), Some("ACTE_NAISSANCE"), "{:?}", d.evidence);
@@ -598,6 +612,7 @@ mod tests {
             ("Relevé d'identité", "Caisse d'Epargne Domiciliation Code banque Code guichet Clé RIB IBAN titulaire du compte", "releve bancaire"),
             ("Payment Receipt", "Food And Drink 10,20 20% VAT 1.70 Card Payment £10.20 Receipt no. 54/7500 Thank you for visiting", "ticket de caisse"),
             ("Vitale", "carte d'assurance maladie SPECIMEN", "carte vitale"),
+            ("Solde précédent au 31 janvier", "N° de compte 01/02 Virement salaire 03/02 Débit Carte 16/02 Prélèvement Débit Crédit", "releve bancaire"),
         ] {
             let d = &run(&[page(title, text)])[0];
             assert_eq!(d.rejection, Some(ReasonCode::HorsPerimetreReglementaire), "{title}: {:?}", d.evidence);
