@@ -811,6 +811,25 @@ mod tests {
     }
 
     #[test]
+    fn a_card_filling_the_image_and_a_small_a4_shaped_image_are_scaled_for_what_they_are() {
+        // A card scanned alone at 1,360 dpi: its size says the scale, and it is read at the
+        // working resolution (its guilloche would have fooled the line measure).
+        let card = PageRaster::from_gray(GrayImage::from_pixel(4584, 2892, image::Luma([235])), false);
+        let (r, c) = straighten(card);
+        assert!((r.dpi - WORKING_DPI).abs() < 5.0 && r.width().abs_diff(1011) < 5, "{} dpi, {}×{}", r.dpi, r.width(), r.height());
+        assert!(c.notes.iter().any(|n| n.starts_with("a card filling the image: 1360 dpi")), "{:?}", c.notes);
+        // A passport's data page, 419 × 293 pixels: an A4's shape, not an A4 scan's size. Its
+        // print is enlarged to be read.
+        let passport = PageRaster::from_gray(GrayImage::from_pixel(419, 293, image::Luma([235])), false);
+        let (r, c) = straighten(passport);
+        assert!(r.width() >= 419 * 3 - 2, "{}×{} {:?}", r.width(), r.height(), c.notes);
+        // An A4 scan keeps the scale its size says.
+        let sheet = PageRaster::from_gray(GrayImage::from_pixel(1240, 1754, image::Luma([235])), false);
+        let (r, _) = straighten(sheet);
+        assert_eq!((r.width(), r.height()), (1240, 1754));
+    }
+
+    #[test]
     fn a_tilted_page_is_levelled_and_a_sideways_one_turned() {
         let page = PageRaster::from_gray(text_page(1240, 1754, 40, 24), false);
         let tilted = rotate(&page, -7.0);
