@@ -372,16 +372,26 @@ fn from_text_layer(layer: &scanbureau_pipeline::pdftext::TextLayer, view: &PageV
 /// A reading's score above which the page is known (a document recognised, or a checked zone).
 const KNOWN: usize = 1_000;
 
-/// How much sense a reading makes: a known document or a checked zone first, then a zone, then
-/// the words of four letters or more with a vowel (OCR of upside-down print gives few).
+/// A machine-readable zone's run of fillers, and the same read upside down.
+const FILLERS: &str = "<<<<<";
+const UPSIDE_DOWN_FILLERS: &str = ">>>>>";
+
+/// How much sense a reading makes: a known document or a checked zone first, then a zone (or a
+/// run of its fillers), then the words of four letters or more with a vowel (OCR of upside-down
+/// print gives few). A zone read upside down makes none.
 fn sense(lex: &Lexicon, f: &PageFeatures) -> usize {
     let title = f.title.as_deref().unwrap_or("");
     let text = f.text.as_deref().unwrap_or("");
     let zone = f.mrz.as_deref().and_then(mrz::find);
+    // A zone's fillers read upside down come out as ">>>>>": this is upside-down print, and a
+    // run of fillers the right way up says the other reading is.
+    if text.contains(UPSIDE_DOWN_FILLERS) && !text.contains(FILLERS) {
+        return 0;
+    }
     // Garbage read from upside-down print makes words too, with little confidence.
     let words = (words(text) as f32 * (f.ocr_confidence / 100.0).clamp(0.2, 1.0)) as usize;
     let known = told(lex, title, text, f.layout.cards) || zone.as_ref().is_some_and(|m| m.checked());
-    usize::from(known) * KNOWN + usize::from(zone.is_some()) * 300 + words.min(299)
+    usize::from(known) * KNOWN + usize::from(zone.is_some()) * 300 + usize::from(text.contains(FILLERS)) * 50 + words.min(299)
 }
 
 /// Groups of two or three lines that look like a machine-readable zone: long, as wide as one
@@ -610,4 +620,22 @@ fn read_upright(gray: &GrayImage, bits: &scanbureau_pipeline::binarize::Bitmap, 
     f.title = Some(title);
     f.text = Some(text);
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scanbureau_pipeline::plan::FilingPlan;
+
+    #[test]
+    fn a_zone_read_upside_down_makes_no_sense_and_one_read_upright_does() {
+        let plan = FilingPlan::from_toml(scanbureau_pipeline::config::DEFAULT_PLAN).expect("plan");
+        let lex = Lexicon::load(crate::lexicon::DEFAULT_LEXICON, &plan).expect("lexicon");
+        let reading = |text: &str| PageFeatures { text: Some(text.into()), ocr_confidence: 40.0, ..PageFeatures::default() };
+        // As Tesseract read a passport's page upside down, and the right way up.
+        let upside_down = reading("20>>>>>>>>>>>>>>202C0911902206/N4tS19SVS2LSX\nNSNOAdS wvu VAYIVNTA LHO4SSYd");
+        let upright = reading("PASSPORT JAPAN\nP<JPNGAIMU<<SAKURA<<<<<<<<<<<<<<<<<<");
+        assert_eq!(sense(&lex, &upside_down), 0);
+        assert!(sense(&lex, &upright) > sense(&lex, &upside_down));
+    }
 }

@@ -17,7 +17,8 @@
 //!
 //! With the `tesseract` and `pdftoppm` commands (REAL_DOCS_LEGIBILITY=0 skips it): how legible
 //! each stored page of the JPEG and PNG documents is, as the words Tesseract reads on the
-//! original file that it still reads on the stored page (rendered at 200 dpi).
+//! original file that it still reads on the stored page (rendered as many pixels long as the
+//! original).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -180,12 +181,15 @@ fn ocr_words(image: &Path) -> Option<Vec<String>> {
     Some(text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 3).map(str::to_string).collect())
 }
 
-/// The share of the original's words still read on the stored piece's first page.
+/// The share of the original's words still read on the stored piece's first page, rendered as
+/// many pixels long as the original (a card's small print is not judged at a sheet's 200 dpi).
 fn kept_words(original: &Path, piece_pdf: &[u8], scratch: &Path) -> Option<f64> {
     std::fs::create_dir_all(scratch).ok()?;
     let pdf = scratch.join("piece.pdf");
     std::fs::write(&pdf, piece_pdf).ok()?;
-    let status = std::process::Command::new("pdftoppm").args(["-r", "200", "-png", "-f", "1", "-l", "1", "-singlefile"]).arg(&pdf).arg(scratch.join("page")).status().ok()?;
+    let (w, h) = image::image_dimensions(original).ok()?;
+    let long = w.max(h).to_string();
+    let status = std::process::Command::new("pdftoppm").args(["-scale-to", long.as_str(), "-png", "-f", "1", "-l", "1", "-singlefile"]).arg(&pdf).arg(scratch.join("page")).status().ok()?;
     if !status.success() {
         return None;
     }
