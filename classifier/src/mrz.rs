@@ -546,15 +546,16 @@ pub fn find(text: &str) -> Option<Mrz> {
 /// IDFRA…<<< |", a border or a hologram read as letters), the same with each line reduced to its
 /// longest word, the zone itself.
 fn readings(text: &str) -> Vec<Vec<String>> {
-    let whole: Vec<String> = text.lines().map(clean_line).filter(|l| mrz_like(l)).collect();
-    let cores: Vec<String> = text
-        .lines()
-        .filter(|raw| mrz_like(&clean_line(raw)))
-        .map(|raw| {
-            let core = raw.split_whitespace().max_by_key(|w| w.len()).map(clean_line).unwrap_or_default();
-            if mrz_like(&core) { core } else { clean_line(raw) }
-        })
-        .collect();
+    let (mut whole, mut cores) = (Vec::new(), Vec::new());
+    for raw in text.lines() {
+        let line = clean_line(raw);
+        if !mrz_like(&line) {
+            continue;
+        }
+        let core = raw.split_whitespace().max_by_key(|w| w.len()).map(clean_line).filter(|c| mrz_like(c));
+        cores.push(core.unwrap_or_else(|| line.clone()));
+        whole.push(line);
+    }
     if cores != whole { vec![whole, cores] } else { vec![whole] }
 }
 

@@ -239,9 +239,10 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
     f.reading.splice(0..0, note);
     // Which way up: the cheap passes both ways, when the print could not tell and nothing
     // known was read.
+    // The page turned half a turn, when it was read that way too; whether that way won, and
+    // whether neither way read anything (the whole page is then read both ways too).
     let mut turned_page = None;
-    // Neither way up read anything: the whole page is read both ways too.
-    let mut tied = false;
+    let (mut upside_down, mut tied) = (false, false);
     if view.orientation_unsure && !f.layout.unreadable && weak(lex, &f) {
         let gray = image::imageops::rotate180(&view.raster.gray);
         let mut ink = view.ink.clone();
@@ -252,11 +253,12 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
             turned.half_turn = true;
             turned.reading.insert(0, format!("read both ways up: upside down makes more sense ({b} against {a})"));
             f = turned;
-            turned_page = Some((gray, ink));
+            upside_down = true;
         } else {
             tied = a == b;
             f.reading.push(format!("read both ways up: as it is makes more sense ({a} against {b})"));
         }
+        turned_page = Some((gray, ink));
     }
     // Still nothing known, or a signed 2D-Doc whose figures the print read so far does not show:
     // the page is read again, whole this time, the way up it makes sense.
@@ -269,27 +271,30 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
     }
     // A civil-status act's title read: a livret de famille's pages carry the same, and tell
     // themselves apart only further down (the couple's and the children's headings).
-    let undecided = !weak(lex, &f) && best_reads_on(lex, &f);
+    let best = best_type_of(lex, &f).filter(|(score, _)| *score >= WEAK).map(|(_, rule)| rule);
+    let undecided = !weak(lex, &f) && best.is_some_and(|rule| rule.read_on);
     if undecided {
         f.reading.push("a title other documents' pages also carry: page read whole".into());
     }
-    let no_zone = !undecided && zone_missing(lex, &f);
+    // An identity document told without its machine-readable zone: the zone (whose document it
+    // is) may be in the print the cheap passes left.
+    let no_zone = !undecided && best.is_some_and(|rule| rule.identity) && f.mrz.as_deref().and_then(mrz::find).is_none();
     if no_zone {
         f.reading.push("an identity document whose machine-readable zone was not read: page read whole".into());
     }
     if cfg.whole_page && !f.layout.unreadable && (weak(lex, &f) || unchecked || undecided || no_zone) {
         let (gray, ink) = match &turned_page {
-            Some((g, i)) => (g, i),
-            None => (&view.raster.gray, view.ink),
+            Some((g, i)) if upside_down => (g, i),
+            _ => (&view.raster.gray, view.ink),
         };
         let half_turn = f.half_turn;
         let mut whole = read_upright(gray, ink, dpi, lex, cfg, true);
         whole.half_turn = half_turn;
-        if tied && weak(lex, &whole) {
-            let gray = image::imageops::rotate180(&view.raster.gray);
-            let mut ink = view.ink.clone();
-            ink.ink.reverse();
-            let mut turned = read_upright(&gray, &ink, dpi, lex, cfg, true);
+        if tied
+            && weak(lex, &whole)
+            && let Some((gray, ink)) = &turned_page
+        {
+            let mut turned = read_upright(gray, ink, dpi, lex, cfg, true);
             let (a, b) = (sense(lex, &whole), sense(lex, &turned));
             if b > a {
                 turned.half_turn = true;
@@ -305,17 +310,10 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
     f
 }
 
-/// The type the reading points to best is one whose title other types' pages carry too.
-fn best_reads_on(lex: &Lexicon, f: &PageFeatures) -> bool {
+/// The type a page's reading points to best, and its score.
+fn best_type_of<'l>(lex: &'l Lexicon, f: &PageFeatures) -> Option<(f32, &'l TypeRule)> {
     let r = Reading { title: normalise(f.title.as_deref().unwrap_or("")), text: normalise(f.text.as_deref().unwrap_or("")), cards: f.layout.cards };
-    best_type(lex, &r).is_some_and(|(score, rule)| rule.read_on && score >= WEAK)
-}
-
-/// The reading points to an identity document, and no machine-readable zone was read: the zone
-/// (whose document it is) may be in the print the cheap passes left.
-fn zone_missing(lex: &Lexicon, f: &PageFeatures) -> bool {
-    let r = Reading { title: normalise(f.title.as_deref().unwrap_or("")), text: normalise(f.text.as_deref().unwrap_or("")), cards: f.layout.cards };
-    best_type(lex, &r).is_some_and(|(score, rule)| rule.identity && score >= WEAK) && f.mrz.as_deref().and_then(mrz::find).is_none()
+    best_type(lex, &r)
 }
 
 /// The best score a type gives a reading, and that type.
