@@ -54,6 +54,10 @@ pub fn page_marker(raw: &str) -> Option<(u32, u32)> {
 const HEAD_LINES: usize = 8;
 /// The score from which a page is taken as a booklet's (its formulas read, if not its heading).
 const BOOKLET_PAGE: f32 = 2.0;
+/// What pages in a row pointing to the same booklet add to its type: one page of act formulas
+/// could be a single extract, several in a row are the booklet's pages (as much as a title read
+/// in the text).
+const BOOKLET_PAGES: f32 = 2.0;
 /// A title stands on its own line: a phrase found in a line much longer than itself is a
 /// mention in running text, not a title.
 const TITLE_LINE_SLACK: usize = 24;
@@ -185,13 +189,14 @@ fn segment(pages: &[PageView]) -> Vec<Vec<usize>> {
                     _ if last.marker.is_some_and(|(k, n)| k == n) => true,
                     // "2/3" after "1/3": the same document, whatever else the page shows.
                     Some((k, n)) if last.marker.is_some_and(|(lk, ln)| ln == n && lk + 1 == k) => false,
+                    // The next page of the same booklet, under its own heading (a photo box on
+                    // it is not a card).
+                    _ if p.booklet.is_some() && p.booklet == first.booklet => false,
                     _ if p.card != first.card => true,
                     // A card's verso on a sheet of its own: no card title of its own, and
                     // nobody else's name.
                     _ if p.card => p.titled_cards || p.holder.as_ref().is_some_and(|h| prev.iter().filter_map(|&q| pages[q].holder.as_ref()).any(|q| q != h)),
                     Some((k, _)) if k > 1 => false,
-                    // The next page of the same booklet, under its own heading.
-                    _ if p.booklet.is_some() && p.booklet == first.booklet => false,
                     // A title, or (title lines missed) another document's title in the header.
                     _ => {
                         let current: Vec<usize> = first.titled.iter().chain(&first.mentioned).copied().collect();
@@ -311,6 +316,14 @@ fn classify_piece(lex: &Lexicon, trust: &TrustList, household: &Household, pages
                 }
             }
         }
+    }
+    if let Some(b) = pages[0].booklet
+        && pages.len() > 1
+        && pages.iter().all(|p| p.booklet == Some(b))
+        && let Some((_, s)) = scores.iter_mut().find(|(i, _)| *i == b)
+    {
+        s.score += BOOKLET_PAGES;
+        s.matched.push(format!("layout:{} pages of one booklet", pages.len()));
     }
     if let (Some(m), Some(code)) = (zone, zone_type) {
         for (i, s) in &mut scores {
@@ -599,6 +612,18 @@ mod tests {
         let slip = page("BULLETIN DE SALAIRE", "Salaire de base Net à payer Cotisations");
         let drafts = run(&[couple, child, slip]);
         assert_eq!(drafts.iter().map(|d| d.pages.len()).collect::<Vec<_>>(), vec![2, 1], "{:?}", drafts.iter().map(|d| &d.type_code).collect::<Vec<_>>());
+        // Headings not read (beside redaction boxes, or too faint), the formulas alone: one page
+        // could be an extract and goes to review; pages of them in a row are the booklet, even
+        // when a photo box on one is taken for a card.
+        let formulas = |text: &str, cards: u8| PageFeatures { text: Some(text.into()), layout: PageLayout { cards, ..PageLayout::default() }, ..PageFeatures::default() };
+        let inside = formulas("Extrait délivré conforme à l'acte de naissance n°\nMariage célébré à LYON le\nIl a été déclaré qu'il n'a pas été fait de contrat de mariage", 0);
+        let next = formulas("Extrait de l'acte de naissance n°\nDélivré conforme aux registres, le\nExtrait de l'acte de décès n°", 1);
+        let alone = &run(&[inside.clone()])[0];
+        assert!(alone.confidence < 0.8, "{} {:?}", alone.confidence, alone.evidence);
+        let both = run(&[inside, next]);
+        assert_eq!(both.len(), 1, "{:?}", both.iter().map(|d| &d.evidence).collect::<Vec<_>>());
+        assert_eq!(both[0].type_code.as_deref(), Some("LIVRET_FAMILLE"));
+        assert!(both[0].confidence >= 0.8 && both[0].evidence.iter().any(|e| e.contains("2 pages of one booklet")), "{} {:?}", both[0].confidence, both[0].evidence);
         // A birth certificate on its own stays one.
         let d = &run(&[page("EXTRAIT D'ACTE DE NAISSANCE", "avec filiation est né le 3 mars 1990 de sexe masculin Mentions marginales")])[0];
         assert_eq!(d.type_code.as_deref(), Some("ACTE_NAISSANCE"), "{:?}", d.evidence);

@@ -13,12 +13,13 @@
 //!
 //! Prints, per document, what the job made of it, then: type right, review share, wrong
 //! refusals (any refusal but HORS_PERIMETRE_REGLEMENTAIRE of an OUTSIDE document), and time
-//! per page. REAL_DOCS_ONLY=substring runs the matching files only.
+//! per page. REAL_DOCS_ONLY=substring runs the matching files only; REAL_DOCS_KEEP=folder writes
+//! the stored pieces there, to look at.
 //!
 //! With the `tesseract` and `pdftoppm` commands (REAL_DOCS_LEGIBILITY=0 skips it): how legible
-//! each stored page of the JPEG and PNG documents is, as the words Tesseract reads on the
-//! original file that it still reads on the stored page (rendered as many pixels long as the
-//! original).
+//! each stored page of the JPEG and PNG documents is, as the words Tesseract reads with
+//! confidence on the original file that it still reads on the stored page (both read at the same
+//! size, see `kept_words`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -174,27 +175,39 @@ fn outcome_of(t: &Truth, report: &Report, millis: f64) -> Outcome {
     }
 }
 
-/// Words of three letters or more Tesseract reads on an image file.
-fn ocr_words(image: &Path) -> Option<Vec<String>> {
-    let out = std::process::Command::new("tesseract").arg(image).arg("stdout").args(["-l", "fra", "--psm", "3"]).env("OMP_THREAD_LIMIT", "1").stderr(std::process::Stdio::null()).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
-    Some(text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 3).map(str::to_string).collect())
+/// Words of three letters or more Tesseract reads on an image file with at least `min_conf`
+/// confidence (a guilloche or a photograph read as letters is read with little).
+fn ocr_words(image: &Path, min_conf: f64) -> Option<Vec<String>> {
+    let out = std::process::Command::new("tesseract").arg(image).arg("stdout").args(["-l", "fra", "--psm", "3", "tsv"]).env("OMP_THREAD_LIMIT", "1").stderr(std::process::Stdio::null()).output().ok()?;
+    let tsv = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    let confident = tsv.lines().skip(1).filter_map(|l| {
+        let cols: Vec<&str> = l.split('\t').collect();
+        let conf: f64 = cols.get(10)?.parse().ok()?;
+        (conf >= min_conf).then(|| cols.get(11).copied().unwrap_or(""))
+    });
+    Some(confident.flat_map(|t| t.split(|c: char| !c.is_alphanumeric())).filter(|w| w.chars().count() >= 3).map(str::to_string).collect())
 }
 
-/// The share of the original's words still read on the stored piece's first page, rendered as
-/// many pixels long as the original (a card's small print is not judged at a sheet's 200 dpi).
+/// How sure Tesseract must be of a word on the original for it to count.
+const LEGIBLE_ON_ORIGINAL: f64 = 60.0;
+
+/// The share of the words Tesseract reads with confidence on the original that it still reads on
+/// the stored piece's first page. Both are read at the same size, the stored page's at 300 dpi:
+/// a 400-pixel photo is enlarged and a 4,000-pixel card photo reduced to where OCR reads best, so
+/// what is judged is what storing lost, not how well OCR copes with a scale.
 fn kept_words(original: &Path, piece_pdf: &[u8], scratch: &Path) -> Option<f64> {
     std::fs::create_dir_all(scratch).ok()?;
     let pdf = scratch.join("piece.pdf");
     std::fs::write(&pdf, piece_pdf).ok()?;
-    let (w, h) = image::image_dimensions(original).ok()?;
-    let long = w.max(h).to_string();
-    let status = std::process::Command::new("pdftoppm").args(["-scale-to", long.as_str(), "-png", "-f", "1", "-l", "1", "-singlefile"]).arg(&pdf).arg(scratch.join("page")).status().ok()?;
-    if !status.success() {
-        return None;
-    }
-    let before = ocr_words(original)?;
-    let mut after = ocr_words(&scratch.join("page.png"))?;
+    let render = |args: &[&str]| std::process::Command::new("pdftoppm").args(args).args(["-png", "-f", "1", "-l", "1", "-singlefile"]).arg(&pdf).arg(scratch.join("page")).status().ok().filter(|s| s.success());
+    render(&["-r", "300"])?;
+    let (sw, sh) = image::image_dimensions(scratch.join("page.png")).ok()?;
+    let long = sw.max(sh);
+    let img = image::open(original).ok()?;
+    let original = scratch.join("original.png");
+    img.resize(long, long, image::imageops::FilterType::Lanczos3).save(&original).ok()?;
+    let before = ocr_words(&original, LEGIBLE_ON_ORIGINAL)?;
+    let mut after = ocr_words(&scratch.join("page.png"), 0.0)?;
     if before.len() < 10 {
         return None;
     }
@@ -253,6 +266,12 @@ fn main() {
         if let Err(e) = out.report.check_accounting() {
             panic!("{}: {e}", t.file);
         }
+        if let Some(keep) = std::env::var_os("REAL_DOCS_KEEP") {
+            for (k, piece) in out.pieces.iter().enumerate() {
+                std::fs::create_dir_all(&keep).expect("REAL_DOCS_KEEP folder");
+                std::fs::write(Path::new(&keep).join(format!("{}.{k}.pdf", t.file)), &piece.bytes).expect("piece written");
+            }
+        }
         let o = outcome_of(t, &out.report, millis);
         let mark = if o.type_right { "ok " } else if o.status == PieceStatus::Review && o.reason.is_none() { "rev" } else { "XX " };
         println!(
@@ -284,6 +303,7 @@ fn main() {
             && let Some(kept) = kept_words(&dir.join("files").join(&t.file), &piece.bytes, &scratch.path().join(format!("l{}", legible.len())))
         {
             let codec = if piece.bytes.windows(9).any(|w| w == b"DCTDecode") { "JPEG" } else { "G4" };
+            println!("      stored as {codec}: keeps {:.1} % of the original's words", 100.0 * kept);
             legible.push((t.file.clone(), codec, kept));
         }
         results.push((t, o));
@@ -323,7 +343,7 @@ fn main() {
             }
             let worst = l.iter().min_by(|a, b| a.2.total_cmp(&b.2)).expect("one");
             println!(
-                "stored as {codec:<4}: {} pages keep {:.1} % of the words Tesseract reads on the original (worst {:.1} %, {})",
+                "stored as {codec:<4}: {} pages keep {:.1} % of the words Tesseract reads with confidence on the original (worst {:.1} %, {})",
                 l.len(),
                 100.0 * l.iter().map(|x| x.2).sum::<f64>() / l.len() as f64,
                 100.0 * worst.2,
