@@ -207,10 +207,10 @@ fn kept_words(original: &Path, piece_pdf: &[u8], scratch: &Path) -> Option<f64> 
     let original = scratch.join("original.png");
     img.resize(long, long, image::imageops::FilterType::Lanczos3).save(&original).ok()?;
     let before = ocr_words(&original, LEGIBLE_ON_ORIGINAL)?;
-    let mut after = ocr_words(&scratch.join("page.png"), 0.0)?;
     if before.len() < 10 {
         return None;
     }
+    let mut after = ocr_words(&scratch.join("page.png"), 0.0)?;
     let kept = before
         .iter()
         .filter(|w| match after.iter().position(|a| a == *w) {
@@ -244,6 +244,10 @@ fn main() {
     let tools = ["tesseract", "pdftoppm"].iter().all(|c| std::process::Command::new(c).arg("-v").output().is_ok());
     let legibility = tools && std::env::var("REAL_DOCS_LEGIBILITY").map_or(true, |v| v != "0");
     let scratch = tempfile::tempdir().expect("tmp");
+    let keep = std::env::var_os("REAL_DOCS_KEEP").map(PathBuf::from);
+    if let Some(keep) = &keep {
+        std::fs::create_dir_all(keep).expect("REAL_DOCS_KEEP folder");
+    }
     let mut legible: Vec<(String, &str, f64)> = Vec::new();
     println!("== real documents: {} files from {}", truths.len(), dir.display());
     let mut results = Vec::new();
@@ -266,10 +270,9 @@ fn main() {
         if let Err(e) = out.report.check_accounting() {
             panic!("{}: {e}", t.file);
         }
-        if let Some(keep) = std::env::var_os("REAL_DOCS_KEEP") {
+        if let Some(keep) = &keep {
             for (k, piece) in out.pieces.iter().enumerate() {
-                std::fs::create_dir_all(&keep).expect("REAL_DOCS_KEEP folder");
-                std::fs::write(Path::new(&keep).join(format!("{}.{k}.pdf", t.file)), &piece.bytes).expect("piece written");
+                std::fs::write(keep.join(format!("{}.{k}.pdf", t.file)), &piece.bytes).expect("piece written");
             }
         }
         let o = outcome_of(t, &out.report, millis);
@@ -303,7 +306,7 @@ fn main() {
             && let Some(kept) = kept_words(&dir.join("files").join(&t.file), &piece.bytes, &scratch.path().join(format!("l{}", legible.len())))
         {
             let codec = if piece.bytes.windows(9).any(|w| w == b"DCTDecode") { "JPEG" } else { "G4" };
-            println!("      stored as {codec}: keeps {:.1} % of the original's words", 100.0 * kept);
+            println!("      stored as {codec}: keeps {:.1} % of the words read with confidence on the original", 100.0 * kept);
             legible.push((t.file.clone(), codec, kept));
         }
         results.push((t, o));
