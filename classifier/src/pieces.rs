@@ -52,6 +52,8 @@ pub fn page_marker(raw: &str) -> Option<(u32, u32)> {
 
 /// Lines of a page's text that count as its top (issuer, address block, title).
 const HEAD_LINES: usize = 8;
+/// Words from which a line is running prose, not a heading or an address line.
+const PROSE_WORDS: usize = 14;
 /// The score from which a page is taken as a booklet's (its formulas read, if not its heading).
 const BOOKLET_PAGE: f32 = 2.0;
 /// What pages in a row pointing to the same booklet add to its type: one page of act formulas
@@ -113,7 +115,9 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
     // A card's title is printed small on the card: whatever the card says counts as its title.
     let title = if f.layout.cards > 0 { format!("{} {raw}", f.title.as_deref().unwrap_or("")) } else { f.title.clone().unwrap_or_default() };
     let reading = Reading { title: normalise(&title), text: normalise(raw), cards: f.layout.cards };
-    let head: Vec<String> = raw.lines().filter(|l| !l.trim().is_empty()).take(HEAD_LINES).map(normalise).collect();
+    // The top ends where running prose begins: a title under a paragraph is a section's
+    // heading (a lease's "Congé et résiliation"), not the start of another document.
+    let head: Vec<String> = raw.lines().filter(|l| !l.trim().is_empty()).take(HEAD_LINES).take_while(|l| l.split_whitespace().count() < PROSE_WORDS).map(normalise).collect();
     let standalone = |phrases: &[String]| phrases.iter().any(|p| head.iter().any(|l| titled_by(l, p) && wording_len(l) <= p.len() + TITLE_LINE_SLACK));
     let titles: Vec<&[String]> = lex.types.iter().map(|t| t.title.as_slice()).chain(lex.outside.iter().map(|o| o.title.as_slice())).collect();
     let scored: Vec<Score> = lex.types.iter().map(|t| score_type(t, &reading)).collect();
@@ -494,6 +498,14 @@ mod tests {
         let cut: Vec<Vec<usize>> = d.iter().map(|p| p.pages.clone()).collect();
         assert_eq!(cut, vec![vec![10, 11, 12], vec![13], vec![14, 15]]);
         assert_eq!(d[0].type_code.as_deref(), Some("BAIL"));
+        // A lease's section heading under the paragraph the previous page began is not a
+        // notice to quit; the same heading at the top of a page is.
+        let paragraph = "Le présent bail sera résolu de plein droit en cas de non-paiement d'un seul terme de loyer ou de charges";
+        let section = format!("{paragraph}\nCONGÉ\nLe locataire peut résilier le bail à tout moment.");
+        let pages = [page("CONTRAT DE LOCATION", "le bailleur le locataire dépôt de garantie"), PageFeatures { text: Some(section), ..PageFeatures::default() }];
+        assert_eq!(run(&pages).len(), 1, "{:?}", run(&pages));
+        let notice = PageFeatures { text: Some(format!("CONGÉ\n{paragraph}")), ..PageFeatures::default() };
+        assert_eq!(run(&[pages[0].clone(), notice]).len(), 2);
     }
 
     #[test]

@@ -536,6 +536,18 @@ pub fn contradictions(doc: &TwoDDoc, normalised_text: &str) -> Vec<String> {
     {
         out.push(format!("revenu fiscal de référence printed {printed}, signed {rfr}"));
     }
+    // The value not beside its label (a column read apart from its labels), and the signed one
+    // nowhere in the print: a number after the label that differs from it by a digit or two is
+    // the signed value altered (or misread: either way, not a confirmation).
+    if out.is_empty()
+        && let Some(rfr) = doc.field("41").map(|v| v.trim_start_matches('0')).filter(|v| v.len() >= 4)
+        && !digits.contains(rfr)
+    {
+        let after = normalised_text.find(" revenu fiscal de reference ").map_or(normalised_text, |at| &normalised_text[at..]);
+        if let Some(near) = numbers(after).into_iter().find(|n| n.len() == rfr.len() && n.bytes().zip(rfr.bytes()).filter(|(a, b)| a != b).count() <= 2) {
+            out.push(format!("revenu fiscal de référence signed {rfr}, found nowhere in the print, and {near} printed after its label"));
+        }
+    }
     if let Some(year) = doc.field("45")
         && let Some(printed) = number_after(normalised_text, " revenus de l annee ").or_else(|| number_after(normalised_text, " revenus de "))
         && printed.len() == 4
@@ -551,6 +563,19 @@ pub fn contradictions(doc: &TwoDDoc, normalised_text: &str) -> Vec<String> {
 /// compared.
 pub fn print_unchecked(doc: &TwoDDoc, normalised_text: &str) -> bool {
     doc.field("41").is_some_and(|v| !v.is_empty()) && number_after(normalised_text, " revenu fiscal de reference ").is_none()
+}
+
+/// The numbers of a text: each word of digits alone, and joined with the groups of three
+/// digits that follow it ("12 345" is 12345).
+fn numbers(text: &str) -> Vec<String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let digits = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit());
+    let mut out = Vec::new();
+    for i in (0..words.len()).filter(|&i| digits(words[i])) {
+        let groups = words[i + 1..].iter().take_while(|w| w.len() == 3 && digits(w)).count();
+        out.extend((0..=groups).map(|g| words[i..=i + g].concat()));
+    }
+    out
 }
 
 /// The first number within a few words after `label` (spaces between its digit groups, as
@@ -655,6 +680,13 @@ Ij+R9WiXzWGFYyKuAFK1pQ2QH8BxCbvdNdff
         assert_eq!(contradictions(&doc, other).len(), 1);
         // A value OCR did not read is no contradiction.
         assert!(contradictions(&doc, " revenu fiscal de reference ").is_empty());
+        // The values' column read apart from the labels': the signed value further on agrees...
+        let column = " revenu fiscal de reference nombre de parts 2d doc l l noiit da a 75001 22 78 0123456 25 63 198 2 75 ";
+        assert_eq!(contradictions(&doc, column), Vec::<String>::new());
+        // ... one a digit off is the value altered, and numbers unlike it say nothing.
+        let altered = column.replace("63 198", "68 198");
+        assert!(matches!(&contradictions(&doc, &altered)[..], [one] if one.contains("68198 printed after")), "{:?}", contradictions(&doc, &altered));
+        assert!(contradictions(&doc, &column.replace("63 198", "")).is_empty());
     }
 
     #[test]

@@ -549,8 +549,39 @@ fn concentration(pts: &[(f32, f32)], deg: f32, columns: bool, len: usize, centre
     (sq * len as f64 / (n * n)) as f32
 }
 
+/// The ink map without its rules: thin straight runs of ink far longer than a letter (a
+/// document's edges on a bigger scan, a fold, a table's lines). A small document on a big sheet
+/// has long sharp edges that would outweigh its print, and a tall one's would say "sideways".
+/// Lines of print are thicker than a rule or broken by the gaps between letters, so they stay.
+fn without_rules(ink: &[bool], w: usize, h: usize) -> Vec<bool> {
+    /// Thickest run across that is still a rule, in cells.
+    const THIN: u32 = 3;
+    let long = (w.max(h) / 30).max(12) as u32;
+    // Length of the run of ink each cell is part of, along rows and along columns.
+    let runs = |n_lines: usize, n_along: usize, at: &dyn Fn(usize, usize) -> usize| {
+        let mut len = vec![0u32; w * h];
+        for line in 0..n_lines {
+            let mut start = 0;
+            for i in 0..=n_along {
+                if i < n_along && ink[at(line, i)] {
+                    continue;
+                }
+                for j in start..i {
+                    len[at(line, j)] = (i - start) as u32;
+                }
+                start = i + 1;
+            }
+        }
+        len
+    };
+    let across = runs(h, w, &|y, x| y * w + x);
+    let down = runs(w, h, &|x, y| y * w + x);
+    (0..w * h).map(|i| ink[i] && !(down[i] >= long && across[i] <= THIN || across[i] >= long && down[i] <= THIN)).collect()
+}
+
 /// Finds the print's direction on an ink map of cells.
 fn print_direction(ink: &[bool], w: usize, h: usize) -> Option<PrintDirection> {
+    let ink = &without_rules(ink, w, h)[..];
     // Up to ~20,000 ink cells, the sheet's border left out.
     let (bx, by) = (w / 25, h / 25);
     let total = ink.iter().filter(|&&b| b).count();
@@ -843,6 +874,27 @@ mod tests {
         // A level, upright page is left alone.
         let (_, c) = straighten(page);
         assert_eq!(c, Corrections::default());
+    }
+
+    #[test]
+    fn a_small_document_s_edges_on_a_big_sheet_do_not_turn_it() {
+        // An open passport, 420 × 700 pixels, alone on a landscape sheet scanned at 100 dpi
+        // (as a redacted real one was): its long dark sides are sharper than its few small
+        // lines of print, but the print runs across.
+        let text = text_page(380, 150, 30, 4);
+        let sheet = GrayImage::from_fn(1654, 1169, |x, y| {
+            let (dx, dy) = (x as i64 - 1150, y as i64 - 250);
+            let inside = (0..420).contains(&dx) && (0..700).contains(&dy);
+            if inside && (dx < 2 || dx >= 418) {
+                image::Luma([60])
+            } else if inside && (20..400).contains(&dx) && (420..570).contains(&dy) {
+                *text.get_pixel(dx as u32 - 20, dy as u32 - 420)
+            } else {
+                image::Luma([245])
+            }
+        });
+        let (out, c) = straighten(PageRaster::from_gray(sheet, false));
+        assert!(!c.turned && out.width() > out.height(), "{c:?}");
     }
 
     #[test]

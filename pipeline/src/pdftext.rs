@@ -5,8 +5,8 @@
 //! device that keeps only the glyphs: their Unicode text (ToUnicode, glyph names), their box
 //! on the page, their paint. Glyphs are then grouped into lines and words by position.
 //!
-//! Not every text is to be believed: text drawn invisible or in white on a page that has no
-//! picture under it is hidden from the reader of the page (a way to fool a classifier) and is
+//! Not every text is to be believed: text drawn invisible, or in white with no picture or dark
+//! shape under it, is hidden from the reader of the page (a way to fool a classifier) and is
 //! left out, and so is a layer whose "words" are not words (a broken font encoding).
 
 use std::sync::Arc;
@@ -87,13 +87,23 @@ struct Char {
 
 struct Collector {
     chars: Vec<Char>,
+    /// Dark shapes drawn so far, on which white print is seen.
+    grounds: Vec<Rect>,
     page: Rect,
     cover: f32,
     invisible: usize,
 }
 
 impl<'a> Device<'a> for Collector {
-    fn draw_path(&mut self, _: &BezPath, _: DrawProps<'a>, _: &DrawMode) {}
+    fn draw_path(&mut self, path: &BezPath, props: DrawProps<'a>, mode: &DrawMode) {
+        // A dark shape filled: white print over it shows (a heading in a coloured band).
+        if let (DrawMode::Fill(_) | DrawMode::FillAndStroke(..), Paint::Color(c)) = (mode, &props.paint) {
+            let [r, g, b, a] = c.to_rgba().to_rgba8();
+            if a > 128 && u32::from(r) * 3 + u32::from(g) * 6 + u32::from(b) < 160 * 10 {
+                self.grounds.push(props.transform.transform_rect_bbox(hayro::hayro_interpret::kurbo::Shape::bounding_box(path)));
+            }
+        }
+    }
     fn push_clip_path(&mut self, _: &ClipPath) {}
     fn push_transparency_group(&mut self, _: f32, _: Option<SoftMask<'a>>, _: BlendMode) {}
     fn pop_clip(&mut self) {}
@@ -140,7 +150,8 @@ impl<'a> Device<'a> for Collector {
             }
             let tiny = size < 1.0;
             let outside = bbox.intersect(self.page).area() <= 0.0;
-            self.chars.push(Char { text, bbox, size, hidden: invisible || white || tiny || outside });
+            let on_dark = white && self.grounds.iter().any(|r| r.contains(bbox.center()));
+            self.chars.push(Char { text, bbox, size, hidden: invisible || white && !on_dark || tiny || outside });
         }
     }
 }
@@ -160,7 +171,7 @@ fn read_page_text(data: Arc<Vec<u8>>, index: usize) -> Option<TextLayer> {
     let cache = InterpreterCache::new();
     let settings = InterpreterSettings { render_content: RenderContent::PAGE, ..InterpreterSettings::default() };
     let mut ctx = Context::new(page.initial_transform(true).to_kurbo(), page_rect, &cache, pdf.xref(), settings);
-    let mut dev = Collector { chars: Vec::new(), page: page_rect, cover: 0.0, invisible: 0 };
+    let mut dev = Collector { chars: Vec::new(), grounds: Vec::new(), page: page_rect, cover: 0.0, invisible: 0 };
     interpret_page(page, &mut ctx, &mut dev);
     if dev.chars.is_empty() {
         return None;
@@ -305,6 +316,18 @@ mod tests {
         assert!(text.contains("QUITTANCE") && !text.contains("IMPOT") && !text.contains("FISCAL"), "{text}");
         assert!(layer.hidden_chars > 30);
         assert!(!layer.ocr_layer);
+    }
+
+    #[test]
+    fn white_print_on_a_dark_band_is_read() {
+        // A form's heading in white on a teal band; white words beside the band stay hidden.
+        let content = "0.1 0.4 0.45 rg 60 760 480 30 re f \
+                       BT 1 1 1 rg /F1 16 Tf 72 770 Td (CERTIFICAT MEDICAL) Tj ET \
+                       BT 1 1 1 rg /F1 12 Tf 72 650 Td (REVENU FISCAL DE REFERENCE) Tj ET \
+                       BT 0 g /F1 10 Tf 72 700 Td (a joindre a une demande) Tj ET";
+        let layer = page_text(&pdf(content), 0).expect("text");
+        let text = layer.text();
+        assert!(text.contains("CERTIFICAT MEDICAL") && !text.contains("FISCAL"), "{text}");
     }
 
     #[test]

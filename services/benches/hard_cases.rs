@@ -8,7 +8,8 @@
 //!   cargo bench -p scanbureau --bench hard_cases
 //!
 //! HARD_N (default 6) documents of each kind, HARD_MAILINGS (default 4) counter mailings.
-//! BENCH_VERBOSE=1 lists every miss with its evidence.
+//! BENCH_VERBOSE=1 lists every miss with its evidence; HARD_KEEP=folder writes each missed
+//! case's file there, to read it with `scanbureau inspect`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -199,8 +200,16 @@ fn pct(n: usize, d: usize) -> f64 {
 }
 
 fn main() {
+    // Tesseract's OpenMP threads on top of the job's own would cost several times the CPU.
+    if let Err(e) = scanbureau_classifier::ocr::ensure_single_thread_ocr() {
+        eprintln!("could not restart with OMP_THREAD_LIMIT=1: {e}");
+    }
     let n = env_usize("HARD_N", 6);
     let verbose = std::env::var("BENCH_VERBOSE").is_ok_and(|v| v == "1");
+    let keep = std::env::var_os("HARD_KEEP").map(PathBuf::from);
+    if let Some(k) = &keep {
+        std::fs::create_dir_all(k).expect("HARD_KEEP folder");
+    }
     let tmp = tempfile::tempdir().expect("tmp");
     let trust = tmp.path().join("trust.txt");
     std::fs::write(&trust, test_trust_list()).expect("trust list");
@@ -235,7 +244,11 @@ fn main() {
         let t0 = Instant::now();
         let out = execute(&job, &classifier, &pool, &|_| {}, &|| {}).expect("job");
         let o = judge(case.want, &out.report, t0.elapsed().as_secs_f64() * 1000.0);
-        if verbose && !(o.type_right && o.segment && (o.review == matches!(case.want, Want::Review(_)))) {
+        let missed = !(o.type_right && o.segment && (o.review == matches!(case.want, Want::Review(_))));
+        if missed && let Some(folder) = &keep {
+            std::fs::write(folder.join(format!("{k:03}-{}", case.file.0)), &case.file.1).expect("keep the case");
+        }
+        if verbose && missed {
             println!("  miss [{}] {}: got {}", case.kind, match case.want { Want::Filed(c, t) => format!("{c}/{t}"), Want::Review(t) => format!("review {t}"), Want::Refused(r) => r.code().to_string() }, o.got);
             for e in &o.evidence {
                 println!("      {e}");

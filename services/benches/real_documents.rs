@@ -44,6 +44,9 @@ struct Truth {
     type_code: String,
     kind: String,
     holder: Option<(String, String, Option<String>)>,
+    /// Review is the right outcome (a redacted identity document names nobody to check; a
+    /// signed 2D-Doc contradicts its print; a foreign text proves nothing either way).
+    review_expected: bool,
 }
 
 /// Splits a CSV line (quotes allowed, no line breaks inside fields).
@@ -86,7 +89,7 @@ fn read_truth(dir: &Path) -> Vec<Truth> {
                 let prenoms = parts.next().unwrap_or_default();
                 (nom, prenoms, parts.next().filter(|d| !d.is_empty()))
             });
-            Truth { file: field(0), categorie: field(1), type_code: field(2), kind: field(3), holder }
+            Truth { file: field(0), categorie: field(1), type_code: field(2), kind: field(3), holder, review_expected: field(5) == "review" }
         })
         .collect()
 }
@@ -138,7 +141,11 @@ fn outcome_of(t: &Truth, report: &Report, millis: f64) -> Outcome {
     let pieces: Vec<_> = report.requests.iter().flat_map(|r| &r.pieces).collect();
     let first = pieces.iter().min_by_key(|p| p.pages.first().copied().unwrap_or(usize::MAX));
     let outside = t.categorie == "OUTSIDE";
-    let page_detail = report.pages.iter().map(|p| format!("{:?} {}", p.role, p.detail.as_deref().or(p.reason.map(|r| r.code())).unwrap_or(""))).collect();
+    // Each page with the piece it went to, to see where a document was cut.
+    let piece_of = |i: usize| {
+        pieces.iter().enumerate().find(|(_, p)| p.pages.contains(&i)).map(|(k, p)| format!(" in piece {k} ({} {:.2})", p.type_code.as_deref().unwrap_or("-"), p.confidence)).unwrap_or_default()
+    };
+    let page_detail = report.pages.iter().map(|p| format!("{:?}{} {}", p.role, piece_of(p.index), p.detail.as_deref().or(p.reason.map(|r| r.code())).unwrap_or(""))).collect();
     let reading: Vec<String> = report.pages.iter().flat_map(|p| p.reading.clone()).collect();
     match first {
         None => Outcome {
@@ -229,6 +236,10 @@ fn pct(n: usize, d: usize) -> f64 {
 }
 
 fn main() {
+    // Tesseract's OpenMP threads on top of the job's own would cost several times the CPU.
+    if let Err(e) = scanbureau_classifier::ocr::ensure_single_thread_ocr() {
+        eprintln!("could not restart with OMP_THREAD_LIMIT=1: {e}");
+    }
     let Some(dir) = std::env::var_os("REAL_DOCS").map(PathBuf::from) else {
         println!("REAL_DOCS is not set: gather the documents with scripts/real-documents.sh DIR, then REAL_DOCS=DIR cargo bench -p scanbureau --bench real_documents");
         return;
@@ -324,11 +335,15 @@ fn main() {
     let pages: usize = results.iter().map(|(_, o)| o.pages).sum();
     let fallback = fallback_cost(results.iter().flat_map(|(_, o)| &o.reading));
     let millis: f64 = results.iter().map(|(_, o)| o.millis).sum();
-    let types: std::collections::BTreeSet<&str> = results.iter().map(|(t, _)| t.type_code.as_str()).collect();
-    println!("== {n} documents, {} types, {pages} pages", types.len());
+    let types: std::collections::BTreeSet<&str> = results.iter().map(|(t, _)| t.type_code.as_str()).filter(|t| !t.is_empty()).collect();
+    let outside = results.iter().filter(|(t, _)| t.categorie == "OUTSIDE").count();
+    println!("== {n} documents ({} of {} types of the plan, {outside} outside it), {pages} pages", n - outside, types.len());
     println!("type right (filed or proposed for review) {:5.1} % ({right}/{n})", pct(right, n));
     println!("filed with the right type, no review    {:5.1} % ({filed_right}/{n})", pct(filed_right, n));
     println!("review                                   {:5.1} % ({review}/{n})", pct(review, n));
+    let needs_none: Vec<_> = results.iter().filter(|(t, _)| !t.review_expected).collect();
+    let needless: Vec<&str> = needs_none.iter().filter(|(_, o)| o.status == PieceStatus::Review).map(|(t, _)| t.file.as_str()).collect();
+    println!("  of documents whose right outcome is no review {:5.1} % ({}/{}) {needless:?}", pct(needless.len(), needs_none.len()), needless.len(), needs_none.len());
     println!("wrong refusals                           {} {:?}", wrong_refusals.len(), wrong_refusals);
     println!("filed under a wrong type                 {misfiled}");
     println!("time                                     {:.0} ms per page (wall, {} threads)", millis / pages.max(1) as f64, pool.current_num_threads());

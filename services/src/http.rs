@@ -69,17 +69,26 @@ async fn metrics(State(b): State<Arc<Bureau>>, ConnectInfo(peer): ConnectInfo<st
     if !ops_client(&b, peer, &headers) {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let figures = store::figures(&b.pool).await.ok();
+    let figures = store::figures(&b.pool).await.inspect_err(|e| tracing::warn!(error = %e, "metrics: database figures unavailable")).ok();
     let mut depths = Vec::new();
-    if let Ok(broker) = b.broker.get().await {
-        let t = broker.topology.clone();
-        for q in Stage::ALL.iter().map(|s| t.queue(*s)).chain([t.dead_queue()]) {
-            if let Ok(n) = broker.depth(&q).await {
-                depths.push((q, n));
+    let mut broker_up = false;
+    match b.broker.get().await {
+        Ok(broker) => {
+            broker_up = true;
+            let t = broker.topology.clone();
+            for q in Stage::ALL.iter().map(|s| t.queue(*s)).chain([t.dead_queue()]) {
+                match broker.depth(&q).await {
+                    Ok(n) => depths.push((q, n)),
+                    Err(e) => {
+                        tracing::warn!(queue = %q, error = %e, "metrics: queue depth unavailable");
+                        broker_up = false;
+                    }
+                }
             }
         }
+        Err(e) => tracing::warn!(error = %e, "metrics: broker unavailable"),
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], b.metrics.render(figures.as_ref(), &depths)).into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], b.metrics.render(figures.as_ref(), &depths, broker_up)).into_response()
 }
 
 /// An API error: a status and a sentence the portal can show.

@@ -18,6 +18,7 @@ const HELP: &[(&str, &str, &str)] = &[
     ("scanbureau_intake_total", "counter", "Mailings taken in by this process, by channel and kind (new, duplicate, refused)."),
     ("scanbureau_failures_total", "counter", "Failed attempts in this process, by stage and reason."),
     ("scanbureau_queue_depth", "gauge", "Messages waiting in each queue."),
+    ("scanbureau_source_up", "gauge", "Whether the figures' source answered this scrape (0: the database or broker figures are missing because it is down)."),
     ("scanbureau_mailings", "gauge", "Mailings by status."),
     ("scanbureau_notices", "gauge", "Notices by status."),
     ("scanbureau_mailings_late", "gauge", "Open mailings past their due date."),
@@ -66,8 +67,10 @@ impl Metrics {
         }
     }
 
-    /// The exposition text. `depths` are (queue, messages waiting).
-    pub fn render(&self, figures: Option<&Figures>, depths: &[(String, u32)]) -> String {
+    /// The exposition text. `depths` are (queue, messages waiting); `figures` is None and
+    /// `broker_up` false when their server did not answer (said as `scanbureau_source_up 0`,
+    /// not as figures that silently vanish).
+    pub fn render(&self, figures: Option<&Figures>, depths: &[(String, u32)], broker_up: bool) -> String {
         let mut out = String::new();
         for (name, kind, help) in HELP {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -89,6 +92,8 @@ impl Metrics {
         for (q, n) in depths {
             let _ = writeln!(out, "scanbureau_queue_depth{{queue=\"{q}\"}} {n}");
         }
+        let _ = writeln!(out, "scanbureau_source_up{{source=\"database\"}} {}", u8::from(figures.is_some()));
+        let _ = writeln!(out, "scanbureau_source_up{{source=\"broker\"}} {}", u8::from(broker_up));
         if let Some(f) = figures {
             for (status, n) in &f.mailings_by_status {
                 let _ = writeln!(out, "scanbureau_mailings{{status=\"{status}\"}} {n}");
@@ -134,7 +139,7 @@ mod tests {
             waiting: vec![crate::store::Waiting { kind: "notice", server: "smtp", count: 4, since: None, last_error: String::new() }],
             ..Figures::default()
         };
-        let text = m.render(Some(&f), &[("p.process".into(), 3)]);
+        let text = m.render(Some(&f), &[("p.process".into(), 3)], true);
         assert!(text.contains("scanbureau_pages_processed_total 12\n"), "{text}");
         assert!(text.contains("scanbureau_processing_seconds_total 3.000\n"));
         assert!(text.contains("scanbureau_intake_total{channel=\"paper\",kind=\"new\"} 1\n"));
@@ -143,6 +148,11 @@ mod tests {
         assert!(text.contains("scanbureau_sla_remaining_seconds -60\n"));
         assert!(text.contains("scanbureau_mailings_late 2\n"));
         assert!(text.contains("scanbureau_waiting_on_retry{kind=\"notice\",server=\"smtp\"} 4\n"), "{text}");
+        assert!(text.contains("scanbureau_source_up{source=\"database\"} 1\n") && text.contains("scanbureau_source_up{source=\"broker\"} 1\n"), "{text}");
+        // The database and broker down: said, not hidden by figures that are simply missing.
+        let text = m.render(None, &[], false);
+        assert!(text.contains("scanbureau_source_up{source=\"database\"} 0\n") && text.contains("scanbureau_source_up{source=\"broker\"} 0\n"), "{text}");
+        assert!(!text.contains("\nscanbureau_mailings_late "), "{text}");
     }
 
     #[test]

@@ -131,12 +131,17 @@ async fn process_mailing(b: &Arc<Bureau>, job: &Job, id: &str) -> Result<Handled
 }
 
 async fn process_leased(b: &Arc<Bureau>, job: &Job, id: &str) -> Result<Handled> {
-    let Some(m) = store::claim_mailing(&b.pool, id, &b.actor).await? else {
-        return Ok(Handled::Reject(format!("unknown mailing {id}")));
+    let m = match store::claim_mailing(&b.pool, id, &b.actor).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ok(Handled::Reject(format!("unknown mailing {id}"))),
+        // Dead-lettered at once: the mailing shows as failed, with the reason, to an operator.
+        Err(e @ store::StoreError::CorruptFileList { .. }) => return Ok(Handled::Reject(e.to_string())),
+        Err(e) => return Err(e.into()),
     };
     if m.status == "done" {
-        // A redelivery: the work is recorded; make sure its notices are on their way.
-        requeue_pending_notices(b, id).await;
+        // A redelivery: the work is recorded; make sure its notices are on their way (a
+        // database or broker failure here is retried like any other).
+        requeue_pending_notices(b, id).await?;
         return Ok(Handled::Done);
     }
     let started = Instant::now();
@@ -232,10 +237,11 @@ impl RegistryCache {
     }
 }
 
-async fn requeue_pending_notices(b: &Bureau, mailing: &str) {
-    for n in store::pending_notices_of(&b.pool, mailing).await.unwrap_or_default() {
-        let _ = b.broker.publish(Stage::Notify, &notice_message(n)).await;
+async fn requeue_pending_notices(b: &Bureau, mailing: &str) -> Result<()> {
+    for n in store::pending_notices_of(&b.pool, mailing).await.context("reading the mailing's pending notices")? {
+        b.broker.publish(Stage::Notify, &notice_message(n)).await.context("queueing a pending notice again")?;
     }
+    Ok(())
 }
 
 /// A notice written by the job, with its envelope read from its own headers.

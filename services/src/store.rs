@@ -32,6 +32,9 @@ pub enum StoreError {
     NoPlan,
     #[error("registry data in the database is not valid: {0}")]
     Registry(String),
+    /// A stored value no code writes (edited by hand, or by a bug): retrying will not mend it.
+    #[error("the stored file list of mailing {mailing} is unreadable ({detail}): nothing of it can be processed")]
+    CorruptFileList { mailing: String, detail: String },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -304,7 +307,7 @@ pub async fn claim_mailing(pool: &PgPool, id: &str, actor: &str) -> Result<Optio
         received_at: r.get(3),
         numero_unique: r.get(4),
         notify: r.get(5),
-        files: serde_json::from_value(r.get::<Value, _>(6)).unwrap_or_default(),
+        files: serde_json::from_value(r.get::<Value, _>(6)).map_err(|e| StoreError::CorruptFileList { mailing: id.to_string(), detail: e.to_string() })?,
         attempts: r.get(7),
     };
     if m.status != "done" {
@@ -543,7 +546,20 @@ pub async fn stale_pending_notices(pool: &PgPool, older_than: Duration) -> Resul
 /// Raw mailings whose retention is over: their objects can be deleted.
 pub async fn expired_raw(pool: &PgPool) -> Result<Vec<(String, Vec<StoredFile>)>> {
     let rows = sqlx::query("SELECT id, files FROM mailings WHERE status = 'done' AND raw_deleted_at IS NULL AND raw_expires_at < now() LIMIT 100").fetch_all(pool).await?;
-    Ok(rows.iter().map(|r| (r.get(0), serde_json::from_value(r.get::<Value, _>(1)).unwrap_or_default())).collect())
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let id: String = r.get(0);
+            match serde_json::from_value(r.get::<Value, _>(1)) {
+                Ok(files) => Some((id, files)),
+                // Its objects cannot be named: left in storage, said once a sweep.
+                Err(e) => {
+                    tracing::error!(mailing = %id, error = %e, "stored file list unreadable: raw files kept past their retention");
+                    None
+                }
+            }
+        })
+        .collect())
 }
 
 pub async fn mark_raw_deleted(pool: &PgPool, id: &str, actor: &str) -> Result<()> {

@@ -259,17 +259,27 @@ async fn poison_messages_are_dead_lettered_with_their_reason() -> Result<()> {
     broker.publish(Stage::Process, b"this is not json").await?;
     broker.publish(Stage::Process, br#"{"mailing": "m-does-not-exist"}"#).await?;
     broker.publish(Stage::Notify, br#"{"notice": 424242}"#).await?;
-    wait_until(run.pool(), "SELECT count(*) = 3 FROM dead_letters", "three dead letters", Duration::from_secs(60)).await?;
+    // A mailing whose stored file list no code wrote: failed at once and said, not processed
+    // as a mailing of no file.
+    sqlx::query("INSERT INTO mailings (id, channel, source, received_at, due_at, files) VALUES ('m-corrupt', 'portal', 'test', now(), now() + interval '2 days', '{\"not\": \"a list\"}')")
+        .execute(run.pool())
+        .await?;
+    broker.publish(Stage::Process, br#"{"mailing": "m-corrupt"}"#).await?;
+    wait_until(run.pool(), "SELECT count(*) = 4 FROM dead_letters", "four dead letters", Duration::from_secs(60)).await?;
     let reasons: Vec<(String, String)> = sqlx::query_as("SELECT stage, reason FROM dead_letters ORDER BY id").fetch_all(run.pool()).await?;
     assert!(reasons.iter().any(|(s, r)| s == "process" && r.starts_with("unreadable message")), "{reasons:?}");
     assert!(reasons.iter().any(|(s, r)| s == "process" && r.contains("unknown mailing m-does-not-exist")), "{reasons:?}");
     assert!(reasons.iter().any(|(s, r)| s == "notify" && r.contains("unknown notice 424242")), "{reasons:?}");
+    assert!(reasons.iter().any(|(s, r)| s == "process" && r.contains("stored file list of mailing m-corrupt is unreadable")), "{reasons:?}");
+    let (status, error): (String, Option<String>) = sqlx::query_as("SELECT status, last_error FROM mailings WHERE id = 'm-corrupt'").fetch_one(run.pool()).await?;
+    assert_eq!(status, "failed");
+    assert!(error.is_some_and(|e| e.contains("unreadable")));
     // They are in the dead-letter queue too, and the work queues are empty: the stages go on.
     let start = Instant::now();
-    while broker.depth(&broker.topology.dead_queue()).await? < 3 && start.elapsed() < Duration::from_secs(10) {
+    while broker.depth(&broker.topology.dead_queue()).await? < 4 && start.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(broker.depth(&broker.topology.dead_queue()).await?, 3);
+    assert_eq!(broker.depth(&broker.topology.dead_queue()).await?, 4);
     assert_eq!(broker.depth(&broker.topology.queue(Stage::Process)).await?, 0);
     broker.close().await;
     run.stop().await
