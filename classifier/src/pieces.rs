@@ -54,6 +54,15 @@ pub fn page_marker(raw: &str) -> Option<(u32, u32)> {
 const HEAD_LINES: usize = 8;
 /// Words from which a line is running prose, not a heading or an address line.
 const PROSE_WORDS: usize = 14;
+
+/// A normalised line of running prose: many words, nearly all of letters (a letterhead's
+/// address, numbers and web address on one line is not).
+fn prose(line: &str) -> bool {
+    let tokens = line.split_whitespace().count();
+    let words = line.split_whitespace().filter(|w| w.len() >= 2 && w.chars().all(char::is_alphabetic)).count();
+    words >= PROSE_WORDS && words * 100 >= tokens * 85
+}
+
 /// The score from which a page is taken as a booklet's (its formulas read, if not its heading).
 const BOOKLET_PAGE: f32 = 2.0;
 /// What pages in a row pointing to the same booklet add to its type: one page of act formulas
@@ -117,7 +126,7 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
     let reading = Reading { title: normalise(&title), text: normalise(raw), cards: f.layout.cards };
     // The top ends where running prose begins: a title under a paragraph is a section's
     // heading (a lease's "Congé et résiliation"), not the start of another document.
-    let head: Vec<String> = raw.lines().filter(|l| !l.trim().is_empty()).take(HEAD_LINES).take_while(|l| l.split_whitespace().count() < PROSE_WORDS).map(normalise).collect();
+    let head: Vec<String> = raw.lines().filter(|l| !l.trim().is_empty()).take(HEAD_LINES).map(normalise).take_while(|l| !prose(l)).collect();
     let standalone = |phrases: &[String]| phrases.iter().any(|p| head.iter().any(|l| titled_by(l, p) && wording_len(l) <= p.len() + TITLE_LINE_SLACK));
     let titles: Vec<&[String]> = lex.types.iter().map(|t| t.title.as_slice()).chain(lex.outside.iter().map(|o| o.title.as_slice())).collect();
     let scored: Vec<Score> = lex.types.iter().map(|t| score_type(t, &reading)).collect();
@@ -505,6 +514,11 @@ mod tests {
         let pages = [page("CONTRAT DE LOCATION", "le bailleur le locataire dépôt de garantie"), PageFeatures { text: Some(section), ..PageFeatures::default() }];
         assert_eq!(run(&pages).len(), 1, "{:?}", run(&pages));
         let notice = PageFeatures { text: Some(format!("CONGÉ\n{paragraph}")), ..PageFeatures::default() };
+        assert_eq!(run(&[pages[0].clone(), notice]).len(), 2);
+        // A letterhead on one long line (address, numbers, web address) is not prose.
+        let letterhead = "Caisse d'allocations familiales de Paris - 50 rue du Docteur Finlay - 75750 Paris cedex 15 - www.caf.fr";
+        assert!(!prose(&normalise(letterhead)) && prose(&normalise(paragraph)));
+        let notice = PageFeatures { text: Some(format!("{letterhead}\nCONGÉ\n{paragraph}")), ..PageFeatures::default() };
         assert_eq!(run(&[pages[0].clone(), notice]).len(), 2);
     }
 

@@ -552,11 +552,12 @@ fn concentration(pts: &[(f32, f32)], deg: f32, columns: bool, len: usize, centre
 /// The ink map without its rules: thin straight runs of ink far longer than a letter (a
 /// document's edges on a bigger scan, a fold, a table's lines). A small document on a big sheet
 /// has long sharp edges that would outweigh its print, and a tall one's would say "sideways".
-/// Lines of print are thicker than a rule or broken by the gaps between letters, so they stay.
+/// A line of print is broken by the gaps between its words long before that length, or is
+/// thicker than a rule, so it stays (a rule tilted more than a degree or two stays too).
 fn without_rules(ink: &[bool], w: usize, h: usize) -> Vec<bool> {
     /// Thickest run across that is still a rule, in cells.
     const THIN: u32 = 3;
-    let long = (w.max(h) / 30).max(12) as u32;
+    let long = (w.max(h) / 12).max(12) as u32;
     // Length of the run of ink each cell is part of, along rows and along columns.
     let runs = |n_lines: usize, n_along: usize, at: &dyn Fn(usize, usize) -> usize| {
         let mut len = vec![0u32; w * h];

@@ -5,9 +5,10 @@
 //! device that keeps only the glyphs: their Unicode text (ToUnicode, glyph names), their box
 //! on the page, their paint. Glyphs are then grouped into lines and words by position.
 //!
-//! Not every text is to be believed: text drawn invisible, or in white with no picture or dark
-//! shape under it, is hidden from the reader of the page (a way to fool a classifier) and is
-//! left out, and so is a layer whose "words" are not words (a broken font encoding).
+//! Not every text is to be believed: text drawn invisible or transparent, or in white anywhere
+//! but on a dark shape (a heading in a coloured band), is hidden from the reader of the page (a
+//! way to fool a classifier) and is left out, unless the page is a scanned picture with its OCR
+//! layer; and so is a layer whose "words" are not words (a broken font encoding).
 
 use std::sync::Arc;
 
@@ -87,26 +88,43 @@ struct Char {
 
 struct Collector {
     chars: Vec<Char>,
-    /// Dark shapes drawn so far, on which white print is seen.
-    grounds: Vec<Rect>,
+    /// Opaque shapes and pictures drawn so far, in order, within their clip: whether each is
+    /// dark (white print on the last one under a glyph shows; on paper or a picture it does not).
+    grounds: Vec<(Rect, bool)>,
+    /// The clip in force, as a box (a stack: each push narrows the one below).
+    clips: Vec<Rect>,
     page: Rect,
     cover: f32,
     invisible: usize,
 }
 
+impl Collector {
+    fn clip(&self) -> Rect {
+        self.clips.last().copied().unwrap_or(self.page)
+    }
+}
+
 impl<'a> Device<'a> for Collector {
     fn draw_path(&mut self, path: &BezPath, props: DrawProps<'a>, mode: &DrawMode) {
-        // A dark shape filled: white print over it shows (a heading in a coloured band).
+        // An opaque shape filled: a dark one is ground white print shows on (a heading in a
+        // coloured band), a light one covers it again.
         if let (DrawMode::Fill(_) | DrawMode::FillAndStroke(..), Paint::Color(c)) = (mode, &props.paint) {
             let [r, g, b, a] = c.to_rgba().to_rgba8();
-            if a > 128 && u32::from(r) * 3 + u32::from(g) * 6 + u32::from(b) < 160 * 10 {
-                self.grounds.push(props.transform.transform_rect_bbox(hayro::hayro_interpret::kurbo::Shape::bounding_box(path)));
+            if a > 128 {
+                let dark = u32::from(r) * 3 + u32::from(g) * 6 + u32::from(b) < 160 * 10;
+                let area = props.transform.transform_rect_bbox(hayro::hayro_interpret::kurbo::Shape::bounding_box(path));
+                self.grounds.push((area.intersect(self.clip()), dark));
             }
         }
     }
-    fn push_clip_path(&mut self, _: &ClipPath) {}
+    fn push_clip_path(&mut self, clip: &ClipPath) {
+        let narrowed = hayro::hayro_interpret::kurbo::Shape::bounding_box(&clip.path).intersect(self.clip());
+        self.clips.push(narrowed);
+    }
     fn push_transparency_group(&mut self, _: f32, _: Option<SoftMask<'a>>, _: BlendMode) {}
-    fn pop_clip(&mut self) {}
+    fn pop_clip(&mut self) {
+        self.clips.pop();
+    }
     fn pop_transparency_group(&mut self) {}
 
     fn draw_image(&mut self, image: Image<'a, '_>, props: ImageDrawProps<'a>) {
@@ -114,6 +132,7 @@ impl<'a> Device<'a> for Collector {
         let r = props.transform.transform_rect_bbox(Rect::new(0.0, 0.0, w, h)).intersect(self.page);
         let area = (r.width().max(0.0) * r.height().max(0.0)) / (self.page.width() * self.page.height()).max(1.0);
         self.cover = self.cover.max(area as f32);
+        self.grounds.push((r.intersect(self.clip()), false));
     }
 
     fn draw_glyph_run(&mut self, run: &hayro::hayro_interpret::font::GlyphRun<'_, 'a>, props: DrawProps<'a>, mode: &DrawMode) {
@@ -122,12 +141,13 @@ impl<'a> Device<'a> for Collector {
             return;
         }
         let invisible = matches!(mode, DrawMode::Invisible);
-        let white = match &props.paint {
+        // Transparent, or white (which shows only on a dark ground).
+        let (transparent, white) = match &props.paint {
             Paint::Color(c) => {
                 let [r, g, b, a] = c.to_rgba().to_rgba8();
-                a < 20 || (r > 240 && g > 240 && b > 240)
+                (a < 20, r > 240 && g > 240 && b > 240)
             }
-            Paint::Pattern(_) => false,
+            Paint::Pattern(_) => (false, false),
         };
         for g in run.glyphs() {
             let Some(u) = g.as_unicode() else { continue };
@@ -150,8 +170,8 @@ impl<'a> Device<'a> for Collector {
             }
             let tiny = size < 1.0;
             let outside = bbox.intersect(self.page).area() <= 0.0;
-            let on_dark = white && self.grounds.iter().any(|r| r.contains(bbox.center()));
-            self.chars.push(Char { text, bbox, size, hidden: invisible || white && !on_dark || tiny || outside });
+            let on_dark = self.grounds.iter().rev().find(|(r, _)| r.contains(bbox.center())).is_some_and(|(_, dark)| *dark);
+            self.chars.push(Char { text, bbox, size, hidden: invisible || transparent || white && !on_dark || tiny || outside });
         }
     }
 }
@@ -171,7 +191,7 @@ fn read_page_text(data: Arc<Vec<u8>>, index: usize) -> Option<TextLayer> {
     let cache = InterpreterCache::new();
     let settings = InterpreterSettings { render_content: RenderContent::PAGE, ..InterpreterSettings::default() };
     let mut ctx = Context::new(page.initial_transform(true).to_kurbo(), page_rect, &cache, pdf.xref(), settings);
-    let mut dev = Collector { chars: Vec::new(), grounds: Vec::new(), page: page_rect, cover: 0.0, invisible: 0 };
+    let mut dev = Collector { chars: Vec::new(), grounds: Vec::new(), clips: Vec::new(), page: page_rect, cover: 0.0, invisible: 0 };
     interpret_page(page, &mut ctx, &mut dev);
     if dev.chars.is_empty() {
         return None;
@@ -328,6 +348,12 @@ mod tests {
         let layer = page_text(&pdf(content), 0).expect("text");
         let text = layer.text();
         assert!(text.contains("CERTIFICAT MEDICAL") && !text.contains("FISCAL"), "{text}");
+        // A dark band clipped to nothing, or painted over in white, is no ground.
+        for cover in ["q 0 0 1 1 re W n 0 g 60 760 480 30 re f Q", "0 g 60 760 480 30 re f 1 g 60 760 480 30 re f"] {
+            let content = format!("{cover} BT 1 1 1 rg /F1 16 Tf 72 770 Td (CERTIFICAT MEDICAL) Tj ET BT 0 g /F1 10 Tf 72 700 Td (a joindre a une demande) Tj ET");
+            let text = page_text(&pdf(&content), 0).expect("text").text();
+            assert!(!text.contains("CERTIFICAT"), "{cover}: {text}");
+        }
     }
 
     #[test]

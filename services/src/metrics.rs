@@ -68,8 +68,8 @@ impl Metrics {
     }
 
     /// The exposition text. `depths` are (queue, messages waiting); `figures` is None and
-    /// `broker_up` false when their server did not answer (said as `scanbureau_source_up 0`,
-    /// not as figures that silently vanish).
+    /// `broker_up` false when their server did not answer or their query failed (said as
+    /// `scanbureau_source_up 0`, not as figures that silently vanish).
     pub fn render(&self, figures: Option<&Figures>, depths: &[(String, u32)], broker_up: bool) -> String {
         let mut out = String::new();
         for (name, kind, help) in HELP {

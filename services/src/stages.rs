@@ -139,9 +139,12 @@ async fn process_leased(b: &Arc<Bureau>, job: &Job, id: &str) -> Result<Handled>
         Err(e) => return Err(e.into()),
     };
     if m.status == "done" {
-        // A redelivery: the work is recorded; make sure its notices are on their way (a
-        // database or broker failure here is retried like any other).
-        requeue_pending_notices(b, id).await?;
+        // A redelivery: the work is recorded; make sure its notices are on their way. If the
+        // database or broker fails here, the sweep of stale pending notices queues them later:
+        // the mailing itself is done and must not be retried or failed for it.
+        if let Err(e) = requeue_pending_notices(b, id).await {
+            tracing::warn!(mailing = %id, error = format!("{e:#}"), "pending notices not queued again now; the stale-notice sweep will");
+        }
         return Ok(Handled::Done);
     }
     let started = Instant::now();

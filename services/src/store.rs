@@ -307,7 +307,12 @@ pub async fn claim_mailing(pool: &PgPool, id: &str, actor: &str) -> Result<Optio
         received_at: r.get(3),
         numero_unique: r.get(4),
         notify: r.get(5),
-        files: serde_json::from_value(r.get::<Value, _>(6)).map_err(|e| StoreError::CorruptFileList { mailing: id.to_string(), detail: e.to_string() })?,
+        // A finished mailing's files are not read again (a redelivery only requeues notices).
+        files: if r.get::<String, _>(2) == "done" {
+            Vec::new()
+        } else {
+            serde_json::from_value(r.get::<Value, _>(6)).map_err(|e| StoreError::CorruptFileList { mailing: id.to_string(), detail: e.to_string() })?
+        },
         attempts: r.get(7),
     };
     if m.status != "done" {
@@ -545,14 +550,14 @@ pub async fn stale_pending_notices(pool: &PgPool, older_than: Duration) -> Resul
 
 /// Raw mailings whose retention is over: their objects can be deleted.
 pub async fn expired_raw(pool: &PgPool) -> Result<Vec<(String, Vec<StoredFile>)>> {
-    let rows = sqlx::query("SELECT id, files FROM mailings WHERE status = 'done' AND raw_deleted_at IS NULL AND raw_expires_at < now() LIMIT 100").fetch_all(pool).await?;
+    let rows = sqlx::query("SELECT id, files FROM mailings WHERE status = 'done' AND raw_deleted_at IS NULL AND raw_expires_at < now() AND jsonb_typeof(files) = 'array' ORDER BY raw_expires_at LIMIT 100").fetch_all(pool).await?;
     Ok(rows
         .iter()
         .filter_map(|r| {
             let id: String = r.get(0);
             match serde_json::from_value(r.get::<Value, _>(1)) {
                 Ok(files) => Some((id, files)),
-                // Its objects cannot be named: left in storage, said once a sweep.
+                // Its objects cannot be named: left in storage, and said.
                 Err(e) => {
                     tracing::error!(mailing = %id, error = %e, "stored file list unreadable: raw files kept past their retention");
                     None
