@@ -170,8 +170,10 @@ impl<'a> Device<'a> for Collector {
             }
             let tiny = size < 1.0;
             let outside = bbox.intersect(self.page).area() <= 0.0;
-            let on_dark = self.grounds.iter().rev().find(|(r, _)| r.contains(bbox.center())).is_some_and(|(_, dark)| *dark);
-            self.chars.push(Char { text, bbox, size, hidden: invisible || transparent || white && !on_dark || tiny || outside });
+            // Only white print looks for its ground (a page may draw thousands of shapes).
+            let on_light = || !self.grounds.iter().rev().find(|(r, _)| r.contains(bbox.center())).is_some_and(|(_, dark)| *dark);
+            let hidden = invisible || transparent || tiny || outside || white && on_light();
+            self.chars.push(Char { text, bbox, size, hidden });
         }
     }
 }

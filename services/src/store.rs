@@ -300,21 +300,14 @@ pub async fn claim_mailing(pool: &PgPool, id: &str, actor: &str) -> Result<Optio
     let Some(r) = row else {
         return Ok(None);
     };
-    let m = MailingRow {
-        id: r.get(0),
-        channel: r.get(1),
-        status: r.get(2),
-        received_at: r.get(3),
-        numero_unique: r.get(4),
-        notify: r.get(5),
-        // A finished mailing's files are not read again (a redelivery only requeues notices).
-        files: if r.get::<String, _>(2) == "done" {
-            Vec::new()
-        } else {
-            serde_json::from_value(r.get::<Value, _>(6)).map_err(|e| StoreError::CorruptFileList { mailing: id.to_string(), detail: e.to_string() })?
-        },
-        attempts: r.get(7),
+    let status: String = r.get(2);
+    // A finished mailing's files are not read again (a redelivery only requeues notices).
+    let files = if status == "done" {
+        Vec::new()
+    } else {
+        serde_json::from_value(r.get::<Value, _>(6)).map_err(|e| StoreError::CorruptFileList { mailing: id.to_string(), detail: e.to_string() })?
     };
+    let m = MailingRow { id: r.get(0), channel: r.get(1), status, received_at: r.get(3), numero_unique: r.get(4), notify: r.get(5), files, attempts: r.get(7) };
     if m.status != "done" {
         audit(&mut tx, actor, id, "processing", json!({"attempt": m.attempts})).await?;
     }
