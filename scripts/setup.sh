@@ -6,9 +6,17 @@
 # poppler and pdfium), the tesseract command (the OCR legibility benchmark), Debian's Chromium
 # and the npm package playwright-core that drives it (the browser tests; no browser download).
 # Idempotent: does nothing when everything is there.
+#
+# `--bench-tools` also installs OCRmyPDF, Ghostscript and pngquant, which the compression
+# benchmark runs beside the job's own storage (not needed to build or test).
 set -euo pipefail
 
 need_apt=()
+if [ "${1:-}" = "--bench-tools" ]; then
+  command -v ocrmypdf >/dev/null 2>&1 || need_apt+=(ocrmypdf)
+  command -v gs >/dev/null 2>&1 || need_apt+=(ghostscript)
+  command -v pngquant >/dev/null 2>&1 || need_apt+=(pngquant)
+fi
 has_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 for pkg in libtesseract-dev libleptonica-dev libclang-dev pkg-config tesseract-ocr-fra libheif-dev; do
   has_pkg "$pkg" || need_apt+=("$pkg")

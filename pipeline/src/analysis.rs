@@ -165,6 +165,14 @@ pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn 
         orientation = if orientation == Orientation::UpsideDown { Orientation::Upright } else { Orientation::UpsideDown };
     }
     features.reading.push(format!("orientation from the print: {orientation:?} ({strength:.1} times more ink on that side)"));
+    // An identity document is kept as a picture: its photograph must stay recognisable, which a
+    // mixed page's low-resolution background does not promise.
+    let content = match content {
+        PageContent::Text | PageContent::ColourText if features.layout.cards > 0 || features.mrz.is_some() => {
+            if raster.rgb.is_some() { PageContent::Colour } else { PageContent::Photo }
+        }
+        c => c,
+    };
     let encoded = encode_page(&raster, &bits, content, &params.encode);
     features.other_qr = qr_codes.iter().map(|q| String::from_utf8_lossy(&q.payload).into_owned()).collect();
     features.datamatrix = datamatrix;
@@ -344,22 +352,29 @@ pub fn orientation_evidence(bits: &Bitmap, dpi: f32) -> (Orientation, f32) {
     (o, strength)
 }
 
-/// Bitonal when the page is text on paper and binarising keeps it legible; a picture (JPEG)
-/// when it holds photographs, colour that matters, or print too faint to binarise safely.
+/// Tiles (about 5.5 mm) mostly of mid-tones that make a page a picture: an identity photo covers
+/// some fifty.
+const PHOTO_TILES: usize = 12;
+
+/// Text (bitonal or mixed: the encoder measures its paper) when binarising keeps the print
+/// legible; a picture (JPEG) when the page holds photographs or print too faint to binarise
+/// safely. Colour is kept either way.
 fn content_kind(raster: &PageRaster, stats: &TileStats) -> PageContent {
     // CCITT G4 counts columns and rows in 16 bits.
     if raster.width() > u16::MAX as u32 || raster.height() > u16::MAX as u32 {
-        return PageContent::Photo;
+        return if raster.rgb.is_some() { PageContent::Colour } else { PageContent::Photo };
     }
     if raster.bilevel {
         return PageContent::Text;
     }
     let photo_tiles = stats.midtone.iter().filter(|&&m| m > 75).count();
     let contrast = stats.page_paper.saturating_sub(stats.page_ink);
+    // A few square centimetres of continuous tone: an identity photo, a picture. (A title in
+    // bold or a band's edge makes a few tiles of mid-tones: the encoder measures the rest.)
+    let pictures = photo_tiles >= PHOTO_TILES;
     if raster.rgb.is_some() {
-        PageContent::Colour
-    } else if photo_tiles >= 4 {
-        // A few square centimetres of continuous tone: an identity photo, a picture.
+        if pictures || contrast < 110 || raster.dpi < 180.0 { PageContent::Colour } else { PageContent::ColourText }
+    } else if pictures {
         PageContent::Photo
     } else if contrast < 110 || raster.dpi < 180.0 {
         // Faint print or a low-resolution scan: binarisation would break strokes; keep the grey

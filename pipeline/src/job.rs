@@ -210,6 +210,7 @@ pub fn assemble(ctx: &JobContext<'_>, records: &[PageRecord], qualifier: &dyn Qu
             reason: None,
             detail: None,
             rotated: false,
+            stored_bytes: None,
             reading: match &r.outcome {
                 PageOutcome::Read { features, .. } => features.reading.clone(),
                 PageOutcome::Unreadable { .. } => Vec::new(),
@@ -226,7 +227,13 @@ pub fn assemble(ctx: &JobContext<'_>, records: &[PageRecord], qualifier: &dyn Qu
                 p.reason = Some(*reason);
                 p.detail = detail.clone();
             }
-            PageFate::InRequest(_) => p.role = PageRole::Piece,
+            PageFate::InRequest(_) => {
+                p.role = PageRole::Piece;
+                if let Some(e) = encoded(i) {
+                    p.detail = Some(format!("stored as {}: {}; {:.1} KB", e.codec_name(), e.choice, e.bytes() as f64 / 1024.0));
+                    p.stored_bytes = Some(e.bytes());
+                }
+            }
         }
         if let PageOutcome::Read { analysis, .. } = &records[i].outcome {
             p.rotated = (analysis.orientation == Orientation::UpsideDown || analysis.corrections.turned) && analysis.encoded.is_some();
@@ -479,7 +486,7 @@ mod tests {
     use crate::lightpdf::PageCodec;
 
     fn page(codec: PageCodec, data: Vec<u8>, w: u32, h: u32) -> EncodedPage {
-        EncodedPage { codec, width: w, height: h, page_w_pt: 595.276, page_h_pt: 841.89, data }
+        EncodedPage { codec, width: w, height: h, page_w_pt: 595.276, page_h_pt: 841.89, data, mixed: None, choice: String::new() }
     }
 
     fn noise_jpeg(w: u32, h: u32, seed: u32) -> Vec<u8> {

@@ -21,6 +21,7 @@ pub mod input;
 pub mod job;
 pub mod lightpdf;
 pub mod mailing;
+pub mod mixed;
 pub mod notice;
 pub mod pdftext;
 pub mod piece_edit;

@@ -1,11 +1,19 @@
 //! Light PDFs: each piece as small as legibility allows.
 //!
-//! Text pages are stored bitonal in CCITT Group 4 at the scan's resolution (lossless on the
-//! binarised page; a lossy symbol-substituting coder such as JBIG2 "pattern matching" is never
-//! used: it swaps digits). Photographs, identity cards, colour forms and faint print are stored
-//! as JPEG at 200 dpi (150 lost a point or more of OCR word accuracy on small print in photos:
-//! see the pipeline benchmark), grey unless the page carries colour. The PDF is written by hand: a few
-//! objects per page, deterministic bytes (no dates), A4 media boxes for A4 scans.
+//! One page, one choice, made by measuring the page:
+//! - text on plain paper: bitonal, CCITT Group 4 at the scan's resolution (lossless on the
+//!   binarised page; a lossy symbol-substituting coder such as JBIG2 "pattern matching" is never
+//!   used: it swaps digits);
+//! - text on tinted paper, grey boxes, colour forms, logos: mixed raster content (see `mixed`),
+//!   the print as a G4 stencil at scan resolution over a low-resolution JPEG background, painted
+//!   in its own colour;
+//! - photographs, identity cards, faint print and whatever the layers would blur: JPEG at
+//!   200 dpi (150 lost a point or more of OCR word accuracy on small print in photos: see the
+//!   pipeline benchmark), grey unless the page carries colour.
+//!
+//! The PDF is written by hand: a few objects per page, deterministic bytes (no dates), A4 media
+//! boxes for A4 scans. The stencil is drawn as `/ImageMask` (one colour) or as the `/Mask` of a
+//! small colour image (print of several colours), both PDF 1.3, which every viewer draws.
 
 use std::fmt::Write as _;
 use std::io::Cursor;
@@ -13,17 +21,21 @@ use std::io::Cursor;
 use image::{DynamicImage, GrayImage, ImageFormat, RgbImage};
 
 use crate::binarize::Bitmap;
+use crate::mixed::{InkColour, Layers, Plane, composite, picture_share, separate};
 use crate::raster::PageRaster;
 
-/// What a page holds, which decides how it is stored.
+/// What a page holds, as the page analysis sees it; the encoder measures the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageContent {
-    /// Text and line art on paper: bitonal.
+    /// Grey text and line art: bitonal, or mixed when its paper is tinted.
     Text,
     /// Photographs, halftones or faint print: grey JPEG.
     Photo,
-    /// Colour that carries information: colour JPEG.
+    /// Colour with photographs in it: colour JPEG.
     Colour,
+    /// Colour text and line art (forms, letterheads, stamps): mixed, or colour JPEG when the
+    /// layers would blur it.
+    ColourText,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -31,11 +43,23 @@ pub struct EncodeParams {
     /// Resolution of JPEG-stored pages.
     pub picture_dpi: f32,
     pub jpeg_quality: u8,
+    /// Resolution and quality of a mixed page's background.
+    pub background_dpi: f32,
+    pub background_quality: u8,
+    /// A grey text page whose background is tinted on more than this share of its cells is
+    /// stored mixed (below, the tint is a speck or a shadow and G4 alone says it all).
+    pub tint_share: f32,
+    /// A page whose background drawn back differs from the scan on more than this share of its
+    /// tiles holds pictures: JPEG (an identity photo on an A4 copy is some 2.5 %).
+    pub picture_share: f32,
+    /// Above this share, a grey page with something the mask cannot draw (a small picture, a
+    /// shaded logo) keeps it in a mixed page's background instead of losing it in G4 alone.
+    pub speck_share: f32,
 }
 
 impl Default for EncodeParams {
     fn default() -> Self {
-        Self { picture_dpi: 200.0, jpeg_quality: 55 }
+        Self { picture_dpi: 200.0, jpeg_quality: 55, background_dpi: 75.0, background_quality: 40, tint_share: 0.02, picture_share: 0.01, speck_share: 0.002 }
     }
 }
 
@@ -45,6 +69,32 @@ pub enum PageCodec {
     CcittG4,
     JpegGray,
     JpegRgb,
+    /// `data` is the G4 stencil of the print; `mixed` holds the other layers.
+    Mixed,
+}
+
+/// A JPEG picture layer of a mixed page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JpegLayer {
+    pub width: u32,
+    pub height: u32,
+    pub colour: bool,
+    pub data: Vec<u8>,
+}
+
+/// The paint of a mixed page's print.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InkPaint {
+    /// One colour, 0-255 per component (1 grey or 3 RGB).
+    Solid(Vec<u8>),
+    Picture(JpegLayer),
+}
+
+/// What a mixed page adds to its stencil.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MixedLayers {
+    pub background: JpegLayer,
+    pub ink: InkPaint,
 }
 
 /// One page ready to be placed in a piece's PDF.
@@ -57,6 +107,33 @@ pub struct EncodedPage {
     pub page_w_pt: f32,
     pub page_h_pt: f32,
     pub data: Vec<u8>,
+    pub mixed: Option<Box<MixedLayers>>,
+    /// Why the page is stored this way, in a few words (the report's page detail).
+    pub choice: String,
+}
+
+impl EncodedPage {
+    /// Bytes of image data in all the page's layers.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+            + self.mixed.as_ref().map_or(0, |m| {
+                m.background.data.len()
+                    + match &m.ink {
+                        InkPaint::Solid(_) => 0,
+                        InkPaint::Picture(p) => p.data.len(),
+                    }
+            })
+    }
+
+    /// The codec in the words of the report.
+    pub fn codec_name(&self) -> &'static str {
+        match self.codec {
+            PageCodec::CcittG4 => "bitonal G4",
+            PageCodec::JpegGray => "grey JPEG",
+            PageCodec::JpegRgb => "colour JPEG",
+            PageCodec::Mixed => "mixed raster (G4 print over a JPEG background)",
+        }
+    }
 }
 
 const A4_PT: (f32, f32) = (595.276, 841.89);
@@ -74,35 +151,139 @@ fn page_size_pt(w: u32, h: u32, dpi: f32) -> (f32, f32) {
     }
 }
 
-/// Encodes a page: G4 from the binarised bits for text, JPEG for pictures.
+/// Encodes a page: G4 from the binarised bits for text on plain paper, mixed layers for text on
+/// tinted paper or in colour, JPEG for pictures. The choice is measured on the page (tint of its
+/// background, what the layers drawn back lose) and said in `choice`.
 pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, params: &EncodeParams) -> EncodedPage {
     let (pw, ph) = page_size_pt(raster.width(), raster.height(), raster.dpi);
+    // CCITT G4 counts columns and rows in 16 bits.
+    let g4_fits = bits.width <= u16::MAX as u32 && bits.height <= u16::MAX as u32 && bits.width == raster.width() && bits.height == raster.height();
+    let picture = |content: PageContent, why: String| {
+        let mut p = encode_picture(raster, content, params, pw, ph);
+        p.choice = why;
+        p
+    };
     match content {
-        PageContent::Text => EncodedPage {
-            codec: PageCodec::CcittG4,
-            width: bits.width,
-            height: bits.height,
-            page_w_pt: pw,
-            page_h_pt: ph,
-            data: encode_g4(bits),
-        },
-        PageContent::Photo | PageContent::Colour => {
-            let scale = (params.picture_dpi / raster.dpi).min(1.0);
-            let (data, w, h, codec) = match (&raster.rgb, content) {
-                (Some(rgb), PageContent::Colour) => {
-                    let img = downscale_rgb(rgb, scale);
-                    let (w, h) = img.dimensions();
-                    (jpeg(DynamicImage::ImageRgb8(img), params.jpeg_quality), w, h, PageCodec::JpegRgb)
-                }
-                _ => {
-                    let img = downscale_gray(&raster.gray, scale);
-                    let (w, h) = img.dimensions();
-                    (jpeg(DynamicImage::ImageLuma8(img), params.jpeg_quality), w, h, PageCodec::JpegGray)
-                }
+        PageContent::Text | PageContent::ColourText if g4_fits => {
+            let colour = content == PageContent::ColourText && raster.rgb.is_some();
+            let (pixels, channels): (&[u8], usize) = match (&raster.rgb, colour) {
+                (Some(rgb), true) => (rgb.as_raw(), 3),
+                _ => (raster.gray.as_raw(), 1),
             };
-            EncodedPage { codec, width: w, height: h, page_w_pt: pw, page_h_pt: ph, data }
+            let paper = page_paper(&raster.gray);
+            let bg_cell = (raster.dpi / params.background_dpi).round().max(1.0) as u32;
+            let layers = separate(pixels, channels, bits, raster.dpi, bg_cell, bg_cell * 4, paper);
+            let drawn = composite(bits, &layers);
+            let lost = picture_share(&raster.gray, &drawn, bits, &layers.near_ink, raster.dpi, 14);
+            // Bitonal alone when the paper is plain and nothing the mask cannot draw is on it
+            // (a small picture is kept, blurred, in a mixed page's background).
+            if !colour && layers.tinted_share <= params.tint_share && lost <= params.speck_share {
+                return EncodedPage {
+                    codec: PageCodec::CcittG4,
+                    width: bits.width,
+                    height: bits.height,
+                    page_w_pt: pw,
+                    page_h_pt: ph,
+                    data: encode_g4(bits),
+                    mixed: None,
+                    choice: format!("text on plain paper (tint on {:.1} % of it)", 100.0 * layers.tinted_share),
+                };
+            }
+            if lost > params.picture_share {
+                let kind = if colour { PageContent::Colour } else { PageContent::Photo };
+                return picture(kind, format!("pictures the layers would blur ({:.0} % of the page)", 100.0 * lost));
+            }
+            let mixed = encode_layers(&layers, params.background_quality);
+            let why = format!("text on {} ({:.0} % tinted), print in {}", if colour { "a colour page" } else { "tinted paper" }, 100.0 * layers.tinted_share, if matches!(mixed.ink, InkPaint::Solid(_)) { "one colour" } else { "several colours" });
+            EncodedPage { codec: PageCodec::Mixed, width: bits.width, height: bits.height, page_w_pt: pw, page_h_pt: ph, data: encode_g4(bits), mixed: Some(Box::new(mixed)), choice: why }
+        }
+        PageContent::Text => picture(PageContent::Photo, "a page too large for G4".into()),
+        PageContent::ColourText => picture(PageContent::Colour, "a page too large for G4".into()),
+        PageContent::Photo => picture(content, "photographs, halftones or faint print".into()),
+        PageContent::Colour => picture(content, "colour photographs".into()),
+    }
+}
+
+/// The page's paper level: the 90th percentile of its pixels.
+fn page_paper(gray: &GrayImage) -> u8 {
+    percentile_of(gray.as_raw().iter().copied(), 0.9)
+}
+
+/// The `q` quantile of levels (a sample of some 200,000 of them).
+fn percentile_of(levels: impl ExactSizeIterator<Item = u8>, q: f64) -> u8 {
+    let mut hist = [0u64; 256];
+    let step = (levels.len() / 200_000).max(1);
+    for v in levels.step_by(step) {
+        hist[v as usize] += 1;
+    }
+    let total: u64 = hist.iter().sum();
+    let mut seen = 0;
+    for (v, &n) in hist.iter().enumerate() {
+        seen += n;
+        if seen as f64 >= total as f64 * q {
+            return v as u8;
         }
     }
+    255
+}
+
+/// Paper levels brought to white: the paper's grain and the scanner's noise are not information,
+/// and they are most of what a JPEG of a copy spends its bytes on. Levels are stretched so the
+/// paper (`paper`, per channel) is white; what is within `PAPER_NOISE` of it becomes white.
+fn whiten_paper(samples: &mut [u8], channels: usize, paper: &[u8]) {
+    let gain: Vec<u32> = paper.iter().map(|&p| (255 * 256) / (p.max(64) as u32)).collect();
+    for px in samples.chunks_exact_mut(channels) {
+        if px.iter().zip(paper).all(|(&v, &p)| v as u32 + PAPER_NOISE >= p as u32) {
+            px.fill(255);
+        } else {
+            for (v, g) in px.iter_mut().zip(&gain) {
+                *v = ((*v as u32 * g) >> 8).min(255) as u8;
+            }
+        }
+    }
+}
+
+/// Levels within this of the paper's are paper.
+const PAPER_NOISE: u32 = 10;
+
+/// JPEG of the page, grey or colour, at the picture resolution, on white paper.
+fn encode_picture(raster: &PageRaster, content: PageContent, params: &EncodeParams, pw: f32, ph: f32) -> EncodedPage {
+    let scale = (params.picture_dpi / raster.dpi).min(1.0);
+    let (data, w, h, codec) = match (&raster.rgb, content) {
+        (Some(rgb), PageContent::Colour | PageContent::ColourText) => {
+            let mut img = downscale_rgb(rgb, scale);
+            let paper: Vec<u8> = (0..3).map(|c| percentile_of(img.as_raw().iter().skip(c).step_by(3).copied(), 0.9)).collect();
+            whiten_paper(&mut img, 3, &paper);
+            let (w, h) = img.dimensions();
+            (jpeg(DynamicImage::ImageRgb8(img), params.jpeg_quality), w, h, PageCodec::JpegRgb)
+        }
+        _ => {
+            let mut img = downscale_gray(&raster.gray, scale);
+            let paper = percentile_of(img.as_raw().iter().copied(), 0.9);
+            whiten_paper(&mut img, 1, &[paper]);
+            let (w, h) = img.dimensions();
+            (jpeg(DynamicImage::ImageLuma8(img), params.jpeg_quality), w, h, PageCodec::JpegGray)
+        }
+    };
+    EncodedPage { codec, width: w, height: h, page_w_pt: pw, page_h_pt: ph, data, mixed: None, choice: String::new() }
+}
+
+fn jpeg_plane(p: &Plane, quality: u8) -> JpegLayer {
+    let img = if p.channels == 3 {
+        RgbImage::from_raw(p.width, p.height, p.samples.clone()).map(DynamicImage::ImageRgb8)
+    } else {
+        GrayImage::from_raw(p.width, p.height, p.samples.clone()).map(DynamicImage::ImageLuma8)
+    };
+    let data = img.map(|i| jpeg(i, quality)).unwrap_or_default();
+    JpegLayer { width: p.width, height: p.height, colour: p.channels == 3, data }
+}
+
+fn encode_layers(layers: &Layers, quality: u8) -> MixedLayers {
+    let ink = match &layers.ink {
+        InkColour::Solid(c) => InkPaint::Solid(c.clone()),
+        InkColour::Varying(p) => InkPaint::Picture(jpeg_plane(p, quality.max(50))),
+    };
+    MixedLayers { background: jpeg_plane(&layers.background, quality), ink }
 }
 
 /// CCITT Group 4 (T.6) of a bitonal page, as PDF reads it with `/K -1` and `/BlackIs1 false`.
@@ -189,27 +370,91 @@ fn downscale_rgb(img: &RgbImage, scale: f32) -> RgbImage {
     image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle)
 }
 
-/// Re-encodes a JPEG page smaller (to bring a piece under the size limit). G4 pages are kept.
+/// Re-encodes a page's pictures smaller (to bring a piece under the size limit): a JPEG page, or
+/// a mixed page's background. G4 stencils and pages are kept.
 pub fn shrink_page(page: &EncodedPage, scale: f32, quality: u8) -> EncodedPage {
-    let decoded = match page.codec {
-        PageCodec::CcittG4 => return page.clone(),
-        _ => image::load_from_memory_with_format(&page.data, ImageFormat::Jpeg),
+    let shrink = |data: &[u8]| -> Option<(Vec<u8>, u32, u32)> {
+        let img = image::load_from_memory_with_format(data, ImageFormat::Jpeg).ok()?;
+        let (w, h) = (((img.width() as f32 * scale) as u32).max(1), ((img.height() as f32 * scale) as u32).max(1));
+        Some((jpeg(img.resize_exact(w, h, image::imageops::FilterType::Triangle), quality), w, h))
     };
-    let Ok(img) = decoded else { return page.clone() };
-    let (w, h) = (((img.width() as f32 * scale) as u32).max(1), ((img.height() as f32 * scale) as u32).max(1));
-    let small = img.resize_exact(w, h, image::imageops::FilterType::Triangle);
-    let data = jpeg(small, quality);
-    EncodedPage { width: w, height: h, data, ..page.clone() }
+    match page.codec {
+        PageCodec::CcittG4 => page.clone(),
+        PageCodec::Mixed => {
+            let Some(m) = &page.mixed else { return page.clone() };
+            let Some((data, width, height)) = shrink(&m.background.data) else { return page.clone() };
+            let background = JpegLayer { width, height, data, colour: m.background.colour };
+            EncodedPage { mixed: Some(Box::new(MixedLayers { background, ink: m.ink.clone() })), ..page.clone() }
+        }
+        PageCodec::JpegGray | PageCodec::JpegRgb => match shrink(&page.data) {
+            Some((data, width, height)) => EncodedPage { width, height, data, ..page.clone() },
+            None => page.clone(),
+        },
+    }
+}
+
+fn jpeg_dict((w, h, colour, len): (u32, u32, bool, usize), extra: &str) -> String {
+    let space = if colour { "DeviceRGB" } else { "DeviceGray" };
+    format!("<< /Type /XObject /Subtype /Image /Width {w} /Height {h} /ColorSpace /{space} /BitsPerComponent 8 /Filter /DCTDecode{extra} /Length {len} >>")
+}
+
+impl JpegLayer {
+    fn shape(&self) -> (u32, u32, bool, usize) {
+        (self.width, self.height, self.colour, self.data.len())
+    }
+}
+
+fn g4_dict(w: u32, h: u32, len: usize, stencil: bool) -> String {
+    let kind = if stencil { "/ImageMask true" } else { "/ColorSpace /DeviceGray" };
+    format!("<< /Type /XObject /Subtype /Image /Width {w} /Height {h} {kind} /BitsPerComponent 1 /Filter /CCITTFaxDecode /DecodeParms << /K -1 /Columns {w} /Rows {h} /BlackIs1 false >> /Length {len} >>")
+}
+
+/// The image objects of a page, in the order they are written: (name in the content stream or
+/// "" for a mask referenced by the next image, dictionary, data).
+fn page_images(p: &EncodedPage) -> Vec<(&'static str, String, &[u8])> {
+    match (p.codec, &p.mixed) {
+        (PageCodec::CcittG4, _) | (PageCodec::Mixed, None) => vec![("Im0", g4_dict(p.width, p.height, p.data.len(), false), &p.data)],
+        (PageCodec::JpegGray | PageCodec::JpegRgb, _) => vec![("Im0", jpeg_dict((p.width, p.height, p.codec == PageCodec::JpegRgb, p.data.len()), ""), &p.data)],
+        (PageCodec::Mixed, Some(m)) => {
+            let bg = ("Bg", jpeg_dict(m.background.shape(), " /Interpolate true"), m.background.data.as_slice());
+            match &m.ink {
+                InkPaint::Solid(_) => vec![bg, ("Mk", g4_dict(p.width, p.height, p.data.len(), true), &p.data)],
+                // The stencil first, then the ink picture that names it as its /Mask.
+                InkPaint::Picture(l) => vec![bg, ("", g4_dict(p.width, p.height, p.data.len(), true), &p.data), ("Fg", jpeg_dict(l.shape(), " /Interpolate true /Mask {mask}"), l.data.as_slice())],
+            }
+        }
+    }
+}
+
+/// What the page's content stream draws.
+fn page_content(p: &EncodedPage) -> String {
+    let place = |name: &str| format!("q {:.2} 0 0 {:.2} 0 0 cm /{name} Do Q", p.page_w_pt, p.page_h_pt);
+    match (p.codec, &p.mixed) {
+        (PageCodec::Mixed, Some(m)) => match &m.ink {
+            InkPaint::Solid(c) => {
+                let f = |v: &u8| format!("{:.3}", *v as f32 / 255.0);
+                let colour = if c.len() == 3 { format!("{} rg", c.iter().map(f).collect::<Vec<_>>().join(" ")) } else { format!("{} g", c.first().map(f).unwrap_or_else(|| "0".into())) };
+                format!("{} {colour} {}", place("Bg"), place("Mk"))
+            }
+            InkPaint::Picture(_) => format!("{} {}", place("Bg"), place("Fg")),
+        },
+        _ => place("Im0"),
+    }
 }
 
 /// Writes the pages as one PDF. Deterministic: the same pages give the same bytes.
 pub fn write_pdf(pages: &[&EncodedPage], title: &str) -> Vec<u8> {
-    let mut out: Vec<u8> = Vec::with_capacity(pages.iter().map(|p| p.data.len() + 600).sum::<usize>() + 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(pages.iter().map(|p| p.bytes() + 1200).sum::<usize>() + 1024);
     let mut offsets: Vec<usize> = Vec::new();
     out.extend_from_slice(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n");
-    let n = pages.len();
-    // Objects: 1 catalog, 2 pages, 3 info, then per page: page, content, image.
-    let page_obj = |i: usize| 4 + 3 * i;
+    // Objects: 1 catalog, 2 pages, 3 info, then per page: page, content, its images.
+    let images: Vec<_> = pages.iter().map(|p| page_images(p)).collect();
+    let mut page_ids = Vec::with_capacity(pages.len());
+    let mut next = 4;
+    for imgs in &images {
+        page_ids.push(next);
+        next += 2 + imgs.len();
+    }
     let obj = |out: &mut Vec<u8>, offsets: &mut Vec<usize>, body: &[u8]| {
         offsets.push(out.len());
         let id = offsets.len();
@@ -218,45 +463,34 @@ pub fn write_pdf(pages: &[&EncodedPage], title: &str) -> Vec<u8> {
         out.extend_from_slice(b"\nendobj\n");
     };
     obj(&mut out, &mut offsets, b"<< /Type /Catalog /Pages 2 0 R >>");
-    let mut kids = String::new();
-    for i in 0..n {
-        let _ = write!(kids, "{} 0 R ", page_obj(i));
-    }
-    obj(&mut out, &mut offsets, format!("<< /Type /Pages /Kids [{}] /Count {n} >>", kids.trim_end()).as_bytes());
+    let kids: Vec<String> = page_ids.iter().map(|id| format!("{id} 0 R")).collect();
+    obj(&mut out, &mut offsets, format!("<< /Type /Pages /Kids [{}] /Count {} >>", kids.join(" "), pages.len()).as_bytes());
     obj(&mut out, &mut offsets, format!("<< /Producer (scanbureau) /Title ({}) >>", pdf_string(title)).as_bytes());
-    for (i, p) in pages.iter().enumerate() {
-        let (content_id, image_id) = (page_obj(i) + 1, page_obj(i) + 2);
+    for ((p, imgs), &page_id) in pages.iter().zip(&images).zip(&page_ids) {
+        let content_id = page_id + 1;
+        let xobjects: Vec<String> = imgs.iter().enumerate().filter(|(_, (name, _, _))| !name.is_empty()).map(|(k, (name, _, _))| format!("/{name} {} 0 R", content_id + 1 + k)).collect();
         obj(
             &mut out,
             &mut offsets,
             format!(
-                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {:.2} {:.2}] /Resources << /XObject << /Im0 {image_id} 0 R >> >> /Contents {content_id} 0 R >>",
-                p.page_w_pt, p.page_h_pt
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {:.2} {:.2}] /Resources << /XObject << {} >> >> /Contents {content_id} 0 R >>",
+                p.page_w_pt,
+                p.page_h_pt,
+                xobjects.join(" ")
             )
             .as_bytes(),
         );
-        let content = format!("q {:.2} 0 0 {:.2} 0 0 cm /Im0 Do Q", p.page_w_pt, p.page_h_pt);
+        let content = page_content(p);
         obj(&mut out, &mut offsets, format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()).as_bytes());
-        let dict = match p.codec {
-            PageCodec::CcittG4 => format!(
-                "<< /Type /XObject /Subtype /Image /Width {w} /Height {h} /ColorSpace /DeviceGray /BitsPerComponent 1 /Filter /CCITTFaxDecode /DecodeParms << /K -1 /Columns {w} /Rows {h} /BlackIs1 false >> /Length {len} >>",
-                w = p.width,
-                h = p.height,
-                len = p.data.len()
-            ),
-            PageCodec::JpegGray | PageCodec::JpegRgb => format!(
-                "<< /Type /XObject /Subtype /Image /Width {} /Height {} /ColorSpace /{} /BitsPerComponent 8 /Filter /DCTDecode /Length {} >>",
-                p.width,
-                p.height,
-                if p.codec == PageCodec::JpegRgb { "DeviceRGB" } else { "DeviceGray" },
-                p.data.len()
-            ),
-        };
-        let mut body = dict.into_bytes();
-        body.extend_from_slice(b"\nstream\n");
-        body.extend_from_slice(&p.data);
-        body.extend_from_slice(b"\nendstream");
-        obj(&mut out, &mut offsets, &body);
+        for (k, (_, dict, data)) in imgs.iter().enumerate() {
+            // An image with a /Mask names the object written just before it.
+            let dict = dict.replace("{mask}", &format!("{} 0 R", content_id + k));
+            let mut body = dict.into_bytes();
+            body.extend_from_slice(b"\nstream\n");
+            body.extend_from_slice(data);
+            body.extend_from_slice(b"\nendstream");
+            obj(&mut out, &mut offsets, &body);
+        }
     }
     let xref_at = out.len();
     let mut xref = format!("xref\n0 {}\n0000000000 65535 f \n", offsets.len() + 1);
@@ -275,11 +509,28 @@ fn pdf_string(s: &str) -> String {
     }).collect()
 }
 
-/// Decodes a piece page back to pixels (tests and benchmarks compare it with the scan).
+/// Decodes a piece page back to pixels in grey, as a viewer draws it (tests and benchmarks compare
+/// it with the scan).
 pub fn decode_encoded(page: &EncodedPage) -> Option<GrayImage> {
-    match page.codec {
-        PageCodec::CcittG4 => decode_g4(&page.data, page.width, page.height),
-        _ => image::load(Cursor::new(&page.data), ImageFormat::Jpeg).ok().map(|i| i.into_luma8()),
+    let load = |data: &[u8]| image::load(Cursor::new(data), ImageFormat::Jpeg).ok();
+    match (page.codec, &page.mixed) {
+        (PageCodec::CcittG4, _) | (PageCodec::Mixed, None) => decode_g4(&page.data, page.width, page.height),
+        (PageCodec::JpegGray | PageCodec::JpegRgb, _) => load(&page.data).map(|i| i.into_luma8()),
+        (PageCodec::Mixed, Some(m)) => {
+            let stencil = decode_g4(&page.data, page.width, page.height)?;
+            let ink: Vec<u8> = stencil.as_raw().iter().map(|&v| (v == 0) as u8).collect();
+            let mask = Bitmap { width: page.width, height: page.height, ink };
+            let plane = |l: &JpegLayer| -> Option<Plane> {
+                let img = load(&l.data)?;
+                let (samples, channels) = if l.colour { (img.into_rgb8().into_raw(), 3) } else { (img.into_luma8().into_raw(), 1) };
+                Some(Plane { width: l.width, height: l.height, channels, samples, cell: page.width.div_ceil(l.width.max(1)) })
+            };
+            let ink = match &m.ink {
+                InkPaint::Solid(c) => InkColour::Solid(c.clone()),
+                InkPaint::Picture(l) => InkColour::Varying(plane(l)?),
+            };
+            Some(composite(&mask, &Layers { background: plane(&m.background)?, ink, tinted_share: 0.0, near_ink: Vec::new() }))
+        }
     }
 }
 
@@ -292,7 +543,7 @@ mod tests {
         let (w, h) = (333u32, 120u32);
         let ink: Vec<u8> = (0..w * h).map(|i| (((i % w) / 7 + (i / w) / 5) % 3 == 0) as u8).collect();
         let bits = Bitmap { width: w, height: h, ink: ink.clone() };
-        let page = EncodedPage { codec: PageCodec::CcittG4, width: w, height: h, page_w_pt: 100.0, page_h_pt: 100.0, data: encode_g4(&bits) };
+        let page = EncodedPage { codec: PageCodec::CcittG4, width: w, height: h, page_w_pt: 100.0, page_h_pt: 100.0, data: encode_g4(&bits), mixed: None, choice: String::new() };
         let back = decode_encoded(&page).expect("decodes");
         let again: Vec<u8> = back.as_raw().iter().map(|&v| (v == 0) as u8).collect();
         assert_eq!(again, ink);
@@ -314,6 +565,118 @@ mod tests {
         let first = text[xref..].lines().nth(3).expect("entry");
         let off: usize = first[..10].parse().expect("offset");
         assert!(pdf[off..].starts_with(b"1 0 obj"));
+    }
+
+    /// An A4 page at 300 dpi: lines of "print" on paper, a grey or colour band behind the top
+    /// lines, and a red stamp when `stamp`.
+    fn form(tint: Option<[u8; 3]>, stamp: bool) -> PageRaster {
+        let (w, h) = (2480u32, 3508u32);
+        let rgb = RgbImage::from_fn(w, h, |x, y| {
+            let print = (300..3200).contains(&y) && (y / 9) % 4 == 0 && (x / 5) % 4 != 0 && (200..2280).contains(&x);
+            let in_stamp = stamp && (2600..2900).contains(&y) && (1600..2100).contains(&x);
+            match (print, tint) {
+                (true, _) if in_stamp => image::Rgb([190, 30, 40]),
+                (true, _) => image::Rgb([25, 25, 30]),
+                (false, Some(t)) if y < 900 => image::Rgb(t),
+                _ => image::Rgb([244, 244, 242]),
+            }
+        });
+        let colour = tint.is_some_and(|t| t[0] != t[2]);
+        let mut r = PageRaster::from_rgb(rgb.clone());
+        if colour {
+            // Colour the page carries, whatever the colour test makes of a pale tint.
+            r.rgb = Some(rgb);
+        }
+        r.dpi = 300.0;
+        r
+    }
+
+    fn encode(r: &PageRaster, content: PageContent) -> EncodedPage {
+        let stats = crate::binarize::tile_stats(&r.gray, r.dpi);
+        let bits = crate::binarize::binarize(&r.gray, &stats, crate::binarize::MIN_CONTRAST);
+        encode_page(r, &bits, content, &EncodeParams::default())
+    }
+
+    #[test]
+    fn each_page_gets_the_storage_its_paper_asks_for() {
+        let plain = encode(&form(None, false), PageContent::Text);
+        assert_eq!(plain.codec, PageCodec::CcittG4, "{}", plain.choice);
+        let grey = encode(&form(Some([200, 200, 200]), false), PageContent::Text);
+        assert_eq!(grey.codec, PageCodec::Mixed, "{}", grey.choice);
+        let m = grey.mixed.as_ref().expect("layers");
+        assert!(!m.background.colour && matches!(m.ink, InkPaint::Solid(_)), "{m:?}");
+        // The layers cost little beside the stencil.
+        assert!(m.background.data.len() < grey.data.len() / 2, "background {} B, stencil {} B", m.background.data.len(), grey.data.len());
+        let colour = form(Some([215, 230, 250]), true);
+        assert!(colour.rgb.is_some());
+        let c = encode(&colour, PageContent::ColourText);
+        assert_eq!(c.codec, PageCodec::Mixed, "{}", c.choice);
+        let m = c.mixed.as_ref().expect("layers");
+        assert!(m.background.colour && matches!(m.ink, InkPaint::Picture(_)), "the stamp keeps its red: {:?}", c.choice);
+        // What a viewer draws is the scan, print for print.
+        let drawn = decode_encoded(&c).expect("decodes");
+        let diff = drawn.as_raw().iter().zip(colour.gray.as_raw()).filter(|(a, b)| a.abs_diff(**b) > 40).count();
+        assert!(diff * 200 < drawn.as_raw().len(), "{diff} pixels far from the scan");
+    }
+
+    #[test]
+    fn a_photograph_is_not_cut_into_layers() {
+        // Continuous tone with fine detail (grain, hair, a card's guilloches), in colour.
+        let rgb = RgbImage::from_fn(2480, 3508, |x, y| {
+            let grain = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(2_246_822_519)).wrapping_mul(3_266_489_917) >> 25;
+            let v = ((x as f32 / 40.0).sin() * 30.0 + 70.0) as u32 + grain;
+            image::Rgb([v.min(255) as u8, (v / 2 + 60) as u8, (255 - v.min(255)) as u8])
+        });
+        let mut r = PageRaster::from_rgb(rgb);
+        r.dpi = 300.0;
+        let p = encode(&r, PageContent::ColourText);
+        assert_eq!(p.codec, PageCodec::JpegRgb, "{}", p.choice);
+        assert!(p.choice.contains("blur"), "{}", p.choice);
+    }
+
+    #[test]
+    fn viewers_draw_a_mixed_page_as_it_was_cut() {
+        // The PDF is read back by the renderer the job uses for PDFs it cannot take apart.
+        for (tint, stamp) in [(Some([200, 200, 200]), false), (Some([215, 230, 250]), true)] {
+            let r = form(tint, stamp);
+            let p = encode(&r, if r.rgb.is_some() { PageContent::ColourText } else { PageContent::Text });
+            assert_eq!(p.codec, PageCodec::Mixed);
+            let pdf = write_pdf(&[&p], "mixed");
+            assert_eq!(pdf, write_pdf(&[&p], "mixed"), "deterministic");
+            let limits = crate::raster::Limits::default();
+            let pages = crate::input::split_pdf("mixed.pdf", &pdf, &limits);
+            let rendered = crate::raster::decode_page(&pages[0].blob, &limits).expect("renders");
+            let ours = decode_encoded(&p).expect("decodes");
+            let small = |g: &GrayImage| image::imageops::resize(g, 620, 877, image::imageops::FilterType::Triangle);
+            let (a, b) = (small(&rendered.gray), small(&ours));
+            let mean = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| x.abs_diff(*y) as u64).sum::<u64>() as f64 / a.as_raw().len() as f64;
+            assert!(mean < 6.0, "rendered page differs by {mean:.1} levels on average");
+            // The print is where it was, and dark.
+            let ink = |g: &GrayImage| g.get_pixel(53, 82).0[0];
+            assert!(ink(&a) < 120 && ink(&b) < 120, "{} {}", ink(&a), ink(&b));
+        }
+    }
+
+    #[test]
+    fn odd_pages_are_stored_without_a_panic() {
+        let params = EncodeParams::default();
+        let cases: Vec<(PageRaster, PageContent)> = vec![
+            (PageRaster::from_gray(GrayImage::from_pixel(1, 10_000, image::Luma([255])), false), PageContent::Text),
+            (PageRaster::from_gray(GrayImage::from_pixel(10_000, 1, image::Luma([0])), false), PageContent::Text),
+            (PageRaster::from_gray(GrayImage::from_pixel(800, 1100, image::Luma([0])), false), PageContent::Text),
+            (PageRaster::from_rgb(RgbImage::from_pixel(800, 1100, image::Rgb([0, 90, 200]))), PageContent::ColourText),
+            (PageRaster::from_rgb(RgbImage::from_pixel(3, 3, image::Rgb([255, 0, 0]))), PageContent::ColourText),
+            (PageRaster::from_gray(GrayImage::from_pixel(70_000, 2, image::Luma([128])), false), PageContent::Text),
+        ];
+        for (r, content) in cases {
+            let stats = crate::binarize::tile_stats(&r.gray, r.dpi);
+            let bits = crate::binarize::binarize(&r.gray, &stats, crate::binarize::MIN_CONTRAST);
+            let p = encode_page(&r, &bits, content, &params);
+            let pdf = write_pdf(&[&p], "odd");
+            assert_eq!(lopdf::Document::load_mem(&pdf).expect("a valid PDF").get_pages().len(), 1, "{}x{}", r.width(), r.height());
+            let back = decode_encoded(&p).expect("decodes");
+            assert!(back.width() >= 1 && back.height() >= 1);
+        }
     }
 
     #[test]

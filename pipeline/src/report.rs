@@ -148,6 +148,9 @@ pub struct PageReport {
     /// The page was turned right way up before filing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rotated: bool,
+    /// Bytes of the page's images in its piece's PDF (`detail` says how it is stored and why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_bytes: Option<usize>,
     /// How the page was put straight and read: corrections, reading passes, their cost.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reading: Vec<String>,

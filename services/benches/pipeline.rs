@@ -7,12 +7,11 @@
 //! measured on one thread; the whole job on all cores, in a separate process whose peak memory is
 //! read from /proc.
 
-use std::io::Cursor;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use image::{GrayImage, ImageFormat};
+use image::GrayImage;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
@@ -26,34 +25,14 @@ use scanbureau_pipeline::analysis::{AnalysisParams, analyse_page};
 use scanbureau_pipeline::binarize::{MIN_CONTRAST, binarize, tile_stats};
 use scanbureau_pipeline::lightpdf::{EncodeParams, PageContent, decode_encoded, encode_page};
 use scanbureau_pipeline::qr::{QrSearch, find_qr_codes_in};
-use scanbureau_pipeline::raster::{Limits, PageBlob, PageRaster, decode_page};
+use scanbureau_pipeline::raster::PageRaster;
 use scanbureau_pipeline::slip::{SlipParse, parse_payload};
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn pct(v: &[f64], q: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() as f64 - 1.0) * q) as usize]
-}
+mod common;
+use common::{env_usize, median, ocr_accuracy, png, quantile, raster_of, tinted};
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn raster_of(jpeg: &[u8]) -> PageRaster {
-    let blob = PageBlob::ImageFile { data: std::sync::Arc::new(jpeg.to_vec()), format: ImageFormat::Jpeg };
-    decode_page(&blob, &Limits::default()).expect("generated JPEG decodes")
 }
 
 /// Degraded slips (size, faint print, noise, JPEG, skew, any quarter turn, 200/300 dpi) and
@@ -123,10 +102,10 @@ fn bench_slips(n: usize) {
     println!(
         "  slip search per page (1 thread), on the bitonal page: median {:.1} ms, p90 {:.1} ms; with binarisation: median {:.1} ms; with the file's decode: median {:.1} ms, p90 {:.1} ms",
         median(t_search.clone()),
-        pct(&t_search, 0.9),
+        quantile(&t_search, 0.9),
         median(t_bin.clone()),
         median(t_total.clone()),
-        pct(&t_total, 0.9)
+        quantile(&t_total, 0.9)
     );
     let slip_only: Vec<f64> = t_search[..n].to_vec();
     let other: Vec<f64> = t_search[n..].to_vec();
@@ -209,7 +188,7 @@ fn bench_hard_slip_codes(n: usize) {
     for m in misses.iter().take(8) {
         println!("  missed: {m}");
     }
-    println!("  binarisation and search per slip page (1 thread): median {:.1} ms, p90 {:.1} ms", median(times.clone()), pct(&times, 0.9));
+    println!("  binarisation and search per slip page (1 thread): median {:.1} ms, p90 {:.1} ms", median(times.clone()), quantile(&times, 0.9));
 }
 
 /// Blank backs (bleed-through, noise, grey paper, edges, punch holes) against nearly blank pages.
@@ -271,36 +250,6 @@ fn bench_blank(n: usize) {
     println!("  precision {:.2} %  recall {:.2} %  (false blanks {fp}, missed blanks {fneg})", 100.0 * precision, 100.0 * recall);
 }
 
-fn words_of(s: &str) -> Vec<String> {
-    s.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 3).map(|w| w.to_lowercase()).collect()
-}
-
-/// Share of the printed words that OCR finds (multiset recall).
-fn ocr_accuracy(png: &[u8], truth: &[String], dir: &Path, name: &str) -> Option<f64> {
-    let path = dir.join(format!("{name}.png"));
-    std::fs::write(&path, png).ok()?;
-    let out = Command::new("tesseract").arg(&path).arg("stdout").args(["-l", "fra", "--psm", "3"]).env("OMP_THREAD_LIMIT", "1").stderr(Stdio::null()).output().ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let mut found = words_of(&String::from_utf8_lossy(&out.stdout));
-    let expected: Vec<String> = truth.iter().flat_map(|w| words_of(w)).collect();
-    let mut hit = 0;
-    for w in &expected {
-        if let Some(pos) = found.iter().position(|f| f == w) {
-            found.swap_remove(pos);
-            hit += 1;
-        }
-    }
-    Some(hit as f64 / expected.len().max(1) as f64)
-}
-
-fn png(img: &GrayImage) -> Vec<u8> {
-    let mut v = Vec::new();
-    let _ = img.write_to(&mut Cursor::new(&mut v), ImageFormat::Png);
-    v
-}
-
 /// Light PDF: size and encode cost of text and picture pages; OCR legibility kept.
 fn bench_light_pdf(n: usize, n_ocr: usize) {
     println!("== light PDF: {n} text pages + {n} photo/ID pages at 300 dpi (JPEG scans)");
@@ -331,7 +280,7 @@ fn bench_light_pdf(n: usize, n_ocr: usize) {
         kinds[match content {
             PageContent::Text => 0,
             PageContent::Photo => 1,
-            PageContent::Colour => 2,
+            PageContent::Colour | PageContent::ColourText => 2,
         }] += 1;
         let t0 = Instant::now();
         let st = tile_stats(&raster.gray, raster.dpi);
@@ -355,8 +304,8 @@ fn bench_light_pdf(n: usize, n_ocr: usize) {
     }
     println!("  source scans: median {:.0} KB a page (JPEG q85)", median(src_kb));
     println!("  stored as: {} bitonal G4, {} grey JPEG, {} colour JPEG", kinds[0], kinds[1], kinds[2]);
-    println!("  text pages:     median {:.1} KB, p90 {:.1} KB; encode median {:.1} ms, p90 {:.1} ms", median(text_kb.clone()), pct(&text_kb, 0.9), median(text_ms.clone()), pct(&text_ms, 0.9));
-    println!("  photo/ID pages: median {:.1} KB, p90 {:.1} KB; encode median {:.1} ms, p90 {:.1} ms", median(photo_kb.clone()), pct(&photo_kb, 0.9), median(photo_ms.clone()), pct(&photo_ms, 0.9));
+    println!("  text pages:     median {:.1} KB, p90 {:.1} KB; encode median {:.1} ms, p90 {:.1} ms", median(text_kb.clone()), quantile(&text_kb, 0.9), median(text_ms.clone()), quantile(&text_ms, 0.9));
+    println!("  photo/ID pages: median {:.1} KB, p90 {:.1} KB; encode median {:.1} ms, p90 {:.1} ms", median(photo_kb.clone()), quantile(&photo_kb, 0.9), median(photo_ms.clone()), quantile(&photo_ms, 0.9));
     if ocr_src.is_empty() {
         println!("  OCR comparison skipped (no `tesseract` command, or BENCH_OCR=0)");
     } else {
@@ -399,7 +348,7 @@ fn bench_picture_legibility(n: usize, settings: &[(f32, u8)]) {
             let bits = binarize(&raster.gray, &st, MIN_CONTRAST);
             let content = if raster.rgb.is_some() { PageContent::Colour } else { PageContent::Photo };
             for (k, &(dpi, quality)) in settings.iter().enumerate() {
-                let enc = encode_page(raster, &bits, content, &EncodeParams { picture_dpi: dpi, jpeg_quality: quality });
+                let enc = encode_page(raster, &bits, content, &EncodeParams { picture_dpi: dpi, jpeg_quality: quality, ..EncodeParams::default() });
                 let out = decode_encoded(&enc).expect("decodes");
                 let b = ocr_accuracy(&png(&out), words, tmp.path(), &format!("q{variant}-{i}-{k}")).unwrap_or(0.0);
                 per_setting[k].push((b, enc.data.len() as f64 / 1024.0));
@@ -417,18 +366,6 @@ fn bench_picture_legibility(n: usize, settings: &[(f32, u8)]) {
             println!("      stored at {dpi:>3.0} dpi q{q}: {:.1} % (mean loss {:.1} pt, worst page {:.1} pt), median {:.0} KB, max {:.0} KB", mean(&acc), mean(src) - mean(&acc), worst, median(kb.clone()), kb.iter().cloned().fold(0.0, f64::max));
         }
     }
-}
-
-/// A grey page printed on tinted paper with coloured boxes: a colour form.
-fn tinted(g: &GrayImage, i: usize) -> image::RgbImage {
-    let tints = [[235.0, 242.0, 255.0], [255.0, 246.0, 225.0], [236.0, 252.0, 238.0]];
-    let t = tints[i % tints.len()];
-    image::RgbImage::from_fn(g.width(), g.height(), |x, y| {
-        let v = g.get_pixel(x, y).0[0] as f32 / 255.0;
-        // A tinted band across the top third, as forms print their headers.
-        let band = if y < g.height() / 3 && (y / 40) % 6 == 0 { 0.85 } else { 1.0 };
-        image::Rgb([(t[0] * v * band) as u8, (t[1] * v * band) as u8, (t[2] * v) as u8])
-    })
 }
 
 /// The whole job on a generated counter mailing, in its own process, all cores.

@@ -35,6 +35,9 @@ use scanbureau_pipeline::reason::ReasonCode;
 use scanbureau_pipeline::registry::Registry;
 use scanbureau_pipeline::report::{PieceStatus, Report};
 
+mod common;
+use common::kept_words;
+
 const NUMERO: &str = "0930325091042G3533";
 
 /// One row of `truth.csv`.
@@ -182,55 +185,6 @@ fn outcome_of(t: &Truth, report: &Report, millis: f64) -> Outcome {
     }
 }
 
-/// Words of three letters or more Tesseract reads on an image file with at least `min_conf`
-/// confidence (a guilloche or a photograph read as letters is read with little).
-fn ocr_words(image: &Path, min_conf: f64) -> Option<Vec<String>> {
-    let out = std::process::Command::new("tesseract").arg(image).arg("stdout").args(["-l", "fra", "--psm", "3", "tsv"]).env("OMP_THREAD_LIMIT", "1").stderr(std::process::Stdio::null()).output().ok()?;
-    let tsv = String::from_utf8_lossy(&out.stdout).to_lowercase();
-    let confident = tsv.lines().skip(1).filter_map(|l| {
-        let cols: Vec<&str> = l.split('\t').collect();
-        let conf: f64 = cols.get(10)?.parse().ok()?;
-        (conf >= min_conf).then(|| cols.get(11).copied().unwrap_or(""))
-    });
-    Some(confident.flat_map(|t| t.split(|c: char| !c.is_alphanumeric())).filter(|w| w.chars().count() >= 3).map(str::to_string).collect())
-}
-
-/// How sure Tesseract must be of a word on the original for it to count.
-const LEGIBLE_ON_ORIGINAL: f64 = 60.0;
-
-/// The share of the words Tesseract reads with confidence on the original that it still reads on
-/// the stored piece's first page. Both are read at the same size, the stored page's at 300 dpi:
-/// a 400-pixel photo is enlarged and a 4,000-pixel card photo reduced to where OCR reads best, so
-/// what is judged is what storing lost, not how well OCR copes with a scale.
-fn kept_words(original: &Path, piece_pdf: &[u8], scratch: &Path) -> Option<f64> {
-    std::fs::create_dir_all(scratch).ok()?;
-    let pdf = scratch.join("piece.pdf");
-    std::fs::write(&pdf, piece_pdf).ok()?;
-    let render = |args: &[&str]| std::process::Command::new("pdftoppm").args(args).args(["-png", "-f", "1", "-l", "1", "-singlefile"]).arg(&pdf).arg(scratch.join("page")).status().ok().filter(|s| s.success());
-    render(&["-r", "300"])?;
-    let (sw, sh) = image::image_dimensions(scratch.join("page.png")).ok()?;
-    let long = sw.max(sh);
-    let img = image::open(original).ok()?;
-    let original = scratch.join("original.png");
-    img.resize(long, long, image::imageops::FilterType::Lanczos3).save(&original).ok()?;
-    let before = ocr_words(&original, LEGIBLE_ON_ORIGINAL)?;
-    if before.len() < 10 {
-        return None;
-    }
-    let mut after = ocr_words(&scratch.join("page.png"), 0.0)?;
-    let kept = before
-        .iter()
-        .filter(|w| match after.iter().position(|a| a == *w) {
-            Some(i) => {
-                after.swap_remove(i);
-                true
-            }
-            None => false,
-        })
-        .count();
-    Some(kept as f64 / before.len() as f64)
-}
-
 fn pct(n: usize, d: usize) -> f64 {
     if d == 0 { f64::NAN } else { 100.0 * n as f64 / d as f64 }
 }
@@ -316,7 +270,8 @@ fn main() {
             && let Some(piece) = out.pieces.first()
             && let Some(kept) = kept_words(&dir.join("files").join(&t.file), &piece.bytes, &scratch.path().join(format!("l{}", legible.len())))
         {
-            let codec = if piece.bytes.windows(9).any(|w| w == b"DCTDecode") { "JPEG" } else { "G4" };
+            let has = |what: &[u8]| piece.bytes.windows(what.len()).any(|w| w == what);
+            let codec = if has(b"/ImageMask") { "mixed" } else if has(b"DCTDecode") { "JPEG" } else { "G4" };
             println!("      stored as {codec}: keeps {:.1} % of the words read with confidence on the original", 100.0 * kept);
             legible.push((t.file.clone(), codec, kept));
         }
@@ -354,14 +309,14 @@ fn main() {
         fallback.1 / fallback.0.max(1) as f64
     );
     if !legible.is_empty() {
-        for codec in ["JPEG", "G4"] {
+        for codec in ["JPEG", "mixed", "G4"] {
             let l: Vec<&(String, &str, f64)> = legible.iter().filter(|l| l.1 == codec).collect();
             if l.is_empty() {
                 continue;
             }
             let worst = l.iter().min_by(|a, b| a.2.total_cmp(&b.2)).expect("one");
             println!(
-                "stored as {codec:<4}: {} pages keep {:.1} % of the words Tesseract reads with confidence on the original (worst {:.1} %, {})",
+                "stored as {codec:<5}: {} pages keep {:.1} % of the words Tesseract reads with confidence on the original (worst {:.1} %, {})",
                 l.len(),
                 100.0 * l.iter().map(|x| x.2).sum::<f64>() / l.len() as f64,
                 100.0 * worst.2,

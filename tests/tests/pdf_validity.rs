@@ -72,3 +72,68 @@ print("ok", len(sys.argv) - 1)
         }
     }
 }
+
+/// A form page at 300 dpi: lines of print, a tinted band across the top, a red stamp when in
+/// colour.
+fn form_page(colour: bool) -> scanbureau_pipeline::raster::PageRaster {
+    let rgb = image::RgbImage::from_fn(2480, 3508, |x, y| {
+        let print = (300..3200).contains(&y) && (y / 10) % 4 == 0 && (x / 6) % 4 != 0 && (200..2280).contains(&x);
+        let stamp = colour && (2600..2900).contains(&y) && (1600..2100).contains(&x);
+        match print {
+            true if stamp => image::Rgb([190, 30, 40]),
+            true => image::Rgb([25, 25, 30]),
+            false if y < 900 => if colour { image::Rgb([205, 225, 250]) } else { image::Rgb([195, 195, 195]) },
+            false => image::Rgb([245, 245, 243]),
+        }
+    });
+    let mut r = scanbureau_pipeline::raster::PageRaster::from_rgb(rgb);
+    r.dpi = 300.0;
+    r
+}
+
+/// Mixed pages (a G4 stencil over a JPEG background, painted in one colour or through a colour
+/// picture) are drawn by poppler and pdfium as the job cut them.
+#[test]
+fn mixed_pages_draw_the_same_in_poppler_and_pdfium() {
+    use scanbureau_pipeline::binarize::{MIN_CONTRAST, binarize, tile_stats};
+    use scanbureau_pipeline::lightpdf::{EncodeParams, PageCodec, PageContent, decode_encoded, encode_page, write_pdf};
+    if Command::new("pdftoppm").arg("-v").output().is_err() {
+        tool_missing("poppler-utils");
+        return;
+    }
+    let pdfium = Command::new("python3").arg("-c").arg("import pypdfium2").output().is_ok_and(|o| o.status.success()) || !tool_missing("pypdfium2");
+    let tmp = tempfile::tempdir().expect("tmp");
+    for colour in [false, true] {
+        let page = form_page(colour);
+        let bits = binarize(&page.gray, &tile_stats(&page.gray, page.dpi), MIN_CONTRAST);
+        let content = if page.rgb.is_some() { PageContent::ColourText } else { PageContent::Text };
+        let enc = encode_page(&page, &bits, content, &EncodeParams::default());
+        assert_eq!(enc.codec, PageCodec::Mixed, "{}", enc.choice);
+        let pdf = tmp.path().join(format!("mixed-{colour}.pdf"));
+        std::fs::write(&pdf, write_pdf(&[&enc], "mixed")).expect("write");
+        // Compared at 50 dpi, grey: what the layers show, not how each viewer smooths.
+        let ours = image::imageops::resize(&decode_encoded(&enc).expect("decodes"), 413, 585, image::imageops::FilterType::Triangle);
+        let mut drawn = Vec::new();
+        let out = Command::new("pdftoppm").args(["-r", "50", "-gray", "-png", "-singlefile"]).arg(&pdf).arg(tmp.path().join("poppler")).output().expect("pdftoppm runs");
+        assert!(out.status.success() && out.stderr.is_empty(), "pdftoppm: {}", String::from_utf8_lossy(&out.stderr));
+        drawn.push(("poppler", tmp.path().join("poppler.png")));
+        if pdfium {
+            let script = "import sys, pypdfium2 as p\npage = p.PdfDocument(sys.argv[1])[0]\npage.render(scale=50/72, grayscale=True).to_pil().save(sys.argv[2])";
+            let png = tmp.path().join("pdfium.png");
+            let out = Command::new("python3").arg("-c").arg(script).arg(&pdf).arg(&png).output().expect("python runs");
+            assert!(out.status.success(), "pdfium: {}", String::from_utf8_lossy(&out.stderr));
+            drawn.push(("pdfium", png));
+        }
+        for (viewer, png) in drawn {
+            let img = image::open(&png).expect("a PNG").into_luma8();
+            let img = image::imageops::resize(&img, 413, 585, image::imageops::FilterType::Triangle);
+            let mean = img.as_raw().iter().zip(ours.as_raw()).map(|(a, b)| a.abs_diff(*b) as u64).sum::<u64>() as f64 / ours.as_raw().len() as f64;
+            assert!(mean < 8.0, "{viewer} draws the {} page {mean:.1} levels away from its layers", if colour { "colour" } else { "grey" });
+            // The tinted band is there, and so is the print.
+            let band = img.get_pixel(30, 20).0[0];
+            assert!((150..235).contains(&band), "{viewer}: band at level {band}");
+            let darkest = img.as_raw().iter().min().copied().unwrap_or(255);
+            assert!(darkest < 100, "{viewer}: no print darker than {darkest}");
+        }
+    }
+}

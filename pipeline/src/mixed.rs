@@ -1,0 +1,379 @@
+//! Mixed raster content (the ISO/IEC 16485 model, as a PDF draws it): a page cut into a bitonal
+//! mask of its print at scan resolution, a background picture at low resolution (the paper, tinted
+//! boxes, logos, with the print taken out) and the colour the print is painted in.
+//!
+//! Legibility lives in the mask, which is the page's binarised print, lossless; the background
+//! only has to look right, so it is small. The layers are pure data: the PDF writer
+//! (`lightpdf`) encodes and places them, and [`composite`] puts them back together the way a
+//! viewer does, to measure what a reader will see.
+
+use image::GrayImage;
+
+use crate::binarize::Bitmap;
+
+/// A picture at low resolution: interleaved samples, 1 (grey) or 3 (RGB) channels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plane {
+    pub width: u32,
+    pub height: u32,
+    pub channels: usize,
+    pub samples: Vec<u8>,
+    /// Scan pixels per sample, on each axis.
+    pub cell: u32,
+}
+
+impl Plane {
+    /// The sample covering scan pixel (x, y), channel `c`.
+    fn at(&self, x: u32, y: u32, c: usize) -> u8 {
+        let (cx, cy) = ((x / self.cell).min(self.width - 1), (y / self.cell).min(self.height - 1));
+        self.samples[(cy as usize * self.width as usize + cx as usize) * self.channels + c]
+    }
+
+    /// Grey level of a sample (Rec. 601 luma for colour).
+    fn luma_at(&self, x: u32, y: u32) -> u8 {
+        if self.channels == 1 {
+            self.at(x, y, 0)
+        } else {
+            let (r, g, b) = (self.at(x, y, 0) as u32, self.at(x, y, 1) as u32, self.at(x, y, 2) as u32);
+            ((299 * r + 587 * g + 114 * b + 500) / 1000) as u8
+        }
+    }
+}
+
+/// The colour the print is painted in: one colour when the print is all of one ink (most pages:
+/// a few bytes instead of a picture), a low-resolution picture when it is not (a red stamp, a
+/// blue signature, grey headings).
+#[derive(Debug, Clone, PartialEq)]
+pub enum InkColour {
+    Solid(Vec<u8>),
+    Varying(Plane),
+}
+
+/// A page cut into layers, with what was measured while cutting it.
+#[derive(Debug, Clone)]
+pub struct Layers {
+    pub background: Plane,
+    pub ink: InkColour,
+    /// Share of the background's cells that are not plain paper (tinted boxes, bands, logos).
+    pub tinted_share: f32,
+    /// Scan pixels on or next to print (1), which the background leaves out.
+    pub near_ink: Vec<u8>,
+}
+
+/// Scan pixels within this distance of print are left out of the background: a scan blurs ink
+/// into the paper around it, and that halo would show as a grey ghost of the text.
+fn halo(dpi: f32) -> usize {
+    ((dpi / 150.0).round() as usize).max(1)
+}
+
+/// Cuts a page (`pixels`: interleaved samples of `channels` channels, `mask.width` × `mask.height`)
+/// into layers: the background in cells of `bg_cell` pixels, the print's colour in cells of
+/// `ink_cell` pixels. `paper` is the page's paper level, for the tint measure.
+pub fn separate(pixels: &[u8], channels: usize, mask: &Bitmap, dpi: f32, bg_cell: u32, ink_cell: u32, paper: u8) -> Layers {
+    let (w, h) = (mask.width as usize, mask.height as usize);
+    debug_assert_eq!(pixels.len(), w * h * channels);
+    let near_ink = dilate(&mask.ink, w, h, halo(dpi));
+    let bg_cell = bg_cell.max(1);
+    let (background, known) = cell_means(pixels, channels, w, h, bg_cell, |i| near_ink[i] == 0);
+    let background = fill_unknown(background, &known, paper);
+    // Tint: a cell that is not paper, in level (grey boxes) or in colour (tinted forms).
+    let mut tinted = 0usize;
+    let mut counted = 0usize;
+    for (i, k) in known.iter().enumerate() {
+        if !*k {
+            continue;
+        }
+        counted += 1;
+        let s = &background.samples[i * channels..(i + 1) * channels];
+        let (lo, hi) = (*s.iter().min().unwrap_or(&0), *s.iter().max().unwrap_or(&0));
+        if paper.saturating_sub(lo) > 28 || hi - lo > 24 {
+            tinted += 1;
+        }
+    }
+    let tinted_share = tinted as f32 / counted.max(1) as f32;
+    // The print's colour from the inside of strokes (their edges are blurred into the paper).
+    let core = |i: usize| {
+        let (x, y) = (i % w, i / w);
+        mask.ink[i] == 1 && x > 0 && y > 0 && x + 1 < w && y + 1 < h && mask.ink[i - 1] == 1 && mask.ink[i + 1] == 1 && mask.ink[i - w] == 1 && mask.ink[i + w] == 1
+    };
+    let ink_cell = ink_cell.max(1);
+    let (mut ink_plane, mut ink_known) = cell_means(pixels, channels, w, h, ink_cell, core);
+    if !ink_known.iter().any(|&k| k) {
+        // Print of hairlines only: their own pixels.
+        (ink_plane, ink_known) = cell_means(pixels, channels, w, h, ink_cell, |i| mask.ink[i] == 1);
+    }
+    let ink = solid_ink(&ink_plane, &ink_known).map_or_else(|| InkColour::Varying(fill_unknown(ink_plane, &ink_known, 0)), InkColour::Solid);
+    Layers { background, ink, tinted_share, near_ink }
+}
+
+/// Square dilation of a 0/1 map by `r` pixels (a row pass, then a column pass).
+fn dilate(map: &[u8], w: usize, h: usize, r: usize) -> Vec<u8> {
+    let mut rows = vec![0u8; w * h];
+    for y in 0..h {
+        let src = &map[y * w..(y + 1) * w];
+        let dst = &mut rows[y * w..(y + 1) * w];
+        // Distance to the last ink seen, left to right then right to left.
+        let mut since = usize::MAX;
+        for x in 0..w {
+            since = if src[x] == 1 { 0 } else { since.saturating_add(1) };
+            dst[x] = (since <= r) as u8;
+        }
+        since = usize::MAX;
+        for x in (0..w).rev() {
+            since = if src[x] == 1 { 0 } else { since.saturating_add(1) };
+            dst[x] |= (since <= r) as u8;
+        }
+    }
+    let mut out = vec![0u8; w * h];
+    let mut since = vec![usize::MAX; w];
+    for y in 0..h {
+        for x in 0..w {
+            since[x] = if rows[y * w + x] == 1 { 0 } else { since[x].saturating_add(1) };
+            out[y * w + x] = (since[x] <= r) as u8;
+        }
+    }
+    since.fill(usize::MAX);
+    for y in (0..h).rev() {
+        for x in 0..w {
+            since[x] = if rows[y * w + x] == 1 { 0 } else { since[x].saturating_add(1) };
+            out[y * w + x] |= (since[x] <= r) as u8;
+        }
+    }
+    out
+}
+
+/// Mean of the pixels `take` keeps in each `cell` × `cell` cell; cells with none are unknown.
+fn cell_means(pixels: &[u8], ch: usize, w: usize, h: usize, cell: u32, take: impl Fn(usize) -> bool) -> (Plane, Vec<bool>) {
+    let c = cell as usize;
+    let (cw, chh) = (w.div_ceil(c), h.div_ceil(c));
+    let mut sums = vec![0u32; cw * chh * ch];
+    let mut counts = vec![0u32; cw * chh];
+    for y in 0..h {
+        let cy = y / c;
+        for x in 0..w {
+            let i = y * w + x;
+            if take(i) {
+                let k = cy * cw + x / c;
+                counts[k] += 1;
+                for j in 0..ch {
+                    sums[k * ch + j] += pixels[i * ch + j] as u32;
+                }
+            }
+        }
+    }
+    let known: Vec<bool> = counts.iter().map(|&n| n > 0).collect();
+    let samples = sums.iter().enumerate().map(|(i, &s)| (s + counts[i / ch] / 2).checked_div(counts[i / ch]).unwrap_or(0) as u8).collect();
+    (Plane { width: cw as u32, height: chh as u32, channels: ch, samples, cell }, known)
+}
+
+/// Fills unknown cells from their known neighbours, ring by ring; what no ring reaches (a page
+/// all of print) takes the mean of the known cells, or `default`.
+fn fill_unknown(mut plane: Plane, known: &[bool], default: u8) -> Plane {
+    let (w, h, ch) = (plane.width as usize, plane.height as usize, plane.channels);
+    let mut known = known.to_vec();
+    for _ in 0..24 {
+        let before = known.clone();
+        let mut changed = false;
+        for y in 0..h {
+            for x in 0..w {
+                if before[y * w + x] {
+                    continue;
+                }
+                let mut sum = [0u32; 3];
+                let mut n = 0u32;
+                for (dx, dy) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1), (-1, -1), (1, 1), (-1, 1), (1, -1)] {
+                    let (nx, ny) = (x as i64 + dx, y as i64 + dy);
+                    if nx < 0 || ny < 0 || nx >= w as i64 || ny >= h as i64 || !before[ny as usize * w + nx as usize] {
+                        continue;
+                    }
+                    let k = ny as usize * w + nx as usize;
+                    for (j, s) in sum.iter_mut().enumerate().take(ch) {
+                        *s += plane.samples[k * ch + j] as u32;
+                    }
+                    n += 1;
+                }
+                if n > 0 {
+                    for (j, s) in sum.iter().enumerate().take(ch) {
+                        plane.samples[(y * w + x) * ch + j] = ((s + n / 2) / n) as u8;
+                    }
+                    known[y * w + x] = true;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut mean = vec![default as u64; ch];
+    let n = known.iter().filter(|&&k| k).count() as u64;
+    if n > 0 {
+        for (j, m) in mean.iter_mut().enumerate() {
+            *m = known.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| plane.samples[i * ch + j] as u64).sum::<u64>() / n;
+        }
+    }
+    for (i, k) in known.iter().enumerate() {
+        if !k {
+            for (j, m) in mean.iter().enumerate() {
+                plane.samples[i * ch + j] = *m as u8;
+            }
+        }
+    }
+    plane
+}
+
+/// One colour for all the print when nearly every cell of it is close to the median: grey print
+/// within 48 levels, and no cell of clear colour (a stamp, a signature in blue) on a colour page.
+fn solid_ink(plane: &Plane, known: &[bool]) -> Option<Vec<u8>> {
+    let ch = plane.channels;
+    let cells: Vec<&[u8]> = known.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| &plane.samples[i * ch..(i + 1) * ch]).collect();
+    if cells.is_empty() {
+        return Some(vec![0; ch]);
+    }
+    let median: Vec<u8> = (0..ch)
+        .map(|j| {
+            let mut v: Vec<u8> = cells.iter().map(|c| c[j]).collect();
+            v.sort_unstable();
+            v[v.len() / 2]
+        })
+        .collect();
+    let far = cells.iter().filter(|c| c.iter().zip(&median).any(|(a, b)| a.abs_diff(*b) > 48)).count();
+    let coloured = if ch == 3 { cells.iter().filter(|c| c.iter().max().unwrap_or(&0) - c.iter().min().unwrap_or(&0) > 48).count() } else { 0 };
+    (far * 100 <= cells.len() * 3 && coloured <= 6).then_some(median)
+}
+
+/// The page as a viewer draws it, in grey at mask resolution: the background, then the print
+/// painted through the mask.
+pub fn composite(mask: &Bitmap, layers: &Layers) -> GrayImage {
+    let luma = |s: &[u8]| if s.len() == 3 { ((299 * s[0] as u32 + 587 * s[1] as u32 + 114 * s[2] as u32 + 500) / 1000) as u8 } else { s[0] };
+    let solid = match &layers.ink {
+        InkColour::Solid(c) => Some(luma(c)),
+        InkColour::Varying(_) => None,
+    };
+    GrayImage::from_fn(mask.width, mask.height, |x, y| {
+        let v = if mask.ink[(y * mask.width + x) as usize] == 1 {
+            match (&layers.ink, solid) {
+                (_, Some(s)) => s,
+                (InkColour::Varying(p), None) => p.luma_at(x, y),
+                (InkColour::Solid(_), None) => 0,
+            }
+        } else {
+            layers.background.luma_at(x, y)
+        };
+        image::Luma([v])
+    })
+}
+
+/// Share of the page's tiles (about 2.7 mm) where the background drawn back differs from the
+/// scan by more than `level` on average, away from the print: continuous tone (a photograph, a
+/// card's guilloches) that a low-resolution background would blur. Print and the blur around it
+/// (`near_ink`) are the mask's, and do not count.
+///
+/// A tile half to nine tenths of which the mask takes for print is mottled continuous tone too
+/// (a dark photograph binarised into grain): print, even bold, leaves more paper than that, and
+/// a filled shape leaves less.
+pub fn picture_share(original: &GrayImage, drawn: &GrayImage, mask: &Bitmap, near_ink: &[u8], dpi: f32, level: u32) -> f32 {
+    let (w, h) = original.dimensions();
+    let t = ((dpi / 9.4) as u32).max(8);
+    let (a, b) = (original.as_raw(), drawn.as_raw());
+    let (mut tiles, mut far) = (0u32, 0u32);
+    for ty in (0..h).step_by(t as usize) {
+        for tx in (0..w).step_by(t as usize) {
+            let (x1, y1) = ((tx + t).min(w), (ty + t).min(h));
+            let (mut diff, mut n, mut ink) = (0u64, 0u64, 0u64);
+            for y in ty..y1 {
+                let r = (y * w) as usize;
+                for i in r + tx as usize..r + x1 as usize {
+                    ink += mask.ink.get(i).copied().unwrap_or(0) as u64;
+                    if near_ink.get(i).copied().unwrap_or(0) == 0 {
+                        diff += a[i].abs_diff(b[i]) as u64;
+                        n += 1;
+                    }
+                }
+            }
+            let size = ((x1 - tx) * (y1 - ty)) as u64;
+            tiles += 1;
+            // A tile mostly of print says nothing of the background.
+            let blurred = n * 4 >= size && diff > level as u64 * n;
+            let mottled = ink * 2 >= size && ink * 10 <= size * 9;
+            far += (blurred || mottled) as u32;
+        }
+    }
+    far as f32 / tiles.max(1) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page of "print" (dark bars) on paper, with a tinted box behind some of it.
+    fn page(w: u32, h: u32, tint: bool) -> (Vec<u8>, Bitmap) {
+        let mut px = vec![240u8; (w * h) as usize];
+        let mut ink = vec![0u8; (w * h) as usize];
+        for y in 0..h {
+            for x in 0..w {
+                let i = (y * w + x) as usize;
+                if tint && x < w / 2 && y < h / 2 {
+                    px[i] = 170;
+                }
+                if (y / 6) % 3 == 0 && (x / 4) % 3 != 0 {
+                    px[i] = 30;
+                    ink[i] = 1;
+                }
+            }
+        }
+        (px, Bitmap { width: w, height: h, ink })
+    }
+
+    #[test]
+    fn the_background_keeps_the_tint_and_leaves_out_the_print() {
+        let (px, mask) = page(300, 300, true);
+        let layers = separate(&px, 1, &mask, 300.0, 3, 12, 240);
+        assert!(layers.tinted_share > 0.2 && layers.tinted_share < 0.3, "{}", layers.tinted_share);
+        // Background samples are paper or tint, never the print's level.
+        assert!(layers.background.samples.iter().all(|&v| v >= 160), "{:?}", layers.background.samples.iter().min());
+        assert_eq!(layers.ink, InkColour::Solid(vec![30]));
+        let drawn = composite(&mask, &layers);
+        assert_eq!(drawn.get_pixel(4, 0).0[0], 30);
+        assert!(picture_share(&GrayImage::from_raw(300, 300, px).expect("page"), &drawn, &mask, &layers.near_ink, 300.0, 12) < 0.05);
+    }
+
+    #[test]
+    fn plain_paper_is_not_tinted_and_a_page_all_of_print_still_has_a_background() {
+        let (px, mask) = page(120, 90, false);
+        assert!(separate(&px, 1, &mask, 300.0, 3, 12, 240).tinted_share < 0.01);
+        let black = Bitmap { width: 50, height: 40, ink: vec![1; 2000] };
+        let layers = separate(&[0u8; 2000], 1, &black, 300.0, 3, 12, 240);
+        assert_eq!(layers.background.samples.len(), 17 * 14);
+        assert!(layers.background.samples.iter().all(|&v| v == 240));
+    }
+
+    #[test]
+    fn a_red_stamp_keeps_its_colour() {
+        let (w, h) = (240u32, 240u32);
+        let (grey, mask) = page(w, h, false);
+        let mut px: Vec<u8> = grey.iter().flat_map(|&v| [v, v, v]).collect();
+        for y in 0..h / 3 {
+            for x in 0..w {
+                let i = (y * w + x) as usize;
+                if mask.ink[i] == 1 {
+                    px[i * 3..i * 3 + 3].copy_from_slice(&[200, 20, 30]);
+                }
+            }
+        }
+        let layers = separate(&px, 3, &mask, 300.0, 3, 12, 240);
+        let InkColour::Varying(p) = &layers.ink else { panic!("one colour for red and black print") };
+        assert!(p.at(10, 10, 0) > 150 && p.at(10, 10, 1) < 80, "{:?}", &p.samples[..3]);
+        assert!(p.at(10, 200, 0) < 80);
+    }
+
+    #[test]
+    fn dilation_reaches_the_radius_and_no_further() {
+        let mut map = vec![0u8; 81];
+        map[40] = 1;
+        let d = dilate(&map, 9, 9, 2);
+        assert_eq!(d.iter().filter(|&&v| v == 1).count(), 25);
+        assert_eq!(d[40 - 2 * 9 - 2], 1);
+        assert_eq!(d[40 - 3 * 9], 0);
+    }
+}

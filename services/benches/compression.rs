@@ -1,0 +1,322 @@
+//! Light pages: how small and how legible each kind of page is stored, and what encoding costs,
+//! beside OCRmyPDF -O3 and Ghostscript /ebook on the same pages.
+//!
+//!   cargo bench -p scanbureau --bench compression
+//!
+//! Pages: generated ones of every kind the bureau receives (COMPRESSION_N per kind, default 3:
+//! letters, dense grey and colour tax notices, pay slips and forms with tinted tables, identity
+//! card copies in grey and colour, phone photos), and with REAL_DOCS=folder (the real-documents
+//! set, see `real_documents`) its scanned and photographed image files.
+//!
+//! For each page: the storage the job chooses (analysis, then `encode_page`), the bytes of the
+//! one-page PDF, encode time on one core (measured alone, before any OCR runs), and legibility:
+//! every PDF is drawn by poppler (`pdftoppm -r 300`) and read by Tesseract; on generated pages
+//! against the known text (word recall, the original scan read the same way beside it), on
+//! every page as the share of the words read with confidence on the original that are read
+//! again. The same original page, as a one-page PDF, goes through `ocrmypdf -O3
+//! --tesseract-timeout 0` (optimisation only) and `gs -dPDFSETTINGS=/ebook` when those commands
+//! are there (`scripts/setup.sh --bench-tools` installs them). COMPRESSION_KEEP=folder keeps the
+//! PDFs and the pages as drawn, to look at them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use image::{GrayImage, ImageFormat};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use scanbureau_fixtures::docs::{DocKind, draw_document_with_text};
+use scanbureau_fixtures::hard::phone_photo;
+use scanbureau_fixtures::page::{Scan, ScanDefects, scan};
+use scanbureau_fixtures::people::{guichet, person};
+use scanbureau_fixtures::write::jpeg_bytes;
+use scanbureau_pipeline::analysis::{AnalysisParams, analyse_page};
+use scanbureau_pipeline::binarize::{MIN_CONTRAST, binarize, tile_stats};
+use scanbureau_pipeline::geometry::straighten;
+use scanbureau_pipeline::lightpdf::{EncodeParams, EncodedPage, PageCodec, encode_page, write_pdf};
+use scanbureau_pipeline::raster::{Limits, PageBlob, PageRaster, decode_page};
+
+mod common;
+use common::{LEGIBLE_ON_ORIGINAL, env_usize, median, multiset_hits, ocr_words, quantile, raster_of, tinted, words_of};
+
+/// A page to store: where it comes from, the file the bureau received, the text printed on it
+/// when known.
+struct Source {
+    kind: String,
+    bytes: Vec<u8>,
+    format: ImageFormat,
+    words: Option<Vec<String>>,
+}
+
+/// An identity card copied in colour: the card's print toned, the paper around it left white.
+fn colour_card(g: &GrayImage) -> image::RgbImage {
+    image::RgbImage::from_fn(g.width(), g.height(), |x, y| {
+        let v = g.get_pixel(x, y).0[0] as f32;
+        if v > 225.0 { image::Rgb([v as u8, v as u8, v as u8]) } else { image::Rgb([(v * 0.92 + 18.0) as u8, (v * 0.86 + 10.0) as u8, (v * 0.8 + 40.0).min(255.0) as u8]) }
+    })
+}
+
+fn generated(n: usize) -> Vec<Source> {
+    let kinds: [(&str, DocKind); 8] = [
+        ("letter", DocKind::ContratTravail),
+        ("grey notice", DocKind::AvisImposition),
+        ("colour notice", DocKind::AvisImposition),
+        ("pay slip", DocKind::BulletinSalaire),
+        ("colour form", DocKind::AttestationCaf),
+        ("ID copy grey", DocKind::Cni),
+        ("ID copy colour", DocKind::Cni),
+        ("phone photo", DocKind::AvisImposition),
+    ];
+    (0..kinds.len() * n)
+        .into_par_iter()
+        .map(|i| {
+            let (label, kind) = kinds[i / n];
+            let mut rng = SmallRng::seed_from_u64(31_000 + i as u64);
+            let g = guichet(&mut rng);
+            let p = person(&mut rng, &g.departement, &g.numero);
+            let paper = if label == "letter" || label.starts_with("ID") { rng.random_range(238..250) } else { rng.random_range(210..228) };
+            let (sheet, words) = draw_document_with_text(kind, 0, &p, 300.0, paper, &mut rng);
+            let grey = sheet.to_gray();
+            let sheet = match label {
+                "grey notice" => Scan::Gray(image::DynamicImage::ImageRgb8(tinted(&grey, i)).into_luma8()),
+                "colour notice" | "pay slip" | "colour form" => Scan::Rgb(tinted(&grey, i)),
+                "ID copy colour" => Scan::Rgb(colour_card(&grey)),
+                _ => sheet,
+            };
+            let page = if label == "phone photo" {
+                phone_photo(&sheet, 3000, 8.0, false, &mut rng)
+            } else {
+                scan(sheet, &ScanDefects { skew_deg: rng.random_range(-0.8..0.8), noise: 4.0, ..ScanDefects::default() }, paper, &mut rng)
+            };
+            Source { kind: label.to_string(), bytes: jpeg_bytes(&page, 90), format: ImageFormat::Jpeg, words: Some(words.iter().flat_map(|w| words_of(w)).collect()) }
+        })
+        .collect()
+}
+
+/// The scanned and photographed image files of the real-documents set.
+fn real(dir: &Path) -> Vec<Source> {
+    let Ok(truth) = std::fs::read_to_string(dir.join("truth.csv")) else { return Vec::new() };
+    truth
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split(',').collect();
+            let (file, kind) = (*cols.first()?, *cols.get(3)?);
+            let format = ImageFormat::from_path(file).ok().filter(|f| matches!(f, ImageFormat::Jpeg | ImageFormat::Png))?;
+            let bytes = std::fs::read(dir.join("files").join(file)).ok()?;
+            Some(Source { kind: format!("real {kind}"), bytes, format, words: None })
+        })
+        .collect()
+}
+
+/// What one way of storing made of a page.
+#[derive(Default, Clone)]
+struct Stored {
+    kb: f64,
+    ms: f64,
+    /// Word recall against the known text (generated pages).
+    known: Option<f64>,
+    /// Share of the original's confidently read words read again.
+    kept: Option<f64>,
+}
+
+struct Row {
+    kind: String,
+    codec: &'static str,
+    choice: String,
+    original_known: Option<f64>,
+    tools: Vec<(&'static str, Option<Stored>)>,
+}
+
+fn render_png(pdf: &Path, out: &Path) -> Option<PathBuf> {
+    let ok = Command::new("pdftoppm").args(["-r", "300", "-gray", "-png", "-f", "1", "-l", "1", "-singlefile"]).arg(pdf).arg(out).stderr(Stdio::null()).status().ok()?.success();
+    ok.then(|| out.with_extension("png"))
+}
+
+/// Legibility of a stored PDF, drawn by poppler.
+fn legibility(pdf: &Path, scratch: &Path, name: &str, words: Option<&[String]>, confident: Option<&[String]>) -> (Option<f64>, Option<f64>) {
+    let Some(png) = render_png(pdf, &scratch.join(name)) else { return (None, None) };
+    let Some(read) = ocr_words(&png, 0.0) else { return (None, None) };
+    let recall = |expected: &[String]| multiset_hits(expected, &read) as f64 / expected.len().max(1) as f64;
+    (words.map(recall), confident.filter(|c| c.len() >= 10).map(recall))
+}
+
+fn tool_run(cmd: &mut Command, out: &Path) -> Option<(Vec<u8>, f64)> {
+    let t0 = Instant::now();
+    let ok = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().ok()?.success();
+    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+    ok.then(|| std::fs::read(out).ok().map(|b| (b, ms))).flatten()
+}
+
+fn have(cmd: &str, arg: &str) -> bool {
+    Command::new(cmd).arg(arg).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+fn codec_label(p: &EncodedPage) -> &'static str {
+    match p.codec {
+        PageCodec::CcittG4 => "G4",
+        PageCodec::Mixed => "mixed",
+        PageCodec::JpegGray | PageCodec::JpegRgb => "JPEG",
+    }
+}
+
+fn main() {
+    let n = env_usize("COMPRESSION_N", 3);
+    let mut sources = generated(n);
+    if let Ok(dir) = std::env::var("REAL_DOCS") {
+        sources.extend(real(Path::new(&dir)));
+    }
+    let params = EncodeParams::default();
+    // First, alone on the machine: what the job stores, and the encoding's cost on one core.
+    let mut stored: Vec<(PageRaster, EncodedPage, f64)> = Vec::new();
+    for s in &sources {
+        let blob = PageBlob::ImageFile { data: std::sync::Arc::new(s.bytes.clone()), format: s.format };
+        let raster = if s.format == ImageFormat::Jpeg && s.words.is_some() { raster_of(&s.bytes) } else { decode_page(&blob, &Limits::default()).expect("real page decodes") };
+        let content = analyse_page(raster.clone(), &AnalysisParams::default()).content;
+        let (page, _) = straighten(raster);
+        let bits = binarize(&page.gray, &tile_stats(&page.gray, page.dpi), MIN_CONTRAST);
+        let t0 = Instant::now();
+        let enc = encode_page(&page, &bits, content, &params);
+        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        stored.push((page, enc, ms));
+    }
+    let ocr = have("tesseract", "--version") && have("pdftoppm", "-v");
+    let ocrmypdf = ocr && have("ocrmypdf", "--version");
+    let gs = have("gs", "--version");
+    println!("== light pages: {} pages ({n} generated per kind{}); legibility {}", sources.len(), if sources.iter().any(|s| s.words.is_none()) { " and the real set's image files" } else { "" }, if ocr { "by Tesseract (fra) on pages drawn by poppler at 300 dpi" } else { "skipped (no tesseract or pdftoppm)" });
+    if !ocrmypdf || !gs {
+        println!("   (ocrmypdf {}, gs {}: scripts/setup.sh --bench-tools installs them)", if ocrmypdf { "found" } else { "missing" }, if gs { "found" } else { "missing" });
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    // COMPRESSION_KEEP=folder keeps every page's PDFs and renders there, to look at.
+    let scratch = std::env::var("COMPRESSION_KEEP").map_or_else(|_| tmp.path().to_path_buf(), PathBuf::from);
+    let rows: Vec<Row> = sources
+        .par_iter()
+        .zip(stored.par_iter())
+        .enumerate()
+        .map(|(i, (s, (page, enc, ms)))| {
+            let dir = scratch.join(format!("p{i}-{}", s.kind.replace(' ', "-")));
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            // The original, as a one-page PDF (its JPEG as received, or the straightened page).
+            let original = EncodedPage {
+                codec: if page.rgb.is_some() { PageCodec::JpegRgb } else { PageCodec::JpegGray },
+                width: page.width(),
+                height: page.height(),
+                page_w_pt: enc.page_w_pt,
+                page_h_pt: enc.page_h_pt,
+                data: match &page.rgb {
+                    Some(rgb) => jpeg_bytes(&Scan::Rgb(rgb.clone()), 92),
+                    None => jpeg_bytes(&Scan::Gray(page.gray.clone()), 92),
+                },
+                mixed: None,
+                choice: String::new(),
+            };
+            let input = dir.join("original.pdf");
+            std::fs::write(&input, write_pdf(&[&original], "original")).expect("write");
+            let ours = dir.join("ours.pdf");
+            let our_pdf = write_pdf(&[enc], "stored");
+            std::fs::write(&ours, &our_pdf).expect("write");
+            let mut tools: Vec<(&'static str, Option<(Vec<u8>, f64, PathBuf)>)> = vec![("scanbureau", Some((our_pdf, *ms, ours)))];
+            if ocrmypdf {
+                let out = dir.join("ocrmypdf.pdf");
+                let r = tool_run(Command::new("ocrmypdf").args(["-O3", "--tesseract-timeout", "0", "--quiet", "--jobs", "1"]).arg(&input).arg(&out), &out);
+                tools.push(("OCRmyPDF -O3", r.map(|(b, t)| (b, t, out))));
+            }
+            if gs {
+                let out = dir.join("gs.pdf");
+                let r = tool_run(Command::new("gs").args(["-q", "-dNOPAUSE", "-dBATCH", "-dSAFER", "-sDEVICE=pdfwrite", "-dPDFSETTINGS=/ebook"]).arg(format!("-sOutputFile={}", out.display())).arg(&input), &out);
+                tools.push(("gs /ebook", r.map(|(b, t)| (b, t, out))));
+            }
+            let (original_known, confident) = if ocr {
+                let (known, _) = legibility(&input, &dir, "original", s.words.as_deref(), None);
+                let png = dir.join("original.png");
+                (known, ocr_words(&png, LEGIBLE_ON_ORIGINAL))
+            } else {
+                (None, None)
+            };
+            let tools = tools
+                .into_iter()
+                .map(|(name, r)| {
+                    let stored = r.map(|(bytes, ms, path)| {
+                        let (known, kept) = if ocr { legibility(&path, &dir, &name.replace([' ', '/'], "_"), s.words.as_deref(), confident.as_deref()) } else { (None, None) };
+                        Stored { kb: bytes.len() as f64 / 1024.0, ms, known, kept }
+                    });
+                    (name, stored)
+                })
+                .collect();
+            Row { kind: s.kind.clone(), codec: codec_label(enc), choice: enc.choice.clone(), original_known, tools }
+        })
+        .collect();
+    let verbose = std::env::var("BENCH_VERBOSE").is_ok();
+    let mut kinds: Vec<&str> = Vec::new();
+    for r in &rows {
+        if !kinds.contains(&r.kind.as_str()) {
+            kinds.push(&r.kind);
+        }
+    }
+    let pts = |v: Option<f64>| v.map_or("  -  ".to_string(), |v| format!("{:5.1}", 100.0 * v));
+    for kind in &kinds {
+        let of_kind: Vec<&Row> = rows.iter().filter(|r| r.kind == *kind).collect();
+        let mut codecs: Vec<String> = Vec::new();
+        for c in ["G4", "mixed", "JPEG"] {
+            let k = of_kind.iter().filter(|r| r.codec == c).count();
+            if k > 0 {
+                codecs.push(format!("{k} {c}"));
+            }
+        }
+        let orig: Vec<f64> = of_kind.iter().filter_map(|r| r.original_known).collect();
+        let orig_mean = (!orig.is_empty()).then(|| orig.iter().sum::<f64>() / orig.len() as f64);
+        println!("  {kind:<14} {} pages, stored as {}; original scan read {} % of the known words", of_kind.len(), codecs.join(", "), pts(orig_mean));
+        for t in 0..of_kind[0].tools.len() {
+            let name = of_kind[0].tools[t].0;
+            let s: Vec<&Stored> = of_kind.iter().filter_map(|r| r.tools[t].1.as_ref()).collect();
+            if s.is_empty() {
+                println!("      {name:<13} failed on every page");
+                continue;
+            }
+            let kb: Vec<f64> = s.iter().map(|x| x.kb).collect();
+            let ms: Vec<f64> = s.iter().map(|x| x.ms).collect();
+            // Loss against the original, page by page, in points of word recall.
+            let losses: Vec<f64> = of_kind.iter().filter_map(|r| Some(100.0 * (r.original_known? - r.tools[t].1.as_ref()?.known?))).collect();
+            let kept: Vec<f64> = s.iter().filter_map(|x| x.kept).collect();
+            let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+            println!(
+                "      {name:<13} {:6.1} KB median, {:6.1} max; {:6.0} ms median, {:6.0} max; known words {} % (worst page {:+.1} pt); confident words kept {} % (worst {})",
+                median(kb.clone()),
+                quantile(&kb, 1.0),
+                median(ms.clone()),
+                quantile(&ms, 1.0),
+                pts(mean(&s.iter().filter_map(|x| x.known).collect::<Vec<_>>())),
+                -losses.iter().cloned().fold(f64::NAN, f64::max),
+                pts(mean(&kept)),
+                pts(kept.iter().cloned().reduce(f64::min)),
+            );
+        }
+        if verbose {
+            for r in &of_kind {
+                println!("        {}: {}", r.codec, r.choice);
+            }
+        }
+    }
+    // The issue's targets, over our pages.
+    let ours = |r: &Row| r.tools[0].1.clone();
+    for (codec, limit) in [("G4", 20.0), ("mixed", 40.0), ("JPEG", 60.0)] {
+        let kb: Vec<f64> = rows.iter().filter(|r| r.codec == codec).filter_map(|r| ours(r).map(|s| s.kb)).collect();
+        if !kb.is_empty() {
+            let over = kb.iter().filter(|&&k| k > limit).count();
+            println!("target {codec:<5} ≤ {limit:.0} KB: median {:.1} KB, max {:.1} KB, {over} of {} pages over", median(kb.clone()), quantile(&kb, 1.0), kb.len());
+        }
+    }
+    let ms: Vec<f64> = rows.iter().filter_map(|r| ours(r).map(|s| s.ms)).collect();
+    println!("target encode ≤ 150 ms a page on one core: median {:.0} ms, p90 {:.0} ms, max {:.0} ms", median(ms.clone()), quantile(&ms, 0.9), quantile(&ms, 1.0));
+    if ocr {
+        let losses: Vec<(f64, &str)> = rows.iter().filter_map(|r| Some((100.0 * (r.original_known? - ours(r)?.known?), r.kind.as_str()))).collect();
+        let within = losses.iter().filter(|l| l.0 <= 1.0).count();
+        let worst = losses.iter().cloned().fold((f64::MIN, ""), |a, b| if b.0 > a.0 { b } else { a });
+        println!("target legibility within 1 point of the original (known words): {within} of {} generated pages; worst loss {:.1} pt ({})", losses.len(), worst.0, worst.1);
+        let kept: Vec<(f64, &str)> = rows.iter().filter_map(|r| Some((100.0 * ours(r)?.kept?, r.kind.as_str()))).collect();
+        let worst = kept.iter().cloned().fold((f64::MAX, ""), |a, b| if b.0 < a.0 { b } else { a });
+        println!("  confident words of the original read again: {} of {} pages keep ≥ 99 %; worst {:.1} % ({})", kept.iter().filter(|k| k.0 >= 99.0).count(), kept.len(), worst.0, worst.1);
+    }
+}
