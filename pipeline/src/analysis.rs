@@ -166,9 +166,12 @@ pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn 
     }
     features.reading.push(format!("orientation from the print: {orientation:?} ({strength:.1} times more ink on that side)"));
     // An identity document is kept as a picture: its photograph must stay recognisable, which a
-    // mixed page's low-resolution background does not promise.
+    // mixed page's low-resolution background does not promise. So is a photo of a document: its
+    // print is too soft to binarise without losing words (2 to 4 points in the compression
+    // benchmark).
+    let photographed = corrections.outline || corrections.flattened;
     let content = match content {
-        PageContent::Text | PageContent::ColourText if features.layout.cards > 0 || features.mrz.is_some() => {
+        PageContent::Text | PageContent::ColourText if features.layout.cards > 0 || features.mrz.is_some() || photographed => {
             if raster.rgb.is_some() { PageContent::Colour } else { PageContent::Photo }
         }
         c => c,

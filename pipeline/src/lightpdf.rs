@@ -7,9 +7,9 @@
 //! - text on tinted paper, grey boxes, colour forms, logos: mixed raster content (see `mixed`),
 //!   the print as a G4 stencil at scan resolution over a low-resolution JPEG background, painted
 //!   in its own colour;
-//! - photographs, identity cards, faint print and whatever the layers would blur: JPEG at
-//!   200 dpi (150 lost a point or more of OCR word accuracy on small print in photos: see the
-//!   pipeline benchmark), grey unless the page carries colour.
+//! - photographs, identity cards, photos of documents, faint print and whatever the layers would
+//!   blur: JPEG at 200 dpi (150 lost a point or more of OCR word accuracy on small print in
+//!   photos: see the pipeline benchmark), grey unless the page carries colour.
 //!
 //! The PDF is written by hand: a few objects per page, deterministic bytes (no dates), A4 media
 //! boxes for A4 scans. The stencil is drawn as `/ImageMask` (one colour) or as the `/Mask` of a
@@ -194,13 +194,21 @@ pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, par
                 return picture(kind, format!("pictures the layers would blur ({:.0} % of the page)", 100.0 * lost));
             }
             let mixed = encode_layers(&layers, params.background_quality);
-            let why = format!("text on {} ({:.0} % tinted), print in {}", if colour { "a colour page" } else { "tinted paper" }, 100.0 * layers.tinted_share, if matches!(mixed.ink, InkPaint::Solid(_)) { "one colour" } else { "several colours" });
+            let paper = if colour {
+                "a colour page"
+            } else if layers.tinted_share <= params.tint_share {
+                "plain paper with shading the print's mask cannot draw"
+            } else {
+                "tinted paper"
+            };
+            let ink = if matches!(mixed.ink, InkPaint::Solid(_)) { "one colour" } else { "several colours" };
+            let why = format!("text on {paper} ({:.0} % tinted, {:.1} % shaded), print in {ink}", 100.0 * layers.tinted_share, 100.0 * lost);
             EncodedPage { codec: PageCodec::Mixed, width: bits.width, height: bits.height, page_w_pt: pw, page_h_pt: ph, data: encode_g4(bits), mixed: Some(Box::new(mixed)), choice: why }
         }
         PageContent::Text => picture(PageContent::Photo, "a page too large for G4".into()),
         PageContent::ColourText => picture(PageContent::Colour, "a page too large for G4".into()),
-        PageContent::Photo => picture(content, "photographs, halftones or faint print".into()),
-        PageContent::Colour => picture(content, "colour photographs".into()),
+        PageContent::Photo => picture(content, "photographs, an identity document, a photo of a page or faint print".into()),
+        PageContent::Colour => picture(content, "colour photographs, an identity document or a photo of a page".into()),
     }
 }
 
@@ -227,40 +235,20 @@ fn percentile_of(levels: impl ExactSizeIterator<Item = u8>, q: f64) -> u8 {
     255
 }
 
-/// Paper levels brought to white: the paper's grain and the scanner's noise are not information,
-/// and they are most of what a JPEG of a copy spends its bytes on. Levels are stretched so the
-/// paper (`paper`, per channel) is white; what is within `PAPER_NOISE` of it becomes white.
-fn whiten_paper(samples: &mut [u8], channels: usize, paper: &[u8]) {
-    let gain: Vec<u32> = paper.iter().map(|&p| (255 * 256) / (p.max(64) as u32)).collect();
-    for px in samples.chunks_exact_mut(channels) {
-        if px.iter().zip(paper).all(|(&v, &p)| v as u32 + PAPER_NOISE >= p as u32) {
-            px.fill(255);
-        } else {
-            for (v, g) in px.iter_mut().zip(&gain) {
-                *v = ((*v as u32 * g) >> 8).min(255) as u8;
-            }
-        }
-    }
-}
-
-/// Levels within this of the paper's are paper.
-const PAPER_NOISE: u32 = 10;
-
-/// JPEG of the page, grey or colour, at the picture resolution, on white paper.
+/// JPEG of the page, grey or colour, at the picture resolution. The paper's noise is kept:
+/// flattening it to one level saved 8 % of the bytes of identity-card copies but made Tesseract
+/// read nothing on one of them (a global threshold falls between an even paper and the card),
+/// measured by the compression benchmark.
 fn encode_picture(raster: &PageRaster, content: PageContent, params: &EncodeParams, pw: f32, ph: f32) -> EncodedPage {
     let scale = (params.picture_dpi / raster.dpi).min(1.0);
     let (data, w, h, codec) = match (&raster.rgb, content) {
         (Some(rgb), PageContent::Colour | PageContent::ColourText) => {
-            let mut img = downscale_rgb(rgb, scale);
-            let paper: Vec<u8> = (0..3).map(|c| percentile_of(img.as_raw().iter().skip(c).step_by(3).copied(), 0.9)).collect();
-            whiten_paper(&mut img, 3, &paper);
+            let img = downscale_rgb(rgb, scale);
             let (w, h) = img.dimensions();
             (jpeg(DynamicImage::ImageRgb8(img), params.jpeg_quality), w, h, PageCodec::JpegRgb)
         }
         _ => {
-            let mut img = downscale_gray(&raster.gray, scale);
-            let paper = percentile_of(img.as_raw().iter().copied(), 0.9);
-            whiten_paper(&mut img, 1, &[paper]);
+            let img = downscale_gray(&raster.gray, scale);
             let (w, h) = img.dimensions();
             (jpeg(DynamicImage::ImageLuma8(img), params.jpeg_quality), w, h, PageCodec::JpegGray)
         }
@@ -269,13 +257,8 @@ fn encode_picture(raster: &PageRaster, content: PageContent, params: &EncodePara
 }
 
 fn jpeg_plane(p: &Plane, quality: u8) -> JpegLayer {
-    let img = if p.channels == 3 {
-        RgbImage::from_raw(p.width, p.height, p.samples.clone()).map(DynamicImage::ImageRgb8)
-    } else {
-        GrayImage::from_raw(p.width, p.height, p.samples.clone()).map(DynamicImage::ImageLuma8)
-    };
-    let data = img.map(|i| jpeg(i, quality)).unwrap_or_default();
-    JpegLayer { width: p.width, height: p.height, colour: p.channels == 3, data }
+    let colour = p.channels == 3;
+    JpegLayer { width: p.width, height: p.height, colour, data: jpeg_samples(&p.samples, p.width, p.height, colour, quality) }
 }
 
 fn encode_layers(layers: &Layers, quality: u8) -> MixedLayers {
@@ -322,12 +305,29 @@ pub fn decode_g4(data: &[u8], width: u32, height: u32) -> Option<GrayImage> {
     (y >= h).then_some(g)
 }
 
+/// Baseline JPEG by the `image` crate's encoder. Tried instead: a 4:2:0 encoder with fitted
+/// Huffman tables (identity copies 68 → 50 KB) cost colour passports 5 to 7 points of OCR
+/// legibility (their print differs from its guilloches by hue more than by lightness) and another
+/// specimen 6 points at the same nominal quality (real-documents benchmark): not worth it.
+/// Empty for an image over the format's 65,535 pixels a side.
+fn jpeg_samples(samples: &[u8], width: u32, height: u32, colour: bool, quality: u8) -> Vec<u8> {
+    let img = if colour {
+        RgbImage::from_raw(width, height, samples.to_vec()).map(DynamicImage::ImageRgb8)
+    } else {
+        GrayImage::from_raw(width, height, samples.to_vec()).map(DynamicImage::ImageLuma8)
+    };
+    img.map(|i| jpeg(i, quality)).unwrap_or_default()
+}
+
 fn jpeg(img: DynamicImage, quality: u8) -> Vec<u8> {
     let mut out = Vec::new();
     let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
-    // Encoding into memory cannot fail for 8-bit grey or RGB.
-    let _ = img.write_with_encoder(enc);
-    out
+    // Only an image over the format's 65,535-pixel limit fails (a strip over 8 m long at
+    // 200 dpi): it is stored empty, in a PDF that still opens.
+    match img.write_with_encoder(enc) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
 }
 
 /// Box-filter downscale (exact halving when the ratio is 1/2: the common 300 → 150 dpi).
@@ -677,6 +677,21 @@ mod tests {
             let back = decode_encoded(&p).expect("decodes");
             assert!(back.width() >= 1 && back.height() >= 1);
         }
+    }
+
+    #[test]
+    fn jpeg_layers_decode_to_what_was_encoded() {
+        for colour in [false, true] {
+            let ch = if colour { 3 } else { 1 };
+            let samples: Vec<u8> = (0..620 * 877 * ch).map(|i| if (i / ch) % 620 < 300 { 200 } else { 100 }).collect();
+            let data = jpeg_samples(&samples, 620, 877, colour, 40);
+            let img = image::load_from_memory(&data).expect("decodes").to_rgb8();
+            for (x, want) in [(10, 200u8), (400, 100)] {
+                let px = img.get_pixel(x, 10).0;
+                assert!(px.iter().all(|v| v.abs_diff(want) <= 3), "colour {colour}: {px:?} for {want}");
+            }
+        }
+        assert!(jpeg_samples(&[0; 70_000], 70_000, 1, false, 40).is_empty(), "over the format's limit");
     }
 
     #[test]
