@@ -74,7 +74,7 @@ pub fn separate(pixels: &[u8], channels: usize, mask: &Bitmap, dpi: f32, bg_cell
     debug_assert_eq!(pixels.len(), w * h * channels);
     let near_ink = dilate(&mask.ink, w, h, halo(dpi));
     let bg_cell = bg_cell.max(1);
-    let (background, known) = cell_means(pixels, channels, w, h, bg_cell, |i| near_ink[i] == 0);
+    let (background, known) = cell_means(pixels, channels, w, h, bg_cell, |i, _, _| near_ink[i] == 0);
     let background = fill_unknown(background, &known, paper);
     // Tint: a cell that is not paper, in level (grey boxes) or in colour (tinted forms).
     let mut tinted = 0usize;
@@ -92,15 +92,14 @@ pub fn separate(pixels: &[u8], channels: usize, mask: &Bitmap, dpi: f32, bg_cell
     }
     let tinted_share = tinted as f32 / counted.max(1) as f32;
     // The print's colour from the inside of strokes (their edges are blurred into the paper).
-    let core = |i: usize| {
-        let (x, y) = (i % w, i / w);
+    let core = |i: usize, x: usize, y: usize| {
         mask.ink[i] == 1 && x > 0 && y > 0 && x + 1 < w && y + 1 < h && mask.ink[i - 1] == 1 && mask.ink[i + 1] == 1 && mask.ink[i - w] == 1 && mask.ink[i + w] == 1
     };
     let ink_cell = ink_cell.max(1);
     let (mut ink_plane, mut ink_known) = cell_means(pixels, channels, w, h, ink_cell, core);
     if !ink_known.iter().any(|&k| k) {
         // Print of hairlines only: their own pixels.
-        (ink_plane, ink_known) = cell_means(pixels, channels, w, h, ink_cell, |i| mask.ink[i] == 1);
+        (ink_plane, ink_known) = cell_means(pixels, channels, w, h, ink_cell, |i, _, _| mask.ink[i] == 1);
     }
     let ink = solid_ink(&ink_plane, &ink_known).map_or_else(|| InkColour::Varying(fill_unknown(ink_plane, &ink_known, 0)), InkColour::Solid);
     Layers { background, ink, tinted_share, near_ink }
@@ -142,8 +141,9 @@ fn dilate(map: &[u8], w: usize, h: usize, r: usize) -> Vec<u8> {
     out
 }
 
-/// Mean of the pixels `take` keeps in each `cell` × `cell` cell; cells with none are unknown.
-fn cell_means(pixels: &[u8], ch: usize, w: usize, h: usize, cell: u32, take: impl Fn(usize) -> bool) -> (Plane, Vec<bool>) {
+/// Mean of the pixels `take(index, x, y)` keeps in each `cell` × `cell` cell; cells with none are
+/// unknown.
+fn cell_means(pixels: &[u8], ch: usize, w: usize, h: usize, cell: u32, take: impl Fn(usize, usize, usize) -> bool) -> (Plane, Vec<bool>) {
     let c = cell as usize;
     let (cw, chh) = (w.div_ceil(c), h.div_ceil(c));
     let mut sums = vec![0u32; cw * chh * ch];
@@ -152,7 +152,7 @@ fn cell_means(pixels: &[u8], ch: usize, w: usize, h: usize, cell: u32, take: imp
         let cy = y / c;
         for x in 0..w {
             let i = y * w + x;
-            if take(i) {
+            if take(i, x, y) {
                 let k = cy * cw + x / c;
                 counts[k] += 1;
                 for j in 0..ch {

@@ -38,7 +38,7 @@ use scanbureau_pipeline::lightpdf::{EncodeParams, EncodedPage, PageCodec, encode
 use scanbureau_pipeline::raster::{Limits, PageBlob, PageRaster, decode_page};
 
 mod common;
-use common::{LEGIBLE_ON_ORIGINAL, env_usize, median, multiset_hits, ocr_words, quantile, raster_of, tinted, words_of};
+use common::{LEGIBLE_ON_ORIGINAL, confident, env_usize, median, multiset_hits, ocr_read, quantile, tinted, words_of};
 
 /// A page to store: where it comes from, the file the bureau received, the text printed on it
 /// when known.
@@ -134,12 +134,14 @@ fn render_png(pdf: &Path, out: &Path) -> Option<PathBuf> {
     ok.then(|| out.with_extension("png"))
 }
 
-/// Legibility of a stored PDF, drawn by poppler.
-fn legibility(pdf: &Path, scratch: &Path, name: &str, words: Option<&[String]>, confident: Option<&[String]>) -> (Option<f64>, Option<f64>) {
-    let Some(png) = render_png(pdf, &scratch.join(name)) else { return (None, None) };
-    let Some(read) = ocr_words(&png, 0.0) else { return (None, None) };
-    let recall = |expected: &[String]| multiset_hits(expected, &read) as f64 / expected.len().max(1) as f64;
-    (words.map(recall), confident.filter(|c| c.len() >= 10).map(recall))
+/// What Tesseract reads on a PDF's first page drawn by poppler, with confidences.
+fn read_pdf(pdf: &Path, scratch: &Path, name: &str) -> Option<Vec<(String, f64)>> {
+    ocr_read(&render_png(pdf, &scratch.join(name))?)
+}
+
+/// Share of `expected` found among the words read.
+fn recall(expected: &[String], read: &[(String, f64)]) -> f64 {
+    multiset_hits(expected, &confident(read, 0.0)) as f64 / expected.len().max(1) as f64
 }
 
 fn tool_run(cmd: &mut Command, out: &Path) -> Option<(Vec<u8>, f64)> {
@@ -172,7 +174,7 @@ fn main() {
     let mut stored: Vec<(PageRaster, EncodedPage, f64)> = Vec::new();
     for s in &sources {
         let blob = PageBlob::ImageFile { data: std::sync::Arc::new(s.bytes.clone()), format: s.format };
-        let raster = if s.format == ImageFormat::Jpeg && s.words.is_some() { raster_of(&s.bytes) } else { decode_page(&blob, &Limits::default()).expect("real page decodes") };
+        let raster = decode_page(&blob, &Limits::default()).expect("the page decodes");
         let content = analyse_page(raster.clone(), &AnalysisParams::default()).content;
         let (page, _) = straighten(raster);
         let bits = binarize(&page.gray, &tile_stats(&page.gray, page.dpi), MIN_CONTRAST);
@@ -228,18 +230,18 @@ fn main() {
                 let r = tool_run(Command::new("gs").args(["-q", "-dNOPAUSE", "-dBATCH", "-dSAFER", "-sDEVICE=pdfwrite", "-dPDFSETTINGS=/ebook"]).arg(format!("-sOutputFile={}", out.display())).arg(&input), &out);
                 tools.push(("gs /ebook", r.map(|(b, t)| (b, t, out))));
             }
-            let (original_known, confident) = if ocr {
-                let (known, _) = legibility(&input, &dir, "original", s.words.as_deref(), None);
-                let png = dir.join("original.png");
-                (known, ocr_words(&png, LEGIBLE_ON_ORIGINAL))
-            } else {
-                (None, None)
-            };
+            // The original read once: all its words against the known text, the confident ones
+            // as what a stored page must still show.
+            let original = if ocr { read_pdf(&input, &dir, "original") } else { None };
+            let original_known = original.as_ref().zip(s.words.as_deref()).map(|(r, w)| recall(w, r));
+            let sure = original.as_ref().map(|r| confident(r, LEGIBLE_ON_ORIGINAL)).filter(|c| c.len() >= 10);
             let tools = tools
                 .into_iter()
                 .map(|(name, r)| {
                     let stored = r.map(|(bytes, ms, path)| {
-                        let (known, kept) = if ocr { legibility(&path, &dir, &name.replace([' ', '/'], "_"), s.words.as_deref(), confident.as_deref()) } else { (None, None) };
+                        let read = if ocr { read_pdf(&path, &dir, &name.replace([' ', '/'], "_")) } else { None };
+                        let known = read.as_ref().zip(s.words.as_deref()).map(|(r, w)| recall(w, r));
+                        let kept = read.as_ref().zip(sure.as_deref()).map(|(r, c)| recall(c, r));
                         Stored { kb: bytes.len() as f64 / 1024.0, ms, known, kept }
                     });
                     (name, stored)

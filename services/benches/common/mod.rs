@@ -74,20 +74,30 @@ pub fn multiset_hits(expected: &[String], found: &[String]) -> usize {
         .count()
 }
 
-/// Words Tesseract (French, one thread) reads on an image file with at least `min_conf`
-/// confidence; None without the `tesseract` command.
-pub fn ocr_words(image: &Path, min_conf: f64) -> Option<Vec<String>> {
+/// Words Tesseract (French, one thread) reads on an image file, each with its confidence (0-100);
+/// None without the `tesseract` command.
+pub fn ocr_read(image: &Path) -> Option<Vec<(String, f64)>> {
     let out = Command::new("tesseract").arg(image).arg("stdout").args(["-l", "fra", "--psm", "3", "tsv"]).env("OMP_THREAD_LIMIT", "1").stderr(Stdio::null()).output().ok()?;
     if !out.status.success() {
         return None;
     }
     let tsv = String::from_utf8_lossy(&out.stdout).into_owned();
-    let confident = tsv.lines().skip(1).filter_map(|l| {
+    let read = tsv.lines().skip(1).filter_map(|l| {
         let cols: Vec<&str> = l.split('\t').collect();
         let conf: f64 = cols.get(10)?.parse().ok()?;
-        (conf >= min_conf).then(|| cols.get(11).copied().unwrap_or("").to_string())
+        Some(words_of(cols.get(11).copied().unwrap_or("")).into_iter().map(move |w| (w, conf)))
     });
-    Some(confident.flat_map(|t| words_of(&t)).collect())
+    Some(read.flatten().collect())
+}
+
+/// The words of a reading read with at least `min_conf` confidence.
+pub fn confident(read: &[(String, f64)], min_conf: f64) -> Vec<String> {
+    read.iter().filter(|(_, c)| *c >= min_conf).map(|(w, _)| w.clone()).collect()
+}
+
+/// Words Tesseract reads on an image file with at least `min_conf` confidence.
+pub fn ocr_words(image: &Path, min_conf: f64) -> Option<Vec<String>> {
+    Some(confident(&ocr_read(image)?, min_conf))
 }
 
 /// Share of the printed words that OCR finds on a page (multiset recall).
