@@ -10,7 +10,8 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,6 +24,7 @@ use scanbureau_pipeline::NumeroUnique;
 use crate::broker::Stage;
 use crate::bureau::{Bureau, Intake};
 use crate::store::{self, Inserted, PortalUser};
+use crate::web::{Answer, WebError};
 
 /// The routes of a process; `portal` adds the API.
 pub fn router(bureau: Arc<Bureau>, portal: bool) -> Router {
@@ -92,22 +94,30 @@ async fn metrics(State(b): State<Arc<Bureau>>, ConnectInfo(peer): ConnectInfo<st
 }
 
 /// An API error: a status and a sentence the portal can show.
-fn problem(code: StatusCode, message: impl Into<String>) -> Response {
-    (code, Json(json!({"error": message.into()}))).into_response()
+fn problem(code: StatusCode, message: impl Into<String>) -> WebError {
+    WebError::json(code, message)
 }
 
-async fn authenticate(b: &Bureau, headers: &HeaderMap) -> Result<PortalUser, Response> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| problem(StatusCode::UNAUTHORIZED, "missing 'Authorization: Bearer <token>'"))?;
-    match store::portal_user_by_token(&b.pool, token.trim()).await {
-        Ok(Some(u)) => Ok(u),
-        Ok(None) => Err(problem(StatusCode::UNAUTHORIZED, "unknown or disabled token")),
-        Err(e) => {
-            tracing::error!(error = %e, "authentication: database unavailable");
-            Err(problem(StatusCode::SERVICE_UNAVAILABLE, "the service is temporarily unavailable; try again shortly"))
+/// The counter's software calling the API, known by its bearer token.
+struct PortalCaller(PortalUser);
+
+impl FromRequestParts<Arc<Bureau>> for PortalCaller {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, b: &Arc<Bureau>) -> Result<Self, WebError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| problem(StatusCode::UNAUTHORIZED, "missing 'Authorization: Bearer <token>'"))?;
+        match store::portal_user_by_token(&b.pool, token.trim()).await {
+            Ok(Some(u)) => Ok(Self(u)),
+            Ok(None) => Err(problem(StatusCode::UNAUTHORIZED, "unknown or disabled token")),
+            Err(e) => {
+                tracing::error!(error = %e, "authentication: database unavailable");
+                Err(problem(StatusCode::SERVICE_UNAVAILABLE, "the service is temporarily unavailable; try again shortly"))
+            }
         }
     }
 }
@@ -117,25 +127,18 @@ struct DepositQuery {
     numero_unique: Option<String>,
 }
 
-async fn deposit(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Query<DepositQuery>, body: Body) -> Response {
-    let user = match authenticate(&b, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+async fn deposit(State(b): State<Arc<Bureau>>, PortalCaller(user): PortalCaller, headers: HeaderMap, Query(q): Query<DepositQuery>, body: Body) -> Answer {
     let limit = b.config.portal.max_upload_bytes;
     let numero = match q.numero_unique.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some(n) => match NumeroUnique::parse(n) {
             Ok(n) => Some(n.to_string()),
-            Err(e) => return problem(StatusCode::UNPROCESSABLE_ENTITY, format!("numero_unique: {e}")),
+            Err(e) => return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, format!("numero_unique: {e}"))),
         },
         None => None,
     };
-    let upload = match crate::web::take_upload(&crate::workdir::root(&b.config), &headers, body, limit, "depot.pdf").await {
-        Ok(u) => u,
-        Err(crate::web::Refused(code, message)) => return problem(code, message),
-    };
+    let upload = crate::web::take_upload(&crate::workdir::root(&b.config), &headers, body, limit, "depot.pdf").await?;
     if !upload.head.starts_with(b"%PDF") {
-        return problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "the portal takes PDF files only");
+        return Err(problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "the portal takes PDF files only"));
     }
     let (path, size) = (upload.path.clone(), upload.bytes);
     let files = vec![("depot.pdf".to_string(), path.clone())];
@@ -145,28 +148,24 @@ async fn deposit(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Que
         Ok((id, outcome)) => {
             let duplicate = matches!(outcome, Inserted::Duplicate { .. });
             let body = json!({"deposit": id, "status_url": format!("/api/deposits/{id}"), "bytes": size, "duplicate": duplicate});
-            (StatusCode::ACCEPTED, Json(body)).into_response()
+            Ok((StatusCode::ACCEPTED, Json(body)).into_response())
         }
         Err(e) => {
             b.metrics.failure("intake", "portal store");
             tracing::error!(error = %format!("{e:#}"), "portal deposit could not be stored");
-            problem(StatusCode::SERVICE_UNAVAILABLE, "the deposit could not be stored; nothing was kept, please send it again shortly")
+            Err(problem(StatusCode::SERVICE_UNAVAILABLE, "the deposit could not be stored; nothing was kept, please send it again shortly"))
         }
     }
 }
 
-async fn deposit_status(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let user = match authenticate(&b, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+async fn deposit_status(State(b): State<Arc<Bureau>>, PortalCaller(user): PortalCaller, Path(id): Path<String>) -> Answer {
     match store::deposit_status(&b.pool, &id, &user).await {
-        Ok(Some(v)) => Json(v).into_response(),
+        Ok(Some(v)) => Ok(Json(v).into_response()),
         // Another counter's deposit is as invisible as a missing one.
-        Ok(None) => problem(StatusCode::NOT_FOUND, "no such deposit"),
+        Ok(None) => Err(problem(StatusCode::NOT_FOUND, "no such deposit")),
         Err(e) => {
             tracing::error!(error = %e, "deposit status: database unavailable");
-            problem(StatusCode::SERVICE_UNAVAILABLE, "the service is temporarily unavailable; try again shortly")
+            Err(problem(StatusCode::SERVICE_UNAVAILABLE, "the service is temporarily unavailable; try again shortly"))
         }
     }
 }

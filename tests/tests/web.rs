@@ -115,6 +115,11 @@ async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_a
     assert_eq!(op.login(OPERATOR.0, OPERATOR.1).await?.status, 303);
     assert_eq!(op.get(&format!("/pieces/{sensitive}/pdf")).await?.status, 403, "staff without the sensitive profile neither");
     assert_eq!(op.get(&format!("/mailings/{id}")).await?.status, 200, "staff see every counter's mailings");
+    let op_csrf = op.session_csrf("/console").await?;
+    let prioritised = op.post_form(&format!("/dashboard/prioritise/{id}"), &[("csrf", &op_csrf)]).await?;
+    assert_eq!(prioritised.status, 403, "only a supervisor prioritises");
+    let nobody = Client::new(server.port).get("/console").await?;
+    assert_eq!((nobody.status, nobody.header("location")), (303, Some("/login")), "nobody signed in is sent to sign in");
 
     // Another counter sees nothing of it, by any URL.
     let mut b = Client::new(server.port);

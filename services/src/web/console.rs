@@ -5,9 +5,9 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Form, Multipart, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::Utc;
@@ -21,8 +21,8 @@ use scanbureau_pipeline::report::PieceStatus;
 
 use super::page::{esc, url};
 use super::portal::{incidents_table, mailings_table, piece_label, upload_form};
-use super::{Fields, Refused, field, receive_upload, require, require_form, take_upload, unavailable, upload_refused};
-use crate::accounts::Role;
+use super::access::{CheckedForm, SignedIn, Staff, Uploader};
+use super::{Answer, Fields, WebError, field, receive_upload, take_upload};
 use crate::broker::Stage;
 use crate::bureau::{Bureau, Intake, notice_message};
 use crate::store::desk::{self, Decision};
@@ -42,45 +42,26 @@ pub fn routes() -> Router<Arc<Bureau>> {
         .route("/console/incidents/{id}", post(answer_incident))
 }
 
-const STAFF: [Role; 2] = [Role::Operator, Role::Supervisor];
-
 /// Largest batch the console takes (a few hundred pages), and most files in one.
 const MAX_BATCH_BYTES: u64 = 500_000_000;
 const MAX_BATCH_FILES: usize = 5000;
 
-async fn batches(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
-    let s = match require(&b, &headers, &STAFF).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let rows = match desk::mailings(&b.pool, None, 200).await {
-        Ok(r) => r,
-        Err(e) => return unavailable(e),
-    };
+async fn batches(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
+    let rows = desk::mailings(&b.pool, None, 200).await?;
     let mut p = s.page("Lots");
     p.push("<h2>Charger un lot numérisé</h2><p>Un fichier du scanner (PDF, TIFF multipage), ou les images d'un lot (JPEG, PNG, TIFF : plusieurs fichiers ou le dossier du scanner, pris dans l'ordre de leurs noms) : le lot suit le même chemin qu'un lot déposé dans le dossier d'entrée.</p>");
     p.push(&upload_form(&s, "/console/batches", "application/pdf,image/tiff,image/jpeg,image/png,.pdf,.tif,.tiff,.jpg,.jpeg,.png", MAX_BATCH_BYTES, "", "Charger le lot", true));
     let waiting = rows.iter().filter(|m| m.status != "done").count();
     let _ = write!(p.body, "<h2>Derniers lots et dépôts</h2><p>{waiting} en attente ou en traitement.</p>");
     p.push(&mailings_table(&b, &rows, true));
-    p.into_response()
+    Ok(p.into_response())
 }
 
 /// `POST /console/batches?name=F`: one scanner file as the body, the CSRF token in a header.
-async fn feed(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Query<Fields>, body: Body) -> Response {
-    let s = match require(&b, &headers, &STAFF).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = s.check_header(&headers) {
-        return r;
-    }
-    let refuse = upload_refused;
+async fn feed(State(b): State<Arc<Bureau>>, Uploader(s): Uploader<Staff>, headers: HeaderMap, Query(q): Query<Fields>, body: Body) -> Answer {
+    let refuse = |code: StatusCode, message: String| -> Answer { Err(WebError::json(code, message)) };
     let name = field(&q, "name").unwrap_or("lot.pdf").to_string();
-    let upload = match take_upload(&crate::workdir::root(&b.config), &headers, body, MAX_BATCH_BYTES, &name).await {
-        Ok(u) => u,
-        Err(Refused(code, m)) => return refuse(code, m),
-    };
+    let upload = take_upload(&crate::workdir::root(&b.config), &headers, body, MAX_BATCH_BYTES, &name).await?;
     if matches!(sniff(&name, &upload.head), FileKind::Unknown | FileKind::Eml) {
         return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Format non reconnu : PDF, TIFF, JPEG ou PNG attendu.".into());
     }
@@ -92,20 +73,13 @@ async fn feed(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Query<
 
 /// `POST /console/batches/folder` (multipart): the files of one batch, in the order of their
 /// names, the CSRF token in a header. Hidden files and `Thumbs.db` are left out.
-async fn feed_folder(State(b): State<Arc<Bureau>>, headers: HeaderMap, mut parts: Multipart) -> Response {
-    let s = match require(&b, &headers, &STAFF).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = s.check_header(&headers) {
-        return r;
-    }
+async fn feed_folder(State(b): State<Arc<Bureau>>, Uploader(s): Uploader<Staff>, mut parts: Multipart) -> Answer {
     let dir = match crate::workdir::folder(&crate::workdir::root(&b.config)) {
         Ok(d) => d,
-        Err(e) => return upload_refused(StatusCode::INTERNAL_SERVER_ERROR, format!("no room for the upload: {e}")),
+        Err(e) => return Err(WebError::json(StatusCode::INTERNAL_SERVER_ERROR, format!("no room for the upload: {e}"))),
     };
-    let interrupted = |e: axum::extract::multipart::MultipartError| upload_refused(StatusCode::BAD_REQUEST, format!("l'envoi a été interrompu : {e}"));
-    let too_big = || upload_refused(StatusCode::PAYLOAD_TOO_LARGE, format!("Le lot dépasse la limite de {} Mo.", MAX_BATCH_BYTES / 1_000_000));
+    let interrupted = |e: axum::extract::multipart::MultipartError| Err(WebError::json(StatusCode::BAD_REQUEST, format!("l'envoi a été interrompu : {e}")));
+    let too_big = || Err(WebError::json(StatusCode::PAYLOAD_TOO_LARGE, format!("Le lot dépasse la limite de {} Mo.", MAX_BATCH_BYTES / 1_000_000)));
     let (mut files, mut total) = (Vec::new(), 0u64);
     loop {
         let mut part = match parts.next_field().await {
@@ -119,12 +93,12 @@ async fn feed_folder(State(b): State<Arc<Bureau>>, headers: HeaderMap, mut parts
             continue;
         }
         if files.len() == MAX_BATCH_FILES {
-            return upload_refused(StatusCode::PAYLOAD_TOO_LARGE, format!("Un lot compte au plus {MAX_BATCH_FILES} fichiers."));
+            return Err(WebError::json(StatusCode::PAYLOAD_TOO_LARGE, format!("Un lot compte au plus {MAX_BATCH_FILES} fichiers.")));
         }
         let path = dir.path().join(format!("{:05}", files.len()));
         let mut out = match tokio::fs::File::create(&path).await {
             Ok(f) => f,
-            Err(e) => return upload_refused(StatusCode::INTERNAL_SERVER_ERROR, format!("no room for the upload: {e}")),
+            Err(e) => return Err(WebError::json(StatusCode::INTERNAL_SERVER_ERROR, format!("no room for the upload: {e}"))),
         };
         let mut head = Vec::new();
         loop {
@@ -141,16 +115,16 @@ async fn feed_folder(State(b): State<Arc<Bureau>>, headers: HeaderMap, mut parts
                 head.extend_from_slice(&chunk[..chunk.len().min(1024 - head.len())]);
             }
             if let Err(e) = tokio::io::AsyncWriteExt::write_all(&mut out, &chunk).await {
-                return upload_refused(StatusCode::INTERNAL_SERVER_ERROR, format!("could not keep the upload: {e}"));
+                return Err(WebError::json(StatusCode::INTERNAL_SERVER_ERROR, format!("could not keep the upload: {e}")));
             }
         }
         if matches!(sniff(&name, &head), FileKind::Unknown | FileKind::Eml) {
-            return upload_refused(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{name} : format non reconnu (PDF, TIFF, JPEG ou PNG attendu)."));
+            return Err(WebError::json(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{name} : format non reconnu (PDF, TIFF, JPEG ou PNG attendu).")));
         }
         files.push((crate::blobs::keys::safe_name(&name), path));
     }
     if files.is_empty() {
-        return upload_refused(StatusCode::BAD_REQUEST, "Le lot est vide.".into());
+        return Err(WebError::json(StatusCode::BAD_REQUEST, "Le lot est vide."));
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
     let source = format!("console:{}", s.account.email);
@@ -173,15 +147,8 @@ fn type_options(plan: &FilingPlan, current: Option<(&str, &str)>) -> String {
     o
 }
 
-async fn review(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
-    let s = match require(&b, &headers, &STAFF).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let (queue, plan) = match tokio::try_join!(desk::review_queue(&b.pool, 50), store::current_plan(&b.pool)) {
-        Ok(x) => x,
-        Err(e) => return unavailable(e),
-    };
+async fn review(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
+    let (queue, plan) = tokio::try_join!(desk::review_queue(&b.pool, 50), store::current_plan(&b.pool))?;
     let mut p = s.page("Pièces à vérifier");
     if queue.is_empty() {
         p.push(r#"<p class="muted">Aucune pièce n'attend de vérification.</p>"#);
@@ -218,7 +185,7 @@ async fn review(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
             cut = cut_forms(pc, &queue, &csrf),
         );
     }
-    p.into_response()
+    Ok(p.into_response())
 }
 
 /// Forms to change the cut: split a piece of several pages, join it with another piece of the
@@ -249,57 +216,47 @@ fn cut_forms(pc: &desk::PieceView, queue: &[desk::PieceView], csrf: &str) -> Str
 
 /// Splits or joins pieces: the new PDFs are stored first, then the database changes, then the
 /// old objects go (a failure in between leaves an unreferenced object, never a missing one).
-async fn change_cut(b: &Bureau, s: &super::Signed, piece: &desk::PieceView, form: &Fields) -> Response {
+async fn change_cut(b: &Bureau, s: &super::Signed, piece: &desk::PieceView, form: &Fields) -> Answer {
     let actor = s.account.actor();
-    let Some(key) = piece.key.clone() else { return s.error(StatusCode::CONFLICT, "Cette pièce n'a pas de fichier.") };
-    let pdf = match b.blobs.get_bytes(&key).await {
-        Ok(p) => p,
-        Err(e) => return unavailable(e),
-    };
+    let Some(key) = piece.key.clone() else { return Err(s.error(StatusCode::CONFLICT, "Cette pièce n'a pas de fichier.")) };
+    let pdf = b.blobs.get_bytes(&key).await?;
     let part_key = |id: &str| crate::blobs::keys::piece(piece.numero_unique.as_deref(), id);
     let (stored, outcome) = if field(form, "action") == Some("split") {
         let Some(after) = field(form, "after").and_then(|a| a.parse::<u32>().ok()) else {
-            return s.error(StatusCode::UNPROCESSABLE_ENTITY, "Indiquez après quelle page couper.");
+            return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Indiquez après quelle page couper."));
         };
         let cut = tokio::task::spawn_blocking(move || piece_edit::split_after(&pdf, after)).await;
         let (head, tail) = match cut {
             Ok(Ok(parts)) => parts,
-            Ok(Err(e)) => return s.error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
-            Err(e) => return unavailable(e),
+            Ok(Err(e)) => return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string())),
+            Err(e) => return Err(WebError::unavailable(e)),
         };
         let parts = [
             desk::NewPart { id: format!("{}-1", piece.id), key: part_key(&format!("{}-1", piece.id)), bytes: head.len() as i64, pages: after as i32 },
             desk::NewPart { id: format!("{}-2", piece.id), key: part_key(&format!("{}-2", piece.id)), bytes: tail.len() as i64, pages: piece.pages - after as i32 },
         ];
         for (part, bytes) in parts.iter().zip([head, tail]) {
-            if let Err(e) = b.blobs.put_bytes(&part.key, bytes, "application/pdf").await {
-                return unavailable(e);
-            }
+            b.blobs.put_bytes(&part.key, bytes, "application/pdf").await?;
         }
         let keys: Vec<String> = parts.iter().map(|p| p.key.clone()).collect();
         (keys, desk::split_piece(&b.pool, &piece.id, after as usize, [&parts[0], &parts[1]], &actor).await.map(|o| o.map(|k| k.into_iter().collect::<Vec<_>>())))
     } else {
-        let Some(other) = field(form, "with") else { return s.error(StatusCode::UNPROCESSABLE_ENTITY, "Choisissez la pièce à joindre.") };
+        let Some(other) = field(form, "with") else { return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Choisissez la pièce à joindre.")) };
         let other = match desk::piece(&b.pool, other).await {
             Ok(Some(o)) if o.mailing_id == piece.mailing_id && o.status == "review" && (!o.sensible || s.account.sensitive) => o,
-            Ok(_) => return s.error(StatusCode::CONFLICT, "Seules deux pièces de la même demande, toutes deux à vérifier, peuvent être jointes."),
-            Err(e) => return unavailable(e),
+            Ok(_) => return Err(s.error(StatusCode::CONFLICT, "Seules deux pièces de la même demande, toutes deux à vérifier, peuvent être jointes.")),
+            Err(e) => return Err(WebError::unavailable(e)),
         };
-        let Some(other_key) = other.key.clone() else { return s.error(StatusCode::CONFLICT, "L'autre pièce n'a pas de fichier.") };
-        let second = match b.blobs.get_bytes(&other_key).await {
-            Ok(p) => p,
-            Err(e) => return unavailable(e),
-        };
+        let Some(other_key) = other.key.clone() else { return Err(s.error(StatusCode::CONFLICT, "L'autre pièce n'a pas de fichier.")) };
+        let second = b.blobs.get_bytes(&other_key).await?;
         let joined = match tokio::task::spawn_blocking(move || piece_edit::join(&[&pdf, &second])).await {
             Ok(Ok(j)) => j,
-            Ok(Err(e)) => return s.error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
-            Err(e) => return unavailable(e),
+            Ok(Err(e)) => return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string())),
+            Err(e) => return Err(WebError::unavailable(e)),
         };
         let id = format!("{}+{}", piece.id, other.id.trim_start_matches("p-"));
         let part = desk::NewPart { key: part_key(&id), id, bytes: joined.len() as i64, pages: piece.pages + other.pages };
-        if let Err(e) = b.blobs.put_bytes(&part.key, joined, "application/pdf").await {
-            return unavailable(e);
-        }
+        b.blobs.put_bytes(&part.key, joined, "application/pdf").await?;
         (vec![part.key.clone()], desk::join_pieces(&b.pool, &piece.id, &other.id, &part, &actor).await)
     };
     match outcome {
@@ -309,62 +266,55 @@ async fn change_cut(b: &Bureau, s: &super::Signed, piece: &desk::PieceView, form
                     tracing::warn!(key = %k, error = %e, "replaced piece object not deleted; it is no longer referenced");
                 }
             }
-            Redirect::to("/console/review").into_response()
+            Ok(Redirect::to("/console/review").into_response())
         }
         Ok(None) => {
             for k in stored {
                 let _ = b.blobs.delete(&k).await;
             }
-            s.error(StatusCode::CONFLICT, "Ces pièces ont changé entre-temps (décidées par un autre opérateur ?) : rien n'a été modifié.")
+            Err(s.error(StatusCode::CONFLICT, "Ces pièces ont changé entre-temps (décidées par un autre opérateur ?) : rien n'a été modifié."))
         }
-        Err(e) => unavailable(e),
+        Err(e) => Err(WebError::unavailable(e)),
     }
 }
 
-async fn decide(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(piece): Path<String>, Form(form): Form<Fields>) -> Response {
-    let s = match require_form(&b, &headers, &STAFF, &form).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let plan = match store::current_plan(&b.pool).await {
-        Ok(p) => p,
-        Err(e) => return unavailable(e),
-    };
+async fn decide(State(b): State<Arc<Bureau>>, Path(piece): Path<String>, CheckedForm { signed: s, fields: form }: CheckedForm<Staff>) -> Answer {
+    let plan = store::current_plan(&b.pool).await?;
     // Nobody changes a sensitive piece they may not see.
     let current = match desk::piece(&b.pool, &piece).await {
-        Ok(Some(p)) if p.sensible && !s.account.sensitive => return s.error(StatusCode::FORBIDDEN, "Pièce confidentielle : décision réservée au profil sensible."),
+        Ok(Some(p)) if p.sensible && !s.account.sensitive => return Err(s.error(StatusCode::FORBIDDEN, "Pièce confidentielle : décision réservée au profil sensible.")),
         Ok(Some(p)) => p,
-        Ok(None) => return s.error(StatusCode::NOT_FOUND, "Cette pièce n'existe pas."),
-        Err(e) => return unavailable(e),
+        Ok(None) => return Err(s.error(StatusCode::NOT_FOUND, "Cette pièce n'existe pas.")),
+        Err(e) => return Err(WebError::unavailable(e)),
     };
     if matches!(field(&form, "action"), Some("split" | "join")) {
         if current.status != "review" {
-            return s.error(StatusCode::CONFLICT, "Cette pièce a déjà été traitée (par vous ou un autre opérateur).");
+            return Err(s.error(StatusCode::CONFLICT, "Cette pièce a déjà été traitée (par vous ou un autre opérateur)."));
         }
         return change_cut(&b, &s, &current, &form).await;
     }
     let decision = match field(&form, "action") {
         Some("accept") if current.categorie.is_none() => {
-            return s.error(StatusCode::UNPROCESSABLE_ENTITY, "Aucune catégorie n'est proposée pour cette pièce : choisissez-la avec « Reclasser ».");
+            return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Aucune catégorie n'est proposée pour cette pièce : choisissez-la avec « Reclasser »."));
         }
         Some("accept") => Decision::Accept,
         Some("illegible") => Decision::Illegible,
         Some("reclassify") => {
             let Some((c, t)) = field(&form, "type").and_then(|v| v.split_once('/')) else {
-                return s.error(StatusCode::UNPROCESSABLE_ENTITY, "Choisissez la nouvelle catégorie.");
+                return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Choisissez la nouvelle catégorie."));
             };
             let Some(ty) = plan.piece_type(c, t) else {
-                return s.error(StatusCode::UNPROCESSABLE_ENTITY, "Cette catégorie n'est pas dans le plan de classement.");
+                return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Cette catégorie n'est pas dans le plan de classement."));
             };
             Decision::Reclassify { categorie: c.to_string(), type_code: t.to_string(), sensible: ty.sensible }
         }
-        _ => return s.error(StatusCode::UNPROCESSABLE_ENTITY, "Décision inconnue."),
+        _ => return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Décision inconnue.")),
     };
     let actor = s.account.actor();
     let decided = match desk::decide(&b.pool, &piece, &decision, &actor, |settled| follow_up_notice(&b, settled, &plan)).await {
         Ok(Some(d)) => d,
-        Ok(None) => return s.error(StatusCode::CONFLICT, "Cette pièce a déjà été traitée (par vous ou un autre opérateur)."),
-        Err(e) => return unavailable(e),
+        Ok(None) => return Err(s.error(StatusCode::CONFLICT, "Cette pièce a déjà été traitée (par vous ou un autre opérateur).")),
+        Err(e) => return Err(WebError::unavailable(e)),
     };
     if let Some(key) = &decided.dropped_key
         && let Err(e) = b.blobs.delete(key).await
@@ -375,7 +325,7 @@ async fn decide(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(piece): P
     if let Some(id) = decided.follow_up {
         queue_notice(&b, id).await;
     }
-    Redirect::to("/console/review").into_response()
+    Ok(Redirect::to("/console/review").into_response())
 }
 
 /// Once no piece of a request waits for an operator, its people get a new notice saying
@@ -443,15 +393,8 @@ async fn queue_notice(b: &Bureau, id: i64) {
 
 // ---------------------------------------------------------------- given-up work
 
-async fn failed(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
-    let s = match require(&b, &headers, &STAFF).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let (dead, open) = match tokio::try_join!(desk::dead_letters(&b.pool, 200), desk::open_mailings(&b.pool)) {
-        Ok(x) => x,
-        Err(e) => return unavailable(e),
-    };
+async fn failed(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
+    let (dead, open) = tokio::try_join!(desk::dead_letters(&b.pool, 200), desk::open_mailings(&b.pool))?;
     let mut p = s.page("Échecs");
     let csrf = p.csrf_field();
     p.push("<h2>Plis en échec</h2>");
@@ -496,92 +439,71 @@ async fn failed(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
         }
         p.push("</tbody></table>");
     }
-    p.into_response()
+    Ok(p.into_response())
 }
 
-async fn retry_dead(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Path<i64>, Form(form): Form<Fields>) -> Response {
-    let s = match require_form(&b, &headers, &STAFF, &form).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn retry_dead(State(b): State<Arc<Bureau>>, Path(id): Path<i64>, CheckedForm { signed: s, .. }: CheckedForm<Staff>) -> Answer {
     let d = match desk::resolve_dead_letter(&b.pool, id, "retried", &s.account.actor()).await {
         Ok(Some(d)) => d,
-        Ok(None) => return s.error(StatusCode::CONFLICT, "Ce message a déjà été traité."),
-        Err(e) => return unavailable(e),
+        Ok(None) => return Err(s.error(StatusCode::CONFLICT, "Ce message a déjà été traité.")),
+        Err(e) => return Err(WebError::unavailable(e)),
     };
     let stage = if d.stage == Stage::Notify.as_str() { Stage::Notify } else { Stage::Process };
     if let Err(e) = b.broker.publish(stage, &d.payload).await {
         tracing::warn!(dead_letter = id, error = %e, "retry recorded but not queued; the sweeper queues received mailings again");
     }
-    Redirect::to("/console/failed").into_response()
+    Ok(Redirect::to("/console/failed").into_response())
 }
 
-async fn reject_mailing(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Path<String>, Form(form): Form<Fields>) -> Response {
-    let s = match require_form(&b, &headers, &STAFF, &form).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn reject_mailing(State(b): State<Arc<Bureau>>, Path(id): Path<String>, CheckedForm { signed: s, fields: form }: CheckedForm<Staff>) -> Answer {
     let reason = field(&form, "reason").and_then(ReasonCode::from_code).unwrap_or(ReasonCode::FichierCorrompu);
     let m = match desk::mailing(&b.pool, &id).await {
         Ok(Some(m)) => m,
-        Ok(None) => return s.error(StatusCode::NOT_FOUND, "Ce pli n'existe pas."),
-        Err(e) => return unavailable(e),
+        Ok(None) => return Err(s.error(StatusCode::NOT_FOUND, "Ce pli n'existe pas.")),
+        Err(e) => return Err(WebError::unavailable(e)),
     };
     let actor = s.account.actor();
     match desk::reject_failed_mailing(&b.pool, &id, reason.code(), &actor).await {
         Ok(true) => {}
-        Ok(false) => return s.error(StatusCode::CONFLICT, "Ce pli n'est plus en échec."),
-        Err(e) => return unavailable(e),
+        Ok(false) => return Err(s.error(StatusCode::CONFLICT, "Ce pli n'est plus en échec.")),
+        Err(e) => return Err(WebError::unavailable(e)),
     }
     let referent = match m.guichet.as_deref() {
         Some(g) => match desk::counter_contact(&b.pool, g).await {
             Ok(c) => c.map(|c| c.email_referent),
-            Err(e) => return unavailable(e),
+            Err(e) => return Err(WebError::unavailable(e)),
         },
         None => None,
     };
     match m.notify.clone().or(referent) {
         Some(to) => {
             let message = mailing_notice(&notice_context(&b, &m), &to, reason, m.pages.unwrap_or(0).max(0) as usize, &[]);
-            if let Err(e) = send_notice(&b, &id, "refus-operateur.eml", std::slice::from_ref(&to), &message, &actor).await {
-                return unavailable(e);
-            }
+            send_notice(&b, &id, "refus-operateur.eml", std::slice::from_ref(&to), &message, &actor).await?;
         }
         None => tracing::info!(mailing = %id, "refused mailing without a known sender; no notice"),
     }
-    Redirect::to("/console/failed").into_response()
+    Ok(Redirect::to("/console/failed").into_response())
 }
 
 // ---------------------------------------------------------------- incidents
 
-async fn incidents(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
-    let s = match require(&b, &headers, &STAFF).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let rows = match people::incidents(&b.pool, &s.account, false).await {
-        Ok(r) => r,
-        Err(e) => return unavailable(e),
-    };
+async fn incidents(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
+    let rows = people::incidents(&b.pool, &s.account, false).await?;
     let mut p = s.page("Fiches incident");
     let csrf = p.csrf_field();
     p.push(&incidents_table(&b, &rows, Some(&csrf)));
-    p.into_response()
+    Ok(p.into_response())
 }
 
-async fn answer_incident(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Path<i64>, Form(form): Form<Fields>) -> Response {
-    let s = match require_form(&b, &headers, &STAFF, &form).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn answer_incident(State(b): State<Arc<Bureau>>, Path(id): Path<i64>, CheckedForm { signed: s, fields: form }: CheckedForm<Staff>) -> Answer {
     let status = field(&form, "status").unwrap_or_default();
     if !people::INCIDENT_STATUSES.iter().any(|(k, _)| *k == status) {
-        return s.error(StatusCode::UNPROCESSABLE_ENTITY, "État inconnu.");
+        return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "État inconnu."));
     }
     let answer: String = form.get("answer").map(|a| a.trim().chars().take(2000).collect()).unwrap_or_default();
     match people::update_incident(&b.pool, id, status, &answer, &s.account.actor()).await {
-        Ok(true) => Redirect::to("/console/incidents").into_response(),
-        Ok(false) => s.error(StatusCode::NOT_FOUND, "Cette fiche n'existe pas."),
-        Err(e) => unavailable(e),
+        Ok(true) => Ok(Redirect::to("/console/incidents").into_response()),
+        Ok(false) => Err(s.error(StatusCode::NOT_FOUND, "Cette fiche n'existe pas.")),
+        Err(e) => Err(WebError::unavailable(e)),
     }
 }

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
-use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{Duration, NaiveDate, Utc};
@@ -17,7 +17,8 @@ use super::charts;
 use super::forecast::{self, Queued};
 use super::page::{channel_label, esc, status_label, time_left, url, when};
 use super::portal::reason_label;
-use super::{Fields, field, require, require_form, unavailable};
+use super::access::{CheckedForm, SignedIn, Staff, Supervisors};
+use super::{Answer, Fields, WebError, field};
 use crate::accounts::Role;
 use crate::broker::Stage;
 use crate::bureau::{Bureau, job_message};
@@ -30,25 +31,15 @@ pub fn routes() -> Router<Arc<Bureau>> {
         .route("/dashboard/export.csv", get(export))
 }
 
-const STAFF: [Role; 2] = [Role::Operator, Role::Supervisor];
-const SUPERVISOR: [Role; 1] = [Role::Supervisor];
-
 /// Rows of the long lists (mailings at risk, open mailings); the rest is counted.
 const SHOWN: usize = 100;
 
 /// The due-date buckets of the histogram, in hours left (upper bounds).
 const DUE_BUCKETS: [(&str, i64); 6] = [("en retard", 0), ("< 4 h", 4), ("4–8 h", 8), ("8–24 h", 24), ("1–2 j", 48), ("> 2 j", i64::MAX)];
 
-async fn dashboard(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
-    let s = match require(&b, &headers, &STAFF).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn dashboard(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
     let (d, open, incidents, waiting) =
-        match tokio::try_join!(desk::dashboard(&b.pool), desk::open_mailings(&b.pool), crate::store::people::incidents(&b.pool, &s.account, true), crate::store::waiting(&b.pool)) {
-            Ok(x) => x,
-            Err(e) => return unavailable(e),
-        };
+        tokio::try_join!(desk::dashboard(&b.pool), desk::open_mailings(&b.pool), crate::store::people::incidents(&b.pool, &s.account, true), crate::store::waiting(&b.pool))?;
     let now = Utc::now();
     let calendar = b.site.calendar();
     let local_today = calendar.localise(now.fixed_offset()).date_naive();
@@ -241,7 +232,7 @@ async fn dashboard(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response
         r#"<h2>Export</h2><form method="get" action="/dashboard/export.csv" class="inline"><label>Du <input type="date" name="from" value="{month_ago}"></label> <label>au <input type="date" name="to" value="{}"></label> <button type="submit">Exporter les chiffres (CSV)</button></form>"#,
         local_today.format("%Y-%m-%d")
     );
-    p.into_response()
+    Ok(p.into_response())
 }
 
 /// The servers as the bureau's people name them.
@@ -260,11 +251,7 @@ fn since_label(t: &chrono::DateTime<Utc>, now: &chrono::DateTime<Utc>) -> String
     if (*now - *t).num_seconds() < 60 { "à l'instant".into() } else { format!("il y a {}", time_left(now, t)) }
 }
 
-async fn prioritise(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Path<String>, Form(form): Form<Fields>) -> Response {
-    let s = match require_form(&b, &headers, &SUPERVISOR, &form).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn prioritise(State(b): State<Arc<Bureau>>, Path(id): Path<String>, CheckedForm { signed: s, .. }: CheckedForm<Supervisors>) -> Answer {
     match desk::prioritise(&b.pool, &id, &s.account.actor()).await {
         Ok(true) => {
             // The urgent queue is consumed beside the ordinary one: the mailing is taken as soon
@@ -273,36 +260,29 @@ async fn prioritise(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): 
                 tracing::warn!(mailing = %id, error = %e, "priority recorded but not queued; it keeps its place in the queue");
             }
             tracing::info!(mailing = %id, by = %s.account.email, "mailing prioritised");
-            Redirect::to("/dashboard").into_response()
+            Ok(Redirect::to("/dashboard").into_response())
         }
-        Ok(false) => s.error(StatusCode::CONFLICT, "Ce pli est déjà traité ou n'existe pas."),
-        Err(e) => unavailable(e),
+        Ok(false) => Err(s.error(StatusCode::CONFLICT, "Ce pli est déjà traité ou n'existe pas.")),
+        Err(e) => Err(WebError::unavailable(e)),
     }
 }
 
 /// `GET /dashboard/export.csv?from=YYYY-MM-DD&to=YYYY-MM-DD`: one line a day.
-async fn export(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Query<Fields>) -> Response {
-    let s = match require(&b, &headers, &STAFF).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn export(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>, Query(q): Query<Fields>) -> Answer {
     let today = Utc::now().date_naive();
     let parse = |k: &str, default: NaiveDate| field(&q, k).map(|v| NaiveDate::parse_from_str(v, "%Y-%m-%d")).unwrap_or(Ok(default));
     let (from, to) = match (parse("from", today - Duration::days(30)), parse("to", today)) {
         (Ok(f), Ok(t)) if f <= t && (t - f).num_days() <= 366 => (f, t),
-        _ => return s.error(StatusCode::UNPROCESSABLE_ENTITY, "Période invalide : dates AAAA-MM-JJ, début avant fin, un an au plus."),
+        _ => return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Période invalide : dates AAAA-MM-JJ, début avant fin, un an au plus.")),
     };
-    let days = match desk::figures_by_day(&b.pool, from, to).await {
-        Ok(d) => d,
-        Err(e) => return unavailable(e),
-    };
+    let days = desk::figures_by_day(&b.pool, from, to).await?;
     let mut csv = String::from("date,plis_recus,plis_traites,plis_traites_en_retard,pages_traitees,pieces_deposees,pieces_refusees,pieces_en_verification,incidents_ouverts\n");
     for d in days {
         let _ = writeln!(csv, "{},{},{},{},{},{},{},{},{}", d.day, d.received, d.done, d.done_late, d.pages, d.pieces_filed, d.pieces_rejected, d.pieces_review, d.incidents_opened);
     }
-    (
+    Ok((
         [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"scanbureau-{from}-{to}.csv\""))],
         csv,
     )
-        .into_response()
+        .into_response())
 }

@@ -12,12 +12,11 @@
 //!   exist. A sensitive piece's content opens only for the sensitive profile (403 otherwise).
 //! - Pages forbid framing, inline scripts and content sniffing.
 
-// The handlers' checks fail with the very response to send: boxing it would buy nothing.
-#![allow(clippy::result_large_err)]
-
+pub mod access;
 pub mod charts;
 pub mod console;
 pub mod dashboard;
+pub mod error;
 pub mod forecast;
 pub mod page;
 pub mod portal;
@@ -38,7 +37,9 @@ use crate::accounts::{self, Account, Role};
 use crate::bureau::Bureau;
 use crate::store::people::{self, LoginRecord};
 use crate::store::desk;
-use page::{Page, error_page, esc};
+use access::{CheckedForm, Everyone, SignedIn};
+pub use error::WebError;
+use page::{Page, esc};
 
 pub type Fields = HashMap<String, String>;
 
@@ -89,20 +90,21 @@ impl Signed {
     pub fn page(&self, title: &str) -> Page {
         Page::new(title, Some(&self.account), &self.csrf)
     }
-    pub fn error(&self, code: StatusCode, message: &str) -> Response {
-        error_page(code, Some(&self.account), message)
+    /// A refusal shown with this person's menu.
+    pub fn error(&self, code: StatusCode, message: &str) -> WebError {
+        WebError::page(code, Some(&self.account), message)
     }
     /// Refuses a change that does not carry this session's CSRF token.
-    pub fn check_csrf(&self, given: Option<&str>) -> Result<(), Response> {
+    pub fn check_csrf(&self, given: Option<&str>) -> Result<(), WebError> {
         match given {
             Some(t) if accounts::same_secret(t, &self.csrf) => Ok(()),
             _ => Err(self.error(StatusCode::FORBIDDEN, "Jeton de sécurité absent ou périmé : rechargez la page puis recommencez.")),
         }
     }
-    pub fn check_form(&self, form: &Fields) -> Result<(), Response> {
+    pub fn check_form(&self, form: &Fields) -> Result<(), WebError> {
         self.check_csrf(form.get("csrf").map(String::as_str))
     }
-    pub fn check_header(&self, headers: &HeaderMap) -> Result<(), Response> {
+    pub fn check_header(&self, headers: &HeaderMap) -> Result<(), WebError> {
         self.check_csrf(headers.get("x-csrf-token").and_then(|v| v.to_str().ok()))
     }
 }
@@ -128,42 +130,29 @@ fn set_cookie(b: &Bureau, name: &str, value: &str, max_age_s: i64) -> String {
 }
 
 /// The session of a request, if any.
-async fn session(b: &Bureau, headers: &HeaderMap) -> Result<Option<Signed>, Response> {
+async fn session(b: &Bureau, headers: &HeaderMap) -> Result<Option<Signed>, WebError> {
     let Some(token) = cookie(headers, &cookie_name(b, "sb_session")) else { return Ok(None) };
-    match people::session(&b.pool, token).await {
-        Ok(Some((account, csrf))) => Ok(Some(Signed { account, csrf, token: token.to_string() })),
-        Ok(None) => Ok(None),
-        Err(e) => Err(unavailable(e)),
-    }
+    Ok(people::session(&b.pool, token).await?.map(|(account, csrf)| Signed { account, csrf, token: token.to_string() }))
 }
 
 /// The session of a request for one of `roles`: the sign-in page for nobody, 403 otherwise.
-pub async fn require(b: &Bureau, headers: &HeaderMap, roles: &[Role]) -> Result<Signed, Response> {
+/// Handlers ask for it through [`access::SignedIn`].
+async fn require(b: &Bureau, headers: &HeaderMap, roles: &[Role]) -> Result<Signed, WebError> {
     match session(b, headers).await? {
         Some(s) if roles.contains(&s.account.role) => Ok(s),
         Some(s) => Err(s.error(StatusCode::FORBIDDEN, "Cette page n'est pas ouverte à votre profil.")),
-        None => Err(Redirect::to("/login").into_response()),
+        None => Err(WebError::SignIn),
     }
 }
 
-/// [`require`], then the CSRF token of a form that changes something.
-pub async fn require_form(b: &Bureau, headers: &HeaderMap, roles: &[Role], form: &Fields) -> Result<Signed, Response> {
-    let s = require(b, headers, roles).await?;
-    s.check_form(form)?;
-    Ok(s)
-}
+/// What handlers return: the page, or what went wrong (see [`WebError`]).
+pub type Answer = Result<Response, WebError>;
 
-pub fn unavailable(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "web: database unavailable");
-    error_page(StatusCode::SERVICE_UNAVAILABLE, None, "Le service est momentanément indisponible ; réessayez dans un instant.")
-}
-
-async fn home(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
-    match session(&b, &headers).await {
-        Ok(Some(s)) => Redirect::to(home_of(s.account.role)).into_response(),
-        Ok(None) => Redirect::to("/login").into_response(),
-        Err(r) => r,
-    }
+async fn home(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Answer {
+    Ok(match session(&b, &headers).await? {
+        Some(s) => Redirect::to(home_of(s.account.role)).into_response(),
+        None => Redirect::to("/login").into_response(),
+    })
 }
 
 fn home_of(role: Role) -> &'static str {
@@ -174,11 +163,8 @@ fn home_of(role: Role) -> &'static str {
     }
 }
 
-fn login_form(b: &Bureau, message: Option<&str>, email: &str, code: StatusCode) -> Response {
-    let token = match accounts::random_token() {
-        Ok(t) => t,
-        Err(e) => return unavailable(e),
-    };
+fn login_form(b: &Bureau, message: Option<&str>, email: &str, code: StatusCode) -> Answer {
+    let token = accounts::random_token().map_err(WebError::unavailable)?;
     let mut p = Page::new("Connexion", None, &token);
     if let Some(m) = message {
         p.push(&format!(r#"<p class="error" role="alert">{}</p>"#, esc(m)));
@@ -199,10 +185,10 @@ fn login_form(b: &Bureau, message: Option<&str>, email: &str, code: StatusCode) 
     if let Ok(v) = HeaderValue::from_str(&set_cookie(b, "sb_login", &token, 1800)) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
-    r
+    Ok(r)
 }
 
-async fn login_page(State(b): State<Arc<Bureau>>) -> Response {
+async fn login_page(State(b): State<Arc<Bureau>>) -> Answer {
     login_form(&b, None, "", StatusCode::OK)
 }
 
@@ -216,12 +202,12 @@ fn client_of(b: &Bureau, headers: &HeaderMap, peer: std::net::SocketAddr) -> Str
     }
 }
 
-async fn login(State(b): State<Arc<Bureau>>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, headers: HeaderMap, Form(form): Form<Fields>) -> Response {
+async fn login(State(b): State<Arc<Bureau>>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, headers: HeaderMap, Form(form): Form<Fields>) -> Answer {
     // Double submit: the form's token must be the one this browser was given with the form.
     let given = form.get("csrf").map(String::as_str).unwrap_or_default();
     let expected = cookie(&headers, &cookie_name(&b, "sb_login")).unwrap_or_default();
     if given.is_empty() || !accounts::same_secret(given, expected) {
-        return error_page(StatusCode::FORBIDDEN, None, "Jeton de sécurité absent ou périmé : rechargez la page de connexion puis recommencez.");
+        return Err(WebError::page(StatusCode::FORBIDDEN, None, "Jeton de sécurité absent ou périmé : rechargez la page de connexion puis recommencez."));
     }
     let email = form.get("email").map(|s| s.trim().to_string()).unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
@@ -230,45 +216,31 @@ async fn login(State(b): State<Arc<Bureau>>, ConnectInfo(peer): ConnectInfo<std:
         let msg = format!("Trop d'essais manqués pour cette adresse : réessayez dans {} minutes.", people::LOCKOUT_MINUTES);
         login_form(&b, Some(&msg), &email, StatusCode::FORBIDDEN)
     };
-    match people::login_pressure(&b.pool, &email, &from).await {
-        Ok(p) if p.source_locked() => {
-            let msg = format!("Trop d'essais manqués depuis ce poste : réessayez dans {} minutes.", people::LOCKOUT_MINUTES);
-            return login_form(&b, Some(&msg), &email, StatusCode::TOO_MANY_REQUESTS);
-        }
-        Ok(p) if p.address_locked() => return locked(),
-        Ok(_) => {}
-        Err(e) => return unavailable(e),
+    let pressure = people::login_pressure(&b.pool, &email, &from).await?;
+    if pressure.source_locked() {
+        let msg = format!("Trop d'essais manqués depuis ce poste : réessayez dans {} minutes.", people::LOCKOUT_MINUTES);
+        return login_form(&b, Some(&msg), &email, StatusCode::TOO_MANY_REQUESTS);
     }
-    let record = match people::login_record(&b.pool, &email).await {
-        Ok(r) => r,
-        Err(e) => return unavailable(e),
-    };
-    let (account, hash) = match record {
+    if pressure.address_locked() {
+        return locked();
+    }
+    let (account, hash) = match people::login_record(&b.pool, &email).await? {
         LoginRecord::Found { account, password_hash } => (Some(account), password_hash),
         LoginRecord::Unknown => (None, accounts::decoy_hash().to_string()),
     };
     let known = account.as_ref().map(|a| a.id);
     let ok = tokio::task::spawn_blocking(move || accounts::verify_password(&password, &hash)).await.unwrap_or(false);
     let Some(account) = account.filter(|_| ok) else {
-        if let Err(e) = people::record_login_failure(&b.pool, &email, known, &from).await {
-            return unavailable(e);
+        people::record_login_failure(&b.pool, &email, known, &from).await?;
+        if people::login_pressure(&b.pool, &email, &from).await?.address_locked() {
+            tracing::warn!(from = %from, "sign-ins for an address locked after repeated failures");
+            return locked();
         }
-        return match people::login_pressure(&b.pool, &email, &from).await {
-            Ok(p) if p.address_locked() => {
-                tracing::warn!(from = %from, "sign-ins for an address locked after repeated failures");
-                locked()
-            }
-            Ok(_) => login_form(&b, Some("Adresse ou mot de passe incorrect."), &email, StatusCode::UNAUTHORIZED),
-            Err(e) => unavailable(e),
-        };
+        return login_form(&b, Some("Adresse ou mot de passe incorrect."), &email, StatusCode::UNAUTHORIZED);
     };
-    let (token, csrf) = match (accounts::random_token(), accounts::random_token()) {
-        (Ok(t), Ok(c)) => (t, c),
-        (Err(e), _) | (_, Err(e)) => return unavailable(e),
-    };
-    if let Err(e) = people::open_session(&b.pool, &account, &token, &csrf, b.config.web.session_hours, &from).await {
-        return unavailable(e);
-    }
+    let token = accounts::random_token().map_err(WebError::unavailable)?;
+    let csrf = accounts::random_token().map_err(WebError::unavailable)?;
+    people::open_session(&b.pool, &account, &token, &csrf, b.config.web.session_hours, &from).await?;
     tracing::info!(account = account.id, role = account.role.as_str(), "signed in");
     let mut r = Redirect::to(home_of(account.role)).into_response();
     for c in [set_cookie(&b, "sb_session", &token, b.config.web.session_hours as i64 * 3600), set_cookie(&b, "sb_login", "", 0)] {
@@ -276,29 +248,19 @@ async fn login(State(b): State<Arc<Bureau>>, ConnectInfo(peer): ConnectInfo<std:
             r.headers_mut().append(header::SET_COOKIE, v);
         }
     }
-    r
+    Ok(r)
 }
 
-async fn logout(State(b): State<Arc<Bureau>>, headers: HeaderMap, Form(form): Form<Fields>) -> Response {
-    let s = match session(&b, &headers).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return Redirect::to("/login").into_response(),
-        Err(r) => return r,
-    };
-    if let Err(r) = s.check_form(&form) {
-        return r;
-    }
-    if let Err(e) = people::close_session(&b.pool, &s.token, &s.account).await {
-        return unavailable(e);
-    }
+async fn logout(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, .. }: CheckedForm<Everyone>) -> Answer {
+    people::close_session(&b.pool, &s.token, &s.account).await?;
     let mut r = Redirect::to("/login").into_response();
     if let Ok(v) = HeaderValue::from_str(&set_cookie(&b, "sb_session", "", 0)) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
-    r
+    Ok(r)
 }
 
-fn account_form(s: &Signed, message: Option<(&str, &str)>, code: StatusCode) -> Response {
+fn account_form(s: &Signed, message: Option<(&str, &str)>, code: StatusCode) -> Answer {
     let mut p = s.page("Mon compte");
     if let Some((class, m)) = message {
         p.push(&format!(r#"<p class="{class}" role="alert">{}</p>"#, esc(m)));
@@ -327,21 +289,14 @@ fn account_form(s: &Signed, message: Option<(&str, &str)>, code: StatusCode) -> 
     p.push(&form);
     let mut r = p.into_response();
     *r.status_mut() = code;
-    r
+    Ok(r)
 }
 
-async fn account_page(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
-    match require(&b, &headers, &EVERYONE).await {
-        Ok(s) => account_form(&s, None, StatusCode::OK),
-        Err(r) => r,
-    }
+async fn account_page(s: SignedIn<Everyone>) -> Answer {
+    account_form(&s, None, StatusCode::OK)
 }
 
-async fn change_password(State(b): State<Arc<Bureau>>, headers: HeaderMap, Form(form): Form<Fields>) -> Response {
-    let s = match require_form(&b, &headers, &EVERYONE, &form).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn change_password(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, fields: form }: CheckedForm<Everyone>) -> Answer {
     let (current, new, confirm) = (form.get("current").cloned().unwrap_or_default(), form.get("new").cloned().unwrap_or_default(), form.get("confirm").cloned().unwrap_or_default());
     if new != confirm {
         return account_form(&s, Some(("error", "Les deux saisies du nouveau mot de passe diffèrent.")), StatusCode::UNPROCESSABLE_ENTITY);
@@ -349,10 +304,7 @@ async fn change_password(State(b): State<Arc<Bureau>>, headers: HeaderMap, Form(
     if new == current {
         return account_form(&s, Some(("error", "Le nouveau mot de passe doit différer de l'actuel.")), StatusCode::UNPROCESSABLE_ENTITY);
     }
-    let stored = match people::password_hash(&b.pool, s.account.id).await {
-        Ok(h) => h.unwrap_or_default(),
-        Err(e) => return unavailable(e),
-    };
+    let stored = people::password_hash(&b.pool, s.account.id).await?.unwrap_or_default();
     let checked = tokio::task::spawn_blocking(move || {
         if !accounts::verify_password(&current, &stored) {
             return Err(None);
@@ -364,27 +316,20 @@ async fn change_password(State(b): State<Arc<Bureau>>, headers: HeaderMap, Form(
         Ok(Ok(h)) => h,
         Ok(Err(None)) => return account_form(&s, Some(("error", "Le mot de passe actuel est incorrect.")), StatusCode::FORBIDDEN),
         Ok(Err(Some(e))) => return account_form(&s, Some(("error", &e.to_string())), StatusCode::UNPROCESSABLE_ENTITY),
-        Err(e) => return unavailable(e),
+        Err(e) => return Err(WebError::unavailable(e)),
     };
-    match people::change_password(&b.pool, &s.account, &hash, &s.token).await {
-        Ok(ended) => {
-            tracing::info!(account = s.account.id, sessions_ended = ended, "password changed");
-            account_form(&s, Some(("ok", "Mot de passe changé ; vos autres sessions sont fermées.")), StatusCode::OK)
-        }
-        Err(e) => unavailable(e),
-    }
+    let ended = people::change_password(&b.pool, &s.account, &hash, &s.token).await?;
+    tracing::info!(account = s.account.id, sessions_ended = ended, "password changed");
+    account_form(&s, Some(("ok", "Mot de passe changé ; vos autres sessions sont fermées.")), StatusCode::OK)
 }
 
 // ---------------------------------------------------------------- pieces
 
-const EVERYONE: [Role; 3] = [Role::Counter, Role::Operator, Role::Supervisor];
-
 /// A piece this person may open, with its stored object's key.
-async fn openable_piece(b: &Bureau, s: &Signed, id: &str) -> Result<(desk::PieceView, String), Response> {
-    let piece = match desk::piece(&b.pool, id).await {
-        Ok(Some(p)) if s.account.sees_counter(p.guichet.as_deref()) => p,
-        Ok(_) => return Err(s.error(StatusCode::NOT_FOUND, "Cette pièce n'existe pas ou n'est pas l'une des vôtres.")),
-        Err(e) => return Err(unavailable(e)),
+async fn openable_piece(b: &Bureau, s: &Signed, id: &str) -> Result<(desk::PieceView, String), WebError> {
+    let piece = match desk::piece(&b.pool, id).await? {
+        Some(p) if s.account.sees_counter(p.guichet.as_deref()) => p,
+        _ => return Err(s.error(StatusCode::NOT_FOUND, "Cette pièce n'existe pas ou n'est pas l'une des vôtres.")),
     };
     if piece.sensible && !s.account.sensitive {
         tracing::info!(piece = %piece.id, account = s.account.id, "sensitive piece refused to a non-sensitive profile");
@@ -396,44 +341,27 @@ async fn openable_piece(b: &Bureau, s: &Signed, id: &str) -> Result<(desk::Piece
     }
 }
 
-async fn piece_pdf(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let s = match require(&b, &headers, &EVERYONE).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let (piece, key) = match openable_piece(&b, &s, &id).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+async fn piece_pdf(State(b): State<Arc<Bureau>>, s: SignedIn<Everyone>, Path(id): Path<String>) -> Answer {
+    let (piece, key) = openable_piece(&b, &s, &id).await?;
     match b.blobs.get_bytes(&key).await {
-        Ok(bytes) => (
+        Ok(bytes) => Ok((
             [(header::CONTENT_TYPE, "application/pdf".to_string()), (header::CONTENT_DISPOSITION, format!("inline; filename=\"{}.pdf\"", piece.id))],
             bytes,
         )
-            .into_response(),
+            .into_response()),
         Err(e) => {
             tracing::error!(piece = %piece.id, error = %e, "piece object unavailable");
-            s.error(StatusCode::SERVICE_UNAVAILABLE, "Le fichier de la pièce est momentanément indisponible.")
+            Err(s.error(StatusCode::SERVICE_UNAVAILABLE, "Le fichier de la pièce est momentanément indisponible."))
         }
     }
 }
 
-async fn piece_page(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path((id, n)): Path<(String, usize)>) -> Response {
-    let s = match require(&b, &headers, &EVERYONE).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let (_, key) = match openable_piece(&b, &s, &id).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let bytes = match b.blobs.get_bytes(&key).await {
-        Ok(b) => b,
-        Err(e) => return unavailable(e),
-    };
+async fn piece_page(State(b): State<Arc<Bureau>>, s: SignedIn<Everyone>, Path((id, n)): Path<(String, usize)>) -> Answer {
+    let (_, key) = openable_piece(&b, &s, &id).await?;
+    let bytes = b.blobs.get_bytes(&key).await?;
     match tokio::task::spawn_blocking(move || scanbureau_pipeline::preview::page_png(&bytes, n, 360)).await {
-        Ok(Some(png)) => ([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "no-store")], png).into_response(),
-        _ => s.error(StatusCode::NOT_FOUND, "Cette page n'existe pas."),
+        Ok(Some(png)) => Ok(([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "no-store")], png).into_response()),
+        _ => Err(s.error(StatusCode::NOT_FOUND, "Cette page n'existe pas.")),
     }
 }
 
@@ -480,24 +408,26 @@ pub async fn take_upload(work: &std::path::Path, headers: &HeaderMap, body: Body
     Ok(Upload { dir, path, bytes, head })
 }
 
-/// A refused upload, as the page's script shows it.
-pub fn upload_refused(code: StatusCode, message: String) -> Response {
-    (code, axum::Json(serde_json::json!({"error": message}))).into_response()
+impl From<Refused> for WebError {
+    /// A refused upload, as the page's script shows it.
+    fn from(Refused(code, message): Refused) -> Self {
+        WebError::json(code, message)
+    }
 }
 
 /// Takes an upload in (see [`Bureau::receive`]) and answers the page's script: where to go
 /// next, or why nothing was kept.
-pub async fn receive_upload(b: &Bureau, intake: crate::bureau::Intake<'_>, bytes: u64, what: &str) -> Response {
+pub async fn receive_upload(b: &Bureau, intake: crate::bureau::Intake<'_>, bytes: u64, what: &str) -> Answer {
     match b.receive(intake).await {
         Ok((id, outcome)) => {
             let duplicate = matches!(outcome, crate::store::Inserted::Duplicate { .. });
-            (StatusCode::ACCEPTED, axum::Json(serde_json::json!({"deposit": id, "url": format!("/mailings/{id}"), "bytes": bytes, "duplicate": duplicate})))
-                .into_response()
+            Ok((StatusCode::ACCEPTED, axum::Json(serde_json::json!({"deposit": id, "url": format!("/mailings/{id}"), "bytes": bytes, "duplicate": duplicate})))
+                .into_response())
         }
         Err(e) => {
             b.metrics.failure("intake", "web store");
             tracing::error!(error = %format!("{e:#}"), "{what} could not be stored");
-            upload_refused(StatusCode::SERVICE_UNAVAILABLE, "L'envoi n'a pas pu être enregistré ; rien n'a été gardé, recommencez dans un instant.".into())
+            Err(WebError::json(StatusCode::SERVICE_UNAVAILABLE, "L'envoi n'a pas pu être enregistré ; rien n'a été gardé, recommencez dans un instant."))
         }
     }
 }

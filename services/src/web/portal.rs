@@ -6,9 +6,9 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Form, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{NaiveDate, Utc};
@@ -18,7 +18,8 @@ use scanbureau_pipeline::slip_print::slip_pdf;
 use scanbureau_pipeline::{Departement, NumeroGuichet, NumeroUnique};
 
 use super::page::{channel_label, esc, status_label, time_left, url, when};
-use super::{Fields, Refused, Signed, field, receive_upload, require, require_form, take_upload, unavailable, upload_refused};
+use super::access::{CheckedForm, Counters, Everyone, SignedIn, Uploader};
+use super::{Answer, Fields, Refused, Signed, WebError, field, receive_upload, take_upload};
 use crate::accounts::Role;
 use crate::broker::Stage;
 use crate::bureau::{Bureau, Intake, notice_message};
@@ -42,8 +43,6 @@ pub fn routes() -> Router<Arc<Bureau>> {
         .route("/notices/{id}/resend", post(resend))
 }
 
-const COUNTER: [Role; 1] = [Role::Counter];
-const EVERYONE: [Role; 3] = [Role::Counter, Role::Operator, Role::Supervisor];
 
 /// The upload form with its progress bar (see `app.js`), for the portal and the console. With
 /// `folder`, several files or a whole folder make one batch (sent to `{action}/folder`).
@@ -104,18 +103,11 @@ pub fn mailings_table(b: &Bureau, rows: &[desk::MailingView], staff: bool) -> St
     t
 }
 
-async fn home(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
-    let s = match require(&b, &headers, &COUNTER).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let rows = match desk::mailings(&b.pool, s.account.guichet.as_deref(), 200).await {
-        Ok(r) => r,
-        Err(e) => return unavailable(e),
-    };
+async fn home(State(b): State<Arc<Bureau>>, s: SignedIn<Counters>) -> Answer {
+    let rows = desk::mailings(&b.pool, s.account.guichet.as_deref(), 200).await?;
     let referent = match desk::counter_contact(&b.pool, s.account.guichet.as_deref().unwrap_or_default()).await {
         Ok(c) => c.map(|c| c.email_referent),
-        Err(e) => return unavailable(e),
+        Err(e) => return Err(WebError::unavailable(e)),
     };
     let mut p = s.page("Mes plis et dépôts");
     let _ = write!(
@@ -129,19 +121,12 @@ async fn home(State(b): State<Arc<Bureau>>, headers: HeaderMap) -> Response {
     p.push(&upload_form(&s, "/portal/deposits", "application/pdf,.pdf", b.config.portal.max_upload_bytes, numero, "Déposer", false));
     p.push("<h2>Plis et dépôts</h2>");
     p.push(&mailings_table(&b, &rows, false));
-    p.into_response()
+    Ok(p.into_response())
 }
 
 /// `POST /portal/deposits[?numero_unique=N]`: the PDF as the body, the CSRF token in a header.
-async fn deposit(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Query<Fields>, body: Body) -> Response {
-    let s = match require(&b, &headers, &COUNTER).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = s.check_header(&headers) {
-        return r;
-    }
-    let refuse = upload_refused;
+async fn deposit(State(b): State<Arc<Bureau>>, Uploader(s): Uploader<Counters>, headers: HeaderMap, Query(q): Query<Fields>, body: Body) -> Answer {
+    let refuse = |code: StatusCode, message: String| -> Answer { Err(WebError::json(code, message)) };
     let numero = match field(&q, "numero_unique") {
         Some(n) => match NumeroUnique::parse(n) {
             Ok(n) => Some(n.to_string()),
@@ -177,20 +162,13 @@ async fn deposit(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Que
 }
 
 /// One mailing: its state, requests, pieces and notices. Counters see their own only.
-async fn mailing(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let s = match require(&b, &headers, &EVERYONE).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn mailing(State(b): State<Arc<Bureau>>, s: SignedIn<Everyone>, Path(id): Path<String>) -> Answer {
     let m = match desk::mailing(&b.pool, &id).await {
         Ok(Some(m)) if s.account.sees_counter(m.guichet.as_deref()) => m,
-        Ok(_) => return s.error(StatusCode::NOT_FOUND, "Ce pli n'existe pas ou n'est pas l'un des vôtres."),
-        Err(e) => return unavailable(e),
+        Ok(_) => return Err(s.error(StatusCode::NOT_FOUND, "Ce pli n'existe pas ou n'est pas l'un des vôtres.")),
+        Err(e) => return Err(WebError::unavailable(e)),
     };
-    let (requests, pieces, notices) = match tokio::try_join!(desk::requests(&b.pool, &id), desk::pieces(&b.pool, &id), desk::notices(&b.pool, &id)) {
-        Ok(x) => x,
-        Err(e) => return unavailable(e),
-    };
+    let (requests, pieces, notices) = tokio::try_join!(desk::requests(&b.pool, &id), desk::pieces(&b.pool, &id), desk::notices(&b.pool, &id))?;
     let plan = store::current_plan(&b.pool).await.ok();
     let mut p = s.page(&format!("Pli {}", m.id));
     let now = Utc::now();
@@ -276,7 +254,7 @@ async fn mailing(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Pat
     if s.account.role == Role::Counter {
         let _ = write!(p.body, r#"<p><a href="/portal/incidents?mailing={}">Signaler un incident sur ce pli</a></p>"#, url(&m.id));
     }
-    p.into_response()
+    Ok(p.into_response())
 }
 
 /// A piece as people may read it: sensitive pieces are never named.
@@ -292,43 +270,35 @@ pub fn reason_label(code: &str) -> String {
     scanbureau_pipeline::ReasonCode::from_code(code).map(|r| r.libelle().to_string()).unwrap_or_else(|| code.to_string())
 }
 
-async fn resend(State(b): State<Arc<Bureau>>, headers: HeaderMap, Path(id): Path<i64>, Form(form): Form<Fields>) -> Response {
-    let s = match require_form(&b, &headers, &EVERYONE, &form).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn resend(State(b): State<Arc<Bureau>>, Path(id): Path<i64>, CheckedForm { signed: s, .. }: CheckedForm<Everyone>) -> Answer {
     let mailing = match desk::notice_owner(&b.pool, id).await {
         Ok(Some((m, g))) if s.account.sees_counter(g.as_deref()) => m,
-        Ok(_) => return s.error(StatusCode::NOT_FOUND, "Cet avis n'existe pas ou n'est pas l'un des vôtres."),
-        Err(e) => return unavailable(e),
+        Ok(_) => return Err(s.error(StatusCode::NOT_FOUND, "Cet avis n'existe pas ou n'est pas l'un des vôtres.")),
+        Err(e) => return Err(WebError::unavailable(e)),
     };
     match desk::resend_notice(&b.pool, id, &s.account.actor()).await {
         Ok(desk::Resend::Queued) => {
             if let Err(e) = b.broker.publish(Stage::Notify, &notice_message(id)).await {
                 tracing::warn!(notice = id, error = %e, "resend recorded but not queued yet; the sweeper will queue it");
             }
-            Redirect::to(&format!("/mailings/{}", url(&mailing))).into_response()
+            Ok(Redirect::to(&format!("/mailings/{}", url(&mailing))).into_response())
         }
-        Ok(desk::Resend::AlreadyPending) => s.error(StatusCode::CONFLICT, "Cet avis est déjà en cours d'envoi : il partira dès que possible."),
+        Ok(desk::Resend::AlreadyPending) => Err(s.error(StatusCode::CONFLICT, "Cet avis est déjà en cours d'envoi : il partira dès que possible.")),
         Ok(desk::Resend::TooMany) => {
-            s.error(StatusCode::TOO_MANY_REQUESTS, &format!("Cet avis a déjà été renvoyé {} fois aujourd'hui. Si le destinataire ne le reçoit pas, ouvrez un incident.", desk::RESENDS_PER_DAY))
+            Err(s.error(StatusCode::TOO_MANY_REQUESTS, &format!("Cet avis a déjà été renvoyé {} fois aujourd'hui. Si le destinataire ne le reçoit pas, ouvrez un incident.", desk::RESENDS_PER_DAY)))
         }
-        Ok(desk::Resend::Missing) => s.error(StatusCode::NOT_FOUND, "Cet avis n'existe plus."),
-        Err(e) => unavailable(e),
+        Ok(desk::Resend::Missing) => Err(s.error(StatusCode::NOT_FOUND, "Cet avis n'existe plus.")),
+        Err(e) => Err(WebError::unavailable(e)),
     }
 }
 
 // ---------------------------------------------------------------- slips
 
-async fn slips(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Query<Fields>) -> Response {
-    let s = match require(&b, &headers, &COUNTER).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn slips(State(b): State<Arc<Bureau>>, s: SignedIn<Counters>, Query(q): Query<Fields>) -> Answer {
     slips_page(&b, &s, &q, None, StatusCode::OK).await
 }
 
-async fn slips_page(b: &Bureau, s: &Signed, q: &Fields, error: Option<&str>, code: StatusCode) -> Response {
+async fn slips_page(b: &Bureau, s: &Signed, q: &Fields, error: Option<&str>, code: StatusCode) -> Answer {
     // A known request number fills in the applicant from the registry.
     let mut known = Fields::new();
     let mut lookup_note = None;
@@ -346,7 +316,7 @@ async fn slips_page(b: &Bureau, s: &Signed, q: &Fields, error: Option<&str>, cod
             Ok(desk::Lookup::NotFound) => lookup_note = Some("Ce numéro n'est pas dans le registre : vérifiez-le, ou remplissez la fiche à la main."),
             Ok(desk::Lookup::OutsideTerritory) => lookup_note = Some("Ce numéro est celui d'une demande d'un autre territoire : le registre n'est consultable que pour le vôtre."),
             Ok(desk::Lookup::Throttled) => lookup_note = Some("Trop de consultations du registre en une heure : remplissez la fiche à la main ou réessayez plus tard."),
-            Err(e) => return unavailable(e),
+            Err(e) => return Err(WebError::unavailable(e)),
         }
     }
     let v = |k: &str| esc(q.get(k).or_else(|| known.get(k)).map(String::as_str).unwrap_or_default());
@@ -387,11 +357,11 @@ async fn slips_page(b: &Bureau, s: &Signed, q: &Fields, error: Option<&str>, cod
     );
     let mut r = p.into_response();
     *r.status_mut() = code;
-    r
+    Ok(r)
 }
 
-fn pdf_download(name: &str, bytes: Vec<u8>) -> Response {
-    ([(header::CONTENT_TYPE, "application/pdf".to_string()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))], bytes).into_response()
+fn pdf_download(name: &str, bytes: Vec<u8>) -> Answer {
+    Ok(([(header::CONTENT_TYPE, "application/pdf".to_string()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))], bytes).into_response())
 }
 
 fn date_field(form: &Fields, name: &str, label: &str) -> Result<NaiveDate, String> {
@@ -431,11 +401,7 @@ fn fiche_of(form: &Fields) -> Result<Fiche, String> {
     })
 }
 
-async fn print_fiche(State(b): State<Arc<Bureau>>, headers: HeaderMap, Form(form): Form<Fields>) -> Response {
-    let s = match require_form(&b, &headers, &COUNTER, &form).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn print_fiche(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, fields: form }: CheckedForm<Counters>) -> Answer {
     let fiche = match fiche_of(&form) {
         Ok(f) => f,
         Err(e) => return slips_page(&b, &s, &form, Some(&e), StatusCode::UNPROCESSABLE_ENTITY).await,
@@ -447,17 +413,13 @@ async fn print_fiche(State(b): State<Arc<Bureau>>, headers: HeaderMap, Form(form
     }
 }
 
-async fn print_bordereau(State(b): State<Arc<Bureau>>, headers: HeaderMap, Form(form): Form<Fields>) -> Response {
-    let s = match require_form(&b, &headers, &COUNTER, &form).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn print_bordereau(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, fields: form }: CheckedForm<Counters>) -> Answer {
     let Some(guichet) = s.account.guichet.clone() else {
-        return s.error(StatusCode::FORBIDDEN, "Ce compte n'est rattaché à aucun guichet.");
+        return Err(s.error(StatusCode::FORBIDDEN, "Ce compte n'est rattaché à aucun guichet."));
     };
     let departement = match desk::counter_contact(&b.pool, &guichet).await {
         Ok(c) => c.map(|c| c.departement),
-        Err(e) => return unavailable(e),
+        Err(e) => return Err(WebError::unavailable(e)),
     };
     let built = (|| -> Result<Bordereau, String> {
         Ok(Bordereau {
@@ -520,19 +482,12 @@ pub fn incidents_table(b: &Bureau, rows: &[people::Incident], answer_form: Optio
     t
 }
 
-async fn incidents(State(b): State<Arc<Bureau>>, headers: HeaderMap, Query(q): Query<Fields>) -> Response {
-    let s = match require(&b, &headers, &COUNTER).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn incidents(State(b): State<Arc<Bureau>>, s: SignedIn<Counters>, Query(q): Query<Fields>) -> Answer {
     incidents_page(&b, &s, &q, None, StatusCode::OK).await
 }
 
-async fn incidents_page(b: &Bureau, s: &Signed, q: &Fields, error: Option<&str>, code: StatusCode) -> Response {
-    let (rows, mailings) = match tokio::try_join!(people::incidents(&b.pool, &s.account, false), desk::mailings(&b.pool, s.account.guichet.as_deref(), 50)) {
-        Ok(x) => x,
-        Err(e) => return unavailable(e),
-    };
+async fn incidents_page(b: &Bureau, s: &Signed, q: &Fields, error: Option<&str>, code: StatusCode) -> Answer {
+    let (rows, mailings) = tokio::try_join!(people::incidents(&b.pool, &s.account, false), desk::mailings(&b.pool, s.account.guichet.as_deref(), 50))?;
     let mut p = s.page("Fiches incident");
     if let Some(e) = error {
         let _ = write!(p.body, r#"<p class="error" role="alert">{}</p>"#, esc(e));
@@ -557,14 +512,10 @@ async fn incidents_page(b: &Bureau, s: &Signed, q: &Fields, error: Option<&str>,
     p.push(&incidents_table(b, &rows, None));
     let mut r = p.into_response();
     *r.status_mut() = code;
-    r
+    Ok(r)
 }
 
-async fn open_incident(State(b): State<Arc<Bureau>>, headers: HeaderMap, Form(form): Form<Fields>) -> Response {
-    let s = match require_form(&b, &headers, &COUNTER, &form).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn open_incident(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, fields: form }: CheckedForm<Counters>) -> Answer {
     let kind = field(&form, "kind").unwrap_or_default();
     if !INCIDENT_KINDS.iter().any(|(k, _)| *k == kind) {
         return incidents_page(&b, &s, &form, Some("Choisissez la nature de l'incident."), StatusCode::UNPROCESSABLE_ENTITY).await;
@@ -578,8 +529,8 @@ async fn open_incident(State(b): State<Arc<Bureau>>, headers: HeaderMap, Form(fo
     };
     let new = people::NewIncident { kind, mailing_id: field(&form, "mailing"), numero_unique: numero.as_deref(), description: &description.chars().take(2000).collect::<String>() };
     match people::open_incident(&b.pool, &s.account, &new).await {
-        Ok(Some(_)) => Redirect::to("/portal/incidents").into_response(),
-        Ok(None) => s.error(StatusCode::NOT_FOUND, "Ce pli n'existe pas ou n'est pas l'un des vôtres."),
-        Err(e) => unavailable(e),
+        Ok(Some(_)) => Ok(Redirect::to("/portal/incidents").into_response()),
+        Ok(None) => Err(s.error(StatusCode::NOT_FOUND, "Ce pli n'existe pas ou n'est pas l'un des vôtres.")),
+        Err(e) => Err(WebError::unavailable(e)),
     }
 }
