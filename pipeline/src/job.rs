@@ -172,7 +172,9 @@ pub fn assemble(ctx: &JobContext<'_>, records: &[PageRecord], qualifier: &dyn Qu
         .collect();
     let mailing = MailingView { ctx, records, features: &features, qualifier, split: &split, sender: &sender, notice_ctx: &notice_ctx, territories: site.territories() };
     let (mut piece_files, mut notices, mut requests_out) = (Vec::new(), Vec::new(), Vec::new());
-    for req in &split.requests {
+    for (index, req) in split.requests.iter().enumerate() {
+        // Logs name the request by its place in the mailing, never by its numéro (personal data).
+        let _span = tracing::info_span!("request", index, slip_page = req.slip_page).entered();
         let out = assemble_request(&mailing, req);
         for mark in out.marks {
             mark.apply(&mut pages_out[mark.page]);

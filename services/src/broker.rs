@@ -31,6 +31,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use thiserror::Error;
 use tokio::sync::{Mutex, watch};
+use tracing::Instrument;
 
 use crate::settings::BrokerSection;
 
@@ -426,7 +427,8 @@ where
         let now = now_ms();
         let failing_since = header_int(headers, FAILING_SINCE_HEADER).map(|t| t.max(0) as u64);
         let last = now.saturating_sub(failing_since.unwrap_or(now)) >= broker.topology.retry_for_ms;
-        let outcome = handler(delivery.data.clone(), Attempt { number, last }).await;
+        let span = tracing::info_span!("delivery", stage = stage.as_str(), attempt = number);
+        let outcome = handler(delivery.data.clone(), Attempt { number, last }).instrument(span).await;
         let attempt = number;
         match outcome {
             Handled::Done => {}

@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use tracing::Instrument;
 
 use scanbureau_pipeline::NumeroUnique;
 
@@ -35,7 +36,17 @@ pub fn router(bureau: Arc<Bureau>, portal: bool) -> Router {
             .route("/api/deposits/{id}", get(deposit_status))
             .merge(crate::web::routes());
     }
-    r.with_state(bureau)
+    r.layer(axum::middleware::from_fn(traced)).with_state(bureau)
+}
+
+/// A span per HTTP request (method and path, never the query: it may carry a numéro unique),
+/// and its answer's status and time at debug level.
+async fn traced(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path());
+    let started = std::time::Instant::now();
+    let answer = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| tracing::debug!(status = answer.status().as_u16(), ms = started.elapsed().as_millis() as u64, "answered"));
+    answer
 }
 
 async fn health() -> &'static str {

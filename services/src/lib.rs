@@ -14,6 +14,7 @@ pub mod broker;
 pub mod bureau;
 pub mod http;
 pub mod inspect;
+pub mod logging;
 pub mod intake;
 pub mod mailer;
 pub mod metrics;

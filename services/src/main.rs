@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 
+use scanbureau::logging::LogFormat;
 use scanbureau::process::{ProcessArgs, ProcessError, exit, run, summary};
 use scanbureau::serve::{AdminCommand, Role, ServiceArgs, admin, serve};
 use scanbureau_pipeline::report::Status;
@@ -63,10 +64,15 @@ fn main() {
     let cli = Cli::parse();
     // The one-shot job is quiet unless asked; a service logs what it does.
     let default_filter = || if matches!(cli.command, Command::Process(_) | Command::Inspect(_)) { "warn" } else { "info,lapin=warn,sqlx=warn,aws=warn" };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter().into()))
-        .init();
+    // A service's log format is in its configuration; a configuration that does not load logs
+    // in text here and is reported by the command itself.
+    let format = match &cli.command {
+        Command::Serve(a) | Command::Worker { service: a, .. } | Command::Admin { service: a, .. } => {
+            scanbureau::serve::load_config(a).map(|c| c.log.format).unwrap_or_default()
+        }
+        Command::Process(_) | Command::Inspect(_) => LogFormat::Text,
+    };
+    scanbureau::logging::init(format, default_filter());
     // A panic inside a page's work is caught and accounted for; say it once in the log.
     std::panic::set_hook(Box::new(|info| tracing::warn!(panic = %info, "caught a panic")));
     let code = match cli.command {

@@ -234,9 +234,12 @@ pub fn analyse_pages(
     qualifier: &dyn Qualifier,
     progress: &(dyn Fn() + Sync),
 ) -> Vec<PageRecord> {
+    // Pages are read on the pool's threads: each logs in its caller's span (the mailing's).
+    let span = tracing::Span::current();
     pages
         .into_par_iter()
         .map(|(group, src)| {
+            let _in = span.enter();
             let outcome = catch_unwind(AssertUnwindSafe(|| match decode_page(&src.blob, limits) {
                 Err(e) => PageOutcome::Unreadable { reason: e.reason, detail: e.detail },
                 Ok(raster) => {

@@ -46,6 +46,7 @@ pub struct ServiceConfig {
     pub http: HttpSection,
     pub web: WebSection,
     pub job: JobSection,
+    pub log: LogSection,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,6 +146,12 @@ pub struct JobSection {
     /// Fault injection for the tests only: the notify worker aborts between the SMTP server's
     /// acceptance and the commit (the at-least-once case).
     pub crash_after_smtp_accept: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub format: crate::logging::LogFormat,
 }
 
 #[derive(Debug, Error)]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use chrono::Utc;
 use serde::Deserialize;
+use tracing::Instrument;
 
 use scanbureau_classifier::Classifier;
 use scanbureau_pipeline::NumeroUnique;
@@ -86,13 +87,18 @@ async fn process_message(b: &Arc<Bureau>, job: &Job, payload: &[u8], attempt: At
         return Handled::Reject(format!("unreadable message: {:?}", String::from_utf8_lossy(&payload[..payload.len().min(200)])));
     };
     let id = msg.mailing;
-    match process_mailing(b, job, &id).await {
+    process_attempt(b, job, &id, attempt).instrument(tracing::info_span!("mailing", mailing = %id)).await
+}
+
+/// One attempt at a mailing: its outcome, or its failure recorded (retried or given up).
+async fn process_attempt(b: &Arc<Bureau>, job: &Job, id: &str, attempt: Attempt) -> Handled {
+    match process_mailing(b, job, id).await {
         Ok(outcome) => outcome,
         Err(e) => {
             let text = format!("{e:#}");
             tracing::warn!(mailing = %id, attempt = attempt.number, error = %text, "processing attempt failed");
             b.metrics.failure("process", first_words(&text));
-            let last = match store::record_mailing_error(&b.pool, &id, &text, attempt.last, &b.actor).await {
+            let last = match store::record_mailing_error(&b.pool, id, &text, attempt.last, &b.actor).await {
                 Ok(gave_up) => gave_up,
                 Err(db) => {
                     tracing::error!(mailing = %id, error = %db, "could not record the failure");
@@ -181,7 +187,10 @@ async fn process_leased(b: &Arc<Bureau>, job: &Job, id: &str) -> Result<Handled>
     let received_at = m.received_at.fixed_offset();
     let notify = m.notify.clone();
     let (classifier, pool, plan) = (job.classifier.clone(), job.pool.clone(), job.plan.clone());
+    // The page threads log inside this mailing's span.
+    let span = tracing::Span::current();
     let output: JobOutput = tokio::task::spawn_blocking(move || {
+        let _in = span.enter();
         let job = MailingJob { files: &files, channel, received_at, numero, notify, site: &site, registry: &registry, plan: &plan };
         execute(&job, &classifier, &pool, &|_| {}, &|| {})
     })
@@ -277,7 +286,7 @@ async fn notify_message(b: &Bureau, payload: &[u8], attempt: Attempt) -> Handled
     let Ok(msg) = serde_json::from_slice::<NoticeMessage>(payload) else {
         return Handled::Reject(format!("unreadable message: {:?}", String::from_utf8_lossy(&payload[..payload.len().min(200)])));
     };
-    match send_notice(b, msg.notice, attempt).await {
+    match send_notice(b, msg.notice, attempt).instrument(tracing::info_span!("notice", notice = msg.notice)).await {
         Ok(h) => h,
         Err(e) => {
             b.metrics.failure("notify", "database");

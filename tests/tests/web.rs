@@ -48,7 +48,8 @@ async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_a
     let limit = std::fs::metadata(&deposit)?.len() as usize + 100_000;
     stack.set("SCANBUREAU__PORTAL__MAX_UPLOAD_BYTES", &limit.to_string());
     stack.set("SCANBUREAU__JOB__REGISTRY", &registry.display().to_string());
-    let server = Server::start(&stack, &["portal", "process", "notify"], &[])?;
+    // Logs as a collector takes them: one JSON object a line, with its spans.
+    let server = Server::start(&stack, &["portal", "process", "notify"], &[("SCANBUREAU__LOG__FORMAT", "json")])?;
     let pool = PgPool::connect(&stack.database_url).await?;
     add_account(&stack, A.0, A.1, "counter", Some(&mine), false)?;
     add_account(&stack, B.0, B.1, "counter", Some(&theirs), false)?;
@@ -269,6 +270,21 @@ async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_a
     // No password, in the log or the database.
     let log = server.log_text();
     assert!(log.contains("signed in"), "the log is the server's");
+    // One mailing's life is one thread of JSON lines: its processing names the delivery's stage
+    // and attempt and the mailing; an answered page names its request; no numéro unique shows.
+    let lines: Vec<serde_json::Value> = log.lines().map(serde_json::from_str).collect::<Result<_, _>>().context("every log line is JSON")?;
+    let span_of = |l: &serde_json::Value, name: &str| l["spans"].as_array().and_then(|s| s.iter().find(|s| s["name"] == name).cloned());
+    let done = lines.iter().find(|l| l["message"] == "mailing done").context("the mailing's end is logged")?;
+    assert_eq!(span_of(done, "mailing").context("in its mailing's span")?["mailing"], id.as_str());
+    let delivery = span_of(done, "delivery").context("in its delivery's span")?;
+    assert_eq!((delivery["stage"].as_str(), delivery["attempt"].as_i64()), (Some("process"), Some(1)));
+    assert!(lines.iter().any(|l| span_of(l, "http").is_some_and(|h| h["path"] == "/portal/deposits")), "an HTTP request's span");
+    assert!(lines.iter().any(|l| span_of(l, "notice").is_some()), "a notice's span");
+    let numeros: Vec<String> = sqlx::query_scalar("SELECT numero_unique FROM requests WHERE numero_unique IS NOT NULL").fetch_all(&pool).await?;
+    assert!(!numeros.is_empty());
+    for n in &numeros {
+        assert!(!log.contains(n.as_str()), "a numéro unique is in the server's log");
+    }
     let audit: Vec<String> = sqlx::query_scalar("SELECT detail::text FROM audit_events").fetch_all(&pool).await?;
     let hashes: Vec<String> = sqlx::query_scalar("SELECT password_hash FROM portal_users WHERE password_hash IS NOT NULL").fetch_all(&pool).await?;
     for pw in [A.1, B.1, SENSITIVE.1, OPERATOR.1, "not the password at all", "guichet-A: un nouveau mot de passe"] {
