@@ -313,7 +313,7 @@ async fn send_notice(b: &Bureau, id: i64, attempt: Attempt) -> Result<Handled> {
             store::notice_sent(&mut tx, &n, &b.actor).await?;
             tx.commit().await?;
             b.metrics.notice_sent();
-            tracing::info!(notice = id, mailing = %n.mailing_id, to = ?n.recipients, "notice sent");
+            tracing::info!(notice = id, mailing = %n.mailing_id, recipients = n.recipients.len(), "notice sent");
             Ok(Handled::Done)
         }
         Err(e @ (MailError::Refused(_) | MailError::Address(_))) => {
