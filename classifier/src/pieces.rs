@@ -624,14 +624,14 @@ mod tests {
             text: Some("Époux ou Père Né le 15 février 1986 à Paris Fils de\nExtrait délivré conforme à l'acte de naissance n°\nMentions marginales L'officier de l'état civil\nMariage célébré à NANTES le\nExtrait délivré conforme à l'acte de mariage n°\nÉpouse ou Mère Prénoms Née le 20 août 1986\nExtrait délivré conforme à l'acte de naissance n°".into()),
             ..PageFeatures::default()
         };
-        let d = &run(&[couple.clone()])[0];
+        let d = &run(std::slice::from_ref(&couple))[0];
         assert_eq!(d.type_code.as_deref(), Some("LIVRET_FAMILLE"), "{:?}", d.evidence);
         // A child's page: a birth and the death boxes the booklet prints beside it.
         let child = PageFeatures {
             text: Some("PREMIER ENFANT Extrait de l'acte de naissance n° Délivré conforme aux registres, le Mentions marginales L'officier de l'état civil Sceau Extrait de l'acte de décès n° Délivré conforme aux registres, le".into()),
             ..PageFeatures::default()
         };
-        let d = &run(&[child.clone()])[0];
+        let d = &run(std::slice::from_ref(&child))[0];
         assert_eq!(d.type_code.as_deref(), Some("LIVRET_FAMILLE"), "{:?}", d.evidence);
         // Scanned one after the other, the booklet's pages are one piece; a pay slip after them
         // is another.
@@ -644,7 +644,7 @@ mod tests {
         let formulas = |text: &str, cards: u8| PageFeatures { text: Some(text.into()), layout: PageLayout { cards, ..PageLayout::default() }, ..PageFeatures::default() };
         let inside = formulas("Extrait délivré conforme à l'acte de naissance n°\nMariage célébré à LYON le\nIl a été déclaré qu'il n'a pas été fait de contrat de mariage", 0);
         let next = formulas("Extrait de l'acte de naissance n°\nDélivré conforme aux registres, le\nExtrait de l'acte de décès n°", 1);
-        let alone = &run(&[inside.clone()])[0];
+        let alone = &run(std::slice::from_ref(&inside))[0];
         assert!(alone.confidence < 0.8, "{} {:?}", alone.confidence, alone.evidence);
         let both = run(&[inside, next]);
         assert_eq!(both.len(), 1, "{:?}", both.iter().map(|d| &d.evidence).collect::<Vec<_>>());

@@ -108,7 +108,7 @@ pub fn tile_stats(page: &GrayImage, dpi: f32) -> TileStats {
                     }
                 }
             }
-            midtone[i] = if t == 0 { 0 } else { (m * 255 / t) as u8 };
+            midtone[i] = (m * 255).checked_div(t).map_or(0, |v| v as u8);
         }
     }
     let paper = neighbourhood(&p95, cols, rows, u8::max);

@@ -283,14 +283,15 @@ pub fn homography(from: &Quad, to: &Quad) -> Option<[f64; 9]> {
         }
         a.swap(c, p);
         let d = a[c][c];
-        for k in c..9 {
-            a[c][k] /= d;
+        for v in &mut a[c][c..] {
+            *v /= d;
         }
-        for r in 0..8 {
+        let pivot = a[c];
+        for (r, row) in a.iter_mut().enumerate() {
             if r != c {
-                let f = a[r][c];
-                for k in c..9 {
-                    a[r][k] -= f * a[c][k];
+                let f = row[c];
+                for (v, p) in row[c..].iter_mut().zip(&pivot[c..]) {
+                    *v -= f * p;
                 }
             }
         }
@@ -886,7 +887,7 @@ mod tests {
         let sheet = GrayImage::from_fn(1654, 1169, |x, y| {
             let (dx, dy) = (x as i64 - 1150, y as i64 - 250);
             let inside = (0..420).contains(&dx) && (0..700).contains(&dy);
-            if inside && (dx < 2 || dx >= 418) {
+            if inside && !(2..418).contains(&dx) {
                 image::Luma([60])
             } else if inside && (20..400).contains(&dx) && (420..570).contains(&dy) {
                 *text.get_pixel(dx as u32 - 20, dy as u32 - 420)

@@ -137,7 +137,7 @@ pub struct SplitParams {
 /// of backs blank and nearly no front blank.
 pub fn looks_duplex(facts: &[&PageFact]) -> bool {
     let n = facts.len();
-    if n < 2 || n % 2 != 0 {
+    if n < 2 || !n.is_multiple_of(2) {
         return false;
     }
     let blank_fronts = facts.iter().step_by(2).filter(|f| matches!(f, PageFact::Blank)).count();

@@ -192,9 +192,9 @@ fn fill_unknown(mut plane: Plane, known: &[bool], default: u8) -> Plane {
                     }
                     n += 1;
                 }
-                if n > 0 {
+                if let Some(n) = std::num::NonZeroU32::new(n) {
                     for (j, s) in sum.iter().enumerate().take(ch) {
-                        plane.samples[(y * w + x) * ch + j] = ((s + n / 2) / n) as u8;
+                        plane.samples[(y * w + x) * ch + j] = ((s + n.get() / 2) / n) as u8;
                     }
                     known[y * w + x] = true;
                     changed = true;
@@ -206,8 +206,7 @@ fn fill_unknown(mut plane: Plane, known: &[bool], default: u8) -> Plane {
         }
     }
     let mut mean = vec![default as u64; ch];
-    let n = known.iter().filter(|&&k| k).count() as u64;
-    if n > 0 {
+    if let Some(n) = std::num::NonZeroU64::new(known.iter().filter(|&&k| k).count() as u64) {
         for (j, m) in mean.iter_mut().enumerate() {
             *m = known.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| plane.samples[i * ch + j] as u64).sum::<u64>() / n;
         }

@@ -518,8 +518,9 @@ fn solve5(mut a: [[f64; 5]; 5], mut b: [f64; 5]) -> Option<[f64; 5]> {
         b.swap(col, pivot);
         for row in col + 1..5 {
             let k = a[row][col] / a[col][col];
-            for j in col..5 {
-                a[row][j] -= k * a[col][j];
+            let pivot_row = a[col];
+            for (v, p) in a[row][col..].iter_mut().zip(&pivot_row[col..]) {
+                *v -= k * p;
             }
             b[row] -= k * b[col];
         }
@@ -761,7 +762,7 @@ pub fn find_datamatrix_in(page: &GrayImage, bits: &Bitmap, dpi: f32) -> Vec<Stri
             boxes.push((n, x0 as u32 * cell, y0 as u32 * cell, (x1 + 1) as u32 * cell, (y1 + 1) as u32 * cell));
         }
     }
-    boxes.sort_by(|a, b| b.0.cmp(&a.0));
+    boxes.sort_by_key(|b| std::cmp::Reverse(b.0));
     let margin = (dpi * 3.0 / 25.4) as u32;
     let mut found: Vec<String> = Vec::new();
     for &(_, x0, y0, x1, y1) in boxes.iter().take(4) {

@@ -121,6 +121,9 @@ struct Stored {
     kept: Option<f64>,
 }
 
+/// A tool's output for a page: its PDF, encode ms and where it was written.
+type ToolRun = (Vec<u8>, f64, PathBuf);
+
 struct Row {
     kind: String,
     codec: &'static str,
@@ -219,7 +222,7 @@ fn main() {
             let ours = dir.join("ours.pdf");
             let our_pdf = write_pdf(&[enc], "stored");
             std::fs::write(&ours, &our_pdf).expect("write");
-            let mut tools: Vec<(&'static str, Option<(Vec<u8>, f64, PathBuf)>)> = vec![("scanbureau", Some((our_pdf, *ms, ours)))];
+            let mut tools: Vec<(&'static str, Option<ToolRun>)> = vec![("scanbureau", Some((our_pdf, *ms, ours)))];
             if ocrmypdf {
                 let out = dir.join("ocrmypdf.pdf");
                 let r = tool_run(Command::new("ocrmypdf").args(["-O3", "--tesseract-timeout", "0", "--quiet", "--jobs", "1"]).arg(&input).arg(&out), &out);

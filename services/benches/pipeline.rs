@@ -323,7 +323,9 @@ fn bench_picture_legibility(n: usize, settings: &[(f32, u8)]) {
     println!("== pictures kept legible: {n} dense grey forms, {n} colour forms, {n} phone photos (OCR word accuracy, tesseract fra)");
     let kinds = [DocKind::AvisImposition, DocKind::BulletinSalaire, DocKind::AttestationCaf];
     let tmp = tempfile::tempdir().expect("tmp");
-    let mut rows: Vec<(&str, usize, Vec<f64>, Vec<Vec<(f64, f64)>>)> = Vec::new();
+    // Per kind: its label, pages, the sources' accuracies, and per setting (KB, accuracy) a page.
+    type KindRow<'a> = (&'a str, usize, Vec<f64>, Vec<Vec<(f64, f64)>>);
+    let mut rows: Vec<KindRow> = Vec::new();
     for (label, variant) in [("grey form", 0), ("colour form", 1), ("phone photo", 2)] {
         let cases: Vec<(PageRaster, Vec<String>)> = (0..n)
             .into_par_iter()

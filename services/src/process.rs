@@ -195,9 +195,12 @@ pub fn list_inputs(inputs: &[PathBuf]) -> Result<Vec<(usize, PathBuf)>> {
     Ok(files)
 }
 
+/// The page sources of a mailing (each with its file's index) and its mail envelope, if any.
+pub type ReadPages = (Vec<(usize, PageSource)>, Option<MailEnvelope>);
+
 /// Reads files and cuts them into page sources, feeding their names and bytes to `hash` (the
 /// batch id).
-pub fn read_pages(files: &[(usize, PathBuf)], limits: &Limits, hash: &mut Sha256) -> Result<(Vec<(usize, PageSource)>, Option<MailEnvelope>)> {
+pub fn read_pages(files: &[(usize, PathBuf)], limits: &Limits, hash: &mut Sha256) -> Result<ReadPages> {
     let mut pages = Vec::new();
     let mut envelope = None;
     for (group, path) in files.iter().map(|(g, p)| (*g, p)) {

@@ -720,9 +720,12 @@ pub struct Waiting {
     pub last_error: String,
 }
 
+/// A mailing or notice waiting on retry: kind, last error, first and last failure.
+type WaitingRow = (String, String, Option<DateTime<Utc>>, DateTime<Utc>);
+
 /// What waits on which server, the longest-waiting first.
 pub async fn waiting(pool: &PgPool) -> Result<Vec<Waiting>> {
-    let rows: Vec<(String, String, Option<DateTime<Utc>>, DateTime<Utc>)> = sqlx::query_as(
+    let rows: Vec<WaitingRow> = sqlx::query_as(
         "SELECT 'mailing', m.last_error,
                 (SELECT min(a.at) FROM audit_events a WHERE a.subject = m.id AND a.action = 'attempt_failed'),
                 m.updated_at
@@ -790,13 +793,22 @@ pub async fn figures(pool: &PgPool) -> Result<Figures> {
     })
 }
 
+/// The plain string a serde enum serialises to (`"accepted"`, `"piece"`...).
+fn serde_plain<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod waiting_tests {
     use super::*;
 
     #[test]
     fn failures_are_grouped_by_kind_and_server_with_the_oldest_and_latest() {
-        let t = |m: i64| DateTime::<Utc>::from_timestamp(1_800_000_000 + m * 60, 0).unwrap();
+        let t = |m: i64| DateTime::<Utc>::from_timestamp(1_800_000_000 + m * 60, 0).expect("time");
         let rows = [
             ("notice", "mail server unavailable: connection refused", Some(t(10)), t(30)),
             ("notice", "mail server unavailable: timed out", Some(t(5)), t(40)),
@@ -812,11 +824,3 @@ mod waiting_tests {
     }
 }
 
-/// The plain string a serde enum serialises to (`"accepted"`, `"piece"`...).
-fn serde_plain<T: serde::Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(_) => String::new(),
-    }
-}

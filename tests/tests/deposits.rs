@@ -159,7 +159,7 @@ fn a_file_over_the_portal_s_limit_is_refused_for_its_size() {
     let mut rng = SmallRng::seed_from_u64(81);
     let page = document("BULLETIN_SALAIRE", &who, &mut rng);
     // A real PDF padded past the portal's 18 MB: it cannot have come through the portal.
-    let mut pdf = scanbureau_fixtures::write::pdf_bytes(&[page.clone()], 80, false);
+    let mut pdf = scanbureau_fixtures::write::pdf_bytes(std::slice::from_ref(&page), 80, false);
     pdf.extend(std::iter::repeat_n(b'%', 19_000_000));
     let report = deposit(&who, vec![("gros.pdf", pdf), ("paie.jpg", jpeg_bytes(&page, 85))]);
     assert_eq!(report.pages[0].reason, Some(ReasonCode::FichierTropVolumineux), "{:?}", report.pages[0]);
