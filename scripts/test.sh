@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what is missing, makes sure the servers
 # the service tests talk to are up (scripts/stack.sh: PostgreSQL, RabbitMQ, SeaweedFS, an SMTP
-# sink), then runs every test and closes with the totals.
+# sink), checks the code's form (rustfmt, clippy with warnings as errors), then runs every test
+# and closes with the totals.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -10,6 +11,11 @@ scripts/stack.sh
 source .stack/env
 # Tesseract's OpenMP must see this when the library loads (one engine per worker thread).
 export OMP_THREAD_LIMIT=1
+# The code's form first: formatted (rustfmt.toml) and without a lint warning on any target.
+echo "test: cargo fmt --check"
+cargo fmt --all -- --check
+echo "test: cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

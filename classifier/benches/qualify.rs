@@ -33,7 +33,11 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 /// CPU time of the calling thread, in milliseconds (Linux schedstat, nanosecond precision).
 fn thread_cpu_ms() -> f64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat").ok().and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok())).map(|ns| ns / 1e6).unwrap_or(0.0)
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()))
+        .map(|ns| ns / 1e6)
+        .unwrap_or(0.0)
 }
 
 struct PageCost {
@@ -104,7 +108,14 @@ fn run_request(seed: u64, split: Split, n_docs: usize, classifier: &Classifier, 
         for sheet in 0..doc.sheet_count() {
             let paper = if rng.random_bool(0.2) { rng.random_range(205..225) } else { rng.random_range(235..252) };
             let printed = catalogue::draw(doc, sheet, &cast, 300.0, paper, &mut rng);
-            let d = ScanDefects { skew_deg: rng.random_range(-1.5..1.5), noise: 6.0, upside_down: rng.random_bool(0.05), edges: rng.random_bool(0.2), punch_holes: rng.random_bool(0.2), ..ScanDefects::default() };
+            let d = ScanDefects {
+                skew_deg: rng.random_range(-1.5..1.5),
+                noise: 6.0,
+                upside_down: rng.random_bool(0.05),
+                edges: rng.random_bool(0.2),
+                punch_holes: rng.random_bool(0.2),
+                ..ScanDefects::default()
+            };
             let (f, c, _) = through_pipeline(printed, &d, paper, classifier, &mut rng);
             pages.push(features.len());
             features.push(f);
@@ -136,7 +147,8 @@ fn run_request(seed: u64, split: Split, n_docs: usize, classifier: &Classifier, 
                             (cat, cat && expected.map(|e| e.1) == d.type_code.as_deref())
                         }
                     };
-                    let predicted = format!("{}/{} {}", d.categorie.as_deref().unwrap_or("-"), d.type_code.as_deref().unwrap_or("-"), got_rejection.unwrap_or(""));
+                    let predicted =
+                        format!("{}/{} {}", d.categorie.as_deref().unwrap_or("-"), d.type_code.as_deref().unwrap_or("-"), got_rejection.unwrap_or(""));
                     (cat_ok, type_ok, review, d.confidence, predicted, d.evidence.clone())
                 }
             };
@@ -201,7 +213,14 @@ fn bad_input(n: usize, classifier: &Classifier) {
                         let mut c = Canvas::new(300.0, paper, false);
                         c.text(20.0, 30.0, 14.0, "TENANCY AGREEMENT / CONTRATO DE ARRENDAMIENTO", true, [20, 20, 25]);
                         for k in 0..20 {
-                            c.text(20.0, 50.0 + k as f32 * 6.0, 10.0, "The landlord agrees to let and the tenant agrees to take the premises for the term.", false, [20, 20, 25]);
+                            c.text(
+                                20.0,
+                                50.0 + k as f32 * 6.0,
+                                10.0,
+                                "The landlord agrees to let and the tenant agrees to take the premises for the term.",
+                                false,
+                                [20, 20, 25],
+                            );
                         }
                         c.finish()
                     }
@@ -261,7 +280,15 @@ fn main() {
         let format = ImageFormat::from_path(&path).expect("image file name");
         let raster = decode_page(&PageBlob::ImageFile { data: Arc::new(data), format }, &Limits::default()).expect("decodable");
         let (a, f) = analyse_and_read(raster, &AnalysisParams::default(), &|v| classifier.read_page(v));
-        println!("blank {} slip {}\n{:#?}\nlayout {:?}\nTITLE: {:?}\nTEXT: {}", a.blank, a.slip.is_some(), f.reading, f.layout, f.title, f.text.unwrap_or_default());
+        println!(
+            "blank {} slip {}\n{:#?}\nlayout {:?}\nTITLE: {:?}\nTEXT: {}",
+            a.blank,
+            a.slip.is_some(),
+            f.reading,
+            f.layout,
+            f.title,
+            f.text.unwrap_or_default()
+        );
         return;
     }
     if let Ok(which) = std::env::var("BENCH_SHOW") {
@@ -274,7 +301,13 @@ fn main() {
         for sheet in 0..doc.sheet_count() {
             let paper = env_usize("BENCH_PAPER", 240) as u8;
             let printed = catalogue::draw(&doc, sheet, &cast, 300.0, paper, &mut rng);
-            let d = ScanDefects { skew_deg: 0.8, noise: 6.0, edges: std::env::var("BENCH_EDGES").is_ok(), punch_holes: std::env::var("BENCH_HOLES").is_ok(), ..ScanDefects::default() };
+            let d = ScanDefects {
+                skew_deg: 0.8,
+                noise: 6.0,
+                edges: std::env::var("BENCH_EDGES").is_ok(),
+                punch_holes: std::env::var("BENCH_HOLES").is_ok(),
+                ..ScanDefects::default()
+            };
             let (f, c, _) = through_pipeline(printed, &d, paper, &classifier, &mut rng);
             println!("--- page {sheet} ({:.0} ms)\n{:#?}\nTITLE: {:?}\nTEXT: {}", c.read_ms, f.reading, f.title, f.text.unwrap_or_default());
         }
@@ -284,7 +317,10 @@ fn main() {
     let held_share: f64 = std::env::var("BENCH_HELD_SHARE").ok().and_then(|v| v.parse().ok()).unwrap_or(0.5);
     let n_held = (n_tune as f64 * held_share) as usize;
     let verbose = std::env::var("BENCH_VERBOSE").is_ok_and(|v| v == "1");
-    println!("== qualifier: {n_tune} pieces (tuning wordings) + {n_held} pieces (held-apart wordings), 300 dpi JPEG scans, OMP_THREAD_LIMIT={}", std::env::var("OMP_THREAD_LIMIT").unwrap_or_default());
+    println!(
+        "== qualifier: {n_tune} pieces (tuning wordings) + {n_held} pieces (held-apart wordings), 300 dpi JPEG scans, OMP_THREAD_LIMIT={}",
+        std::env::var("OMP_THREAD_LIMIT").unwrap_or_default()
+    );
 
     // Requests of 1-4 documents until the wanted number of pieces.
     let mut jobs = Vec::new();
@@ -328,7 +364,11 @@ fn main() {
         println!("  [{lo:.2}, {hi:.2}) {:>5} pieces, {:5.1} % right", bin.len(), pct(bin.iter().filter(|d| d.type_ok).count(), bin.len()));
     }
     let strays: Vec<&&DocOutcome> = all.iter().filter(|d| d.doc.expected_rejection().is_some()).collect();
-    println!("refusals expected (someone else's identity document, outside the plan): {} pieces, {:.1} % refused with the right code", strays.len(), pct(strays.iter().filter(|d| d.category_ok).count(), strays.len()));
+    println!(
+        "refusals expected (someone else's identity document, outside the plan): {} pieces, {:.1} % refused with the right code",
+        strays.len(),
+        pct(strays.iter().filter(|d| d.category_ok).count(), strays.len())
+    );
 
     let costs: Vec<&PageCost> = results.iter().flat_map(|r| r.costs.iter()).collect();
     let pages: usize = results.iter().map(|r| r.pages).sum();

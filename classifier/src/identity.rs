@@ -127,7 +127,8 @@ pub fn attribute_mrz(household: &Household, mrz: &Mrz) -> Attribution {
         let nom = normalise(&m.nom);
         let same_surname = nom.split_whitespace().filter(|w| w.len() >= 2).any(|w| surname.contains(&format!(" {w} ")) || has(w));
         let prenoms = normalise(&m.prenoms);
-        let same_given = prenoms.split_whitespace().next().is_some_and(&has) || given.first().is_some_and(|g| !g.is_empty() && prenoms.contains(&format!(" {g} ")));
+        let same_given =
+            prenoms.split_whitespace().next().is_some_and(&has) || given.first().is_some_and(|g| !g.is_empty() && prenoms.contains(&format!(" {g} ")));
         let same_date = m.date_naissance.is_some_and(|d| d.format("%y%m%d").to_string() == mrz.birth);
         any_name |= same_surname;
         any_date |= same_date;
@@ -164,8 +165,26 @@ fn printed_birth_date(text: &str) -> Option<chrono::NaiveDate> {
 }
 
 /// Words that make an address block's first line an organisation, not a person.
-const ORGANISATIONS: &[&str] =
-    &["sarl", "sas", "sasu", "sa", "sci", "eurl", "scp", "association", "societe", "mairie", "caf", "cabinet", "agence", "office", "service", "direction", "centre", "syndic"];
+const ORGANISATIONS: &[&str] = &[
+    "sarl",
+    "sas",
+    "sasu",
+    "sa",
+    "sci",
+    "eurl",
+    "scp",
+    "association",
+    "societe",
+    "mairie",
+    "caf",
+    "cabinet",
+    "agence",
+    "office",
+    "service",
+    "direction",
+    "centre",
+    "syndic",
+];
 /// Courtesy words before a name.
 const CIVILITIES: &[&str] = &["madame", "monsieur", "mme", "m", "mr", "et"];
 /// Small words names are made with ("Marie de la Tour").
@@ -255,7 +274,9 @@ mod tests {
     #[test]
     fn someone_else_is_a_stranger_and_a_blur_is_unknown() {
         let h = family();
-        assert!(matches!(attribute(&h, "Nom : MARTIN Prénoms : LUC Né(e) le : 01/01/1990"), Attribution::Stranger { read, proof } if read == "martin" && proof.contains("01/01/1990")));
+        assert!(
+            matches!(attribute(&h, "Nom : MARTIN Prénoms : LUC Né(e) le : 01/01/1990"), Attribution::Stranger { read, proof } if read == "martin" && proof.contains("01/01/1990"))
+        );
         // A foreign surname without a birth date is only a doubt.
         assert_eq!(attribute(&h, "Nom : MARTIN Prénoms : LUC"), Attribution::Doubt { read: "martin".into() });
         assert_eq!(attribute(&h, "RÉPUBLIQUE FRANÇAISE ..."), Attribution::Unknown);

@@ -87,8 +87,7 @@ fn reduce(bits: &Bitmap, f: u32) -> Reduced {
 fn skew(r: &Reduced, border: usize) -> f32 {
     let mut best = (0.0f32, 0.0f64);
     let (xs, ys) = (border..r.w.saturating_sub(border), border..r.h.saturating_sub(border));
-    let pts: Vec<(f32, f32)> =
-        ys.flat_map(|y| xs.clone().filter(move |&x| r.ink[y * r.w + x] == 1).map(move |x| (x as f32, y as f32))).collect();
+    let pts: Vec<(f32, f32)> = ys.flat_map(|y| xs.clone().filter(move |&x| r.ink[y * r.w + x] == 1).map(move |x| (x as f32, y as f32))).collect();
     if pts.len() < 50 {
         return 0.0;
     }

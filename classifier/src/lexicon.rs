@@ -267,7 +267,8 @@ mod tests {
     fn rules_follow_the_plan_they_are_given() {
         let plan = FilingPlan::from_toml(scanbureau_pipeline::config::DEFAULT_PLAN).expect("plan");
         // A rule for a category the plan does not file that type under is left out there.
-        let odd = "[[type]]\ncode = \"CNI\"\ncategories = [\"RFR\", \"IDD\"]\ntitle = [\"x\"]\n[[type]]\ncode = \"GONE\"\ncategories = [\"RFR\"]\ntitle = [\"y\"]\n";
+        let odd =
+            "[[type]]\ncode = \"CNI\"\ncategories = [\"RFR\", \"IDD\"]\ntitle = [\"x\"]\n[[type]]\ncode = \"GONE\"\ncategories = [\"RFR\"]\ntitle = [\"y\"]\n";
         let lex = Lexicon::load(odd, &plan).expect("loads");
         assert_eq!(lex.types.len(), 1);
         assert_eq!(lex.types[0].categories, vec!["IDD".to_string()]);

@@ -511,7 +511,8 @@ fn french_id(l: &[String]) -> Mrz {
     let issued_yy: i32 = f.text(36..38).parse().unwrap_or(0);
     let issued = if issued_yy >= 88 { 1900 + issued_yy } else { 2000 + issued_yy };
     let surname = f.text(5..30).trim_end_matches('<').replace('<', " ");
-    let given_names: Vec<String> = f.text(49..63).trim_end_matches('<').split("<<").map(|s| s.replace('<', " ").trim().to_string()).filter(|s| !s.is_empty()).collect();
+    let given_names: Vec<String> =
+        f.text(49..63).trim_end_matches('<').split("<<").map(|s| s.replace('<', " ").trim().to_string()).filter(|s| !s.is_empty()).collect();
     let code = f.text(0..2);
     Mrz {
         format: MrzFormat::FrenchId,
@@ -656,7 +657,10 @@ mod tests {
     fn a_first_line_that_lost_its_issuing_state_reads_with_the_nationality_put_back() {
         // As Tesseract read an Indian passport's scan: "IND" gone from the first line.
         let m = find("P<DOE<<JOCELYN<MICHELLE<<<<<<<<<c<<<<cccccce\nJ8369854<4IND5909234F2110101<<<<<<<c<<<ccccc8").expect("read");
-        assert_eq!((m.issuer.as_str(), m.surname.as_str(), m.given_names.as_slice()), ("IND", "DOE", ["JOCELYN".to_string(), "MICHELLE".to_string()].as_slice()));
+        assert_eq!(
+            (m.issuer.as_str(), m.surname.as_str(), m.given_names.as_slice()),
+            ("IND", "DOE", ["JOCELYN".to_string(), "MICHELLE".to_string()].as_slice())
+        );
         assert!(m.failed.is_empty(), "{:?}", m.failed);
         assert!(!m.checked(), "a state put back is a guess, not proof");
         // A complete first line is read as it is.

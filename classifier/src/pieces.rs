@@ -130,7 +130,8 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
     let standalone = |phrases: &[String]| phrases.iter().any(|p| head.iter().any(|l| titled_by(l, p) && wording_len(l) <= p.len() + TITLE_LINE_SLACK));
     let titles: Vec<&[String]> = lex.types.iter().map(|t| t.title.as_slice()).chain(lex.outside.iter().map(|o| o.title.as_slice())).collect();
     let scored: Vec<Score> = lex.types.iter().map(|t| score_type(t, &reading)).collect();
-    let booklet = (0..scored.len()).max_by(|&a, &b| scored[a].score.total_cmp(&scored[b].score)).filter(|&i| lex.types[i].booklet && scored[i].score >= BOOKLET_PAGE);
+    let booklet =
+        (0..scored.len()).max_by(|&a, &b| scored[a].score.total_cmp(&scored[b].score)).filter(|&i| lex.types[i].booklet && scored[i].score >= BOOKLET_PAGE);
     let matches: Vec<Vec<String>> = scored.into_iter().map(|s| s.matched).chain(lex.outside.iter().map(|o| score_outside(o, &reading).matched)).collect();
     let titled: Vec<usize> = (0..matches.len()).filter(|&i| matches[i].iter().any(|m| m.starts_with("title:"))).collect();
     let mentioned: Vec<usize> = (0..titles.len()).filter(|&i| standalone(titles[i])).collect();
@@ -304,7 +305,8 @@ fn classify_piece(lex: &Lexicon, trust: &TrustList, household: &Household, pages
     if let (Some(d), Some(v)) = (code, &verdict) {
         evidence.push(format!("{}; {}", d.describe(), v.describe()));
         // What the print says without the code, against what the code says.
-        let printed = scores.iter().max_by(|a, b| a.1.score.total_cmp(&b.1.score)).filter(|s| s.1.score >= TITLE_IN_TITLE).map(|s| lex.types[s.0].code.as_str());
+        let printed =
+            scores.iter().max_by(|a, b| a.1.score.total_cmp(&b.1.score)).filter(|s| s.1.score >= TITLE_IN_TITLE).map(|s| lex.types[s.0].code.as_str());
         let (label, coded) = twoddoc::document_type(&d.doc_type);
         if let Some(printed) = printed
             && coded.map(|c| c.1) != Some(printed)
@@ -511,7 +513,8 @@ mod tests {
         // notice to quit; the same heading at the top of a page is.
         let paragraph = "Le présent bail sera résolu de plein droit en cas de non-paiement d'un seul terme de loyer ou de charges";
         let section = format!("{paragraph}\nCONGÉ\nLe locataire peut résilier le bail à tout moment.");
-        let pages = [page("CONTRAT DE LOCATION", "le bailleur le locataire dépôt de garantie"), PageFeatures { text: Some(section), ..PageFeatures::default() }];
+        let pages =
+            [page("CONTRAT DE LOCATION", "le bailleur le locataire dépôt de garantie"), PageFeatures { text: Some(section), ..PageFeatures::default() }];
         assert_eq!(run(&pages).len(), 1, "{:?}", run(&pages));
         let notice = PageFeatures { text: Some(format!("CONGÉ\n{paragraph}")), ..PageFeatures::default() };
         assert_eq!(run(&[pages[0].clone(), notice]).len(), 2);
@@ -641,15 +644,24 @@ mod tests {
         // Headings not read (beside redaction boxes, or too faint), the formulas alone: one page
         // could be an extract and goes to review; pages of them in a row are the booklet, even
         // when a photo box on one is taken for a card.
-        let formulas = |text: &str, cards: u8| PageFeatures { text: Some(text.into()), layout: PageLayout { cards, ..PageLayout::default() }, ..PageFeatures::default() };
-        let inside = formulas("Extrait délivré conforme à l'acte de naissance n°\nMariage célébré à LYON le\nIl a été déclaré qu'il n'a pas été fait de contrat de mariage", 0);
+        let formulas =
+            |text: &str, cards: u8| PageFeatures { text: Some(text.into()), layout: PageLayout { cards, ..PageLayout::default() }, ..PageFeatures::default() };
+        let inside = formulas(
+            "Extrait délivré conforme à l'acte de naissance n°\nMariage célébré à LYON le\nIl a été déclaré qu'il n'a pas été fait de contrat de mariage",
+            0,
+        );
         let next = formulas("Extrait de l'acte de naissance n°\nDélivré conforme aux registres, le\nExtrait de l'acte de décès n°", 1);
         let alone = &run(std::slice::from_ref(&inside))[0];
         assert!(alone.confidence < 0.8, "{} {:?}", alone.confidence, alone.evidence);
         let both = run(&[inside, next]);
         assert_eq!(both.len(), 1, "{:?}", both.iter().map(|d| &d.evidence).collect::<Vec<_>>());
         assert_eq!(both[0].type_code.as_deref(), Some("LIVRET_FAMILLE"));
-        assert!(both[0].confidence >= 0.8 && both[0].evidence.iter().any(|e| e.contains("2 pages of one booklet")), "{} {:?}", both[0].confidence, both[0].evidence);
+        assert!(
+            both[0].confidence >= 0.8 && both[0].evidence.iter().any(|e| e.contains("2 pages of one booklet")),
+            "{} {:?}",
+            both[0].confidence,
+            both[0].evidence
+        );
         // A birth certificate on its own stays one.
         let d = &run(&[page("EXTRAIT D'ACTE DE NAISSANCE", "avec filiation est né le 3 mars 1990 de sexe masculin Mentions marginales")])[0];
         assert_eq!(d.type_code.as_deref(), Some("ACTE_NAISSANCE"), "{:?}", d.evidence);

@@ -341,8 +341,11 @@ fn from_text_layer(layer: &scanbureau_pipeline::pdftext::TextLayer, view: &PageV
     sizes.sort_by(f32::total_cmp);
     let body = sizes.get(sizes.len() / 2).copied().unwrap_or(10.0);
     let (pw, ph) = (layer.page_w.max(1.0), layer.page_h.max(1.0));
-    let mut titles: Vec<&scanbureau_pipeline::pdftext::TextLine> =
-        layer.lines.iter().filter(|l| l.size >= body * 1.18 && (!layer.positioned || l.y < ph * 0.6) && l.text.chars().filter(|c| c.is_alphabetic()).count() >= 4).collect();
+    let mut titles: Vec<&scanbureau_pipeline::pdftext::TextLine> = layer
+        .lines
+        .iter()
+        .filter(|l| l.size >= body * 1.18 && (!layer.positioned || l.y < ph * 0.6) && l.text.chars().filter(|c| c.is_alphabetic()).count() >= 4)
+        .collect();
     titles.sort_by(|a, b| b.size.total_cmp(&a.size));
     titles.truncate(3);
     titles.sort_by(|a, b| a.y.total_cmp(&b.y));
@@ -559,7 +562,8 @@ fn read_upright(gray: &GrayImage, bits: &scanbureau_pipeline::binarize::Bitmap, 
             // (a line's box can take in a pattern behind it).
             let tall = ink_height(bits, &boxes).unwrap_or(layout.lines[group[0]].rect.h) as f32;
             let scale = (MRZ_CHAR_PX / tall.max(1.0)).clamp(0.25, 3.0);
-            let zone = pass.read_scaled(&Ask { name: "machine-readable zone", rects: &boxes, min_dpi: 0.0, mode: Segmentation::Block, charset: Some(MRZ_CHARSET) }, scale);
+            let zone = pass
+                .read_scaled(&Ask { name: "machine-readable zone", rects: &boxes, min_dpi: 0.0, mode: Segmentation::Block, charset: Some(MRZ_CHARSET) }, scale);
             if let Some(m) = mrz::find(&zone) {
                 pass.log.push(m.describe());
                 let checked = m.checked();
@@ -601,15 +605,15 @@ fn read_upright(gray: &GrayImage, bits: &scanbureau_pipeline::binarize::Bitmap, 
         if scale < 0.35 {
             pass.log.push(format!("budget spent ({:.1} of {:.1} Mpx read): whole page not read", pass.spent, cfg.budget_mpx));
         } else {
-        let all = pass.read_scaled(&Ask { name: "whole page (fallback)", rects: &page, min_dpi: 0.0, mode: Segmentation::Auto, charset: None }, scale);
-        if !all.trim().is_empty() {
-            // A zone the line passes missed may be in it.
-            if f.mrz.is_none() && all.contains("<<") && mrz::find(&all).is_some() {
-                f.mrz = Some(all.clone());
+            let all = pass.read_scaled(&Ask { name: "whole page (fallback)", rects: &page, min_dpi: 0.0, mode: Segmentation::Auto, charset: None }, scale);
+            if !all.trim().is_empty() {
+                // A zone the line passes missed may be in it.
+                if f.mrz.is_none() && all.contains("<<") && mrz::find(&all).is_some() {
+                    f.mrz = Some(all.clone());
+                }
+                text.push('\n');
+                text.push_str(&all);
             }
-            text.push('\n');
-            text.push_str(&all);
-        }
         }
     }
     pass.log.push(format!("read {:.1} Mpx", pass.spent));

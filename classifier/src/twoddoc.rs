@@ -428,7 +428,10 @@ impl TrustList {
             for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#')) {
                 let parts: Vec<&str> = line.split_whitespace().collect();
                 let [ca, cert, curve, hex] = parts.as_slice() else { return Err(err(format!("line {}: want CA CERT CURVE HEX", n + 1))) };
-                let point = (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)).collect::<Result<Vec<u8>, _>>().map_err(|_| err(format!("line {}: key is not hex", n + 1)))?;
+                let point = (0..hex.len() / 2)
+                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+                    .collect::<Result<Vec<u8>, _>>()
+                    .map_err(|_| err(format!("line {}: key is not hex", n + 1)))?;
                 let key = match *curve {
                     "P256" => PublicKey::P256(point),
                     "P384" => PublicKey::P384(point),
@@ -544,7 +547,10 @@ pub fn contradictions(doc: &TwoDDoc, normalised_text: &str) -> Vec<String> {
         && let Some(rfr) = doc.field("41").map(|v| v.trim_start_matches('0')).filter(|v| v.len() >= 5)
         && !digits.contains(rfr)
         && let Some(at) = normalised_text.find(" revenu fiscal de reference ")
-        && let Some(near) = numbers(&normalised_text[at..]).into_iter().take(NUMBERS_AFTER_LABEL).find(|n| n.len() == rfr.len() && n.bytes().zip(rfr.bytes()).filter(|(a, b)| a != b).count() == 1)
+        && let Some(near) = numbers(&normalised_text[at..])
+            .into_iter()
+            .take(NUMBERS_AFTER_LABEL)
+            .find(|n| n.len() == rfr.len() && n.bytes().zip(rfr.bytes()).filter(|(a, b)| a != b).count() == 1)
     {
         out.push(format!("revenu fiscal de référence signed {rfr}, found nowhere in the print, and {near} printed after its label"));
     }
@@ -589,7 +595,11 @@ fn number_after(text: &str, label: &str) -> Option<String> {
     let at = text.find(label)? + label.len();
     let words: Vec<&str> = text[at..].split_whitespace().take(8).collect();
     let start = words.iter().position(|w| w.chars().all(|c| c.is_ascii_digit()))?;
-    let digits: String = words[start..].iter().take_while(|w| w.chars().all(|c| c.is_ascii_digit()) && w.len() <= 3 || w.len() >= 4 && w.chars().all(|c| c.is_ascii_digit())).copied().collect();
+    let digits: String = words[start..]
+        .iter()
+        .take_while(|w| w.chars().all(|c| c.is_ascii_digit()) && w.len() <= 3 || w.len() >= 4 && w.chars().all(|c| c.is_ascii_digit()))
+        .copied()
+        .collect();
     Some(digits.trim_start_matches('0').to_string())
 }
 

@@ -7,7 +7,7 @@ use image::GrayImage;
 
 use crate::binarize::{Bitmap, MIN_CONTRAST, TileStats, binarize, tile_stats};
 use crate::geometry::{Corrections, straighten};
-use crate::lightpdf::{EncodedPage, EncodeParams, PageContent, encode_page};
+use crate::lightpdf::{EncodeParams, EncodedPage, PageContent, encode_page};
 use crate::qr::{QrHit, QrSearch, find_qr_codes_in, quarter_turn};
 use crate::qualify::{PageFeatures, PageView};
 use crate::raster::PageRaster;
@@ -172,7 +172,11 @@ pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn 
     let photographed = corrections.outline || corrections.flattened;
     let content = match content {
         PageContent::Text | PageContent::ColourText if features.layout.cards > 0 || features.mrz.is_some() || photographed => {
-            if raster.rgb.is_some() { PageContent::Colour } else { PageContent::Photo }
+            if raster.rgb.is_some() {
+                PageContent::Colour
+            } else {
+                PageContent::Photo
+            }
         }
         c => c,
     };

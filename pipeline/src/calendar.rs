@@ -171,18 +171,8 @@ pub fn easter(year: i32) -> NaiveDate {
 pub fn holidays(year: i32, sub: Subdivision) -> Vec<NaiveDate> {
     let ymd = |m, d| NaiveDate::from_ymd_opt(year, m, d).expect("fixed holiday dates are valid");
     let e = easter(year);
-    let mut days = vec![
-        ymd(1, 1),
-        e + Duration::days(1),
-        ymd(5, 1),
-        ymd(5, 8),
-        e + Duration::days(39),
-        ymd(7, 14),
-        ymd(8, 15),
-        ymd(11, 1),
-        ymd(11, 11),
-        ymd(12, 25),
-    ];
+    let mut days =
+        vec![ymd(1, 1), e + Duration::days(1), ymd(5, 1), ymd(5, 8), e + Duration::days(39), ymd(7, 14), ymd(8, 15), ymd(11, 1), ymd(11, 11), ymd(12, 25)];
     // Whit Monday was the "journée de solidarité" instead of a holiday from 2005 to 2007.
     if !(2005..=2007).contains(&year) {
         days.push(e + Duration::days(50));
@@ -315,9 +305,7 @@ mod tests {
     #[test]
     fn matches_the_reference_holidays_for_every_year_and_subdivision() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/domain/oracle/holidays-fr.csv");
-        let Ok(csv) = std::fs::read_to_string(path) else {
-            panic!("reference data missing at {path}: the shared/ folder must sit beside the project")
-        };
+        let Ok(csv) = std::fs::read_to_string(path) else { panic!("reference data missing at {path}: the shared/ folder must sit beside the project") };
         let mut expected: std::collections::BTreeMap<(String, i32), Vec<NaiveDate>> = Default::default();
         for line in csv.lines().skip(1) {
             let mut f = line.splitn(3, ',');

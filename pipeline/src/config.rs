@@ -102,7 +102,13 @@ fn default_ocr_budget() -> f32 {
 
 impl Default for QualifySection {
     fn default() -> Self {
-        Self { review_threshold: 0.80, ocr_language: default_ocr_language(), ocr_page_budget_mpx: default_ocr_budget(), ocr_whole_page: true, twoddoc_trust: None }
+        Self {
+            review_threshold: 0.80,
+            ocr_language: default_ocr_language(),
+            ocr_page_budget_mpx: default_ocr_budget(),
+            ocr_whole_page: true,
+            twoddoc_trust: None,
+        }
     }
 }
 
@@ -118,10 +124,7 @@ impl SiteConfig {
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let cfg: SiteConfig = toml::from_str(text)?;
         if Subdivision::from_code(&cfg.site.calendar).is_none() {
-            return Err(ConfigError::Invalid(format!(
-                "site.calendar {:?} is not one of FR, 57, 6AE, 971, 972, 973, 974, 976, BL, MF",
-                cfg.site.calendar
-            )));
+            return Err(ConfigError::Invalid(format!("site.calendar {:?} is not one of FR, 57, 6AE, 971, 972, 973, 974, 976, BL, MF", cfg.site.calendar)));
         }
         if !cfg.site.bureau_email.contains('@') {
             return Err(ConfigError::Invalid(format!("site.bureau_email {:?} is not an address", cfg.site.bureau_email)));

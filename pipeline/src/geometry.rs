@@ -99,10 +99,13 @@ fn paper_field(m: &Map, b: usize) -> (usize, usize, Vec<u8>) {
                 }
             }
             let mut acc = 0;
-            out[by * bw + bx] = (0..256).rev().find(|&i| {
-                acc += hist[i];
-                acc * 10 >= n
-            }).unwrap_or(255) as u8;
+            out[by * bw + bx] = (0..256)
+                .rev()
+                .find(|&i| {
+                    acc += hist[i];
+                    acc * 10 >= n
+                })
+                .unwrap_or(255) as u8;
         }
     }
     (bw, bh, out)
@@ -159,7 +162,14 @@ pub fn find_outline(gray: &GrayImage) -> Option<Quad> {
     for y in 0..m.h {
         for x in 0..m.w {
             if label[y * m.w + x] {
-                let edge = x == 0 || y == 0 || x + 1 == m.w || y + 1 == m.h || !label[y * m.w + x - 1] || !label[y * m.w + x + 1] || !label[(y - 1) * m.w + x] || !label[(y + 1) * m.w + x];
+                let edge = x == 0
+                    || y == 0
+                    || x + 1 == m.w
+                    || y + 1 == m.h
+                    || !label[y * m.w + x - 1]
+                    || !label[y * m.w + x + 1]
+                    || !label[(y - 1) * m.w + x]
+                    || !label[(y + 1) * m.w + x];
                 if edge {
                     pts.push((x as f32, y as f32));
                 }
@@ -178,7 +188,8 @@ pub fn find_outline(gray: &GrayImage) -> Option<Quad> {
     if qa < area as f32 * 0.9 || qa > area as f32 * 1.12 {
         return None;
     }
-    let touching = [tl.1.min(tr.1) <= 1.0, tr.0.max(br.0) >= (m.w - 2) as f32, bl.1.max(br.1) >= (m.h - 2) as f32, tl.0.min(bl.0) <= 1.0].iter().filter(|&&b| b).count();
+    let touching =
+        [tl.1.min(tr.1) <= 1.0, tr.0.max(br.0) >= (m.w - 2) as f32, bl.1.max(br.1) >= (m.h - 2) as f32, tl.0.min(bl.0) <= 1.0].iter().filter(|&&b| b).count();
     if touching >= 3 {
         return None;
     }
@@ -332,10 +343,13 @@ fn paper_colour(raster: &PageRaster) -> [f32; 3] {
         }
         let n: u32 = hist.iter().sum();
         let mut acc = 0;
-        (0..256).rev().find(|&v| {
-            acc += hist[v];
-            acc * 10 >= n
-        }).unwrap_or(255) as f32
+        (0..256)
+            .rev()
+            .find(|&v| {
+                acc += hist[v];
+                acc * 10 >= n
+            })
+            .unwrap_or(255) as f32
     };
     match &raster.rgb {
         Some(rgb) => [level(rgb.as_raw(), 3, 0), level(rgb.as_raw(), 3, 1), level(rgb.as_raw(), 3, 2)],
@@ -365,8 +379,12 @@ fn resample_with(raster: &PageRaster, w: u32, h: u32, map: &dyn Fn(f32, f32) -> 
                 let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
                 let mut px = [0u8; 3];
                 for (c, out) in px.iter_mut().enumerate() {
-                    let at = |x: i64, y: i64| -> f32 { if x < 0 || y < 0 || x >= iw || y >= ih { fill[c] } else { raw[((y * iw + x) * 3) as usize + c] as f32 } };
-                    let v = at(x0, y0) * (1.0 - fx) * (1.0 - fy) + at(x0 + 1, y0) * fx * (1.0 - fy) + at(x0, y0 + 1) * (1.0 - fx) * fy + at(x0 + 1, y0 + 1) * fx * fy;
+                    let at =
+                        |x: i64, y: i64| -> f32 { if x < 0 || y < 0 || x >= iw || y >= ih { fill[c] } else { raw[((y * iw + x) * 3) as usize + c] as f32 } };
+                    let v = at(x0, y0) * (1.0 - fx) * (1.0 - fy)
+                        + at(x0 + 1, y0) * fx * (1.0 - fy)
+                        + at(x0, y0 + 1) * (1.0 - fx) * fy
+                        + at(x0 + 1, y0 + 1) * fx * fy;
                     *out = v.round().clamp(0.0, 255.0) as u8;
                 }
                 image::Rgb(px)
@@ -922,7 +940,8 @@ mod tests {
         };
         let img = GrayImage::from_fn(w, h, |x, y| {
             let (fx, fy) = (x as f32, y as f32);
-            let v = if inside(fx, fy) { if (y / 20) % 2 == 0 && (x / 7) % 3 != 0 && x > 400 && x < 1150 { 30 } else { 235 } } else { 60 + ((x + y) % 17) as u8 };
+            let v =
+                if inside(fx, fy) { if (y / 20) % 2 == 0 && (x / 7) % 3 != 0 && x > 400 && x < 1150 { 30 } else { 235 } } else { 60 + ((x + y) % 17) as u8 };
             image::Luma([v])
         });
         let raster = PageRaster::from_gray(img, false);
@@ -940,11 +959,14 @@ mod tests {
 
     #[test]
     fn a_shadow_is_flattened() {
-        let mut r = PageRaster::from_gray(GrayImage::from_fn(1200, 1600, |x, y| {
-            let light = 250.0 - 140.0 * (x as f32 / 1200.0);
-            let ink = (y / 40) % 2 == 0 && (x / 6) % 3 != 0;
-            image::Luma([if ink { (light * 0.25) as u8 } else { light as u8 }])
-        }), false);
+        let mut r = PageRaster::from_gray(
+            GrayImage::from_fn(1200, 1600, |x, y| {
+                let light = 250.0 - 140.0 * (x as f32 / 1200.0);
+                let ink = (y / 40) % 2 == 0 && (x / 6) % 3 != 0;
+                image::Luma([if ink { (light * 0.25) as u8 } else { light as u8 }])
+            }),
+            false,
+        );
         assert!(flatten_light(&mut r));
         let left = r.gray.get_pixel(100, 60).0[0] as i32;
         let right = r.gray.get_pixel(1100, 60).0[0] as i32;

@@ -58,8 +58,7 @@ impl NumeroUnique {
             return Err(err("territory must be 3 characters [0-9A-Z]"));
         }
         let month = &value[3..5];
-        if !matches!(month, "01" | "02" | "03" | "04" | "05" | "06" | "07" | "08" | "09" | "10" | "11" | "12")
-        {
+        if !matches!(month, "01" | "02" | "03" | "04" | "05" | "06" | "07" | "08" | "09" | "10" | "11" | "12") {
             return Err(err("month of first deposit must be 01 to 12"));
         }
         if !b[5..13].iter().all(u8::is_ascii_digit) {
@@ -96,13 +95,8 @@ pub struct NumeroGuichet(String);
 impl NumeroGuichet {
     pub fn parse(raw: &str) -> Result<Self, IdError> {
         let value = raw.trim().to_ascii_uppercase();
-        let ok = (1..=10).contains(&value.len())
-            && value.bytes().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase());
-        if ok {
-            Ok(Self(value))
-        } else {
-            Err(IdError { what: "numero guichet", value: raw.to_string(), why: "must be 1 to 10 characters [0-9A-Z]" })
-        }
+        let ok = (1..=10).contains(&value.len()) && value.bytes().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase());
+        if ok { Ok(Self(value)) } else { Err(IdError { what: "numero guichet", value: raw.to_string(), why: "must be 1 to 10 characters [0-9A-Z]" }) }
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -123,11 +117,7 @@ impl Departement {
             && b[0].is_ascii_digit()
             && b[1].is_ascii_digit()
             && (b[2].is_ascii_digit() || (&value[..2] == "02" && (b[2] == b'A' || b[2] == b'B')));
-        if ok {
-            Ok(Self(value))
-        } else {
-            Err(IdError { what: "departement", value: raw.to_string(), why: "must be 3 characters like 075, 974 or 02A" })
-        }
+        if ok { Ok(Self(value)) } else { Err(IdError { what: "departement", value: raw.to_string(), why: "must be 3 characters like 075, 974 or 02A" }) }
     }
     pub fn as_str(&self) -> &str {
         &self.0

@@ -118,9 +118,7 @@ fn split_tiff(name: &str, bytes: Vec<u8>, limits: &Limits) -> Vec<PageSource> {
         Ok(1) => vec![PageSource { source: name.to_string(), blob: PageBlob::TiffPage { data: Arc::new(bytes), index: 0 } }],
         Ok(n) => {
             let data = Arc::new(bytes);
-            (0..n)
-                .map(|i| PageSource { source: format!("{name}#{}", i + 1), blob: PageBlob::TiffPage { data: data.clone(), index: i } })
-                .collect()
+            (0..n).map(|i| PageSource { source: format!("{name}#{}", i + 1), blob: PageBlob::TiffPage { data: data.clone(), index: i } }).collect()
         }
     }
 }
@@ -309,7 +307,8 @@ mod tests {
 
     #[test]
     fn mail_without_attachment_is_accounted() {
-        let eml = b"From: Guichet <pj@bailleur.fr>\r\nTo: bureau@example.org\r\nSubject: test\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nBonjour\r\n";
+        let eml =
+            b"From: Guichet <pj@bailleur.fr>\r\nTo: bureau@example.org\r\nSubject: test\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nBonjour\r\n";
         let (pages, env) = split_eml("m.eml", eml, &Limits::default());
         assert_eq!(env.from.as_deref(), Some("pj@bailleur.fr"));
         assert_eq!(pages.len(), 1);
@@ -328,7 +327,10 @@ mod tests {
             }
             Stream::new(d, vec![200u8; 500 * 500])
         };
-        let mask = doc.add_object(Stream::new(dictionary! { "Type" => "XObject", "Subtype" => "Image", "Width" => 500, "Height" => 500, "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8 }, vec![128u8; 500 * 500]));
+        let mask = doc.add_object(Stream::new(
+            dictionary! { "Type" => "XObject", "Subtype" => "Image", "Width" => 500, "Height" => 500, "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8 },
+            vec![128u8; 500 * 500],
+        ));
         let mut xobjects = lopdf::Dictionary::new();
         let mut ops = String::new();
         for k in 0..layers {

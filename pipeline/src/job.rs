@@ -4,7 +4,6 @@
 //! pages (in parallel, one at a time each), then hands the [`PageRecord`]s here. Nothing here
 //! touches the disk or the clock.
 
-
 use chrono::{DateTime, FixedOffset};
 use sha2::{Digest, Sha256};
 
@@ -170,7 +169,8 @@ pub fn assemble(ctx: &JobContext<'_>, records: &[PageRecord], qualifier: &dyn Qu
             PageOutcome::Unreadable { .. } => PageFeatures::default(),
         })
         .collect();
-    let mailing = MailingView { ctx, records, features: &features, qualifier, split: &split, sender: &sender, notice_ctx: &notice_ctx, territories: site.territories() };
+    let mailing =
+        MailingView { ctx, records, features: &features, qualifier, split: &split, sender: &sender, notice_ctx: &notice_ctx, territories: site.territories() };
     let (mut piece_files, mut notices, mut requests_out) = (Vec::new(), Vec::new(), Vec::new());
     for (index, req) in split.requests.iter().enumerate() {
         // Logs name the request by its place in the mailing, never by its numéro (personal data).
@@ -512,7 +512,10 @@ fn request_notice_file(ctx: &JobContext<'_>, notice_ctx: &NoticeContext<'_>, to:
             reason: p.reason,
         })
         .collect();
-    let eml = request_notice(notice_ctx, &RequestNotice { to, numero: report.numero_unique.as_deref(), reason: report.reason, pieces, pages: req.page_count as usize });
+    let eml = request_notice(
+        notice_ctx,
+        &RequestNotice { to, numero: report.numero_unique.as_deref(), reason: report.reason, pieces, pages: req.page_count as usize },
+    );
     let key = report.numero_unique.clone().unwrap_or_else(|| format!("page-{}", req.slip_page.unwrap_or(0)));
     OutputFile { path: format!("outbox/{}-{key}.eml", ctx.batch_id), bytes: eml }
 }
@@ -662,7 +665,11 @@ mod tests {
 
     #[test]
     fn the_sender_is_the_bordereau_s_counter_then_the_mail_s_then_the_applicant() {
-        let (registry, plan, site) = (Registry::from_json(REGISTRY).expect("registry"), FilingPlan::from_toml(crate::config::DEFAULT_PLAN).expect("plan"), SiteConfig::embedded_default());
+        let (registry, plan, site) = (
+            Registry::from_json(REGISTRY).expect("registry"),
+            FilingPlan::from_toml(crate::config::DEFAULT_PLAN).expect("plan"),
+            SiteConfig::embedded_default(),
+        );
         let mut ctx = context(&registry, &plan, &site);
         let counter = sender_of(&ctx, &split(MailingKind::Guichet, Some("G0043"), &["0740126000123G0042"], Vec::new()));
         assert_eq!((counter.kind, counter.id.as_deref(), counter.email.as_deref()), (SenderKind::Guichet, Some("G0043"), Some("accueil@mairie-exemple.fr")));
@@ -678,7 +685,11 @@ mod tests {
 
     #[test]
     fn notices_go_to_the_uploader_the_sender_or_the_registering_counter() {
-        let (registry, plan, site) = (Registry::from_json(REGISTRY).expect("registry"), FilingPlan::from_toml(crate::config::DEFAULT_PLAN).expect("plan"), SiteConfig::embedded_default());
+        let (registry, plan, site) = (
+            Registry::from_json(REGISTRY).expect("registry"),
+            FilingPlan::from_toml(crate::config::DEFAULT_PLAN).expect("plan"),
+            SiteConfig::embedded_default(),
+        );
         let mut ctx = context(&registry, &plan, &site);
         let (known, no_email) = (numero("0740126000123G0042"), numero("0740126000125G0042"));
         let unknown = Sender { kind: SenderKind::Unknown, id: None, email: None };
@@ -692,7 +703,14 @@ mod tests {
     }
 
     fn draft(categorie: Option<&str>, confidence: f32, rejection: Option<ReasonCode>) -> PieceDraft {
-        PieceDraft { pages: vec![1], categorie: categorie.map(String::from), type_code: Some("CNI".into()), confidence, evidence: vec!["read".into()], rejection }
+        PieceDraft {
+            pages: vec![1],
+            categorie: categorie.map(String::from),
+            type_code: Some("CNI".into()),
+            confidence,
+            evidence: vec!["read".into()],
+            rejection,
+        }
     }
 
     #[test]
@@ -708,7 +726,13 @@ mod tests {
         // Past what the fiche announces, nothing is refused nor filed: an operator looks first.
         let held = decide(&draft(None, 0.0, Some(ReasonCode::PieceIllisible)), None, Some("the fiche announces 2 pages and 5 were scanned"));
         assert_eq!((held.0, held.1), (PieceStatus::Review, None));
-        assert_eq!(held.2[1..], ["would be refused (PIECE_ILLISIBLE) but held first".to_string(), "held for an operator: the fiche announces 2 pages and 5 were scanned; a slip may not have been read".to_string()]);
+        assert_eq!(
+            held.2[1..],
+            [
+                "would be refused (PIECE_ILLISIBLE) but held first".to_string(),
+                "held for an operator: the fiche announces 2 pages and 5 were scanned; a slip may not have been read".to_string()
+            ]
+        );
         assert_eq!(decide(&draft(Some("IDD"), 0.95, None), None, Some("x")).0, PieceStatus::Review);
     }
 
@@ -753,7 +777,15 @@ mod tests {
         assert_eq!(request_status(None, &[piece(Rejected)]), Status::Rejected);
         assert_eq!(request_status(Some(ReasonCode::NumeroInconnu), &[]), Status::Rejected);
         assert_eq!(request_status(None, &[]), Status::Accepted);
-        let request = |status| RequestReport { numero_unique: None, slip_page: None, status, reason: None, pieces: vec![piece(Uploaded)], notice: None, notice_missing: None };
+        let request = |status| RequestReport {
+            numero_unique: None,
+            slip_page: None,
+            status,
+            reason: None,
+            pieces: vec![piece(Uploaded)],
+            notice: None,
+            notice_missing: None,
+        };
         let clean = Counts::default();
         let one_page_refused = Counts { rejected: 1, ..Counts::default() };
         assert_eq!(mailing_status(None, &[request(Status::Accepted)], &clean), Status::Accepted);
@@ -762,14 +794,19 @@ mod tests {
         assert_eq!(mailing_status(None, &[request(Status::Rejected)], &clean), Status::Rejected);
         assert_eq!(mailing_status(None, &[], &clean), Status::Rejected, "no request at all");
         assert_eq!(mailing_status(Some(ReasonCode::PliSansBordereau), &[request(Status::Accepted)], &clean), Status::Rejected);
-        let counts = count_outcomes(&[], &[request(Status::Accepted), RequestReport { pieces: vec![piece(Review), piece(Rejected)], ..request(Status::Partial) }]);
+        let counts =
+            count_outcomes(&[], &[request(Status::Accepted), RequestReport { pieces: vec![piece(Review), piece(Rejected)], ..request(Status::Partial) }]);
         assert_eq!((counts.pieces_uploaded, counts.pieces_review, counts.pieces_rejected), (1, 1, 1));
     }
 
     #[test]
     fn every_page_gets_one_role_from_its_fate_then_its_piece() {
         let records: Vec<PageRecord> = (0..4)
-            .map(|i| PageRecord { source: format!("f.pdf#{i}"), group: 0, outcome: PageOutcome::Unreadable { reason: ReasonCode::FichierCorrompu, detail: "x".into() } })
+            .map(|i| PageRecord {
+                source: format!("f.pdf#{i}"),
+                group: 0,
+                outcome: PageOutcome::Unreadable { reason: ReasonCode::FichierCorrompu, detail: "x".into() },
+            })
             .collect();
         let fates = vec![PageFate::Slip, PageFate::Blank, PageFate::Rejected { reason: ReasonCode::DemandeSansFiche, detail: None }, PageFate::InRequest(0)];
         let mut pages = page_reports(&records, &fates);

@@ -203,7 +203,16 @@ pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, par
             };
             let ink = if matches!(mixed.ink, InkPaint::Solid(_)) { "one colour" } else { "several colours" };
             let why = format!("text on {paper} ({:.0} % tinted, {:.1} % shaded), print in {ink}", 100.0 * layers.tinted_share, 100.0 * lost);
-            EncodedPage { codec: PageCodec::Mixed, width: bits.width, height: bits.height, page_w_pt: pw, page_h_pt: ph, data: encode_g4(bits), mixed: Some(Box::new(mixed)), choice: why }
+            EncodedPage {
+                codec: PageCodec::Mixed,
+                width: bits.width,
+                height: bits.height,
+                page_w_pt: pw,
+                page_h_pt: ph,
+                data: encode_g4(bits),
+                mixed: Some(Box::new(mixed)),
+                choice: why,
+            }
         }
         PageContent::Text => picture(PageContent::Photo, "a page too large for G4".into()),
         PageContent::ColourText => picture(PageContent::Colour, "a page too large for G4".into()),
@@ -401,7 +410,9 @@ impl JpegLayer {
 
 fn g4_dict(w: u32, h: u32, len: usize, stencil: bool) -> String {
     let kind = if stencil { "/ImageMask true" } else { "/ColorSpace /DeviceGray" };
-    format!("<< /Type /XObject /Subtype /Image /Width {w} /Height {h} {kind} /BitsPerComponent 1 /Filter /CCITTFaxDecode /DecodeParms << /K -1 /Columns {w} /Rows {h} /BlackIs1 false >> /Length {len} >>")
+    format!(
+        "<< /Type /XObject /Subtype /Image /Width {w} /Height {h} {kind} /BitsPerComponent 1 /Filter /CCITTFaxDecode /DecodeParms << /K -1 /Columns {w} /Rows {h} /BlackIs1 false >> /Length {len} >>"
+    )
 }
 
 /// The image objects of a page, in the order they are written: (name in the content stream or
@@ -409,13 +420,19 @@ fn g4_dict(w: u32, h: u32, len: usize, stencil: bool) -> String {
 fn page_images(p: &EncodedPage) -> Vec<(&'static str, String, &[u8])> {
     match (p.codec, &p.mixed) {
         (PageCodec::CcittG4, _) | (PageCodec::Mixed, None) => vec![("Im0", g4_dict(p.width, p.height, p.data.len(), false), &p.data)],
-        (PageCodec::JpegGray | PageCodec::JpegRgb, _) => vec![("Im0", jpeg_dict((p.width, p.height, p.codec == PageCodec::JpegRgb, p.data.len()), ""), &p.data)],
+        (PageCodec::JpegGray | PageCodec::JpegRgb, _) => {
+            vec![("Im0", jpeg_dict((p.width, p.height, p.codec == PageCodec::JpegRgb, p.data.len()), ""), &p.data)]
+        }
         (PageCodec::Mixed, Some(m)) => {
             let bg = ("Bg", jpeg_dict(m.background.shape(), " /Interpolate true"), m.background.data.as_slice());
             match &m.ink {
                 InkPaint::Solid(_) => vec![bg, ("Mk", g4_dict(p.width, p.height, p.data.len(), true), &p.data)],
                 // The stencil first, then the ink picture that names it as its /Mask.
-                InkPaint::Picture(l) => vec![bg, ("", g4_dict(p.width, p.height, p.data.len(), true), &p.data), ("Fg", jpeg_dict(l.shape(), " /Interpolate true /Mask {mask}"), l.data.as_slice())],
+                InkPaint::Picture(l) => vec![
+                    bg,
+                    ("", g4_dict(p.width, p.height, p.data.len(), true), &p.data),
+                    ("Fg", jpeg_dict(l.shape(), " /Interpolate true /Mask {mask}"), l.data.as_slice()),
+                ],
             }
         }
     }
@@ -428,7 +445,11 @@ fn page_content(p: &EncodedPage) -> String {
         (PageCodec::Mixed, Some(m)) => match &m.ink {
             InkPaint::Solid(c) => {
                 let f = |v: &u8| format!("{:.3}", *v as f32 / 255.0);
-                let colour = if c.len() == 3 { format!("{} rg", c.iter().map(f).collect::<Vec<_>>().join(" ")) } else { format!("{} g", c.first().map(f).unwrap_or_else(|| "0".into())) };
+                let colour = if c.len() == 3 {
+                    format!("{} rg", c.iter().map(f).collect::<Vec<_>>().join(" "))
+                } else {
+                    format!("{} g", c.first().map(f).unwrap_or_else(|| "0".into()))
+                };
                 format!("{} {colour} {}", place("Bg"), place("Mk"))
             }
             InkPaint::Picture(_) => format!("{} {}", place("Bg"), place("Fg")),
@@ -463,7 +484,12 @@ pub fn write_pdf(pages: &[&EncodedPage], title: &str) -> Vec<u8> {
     obj(&mut out, &mut offsets, format!("<< /Producer (scanbureau) /Title ({}) >>", pdf_string(title)).as_bytes());
     for ((p, imgs), &page_id) in pages.iter().zip(&images).zip(&page_ids) {
         let content_id = page_id + 1;
-        let xobjects: Vec<String> = imgs.iter().enumerate().filter(|(_, (name, _, _))| !name.is_empty()).map(|(k, (name, _, _))| format!("/{name} {} 0 R", content_id + 1 + k)).collect();
+        let xobjects: Vec<String> = imgs
+            .iter()
+            .enumerate()
+            .filter(|(_, (name, _, _))| !name.is_empty())
+            .map(|(k, (name, _, _))| format!("/{name} {} 0 R", content_id + 1 + k))
+            .collect();
         obj(
             &mut out,
             &mut offsets,
@@ -498,10 +524,13 @@ pub fn write_pdf(pages: &[&EncodedPage], title: &str) -> Vec<u8> {
 }
 
 fn pdf_string(s: &str) -> String {
-    s.chars().filter(|c| c.is_ascii() && !c.is_ascii_control()).flat_map(|c| match c {
-        '(' | ')' | '\\' => vec!['\\', c],
-        c => vec![c],
-    }).collect()
+    s.chars()
+        .filter(|c| c.is_ascii() && !c.is_ascii_control())
+        .flat_map(|c| match c {
+            '(' | ')' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect()
 }
 
 /// Decodes a piece page back to pixels in grey, as a viewer draws it (tests and benchmarks compare
@@ -538,7 +567,16 @@ mod tests {
         let (w, h) = (333u32, 120u32);
         let ink: Vec<u8> = (0..w * h).map(|i| (((i % w) / 7 + (i / w) / 5) % 3 == 0) as u8).collect();
         let bits = Bitmap { width: w, height: h, ink: ink.clone() };
-        let page = EncodedPage { codec: PageCodec::CcittG4, width: w, height: h, page_w_pt: 100.0, page_h_pt: 100.0, data: encode_g4(&bits), mixed: None, choice: String::new() };
+        let page = EncodedPage {
+            codec: PageCodec::CcittG4,
+            width: w,
+            height: h,
+            page_w_pt: 100.0,
+            page_h_pt: 100.0,
+            data: encode_g4(&bits),
+            mixed: None,
+            choice: String::new(),
+        };
         let back = decode_encoded(&page).expect("decodes");
         let again: Vec<u8> = back.as_raw().iter().map(|&v| (v == 0) as u8).collect();
         assert_eq!(again, ink);

@@ -62,7 +62,10 @@ pub enum RequestSlip {
     /// Number given with a portal upload.
     Given(NumeroUnique),
     /// A fiche or attestation whose payload is off the contract.
-    Invalid { kind: SlipKind, error: PayloadError },
+    Invalid {
+        kind: SlipKind,
+        error: PayloadError,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -100,7 +103,10 @@ impl RequestSplit {
 pub enum PageFate {
     Slip,
     Blank,
-    Rejected { reason: ReasonCode, detail: Option<String> },
+    Rejected {
+        reason: ReasonCode,
+        detail: Option<String>,
+    },
     /// Part of request number `n` (index into `requests`).
     InRequest(usize),
 }

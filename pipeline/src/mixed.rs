@@ -93,7 +93,15 @@ pub fn separate(pixels: &[u8], channels: usize, mask: &Bitmap, dpi: f32, bg_cell
     let tinted_share = tinted as f32 / counted.max(1) as f32;
     // The print's colour from the inside of strokes (their edges are blurred into the paper).
     let core = |i: usize, x: usize, y: usize| {
-        mask.ink[i] == 1 && x > 0 && y > 0 && x + 1 < w && y + 1 < h && mask.ink[i - 1] == 1 && mask.ink[i + 1] == 1 && mask.ink[i - w] == 1 && mask.ink[i + w] == 1
+        mask.ink[i] == 1
+            && x > 0
+            && y > 0
+            && x + 1 < w
+            && y + 1 < h
+            && mask.ink[i - 1] == 1
+            && mask.ink[i + 1] == 1
+            && mask.ink[i - w] == 1
+            && mask.ink[i + w] == 1
     };
     let ink_cell = ink_cell.max(1);
     let (mut ink_plane, mut ink_known) = cell_means(pixels, channels, w, h, ink_cell, core);

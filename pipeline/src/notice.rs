@@ -59,11 +59,7 @@ fn build(ctx: &NoticeContext<'_>, to: &str, subject: String, body: String, key: 
 }
 
 fn piece_line(p: &NoticePiece) -> String {
-    let what = if p.sensible {
-        "Pièce confidentielle".to_string()
-    } else {
-        p.libelle.clone().unwrap_or_else(|| "Pièce en cours de qualification".into())
-    };
+    let what = if p.sensible { "Pièce confidentielle".to_string() } else { p.libelle.clone().unwrap_or_else(|| "Pièce en cours de qualification".into()) };
     let pages = if p.pages > 1 { format!("{} pages", p.pages) } else { "1 page".into() };
     match (p.status, p.reason) {
         (PieceStatus::Uploaded, _) => format!("  - {what} ({pages}) : déposée dans le dossier"),
@@ -84,11 +80,7 @@ pub fn request_notice(ctx: &NoticeContext<'_>, n: &RequestNotice<'_>) -> Vec<u8>
     let subject;
     if let Some(reason) = n.reason {
         subject = format!("Demande {numero} : pièces non traitées");
-        body.push_str(&format!(
-            "Ces pièces ({} pages) n'ont pas pu être ajoutées au dossier : {}.\n\n",
-            n.pages,
-            reason.libelle()
-        ));
+        body.push_str(&format!("Ces pièces ({} pages) n'ont pas pu être ajoutées au dossier : {}.\n\n", n.pages, reason.libelle()));
         body.push_str(next_step(reason));
     } else {
         let filed = n.pieces.iter().filter(|p| p.status == PieceStatus::Uploaded).count();
@@ -144,8 +136,12 @@ fn next_step(reason: ReasonCode) -> &'static str {
         DemandeRadiee => "La demande est radiée : une nouvelle demande doit être déposée avant tout envoi de pièces.\n",
         IncoherenceIdentite => "Merci de vérifier que les pièces et la fiche récapitulative concernent bien le demandeur.\n",
         PieceIllisible | PiecePartielle => "Merci de renvoyer une copie lisible et complète des pièces refusées.\n",
-        CategoriePleine => "Le dossier contient déjà le nombre maximal de pièces de cette catégorie : mettez à jour le dossier avant d'en envoyer une nouvelle.\n",
-        FichierTropVolumineux | FormatNonSupporte | FichierCorrompu => "Merci de renvoyer les fichiers concernés au format PDF ou image, non protégés et de taille raisonnable.\n",
+        CategoriePleine => {
+            "Le dossier contient déjà le nombre maximal de pièces de cette catégorie : mettez à jour le dossier avant d'en envoyer une nouvelle.\n"
+        }
+        FichierTropVolumineux | FormatNonSupporte | FichierCorrompu => {
+            "Merci de renvoyer les fichiers concernés au format PDF ou image, non protégés et de taille raisonnable.\n"
+        }
         HorsPerimetreReglementaire => "Seules les pièces de la liste réglementaire sont versées au dossier.\n",
         Doublon => "Cette pièce figure déjà au dossier : aucun nouvel envoi n'est nécessaire.\n",
     }
@@ -169,7 +165,13 @@ mod tests {
             pages: 3,
             pieces: vec![
                 NoticePiece { libelle: Some("Certificat médical".into()), sensible: true, pages: 1, status: PieceStatus::Uploaded, reason: None },
-                NoticePiece { libelle: Some("Avis d'impôt sur le revenu".into()), sensible: false, pages: 2, status: PieceStatus::Rejected, reason: Some(ReasonCode::CategoriePleine) },
+                NoticePiece {
+                    libelle: Some("Avis d'impôt sur le revenu".into()),
+                    sensible: false,
+                    pages: 2,
+                    status: PieceStatus::Rejected,
+                    reason: Some(ReasonCode::CategoriePleine),
+                },
             ],
         };
         let eml = request_notice(&ctx(), &n);
@@ -205,11 +207,9 @@ pub enum MailRefusal {
 /// The reply to an e-mail that was not taken as a mailing.
 pub fn mail_refusal_notice(ctx: &NoticeContext<'_>, to: &str, subject: &str, why: &MailRefusal) -> Vec<u8> {
     let reason = match why {
-        MailRefusal::UnknownSender => {
-            "votre adresse n'est pas celle d'un guichet enregistreur connu ni d'un demandeur enregistré. \
+        MailRefusal::UnknownSender => "votre adresse n'est pas celle d'un guichet enregistreur connu ni d'un demandeur enregistré. \
              Merci de passer par votre guichet ou par le portail professionnel."
-                .to_string()
-        }
+            .to_string(),
         MailRefusal::NoAttachment => "le message ne contient aucune pièce jointe au format PDF ou image.".to_string(),
         MailRefusal::AttachmentTooLarge { name, bytes, limit } => format!(
             "la pièce jointe « {name} » pèse {:.1} Mo, au-delà de la limite de {:.0} Mo. Merci de la scinder ou de la compresser.",

@@ -16,8 +16,8 @@ use hayro::hayro_interpret::font::Glyph;
 use hayro::hayro_interpret::hayro_cmap::BfString;
 use hayro::hayro_interpret::kurbo::{Affine, BezPath, Rect};
 use hayro::hayro_interpret::{
-    BlendMode, ClipPath, Context, Device, DrawMode, DrawProps, Image, ImageDrawProps, InterpreterCache, InterpreterSettings, Paint, RenderContent,
-    SoftMask, TransformExt, interpret_page,
+    BlendMode, ClipPath, Context, Device, DrawMode, DrawProps, Image, ImageDrawProps, InterpreterCache, InterpreterSettings, Paint, RenderContent, SoftMask,
+    TransformExt, interpret_page,
 };
 use hayro::hayro_syntax::Pdf;
 
@@ -352,7 +352,8 @@ mod tests {
         assert!(text.contains("CERTIFICAT MEDICAL") && !text.contains("FISCAL"), "{text}");
         // A dark band clipped to nothing, or painted over in white, is no ground.
         for cover in ["q 0 0 1 1 re W n 0 g 60 760 480 30 re f Q", "0 g 60 760 480 30 re f 1 g 60 760 480 30 re f"] {
-            let content = format!("{cover} BT 1 1 1 rg /F1 16 Tf 72 770 Td (CERTIFICAT MEDICAL) Tj ET BT 0 g /F1 10 Tf 72 700 Td (a joindre a une demande) Tj ET");
+            let content =
+                format!("{cover} BT 1 1 1 rg /F1 16 Tf 72 770 Td (CERTIFICAT MEDICAL) Tj ET BT 0 g /F1 10 Tf 72 700 Td (a joindre a une demande) Tj ET");
             let text = page_text(&pdf(&content), 0).expect("text").text();
             assert!(!text.contains("CERTIFICAT"), "{cover}: {text}");
         }

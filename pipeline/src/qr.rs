@@ -69,11 +69,8 @@ pub fn find_qr_codes_in(page: &GrayImage, bits: &Bitmap, search: &QrSearch) -> V
     let cw = ((w as f32 * search.corner_w) as u32).clamp(16, w);
     let ch = ((h as f32 * search.corner_h) as u32).clamp(16, h);
     // Upright slips have their code top right; upside-down ones bottom left.
-    let windows: Vec<(u32, u32, u32, u32)> = if search.thorough {
-        vec![(0, 0, w, h)]
-    } else {
-        vec![(w - cw, 0, cw, ch), (0, h - ch, cw, ch), (0, 0, cw, ch), (w - cw, h - ch, cw, ch)]
-    };
+    let windows: Vec<(u32, u32, u32, u32)> =
+        if search.thorough { vec![(0, 0, w, h)] } else { vec![(w - cw, 0, cw, ch), (0, h - ch, cw, ch), (0, 0, cw, ch), (w - cw, h - ch, cw, ch)] };
     let mut hits: Vec<QrHit> = Vec::new();
     let add = |hit: QrHit, hits: &mut Vec<QrHit>| {
         if !hits.iter().any(|h| h.payload == hit.payload) {
@@ -117,12 +114,21 @@ fn second_look(page: &GrayImage, stretched: &GrayImage, origin: (u32, u32)) -> (
     let (x, y) = (origin.0 as f32, origin.1 as f32);
     let bits = Bitmap { width: ww, height: wh, ink: stretched.as_raw().iter().map(|&v| u8::from(v < 128)).collect() };
     let candidates = finder_candidates(&bits, 0, 0, ww, wh);
-    let mut found: Vec<QrHit> = decode_boxes(stretched, &candidates, (0, 0, ww, wh), true).into_iter().map(|hit| QrHit { centre: (hit.centre.0 + x, hit.centre.1 + y), faint: true, ..hit }).collect();
+    let mut found: Vec<QrHit> = decode_boxes(stretched, &candidates, (0, 0, ww, wh), true)
+        .into_iter()
+        .map(|hit| QrHit { centre: (hit.centre.0 + x, hit.centre.1 + y), faint: true, ..hit })
+        .collect();
     if found.is_empty() {
         // Stretching bends grey levels tile by tile; module by module, the page's own levels
         // follow the blur better.
         let on_page = |f: FinderCandidate| FinderCandidate { x: f.x + x, y: f.y + y, ..f };
-        found.extend(code_boxes(&candidates).iter().flat_map(|b| b.corners.iter().take(6)).find_map(|c| decode_sampled(page, c.map(on_page))).map(|hit| QrHit { faint: true, ..hit }));
+        found.extend(
+            code_boxes(&candidates)
+                .iter()
+                .flat_map(|b| b.corners.iter().take(6))
+                .find_map(|c| decode_sampled(page, c.map(on_page)))
+                .map(|hit| QrHit { faint: true, ..hit }),
+        );
     }
     (found, !candidates.is_empty())
 }
@@ -380,7 +386,9 @@ fn decode_sampled(page: &GrayImage, corner: [FinderCandidate; 3]) -> Option<QrHi
             }
             {
                 let modules: Vec<Vec<bool>> = (0..n).map(|r| dark[(r + MARGIN) * g + MARGIN..][..n].to_vec()).collect();
-                let decoded = catch_unwind(AssertUnwindSafe(|| rxing::qrcode::decoder::qrcode_decoder::decode_bool_array_with_hints(&modules, &hints).ok())).ok().flatten();
+                let decoded = catch_unwind(AssertUnwindSafe(|| rxing::qrcode::decoder::qrcode_decoder::decode_bool_array_with_hints(&modules, &hints).ok()))
+                    .ok()
+                    .flatten();
                 if let Some(d) = decoded {
                     let rotation = ((tr.y - tl.y).atan2(tr.x - tl.x).to_degrees() + 360.0) % 360.0;
                     let centre = ((tr.x + bl.x) / 2.0, (tr.y + bl.y) / 2.0);
@@ -416,7 +424,8 @@ fn sample_modules(page: &GrayImage, [tl, tr, bl]: &[FinderCandidate; 3], n: usiz
         for col in 0..g {
             let (du, dv) = (col as f32 - MARGIN as f32 - 3.0, row as f32 - MARGIN as f32 - 3.0);
             let mut sum = 0.0;
-            for (ou, ov) in [(-0.25f32, -0.25f32), (0.0, -0.25), (0.25, -0.25), (-0.25, 0.0), (0.0, 0.0), (0.25, 0.0), (-0.25, 0.25), (0.0, 0.25), (0.25, 0.25)] {
+            for (ou, ov) in [(-0.25f32, -0.25f32), (0.0, -0.25), (0.25, -0.25), (-0.25, 0.0), (0.0, 0.0), (0.25, 0.0), (-0.25, 0.25), (0.0, 0.25), (0.25, 0.25)]
+            {
                 let (u, v) = (du + ou, dv + ov);
                 sum += grey(tl.x + u * ux + v * vx, tl.y + u * uy + v * vy);
             }
@@ -693,10 +702,7 @@ fn decode_window(page: &GrayImage, x: u32, y: u32, w: u32, h: u32) -> Option<QrH
             CharacterSet: Some("UTF-8".into()),
             ..Default::default()
         };
-        QrReader
-            .decode_with_hints(&mut bitmap, &hints)
-            .or_else(|_| QRCodeReader.decode_with_hints(&mut bitmap, &hints))
-            .ok()
+        QrReader.decode_with_hints(&mut bitmap, &hints).or_else(|_| QRCodeReader.decode_with_hints(&mut bitmap, &hints)).ok()
     }));
     let r = result.ok().flatten()?;
     Some(to_hit(&r, x as f32, y as f32))

@@ -337,8 +337,8 @@ pub fn tiff_page_count(data: &[u8], limits: &Limits) -> Result<usize, PageError>
 }
 
 fn decode_tiff_page(data: &[u8], index: usize, limits: &Limits) -> Result<PageRaster, PageError> {
-    use tiff::decoder::{Decoder, DecodingResult};
     use tiff::ColorType;
+    use tiff::decoder::{Decoder, DecodingResult};
     let mut tl = tiff::decoder::Limits::default();
     tl.decoding_buffer_size = (limits.max_page_pixels * 3) as usize;
     let mut dec = Decoder::new(Cursor::new(data)).map_err(|e| corrupt(format!("unreadable TIFF: {e}")))?.with_limits(tl);

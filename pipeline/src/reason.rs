@@ -98,12 +98,7 @@ mod tests {
 
     #[test]
     fn codes_serialise_as_the_contract_spells_them() {
-        let all = [
-            ReasonCode::PliSansBordereau,
-            ReasonCode::HorsPerimetreReglementaire,
-            ReasonCode::FichierTropVolumineux,
-            ReasonCode::Doublon,
-        ];
+        let all = [ReasonCode::PliSansBordereau, ReasonCode::HorsPerimetreReglementaire, ReasonCode::FichierTropVolumineux, ReasonCode::Doublon];
         for r in all {
             assert_eq!(serde_json::to_string(&r).expect("json"), format!("\"{}\"", r.code()));
         }

@@ -137,7 +137,10 @@ pub enum SlipParse {
     NotASlip,
     Valid(Slip),
     /// A known kind with a payload off the contract: reported, never guessed.
-    Invalid { kind: SlipKind, error: PayloadError },
+    Invalid {
+        kind: SlipKind,
+        error: PayloadError,
+    },
 }
 
 /// Parses a QR payload strictly per `slips.md`.
@@ -189,14 +192,8 @@ fn parse_fields(kind: SlipKind, f: &[&str]) -> Result<Slip, PayloadError> {
             date_remplissage: date("date_remplissage", f[8])?,
         }),
         SlipKind::Bordereau => Slip::Bordereau(Bordereau {
-            guichet: NumeroGuichet::parse(f[2])
-                .ok()
-                .filter(|_| f[2] == f[2].to_ascii_uppercase())
-                .ok_or_else(|| bad("numero_guichet", f[2]))?,
-            departement: Departement::parse(f[3])
-                .ok()
-                .filter(|_| f[3] == f[3].to_ascii_uppercase())
-                .ok_or_else(|| bad("departement", f[3]))?,
+            guichet: NumeroGuichet::parse(f[2]).ok().filter(|_| f[2] == f[2].to_ascii_uppercase()).ok_or_else(|| bad("numero_guichet", f[2]))?,
+            departement: Departement::parse(f[3]).ok().filter(|_| f[3] == f[3].to_ascii_uppercase()).ok_or_else(|| bad("departement", f[3]))?,
             nb_dossiers: count("nb_dossiers", f[4])?,
             nb_pages_total: count("nb_pages_total", f[5])?,
             date_transmission: date("date_transmission", f[6])?,
@@ -237,8 +234,7 @@ fn count(field: &'static str, v: &str) -> Result<u32, PayloadError> {
 
 /// Names are upper case and may contain accents, spaces, `-` and `'`.
 fn name(field: &'static str, v: &str) -> Result<String, PayloadError> {
-    let ok = !v.trim().is_empty()
-        && v.chars().all(|c| c == ' ' || c == '-' || c == '\'' || (c.is_alphabetic() && !c.is_lowercase()));
+    let ok = !v.trim().is_empty() && v.chars().all(|c| c == ' ' || c == '-' || c == '\'' || (c.is_alphabetic() && !c.is_lowercase()));
     if ok { Ok(v.to_string()) } else { Err(bad(field, v)) }
 }
 
@@ -246,14 +242,10 @@ fn name(field: &'static str, v: &str) -> Result<String, PayloadError> {
 pub fn payload(slip: &Slip) -> String {
     let d = |d: &NaiveDate| d.format("%Y-%m-%d").to_string();
     match slip {
-        Slip::Fiche(f) => format!(
-            "SNE-FR|1|{}|{}|{}|{}|{}|{}|{}",
-            f.numero, f.nom, f.prenoms, d(&f.date_naissance), f.nb_documents, f.nb_pages, d(&f.date_remplissage)
-        ),
-        Slip::Bordereau(b) => format!(
-            "SNE-BT|1|{}|{}|{}|{}|{}",
-            b.guichet, b.departement, b.nb_dossiers, b.nb_pages_total, d(&b.date_transmission)
-        ),
+        Slip::Fiche(f) => {
+            format!("SNE-FR|1|{}|{}|{}|{}|{}|{}|{}", f.numero, f.nom, f.prenoms, d(&f.date_naissance), f.nb_documents, f.nb_pages, d(&f.date_remplissage))
+        }
+        Slip::Bordereau(b) => format!("SNE-BT|1|{}|{}|{}|{}|{}", b.guichet, b.departement, b.nb_dossiers, b.nb_pages_total, d(&b.date_transmission)),
         Slip::Attestation(a) => format!(
             "SNE-AT|1|{}|{}|{}",
             a.numero,
@@ -281,9 +273,7 @@ mod tests {
         };
         assert_eq!(f.numero.as_str(), "0740126000123G0042");
         assert_eq!((f.nb_documents, f.nb_pages), (3, 7));
-        let SlipParse::Valid(Slip::Bordereau(b)) = parse("SNE-BT|1|G0042|974|2|15|2026-11-18") else {
-            panic!("bordereau example must parse")
-        };
+        let SlipParse::Valid(Slip::Bordereau(b)) = parse("SNE-BT|1|G0042|974|2|15|2026-11-18") else { panic!("bordereau example must parse") };
         assert_eq!((b.guichet.as_str(), b.departement.as_str(), b.nb_dossiers, b.nb_pages_total), ("G0042", "974", 2, 15));
         assert!(matches!(parse("SNE-AT|1|0740126000123G0042|REN|2026-01-03"), SlipParse::Valid(Slip::Attestation(_))));
     }
@@ -320,9 +310,7 @@ mod tests {
         for (s, why) in cases {
             assert!(matches!(parse(s), SlipParse::Invalid { .. }), "{why}: {s}");
         }
-        let SlipParse::Invalid { error, .. } = parse("SNE-FR|1|0741326000123G0042|DUPONT|MARIE|1980-02-14|3|7|2026-11-16") else {
-            panic!("invalid")
-        };
+        let SlipParse::Invalid { error, .. } = parse("SNE-FR|1|0741326000123G0042|DUPONT|MARIE|1980-02-14|3|7|2026-11-16") else { panic!("invalid") };
         assert!(error.is_numero());
         assert!(matches!(parse_payload(b"SNE-FR|1|\xff\xfe"), SlipParse::Invalid { error: PayloadError::NotText, .. }));
         // A fiche whose name field runs to thousands of characters is not the registry's.

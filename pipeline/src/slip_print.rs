@@ -73,10 +73,7 @@ fn wording(slip: &Slip) -> (&'static str, &'static str, Vec<(&'static str, Strin
                 ("Nombre de pages (fiche comprise)", f.nb_pages.to_string()),
                 ("Date de remplissage", date(&f.date_remplissage)),
             ],
-            &[
-                "Placez cette fiche en tête des pièces de la demande, puis les pièces à la suite.",
-                "Ne pliez pas la fiche et ne couvrez pas le code QR.",
-            ],
+            &["Placez cette fiche en tête des pièces de la demande, puis les pièces à la suite.", "Ne pliez pas la fiche et ne couvrez pas le code QR."],
         ),
         Slip::Bordereau(b) => (
             "BORDEREAU DE TRANSMISSION",

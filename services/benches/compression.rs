@@ -53,7 +53,11 @@ struct Source {
 fn colour_card(g: &GrayImage) -> image::RgbImage {
     image::RgbImage::from_fn(g.width(), g.height(), |x, y| {
         let v = g.get_pixel(x, y).0[0] as f32;
-        if v > 225.0 { image::Rgb([v as u8, v as u8, v as u8]) } else { image::Rgb([(v * 0.92 + 18.0) as u8, (v * 0.86 + 10.0) as u8, (v * 0.8 + 40.0).min(255.0) as u8]) }
+        if v > 225.0 {
+            image::Rgb([v as u8, v as u8, v as u8])
+        } else {
+            image::Rgb([(v * 0.92 + 18.0) as u8, (v * 0.86 + 10.0) as u8, (v * 0.8 + 40.0).min(255.0) as u8])
+        }
     })
 }
 
@@ -89,7 +93,12 @@ fn generated(n: usize) -> Vec<Source> {
             } else {
                 scan(sheet, &ScanDefects { skew_deg: rng.random_range(-0.8..0.8), noise: 4.0, ..ScanDefects::default() }, paper, &mut rng)
             };
-            Source { kind: label.to_string(), bytes: jpeg_bytes(&page, 90), format: ImageFormat::Jpeg, words: Some(words.iter().flat_map(|w| words_of(w)).collect()) }
+            Source {
+                kind: label.to_string(),
+                bytes: jpeg_bytes(&page, 90),
+                format: ImageFormat::Jpeg,
+                words: Some(words.iter().flat_map(|w| words_of(w)).collect()),
+            }
         })
         .collect()
 }
@@ -133,7 +142,14 @@ struct Row {
 }
 
 fn render_png(pdf: &Path, out: &Path) -> Option<PathBuf> {
-    let ok = Command::new("pdftoppm").args(["-r", "300", "-gray", "-png", "-f", "1", "-l", "1", "-singlefile"]).arg(pdf).arg(out).stderr(Stdio::null()).status().ok()?.success();
+    let ok = Command::new("pdftoppm")
+        .args(["-r", "300", "-gray", "-png", "-f", "1", "-l", "1", "-singlefile"])
+        .arg(pdf)
+        .arg(out)
+        .stderr(Stdio::null())
+        .status()
+        .ok()?
+        .success();
     ok.then(|| out.with_extension("png"))
 }
 
@@ -189,9 +205,18 @@ fn main() {
     let ocr = have("tesseract", "--version") && have("pdftoppm", "-v");
     let ocrmypdf = ocr && have("ocrmypdf", "--version");
     let gs = have("gs", "--version");
-    println!("== light pages: {} pages ({n} generated per kind{}); legibility {}", sources.len(), if sources.iter().any(|s| s.words.is_none()) { " and the real set's image files" } else { "" }, if ocr { "by Tesseract (fra) on pages drawn by poppler at 300 dpi" } else { "skipped (no tesseract or pdftoppm)" });
+    println!(
+        "== light pages: {} pages ({n} generated per kind{}); legibility {}",
+        sources.len(),
+        if sources.iter().any(|s| s.words.is_none()) { " and the real set's image files" } else { "" },
+        if ocr { "by Tesseract (fra) on pages drawn by poppler at 300 dpi" } else { "skipped (no tesseract or pdftoppm)" }
+    );
     if !ocrmypdf || !gs {
-        println!("   (ocrmypdf {}, gs {}: scripts/setup.sh --bench-tools installs them)", if ocrmypdf { "found" } else { "missing" }, if gs { "found" } else { "missing" });
+        println!(
+            "   (ocrmypdf {}, gs {}: scripts/setup.sh --bench-tools installs them)",
+            if ocrmypdf { "found" } else { "missing" },
+            if gs { "found" } else { "missing" }
+        );
     }
     let tmp = tempfile::tempdir().expect("tmp");
     // COMPRESSION_KEEP=folder keeps every page's PDFs and renders there, to look at.
@@ -230,7 +255,13 @@ fn main() {
             }
             if gs {
                 let out = dir.join("gs.pdf");
-                let r = tool_run(Command::new("gs").args(["-q", "-dNOPAUSE", "-dBATCH", "-dSAFER", "-sDEVICE=pdfwrite", "-dPDFSETTINGS=/ebook"]).arg(format!("-sOutputFile={}", out.display())).arg(&input), &out);
+                let r = tool_run(
+                    Command::new("gs")
+                        .args(["-q", "-dNOPAUSE", "-dBATCH", "-dSAFER", "-sDEVICE=pdfwrite", "-dPDFSETTINGS=/ebook"])
+                        .arg(format!("-sOutputFile={}", out.display()))
+                        .arg(&input),
+                    &out,
+                );
                 tools.push(("gs /ebook", r.map(|(b, t)| (b, t, out))));
             }
             // The original read once: all its words against the known text, the confident ones
@@ -310,18 +341,39 @@ fn main() {
         let kb: Vec<f64> = rows.iter().filter(|r| r.codec == codec).filter_map(|r| ours(r).map(|s| s.kb)).collect();
         if !kb.is_empty() {
             let over = kb.iter().filter(|&&k| k > limit).count();
-            println!("target {codec:<5} ≤ {limit:.0} KB: median {:.1} KB, max {:.1} KB, {over} of {} pages over", median(kb.clone()), quantile(&kb, 1.0), kb.len());
+            println!(
+                "target {codec:<5} ≤ {limit:.0} KB: median {:.1} KB, max {:.1} KB, {over} of {} pages over",
+                median(kb.clone()),
+                quantile(&kb, 1.0),
+                kb.len()
+            );
         }
     }
     let ms: Vec<f64> = rows.iter().filter_map(|r| ours(r).map(|s| s.ms)).collect();
-    println!("target encode ≤ 150 ms a page on one core: median {:.0} ms, p90 {:.0} ms, max {:.0} ms", median(ms.clone()), quantile(&ms, 0.9), quantile(&ms, 1.0));
+    println!(
+        "target encode ≤ 150 ms a page on one core: median {:.0} ms, p90 {:.0} ms, max {:.0} ms",
+        median(ms.clone()),
+        quantile(&ms, 0.9),
+        quantile(&ms, 1.0)
+    );
     if ocr {
         let losses: Vec<(f64, &str)> = rows.iter().filter_map(|r| Some((100.0 * (r.original_known? - ours(r)?.known?), r.kind.as_str()))).collect();
         let within = losses.iter().filter(|l| l.0 <= 1.0).count();
         let worst = losses.iter().cloned().fold((f64::MIN, ""), |a, b| if b.0 > a.0 { b } else { a });
-        println!("target legibility within 1 point of the original (known words): {within} of {} generated pages; worst loss {:.1} pt ({})", losses.len(), worst.0, worst.1);
+        println!(
+            "target legibility within 1 point of the original (known words): {within} of {} generated pages; worst loss {:.1} pt ({})",
+            losses.len(),
+            worst.0,
+            worst.1
+        );
         let kept: Vec<(f64, &str)> = rows.iter().filter_map(|r| Some((100.0 * ours(r)?.kept?, r.kind.as_str()))).collect();
         let worst = kept.iter().cloned().fold((f64::MAX, ""), |a, b| if b.0 < a.0 { b } else { a });
-        println!("  confident words of the original read again: {} of {} pages keep ≥ 99 %; worst {:.1} % ({})", kept.iter().filter(|k| k.0 >= 99.0).count(), kept.len(), worst.0, worst.1);
+        println!(
+            "  confident words of the original read again: {} of {} pages keep ≥ 99 %; worst {:.1} % ({})",
+            kept.iter().filter(|k| k.0 >= 99.0).count(),
+            kept.len(),
+            worst.0,
+            worst.1
+        );
     }
 }

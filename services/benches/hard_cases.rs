@@ -109,7 +109,9 @@ fn cases(n: usize) -> Vec<Case> {
         let sideways = scan(page, &ScanDefects { quarter: if i % 2 == 0 { 90 } else { 270 }, noise: 5.0, skew_deg: 0.7, ..ScanDefects::default() }, 240, rng);
         out.push(Case { kind: "scan sideways", file: ("scan.jpg".into(), jpeg_bytes(&sideways, 80)), want: want_of(&doc), person: who });
         // Born-digital, and with words hidden in white.
-        for (kind, decoy) in [("born-digital PDF", None), ("born-digital, hidden words", Some("AVIS D'IMPOT SUR LE REVENU REVENU FISCAL DE REFERENCE ORDONNANCE DE PROTECTION"))] {
+        for (kind, decoy) in
+            [("born-digital PDF", None), ("born-digital, hidden words", Some("AVIS D'IMPOT SUR LE REVENU REVENU FISCAL DE REFERENCE ORDONNANCE DE PROTECTION"))]
+        {
             let who = p();
             let doc = loop {
                 let d = catalogue::random_doc(&who, Split::Tune, false, rng);
@@ -123,7 +125,8 @@ fn cases(n: usize) -> Vec<Case> {
         }
         // Cards and passports photographed alone: the passport's data page, a card's back.
         let who = p();
-        let (code, subject) = [("PASSEPORT", Subject::Demandeur), ("CNI", Subject::Demandeur), ("TITRE_SEJOUR", Subject::Demandeur), ("CNI", Subject::Conjoint)][i % 4];
+        let (code, subject) =
+            [("PASSEPORT", Subject::Demandeur), ("CNI", Subject::Demandeur), ("TITRE_SEJOUR", Subject::Demandeur), ("CNI", Subject::Conjoint)][i % 4];
         let subject = if subject == Subject::Conjoint && who.conjoint.is_none() { Subject::Demandeur } else { subject };
         let doc = doc_of(code, subject, rng);
         let cast = Cast::new(&doc, &who, rng);
@@ -145,9 +148,16 @@ fn cases(n: usize) -> Vec<Case> {
         let doc = doc_of(code, Subject::Demandeur, rng);
         let cast = Cast::new(&doc, &who, rng);
         let pages: Vec<_> = (0..doc.sheet_count()).map(|s| catalogue::draw(&doc, s, &cast, 300.0, 245, rng)).collect();
-        out.push(Case { kind: "names other people", file: ("acte.pdf".into(), scanbureau_fixtures::write::pdf_bytes(&pages, 80, false)), want: want_of(&doc), person: who });
+        out.push(Case {
+            kind: "names other people",
+            file: ("acte.pdf".into(), scanbureau_fixtures::write::pdf_bytes(&pages, 80, false)),
+            want: want_of(&doc),
+            person: who,
+        });
         // Tax notices with a 2D-Doc: genuine, its code altered, its print altered.
-        for (kind, forgery) in [("2D-Doc signed", Forgery::None), ("2D-Doc, code altered", Forgery::AlteredCode), ("2D-Doc, print altered", Forgery::AlteredPrint)] {
+        for (kind, forgery) in
+            [("2D-Doc signed", Forgery::None), ("2D-Doc, code altered", Forgery::AlteredCode), ("2D-Doc, print altered", Forgery::AlteredPrint)]
+        {
             let who = p();
             let page = avis_with_2ddoc(&who.as_member(), 300.0, forgery, rng);
             let want = if forgery == Forgery::None { Want::Filed("RFR", "AVIS_IMPOSITION") } else { Want::Review("AVIS_IMPOSITION") };
@@ -172,12 +182,26 @@ struct Outcome {
 fn judge(want: Want, report: &Report, millis: f64) -> Outcome {
     let pieces: Vec<_> = report.requests.iter().flat_map(|r| &r.pieces).collect();
     let p = pieces.first();
-    let got = p.map(|p| format!("{}/{} {:?} {} {:.2}", p.categorie.as_deref().unwrap_or("-"), p.type_code.as_deref().unwrap_or("-"), p.status, p.reason.map(|r| r.code()).unwrap_or(""), p.confidence)).unwrap_or_else(|| "no piece".into());
+    let got = p
+        .map(|p| {
+            format!(
+                "{}/{} {:?} {} {:.2}",
+                p.categorie.as_deref().unwrap_or("-"),
+                p.type_code.as_deref().unwrap_or("-"),
+                p.status,
+                p.reason.map(|r| r.code()).unwrap_or(""),
+                p.confidence
+            )
+        })
+        .unwrap_or_else(|| "no piece".into());
     let review = p.is_some_and(|p| p.status == PieceStatus::Review);
     let refused = p.and_then(|p| p.reason);
     let (category, type_right) = match (want, p) {
         (_, None) => (false, false),
-        (Want::Filed(c, t), Some(p)) => (p.categorie.as_deref() == Some(c) && refused.is_none(), p.categorie.as_deref() == Some(c) && p.type_code.as_deref() == Some(t) && refused.is_none()),
+        (Want::Filed(c, t), Some(p)) => (
+            p.categorie.as_deref() == Some(c) && refused.is_none(),
+            p.categorie.as_deref() == Some(c) && p.type_code.as_deref() == Some(t) && refused.is_none(),
+        ),
         (Want::Review(t), Some(p)) => (refused.is_none(), p.type_code.as_deref() == Some(t) && refused.is_none()),
         (Want::Refused(r), Some(_)) => (refused == Some(r), refused == Some(r)),
     };
@@ -249,7 +273,16 @@ fn main() {
             std::fs::write(folder.join(format!("{k:03}-{}", case.file.0)), &case.file.1).expect("keep the case");
         }
         if verbose && missed {
-            println!("  miss [{}] {}: got {}", case.kind, match case.want { Want::Filed(c, t) => format!("{c}/{t}"), Want::Review(t) => format!("review {t}"), Want::Refused(r) => r.code().to_string() }, o.got);
+            println!(
+                "  miss [{}] {}: got {}",
+                case.kind,
+                match case.want {
+                    Want::Filed(c, t) => format!("{c}/{t}"),
+                    Want::Review(t) => format!("review {t}"),
+                    Want::Refused(r) => r.code().to_string(),
+                },
+                o.got
+            );
             for e in &o.evidence {
                 println!("      {e}");
             }
@@ -320,7 +353,12 @@ fn mailings(n: usize, site: &SiteConfig, plan: &FilingPlan, classifier: &scanbur
         pages += out.report.pages.len();
         for p in &out.report.pages {
             if p.reading.iter().any(|l| l.starts_with("ocr whole page")) {
-                let why = p.reading.iter().find(|l| l.ends_with("page read whole")).map(|l| l.split(':').next().unwrap_or(l).to_string()).unwrap_or_else(|| "nothing known read".into());
+                let why = p
+                    .reading
+                    .iter()
+                    .find(|l| l.ends_with("page read whole"))
+                    .map(|l| l.split(':').next().unwrap_or(l).to_string())
+                    .unwrap_or_else(|| "nothing known read".into());
                 *whole.entry(why).or_default() += 1;
             }
         }

@@ -144,7 +144,12 @@ fn bench_hard_slip_codes(n: usize) {
             let g = guichet(&mut rng);
             let p = person(&mut rng, &g.departement, &g.numero);
             let paper: u8 = rng.random_range(215..250);
-            let mut d = ScanDefects { skew_deg: rng.random_range(-3.0..3.0), noise: rng.random_range(3.0..10.0), upside_down: rng.random_bool(0.25), ..ScanDefects::default() };
+            let mut d = ScanDefects {
+                skew_deg: rng.random_range(-3.0..3.0),
+                noise: rng.random_range(3.0..10.0),
+                upside_down: rng.random_bool(0.25),
+                ..ScanDefects::default()
+            };
             let (dpi, qr) = match class {
                 0 => (300.0, QrPrint { size_mm: rng.random_range(12.0..25.0), ink: rng.random_range(150..196).min(paper.saturating_sub(20)) }),
                 1 => {
@@ -253,7 +258,8 @@ fn bench_blank(n: usize) {
 /// Light PDF: size and encode cost of text and picture pages; OCR legibility kept.
 fn bench_light_pdf(n: usize, n_ocr: usize) {
     println!("== light PDF: {n} text pages + {n} photo/ID pages at 300 dpi (JPEG scans)");
-    let text_kinds = [DocKind::AvisImposition, DocKind::BulletinSalaire, DocKind::QuittanceLoyer, DocKind::AttestationCaf, DocKind::ContratTravail, DocKind::ActeNaissance];
+    let text_kinds =
+        [DocKind::AvisImposition, DocKind::BulletinSalaire, DocKind::QuittanceLoyer, DocKind::AttestationCaf, DocKind::ContratTravail, DocKind::ActeNaissance];
     let cases: Vec<(Vec<u8>, Vec<String>, bool)> = (0..2 * n)
         .into_par_iter()
         .map(|i| {
@@ -292,7 +298,9 @@ fn bench_light_pdf(n: usize, n_ocr: usize) {
             text_ms.push(t);
             if ocr_src.len() < n_ocr {
                 let out = decode_encoded(&enc).expect("decodes");
-                if let (Some(a), Some(b)) = (ocr_accuracy(&png(&raster.gray), words, tmp.path(), &format!("s{i}")), ocr_accuracy(&png(&out), words, tmp.path(), &format!("o{i}"))) {
+                if let (Some(a), Some(b)) =
+                    (ocr_accuracy(&png(&raster.gray), words, tmp.path(), &format!("s{i}")), ocr_accuracy(&png(&out), words, tmp.path(), &format!("o{i}")))
+                {
                     ocr_src.push(a);
                     ocr_out.push(b);
                 }
@@ -304,13 +312,30 @@ fn bench_light_pdf(n: usize, n_ocr: usize) {
     }
     println!("  source scans: median {:.0} KB a page (JPEG q85)", median(src_kb));
     println!("  stored as: {} bitonal G4, {} grey JPEG, {} colour JPEG", kinds[0], kinds[1], kinds[2]);
-    println!("  text pages:     median {:.1} KB, p90 {:.1} KB; encode median {:.1} ms, p90 {:.1} ms", median(text_kb.clone()), quantile(&text_kb, 0.9), median(text_ms.clone()), quantile(&text_ms, 0.9));
-    println!("  photo/ID pages: median {:.1} KB, p90 {:.1} KB; encode median {:.1} ms, p90 {:.1} ms", median(photo_kb.clone()), quantile(&photo_kb, 0.9), median(photo_ms.clone()), quantile(&photo_ms, 0.9));
+    println!(
+        "  text pages:     median {:.1} KB, p90 {:.1} KB; encode median {:.1} ms, p90 {:.1} ms",
+        median(text_kb.clone()),
+        quantile(&text_kb, 0.9),
+        median(text_ms.clone()),
+        quantile(&text_ms, 0.9)
+    );
+    println!(
+        "  photo/ID pages: median {:.1} KB, p90 {:.1} KB; encode median {:.1} ms, p90 {:.1} ms",
+        median(photo_kb.clone()),
+        quantile(&photo_kb, 0.9),
+        median(photo_ms.clone()),
+        quantile(&photo_ms, 0.9)
+    );
     if ocr_src.is_empty() {
         println!("  OCR comparison skipped (no `tesseract` command, or BENCH_OCR=0)");
     } else {
         let mean = |v: &[f64]| 100.0 * v.iter().sum::<f64>() / v.len() as f64;
-        println!("  OCR word accuracy on {} text pages (tesseract fra): original scan {:.1} %, light PDF page {:.1} %", ocr_src.len(), mean(&ocr_src), mean(&ocr_out));
+        println!(
+            "  OCR word accuracy on {} text pages (tesseract fra): original scan {:.1} %, light PDF page {:.1} %",
+            ocr_src.len(),
+            mean(&ocr_src),
+            mean(&ocr_out)
+        );
     }
 }
 
@@ -336,7 +361,11 @@ fn bench_picture_legibility(n: usize, settings: &[(f32, u8)]) {
                 let paper = rng.random_range(208..226);
                 let (sheet, words) = draw_document_with_text(kinds[i % kinds.len()], 0, &p, 300.0, paper, &mut rng);
                 let sheet = if variant == 0 { sheet } else { scanbureau_fixtures::page::Scan::Rgb(tinted(&sheet.to_gray(), i)) };
-                let page = if variant == 2 { phone_photo(&sheet, 3000, 8.0, false, &mut rng) } else { scan(sheet, &ScanDefects { noise: 4.0, ..ScanDefects::default() }, paper, &mut rng) };
+                let page = if variant == 2 {
+                    phone_photo(&sheet, 3000, 8.0, false, &mut rng)
+                } else {
+                    scan(sheet, &ScanDefects { noise: 4.0, ..ScanDefects::default() }, paper, &mut rng)
+                };
                 let raster = raster_of(&jpeg_bytes(&page, 90));
                 (straighten(raster).0, words)
             })
@@ -365,7 +394,14 @@ fn bench_picture_legibility(n: usize, settings: &[(f32, u8)]) {
             let acc: Vec<f64> = r.iter().map(|x| x.0).collect();
             let kb: Vec<f64> = r.iter().map(|x| x.1).collect();
             let worst = src.iter().zip(&acc).map(|(a, b)| 100.0 * (a - b)).fold(f64::MIN, f64::max);
-            println!("      stored at {dpi:>3.0} dpi q{q}: {:.1} % (mean loss {:.1} pt, worst page {:.1} pt), median {:.0} KB, max {:.0} KB", mean(&acc), mean(src) - mean(&acc), worst, median(kb.clone()), kb.iter().cloned().fold(0.0, f64::max));
+            println!(
+                "      stored at {dpi:>3.0} dpi q{q}: {:.1} % (mean loss {:.1} pt, worst page {:.1} pt), median {:.0} KB, max {:.0} KB",
+                mean(&acc),
+                mean(src) - mean(&acc),
+                worst,
+                median(kb.clone()),
+                kb.iter().cloned().fold(0.0, f64::max)
+            );
         }
     }
 }
@@ -383,7 +419,11 @@ fn bench_whole_job(requests: usize) {
     let pages = truth.pages.len();
     std::fs::write(dir.path().join("registry.json"), registry_json(&people, std::slice::from_ref(&spec.guichet))).expect("write");
     let bytes: u64 = std::fs::read_dir(dir.path().join("scans")).expect("ls").flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum();
-    println!("== whole job: counter mailing of {pages} pages at 300 dpi ({:.0} MB of JPEG, {:.2} MB a page), 2 cores, OCR and classification included", bytes as f64 / 1e6, bytes as f64 / 1e6 / pages as f64);
+    println!(
+        "== whole job: counter mailing of {pages} pages at 300 dpi ({:.0} MB of JPEG, {:.2} MB a page), 2 cores, OCR and classification included",
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e6 / pages as f64
+    );
     let t0 = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_scanbureau"))
         .args(["process", "--received-at", "2026-11-18T09:12:00+01:00", "--json", "--out"])
@@ -411,13 +451,21 @@ fn bench_whole_job(requests: usize) {
     let secs = t0.elapsed().as_secs_f64();
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("out/report.json")).expect("report")).expect("json");
     let accounted = report["pages"].as_array().map(|a| a.len()).unwrap_or(0);
-    println!("  exit {status}: {pages} pages in {secs:.1} s = {:.1} pages/s; peak memory {:.0} MB; {accounted}/{pages} pages in the report", pages as f64 / secs, peak_kb as f64 / 1024.0);
+    println!(
+        "  exit {status}: {pages} pages in {secs:.1} s = {:.1} pages/s; peak memory {:.0} MB; {accounted}/{pages} pages in the report",
+        pages as f64 / secs,
+        peak_kb as f64 / 1024.0
+    );
     // Documents cut exactly and filed under the right type, against the generator's truth.
     let (mut docs, mut exact, mut review) = (0, 0, 0);
     for (rt, rr) in truth.requests.iter().zip(report["requests"].as_array().into_iter().flatten()) {
         for d in &rt.docs {
             docs += 1;
-            let piece = rr["pieces"].as_array().into_iter().flatten().find(|p| p["pages"].as_array().is_some_and(|a| a.first().and_then(|v| v.as_u64()) == Some(d.pages[0] as u64)));
+            let piece = rr["pieces"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["pages"].as_array().is_some_and(|a| a.first().and_then(|v| v.as_u64()) == Some(d.pages[0] as u64)));
             let Some(p) = piece else { continue };
             let pages: Vec<u64> = p["pages"].as_array().into_iter().flatten().filter_map(|v| v.as_u64()).collect();
             review += (p["status"] == "review") as usize;
@@ -439,7 +487,8 @@ fn main() {
     run(env_usize("BENCH_SLIPS", 300), &bench_slips);
     run(env_usize("BENCH_HARD_CODES", 200), &bench_hard_slip_codes);
     run(env_usize("BENCH_BLANK", 200), &bench_blank);
-    let ocr = if Command::new("tesseract").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok() { env_usize("BENCH_OCR", 12) } else { 0 };
+    let ocr =
+        if Command::new("tesseract").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok() { env_usize("BENCH_OCR", 12) } else { 0 };
     run(env_usize("BENCH_PDF", 40), &|n| bench_light_pdf(n, ocr));
     // The stored picture pages: the default, and the 150 dpi / q55 of before, for comparison.
     let now = EncodeParams::default();

@@ -146,9 +146,18 @@ fn outcome_of(t: &Truth, report: &Report, millis: f64) -> Outcome {
     let outside = t.categorie == "OUTSIDE";
     // Each page with the piece it went to, to see where a document was cut.
     let piece_of = |i: usize| {
-        pieces.iter().enumerate().find(|(_, p)| p.pages.contains(&i)).map(|(k, p)| format!(" in piece {k} ({} {:.2})", p.type_code.as_deref().unwrap_or("-"), p.confidence)).unwrap_or_default()
+        pieces
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.pages.contains(&i))
+            .map(|(k, p)| format!(" in piece {k} ({} {:.2})", p.type_code.as_deref().unwrap_or("-"), p.confidence))
+            .unwrap_or_default()
     };
-    let page_detail = report.pages.iter().map(|p| format!("{:?}{} {}", p.role, piece_of(p.index), p.detail.as_deref().or(p.reason.map(|r| r.code())).unwrap_or(""))).collect();
+    let page_detail = report
+        .pages
+        .iter()
+        .map(|p| format!("{:?}{} {}", p.role, piece_of(p.index), p.detail.as_deref().or(p.reason.map(|r| r.code())).unwrap_or("")))
+        .collect();
     let reading: Vec<String> = report.pages.iter().flat_map(|p| p.reading.clone()).collect();
     match first {
         None => Outcome {
@@ -195,7 +204,9 @@ fn main() {
         eprintln!("could not restart with OMP_THREAD_LIMIT=1: {e}");
     }
     let Some(dir) = std::env::var_os("REAL_DOCS").map(PathBuf::from) else {
-        println!("REAL_DOCS is not set: gather the documents with scripts/real-documents.sh DIR, then REAL_DOCS=DIR cargo bench -p scanbureau --bench real_documents");
+        println!(
+            "REAL_DOCS is not set: gather the documents with scripts/real-documents.sh DIR, then REAL_DOCS=DIR cargo bench -p scanbureau --bench real_documents"
+        );
         return;
     };
     let only = std::env::var("REAL_DOCS_ONLY").ok();
@@ -241,7 +252,13 @@ fn main() {
             }
         }
         let o = outcome_of(t, &out.report, millis);
-        let mark = if o.type_right { "ok " } else if o.status == PieceStatus::Review && o.reason.is_none() { "rev" } else { "XX " };
+        let mark = if o.type_right {
+            "ok "
+        } else if o.status == PieceStatus::Review && o.reason.is_none() {
+            "rev"
+        } else {
+            "XX "
+        };
         println!(
             "{mark} {:<52} {:<7} want {:<4}/{:<27} got {:<36} {:<8} {:<28} {} p {} pc {:>6.0} ms",
             t.file,
@@ -266,12 +283,19 @@ fn main() {
                 println!("      read: {r}");
             }
         }
-        if legibility && (t.file.ends_with(".jpg") || t.file.ends_with(".jpeg") || t.file.ends_with(".png"))
+        if legibility
+            && (t.file.ends_with(".jpg") || t.file.ends_with(".jpeg") || t.file.ends_with(".png"))
             && let Some(piece) = out.pieces.first()
             && let Some(kept) = kept_words(&dir.join("files").join(&t.file), &piece.bytes, &scratch.path().join(format!("l{}", legible.len())))
         {
             let has = |what: &[u8]| piece.bytes.windows(what.len()).any(|w| w == what);
-            let codec = if has(b"/ImageMask") { "mixed" } else if has(b"DCTDecode") { "JPEG" } else { "G4" };
+            let codec = if has(b"/ImageMask") {
+                "mixed"
+            } else if has(b"DCTDecode") {
+                "JPEG"
+            } else {
+                "G4"
+            };
             println!("      stored as {codec}: keeps {:.1} % of the words read with confidence on the original", 100.0 * kept);
             legible.push((t.file.clone(), codec, kept));
         }
@@ -298,7 +322,12 @@ fn main() {
     println!("review                                   {:5.1} % ({review}/{n})", pct(review, n));
     let needs_none: Vec<_> = results.iter().filter(|(t, _)| !t.review_expected).collect();
     let needless: Vec<&str> = needs_none.iter().filter(|(_, o)| o.status == PieceStatus::Review).map(|(t, _)| t.file.as_str()).collect();
-    println!("  of documents whose right outcome is no review {:5.1} % ({}/{}) {needless:?}", pct(needless.len(), needs_none.len()), needless.len(), needs_none.len());
+    println!(
+        "  of documents whose right outcome is no review {:5.1} % ({}/{}) {needless:?}",
+        pct(needless.len(), needs_none.len()),
+        needless.len(),
+        needs_none.len()
+    );
     println!("wrong refusals                           {} {:?}", wrong_refusals.len(), wrong_refusals);
     println!("filed under a wrong type                 {misfiled}");
     println!("time                                     {:.0} ms per page (wall, {} threads)", millis / pages.max(1) as f64, pool.current_num_threads());

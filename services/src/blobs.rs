@@ -70,7 +70,11 @@ impl Blobs {
             Ok(_) => Ok(()),
             Err(e) => {
                 let text = format!("{e:?}");
-                if text.contains("BucketAlreadyOwnedByYou") || text.contains("BucketAlreadyExists") { Ok(()) } else { Err(err("create bucket", &self.bucket, e)) }
+                if text.contains("BucketAlreadyOwnedByYou") || text.contains("BucketAlreadyExists") {
+                    Ok(())
+                } else {
+                    Err(err("create bucket", &self.bucket, e))
+                }
             }
         }
     }

@@ -245,11 +245,8 @@ impl Broker {
     }
 
     async fn publish_dead(&self, stage: Stage, payload: &[u8], attempts: u32, reason: &str) -> Result<(), BrokerError> {
-        let headers = table(&[
-            (FAILURE_REASON_HEADER, text(reason)),
-            ("x-failed-stage", text(stage.as_str())),
-            (ATTEMPT_HEADER, AMQPValue::LongInt(attempts as i32)),
-        ]);
+        let headers =
+            table(&[(FAILURE_REASON_HEADER, text(reason)), ("x-failed-stage", text(stage.as_str())), (ATTEMPT_HEADER, AMQPValue::LongInt(attempts as i32))]);
         self.publish_raw(&self.topology.dead_exchange(), "", payload, headers).await
     }
 
@@ -386,7 +383,12 @@ async fn reconnect_pause(link: &BrokerLink, shutdown: &mut watch::Receiver<bool>
 
 /// The next delivery of a consumer, or `None` once shutdown comes (the consumer is cancelled and
 /// the channel closed: unacknowledged prefetched messages go back to the queue).
-async fn next_delivery(ch: &Channel, tag: &str, consumer: &mut lapin::Consumer, shutdown: &mut watch::Receiver<bool>) -> Result<Option<lapin::message::Delivery>, BrokerError> {
+async fn next_delivery(
+    ch: &Channel,
+    tag: &str,
+    consumer: &mut lapin::Consumer,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<lapin::message::Delivery>, BrokerError> {
     let delivery = tokio::select! {
         d = consumer.next() => d,
         _ = shutdown.changed() => {
@@ -418,7 +420,8 @@ where
     let ch = broker.conn.create_channel().await?;
     ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
     let tag = format!("{}-{}", stage.as_str(), std::process::id());
-    let mut consumer = ch.basic_consume(broker.topology.queue(stage).into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+    let mut consumer =
+        ch.basic_consume(broker.topology.queue(stage).into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
     tracing::info!(stage = stage.as_str(), queue = %broker.topology.queue(stage), "consuming");
     loop {
         let Some(delivery) = next_delivery(&ch, &tag, &mut consumer, shutdown).await? else { return Ok(()) };
@@ -480,7 +483,8 @@ async fn watch_dead_once(link: &BrokerLink, shutdown: &mut watch::Receiver<bool>
     let ch = broker.conn.create_channel().await?;
     ch.basic_qos(8, BasicQosOptions::default()).await?;
     let tag = format!("dead-{}", std::process::id());
-    let mut consumer = ch.basic_consume(broker.topology.dead_queue().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+    let mut consumer =
+        ch.basic_consume(broker.topology.dead_queue().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
     loop {
         let Some(delivery) = next_delivery(&ch, &tag, &mut consumer, shutdown).await? else { return Ok(()) };
         let headers = delivery.properties.headers().as_ref();

@@ -70,8 +70,11 @@ async fn ready(State(b): State<Arc<Bureau>>, ConnectInfo(peer): ConnectInfo<std:
         return StatusCode::NOT_FOUND.into_response();
     }
     let t = std::time::Duration::from_secs(2);
-    let (db, broker, storage) =
-        tokio::join!(tokio::time::timeout(t, sqlx::query("SELECT 1").execute(&b.pool)), tokio::time::timeout(t, b.broker.is_ready()), tokio::time::timeout(t, b.blobs.ping()));
+    let (db, broker, storage) = tokio::join!(
+        tokio::time::timeout(t, sqlx::query("SELECT 1").execute(&b.pool)),
+        tokio::time::timeout(t, b.broker.is_ready()),
+        tokio::time::timeout(t, b.blobs.ping())
+    );
     let (db, broker, storage) = (matches!(db, Ok(Ok(_))), broker.unwrap_or(false), storage.unwrap_or(false));
     let body = json!({"database": db, "broker": broker, "storage": storage});
     let code = if db && broker && storage { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -154,7 +157,15 @@ async fn deposit(State(b): State<Arc<Bureau>>, PortalCaller(user): PortalCaller,
     let (path, size) = (upload.path.clone(), upload.bytes);
     let files = vec![("depot.pdf".to_string(), path.clone())];
     let source = format!("portal:{}", user.email);
-    let intake = Intake { channel: "portal", source: &source, files: &files, numero_unique: numero, notify: Some(user.email.clone()), portal_user: Some(user.id), counter: Some(user.guichet.clone()) };
+    let intake = Intake {
+        channel: "portal",
+        source: &source,
+        files: &files,
+        numero_unique: numero,
+        notify: Some(user.email.clone()),
+        portal_user: Some(user.id),
+        counter: Some(user.guichet.clone()),
+    };
     match b.receive(intake).await {
         Ok((id, outcome)) => {
             let duplicate = matches!(outcome, Inserted::Duplicate { .. });

@@ -48,7 +48,11 @@ pub fn run(args: &InspectArgs) -> Result<()> {
                 } else {
                     "content"
                 };
-                println!("  {kind}, {:?}, stored as {:?}", analysis.orientation, analysis.encoded.as_ref().map(|e| (e.codec, e.width, e.height, e.bytes(), &e.choice)));
+                println!(
+                    "  {kind}, {:?}, stored as {:?}",
+                    analysis.orientation,
+                    analysis.encoded.as_ref().map(|e| (e.codec, e.width, e.height, e.bytes(), &e.choice))
+                );
                 for line in &features.reading {
                     println!("  {line}");
                 }

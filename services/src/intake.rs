@@ -244,7 +244,11 @@ async fn take_message(bureau: &Bureau, path: &Path) -> Result<&'static str> {
     let parsed = mail_parser::MessageParser::default().parse(&bytes);
     let from = parsed.as_ref().and_then(|m| m.from()).and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_string);
     let subject = parsed.as_ref().and_then(|m| m.subject()).unwrap_or("(sans objet)").to_string();
-    let message_id = parsed.as_ref().and_then(|m| m.message_id()).map(str::to_string).unwrap_or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    let message_id = parsed
+        .as_ref()
+        .and_then(|m| m.message_id())
+        .map(str::to_string)
+        .unwrap_or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
     let attachments: Vec<(String, u64)> = parsed
         .as_ref()
         .map(|m| m.attachments().map(|a| (a.attachment_name().unwrap_or("piece-jointe").to_string(), a.contents().len() as u64)).collect())

@@ -9,7 +9,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use thiserror::Error;
 
-use crate::settings::{SmtpSecurity, SmtpSection};
+use crate::settings::{SmtpSection, SmtpSecurity};
 
 #[derive(Debug, Error)]
 pub enum MailError {
@@ -29,9 +29,7 @@ pub struct Mailer {
 
 impl Mailer {
     pub fn new(cfg: &SmtpSection) -> Result<Self, MailError> {
-        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.host.as_str())
-            .port(cfg.port)
-            .timeout(Some(Duration::from_secs(cfg.timeout_s)));
+        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.host.as_str()).port(cfg.port).timeout(Some(Duration::from_secs(cfg.timeout_s)));
         if cfg.security != SmtpSecurity::None {
             let params = TlsParameters::new(cfg.host.clone()).map_err(|e| MailError::Smtp(e.to_string()))?;
             b = b.tls(if cfg.security == SmtpSecurity::Tls { Tls::Wrapper(params) } else { Tls::Required(params) });

@@ -37,7 +37,8 @@ mod tests {
         assert_eq!(fs::read(&p).expect("read"), b"%PDF");
         assert!(write_atomic(dir.path(), "../evil", b"x").is_err());
         assert!(write_atomic(dir.path(), "/etc/evil", b"x").is_err());
-        let leftovers: Vec<_> = fs::read_dir(dir.path().join("pieces/N")).expect("ls").flatten().filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
+        let leftovers: Vec<_> =
+            fs::read_dir(dir.path().join("pieces/N")).expect("ls").flatten().filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
         assert!(leftovers.is_empty());
     }
 }

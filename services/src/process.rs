@@ -15,21 +15,21 @@ use clap::{Args, ValueEnum};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
+use scanbureau_classifier::ocr::{self, OcrConfig};
+use scanbureau_classifier::twoddoc::TrustList;
+use scanbureau_classifier::{Classifier, ReaderConfig};
+use scanbureau_pipeline::NumeroUnique;
 use scanbureau_pipeline::analysis::{AnalysisParams, analyse_and_read};
 use scanbureau_pipeline::config::{DEFAULT_PLAN, SAMPLE_REGISTRY, SiteConfig};
 use scanbureau_pipeline::input::{MailEnvelope, PageSource, split_file_with_envelope};
 use scanbureau_pipeline::job::{JobContext, JobOutput, PageOutcome, PageRecord, assemble};
 use scanbureau_pipeline::mailing::Channel;
 use scanbureau_pipeline::plan::FilingPlan;
-use scanbureau_classifier::ocr::{self, OcrConfig};
-use scanbureau_classifier::twoddoc::TrustList;
-use scanbureau_classifier::{Classifier, ReaderConfig};
 use scanbureau_pipeline::qualify::Qualifier;
 use scanbureau_pipeline::raster::{Limits, decode_page};
 use scanbureau_pipeline::reason::ReasonCode;
 use scanbureau_pipeline::registry::Registry;
 use scanbureau_pipeline::report::{PieceStatus, Report, Status};
-use scanbureau_pipeline::NumeroUnique;
 
 use crate::outdir::write_atomic;
 
@@ -156,7 +156,9 @@ pub fn setup(args: &ProcessArgs) -> Result<Setup, ProcessError> {
         None => FilingPlan::from_toml(DEFAULT_PLAN).map_err(|e| ProcessError::Fatal(e.into()))?,
     };
     let received_at = match &args.received_at {
-        Some(s) => DateTime::parse_from_rfc3339(s).map_err(|e| ProcessError::Usage(format!("--received-at {s:?} is not RFC 3339 (2026-11-18T09:12:00+01:00): {e}")))?,
+        Some(s) => {
+            DateTime::parse_from_rfc3339(s).map_err(|e| ProcessError::Usage(format!("--received-at {s:?} is not RFC 3339 (2026-11-18T09:12:00+01:00): {e}")))?
+        }
         None => Utc::now().with_nanosecond(0).unwrap_or_else(Utc::now).fixed_offset(),
     };
     let numero = match &args.numero_unique {
@@ -212,7 +214,10 @@ pub fn read_pages(files: &[(usize, PathBuf)], limits: &Limits, hash: &mut Sha256
             hash.update(size.to_le_bytes());
             let detail = format!("file of {size} bytes exceeds the limit of {} bytes", limits.max_file_bytes);
             (
-                vec![PageSource { source: name.clone(), blob: scanbureau_pipeline::raster::PageBlob::Unreadable { reason: ReasonCode::FichierTropVolumineux, detail } }],
+                vec![PageSource {
+                    source: name.clone(),
+                    blob: scanbureau_pipeline::raster::PageBlob::Unreadable { reason: ReasonCode::FichierTropVolumineux, detail },
+                }],
                 None,
             )
         } else {
@@ -321,7 +326,13 @@ pub struct MailingJob<'a> {
 
 /// Runs the whole job on files already on disk and returns its outputs, writing nothing.
 /// `progress` is called once per page done.
-pub fn execute(job: &MailingJob<'_>, qualifier: &Classifier, pool: &rayon::ThreadPool, on_pages: &(dyn Fn(u64) + Sync), progress: &(dyn Fn() + Sync)) -> Result<JobOutput> {
+pub fn execute(
+    job: &MailingJob<'_>,
+    qualifier: &Classifier,
+    pool: &rayon::ThreadPool,
+    on_pages: &(dyn Fn(u64) + Sync),
+    progress: &(dyn Fn() + Sync),
+) -> Result<JobOutput> {
     let limits = Limits::for_channel(job.channel);
     let mut params = AnalysisParams::default();
     params.qr.thorough = job.site.scan.thorough_qr;

@@ -202,7 +202,9 @@ pub async fn admin(args: &ServiceArgs, cmd: &AdminCommand) -> Result<()> {
             let mut raw = [0u8; 24];
             std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").context("opening /dev/urandom")?, &mut raw).context("reading /dev/urandom")?;
             let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-            store::create_portal_user(&pool, guichet, email, &token, "admin:cli").await.with_context(|| format!("creating the user (is counter {guichet} in the registry?)"))?;
+            store::create_portal_user(&pool, guichet, email, &token, "admin:cli")
+                .await
+                .with_context(|| format!("creating the user (is counter {guichet} in the registry?)"))?;
             println!("{token}");
             eprintln!("portal user {email} created for counter {guichet}; the token above is shown only once");
         }
@@ -215,7 +217,8 @@ pub async fn admin(args: &ServiceArgs, cmd: &AdminCommand) -> Result<()> {
             std::io::stdin().read_line(&mut password).context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\r', '\n']).to_string();
             let hash = crate::accounts::hash_password(&password)?;
-            let new = crate::store::people::NewAccount { email, display_name: name, role, guichet: guichet.as_deref(), sensitive: *sensitive, password_hash: &hash };
+            let new =
+                crate::store::people::NewAccount { email, display_name: name, role, guichet: guichet.as_deref(), sensitive: *sensitive, password_hash: &hash };
             let id = crate::store::people::create_account(&pool, &new, "admin:cli").await.with_context(|| match guichet {
                 Some(g) => format!("saving the account (is counter {g} in the registry?)"),
                 None => "saving the account".to_string(),

@@ -259,7 +259,9 @@ async fn requeue_pending_notices(b: &Bureau, mailing: &str) -> Result<()> {
 /// A notice written by the job, with its envelope read from its own headers.
 fn outgoing(path: &str, bytes: &[u8], fallback_from: &str) -> Option<OutgoingNotice> {
     let msg = mail_parser::MessageParser::default().parse(bytes)?;
-    let addresses = |a: Option<&mail_parser::Address<'_>>| -> Vec<String> { a.map(|a| a.iter().filter_map(|x| x.address().map(str::to_string)).collect()).unwrap_or_default() };
+    let addresses = |a: Option<&mail_parser::Address<'_>>| -> Vec<String> {
+        a.map(|a| a.iter().filter_map(|x| x.address().map(str::to_string)).collect()).unwrap_or_default()
+    };
     let to = addresses(msg.to());
     if to.is_empty() {
         tracing::warn!(notice = path, "notice without recipient; not queued");

@@ -126,13 +126,7 @@ pub async fn registry_version(pool: &PgPool) -> Result<String> {
     )
     .fetch_one(pool)
     .await?;
-    Ok(format!(
-        "{}|{:?}|{}|{:?}",
-        row.get::<i64, _>(0),
-        row.get::<Option<DateTime<Utc>>, _>(1),
-        row.get::<i64, _>(2),
-        row.get::<Option<String>, _>(3)
-    ))
+    Ok(format!("{}|{:?}|{}|{:?}", row.get::<i64, _>(0), row.get::<Option<DateTime<Utc>>, _>(1), row.get::<i64, _>(2), row.get::<Option<String>, _>(3)))
 }
 
 /// Records a plan version and makes it the current one.
@@ -234,7 +228,9 @@ pub struct NewMailing {
 pub enum Inserted {
     New,
     /// The same content was already received; its current status.
-    Duplicate { status: String },
+    Duplicate {
+        status: String,
+    },
 }
 
 /// Records a received mailing (its files are already stored). A second delivery of the same
@@ -430,18 +426,10 @@ pub async fn record_done(
     })
     .execute(&mut *tx)
     .await?;
-    audit(
-        &mut tx,
-        actor,
-        mailing_id,
-        "done",
-        json!({"outcome": serde_plain(&b.status), "pages": b.pages, "pieces": filed.len(), "notices": notices.len()}),
-    )
-    .await?;
-    let pending: Vec<i64> = sqlx::query_scalar("SELECT id FROM notices WHERE mailing_id = $1 AND status = 'pending' ORDER BY id")
-        .bind(mailing_id)
-        .fetch_all(&mut *tx)
+    audit(&mut tx, actor, mailing_id, "done", json!({"outcome": serde_plain(&b.status), "pages": b.pages, "pieces": filed.len(), "notices": notices.len()}))
         .await?;
+    let pending: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM notices WHERE mailing_id = $1 AND status = 'pending' ORDER BY id").bind(mailing_id).fetch_all(&mut *tx).await?;
     tx.commit().await?;
     Ok(pending)
 }
@@ -518,13 +506,15 @@ pub async fn record_refused_mail(pool: &PgPool, m: &RefusedMail, actor: &str) ->
     let mut notice = None;
     if inserted == 1 {
         notice = Some(
-            sqlx::query_scalar("INSERT INTO notices (mailing_id, name, recipients, sender, message) VALUES ($1, 'refus-courriel.eml', $2, $3, $4) RETURNING id")
-                .bind(&m.id)
-                .bind(vec![m.to.clone()])
-                .bind(&m.sender)
-                .bind(&m.reply)
-                .fetch_one(&mut *tx)
-                .await?,
+            sqlx::query_scalar(
+                "INSERT INTO notices (mailing_id, name, recipients, sender, message) VALUES ($1, 'refus-courriel.eml', $2, $3, $4) RETURNING id",
+            )
+            .bind(&m.id)
+            .bind(vec![m.to.clone()])
+            .bind(&m.sender)
+            .bind(&m.reply)
+            .fetch_one(&mut *tx)
+            .await?,
         );
         audit(&mut tx, actor, &m.id, "mail_refused", json!({"from": m.to, "why": m.why})).await?;
     }
@@ -535,10 +525,12 @@ pub async fn record_refused_mail(pool: &PgPool, m: &RefusedMail, actor: &str) ->
 /// Notices never tried after a while (same reason). One that was tried has its retry in a
 /// delay queue, or was given up.
 pub async fn stale_pending_notices(pool: &PgPool, older_than: Duration) -> Result<Vec<i64>> {
-    Ok(sqlx::query_scalar("SELECT id FROM notices WHERE status = 'pending' AND attempts = 0 AND created_at < now() - make_interval(secs => $1) ORDER BY id LIMIT 100")
-        .bind(older_than.as_secs_f64())
-        .fetch_all(pool)
-        .await?)
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM notices WHERE status = 'pending' AND attempts = 0 AND created_at < now() - make_interval(secs => $1) ORDER BY id LIMIT 100",
+    )
+    .bind(older_than.as_secs_f64())
+    .fetch_all(pool)
+    .await?)
 }
 
 /// Raw mailings whose retention is over: their objects can be deleted.
@@ -602,7 +594,10 @@ pub async fn lock_notice(tx: &mut Transaction<'_, Postgres>, id: i64) -> Result<
 }
 
 pub async fn notice_sent(tx: &mut Transaction<'_, Postgres>, n: &NoticeRow, actor: &str) -> Result<()> {
-    sqlx::query("UPDATE notices SET status = 'sent', sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1").bind(n.id).execute(&mut **tx).await?;
+    sqlx::query("UPDATE notices SET status = 'sent', sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1")
+        .bind(n.id)
+        .execute(&mut **tx)
+        .await?;
     audit(tx, actor, &n.mailing_id, "notice_sent", json!({"notice": n.name, "to": n.recipients})).await
 }
 
@@ -632,7 +627,11 @@ pub async fn record_dead_letter(pool: &PgPool, stage: &str, subject: Option<&str
     // worker died on every delivery) would otherwise stay `processing`, out of every list.
     match subject.map(|s| s.strip_prefix("notice:").map(str::parse::<i64>)) {
         Some(Some(Ok(notice))) => {
-            sqlx::query("UPDATE notices SET status = 'failed', last_error = $2 WHERE id = $1 AND status = 'pending'").bind(notice).bind(reason).execute(&mut *tx).await?;
+            sqlx::query("UPDATE notices SET status = 'failed', last_error = $2 WHERE id = $1 AND status = 'pending'")
+                .bind(notice)
+                .bind(reason)
+                .execute(&mut *tx)
+                .await?;
         }
         Some(None) => {
             sqlx::query("UPDATE mailings SET status = 'failed', last_error = $2, updated_at = now() WHERE id = $1 AND status IN ('received', 'processing')")
@@ -643,7 +642,8 @@ pub async fn record_dead_letter(pool: &PgPool, stage: &str, subject: Option<&str
         }
         _ => {}
     }
-    audit(&mut tx, "broker", subject.unwrap_or("(unreadable message)"), "dead_lettered", json!({"stage": stage, "reason": reason, "attempts": attempts})).await?;
+    audit(&mut tx, "broker", subject.unwrap_or("(unreadable message)"), "dead_lettered", json!({"stage": stage, "reason": reason, "attempts": attempts}))
+        .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -661,12 +661,16 @@ pub async fn deposit_status(pool: &PgPool, mailing_id: &str, user: &PortalUser) 
     .fetch_optional(pool)
     .await?;
     let Some(r) = row else { return Ok(None) };
-    let requests = sqlx::query("SELECT numero_unique, status, reason, notice FROM requests WHERE mailing_id = $1 ORDER BY ordinal").bind(mailing_id).fetch_all(pool).await?;
+    let requests = sqlx::query("SELECT numero_unique, status, reason, notice FROM requests WHERE mailing_id = $1 ORDER BY ordinal")
+        .bind(mailing_id)
+        .fetch_all(pool)
+        .await?;
     let pieces = sqlx::query("SELECT id, numero_unique, categorie, type_code, status, reason, confidence FROM pieces WHERE mailing_id = $1 ORDER BY id")
         .bind(mailing_id)
         .fetch_all(pool)
         .await?;
-    let notices = sqlx::query("SELECT name, recipients, status, sent_at FROM notices WHERE mailing_id = $1 ORDER BY id").bind(mailing_id).fetch_all(pool).await?;
+    let notices =
+        sqlx::query("SELECT name, recipients, status, sent_at FROM notices WHERE mailing_id = $1 ORDER BY id").bind(mailing_id).fetch_all(pool).await?;
     Ok(Some(json!({
         "deposit": r.get::<String, _>(0),
         "status": r.get::<String, _>(1),
@@ -786,7 +790,9 @@ pub async fn figures(pool: &PgPool) -> Result<Figures> {
         notices_by_status: pairs(sqlx::query("SELECT status, count(*) FROM notices GROUP BY status ORDER BY status").fetch_all(pool).await?),
         open_late: sqlx::query_scalar("SELECT count(*) FROM sla WHERE late").fetch_one(pool).await?,
         min_remaining_s: sqlx::query_scalar("SELECT EXTRACT(EPOCH FROM min(remaining))::float8 FROM sla").fetch_one(pool).await?,
-        rejected_pages_by_reason: pairs(sqlx::query("SELECT reason, count(*) FROM pages WHERE reason IS NOT NULL GROUP BY reason ORDER BY reason").fetch_all(pool).await?),
+        rejected_pages_by_reason: pairs(
+            sqlx::query("SELECT reason, count(*) FROM pages WHERE reason IS NOT NULL GROUP BY reason ORDER BY reason").fetch_all(pool).await?,
+        ),
         dead_letters: sqlx::query_scalar("SELECT count(*) FROM dead_letters").fetch_one(pool).await?,
         pages_done: sqlx::query_scalar("SELECT COALESCE(sum(pages), 0)::int8 FROM mailings WHERE status = 'done'").fetch_one(pool).await?,
         waiting: waiting(pool).await?,
@@ -823,4 +829,3 @@ mod waiting_tests {
         assert_eq!((w[2].server, w[2].since), ("other", None));
     }
 }
-

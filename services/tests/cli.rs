@@ -29,7 +29,14 @@ fn usage_errors_say_what_to_fix_and_exit_2() {
     }
     let cfg = out.path().join("site.toml");
     std::fs::write(&cfg, "[site]\nname='x'\ncalendar='ZZ'\nbureau_email='a@b'\n[sne]\n").expect("write");
-    let o = bin().args(["process", "--registry", "sample", "--config"]).arg(&cfg).arg(samples().join("applicant-mailing.tif")).arg("--out").arg(out.path()).output().expect("runs");
+    let o = bin()
+        .args(["process", "--registry", "sample", "--config"])
+        .arg(&cfg)
+        .arg(samples().join("applicant-mailing.tif"))
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .expect("runs");
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("site.calendar"));
 }

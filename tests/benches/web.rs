@@ -114,7 +114,8 @@ async fn main() -> Result<()> {
     seed(&bureau.pool, mailings, open).await?;
     let password = "bench: a long enough password";
     let hash = hash_password(password)?;
-    for (email, role, guichet) in [("guichet@bench.example", AccountRole::Counter, Some("G0001")), ("superviseur@bench.example", AccountRole::Supervisor, None)] {
+    for (email, role, guichet) in [("guichet@bench.example", AccountRole::Counter, Some("G0001")), ("superviseur@bench.example", AccountRole::Supervisor, None)]
+    {
         create_account(&bureau.pool, &NewAccount { email, display_name: "", role, guichet, sensitive: false, password_hash: &hash }, "bench").await?;
     }
     scanbureau_tests::stack::wait_port(stack.http_port, "the portal", Duration::from_secs(60))?;

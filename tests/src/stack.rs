@@ -292,8 +292,10 @@ pub async fn wait_until(pool: &sqlx::PgPool, sql: &str, what: &str, timeout: Dur
             return Ok(());
         }
         if start.elapsed() > timeout {
-            let states: Vec<(String, String, Option<String>)> = sqlx::query_as("SELECT id, status, last_error FROM mailings").fetch_all(pool).await.unwrap_or_default();
-            let notices: Vec<(i64, String, i32, Option<String>)> = sqlx::query_as("SELECT id, status, attempts, last_error FROM notices").fetch_all(pool).await.unwrap_or_default();
+            let states: Vec<(String, String, Option<String>)> =
+                sqlx::query_as("SELECT id, status, last_error FROM mailings").fetch_all(pool).await.unwrap_or_default();
+            let notices: Vec<(i64, String, i32, Option<String>)> =
+                sqlx::query_as("SELECT id, status, attempts, last_error FROM notices").fetch_all(pool).await.unwrap_or_default();
             bail!("timed out after {timeout:?} waiting for {what}; mailings {states:?}; notices {notices:?}");
         }
         tokio::time::sleep(Duration::from_millis(150)).await;

@@ -102,7 +102,9 @@ pub struct Client {
 
 /// Form encoding of `pairs`.
 pub fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let enc = |s: &str| s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>();
+    let enc = |s: &str| {
+        s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>()
+    };
     pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&").into_bytes()
 }
 
@@ -182,7 +184,6 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
     out
 }
-
 
 /// A portal deposit of one request whose pieces include a sensitive one (an ordonnance de
 /// protection) and an ordinary one (a rent receipt), with its registry snapshot: written to

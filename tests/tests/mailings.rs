@@ -153,7 +153,14 @@ fn each_request_fault_gets_its_reason_and_the_rest_goes_through() {
     let reasons: Vec<Option<ReasonCode>> = report.requests.iter().map(|r| r.reason).collect();
     assert_eq!(
         reasons,
-        vec![None, Some(ReasonCode::FicheIllisible), Some(ReasonCode::IncoherenceIdentite), Some(ReasonCode::NumeroInconnu), Some(ReasonCode::DemandeRadiee), None]
+        vec![
+            None,
+            Some(ReasonCode::FicheIllisible),
+            Some(ReasonCode::IncoherenceIdentite),
+            Some(ReasonCode::NumeroInconnu),
+            Some(ReasonCode::DemandeRadiee),
+            None
+        ]
     );
     // The sound request's payslip and rent receipt are classified and filed.
     let filed: Vec<(Option<&str>, PieceStatus)> = report.requests[0].pieces.iter().map(|p| (p.type_code.as_deref(), p.status)).collect();
@@ -187,7 +194,10 @@ fn a_bad_file_in_a_batch_is_accounted_and_does_not_stop_the_rest() {
     fs::write(batch.join("scan-0002c.txt"), b"notes de l'operateur").expect("write");
     let mut encrypted = pdf_bytes(&g.pages[..1], 70, false);
     let at = encrypted.windows(7).rposition(|w| w == b"/Root 1").expect("trailer");
-    encrypted.splice(at..at, b"/Encrypt << /Filter /Standard /V 1 /R 2 /O (0123456789abcdef0123456789abcdef) /U (0123456789abcdef0123456789abcdef) /P -4 >> ".iter().copied());
+    encrypted.splice(
+        at..at,
+        b"/Encrypt << /Filter /Standard /V 1 /R 2 /O (0123456789abcdef0123456789abcdef) /U (0123456789abcdef0123456789abcdef) /P -4 >> ".iter().copied(),
+    );
     fs::write(batch.join("scan-0002d.pdf"), encrypted).expect("write");
     fs::write(batch.join("scan-0002e.jpg"), b"").expect("write");
     let reg = write_registry(dir.path(), &g, &spec.guichet);
@@ -267,8 +277,20 @@ fn born_digital_portal_pdf_is_rendered_and_its_fiche_read() {
     let payload = format!("SNE-FR|1|{}|{}|{}|{}|2|3|2026-11-16", p.numero_unique, p.nom, p.prenoms, p.date_naissance);
     let pages = vec![
         BornDigitalPage { lines: vec!["FICHE RÉCAPITULATIVE".into(), format!("Numéro unique : {}", p.numero_unique)], qr: Some(payload), hidden: None },
-        BornDigitalPage { lines: vec!["ATTESTATION EMPLOYEUR".into(), "Je soussigné, directeur des ressources humaines, atteste que".into(), format!("{} {} est employé(e) depuis le 1er mars 2021.", p.prenoms, p.nom)], qr: None, hidden: None },
-        BornDigitalPage { lines: vec!["QUITTANCE DE LOYER".into(), "Reçu la somme de 612,40 € pour le loyer de novembre 2026.".into()], qr: None, hidden: None },
+        BornDigitalPage {
+            lines: vec![
+                "ATTESTATION EMPLOYEUR".into(),
+                "Je soussigné, directeur des ressources humaines, atteste que".into(),
+                format!("{} {} est employé(e) depuis le 1er mars 2021.", p.prenoms, p.nom),
+            ],
+            qr: None,
+            hidden: None,
+        },
+        BornDigitalPage {
+            lines: vec!["QUITTANCE DE LOYER".into(), "Reçu la somme de 612,40 € pour le loyer de novembre 2026.".into()],
+            qr: None,
+            hidden: None,
+        },
     ];
     let pdf = dir.path().join("export.pdf");
     fs::write(&pdf, born_digital_pdf(&pages)).expect("write");

@@ -92,7 +92,13 @@ fn form_page(colour: bool) -> scanbureau_pipeline::raster::PageRaster {
         match print {
             true if stamp => image::Rgb([190, 30, 40]),
             true => image::Rgb([25, 25, 30]),
-            false if y < 900 => if colour { image::Rgb([205, 225, 250]) } else { image::Rgb([195, 195, 195]) },
+            false if y < 900 => {
+                if colour {
+                    image::Rgb([205, 225, 250])
+                } else {
+                    image::Rgb([195, 195, 195])
+                }
+            }
             false => image::Rgb([245, 245, 243]),
         }
     });
@@ -128,7 +134,12 @@ fn mixed_pages_draw_the_same_in_poppler_and_pdfium() {
         // Compared at 50 dpi, grey: what the layers show, not how each viewer smooths.
         let ours = image::imageops::resize(&decode_encoded(&enc).expect("decodes"), 413, 585, image::imageops::FilterType::Triangle);
         let mut drawn = Vec::new();
-        let out = Command::new("pdftoppm").args(["-r", "50", "-gray", "-png", "-singlefile"]).arg(&pdf).arg(tmp.path().join("poppler")).output().expect("pdftoppm runs");
+        let out = Command::new("pdftoppm")
+            .args(["-r", "50", "-gray", "-png", "-singlefile"])
+            .arg(&pdf)
+            .arg(tmp.path().join("poppler"))
+            .output()
+            .expect("pdftoppm runs");
         assert!(out.status.success() && out.stderr.is_empty(), "pdftoppm: {}", String::from_utf8_lossy(&out.stderr));
         drawn.push(("poppler", tmp.path().join("poppler.png")));
         if pdfium {

@@ -20,7 +20,12 @@ fn scanning() -> Scanning {
 
 /// One portal request carrying `docs`, through the job; with `edit` applied to the registry's
 /// record of the applicant and `config` as the site configuration.
-fn run_request(seed: u64, docs: impl Fn(&scanbureau_fixtures::people::Person, &mut rand::rngs::SmallRng) -> Vec<DocKind>, held: &[(&str, u32)], config: Option<&str>) -> (Report, scanbureau_fixtures::Truth) {
+fn run_request(
+    seed: u64,
+    docs: impl Fn(&scanbureau_fixtures::people::Person, &mut rand::rngs::SmallRng) -> Vec<DocKind>,
+    held: &[(&str, u32)],
+    config: Option<&str>,
+) -> (Report, scanbureau_fixtures::Truth) {
     let dir = tempfile::tempdir().expect("tmp");
     let mut spec = random_spec(seed, MailingKind::Portal, 1, scanning());
     let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(seed);
@@ -113,8 +118,20 @@ fn identity_documents_go_to_whose_they_are_a_stranger_s_card_is_refused_and_a_le
 #[test]
 fn a_full_category_refuses_only_the_excess_piece() {
     // The registry already holds 11 of the 12 monthly-income pieces allowed.
-    let (report, _) = run_request(602, |_, rng| vec![plan("BULLETIN_SALAIRE", Subject::Demandeur, rng), plan("BULLETIN_SALAIRE", Subject::Demandeur, rng), plan("QUITTANCE_LOYER", Subject::Demandeur, rng)], &[("RMS", 11)], None);
-    let got: Vec<(Option<&str>, PieceStatus, Option<ReasonCode>)> = report.requests[0].pieces.iter().map(|p| (p.type_code.as_deref(), p.status, p.reason)).collect();
+    let (report, _) = run_request(
+        602,
+        |_, rng| {
+            vec![
+                plan("BULLETIN_SALAIRE", Subject::Demandeur, rng),
+                plan("BULLETIN_SALAIRE", Subject::Demandeur, rng),
+                plan("QUITTANCE_LOYER", Subject::Demandeur, rng),
+            ]
+        },
+        &[("RMS", 11)],
+        None,
+    );
+    let got: Vec<(Option<&str>, PieceStatus, Option<ReasonCode>)> =
+        report.requests[0].pieces.iter().map(|p| (p.type_code.as_deref(), p.status, p.reason)).collect();
     assert_eq!(
         got,
         vec![
@@ -128,7 +145,9 @@ fn a_full_category_refuses_only_the_excess_piece() {
 
 #[test]
 fn the_review_threshold_is_the_site_s() {
-    let docs = |_: &scanbureau_fixtures::people::Person, rng: &mut rand::rngs::SmallRng| vec![plan("AVIS_IMPOSITION", Subject::Demandeur, rng), plan("ATTESTATION_CAF", Subject::Demandeur, rng)];
+    let docs = |_: &scanbureau_fixtures::people::Person, rng: &mut rand::rngs::SmallRng| {
+        vec![plan("AVIS_IMPOSITION", Subject::Demandeur, rng), plan("ATTESTATION_CAF", Subject::Demandeur, rng)]
+    };
     let (report, _) = run_request(603, docs, &[], None);
     assert!(report.requests[0].pieces.iter().all(|p| p.status == PieceStatus::Uploaded && p.confidence >= 0.8), "{:?}", report.requests[0].pieces);
     // A site that wants every piece checked by an operator.

@@ -58,7 +58,6 @@ impl Running {
     }
 }
 
-
 async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.unwrap_or(-1)
 }
@@ -122,7 +121,8 @@ fn deliver_mail(maildir: &Path, name: &str) -> Result<()> {
 /// Every piece of every done mailing is in the database once, with its PDF in S3 when filed;
 /// every page of the report has one fate.
 async fn check_filed(b: &Bureau) -> Result<()> {
-    let reports: Vec<serde_json::Value> = sqlx::query_scalar("SELECT report FROM mailings WHERE status = 'done' AND report IS NOT NULL").fetch_all(&b.pool).await?;
+    let reports: Vec<serde_json::Value> =
+        sqlx::query_scalar("SELECT report FROM mailings WHERE status = 'done' AND report IS NOT NULL").fetch_all(&b.pool).await?;
     let mut expected = 0;
     for r in &reports {
         let report: scanbureau_pipeline::report::Report = serde_json::from_value(r.clone())?;
@@ -164,7 +164,12 @@ async fn a_mailing_from_each_channel_ends_as_pieces_rows_and_notices() -> Result
     let service: scanbureau_pipeline::report::Report =
         serde_json::from_value(sqlx::query_scalar("SELECT report FROM mailings WHERE channel = 'paper'").fetch_one(run.pool()).await?)?;
     let out = stack.dir.path().join("one-shot");
-    let one_shot = scanbureau_tests::process(&scanbureau_tests::args(vec![sample("counter-mailing")], &out, Some("sample".into()), scanbureau::process::ChannelArg::Paper));
+    let one_shot = scanbureau_tests::process(&scanbureau_tests::args(
+        vec![sample("counter-mailing")],
+        &out,
+        Some("sample".into()),
+        scanbureau::process::ChannelArg::Paper,
+    ));
     let roles = |r: &scanbureau_pipeline::report::Report| r.pages.iter().map(|p| (p.role, p.piece.is_some(), p.reason)).collect::<Vec<_>>();
     assert_eq!(roles(&service), roles(&one_shot), "page fates");
     let pieces = |r: &scanbureau_pipeline::report::Report| {
@@ -175,7 +180,8 @@ async fn a_mailing_from_each_channel_ends_as_pieces_rows_and_notices() -> Result
     let sent = count(run.pool(), "SELECT count(*) FROM notices WHERE status = 'sent'").await;
     let received = stack.smtp.messages();
     assert_eq!(received.len() as i64, sent, "one delivered message per notice");
-    let subjects: Vec<String> = received.iter().filter_map(|m| mail_parser::MessageParser::default().parse(m).and_then(|p| p.subject().map(str::to_string))).collect();
+    let subjects: Vec<String> =
+        received.iter().filter_map(|m| mail_parser::MessageParser::default().parse(m).and_then(|p| p.subject().map(str::to_string))).collect();
     assert!(subjects.iter().any(|s| s.starts_with("Demande ")), "{subjects:?}");
 
     // The inputs were filed away once stored.
@@ -271,7 +277,8 @@ async fn poison_messages_are_dead_lettered_with_their_reason() -> Result<()> {
     assert!(reasons.iter().any(|(s, r)| s == "process" && r.contains("unknown mailing m-does-not-exist")), "{reasons:?}");
     assert!(reasons.iter().any(|(s, r)| s == "notify" && r.contains("unknown notice 424242")), "{reasons:?}");
     assert!(reasons.iter().any(|(s, r)| s == "process" && r.contains("stored file list of mailing m-corrupt is unreadable")), "{reasons:?}");
-    let (status, error): (String, Option<String>) = sqlx::query_as("SELECT status, last_error FROM mailings WHERE id = 'm-corrupt'").fetch_one(run.pool()).await?;
+    let (status, error): (String, Option<String>) =
+        sqlx::query_as("SELECT status, last_error FROM mailings WHERE id = 'm-corrupt'").fetch_one(run.pool()).await?;
     assert_eq!(status, "failed");
     assert!(error.is_some_and(|e| e.contains("unreadable")));
     // They are in the dead-letter queue too, and the work queues are empty: the stages go on.
@@ -343,10 +350,17 @@ async fn notices_wait_for_the_smtp_server_and_are_sent_once_it_is_back() -> Resu
 async fn processing_retries_while_s3_is_down_then_completes() -> Result<()> {
     let mut stack = TestStack::new("s3down", true).await?;
     let (mut s3, id, run) = stored_then_s3_down(&mut stack, &[Role::Process, Role::Notify]).await?;
-    wait_until(run.pool(), "SELECT count(*) >= 2 FROM audit_events WHERE action = 'attempt_failed'", "failed attempts while S3 is down", Duration::from_secs(60)).await?;
+    wait_until(
+        run.pool(),
+        "SELECT count(*) >= 2 FROM audit_events WHERE action = 'attempt_failed'",
+        "failed attempts while S3 is down",
+        Duration::from_secs(60),
+    )
+    .await?;
     s3.start()?;
     wait_until(run.pool(), &format!("SELECT status = 'done' FROM mailings WHERE id = '{id}'"), "done after S3 came back", Duration::from_secs(120)).await?;
-    let error: Option<String> = sqlx::query_scalar("SELECT detail->>'error' FROM audit_events WHERE action = 'attempt_failed' LIMIT 1").fetch_one(run.pool()).await?;
+    let error: Option<String> =
+        sqlx::query_scalar("SELECT detail->>'error' FROM audit_events WHERE action = 'attempt_failed' LIMIT 1").fetch_one(run.pool()).await?;
     assert!(error.unwrap_or_default().contains("object storage"), "the failure says what was down");
     check_filed(&run.bureau).await?;
     run.stop().await
@@ -362,7 +376,15 @@ async fn stored_then_s3_down(stack: &mut TestStack, roles: &[Role]) -> Result<(O
     let files = vec![("depot.pdf".to_string(), sample("portal-deposit.pdf"))];
     let (id, _) = intake
         .bureau
-        .receive(Intake { channel: "portal", source: "test", files: &files, numero_unique: None, notify: Some("agent@bailleur-093.example".into()), portal_user: None, counter: None })
+        .receive(Intake {
+            channel: "portal",
+            source: "test",
+            files: &files,
+            numero_unique: None,
+            notify: Some("agent@bailleur-093.example".into()),
+            portal_user: None,
+            counter: None,
+        })
         .await?;
     intake.shutdown().await?;
     s3.stop();
@@ -507,7 +529,15 @@ async fn fault_a_mailing_that_kills_its_worker_every_time_is_given_up_visibly() 
     let files = vec![("depot.pdf".to_string(), sample("portal-deposit.pdf"))];
     let (id, _) = run
         .bureau
-        .receive(Intake { channel: "portal", source: "test", files: &files, numero_unique: None, notify: Some("agent@bailleur-093.example".into()), portal_user: None, counter: None })
+        .receive(Intake {
+            channel: "portal",
+            source: "test",
+            files: &files,
+            numero_unique: None,
+            notify: Some("agent@bailleur-093.example".into()),
+            portal_user: None,
+            counter: None,
+        })
         .await?;
     let crash_on = [("SCANBUREAU__JOB__CRASH_ON_MAILING", id.as_str())];
     let spawn_worker = |crash: bool| {
@@ -633,8 +663,17 @@ async fn deposit_copies(b: &Bureau, dir: &Path, tag: &str, n: usize) -> Result<V
         bytes.extend_from_slice(format!("\n% copy {tag} {i}\n").as_bytes());
         std::fs::write(&path, bytes)?;
         let files = vec![(format!("depot-{tag}-{i}.pdf"), path)];
-        let (id, _) =
-            b.receive(Intake { channel: "portal", source: "test", files: &files, numero_unique: None, notify: Some("agent@bailleur-093.example".into()), portal_user: None, counter: None }).await?;
+        let (id, _) = b
+            .receive(Intake {
+                channel: "portal",
+                source: "test",
+                files: &files,
+                numero_unique: None,
+                notify: Some("agent@bailleur-093.example".into()),
+                portal_user: None,
+                counter: None,
+            })
+            .await?;
         ids.push(id);
     }
     Ok(ids)

@@ -62,7 +62,12 @@ async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_a
     assert_eq!(forged.status, 403, "a sign-in without the login page's token");
     let signed = a.login(A.0, A.1).await?;
     assert_eq!((signed.status, signed.header("location")), (303, Some("/portal")), "{}", signed.text());
-    let cookie = signed.headers.iter().find(|(k, v)| k.eq_ignore_ascii_case("set-cookie") && v.starts_with("__Host-sb_session=")).map(|(_, v)| v.clone()).context("session cookie")?;
+    let cookie = signed
+        .headers
+        .iter()
+        .find(|(k, v)| k.eq_ignore_ascii_case("set-cookie") && v.starts_with("__Host-sb_session="))
+        .map(|(_, v)| v.clone())
+        .context("session cookie")?;
     for flag in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(flag), "session cookie {cookie:?} lacks {flag}");
     }
@@ -152,11 +157,17 @@ async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_a
     // The bureau answers the incident; the counter sees the answer.
     let incident_id: i64 = sqlx::query_scalar("SELECT id FROM incidents").fetch_one(&pool).await?;
     let op_csrf = op.session_csrf("/console/incidents").await?;
-    let answered = op.post_form(&format!("/console/incidents/{incident_id}"), &[("csrf", &op_csrf), ("status", "resolved"), ("answer", "Avis renvoyé au référent.")]).await?;
+    let answered = op
+        .post_form(&format!("/console/incidents/{incident_id}"), &[("csrf", &op_csrf), ("status", "resolved"), ("answer", "Avis renvoyé au référent.")])
+        .await?;
     assert_eq!(answered.status, 303);
     let list = a.get("/portal/incidents").await?.text();
     assert!(list.contains("résolu") && list.contains("Avis renvoyé au référent."), "the counter sees the answer");
-    assert_eq!(b.post_form(&format!("/console/incidents/{incident_id}"), &[("csrf", &b_csrf), ("status", "open")]).await?.status, 403, "counters do not answer incidents");
+    assert_eq!(
+        b.post_form(&format!("/console/incidents/{incident_id}"), &[("csrf", &b_csrf), ("status", "open")]).await?.status,
+        403,
+        "counters do not answer incidents"
+    );
 
     // A notice sent again on the counter's request reaches the sink a second time.
     let before = stack.smtp.messages().len();
@@ -208,7 +219,8 @@ async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_a
     assert_eq!((printed.status, printed.header("content-type")), (200, Some("application/pdf")));
     let payload = read_qr(&printed.body)?;
     assert_eq!(payload, format!("SNE-FR|1|{numero}|LEFÈVRE-D'ARC|MARIE ANNE|1980-02-14|2|4|2026-12-02"));
-    let bordereau = a.post_form("/portal/slips/bordereau", &[("csrf", &csrf), ("nb_dossiers", "3"), ("nb_pages_total", "17"), ("date_transmission", "2026-12-02")]).await?;
+    let bordereau =
+        a.post_form("/portal/slips/bordereau", &[("csrf", &csrf), ("nb_dossiers", "3"), ("nb_pages_total", "17"), ("date_transmission", "2026-12-02")]).await?;
     assert_eq!(bordereau.status, 200);
     let dep: String = sqlx::query_scalar("SELECT departement FROM guichets WHERE numero = $1").bind(&mine).fetch_one(&pool).await?;
     assert_eq!(read_qr(&bordereau.body)?, format!("SNE-BT|1|{mine}|{dep}|3|17|2026-12-02"));
@@ -375,11 +387,24 @@ async fn an_operator_retries_one_given_up_mailing_and_refuses_another_with_a_not
     let resolution: Option<String> = sqlx::query_scalar("SELECT resolution FROM dead_letters WHERE subject = $1").bind(&second).fetch_one(&pool).await?;
     assert_eq!(resolution.as_deref(), Some("rejected"), "its dead letter is dealt with");
     wait_until(&pool, &format!("SELECT count(*) = 1 FROM notices WHERE mailing_id = '{second}' AND status = 'sent'"), "the refusal notice sent", LONG).await?;
-    let told = stack.smtp.messages().iter().filter_map(|m| mail_parser::MessageParser::default().parse(m).map(|p| p.body_text(0).map(|t| t.to_string()).unwrap_or_default())).any(|t| t.contains("corrompu") || t.contains("endommag"));
+    let told = stack
+        .smtp
+        .messages()
+        .iter()
+        .filter_map(|m| mail_parser::MessageParser::default().parse(m).map(|p| p.body_text(0).map(|t| t.to_string()).unwrap_or_default()))
+        .any(|t| t.contains("corrompu") || t.contains("endommag"));
     assert!(told, "the refusal notice gives the reason");
-    assert_eq!(op.post_form(&format!("/console/mailings/{second}/reject"), &[("csrf", &csrf), ("reason", "FICHIER_CORROMPU")]).await?.status, 409, "refused once");
+    assert_eq!(
+        op.post_form(&format!("/console/mailings/{second}/reject"), &[("csrf", &csrf), ("reason", "FICHIER_CORROMPU")]).await?.status,
+        409,
+        "refused once"
+    );
     for action in ["dead_letter_retried", "rejected_by_operator"] {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = $1 AND actor = $2").bind(action).bind(format!("operator:{}", OPERATOR.0)).fetch_one(&pool).await?;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = $1 AND actor = $2")
+            .bind(action)
+            .bind(format!("operator:{}", OPERATOR.0))
+            .fetch_one(&pool)
+            .await?;
         assert_eq!(n, 1, "{action} audited under the operator's name");
     }
     drop(server);
@@ -421,9 +446,8 @@ async fn a_counter_an_operator_and_a_supervisor_do_their_work_in_chromium() -> R
         .env("BATCH_FOLDER", sample("counter-mailing"))
         .env("SHOTS", &shots)
         .current_dir(workspace_root().join("tests/browser"));
-    let out = tokio::task::spawn_blocking(move || node.output())
-        .await?
-        .context("running node (scripts/setup.sh installs Node.js, Chromium and playwright-core)")?;
+    let out =
+        tokio::task::spawn_blocking(move || node.output()).await?.context("running node (scripts/setup.sh installs Node.js, Chromium and playwright-core)")?;
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     println!("{said}");
     if !out.status.success() {
@@ -432,13 +456,20 @@ async fn a_counter_an_operator_and_a_supervisor_do_their_work_in_chromium() -> R
     }
 
     // What the clicks did, as the database records it.
-    assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM incidents WHERE kind = 'notice_not_received' AND guichet = 'G3533'").fetch_one(&pool).await?, 1);
-    let batch: (String, Option<String>, serde_json::Value) = sqlx::query_as("SELECT status, guichet, files FROM mailings WHERE source = $1").bind(format!("console:{}", OPERATOR.0)).fetch_one(&pool).await?;
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM incidents WHERE kind = 'notice_not_received' AND guichet = 'G3533'").fetch_one(&pool).await?,
+        1
+    );
+    let batch: (String, Option<String>, serde_json::Value) =
+        sqlx::query_as("SELECT status, guichet, files FROM mailings WHERE source = $1").bind(format!("console:{}", OPERATOR.0)).fetch_one(&pool).await?;
     assert_eq!(batch.0, "done");
     assert!(batch.1.is_some(), "the batch is its counter's once the bordereau is read");
     let sent = std::fs::read_dir(sample("counter-mailing"))?.count();
     assert_eq!(batch.2.as_array().map(Vec::len), Some(sent), "every file of the folder is in the one batch");
-    let decided: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action LIKE 'review_%' AND actor = $1").bind(format!("operator:{}", OPERATOR.0)).fetch_one(&pool).await?;
+    let decided: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action LIKE 'review_%' AND actor = $1")
+        .bind(format!("operator:{}", OPERATOR.0))
+        .fetch_one(&pool)
+        .await?;
     assert_eq!(decided, 1, "one review decision, audited under the operator's name");
     assert!(sqlx::query_scalar::<_, bool>("SELECT priority > 0 FROM mailings WHERE id = $1").bind(&late).fetch_one(&pool).await?);
     wait_until(&pool, &format!("SELECT status = 'done' FROM mailings WHERE id = '{late}'"), "the prioritised mailing processed", LONG).await?;
@@ -463,24 +494,34 @@ async fn a_counter_an_operator_and_a_supervisor_do_their_work_in_chromium() -> R
     let csrf = op.session_csrf("/console/review").await?;
 
     // Two pieces of the second request: joined into one, then cut again after its first page.
-    let two: Vec<(String, Option<String>, i32)> = sqlx::query_as("SELECT id, key, pages FROM pieces WHERE status = 'review' AND mailing_id = $1 AND numero_unique = $2 ORDER BY id LIMIT 2")
-        .bind(&requests[1].0)
-        .bind(&requests[1].1)
-        .fetch_all(&pool)
-        .await?;
+    let two: Vec<(String, Option<String>, i32)> =
+        sqlx::query_as("SELECT id, key, pages FROM pieces WHERE status = 'review' AND mailing_id = $1 AND numero_unique = $2 ORDER BY id LIMIT 2")
+            .bind(&requests[1].0)
+            .bind(&requests[1].1)
+            .fetch_all(&pool)
+            .await?;
     assert_eq!(two.len(), 2, "another request with two pieces in review");
     let total = two[0].2 + two[1].2;
     let joined = op.post_form(&format!("/console/review/{}", two[0].0), &[("csrf", &csrf), ("action", "join"), ("with", &two[1].0)]).await?;
     assert_eq!(joined.status, 303, "{}", joined.text());
-    let (joined_id, joined_pages): (String, i32) = sqlx::query_as("SELECT id, pages FROM pieces WHERE id LIKE $1 || '+%'").bind(&two[0].0).fetch_one(&pool).await?;
+    let (joined_id, joined_pages): (String, i32) =
+        sqlx::query_as("SELECT id, pages FROM pieces WHERE id LIKE $1 || '+%'").bind(&two[0].0).fetch_one(&pool).await?;
     assert_eq!(joined_pages, total);
-    assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pages WHERE piece_id = $1").bind(&joined_id).fetch_one(&pool).await?, total as i64, "every page now belongs to the joined piece");
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pages WHERE piece_id = $1").bind(&joined_id).fetch_one(&pool).await?,
+        total as i64,
+        "every page now belongs to the joined piece"
+    );
     for (_, key, _) in &two {
         assert!(!bureau.blobs.exists(key.as_deref().context("key")?).await?, "the joined pieces' objects are gone");
     }
     let cut = op.post_form(&format!("/console/review/{joined_id}"), &[("csrf", &csrf), ("action", "split"), ("after", "1")]).await?;
     assert_eq!(cut.status, 303, "{}", cut.text());
-    let parts: Vec<(String, i32, String)> = sqlx::query_as("SELECT id, pages, key FROM pieces WHERE id IN ($1 || '-1', $1 || '-2') AND status = 'review' ORDER BY id").bind(&joined_id).fetch_all(&pool).await?;
+    let parts: Vec<(String, i32, String)> =
+        sqlx::query_as("SELECT id, pages, key FROM pieces WHERE id IN ($1 || '-1', $1 || '-2') AND status = 'review' ORDER BY id")
+            .bind(&joined_id)
+            .fetch_all(&pool)
+            .await?;
     assert_eq!(parts.iter().map(|p| p.1).collect::<Vec<_>>(), [1, total - 1]);
     for (id, pages, _) in &parts {
         let attributed: i64 = sqlx::query_scalar("SELECT count(*) FROM pages WHERE piece_id = $1").bind(id).fetch_one(&pool).await?;
@@ -493,14 +534,20 @@ async fn a_counter_an_operator_and_a_supervisor_do_their_work_in_chromium() -> R
     }
     // The parts of a cut are not what was classified: no type is proposed for them, they cannot
     // be accepted as they are, only classified.
-    let proposed: Vec<Option<String>> = sqlx::query_scalar("SELECT type_code FROM pieces WHERE id IN ($1 || '-1', $1 || '-2')").bind(&joined_id).fetch_all(&pool).await?;
+    let proposed: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT type_code FROM pieces WHERE id IN ($1 || '-1', $1 || '-2')").bind(&joined_id).fetch_all(&pool).await?;
     assert_eq!(proposed, vec![None, None], "no type carried over to the parts");
     let blind = op.post_form(&format!("/console/review/{}", parts[0].0), &[("csrf", &csrf), ("action", "accept")]).await?;
     assert_eq!(blind.status, 422, "{}", blind.text());
-    let classified = op.post_form(&format!("/console/review/{}", parts[0].0), &[("csrf", &csrf), ("action", "reclassify"), ("type", "RMS/ATTESTATION_CAF")]).await?;
+    let classified =
+        op.post_form(&format!("/console/review/{}", parts[0].0), &[("csrf", &csrf), ("action", "reclassify"), ("type", "RMS/ATTESTATION_CAF")]).await?;
     assert_eq!(classified.status, 303, "{}", classified.text());
     for action in ["review_joined", "review_split"] {
-        assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_events WHERE action = $1").bind(action).fetch_one(&pool).await?, 1, "{action} audited");
+        assert_eq!(
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_events WHERE action = $1").bind(action).fetch_one(&pool).await?,
+            1,
+            "{action} audited"
+        );
     }
 
     for (i, piece) in waiting.iter().enumerate() {
@@ -508,22 +555,29 @@ async fn a_counter_an_operator_and_a_supervisor_do_their_work_in_chromium() -> R
         let r = op.post_form(&format!("/console/review/{piece}"), &[("csrf", &csrf), ("action", action)]).await?;
         assert_eq!(r.status, 303, "{}", r.text());
     }
-    let again = op.post_form(&format!("/console/review/{}", waiting.first().context("pieces left to decide")?), &[("csrf", &csrf), ("action", "accept")]).await?;
+    let again =
+        op.post_form(&format!("/console/review/{}", waiting.first().context("pieces left to decide")?), &[("csrf", &csrf), ("action", "accept")]).await?;
     assert_eq!(again.status, 409, "a piece is decided once");
     let name = format!("verification-{numero}.eml");
     wait_until(&pool, &format!("SELECT count(*) = 1 FROM notices WHERE name = '{name}' AND status = 'sent'"), "the follow-up notice sent", LONG).await?;
     let message: Vec<u8> = sqlx::query_scalar("SELECT message FROM notices WHERE name = $1").bind(&name).fetch_one(&pool).await?;
     let parsed = mail_parser::MessageParser::default().parse(&message).context("the follow-up is an e-mail")?;
     let subject = parsed.subject().unwrap_or_default();
-    let refused: i64 = sqlx::query_scalar("SELECT count(*) FROM pieces WHERE mailing_id = $1 AND numero_unique = $2 AND status = 'rejected'").bind(&mailing).bind(&numero).fetch_one(&pool).await?;
+    let refused: i64 = sqlx::query_scalar("SELECT count(*) FROM pieces WHERE mailing_id = $1 AND numero_unique = $2 AND status = 'rejected'")
+        .bind(&mailing)
+        .bind(&numero)
+        .fetch_one(&pool)
+        .await?;
     assert!(refused >= 1, "the piece refused as illegible counts");
-    assert!(subject.contains("0 en vérification") && subject.contains(&format!("{refused} refusée")), "the follow-up says what became of each piece: {subject}");
+    assert!(
+        subject.contains("0 en vérification") && subject.contains(&format!("{refused} refusée")),
+        "the follow-up says what became of each piece: {subject}"
+    );
     let illegible: String = sqlx::query_scalar("SELECT status || '/' || reason FROM pieces WHERE id = $1").bind(&waiting[0]).fetch_one(&pool).await?;
     assert_eq!(illegible, "rejected/PIECE_ILLISIBLE");
     drop(server);
     drop_queues(&stack).await
 }
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_says_what_waits_on_a_server_that_is_down() -> Result<()> {
@@ -536,7 +590,8 @@ async fn the_dashboard_says_what_waits_on_a_server_that_is_down() -> Result<()> 
     let id = format!("m-waiting-{}", stack.name);
     record_mailing(&bureau, &id, Utc::now(), true, Some("referent@bailleur-093.example")).await?;
     bureau.broker.publish(scanbureau::broker::Stage::Process, &scanbureau::bureau::job_message(&id)).await?;
-    wait_until(&pool, "SELECT count(*) > 0 FROM notices WHERE status = 'pending' AND last_error IS NOT NULL", "a notice failed on the SMTP server", LONG).await?;
+    wait_until(&pool, "SELECT count(*) > 0 FROM notices WHERE status = 'pending' AND last_error IS NOT NULL", "a notice failed on the SMTP server", LONG)
+        .await?;
 
     let mut sup = Client::new(server.port);
     assert_eq!(sup.login(SUPERVISOR.0, SUPERVISOR.1).await?.status, 303);

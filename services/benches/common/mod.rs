@@ -77,7 +77,14 @@ pub fn multiset_hits(expected: &[String], found: &[String]) -> usize {
 /// Words Tesseract (French, one thread) reads on an image file, each with its confidence (0-100);
 /// None without the `tesseract` command.
 pub fn ocr_read(image: &Path) -> Option<Vec<(String, f64)>> {
-    let out = Command::new("tesseract").arg(image).arg("stdout").args(["-l", "fra", "--psm", "3", "tsv"]).env("OMP_THREAD_LIMIT", "1").stderr(Stdio::null()).output().ok()?;
+    let out = Command::new("tesseract")
+        .arg(image)
+        .arg("stdout")
+        .args(["-l", "fra", "--psm", "3", "tsv"])
+        .env("OMP_THREAD_LIMIT", "1")
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }
@@ -120,7 +127,16 @@ pub fn kept_words(original: &Path, piece_pdf: &[u8], scratch: &Path) -> Option<f
     std::fs::create_dir_all(scratch).ok()?;
     let pdf = scratch.join("piece.pdf");
     std::fs::write(&pdf, piece_pdf).ok()?;
-    let render = |args: &[&str]| std::process::Command::new("pdftoppm").args(args).args(["-png", "-f", "1", "-l", "1", "-singlefile"]).arg(&pdf).arg(scratch.join("page")).status().ok().filter(|s| s.success());
+    let render = |args: &[&str]| {
+        std::process::Command::new("pdftoppm")
+            .args(args)
+            .args(["-png", "-f", "1", "-l", "1", "-singlefile"])
+            .arg(&pdf)
+            .arg(scratch.join("page"))
+            .status()
+            .ok()
+            .filter(|s| s.success())
+    };
     render(&["-r", "300"])?;
     let (sw, sh) = image::image_dimensions(scratch.join("page.png")).ok()?;
     let long = sw.max(sh);

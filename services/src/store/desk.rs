@@ -124,17 +124,22 @@ pub fn territory_covers(departement: &str, territoire: &str) -> bool {
 /// `per_hour` look-ups an hour per account, each one audited (who, which number, what came of it).
 pub async fn registry_lookup(pool: &PgPool, numero: &NumeroUnique, actor: &str, guichet: &str, per_hour: i64) -> Result<Lookup> {
     let mut tx = pool.begin().await?;
-    let recent: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE actor = $1 AND action = 'registry_lookup' AND at > now() - interval '1 hour'")
-        .bind(actor)
-        .fetch_one(&mut *tx)
-        .await?;
+    let recent: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE actor = $1 AND action = 'registry_lookup' AND at > now() - interval '1 hour'")
+            .bind(actor)
+            .fetch_one(&mut *tx)
+            .await?;
     let departement: Option<String> = sqlx::query_scalar("SELECT departement FROM guichets WHERE numero = $1").bind(guichet).fetch_optional(&mut *tx).await?;
     let outcome = if recent >= per_hour {
         Lookup::Throttled
     } else if !departement.as_deref().is_some_and(|d| territory_covers(d, numero.territoire())) {
         Lookup::OutsideTerritory
     } else {
-        match sqlx::query_scalar::<_, Value>("SELECT record FROM registry_demandes WHERE numero_unique = $1").bind(numero.as_str()).fetch_optional(&mut *tx).await? {
+        match sqlx::query_scalar::<_, Value>("SELECT record FROM registry_demandes WHERE numero_unique = $1")
+            .bind(numero.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+        {
             Some(r) => Lookup::Found(r),
             None => Lookup::NotFound,
         }
@@ -203,7 +208,9 @@ fn piece_of(r: &sqlx::postgres::PgRow) -> PieceView {
 }
 
 pub async fn pieces<'e>(db: impl sqlx::PgExecutor<'e>, mailing: &str) -> Result<Vec<PieceView>> {
-    let sql = format!("SELECT {PIECE_COLUMNS} FROM pieces p JOIN mailings m ON m.id = p.mailing_id WHERE p.mailing_id = $1 ORDER BY p.numero_unique, p.created_at, p.id");
+    let sql = format!(
+        "SELECT {PIECE_COLUMNS} FROM pieces p JOIN mailings m ON m.id = p.mailing_id WHERE p.mailing_id = $1 ORDER BY p.numero_unique, p.created_at, p.id"
+    );
     Ok(sqlx::query(&sql).bind(mailing).fetch_all(db).await?.iter().map(piece_of).collect())
 }
 
@@ -239,13 +246,22 @@ pub async fn notices(pool: &PgPool, mailing: &str) -> Result<Vec<NoticeView>> {
         .await?;
     Ok(rows
         .iter()
-        .map(|r| NoticeView { id: r.get(0), name: r.get(1), recipients: r.get(2), status: r.get(3), sent_at: r.get(4), last_error: r.get(5), message: r.get(6) })
+        .map(|r| NoticeView {
+            id: r.get(0),
+            name: r.get(1),
+            recipients: r.get(2),
+            status: r.get(3),
+            sent_at: r.get(4),
+            last_error: r.get(5),
+            message: r.get(6),
+        })
         .collect())
 }
 
 /// The owner of a notice: its mailing's id and counter.
 pub async fn notice_owner(pool: &PgPool, notice: i64) -> Result<Option<(String, Option<String>)>> {
-    let row = sqlx::query("SELECT m.id, m.guichet FROM notices n JOIN mailings m ON m.id = n.mailing_id WHERE n.id = $1").bind(notice).fetch_optional(pool).await?;
+    let row =
+        sqlx::query("SELECT m.id, m.guichet FROM notices n JOIN mailings m ON m.id = n.mailing_id WHERE n.id = $1").bind(notice).fetch_optional(pool).await?;
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
@@ -267,7 +283,8 @@ pub const RESENDS_PER_DAY: i64 = 3;
 
 pub async fn resend_notice(pool: &PgPool, notice: i64, actor: &str) -> Result<Resend> {
     let mut tx = pool.begin().await?;
-    let row: Option<(String, String)> = sqlx::query_as("SELECT mailing_id, status FROM notices WHERE id = $1 FOR UPDATE").bind(notice).fetch_optional(&mut *tx).await?;
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT mailing_id, status FROM notices WHERE id = $1 FOR UPDATE").bind(notice).fetch_optional(&mut *tx).await?;
     let Some((mailing, status)) = row else { return Ok(Resend::Missing) };
     if status == "pending" {
         return Ok(Resend::AlreadyPending);
@@ -334,7 +351,13 @@ pub struct Settled<'a> {
 /// more). When it was the request's last piece in review, `follow_up` writes the notice saying
 /// what became of every piece, stored in the same transaction: the decision and its notice are
 /// kept together or not at all.
-pub async fn decide(pool: &PgPool, piece: &str, decision: &Decision, actor: &str, follow_up: impl FnOnce(&Settled<'_>) -> Option<OutgoingNotice>) -> Result<Option<Decided>> {
+pub async fn decide(
+    pool: &PgPool,
+    piece: &str,
+    decision: &Decision,
+    actor: &str,
+    follow_up: impl FnOnce(&Settled<'_>) -> Option<OutgoingNotice>,
+) -> Result<Option<Decided>> {
     let mut tx = pool.begin().await?;
     let row = sqlx::query("SELECT mailing_id, numero_unique, key, categorie, type_code FROM pieces WHERE id = $1 AND status = 'review' FOR UPDATE")
         .bind(piece)
@@ -346,17 +369,23 @@ pub async fn decide(pool: &PgPool, piece: &str, decision: &Decision, actor: &str
     let mut dropped_key = None;
     match decision {
         Decision::Accept => {
-            sqlx::query("UPDATE pieces SET status = 'uploaded', decided_by = $2, decided_at = now() WHERE id = $1").bind(piece).bind(actor).execute(&mut *tx).await?;
-        }
-        Decision::Reclassify { categorie, type_code, sensible } => {
-            sqlx::query("UPDATE pieces SET status = 'uploaded', categorie = $2, type_code = $3, sensible = $4, decided_by = $5, decided_at = now() WHERE id = $1")
+            sqlx::query("UPDATE pieces SET status = 'uploaded', decided_by = $2, decided_at = now() WHERE id = $1")
                 .bind(piece)
-                .bind(categorie)
-                .bind(type_code)
-                .bind(sensible)
                 .bind(actor)
                 .execute(&mut *tx)
                 .await?;
+        }
+        Decision::Reclassify { categorie, type_code, sensible } => {
+            sqlx::query(
+                "UPDATE pieces SET status = 'uploaded', categorie = $2, type_code = $3, sensible = $4, decided_by = $5, decided_at = now() WHERE id = $1",
+            )
+            .bind(piece)
+            .bind(categorie)
+            .bind(type_code)
+            .bind(sensible)
+            .bind(actor)
+            .execute(&mut *tx)
+            .await?;
         }
         Decision::Illegible => {
             sqlx::query("UPDATE pieces SET status = 'rejected', reason = 'PIECE_ILLISIBLE', key = NULL, decided_by = $2, decided_at = now() WHERE id = $1")
@@ -364,7 +393,11 @@ pub async fn decide(pool: &PgPool, piece: &str, decision: &Decision, actor: &str
                 .bind(actor)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("UPDATE pages SET role = 'rejected', reason = 'PIECE_ILLISIBLE' WHERE mailing_id = $1 AND piece_id = $2").bind(&mailing_id).bind(piece).execute(&mut *tx).await?;
+            sqlx::query("UPDATE pages SET role = 'rejected', reason = 'PIECE_ILLISIBLE' WHERE mailing_id = $1 AND piece_id = $2")
+                .bind(&mailing_id)
+                .bind(piece)
+                .execute(&mut *tx)
+                .await?;
             dropped_key = key;
         }
     }
@@ -373,11 +406,12 @@ pub async fn decide(pool: &PgPool, piece: &str, decision: &Decision, actor: &str
         _ => json!({"piece": piece, "before": before}),
     };
     audit(&mut tx, actor, &mailing_id, decision.action(), detail).await?;
-    let waiting: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pieces WHERE mailing_id = $1 AND numero_unique IS NOT DISTINCT FROM $2 AND status = 'review')")
-        .bind(&mailing_id)
-        .bind(&numero)
-        .fetch_one(&mut *tx)
-        .await?;
+    let waiting: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pieces WHERE mailing_id = $1 AND numero_unique IS NOT DISTINCT FROM $2 AND status = 'review')")
+            .bind(&mailing_id)
+            .bind(&numero)
+            .fetch_one(&mut *tx)
+            .await?;
     let mut notice = None;
     if !waiting {
         let m = mailing(&mut *tx, &mailing_id).await?;
@@ -460,7 +494,11 @@ async fn insert_part(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, from: &Lock
 pub async fn split_piece(pool: &PgPool, piece: &str, after: usize, parts: [&NewPart; 2], actor: &str) -> Result<Option<Option<String>>> {
     let mut tx = pool.begin().await?;
     let Some(old) = lock_review_piece(&mut tx, piece).await? else { return Ok(None) };
-    let pages: Vec<i32> = sqlx::query_scalar("SELECT index FROM pages WHERE mailing_id = $1 AND piece_id = $2 ORDER BY index").bind(&old.mailing_id).bind(piece).fetch_all(&mut *tx).await?;
+    let pages: Vec<i32> = sqlx::query_scalar("SELECT index FROM pages WHERE mailing_id = $1 AND piece_id = $2 ORDER BY index")
+        .bind(&old.mailing_id)
+        .bind(piece)
+        .fetch_all(&mut *tx)
+        .await?;
     for part in parts {
         insert_part(&mut tx, &old, old.sensible, part, &format!("cut from {piece} by an operator")).await?;
     }
@@ -484,7 +522,13 @@ pub async fn join_pieces(pool: &PgPool, first: &str, second: &str, joined: &NewP
         return Ok(None);
     }
     insert_part(&mut tx, &a, a.sensible || b.sensible, joined, &format!("{first} and {second} joined by an operator")).await?;
-    sqlx::query("UPDATE pages SET piece_id = $2 WHERE mailing_id = $1 AND piece_id IN ($3, $4)").bind(&a.mailing_id).bind(&joined.id).bind(first).bind(second).execute(&mut *tx).await?;
+    sqlx::query("UPDATE pages SET piece_id = $2 WHERE mailing_id = $1 AND piece_id IN ($3, $4)")
+        .bind(&a.mailing_id)
+        .bind(&joined.id)
+        .bind(first)
+        .bind(second)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM pieces WHERE id IN ($1, $2)").bind(first).bind(second).execute(&mut *tx).await?;
     audit(&mut tx, actor, &a.mailing_id, "review_joined", json!({"pieces": [first, second], "into": &joined.id})).await?;
     tx.commit().await?;
@@ -573,13 +617,10 @@ pub async fn dead_letters(pool: &PgPool, limit: i64) -> Result<Vec<DeadLetter>> 
 /// Marks a dead letter handled; `None` if it was already (two operators, one click each).
 pub async fn resolve_dead_letter(pool: &PgPool, id: i64, resolution: &str, actor: &str) -> Result<Option<DeadLetter>> {
     let mut tx = pool.begin().await?;
-    let sql = format!("UPDATE dead_letters SET resolved_at = now(), resolved_by = $3, resolution = $2 WHERE id = $1 AND resolved_at IS NULL RETURNING {DEAD_LETTER_COLUMNS}");
-    let row = sqlx::query(&sql)
-    .bind(id)
-    .bind(resolution)
-    .bind(actor)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let sql = format!(
+        "UPDATE dead_letters SET resolved_at = now(), resolved_by = $3, resolution = $2 WHERE id = $1 AND resolved_at IS NULL RETURNING {DEAD_LETTER_COLUMNS}"
+    );
+    let row = sqlx::query(&sql).bind(id).bind(resolution).bind(actor).fetch_optional(&mut *tx).await?;
     let Some(d) = row.as_ref().map(dead_letter_of) else { return Ok(None) };
     if resolution == "retried"
         && let Some(m) = &d.subject
@@ -592,11 +633,15 @@ pub async fn resolve_dead_letter(pool: &PgPool, id: i64, resolution: &str, actor
             Some(Err(_)) => {}
             // A failed mailing goes back to the start; its attempts count afresh.
             None => {
-                sqlx::query("UPDATE mailings SET status = 'received', attempts = 0, updated_at = now() WHERE id = $1 AND status = 'failed'").bind(m).execute(&mut *tx).await?;
+                sqlx::query("UPDATE mailings SET status = 'received', attempts = 0, updated_at = now() WHERE id = $1 AND status = 'failed'")
+                    .bind(m)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
     }
-    audit(&mut tx, actor, d.subject.as_deref().unwrap_or("(dead letter)"), &format!("dead_letter_{resolution}"), json!({"dead_letter": id, "stage": d.stage})).await?;
+    audit(&mut tx, actor, d.subject.as_deref().unwrap_or("(dead letter)"), &format!("dead_letter_{resolution}"), json!({"dead_letter": id, "stage": d.stage}))
+        .await?;
     tx.commit().await?;
     Ok(Some(d))
 }
@@ -604,12 +649,14 @@ pub async fn resolve_dead_letter(pool: &PgPool, id: i64, resolution: &str, actor
 /// A failed mailing refused by an operator: done, rejected, with its notice in the outbox.
 pub async fn reject_failed_mailing(pool: &PgPool, mailing: &str, reason: &str, actor: &str) -> Result<bool> {
     let mut tx = pool.begin().await?;
-    let n = sqlx::query("UPDATE mailings SET status = 'done', outcome = 'rejected', done_at = now(), updated_at = now(), last_error = $2 WHERE id = $1 AND status = 'failed'")
-        .bind(mailing)
-        .bind(format!("refused by an operator: {reason}"))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let n = sqlx::query(
+        "UPDATE mailings SET status = 'done', outcome = 'rejected', done_at = now(), updated_at = now(), last_error = $2 WHERE id = $1 AND status = 'failed'",
+    )
+    .bind(mailing)
+    .bind(format!("refused by an operator: {reason}"))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
     if n == 1 {
         // Its dead letters are dealt with too.
         sqlx::query("UPDATE dead_letters SET resolved_at = now(), resolved_by = $2, resolution = 'rejected' WHERE subject = $1 AND resolved_at IS NULL")
@@ -626,7 +673,11 @@ pub async fn reject_failed_mailing(pool: &PgPool, mailing: &str, reason: &str, a
 /// A supervisor moves a mailing to the front of the processing queue.
 pub async fn prioritise(pool: &PgPool, mailing: &str, actor: &str) -> Result<bool> {
     let mut tx = pool.begin().await?;
-    let n = sqlx::query("UPDATE mailings SET priority = priority + 1, updated_at = now() WHERE id = $1 AND status <> 'done'").bind(mailing).execute(&mut *tx).await?.rows_affected();
+    let n = sqlx::query("UPDATE mailings SET priority = priority + 1, updated_at = now() WHERE id = $1 AND status <> 'done'")
+        .bind(mailing)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     if n == 1 {
         audit(&mut tx, actor, mailing, "prioritised", json!({})).await?;
     }

@@ -38,8 +38,14 @@ pub async fn create_account(pool: &PgPool, a: &NewAccount<'_>, actor: &str) -> R
     .bind(a.password_hash)
     .fetch_one(&mut *tx)
     .await?;
-    audit(&mut tx, actor, &format!("account:{id}"), "account_saved", json!({"email": a.email, "role": a.role.as_str(), "guichet": a.guichet, "sensitive": a.sensitive}))
-        .await?;
+    audit(
+        &mut tx,
+        actor,
+        &format!("account:{id}"),
+        "account_saved",
+        json!({"email": a.email, "role": a.role.as_str(), "guichet": a.guichet, "sensitive": a.sensitive}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -178,7 +184,12 @@ pub async fn password_hash(pool: &PgPool, account: i64) -> Result<Option<String>
 pub async fn change_password(pool: &PgPool, account: &Account, new_hash: &str, keep: &str) -> Result<u64> {
     let mut tx = pool.begin().await?;
     sqlx::query("UPDATE portal_users SET password_hash = $2, failed_logins = 0 WHERE id = $1").bind(account.id).bind(new_hash).execute(&mut *tx).await?;
-    let ended = sqlx::query("DELETE FROM web_sessions WHERE account = $1 AND token_sha256 <> $2").bind(account.id).bind(token_digest(keep)).execute(&mut *tx).await?.rows_affected();
+    let ended = sqlx::query("DELETE FROM web_sessions WHERE account = $1 AND token_sha256 <> $2")
+        .bind(account.id)
+        .bind(token_digest(keep))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     audit(&mut tx, &account.actor(), &format!("account:{}", account.id), "password_changed", json!({"sessions_ended": ended})).await?;
     tx.commit().await?;
     Ok(ended)
@@ -227,7 +238,8 @@ pub struct NewIncident<'a> {
 pub async fn open_incident(pool: &PgPool, account: &Account, i: &NewIncident<'_>) -> Result<Option<i64>> {
     let Some(guichet) = account.guichet.as_deref() else { return Ok(None) };
     if let Some(m) = i.mailing_id {
-        let own: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM mailings WHERE id = $1 AND guichet = $2)").bind(m).bind(guichet).fetch_one(pool).await?;
+        let own: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM mailings WHERE id = $1 AND guichet = $2)").bind(m).bind(guichet).fetch_one(pool).await?;
         if !own {
             return Ok(None);
         }

@@ -14,7 +14,10 @@ const PAD_T: f64 = 12.0;
 fn frame(title: &str, max: f64, inner: &str) -> String {
     let mut s = format!(r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{}"><title>{}</title>"#, esc(title), esc(title));
     let base = H - PAD_B;
-    let _ = write!(s, r#"<line x1="{PAD_L}" y1="{base}" x2="{W}" y2="{base}" class="axis"/><line x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{base}" class="axis"/>"#);
+    let _ = write!(
+        s,
+        r#"<line x1="{PAD_L}" y1="{base}" x2="{W}" y2="{base}" class="axis"/><line x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{base}" class="axis"/>"#
+    );
     let _ = write!(s, r#"<text x="{}" y="{}" class="tick" text-anchor="end">{}</text>"#, PAD_L - 4.0, PAD_T + 8.0, max.round());
     let _ = write!(s, r#"<text x="{}" y="{base}" class="tick" text-anchor="end">0</text>"#, PAD_L - 4.0);
     s.push_str(inner);

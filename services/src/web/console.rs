@@ -4,24 +4,24 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
-use axum::Router;
 use chrono::Utc;
 
 use scanbureau_pipeline::ReasonCode;
-use scanbureau_pipeline::piece_edit;
 use scanbureau_pipeline::input::{FileKind, sniff};
 use scanbureau_pipeline::notice::{NoticeContext, NoticePiece, RequestNotice, mailing_notice, request_notice};
+use scanbureau_pipeline::piece_edit;
 use scanbureau_pipeline::plan::FilingPlan;
 use scanbureau_pipeline::report::PieceStatus;
 
+use super::access::{CheckedForm, SignedIn, Staff, Uploader};
 use super::page::{esc, url};
 use super::portal::{incidents_table, mailings_table, piece_label, upload_form};
-use super::access::{CheckedForm, SignedIn, Staff, Uploader};
 use super::{Answer, Fields, WebError, field, receive_upload, take_upload};
 use crate::broker::Stage;
 use crate::bureau::{Bureau, Intake, notice_message};
@@ -50,7 +50,15 @@ async fn batches(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
     let rows = desk::mailings(&b.pool, None, 200).await?;
     let mut p = s.page("Lots");
     p.push("<h2>Charger un lot numérisé</h2><p>Un fichier du scanner (PDF, TIFF multipage), ou les images d'un lot (JPEG, PNG, TIFF : plusieurs fichiers ou le dossier du scanner, pris dans l'ordre de leurs noms) : le lot suit le même chemin qu'un lot déposé dans le dossier d'entrée.</p>");
-    p.push(&upload_form(&s, "/console/batches", "application/pdf,image/tiff,image/jpeg,image/png,.pdf,.tif,.tiff,.jpg,.jpeg,.png", MAX_BATCH_BYTES, "", "Charger le lot", true));
+    p.push(&upload_form(
+        &s,
+        "/console/batches",
+        "application/pdf,image/tiff,image/jpeg,image/png,.pdf,.tif,.tiff,.jpg,.jpeg,.png",
+        MAX_BATCH_BYTES,
+        "",
+        "Charger le lot",
+        true,
+    ));
     let waiting = rows.iter().filter(|m| m.status != "done").count();
     let _ = write!(p.body, "<h2>Derniers lots et dépôts</h2><p>{waiting} en attente ou en traitement.</p>");
     p.push(&mailings_table(&b, &rows, true));
@@ -160,7 +168,9 @@ async fn review(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
         let thumbs = if pc.sensible && !s.account.sensitive {
             r#"<p class="muted">Pièce confidentielle : aperçu réservé au profil sensible.</p>"#.to_string()
         } else {
-            (0..pc.pages.clamp(1, 4)).map(|n| format!(r#"<img class="thumb" src="/pieces/{}/pages/{n}" alt="page {} de la pièce" loading="lazy">"#, url(&pc.id), n + 1)).collect()
+            (0..pc.pages.clamp(1, 4))
+                .map(|n| format!(r#"<img class="thumb" src="/pieces/{}/pages/{n}" alt="page {} de la pièce" loading="lazy">"#, url(&pc.id), n + 1))
+                .collect()
         };
         let evidence: String = pc.evidence.iter().map(|e| format!("<li>{}</li>", esc(e))).collect();
         let _ = write!(
@@ -233,13 +243,21 @@ async fn change_cut(b: &Bureau, s: &super::Signed, piece: &desk::PieceView, form
         };
         let parts = [
             desk::NewPart { id: format!("{}-1", piece.id), key: part_key(&format!("{}-1", piece.id)), bytes: head.len() as i64, pages: after as i32 },
-            desk::NewPart { id: format!("{}-2", piece.id), key: part_key(&format!("{}-2", piece.id)), bytes: tail.len() as i64, pages: piece.pages - after as i32 },
+            desk::NewPart {
+                id: format!("{}-2", piece.id),
+                key: part_key(&format!("{}-2", piece.id)),
+                bytes: tail.len() as i64,
+                pages: piece.pages - after as i32,
+            },
         ];
         for (part, bytes) in parts.iter().zip([head, tail]) {
             b.blobs.put_bytes(&part.key, bytes, "application/pdf").await?;
         }
         let keys: Vec<String> = parts.iter().map(|p| p.key.clone()).collect();
-        (keys, desk::split_piece(&b.pool, &piece.id, after as usize, [&parts[0], &parts[1]], &actor).await.map(|o| o.map(|k| k.into_iter().collect::<Vec<_>>())))
+        (
+            keys,
+            desk::split_piece(&b.pool, &piece.id, after as usize, [&parts[0], &parts[1]], &actor).await.map(|o| o.map(|k| k.into_iter().collect::<Vec<_>>())),
+        )
     } else {
         let Some(other) = field(form, "with") else { return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Choisissez la pièce à joindre.")) };
         let other = match desk::piece(&b.pool, other).await {
@@ -282,7 +300,9 @@ async fn decide(State(b): State<Arc<Bureau>>, Path(piece): Path<String>, Checked
     let plan = store::current_plan(&b.pool).await?;
     // Nobody changes a sensitive piece they may not see.
     let current = match desk::piece(&b.pool, &piece).await {
-        Ok(Some(p)) if p.sensible && !s.account.sensitive => return Err(s.error(StatusCode::FORBIDDEN, "Pièce confidentielle : décision réservée au profil sensible.")),
+        Ok(Some(p)) if p.sensible && !s.account.sensitive => {
+            return Err(s.error(StatusCode::FORBIDDEN, "Pièce confidentielle : décision réservée au profil sensible."));
+        }
         Ok(Some(p)) => p,
         Ok(None) => return Err(s.error(StatusCode::NOT_FOUND, "Cette pièce n'existe pas.")),
         Err(e) => return Err(WebError::unavailable(e)),
@@ -377,7 +397,12 @@ fn notice_context<'a>(b: &'a Bureau, m: &'a desk::MailingView) -> NoticeContext<
 
 /// Puts a notice in the outbox and queues it. A notice of that name already there is left as it is.
 async fn send_notice(b: &Bureau, mailing: &str, name: &str, recipients: &[String], message: &[u8], actor: &str) -> crate::store::Result<()> {
-    let notice = crate::store::OutgoingNotice { name: name.to_string(), recipients: recipients.to_vec(), sender: b.site.site.bureau_email.clone(), message: message.to_vec() };
+    let notice = crate::store::OutgoingNotice {
+        name: name.to_string(),
+        recipients: recipients.to_vec(),
+        sender: b.site.site.bureau_email.clone(),
+        message: message.to_vec(),
+    };
     if let Some(id) = desk::add_notice(&b.pool, mailing, &notice, actor).await? {
         queue_notice(b, id).await;
     }
@@ -425,7 +450,9 @@ async fn failed(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
         for d in &dead {
             let action = match &d.resolution {
                 Some(r) => format!("{} par {}", esc(r), esc(d.resolved_by.as_deref().unwrap_or("?"))),
-                None => format!(r#"<form method="post" action="/console/dead/{}/retry" class="inline">{csrf}<button type="submit">Relancer</button></form>"#, d.id),
+                None => {
+                    format!(r#"<form method="post" action="/console/dead/{}/retry" class="inline">{csrf}<button type="submit">Relancer</button></form>"#, d.id)
+                }
             };
             let _ = write!(
                 p.body,

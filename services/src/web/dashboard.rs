@@ -6,18 +6,18 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
-use axum::Router;
 use chrono::{Duration, NaiveDate, Utc};
 
+use super::access::{CheckedForm, SignedIn, Staff, Supervisors};
 use super::charts;
 use super::forecast::{self, Queued};
 use super::page::{channel_label, esc, status_label, time_left, url, when};
 use super::portal::reason_label;
-use super::access::{CheckedForm, SignedIn, Staff, Supervisors};
 use super::{Answer, Fields, WebError, field};
 use crate::accounts::Role;
 use crate::broker::Stage;
@@ -25,10 +25,7 @@ use crate::bureau::{Bureau, job_message};
 use crate::store::desk;
 
 pub fn routes() -> Router<Arc<Bureau>> {
-    Router::new()
-        .route("/dashboard", get(dashboard))
-        .route("/dashboard/prioritise/{id}", post(prioritise))
-        .route("/dashboard/export.csv", get(export))
+    Router::new().route("/dashboard", get(dashboard)).route("/dashboard/prioritise/{id}", post(prioritise)).route("/dashboard/export.csv", get(export))
 }
 
 /// Rows of the long lists (mailings at risk, open mailings); the rest is counted.
@@ -38,8 +35,12 @@ const SHOWN: usize = 100;
 const DUE_BUCKETS: [(&str, i64); 6] = [("en retard", 0), ("< 4 h", 4), ("4–8 h", 8), ("8–24 h", 24), ("1–2 j", 48), ("> 2 j", i64::MAX)];
 
 async fn dashboard(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
-    let (d, open, incidents, waiting) =
-        tokio::try_join!(desk::dashboard(&b.pool), desk::open_mailings(&b.pool), crate::store::people::incidents(&b.pool, &s.account, true), crate::store::waiting(&b.pool))?;
+    let (d, open, incidents, waiting) = tokio::try_join!(
+        desk::dashboard(&b.pool),
+        desk::open_mailings(&b.pool),
+        crate::store::people::incidents(&b.pool, &s.account, true),
+        crate::store::waiting(&b.pool)
+    )?;
     let now = Utc::now();
     let calendar = b.site.calendar();
     let local_today = calendar.localise(now.fixed_offset()).date_naive();
@@ -48,7 +49,8 @@ async fn dashboard(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
     // The forecast, in the queue's order.
     let rate = forecast::throughput(d.processing.0, d.processing.1, b.config.web.nominal_pages_per_hour);
     let measured = rate != b.config.web.nominal_pages_per_hour;
-    let queue: Vec<Queued> = open.iter().map(|m| Queued { id: m.id.clone(), due_at: m.due_at, pages: forecast::pages_of(m.pages, m.bytes, d.bytes_per_page) }).collect();
+    let queue: Vec<Queued> =
+        open.iter().map(|m| Queued { id: m.id.clone(), due_at: m.due_at, pages: forecast::pages_of(m.pages, m.bytes, d.bytes_per_page) }).collect();
     let forecasts = forecast::forecast(&queue, rate, now, Duration::minutes(b.config.web.risk_margin_minutes));
 
     let mut p = s.page("Tableau de bord des délais");
@@ -70,7 +72,11 @@ async fn dashboard(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
         d.dead_letters_open,
         d.incidents_open,
         rate,
-        if measured { "vitesse de traitement mesurée sur les dernières 24 heures" } else { "valeur nominale, trop peu de traitement récent pour la mesurer" },
+        if measured {
+            "vitesse de traitement mesurée sur les dernières 24 heures"
+        } else {
+            "valeur nominale, trop peu de traitement récent pour la mesurer"
+        },
         when(&now, &b.site),
     );
 
@@ -111,7 +117,10 @@ async fn dashboard(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
         p.push(r#"<table id="risks"><thead><tr><th>Pli</th><th>Canal</th><th>Guichet</th><th>Échéance</th><th>Temps restant</th><th>Fin prévue</th><th>Priorité</th><th></th></tr></thead><tbody>"#);
         for (m, f) in risky {
             let action = if s.account.role == Role::Supervisor && m.status != "failed" {
-                format!(r#"<form method="post" action="/dashboard/prioritise/{}" class="inline">{csrf}<button type="submit">Prioriser</button></form>"#, url(&m.id))
+                format!(
+                    r#"<form method="post" action="/dashboard/prioritise/{}" class="inline">{csrf}<button type="submit">Prioriser</button></form>"#,
+                    url(&m.id)
+                )
             } else {
                 String::new()
             };
@@ -142,7 +151,11 @@ async fn dashboard(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
         let n = |c: &str| d.backlog.iter().find(|(s, ch, _)| s == status && ch == c).map(|x| x.2).unwrap_or(0);
         let _ = write!(p.body, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", status_label(status), n("paper"), n("portal"), n("mail"));
     }
-    let _ = write!(p.body, "<tr><td>pièces à vérifier</td><td colspan=\"3\">{}</td></tr><tr><td>avis à envoyer</td><td colspan=\"3\">{}</td></tr></tbody></table></section>", d.pieces_in_review, d.notices_pending);
+    let _ = write!(
+        p.body,
+        "<tr><td>pièces à vérifier</td><td colspan=\"3\">{}</td></tr><tr><td>avis à envoyer</td><td colspan=\"3\">{}</td></tr></tbody></table></section>",
+        d.pieces_in_review, d.notices_pending
+    );
 
     // Per counter and département.
     let mut per: BTreeMap<(String, String), (usize, usize, usize, usize)> = BTreeMap::new();
@@ -159,7 +172,13 @@ async fn dashboard(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
     }
     p.push("<section><h2>Par département et guichet</h2><table><thead><tr><th>Département</th><th>Guichet</th><th>Ouverts</th><th>En retard</th><th>Dus aujourd'hui</th><th>Dus demain</th></tr></thead><tbody>");
     for ((dep, g), (n, l, t, tm)) in &per {
-        let _ = write!(p.body, r#"<tr{}><td>{}</td><td>{}</td><td>{n}</td><td>{l}</td><td>{t}</td><td>{tm}</td></tr>"#, if *l > 0 { r#" class="late""# } else { "" }, esc(dep), esc(g));
+        let _ = write!(
+            p.body,
+            r#"<tr{}><td>{}</td><td>{}</td><td>{n}</td><td>{l}</td><td>{t}</td><td>{tm}</td></tr>"#,
+            if *l > 0 { r#" class="late""# } else { "" },
+            esc(dep),
+            esc(g)
+        );
     }
     if per.is_empty() {
         p.push(r#"<tr><td colspan="6" class="muted">Aucun pli ouvert.</td></tr>"#);
@@ -167,7 +186,8 @@ async fn dashboard(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
     p.push("</tbody></table></section></div>");
 
     // Charts.
-    let history: Vec<(String, f64)> = d.backlog_history.iter().map(|(h, n)| (calendar.localise(h.fixed_offset()).format("%Hh").to_string(), *n as f64)).collect();
+    let history: Vec<(String, f64)> =
+        d.backlog_history.iter().map(|(h, n)| (calendar.localise(h.fixed_offset()).format("%Hh").to_string(), *n as f64)).collect();
     let mut buckets: Vec<(String, f64, bool)> = DUE_BUCKETS.iter().map(|(l, _)| (l.to_string(), 0.0, false)).collect();
     for m in &open {
         let hours = (m.due_at - now).num_minutes() as f64 / 60.0;
@@ -176,7 +196,8 @@ async fn dashboard(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
     }
     buckets[0].2 = true;
     buckets[1].2 = true;
-    let through: Vec<(String, f64, bool)> = d.throughput.iter().map(|(h, _, pages)| (calendar.localise(h.fixed_offset()).format("%Hh").to_string(), *pages as f64, false)).collect();
+    let through: Vec<(String, f64, bool)> =
+        d.throughput.iter().map(|(h, _, pages)| (calendar.localise(h.fixed_offset()).format("%Hh").to_string(), *pages as f64, false)).collect();
     let _ = write!(
         p.body,
         r#"<div class="columns"><section><h2>Stock sur 48 heures</h2>{}</section><section><h2>Échéances des plis ouverts</h2>{}</section></div>
@@ -209,7 +230,13 @@ async fn dashboard(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
         let _ = write!(
             p.body,
             r#"<tr class="{}" data-mailing="{}"><td><a href="/mailings/{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-            if f.late { "late" } else if f.at_risk { "risk" } else { "" },
+            if f.late {
+                "late"
+            } else if f.at_risk {
+                "risk"
+            } else {
+                ""
+            },
             esc(&m.id),
             url(&m.id),
             esc(&m.id),
@@ -276,12 +303,21 @@ async fn export(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>, Query(q): Quer
         _ => return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Période invalide : dates AAAA-MM-JJ, début avant fin, un an au plus.")),
     };
     let days = desk::figures_by_day(&b.pool, from, to).await?;
-    let mut csv = String::from("date,plis_recus,plis_traites,plis_traites_en_retard,pages_traitees,pieces_deposees,pieces_refusees,pieces_en_verification,incidents_ouverts\n");
+    let mut csv = String::from(
+        "date,plis_recus,plis_traites,plis_traites_en_retard,pages_traitees,pieces_deposees,pieces_refusees,pieces_en_verification,incidents_ouverts\n",
+    );
     for d in days {
-        let _ = writeln!(csv, "{},{},{},{},{},{},{},{},{}", d.day, d.received, d.done, d.done_late, d.pages, d.pieces_filed, d.pieces_rejected, d.pieces_review, d.incidents_opened);
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{},{}",
+            d.day, d.received, d.done, d.done_late, d.pages, d.pieces_filed, d.pieces_rejected, d.pieces_review, d.incidents_opened
+        );
     }
     Ok((
-        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"scanbureau-{from}-{to}.csv\""))],
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"scanbureau-{from}-{to}.csv\"")),
+        ],
         csv,
     )
         .into_response())

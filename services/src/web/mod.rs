@@ -24,19 +24,19 @@ pub mod portal;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::accounts::{self, Account, Role};
 use crate::bureau::Bureau;
-use crate::store::people::{self, LoginRecord};
 use crate::store::desk;
+use crate::store::people::{self, LoginRecord};
 use access::{CheckedForm, Everyone, SignedIn};
 pub use error::WebError;
 use page::{Page, esc};
@@ -67,7 +67,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 /// Headers every page carries.
 async fn protect(mut r: Response) -> Response {
     let h = r.headers_mut();
-    h.insert("content-security-policy", HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'"),
+    );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
@@ -297,7 +300,8 @@ async fn account_page(s: SignedIn<Everyone>) -> Answer {
 }
 
 async fn change_password(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, fields: form }: CheckedForm<Everyone>) -> Answer {
-    let (current, new, confirm) = (form.get("current").cloned().unwrap_or_default(), form.get("new").cloned().unwrap_or_default(), form.get("confirm").cloned().unwrap_or_default());
+    let (current, new, confirm) =
+        (form.get("current").cloned().unwrap_or_default(), form.get("new").cloned().unwrap_or_default(), form.get("confirm").cloned().unwrap_or_default());
     if new != confirm {
         return account_form(&s, Some(("error", "Les deux saisies du nouveau mot de passe diffèrent.")), StatusCode::UNPROCESSABLE_ENTITY);
     }

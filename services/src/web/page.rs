@@ -65,9 +65,23 @@ impl Page {
         let mut nav = String::new();
         if let Some(a) = &self.account {
             let links: &[(&str, &str)] = match a.role {
-                Role::Counter => &[("/portal", "Mes plis et dépôts"), ("/portal/slips", "Imprimer une fiche ou un bordereau"), ("/portal/incidents", "Fiches incident")],
-                Role::Operator => &[("/console", "Lots"), ("/console/review", "À vérifier"), ("/console/failed", "Échecs"), ("/console/incidents", "Incidents"), ("/dashboard", "Tableau de bord")],
-                Role::Supervisor => &[("/dashboard", "Tableau de bord"), ("/console", "Lots"), ("/console/review", "À vérifier"), ("/console/failed", "Échecs"), ("/console/incidents", "Incidents")],
+                Role::Counter => {
+                    &[("/portal", "Mes plis et dépôts"), ("/portal/slips", "Imprimer une fiche ou un bordereau"), ("/portal/incidents", "Fiches incident")]
+                }
+                Role::Operator => &[
+                    ("/console", "Lots"),
+                    ("/console/review", "À vérifier"),
+                    ("/console/failed", "Échecs"),
+                    ("/console/incidents", "Incidents"),
+                    ("/dashboard", "Tableau de bord"),
+                ],
+                Role::Supervisor => &[
+                    ("/dashboard", "Tableau de bord"),
+                    ("/console", "Lots"),
+                    ("/console/review", "À vérifier"),
+                    ("/console/failed", "Échecs"),
+                    ("/console/incidents", "Incidents"),
+                ],
             };
             for (href, label) in links {
                 let _ = write!(nav, r#"<a href="{href}">{label}</a>"#);

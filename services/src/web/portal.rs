@@ -5,27 +5,27 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
-use axum::Router;
 use chrono::{NaiveDate, Utc};
 
 use scanbureau_pipeline::slip::{Bordereau, Fiche, Slip};
 use scanbureau_pipeline::slip_print::slip_pdf;
 use scanbureau_pipeline::{Departement, NumeroGuichet, NumeroUnique};
 
-use super::page::{channel_label, esc, status_label, time_left, url, when};
 use super::access::{CheckedForm, Counters, Everyone, SignedIn, Uploader};
+use super::page::{channel_label, esc, status_label, time_left, url, when};
 use super::{Answer, Fields, Refused, Signed, WebError, field, receive_upload, take_upload};
 use crate::accounts::Role;
 use crate::broker::Stage;
 use crate::bureau::{Bureau, Intake, notice_message};
+use crate::store;
 use crate::store::desk;
 use crate::store::people::{self, INCIDENT_KINDS, incident_kind_label, incident_status_label};
-use crate::store;
 
 /// Requests a counter's account may look up in the registry within an hour: enough to print a
 /// day's slips, far too few to read the registry through the form.
@@ -43,12 +43,13 @@ pub fn routes() -> Router<Arc<Bureau>> {
         .route("/notices/{id}/resend", post(resend))
 }
 
-
 /// The upload form with its progress bar (see `app.js`), for the portal and the console. With
 /// `folder`, several files or a whole folder make one batch (sent to `{action}/folder`).
 pub fn upload_form(s: &Signed, action: &str, accept: &str, limit: u64, extra: &str, button: &str, folder: bool) -> String {
     let picker = if folder {
-        format!(r#"<label>Fichiers <input type="file" name="file" accept="{accept}" multiple></label><label>ou un dossier du scanner <input type="file" name="folder" webkitdirectory></label>"#)
+        format!(
+            r#"<label>Fichiers <input type="file" name="file" accept="{accept}" multiple></label><label>ou un dossier du scanner <input type="file" name="folder" webkitdirectory></label>"#
+        )
     } else {
         format!(r#"<label>Fichier <input type="file" name="file" accept="{accept}" required></label>"#)
     };
@@ -84,7 +85,14 @@ pub fn mailings_table(b: &Bureau, rows: &[desk::MailingView], staff: bool) -> St
         };
         let left = if m.status == "done" { "—".to_string() } else { time_left(&m.due_at, &now) };
         let late = m.status != "done" && m.due_at < now;
-        let _ = write!(t, r#"<tr{}><td><a href="/mailings/{}">{}</a></td><td>{}</td>"#, if late { r#" class="late""# } else { "" }, url(&m.id), esc(&m.id), channel_label(&m.channel));
+        let _ = write!(
+            t,
+            r#"<tr{}><td><a href="/mailings/{}">{}</a></td><td>{}</td>"#,
+            if late { r#" class="late""# } else { "" },
+            url(&m.id),
+            esc(&m.id),
+            channel_label(&m.channel)
+        );
         if staff {
             let _ = write!(t, "<td>{}</td>", esc(m.guichet.as_deref().unwrap_or("—")));
         }
@@ -137,7 +145,10 @@ async fn deposit(State(b): State<Arc<Bureau>>, Uploader(s): Uploader<Counters>, 
     let upload = match take_upload(&crate::workdir::root(&b.config), &headers, body, b.config.portal.max_upload_bytes, "depot.pdf").await {
         Ok(u) => u,
         Err(Refused(StatusCode::PAYLOAD_TOO_LARGE, _)) => {
-            return refuse(StatusCode::PAYLOAD_TOO_LARGE, format!("Le fichier dépasse la limite du portail ({} Mo).", b.config.portal.max_upload_bytes / 1_000_000));
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Le fichier dépasse la limite du portail ({} Mo).", b.config.portal.max_upload_bytes / 1_000_000),
+            );
         }
         Err(Refused(code, m)) => return refuse(code, m),
     };
@@ -196,7 +207,13 @@ async fn mailing(State(b): State<Arc<Bureau>>, s: SignedIn<Everyone>, Path(id): 
         p.push("<h2>Demandes</h2><table><thead><tr><th>Numéro unique</th><th>État</th><th>Motif</th></tr></thead><tbody>");
         for r in &requests {
             let reason = r.reason.as_deref().map(reason_label).unwrap_or_default();
-            let _ = write!(p.body, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(r.numero_unique.as_deref().unwrap_or("(illisible)")), esc(status_label(&r.status)), esc(&reason));
+            let _ = write!(
+                p.body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(r.numero_unique.as_deref().unwrap_or("(illisible)")),
+                esc(status_label(&r.status)),
+                esc(&reason)
+            );
         }
         p.push("</tbody></table>");
     }
@@ -284,9 +301,10 @@ async fn resend(State(b): State<Arc<Bureau>>, Path(id): Path<i64>, CheckedForm {
             Ok(Redirect::to(&format!("/mailings/{}", url(&mailing))).into_response())
         }
         Ok(desk::Resend::AlreadyPending) => Err(s.error(StatusCode::CONFLICT, "Cet avis est déjà en cours d'envoi : il partira dès que possible.")),
-        Ok(desk::Resend::TooMany) => {
-            Err(s.error(StatusCode::TOO_MANY_REQUESTS, &format!("Cet avis a déjà été renvoyé {} fois aujourd'hui. Si le destinataire ne le reçoit pas, ouvrez un incident.", desk::RESENDS_PER_DAY)))
-        }
+        Ok(desk::Resend::TooMany) => Err(s.error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Cet avis a déjà été renvoyé {} fois aujourd'hui. Si le destinataire ne le reçoit pas, ouvrez un incident.", desk::RESENDS_PER_DAY),
+        )),
         Ok(desk::Resend::Missing) => Err(s.error(StatusCode::NOT_FOUND, "Cet avis n'existe plus.")),
         Err(e) => Err(WebError::unavailable(e)),
     }
@@ -314,8 +332,12 @@ async fn slips_page(b: &Bureau, s: &Signed, q: &Fields, error: Option<&str>, cod
                 }
             }
             Ok(desk::Lookup::NotFound) => lookup_note = Some("Ce numéro n'est pas dans le registre : vérifiez-le, ou remplissez la fiche à la main."),
-            Ok(desk::Lookup::OutsideTerritory) => lookup_note = Some("Ce numéro est celui d'une demande d'un autre territoire : le registre n'est consultable que pour le vôtre."),
-            Ok(desk::Lookup::Throttled) => lookup_note = Some("Trop de consultations du registre en une heure : remplissez la fiche à la main ou réessayez plus tard."),
+            Ok(desk::Lookup::OutsideTerritory) => {
+                lookup_note = Some("Ce numéro est celui d'une demande d'un autre territoire : le registre n'est consultable que pour le vôtre.")
+            }
+            Ok(desk::Lookup::Throttled) => {
+                lookup_note = Some("Trop de consultations du registre en une heure : remplissez la fiche à la main ou réessayez plus tard.")
+            }
             Err(e) => return Err(WebError::unavailable(e)),
         }
     }
@@ -361,7 +383,8 @@ async fn slips_page(b: &Bureau, s: &Signed, q: &Fields, error: Option<&str>, cod
 }
 
 fn pdf_download(name: &str, bytes: Vec<u8>) -> Answer {
-    Ok(([(header::CONTENT_TYPE, "application/pdf".to_string()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))], bytes).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/pdf".to_string()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))], bytes)
+        .into_response())
 }
 
 fn date_field(form: &Fields, name: &str, label: &str) -> Result<NaiveDate, String> {
@@ -448,7 +471,9 @@ pub fn incidents_table(b: &Bureau, rows: &[people::Incident], answer_form: Optio
     if rows.is_empty() {
         return r#"<p class="muted">Aucune fiche incident.</p>"#.into();
     }
-    let mut t = String::from("<table><thead><tr><th>N°</th><th>Ouverte le</th><th>Guichet</th><th>Nature</th><th>Pli / demande</th><th>Description</th><th>État</th><th>Réponse</th></tr></thead><tbody>");
+    let mut t = String::from(
+        "<table><thead><tr><th>N°</th><th>Ouverte le</th><th>Guichet</th><th>Nature</th><th>Pli / demande</th><th>Description</th><th>État</th><th>Réponse</th></tr></thead><tbody>",
+    );
     for i in rows {
         let subject = match (&i.mailing_id, &i.numero_unique) {
             (Some(m), n) => format!(r#"<a href="/mailings/{}">{}</a> {}"#, url(m), esc(m), esc(n.as_deref().unwrap_or(""))),
@@ -459,7 +484,10 @@ pub fn incidents_table(b: &Bureau, rows: &[people::Incident], answer_form: Optio
             Some(csrf) => format!(
                 r#"<form method="post" action="/console/incidents/{}" class="inline">{csrf}<select name="status">{}</select><input name="answer" value="{}" placeholder="réponse"><button type="submit">Enregistrer</button></form>"#,
                 i.id,
-                people::INCIDENT_STATUSES.iter().map(|(k, l)| format!(r#"<option value="{k}"{}>{l}</option>"#, if *k == i.status { " selected" } else { "" })).collect::<String>(),
+                people::INCIDENT_STATUSES
+                    .iter()
+                    .map(|(k, l)| format!(r#"<option value="{k}"{}>{l}</option>"#, if *k == i.status { " selected" } else { "" }))
+                    .collect::<String>(),
                 esc(i.answer.as_deref().unwrap_or(""))
             ),
             None => esc(i.answer.as_deref().unwrap_or("")),
@@ -496,7 +524,15 @@ async fn incidents_page(b: &Bureau, s: &Signed, q: &Fields, error: Option<&str>,
     let kinds: String = INCIDENT_KINDS.iter().map(|(k, l)| format!(r#"<option value="{k}">{l}</option>"#)).collect();
     let options: String = mailings
         .iter()
-        .map(|m| format!(r#"<option value="{}"{}>{} ({})</option>"#, esc(&m.id), if m.id == chosen { " selected" } else { "" }, esc(&m.id), when(&m.received_at, &b.site)))
+        .map(|m| {
+            format!(
+                r#"<option value="{}"{}>{} ({})</option>"#,
+                esc(&m.id),
+                if m.id == chosen { " selected" } else { "" },
+                esc(&m.id),
+                when(&m.received_at, &b.site)
+            )
+        })
         .collect();
     let _ = write!(
         p.body,
@@ -527,7 +563,12 @@ async fn open_incident(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, fi
         Ok(n) => n.map(|n| n.to_string()),
         Err(e) => return incidents_page(&b, &s, &form, Some(&format!("Numéro unique : {e}.")), StatusCode::UNPROCESSABLE_ENTITY).await,
     };
-    let new = people::NewIncident { kind, mailing_id: field(&form, "mailing"), numero_unique: numero.as_deref(), description: &description.chars().take(2000).collect::<String>() };
+    let new = people::NewIncident {
+        kind,
+        mailing_id: field(&form, "mailing"),
+        numero_unique: numero.as_deref(),
+        description: &description.chars().take(2000).collect::<String>(),
+    };
     match people::open_incident(&b.pool, &s.account, &new).await {
         Ok(Some(_)) => Ok(Redirect::to("/portal/incidents").into_response()),
         Ok(None) => Err(s.error(StatusCode::NOT_FOUND, "Ce pli n'existe pas ou n'est pas l'un des vôtres.")),
