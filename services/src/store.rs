@@ -405,7 +405,14 @@ pub async fn record_done(
         .await?;
     }
     let b = &report.batch;
-    let due_at = DateTime::parse_from_rfc3339(&b.due_at).ok().map(|d| d.with_timezone(&Utc));
+    // The job writes this date; one it cannot have written keeps the due date set at reception.
+    let due_at = match DateTime::parse_from_rfc3339(&b.due_at) {
+        Ok(d) => Some(d.with_timezone(&Utc)),
+        Err(e) => {
+            tracing::warn!(mailing = %b.id, due_at = %b.due_at, error = %e, "report's due date unreadable; the reception's is kept");
+            None
+        }
+    };
     sqlx::query(
         "UPDATE mailings SET status = 'done', outcome = $2, pages = $3, report = $4, due_at = COALESCE($5, due_at),
                 last_error = NULL, done_at = now(), updated_at = now(),

@@ -188,9 +188,23 @@ pub struct PieceView {
 const PIECE_COLUMNS: &str = "p.id, p.mailing_id, m.guichet, p.numero_unique, p.categorie, p.type_code, p.confidence, p.sensible, p.status, p.reason,
      p.key, p.pages, p.evidence, p.decided_by";
 
+/// A piece's stored evidence, one line a clue. Evidence no code writes (edited by hand, or by a
+/// bug) is not read as "no clue": the operator is told it could not be read, and the log says why.
+fn stored_evidence(piece: &str, value: Value) -> Vec<String> {
+    match serde_json::from_value::<Vec<String>>(value) {
+        Ok(lines) => lines,
+        Err(e) => {
+            tracing::warn!(piece, error = %e, "stored evidence unreadable");
+            vec![format!("the stored evidence of this piece is unreadable ({e}); classify it from its pages")]
+        }
+    }
+}
+
 fn piece_of(r: &sqlx::postgres::PgRow) -> PieceView {
+    let id: String = r.get(0);
+    let evidence = stored_evidence(&id, r.get::<Value, _>(12));
     PieceView {
-        id: r.get(0),
+        id,
         mailing_id: r.get(1),
         guichet: r.get(2),
         numero_unique: r.get(3),
@@ -202,7 +216,7 @@ fn piece_of(r: &sqlx::postgres::PgRow) -> PieceView {
         reason: r.get(9),
         key: r.get(10),
         pages: r.get(11),
-        evidence: serde_json::from_value(r.get::<Value, _>(12)).unwrap_or_default(),
+        evidence,
         decided_by: r.get(13),
     }
 }
@@ -469,7 +483,7 @@ pub struct NewPart {
 /// carries no proposed type (a cut contract and attestation would otherwise both come back as
 /// a contract) and waits for the operator to classify it; it stays sensitive if a source was.
 async fn insert_part(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, from: &Locked, sensible: bool, part: &NewPart, note: &str) -> Result<()> {
-    let mut evidence: Vec<Value> = serde_json::from_value(from.evidence.clone()).unwrap_or_default();
+    let mut evidence: Vec<Value> = stored_evidence(&part.id, from.evidence.clone()).into_iter().map(Value::String).collect();
     evidence.push(Value::String(format!("{note}: to classify (was proposed as {})", from.type_code.as_deref().unwrap_or("nothing"))));
     sqlx::query(
         "INSERT INTO pieces (id, mailing_id, numero_unique, categorie, type_code, confidence, sensible, status, key, bytes, plan_version, evidence, pages)
@@ -822,4 +836,20 @@ pub async fn figures_by_day(pool: &PgPool, from: NaiveDate, to: NaiveDate) -> Re
             incidents_opened: r.get(8),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_stored_evidence_says_so_instead_of_reading_as_none() {
+        assert_eq!(stored_evidence("p-1", json!(["title read", "score 0.91"])), ["title read", "score 0.91"]);
+        assert!(stored_evidence("p-1", json!([])).is_empty());
+        for corrupt in [json!({"a": 1}), json!("text"), json!([1, 2]), Value::Null] {
+            let e = stored_evidence("p-1", corrupt.clone());
+            assert_eq!(e.len(), 1, "{corrupt}");
+            assert!(e[0].contains("unreadable"), "{corrupt}: {e:?}");
+        }
+    }
 }

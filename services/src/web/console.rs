@@ -288,7 +288,9 @@ async fn change_cut(b: &Bureau, s: &super::Signed, piece: &desk::PieceView, form
         }
         Ok(None) => {
             for k in stored {
-                let _ = b.blobs.delete(&k).await;
+                if let Err(e) = b.blobs.delete(&k).await {
+                    tracing::warn!(key = %k, error = %e, "object of a cut that did not happen not deleted; it is not referenced");
+                }
             }
             Err(s.error(StatusCode::CONFLICT, "Ces pièces ont changé entre-temps (décidées par un autre opérateur ?) : rien n'a été modifié."))
         }

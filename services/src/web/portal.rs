@@ -180,7 +180,12 @@ async fn mailing(State(b): State<Arc<Bureau>>, s: SignedIn<Everyone>, Path(id): 
         Err(e) => return Err(WebError::unavailable(e)),
     };
     let (requests, pieces, notices) = tokio::try_join!(desk::requests(&b.pool, &id), desk::pieces(&b.pool, &id), desk::notices(&b.pool, &id))?;
-    let plan = store::current_plan(&b.pool).await.ok();
+    // Without a plan in the database, pieces show their codes; a database that fails is an error.
+    let plan = match store::current_plan(&b.pool).await {
+        Ok(p) => Some(p),
+        Err(store::StoreError::NoPlan) => None,
+        Err(e) => return Err(e.into()),
+    };
     let mut p = s.page(&format!("Pli {}", m.id));
     let now = Utc::now();
     let state = match (&m.status[..], &m.outcome) {
