@@ -12,6 +12,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use thiserror::Error;
 
+use crate::metrics::CallTimer;
 use crate::settings::StorageSection;
 
 #[derive(Debug, Error)]
@@ -36,10 +37,17 @@ fn err<E: std::error::Error>(op: &'static str, key: &str, e: E) -> BlobError {
     BlobError { op, key: key.to_string(), message, missing: false }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Blobs {
     client: Client,
     bucket: String,
+    calls: Option<CallTimer>,
+}
+
+impl std::fmt::Debug for Blobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blobs").field("bucket", &self.bucket).finish_non_exhaustive()
+    }
 }
 
 impl Blobs {
@@ -54,7 +62,21 @@ impl Blobs {
             .force_path_style(true)
             .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).operation_attempt_timeout(Duration::from_secs(120)).build())
             .build();
-        Self { client: Client::from_conf(conf), bucket: cfg.bucket.clone() }
+        Self { client: Client::from_conf(conf), bucket: cfg.bucket.clone(), calls: None }
+    }
+
+    /// Times puts and gets into the process's metrics.
+    pub fn timed_by(self, calls: CallTimer) -> Self {
+        Self { calls: Some(calls), ..self }
+    }
+
+    async fn timed<T>(&self, operation: &'static str, call: impl std::future::Future<Output = Result<T, BlobError>>) -> Result<T, BlobError> {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        if let Some(calls) = &self.calls {
+            calls.observe("s3", operation, result.is_ok(), started.elapsed());
+        }
+        result
     }
 
     pub fn bucket(&self) -> &str {
@@ -80,27 +102,23 @@ impl Blobs {
     }
 
     pub async fn put_bytes(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), BlobError> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(ByteStream::from(bytes))
-            .send()
-            .await
-            .map_err(|e| err("put", key, e))?;
-        Ok(())
+        let put = self.client.put_object().bucket(&self.bucket).key(key).content_type(content_type).body(ByteStream::from(bytes)).send();
+        self.timed("put", async { put.await.map(|_| ()).map_err(|e| err("put", key, e)) }).await
     }
 
     /// Streams a file from disk (a portal upload, a scanner batch) without loading it whole.
     pub async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> Result<(), BlobError> {
         let body = ByteStream::from_path(path).await.map_err(|e| err("read for put", key, e))?;
-        self.client.put_object().bucket(&self.bucket).key(key).content_type(content_type).body(body).send().await.map_err(|e| err("put", key, e))?;
-        Ok(())
+        let put = self.client.put_object().bucket(&self.bucket).key(key).content_type(content_type).body(body).send();
+        self.timed("put", async { put.await.map(|_| ()).map_err(|e| err("put", key, e)) }).await
     }
 
     /// Downloads an object into a file, streaming.
     pub async fn get_to_file(&self, key: &str, path: &Path) -> Result<u64, BlobError> {
+        self.timed("get", self.download(key, path)).await
+    }
+
+    async fn download(&self, key: &str, path: &Path) -> Result<u64, BlobError> {
         use tokio::io::AsyncWriteExt;
         let out = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| {
             let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key());
@@ -118,9 +136,12 @@ impl Blobs {
     }
 
     pub async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, BlobError> {
-        let out = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| err("get", key, e))?;
-        let data = out.body.collect().await.map_err(|e| err("read", key, e))?;
-        Ok(data.into_bytes().to_vec())
+        self.timed("get", async {
+            let out = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| err("get", key, e))?;
+            let data = out.body.collect().await.map_err(|e| err("read", key, e))?;
+            Ok(data.into_bytes().to_vec())
+        })
+        .await
     }
 
     pub async fn exists(&self, key: &str) -> Result<bool, BlobError> {

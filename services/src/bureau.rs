@@ -63,14 +63,15 @@ impl Bureau {
             tracing::info!(guichets = g, demandes = d, "registry snapshot loaded");
         }
         crate::workdir::prepare(&crate::workdir::root(&config))?;
-        let blobs = Blobs::new(&config.storage);
+        let metrics = Metrics::default();
+        let blobs = Blobs::new(&config.storage).timed_by(metrics.call_timer());
         if check_bucket {
             blobs.ensure_bucket().await.context("opening the S3 bucket")?;
         }
         let broker = BrokerLink::new(config.broker.clone(), &format!("scanbureau {role} {}", std::process::id()));
         broker.get().await.context("connecting to RabbitMQ")?;
         let mailer = Mailer::new(&config.smtp).context("SMTP settings")?;
-        Ok(Arc::new(Self { config, pool, blobs, broker, mailer, site, metrics: Metrics::default(), shutdown, actor }))
+        Ok(Arc::new(Self { config, pool, blobs, broker, mailer, site, metrics, shutdown, actor }))
     }
 
     pub fn due_at(&self, received_at: DateTime<Utc>) -> DateTime<Utc> {

@@ -104,7 +104,7 @@ async fn metrics(State(b): State<Arc<Bureau>>, ConnectInfo(peer): ConnectInfo<st
         }
         Err(e) => tracing::warn!(error = %e, "metrics: broker unavailable"),
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], b.metrics.render(figures.as_ref(), &depths, broker_up)).into_response()
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], b.metrics.render(figures.as_ref(), &depths, broker_up)).into_response()
 }
 
 /// An API error: a status and a sentence the portal can show.

@@ -216,7 +216,8 @@ async fn process_leased(b: &Arc<Bureau>, job: &Job, id: &str) -> Result<Handled>
     b.blobs.put_bytes(&keys::report(id), serde_json::to_vec_pretty(report)?, "application/json").await?;
     let notices: Vec<OutgoingNotice> = output.notices.iter().filter_map(|n| outgoing(n.path.as_str(), &n.bytes, &b.site.site.bureau_email)).collect();
     let pending = store::record_done(&b.pool, id, report, &filed, &notices, b.config.storage.raw_retention_days, &b.actor).await?;
-    b.metrics.processed(report.batch.pages as u64, started.elapsed().as_millis() as u64);
+    b.metrics.processed(report.batch.pages as u64, started.elapsed());
+    b.metrics.done_after((Utc::now() - m.received_at).to_std().unwrap_or_default());
     tracing::info!(mailing = %id, pages = report.batch.pages, pieces = filed.len(), notices = pending.len(), ms = started.elapsed().as_millis() as u64, "mailing done");
     for n in pending {
         if let Err(e) = b.broker.publish(Stage::Notify, &notice_message(n)).await {
@@ -306,7 +307,10 @@ async fn send_notice(b: &Bureau, id: i64, attempt: Attempt) -> Result<Handled> {
         return Ok(Handled::Done);
     }
     let last = attempt.last;
-    match b.mailer.send(&n.sender, &n.recipients, &n.message).await {
+    let sending = Instant::now();
+    let sent = b.mailer.send(&n.sender, &n.recipients, &n.message).await;
+    b.metrics.call("smtp", "send", sent.is_ok(), sending.elapsed());
+    match sent {
         Ok(()) => {
             if b.config.job.crash_after_smtp_accept {
                 tracing::error!(notice = id, "job.crash_after_smtp_accept: aborting");

@@ -213,6 +213,16 @@ async fn a_mailing_from_each_channel_ends_as_pieces_rows_and_notices() -> Result
     let metrics = metrics.as_str().unwrap_or_default().to_string();
     assert!(metrics.contains("scanbureau_mailings{status=\"done\"} 3"), "{metrics}");
     assert!(metrics.contains(&format!("scanbureau_queue_depth{{queue=\"{}.process\"}} 0", stack.name)), "{metrics}");
+    // The latency histograms saw the three mailings, their S3 puts and their notices' SMTP sends.
+    for count in [
+        "scanbureau_mailing_seconds_count 3\n",
+        "scanbureau_reception_to_done_seconds_count 3\n",
+        "scanbureau_mailing_pages_per_second_count 3\n",
+        "scanbureau_call_seconds_count{server=\"smtp\",operation=\"send\",outcome=\"ok\"}",
+        "scanbureau_call_seconds_count{server=\"s3\",operation=\"put\",outcome=\"ok\"}",
+    ] {
+        assert!(metrics.contains(count), "{count:?} not in {metrics}");
+    }
     // What a proxy forwards from outside does not see them.
     for path in ["/ready", "/metrics"] {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", stack.http_port)).await?;
