@@ -417,7 +417,7 @@ pub async fn record_done(
         "UPDATE mailings SET status = 'done', outcome = $2, pages = $3, report = $4, due_at = COALESCE($5, due_at),
                 last_error = NULL, done_at = now(), updated_at = now(),
                 raw_expires_at = now() + make_interval(days => $6),
-                guichet = COALESCE(guichet, $7)
+                guichet = COALESCE(guichet, (SELECT g.numero FROM guichets g WHERE g.numero = $7))
          WHERE id = $1",
     )
     .bind(mailing_id)

@@ -235,6 +235,47 @@ async fn a_mailing_from_each_channel_ends_as_pieces_rows_and_notices() -> Result
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_refuses_states_and_counters_no_code_writes() -> Result<()> {
+    let stack = TestStack::new("integrity", true).await?;
+    let pool = store::connect(&stack.database_url, 2, Duration::from_secs(30)).await?;
+    sqlx::query("INSERT INTO guichets (numero, departement, email_referent) VALUES ('G0042', '074', 'pj@bailleur.example')").execute(&pool).await?;
+    let mailing = |id: &str, guichet: &str| {
+        format!(
+            "INSERT INTO mailings (id, channel, source, received_at, due_at, files, guichet) VALUES ('{id}', 'paper', 'test', now(), now(), '[]', {guichet})"
+        )
+    };
+    sqlx::query(&mailing("m-known", "'G0042'")).execute(&pool).await?;
+    let refused = |sql: String, what: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let e = sqlx::query(&sql).execute(&pool).await.err().with_context(|| format!("{what} was accepted"))?;
+            let constraint = e.as_database_error().and_then(|d| d.constraint()).map(str::to_string);
+            anyhow::Ok(constraint.with_context(|| format!("{what}: {e}"))?)
+        }
+    };
+    assert_eq!(refused(mailing("m-unknown", "'G9999'"), "a counter the registry does not know").await?, "mailings_guichet_known");
+    let piece = |status: &str| {
+        format!(
+            "INSERT INTO pieces (id, mailing_id, confidence, sensible, status, plan_version, evidence) VALUES ('p-{status}', 'm-known', 1, false, '{status}', 'v', '[]')"
+        )
+    };
+    sqlx::query(&piece("review")).execute(&pool).await?;
+    assert_eq!(refused(piece("lost"), "a piece state no code writes").await?, "pieces_status_known");
+    assert_eq!(
+        refused("INSERT INTO pages (mailing_id, index, source, role) VALUES ('m-known', 0, 'f', 'cover')".into(), "a page role").await?,
+        "pages_role_known"
+    );
+    assert_eq!(
+        refused("INSERT INTO requests (mailing_id, ordinal, status) VALUES ('m-known', 0, 'maybe')".into(), "a request state").await?,
+        "requests_status_known"
+    );
+    let indexed: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE indexname = 'pieces_by_mailing')").fetch_one(&pool).await?;
+    assert!(indexed, "a mailing's pieces are found by index");
+    pool.close().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_file_delivered_twice_is_one_mailing_with_one_set_of_notices() -> Result<()> {
     let stack = TestStack::new("twice", true).await?;
     let run = Running::start(&stack, &Role::ALL).await?;
