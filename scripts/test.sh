@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what is missing, makes sure the servers
 # the service tests talk to are up (scripts/stack.sh: PostgreSQL, RabbitMQ, SeaweedFS, an SMTP
-# sink), checks the code's form (rustfmt, clippy with warnings as errors), then runs every test
+# sink), checks the code's form (rustfmt, clippy with warnings as errors, the checked SQL's
+# .sqlx/ data), then runs every test
 # and closes with the totals.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,8 @@ echo "test: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test: cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The SQL the macros checked (.sqlx/) is what the queries and migrations give today.
+scripts/sqlx-prepare.sh --check
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

@@ -35,6 +35,9 @@ pub enum StoreError {
     /// A stored value no code writes (edited by hand, or by a bug): retrying will not mend it.
     #[error("the stored file list of mailing {mailing} is unreadable ({detail}): nothing of it can be processed")]
     CorruptFileList { mailing: String, detail: String },
+    /// A stored value outside what the code writes and the schema allows.
+    #[error("stored {what} is not valid: {detail}")]
+    Corrupt { what: &'static str, detail: String },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

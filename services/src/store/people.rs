@@ -2,9 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
-use super::{Result, audit, token_digest};
+use super::{Result, StoreError, audit, token_digest};
 use crate::accounts::{Account, Role};
 
 /// Failed logins in a row before an account is locked, and for how long.
@@ -24,18 +24,18 @@ pub struct NewAccount<'a> {
 /// and role). Returns its id.
 pub async fn create_account(pool: &PgPool, a: &NewAccount<'_>, actor: &str) -> Result<i64> {
     let mut tx = pool.begin().await?;
-    let id: i64 = sqlx::query_scalar(
+    let id = sqlx::query_scalar!(
         "INSERT INTO portal_users (guichet, email, role, display_name, sensitive, password_hash) VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (email) DO UPDATE SET guichet = EXCLUDED.guichet, role = EXCLUDED.role, display_name = EXCLUDED.display_name,
              sensitive = EXCLUDED.sensitive, password_hash = EXCLUDED.password_hash, failed_logins = 0, locked_until = NULL
          RETURNING id",
+        a.guichet.map(str::to_ascii_uppercase),
+        a.email,
+        a.role.as_str(),
+        a.display_name,
+        a.sensitive,
+        a.password_hash
     )
-    .bind(a.guichet.map(str::to_ascii_uppercase))
-    .bind(a.email)
-    .bind(a.role.as_str())
-    .bind(a.display_name)
-    .bind(a.sensitive)
-    .bind(a.password_hash)
     .fetch_one(&mut *tx)
     .await?;
     audit(
@@ -50,14 +50,22 @@ pub async fn create_account(pool: &PgPool, a: &NewAccount<'_>, actor: &str) -> R
     Ok(id)
 }
 
-fn account_of(r: &sqlx::postgres::PgRow) -> Account {
-    Account {
-        id: r.get("id"),
-        email: r.get("email"),
-        display_name: r.get("display_name"),
-        role: Role::parse(r.get::<&str, _>("role")).unwrap_or(Role::Counter),
-        guichet: r.get("guichet"),
-        sensitive: r.get("sensitive"),
+/// An account as the database holds it.
+struct AccountRow {
+    id: i64,
+    email: String,
+    display_name: String,
+    role: String,
+    guichet: Option<String>,
+    sensitive: bool,
+}
+
+impl TryFrom<AccountRow> for Account {
+    type Error = StoreError;
+    /// A role no code writes (the column's CHECK forbids it) is an error, never a counter.
+    fn try_from(r: AccountRow) -> Result<Account> {
+        let role = Role::parse(&r.role).ok_or_else(|| StoreError::Corrupt { what: "account role", detail: format!("{:?} of account {}", r.role, r.id) })?;
+        Ok(Account { id: r.id, email: r.email, display_name: r.display_name, role, guichet: r.guichet, sensitive: r.sensitive })
     }
 }
 
@@ -68,15 +76,16 @@ pub enum LoginRecord {
 }
 
 pub async fn login_record(pool: &PgPool, email: &str) -> Result<LoginRecord> {
-    let row = sqlx::query(
-        "SELECT id, email, display_name, role, guichet, sensitive, password_hash
-         FROM portal_users WHERE lower(email) = lower($1) AND NOT disabled AND password_hash IS NOT NULL",
+    let row = sqlx::query!(
+        r#"SELECT id, email, display_name, role, guichet, sensitive, password_hash AS "password_hash!"
+         FROM portal_users WHERE lower(email) = lower($1) AND NOT disabled AND password_hash IS NOT NULL"#,
+        email
     )
-    .bind(email)
     .fetch_optional(pool)
     .await?;
     let Some(r) = row else { return Ok(LoginRecord::Unknown) };
-    Ok(LoginRecord::Found { account: account_of(&r), password_hash: r.get("password_hash") })
+    let account = AccountRow { id: r.id, email: r.email, display_name: r.display_name, role: r.role, guichet: r.guichet, sensitive: r.sensitive };
+    Ok(LoginRecord::Found { account: account.try_into()?, password_hash: r.password_hash })
 }
 
 /// Failed sign-ins from one client address, whatever the e-mail address: past this many in
@@ -114,18 +123,18 @@ fn login_subject(email: &str) -> String {
 }
 
 pub async fn login_pressure(pool: &PgPool, email: &str, from: &str) -> Result<LoginPressure> {
-    let (pair, address, source): (i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE subject = $1 AND detail->>'from' = $2),
-                count(*) FILTER (WHERE subject = $1),
-                count(*) FILTER (WHERE detail->>'from' = $2)
-         FROM audit_events WHERE action = 'login_failed' AND at > now() - make_interval(mins => $3)",
+    let r = sqlx::query!(
+        r#"SELECT count(*) FILTER (WHERE subject = $1 AND detail->>'from' = $2) AS "pair!",
+                count(*) FILTER (WHERE subject = $1) AS "address!",
+                count(*) FILTER (WHERE detail->>'from' = $2) AS "source!"
+         FROM audit_events WHERE action = 'login_failed' AND at > now() - make_interval(mins => $3)"#,
+        login_subject(email),
+        from,
+        LOCKOUT_MINUTES
     )
-    .bind(login_subject(email))
-    .bind(from)
-    .bind(LOCKOUT_MINUTES)
     .fetch_one(pool)
     .await?;
-    Ok(LoginPressure { pair, address, source })
+    Ok(LoginPressure { pair: r.pair, address: r.address, source: r.source })
 }
 
 /// Records a failed sign-in for an address, whether an account has it or not.
@@ -139,15 +148,17 @@ pub async fn record_login_failure(pool: &PgPool, email: &str, account: Option<i6
 /// Opens a session for an account whose password was just verified.
 pub async fn open_session(pool: &PgPool, account: &Account, token: &str, csrf: &str, hours: i32, from: &str) -> Result<()> {
     let mut tx = pool.begin().await?;
-    sqlx::query("UPDATE portal_users SET failed_logins = 0, locked_until = NULL WHERE id = $1").bind(account.id).execute(&mut *tx).await?;
-    sqlx::query("INSERT INTO web_sessions (token_sha256, account, csrf, expires_at) VALUES ($1, $2, $3, now() + make_interval(hours => $4))")
-        .bind(token_digest(token))
-        .bind(account.id)
-        .bind(csrf)
-        .bind(hours)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("DELETE FROM web_sessions WHERE expires_at < now()").execute(&mut *tx).await?;
+    sqlx::query!("UPDATE portal_users SET failed_logins = 0, locked_until = NULL WHERE id = $1", account.id).execute(&mut *tx).await?;
+    sqlx::query!(
+        "INSERT INTO web_sessions (token_sha256, account, csrf, expires_at) VALUES ($1, $2, $3, now() + make_interval(hours => $4))",
+        token_digest(token),
+        account.id,
+        csrf,
+        hours
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!("DELETE FROM web_sessions WHERE expires_at < now()").execute(&mut *tx).await?;
     audit(&mut tx, &account.actor(), &format!("account:{}", account.id), "login", json!({"from": from})).await?;
     tx.commit().await?;
     Ok(())
@@ -155,21 +166,23 @@ pub async fn open_session(pool: &PgPool, account: &Account, token: &str, csrf: &
 
 /// The account and CSRF token of a live session.
 pub async fn session(pool: &PgPool, token: &str) -> Result<Option<(Account, String)>> {
-    let row = sqlx::query(
+    let row = sqlx::query!(
         "SELECT u.id, u.email, u.display_name, u.role, u.guichet, u.sensitive, s.csrf
          FROM web_sessions s JOIN portal_users u ON u.id = s.account
          WHERE s.token_sha256 = $1 AND s.expires_at > now() AND NOT u.disabled
            AND (u.locked_until IS NULL OR u.locked_until < now())",
+        token_digest(token)
     )
-    .bind(token_digest(token))
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|r| (account_of(&r), r.get("csrf"))))
+    let Some(r) = row else { return Ok(None) };
+    let account = AccountRow { id: r.id, email: r.email, display_name: r.display_name, role: r.role, guichet: r.guichet, sensitive: r.sensitive };
+    Ok(Some((account.try_into()?, r.csrf)))
 }
 
 pub async fn close_session(pool: &PgPool, token: &str, account: &Account) -> Result<()> {
     let mut tx = pool.begin().await?;
-    sqlx::query("DELETE FROM web_sessions WHERE token_sha256 = $1").bind(token_digest(token)).execute(&mut *tx).await?;
+    sqlx::query!("DELETE FROM web_sessions WHERE token_sha256 = $1", token_digest(token)).execute(&mut *tx).await?;
     audit(&mut tx, &account.actor(), &format!("account:{}", account.id), "logout", json!({})).await?;
     tx.commit().await?;
     Ok(())
@@ -177,16 +190,14 @@ pub async fn close_session(pool: &PgPool, token: &str, account: &Account) -> Res
 
 /// The stored hash of an account's password.
 pub async fn password_hash(pool: &PgPool, account: i64) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar("SELECT password_hash FROM portal_users WHERE id = $1").bind(account).fetch_optional(pool).await?.flatten())
+    Ok(sqlx::query_scalar!("SELECT password_hash FROM portal_users WHERE id = $1", account).fetch_optional(pool).await?.flatten())
 }
 
 /// Sets a new password and ends the account's other sessions (this one, `keep`, stays open).
 pub async fn change_password(pool: &PgPool, account: &Account, new_hash: &str, keep: &str) -> Result<u64> {
     let mut tx = pool.begin().await?;
-    sqlx::query("UPDATE portal_users SET password_hash = $2, failed_logins = 0 WHERE id = $1").bind(account.id).bind(new_hash).execute(&mut *tx).await?;
-    let ended = sqlx::query("DELETE FROM web_sessions WHERE account = $1 AND token_sha256 <> $2")
-        .bind(account.id)
-        .bind(token_digest(keep))
+    sqlx::query!("UPDATE portal_users SET password_hash = $2, failed_logins = 0 WHERE id = $1", account.id, new_hash).execute(&mut *tx).await?;
+    let ended = sqlx::query!("DELETE FROM web_sessions WHERE account = $1 AND token_sha256 <> $2", account.id, token_digest(keep))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -238,22 +249,21 @@ pub struct NewIncident<'a> {
 pub async fn open_incident(pool: &PgPool, account: &Account, i: &NewIncident<'_>) -> Result<Option<i64>> {
     let Some(guichet) = account.guichet.as_deref() else { return Ok(None) };
     if let Some(m) = i.mailing_id {
-        let own: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM mailings WHERE id = $1 AND guichet = $2)").bind(m).bind(guichet).fetch_one(pool).await?;
+        let own = sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM mailings WHERE id = $1 AND guichet = $2) AS "own!""#, m, guichet).fetch_one(pool).await?;
         if !own {
             return Ok(None);
         }
     }
     let mut tx = pool.begin().await?;
-    let id: i64 = sqlx::query_scalar(
+    let id = sqlx::query_scalar!(
         "INSERT INTO incidents (guichet, opened_by, kind, mailing_id, numero_unique, description) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        guichet,
+        account.id,
+        i.kind,
+        i.mailing_id,
+        i.numero_unique,
+        i.description
     )
-    .bind(guichet)
-    .bind(account.id)
-    .bind(i.kind)
-    .bind(i.mailing_id)
-    .bind(i.numero_unique)
-    .bind(i.description)
     .fetch_one(&mut *tx)
     .await?;
     audit(&mut tx, &account.actor(), &format!("incident:{id}"), "incident_opened", json!({"kind": i.kind, "mailing": i.mailing_id})).await?;
@@ -263,40 +273,24 @@ pub async fn open_incident(pool: &PgPool, account: &Account, i: &NewIncident<'_>
 
 /// Incidents a person may see: a counter's own, or all for the bureau's staff.
 pub async fn incidents(pool: &PgPool, account: &Account, only_open: bool) -> Result<Vec<Incident>> {
-    let rows = sqlx::query(
-        "SELECT i.id, i.guichet, u.email, i.kind, i.mailing_id, i.numero_unique, i.description, i.status, i.answer, i.created_at
+    let visible = if account.role.is_staff() { None } else { account.guichet.as_deref().or(Some("")) };
+    Ok(sqlx::query_as!(
+        Incident,
+        r#"SELECT i.id, i.guichet, u.email AS opened_by, i.kind, i.mailing_id, i.numero_unique, i.description, i.status, i.answer, i.created_at
          FROM incidents i JOIN portal_users u ON u.id = i.opened_by
          WHERE ($1::text IS NULL OR i.guichet = $1) AND (NOT $2 OR i.status <> 'resolved')
-         ORDER BY i.created_at DESC LIMIT 200",
+         ORDER BY i.created_at DESC LIMIT 200"#,
+        visible,
+        only_open
     )
-    .bind(if account.role.is_staff() { None } else { account.guichet.as_deref().or(Some("")) })
-    .bind(only_open)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Incident {
-            id: r.get(0),
-            guichet: r.get(1),
-            opened_by: r.get(2),
-            kind: r.get(3),
-            mailing_id: r.get(4),
-            numero_unique: r.get(5),
-            description: r.get(6),
-            status: r.get(7),
-            answer: r.get(8),
-            created_at: r.get(9),
-        })
-        .collect())
+    .await?)
 }
 
 /// The bureau answers an incident and moves it on.
 pub async fn update_incident(pool: &PgPool, id: i64, status: &str, answer: &str, actor: &str) -> Result<bool> {
     let mut tx = pool.begin().await?;
-    let n = sqlx::query("UPDATE incidents SET status = $2, answer = NULLIF($3, ''), updated_at = now() WHERE id = $1")
-        .bind(id)
-        .bind(status)
-        .bind(answer)
+    let n = sqlx::query!("UPDATE incidents SET status = $2, answer = NULLIF($3, ''), updated_at = now() WHERE id = $1", id, status, answer)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -305,4 +299,18 @@ pub async fn update_incident(pool: &PgPool, id: i64, status: &str, answer: &str,
     }
     tx.commit().await?;
     Ok(n == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_role_no_code_writes_is_an_error_not_a_counter() {
+        let row =
+            |role: &str| AccountRow { id: 7, email: "a@b.example".into(), display_name: String::new(), role: role.into(), guichet: None, sensitive: false };
+        assert_eq!(Account::try_from(row("supervisor")).map(|a| a.role).ok(), Some(Role::Supervisor));
+        let e = Account::try_from(row("admin")).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("account role") && e.contains("\"admin\" of account 7"), "{e}");
+    }
 }
