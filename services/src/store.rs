@@ -61,11 +61,7 @@ pub async fn connect(url: &str, max_connections: u32, timeout: Duration) -> Resu
 }
 
 pub async fn audit(tx: &mut Transaction<'_, Postgres>, actor: &str, subject: &str, action: &str, detail: Value) -> Result<()> {
-    sqlx::query("INSERT INTO audit_events (actor, subject, action, detail) VALUES ($1, $2, $3, $4)")
-        .bind(actor)
-        .bind(subject)
-        .bind(action)
-        .bind(detail)
+    sqlx::query!("INSERT INTO audit_events (actor, subject, action, detail) VALUES ($1, $2, $3, $4)", actor, subject, action, detail)
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -80,26 +76,27 @@ pub async fn load_registry_snapshot(pool: &PgPool, json: &str, actor: &str) -> R
     // Validate with the pipeline's own reader before anything is written.
     Registry::from_json(json).map_err(|e| StoreError::Registry(e.to_string()))?;
     let mut tx = pool.begin().await?;
+    // The reader above has checked every field read here: none falls back to a default.
     let guichets = v["guichets"].as_array().cloned().unwrap_or_default();
     for g in &guichets {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO guichets (numero, departement, email_referent) VALUES ($1, $2, $3)
              ON CONFLICT (numero) DO UPDATE SET departement = EXCLUDED.departement, email_referent = EXCLUDED.email_referent",
+            g["numero"].as_str().unwrap_or_default().to_ascii_uppercase(),
+            g["departement"].as_str().unwrap_or_default(),
+            g["email_referent"].as_str().unwrap_or_default()
         )
-        .bind(g["numero"].as_str().unwrap_or_default().to_ascii_uppercase())
-        .bind(g["departement"].as_str().unwrap_or_default())
-        .bind(g["email_referent"].as_str().unwrap_or_default())
         .execute(&mut *tx)
         .await?;
     }
     let demandes = v["demandes"].as_array().cloned().unwrap_or_default();
     for d in &demandes {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO registry_demandes (numero_unique, record) VALUES ($1, $2)
              ON CONFLICT (numero_unique) DO UPDATE SET record = EXCLUDED.record, updated_at = now()",
+            d["numero_unique"].as_str().unwrap_or_default(),
+            d
         )
-        .bind(d["numero_unique"].as_str().unwrap_or_default())
-        .bind(d)
         .execute(&mut *tx)
         .await?;
     }
@@ -110,12 +107,12 @@ pub async fn load_registry_snapshot(pool: &PgPool, json: &str, actor: &str) -> R
 
 /// The registry as the pipeline reads it, built from the database.
 pub async fn registry(pool: &PgPool, plan_version: &str) -> Result<Registry> {
-    let demandes: Vec<Value> = sqlx::query_scalar("SELECT record FROM registry_demandes").fetch_all(pool).await?;
-    let guichets: Vec<Value> = sqlx::query("SELECT numero, departement, email_referent FROM guichets")
+    let demandes = sqlx::query_scalar!("SELECT record FROM registry_demandes").fetch_all(pool).await?;
+    let guichets: Vec<Value> = sqlx::query!("SELECT numero, departement, email_referent FROM guichets")
         .fetch_all(pool)
         .await?
-        .iter()
-        .map(|r| json!({"numero": r.get::<String, _>(0), "departement": r.get::<String, _>(1), "email_referent": r.get::<String, _>(2)}))
+        .into_iter()
+        .map(|r| json!({"numero": r.numero, "departement": r.departement, "email_referent": r.email_referent}))
         .collect();
     let snapshot = json!({"plan_version": plan_version, "demandes": demandes, "guichets": guichets});
     Registry::from_json(&snapshot.to_string()).map_err(|e| StoreError::Registry(e.to_string()))
@@ -123,32 +120,34 @@ pub async fn registry(pool: &PgPool, plan_version: &str) -> Result<Registry> {
 
 /// Changes whenever the registry's requests or counters change (for caches).
 pub async fn registry_version(pool: &PgPool) -> Result<String> {
-    let row = sqlx::query(
-        "SELECT (SELECT count(*) FROM registry_demandes), (SELECT max(updated_at) FROM registry_demandes),
-                (SELECT count(*) FROM guichets), (SELECT md5(string_agg(numero || departement || email_referent, ',' ORDER BY numero)) FROM guichets)",
+    let r = sqlx::query!(
+        r#"SELECT (SELECT count(*) FROM registry_demandes) AS "demandes!", (SELECT max(updated_at) FROM registry_demandes) AS demandes_at,
+                (SELECT count(*) FROM guichets) AS "guichets!", (SELECT md5(string_agg(numero || departement || email_referent, ',' ORDER BY numero)) FROM guichets) AS guichets_md5"#
     )
     .fetch_one(pool)
     .await?;
-    Ok(format!("{}|{:?}|{}|{:?}", row.get::<i64, _>(0), row.get::<Option<DateTime<Utc>>, _>(1), row.get::<i64, _>(2), row.get::<Option<String>, _>(3)))
+    Ok(format!("{}|{:?}|{}|{:?}", r.demandes, r.demandes_at, r.guichets, r.guichets_md5))
 }
 
 /// Records a plan version and makes it the current one.
 pub async fn load_plan(pool: &PgPool, body: &str, actor: &str) -> Result<String, StoreError> {
     let plan = FilingPlan::from_toml(body).map_err(|e| StoreError::Registry(format!("filing plan: {e}")))?;
     let mut tx = pool.begin().await?;
-    sqlx::query("UPDATE plan_versions SET current = false WHERE current AND version <> $1").bind(&plan.version).execute(&mut *tx).await?;
-    sqlx::query("INSERT INTO plan_versions (version, body, current) VALUES ($1, $2, true) ON CONFLICT (version) DO UPDATE SET current = true")
-        .bind(&plan.version)
-        .bind(body)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!("UPDATE plan_versions SET current = false WHERE current AND version <> $1", plan.version).execute(&mut *tx).await?;
+    sqlx::query!(
+        "INSERT INTO plan_versions (version, body, current) VALUES ($1, $2, true) ON CONFLICT (version) DO UPDATE SET current = true",
+        plan.version,
+        body
+    )
+    .execute(&mut *tx)
+    .await?;
     audit(&mut tx, actor, &format!("plan:{}", plan.version), "plan_current", json!({})).await?;
     tx.commit().await?;
     Ok(plan.version)
 }
 
 pub async fn current_plan(pool: &PgPool) -> Result<FilingPlan> {
-    let body: Option<String> = sqlx::query_scalar("SELECT body FROM plan_versions WHERE current").fetch_optional(pool).await?;
+    let body = sqlx::query_scalar!("SELECT body FROM plan_versions WHERE current").fetch_optional(pool).await?;
     let body = body.ok_or(StoreError::NoPlan)?;
     FilingPlan::from_toml(&body).map_err(|e| StoreError::Registry(format!("filing plan: {e}")))
 }
@@ -170,34 +169,38 @@ pub struct PortalUser {
 /// Creates a portal user for a known counter; returns the user's id.
 pub async fn create_portal_user(pool: &PgPool, guichet: &str, email: &str, token: &str, actor: &str) -> Result<i64> {
     let mut tx = pool.begin().await?;
-    let id: i64 = sqlx::query_scalar("INSERT INTO portal_users (guichet, email, token_sha256) VALUES ($1, $2, $3) RETURNING id")
-        .bind(guichet.to_ascii_uppercase())
-        .bind(email)
-        .bind(token_digest(token))
-        .fetch_one(&mut *tx)
-        .await?;
+    let id = sqlx::query_scalar!(
+        "INSERT INTO portal_users (guichet, email, token_sha256) VALUES ($1, $2, $3) RETURNING id",
+        guichet.to_ascii_uppercase(),
+        email,
+        token_digest(token)
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     audit(&mut tx, actor, &format!("portal_user:{id}"), "created", json!({"guichet": guichet, "email": email})).await?;
     tx.commit().await?;
     Ok(id)
 }
 
 pub async fn portal_user_by_token(pool: &PgPool, token: &str) -> Result<Option<PortalUser>> {
-    let row = sqlx::query("SELECT id, guichet, email FROM portal_users WHERE token_sha256 = $1 AND NOT disabled AND guichet IS NOT NULL")
-        .bind(token_digest(token))
-        .fetch_optional(pool)
-        .await?;
-    Ok(row.map(|r| PortalUser { id: r.get(0), guichet: r.get(1), email: r.get(2) }))
+    Ok(sqlx::query_as!(
+        PortalUser,
+        r#"SELECT id, guichet AS "guichet!", email FROM portal_users WHERE token_sha256 = $1 AND NOT disabled AND guichet IS NOT NULL"#,
+        token_digest(token)
+    )
+    .fetch_optional(pool)
+    .await?)
 }
 
 /// Is this address a known sender of e-mail: a counter's referent, a portal user, or an
 /// applicant of the registry?
 pub async fn sender_known(pool: &PgPool, email: &str) -> Result<bool> {
-    Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM guichets WHERE lower(email_referent) = lower($1))
+    Ok(sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM guichets WHERE lower(email_referent) = lower($1))
              OR EXISTS (SELECT 1 FROM portal_users WHERE lower(email) = lower($1) AND NOT disabled)
-             OR EXISTS (SELECT 1 FROM registry_demandes WHERE lower(record->>'email') = lower($1))",
+             OR EXISTS (SELECT 1 FROM registry_demandes WHERE lower(record->>'email') = lower($1)) AS "known!""#,
+        email
     )
-    .bind(email)
     .fetch_one(pool)
     .await?)
 }
@@ -438,8 +441,8 @@ pub async fn record_done(
     .await?;
     audit(&mut tx, actor, mailing_id, "done", json!({"outcome": serde_plain(&b.status), "pages": b.pages, "pieces": filed.len(), "notices": notices.len()}))
         .await?;
-    let pending: Vec<i64> =
-        sqlx::query_scalar("SELECT id FROM notices WHERE mailing_id = $1 AND status = 'pending' ORDER BY id").bind(mailing_id).fetch_all(&mut *tx).await?;
+    let pending =
+        sqlx::query_scalar!("SELECT id FROM notices WHERE mailing_id = $1 AND status = 'pending' ORDER BY id", mailing_id).fetch_all(&mut *tx).await?;
     tx.commit().await?;
     Ok(pending)
 }
@@ -448,13 +451,13 @@ pub async fn record_done(
 /// retry window is over). Returns whether it was given up.
 pub async fn record_mailing_error(pool: &PgPool, id: &str, error: &str, exhausted: bool, actor: &str) -> Result<bool> {
     let mut tx = pool.begin().await?;
-    let gave_up: Option<bool> = sqlx::query_scalar(
-        "UPDATE mailings SET last_error = $2, status = CASE WHEN $3 THEN 'failed' ELSE status END, updated_at = now()
-         WHERE id = $1 AND status <> 'done' RETURNING status = 'failed'",
+    let gave_up = sqlx::query_scalar!(
+        r#"UPDATE mailings SET last_error = $2, status = CASE WHEN $3 THEN 'failed' ELSE status END, updated_at = now()
+         WHERE id = $1 AND status <> 'done' RETURNING status = 'failed' AS "failed!""#,
+        id,
+        error,
+        exhausted
     )
-    .bind(id)
-    .bind(error)
-    .bind(exhausted)
     .fetch_optional(&mut *tx)
     .await?;
     let gave_up = gave_up.unwrap_or(exhausted);
@@ -467,19 +470,19 @@ pub async fn record_mailing_error(pool: &PgPool, id: &str, error: &str, exhauste
 /// the database commit and the publish): the sweeper queues them again.
 /// They are stamped as they are returned, so the next sweep waits as long again.
 pub async fn stale_received(pool: &PgPool, older_than: Duration) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
+    Ok(sqlx::query_scalar!(
         "UPDATE mailings SET updated_at = now() WHERE id IN (
              SELECT id FROM mailings WHERE status = 'received' AND updated_at < now() - make_interval(secs => $1) ORDER BY received_at LIMIT 100)
          RETURNING id",
+        older_than.as_secs_f64()
     )
-    .bind(older_than.as_secs_f64())
     .fetch_all(pool)
     .await?)
 }
 
 /// The notices of a mailing still waiting to be sent.
 pub async fn pending_notices_of(pool: &PgPool, mailing: &str) -> Result<Vec<i64>> {
-    Ok(sqlx::query_scalar("SELECT id FROM notices WHERE mailing_id = $1 AND status = 'pending' ORDER BY id").bind(mailing).fetch_all(pool).await?)
+    Ok(sqlx::query_scalar!("SELECT id FROM notices WHERE mailing_id = $1 AND status = 'pending' ORDER BY id", mailing).fetch_all(pool).await?)
 }
 
 /// An e-mail refused at intake, kept as a rejected mailing with its reply in the outbox.
@@ -587,37 +590,27 @@ pub struct NoticeRow {
 /// Locks a notice for sending: the row stays locked until the transaction ends, so two
 /// notifiers never send the same notice at once.
 pub async fn lock_notice(tx: &mut Transaction<'_, Postgres>, id: i64) -> Result<Option<NoticeRow>> {
-    let row = sqlx::query("SELECT id, mailing_id, name, recipients, sender, message, status, attempts FROM notices WHERE id = $1 FOR UPDATE")
-        .bind(id)
+    Ok(sqlx::query_as!(NoticeRow, "SELECT id, mailing_id, name, recipients, sender, message, status, attempts FROM notices WHERE id = $1 FOR UPDATE", id)
         .fetch_optional(&mut **tx)
-        .await?;
-    Ok(row.map(|r| NoticeRow {
-        id: r.get(0),
-        mailing_id: r.get(1),
-        name: r.get(2),
-        recipients: r.get(3),
-        sender: r.get(4),
-        message: r.get(5),
-        status: r.get(6),
-        attempts: r.get(7),
-    }))
+        .await?)
 }
 
 pub async fn notice_sent(tx: &mut Transaction<'_, Postgres>, n: &NoticeRow, actor: &str) -> Result<()> {
-    sqlx::query("UPDATE notices SET status = 'sent', sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1")
-        .bind(n.id)
+    sqlx::query!("UPDATE notices SET status = 'sent', sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1", n.id)
         .execute(&mut **tx)
         .await?;
     audit(tx, actor, &n.mailing_id, "notice_sent", json!({"notice": n.name, "to": n.recipients})).await
 }
 
 pub async fn notice_failed(tx: &mut Transaction<'_, Postgres>, n: &NoticeRow, error: &str, give_up: bool, actor: &str) -> Result<()> {
-    sqlx::query("UPDATE notices SET attempts = attempts + 1, last_error = $2, status = CASE WHEN $3 THEN 'failed' ELSE status END WHERE id = $1")
-        .bind(n.id)
-        .bind(error)
-        .bind(give_up)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE notices SET attempts = attempts + 1, last_error = $2, status = CASE WHEN $3 THEN 'failed' ELSE status END WHERE id = $1",
+        n.id,
+        error,
+        give_up
+    )
+    .execute(&mut **tx)
+    .await?;
     audit(tx, actor, &n.mailing_id, if give_up { "notice_failed" } else { "notice_attempt_failed" }, json!({"notice": n.name, "error": error})).await
 }
 
@@ -625,30 +618,32 @@ pub async fn notice_failed(tx: &mut Transaction<'_, Postgres>, n: &NoticeRow, er
 
 pub async fn record_dead_letter(pool: &PgPool, stage: &str, subject: Option<&str>, attempts: u32, reason: &str, payload: &[u8]) -> Result<()> {
     let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO dead_letters (stage, subject, attempts, reason, payload) VALUES ($1, $2, $3, $4, $5)")
-        .bind(stage)
-        .bind(subject)
-        .bind(attempts as i32)
-        .bind(reason)
-        .bind(payload)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO dead_letters (stage, subject, attempts, reason, payload) VALUES ($1, $2, $3, $4, $5)",
+        stage,
+        subject,
+        attempts as i32,
+        reason,
+        payload
+    )
+    .execute(&mut *tx)
+    .await?;
     // Its subject leaves the states that wait for work: a mailing the broker gave up on (the
     // worker died on every delivery) would otherwise stay `processing`, out of every list.
     match subject.map(|s| s.strip_prefix("notice:").map(str::parse::<i64>)) {
         Some(Some(Ok(notice))) => {
-            sqlx::query("UPDATE notices SET status = 'failed', last_error = $2 WHERE id = $1 AND status = 'pending'")
-                .bind(notice)
-                .bind(reason)
+            sqlx::query!("UPDATE notices SET status = 'failed', last_error = $2 WHERE id = $1 AND status = 'pending'", notice, reason)
                 .execute(&mut *tx)
                 .await?;
         }
         Some(None) => {
-            sqlx::query("UPDATE mailings SET status = 'failed', last_error = $2, updated_at = now() WHERE id = $1 AND status IN ('received', 'processing')")
-                .bind(subject)
-                .bind(reason)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query!(
+                "UPDATE mailings SET status = 'failed', last_error = $2, updated_at = now() WHERE id = $1 AND status IN ('received', 'processing')",
+                subject,
+                reason
+            )
+            .execute(&mut *tx)
+            .await?;
         }
         _ => {}
     }
@@ -794,17 +789,19 @@ pub fn server_of(error: &str) -> &'static str {
 }
 
 pub async fn figures(pool: &PgPool) -> Result<Figures> {
-    let pairs = |rows: Vec<sqlx::postgres::PgRow>| rows.iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))).collect::<Vec<_>>();
+    let by_status = sqlx::query!(r#"SELECT status, count(*) AS "count!" FROM mailings GROUP BY status ORDER BY status"#).fetch_all(pool).await?;
+    let notices = sqlx::query!(r#"SELECT status, count(*) AS "count!" FROM notices GROUP BY status ORDER BY status"#).fetch_all(pool).await?;
+    let rejected = sqlx::query!(r#"SELECT reason AS "reason!", count(*) AS "count!" FROM pages WHERE reason IS NOT NULL GROUP BY reason ORDER BY reason"#)
+        .fetch_all(pool)
+        .await?;
     Ok(Figures {
-        mailings_by_status: pairs(sqlx::query("SELECT status, count(*) FROM mailings GROUP BY status ORDER BY status").fetch_all(pool).await?),
-        notices_by_status: pairs(sqlx::query("SELECT status, count(*) FROM notices GROUP BY status ORDER BY status").fetch_all(pool).await?),
-        open_late: sqlx::query_scalar("SELECT count(*) FROM sla WHERE late").fetch_one(pool).await?,
-        min_remaining_s: sqlx::query_scalar("SELECT EXTRACT(EPOCH FROM min(remaining))::float8 FROM sla").fetch_one(pool).await?,
-        rejected_pages_by_reason: pairs(
-            sqlx::query("SELECT reason, count(*) FROM pages WHERE reason IS NOT NULL GROUP BY reason ORDER BY reason").fetch_all(pool).await?,
-        ),
-        dead_letters: sqlx::query_scalar("SELECT count(*) FROM dead_letters").fetch_one(pool).await?,
-        pages_done: sqlx::query_scalar("SELECT COALESCE(sum(pages), 0)::int8 FROM mailings WHERE status = 'done'").fetch_one(pool).await?,
+        mailings_by_status: by_status.into_iter().map(|r| (r.status, r.count)).collect(),
+        notices_by_status: notices.into_iter().map(|r| (r.status, r.count)).collect(),
+        open_late: sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM sla WHERE late"#).fetch_one(pool).await?,
+        min_remaining_s: sqlx::query_scalar!("SELECT EXTRACT(EPOCH FROM min(remaining))::float8 FROM sla").fetch_one(pool).await?,
+        rejected_pages_by_reason: rejected.into_iter().map(|r| (r.reason, r.count)).collect(),
+        dead_letters: sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM dead_letters"#).fetch_one(pool).await?,
+        pages_done: sqlx::query_scalar!(r#"SELECT COALESCE(sum(pages), 0)::int8 AS "n!" FROM mailings WHERE status = 'done'"#).fetch_one(pool).await?,
         waiting: waiting(pool).await?,
     })
 }
