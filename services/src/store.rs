@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{PgPool, Postgres, Transaction};
 use thiserror::Error;
 
 use scanbureau_pipeline::plan::FilingPlan;
@@ -243,20 +243,21 @@ pub enum Inserted {
 /// content records an audit event and nothing else.
 pub async fn insert_mailing(pool: &PgPool, m: &NewMailing, actor: &str) -> Result<Inserted> {
     let mut tx = pool.begin().await?;
-    let inserted = sqlx::query(
+    let files = serde_json::to_value(&m.files).map_err(|e| StoreError::Corrupt { what: "file list", detail: format!("of mailing {}: {e}", m.id) })?;
+    let inserted = sqlx::query!(
         "INSERT INTO mailings (id, channel, source, received_at, due_at, numero_unique, notify, portal_user, files, guichet)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+        m.id,
+        m.channel,
+        m.source,
+        m.received_at,
+        m.due_at,
+        m.numero_unique,
+        m.notify,
+        m.portal_user,
+        files,
+        m.guichet
     )
-    .bind(&m.id)
-    .bind(m.channel)
-    .bind(&m.source)
-    .bind(m.received_at)
-    .bind(m.due_at)
-    .bind(&m.numero_unique)
-    .bind(&m.notify)
-    .bind(m.portal_user)
-    .bind(serde_json::to_value(&m.files).unwrap_or(Value::Null))
-    .bind(&m.guichet)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -264,7 +265,7 @@ pub async fn insert_mailing(pool: &PgPool, m: &NewMailing, actor: &str) -> Resul
         audit(&mut tx, actor, &m.id, "received", json!({"channel": m.channel, "source": m.source, "files": m.files.len()})).await?;
         Inserted::New
     } else {
-        let status: String = sqlx::query_scalar("SELECT status FROM mailings WHERE id = $1").bind(&m.id).fetch_one(&mut *tx).await?;
+        let status = sqlx::query_scalar!("SELECT status FROM mailings WHERE id = $1", m.id).fetch_one(&mut *tx).await?;
         audit(&mut tx, actor, &m.id, "duplicate_received", json!({"channel": m.channel, "source": m.source})).await?;
         Inserted::Duplicate { status }
     };
@@ -289,27 +290,35 @@ pub struct MailingRow {
 /// status `done` if it was already finished (a redelivery).
 pub async fn claim_mailing(pool: &PgPool, id: &str, actor: &str) -> Result<Option<MailingRow>> {
     let mut tx = pool.begin().await?;
-    let row = sqlx::query(
+    let row = sqlx::query!(
         "UPDATE mailings SET status = CASE WHEN status = 'done' THEN status ELSE 'processing' END,
                 attempts = attempts + CASE WHEN status = 'done' THEN 0 ELSE 1 END, updated_at = now(),
                 started_at = CASE WHEN status = 'done' THEN started_at ELSE now() END
          WHERE id = $1
          RETURNING id, channel, status, received_at, numero_unique, notify, files, attempts",
+        id
     )
-    .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(r) = row else {
         return Ok(None);
     };
-    let status: String = r.get(2);
     // A finished mailing's files are not read again (a redelivery only requeues notices).
-    let files = if status == "done" {
+    let files = if r.status == "done" {
         Vec::new()
     } else {
-        serde_json::from_value(r.get::<Value, _>(6)).map_err(|e| StoreError::CorruptFileList { mailing: id.to_string(), detail: e.to_string() })?
+        serde_json::from_value(r.files).map_err(|e| StoreError::CorruptFileList { mailing: id.to_string(), detail: e.to_string() })?
     };
-    let m = MailingRow { id: r.get(0), channel: r.get(1), status, received_at: r.get(3), numero_unique: r.get(4), notify: r.get(5), files, attempts: r.get(7) };
+    let m = MailingRow {
+        id: r.id,
+        channel: r.channel,
+        status: r.status,
+        received_at: r.received_at,
+        numero_unique: r.numero_unique,
+        notify: r.notify,
+        files,
+        attempts: r.attempts,
+    };
     if m.status != "done" {
         audit(&mut tx, actor, id, "processing", json!({"attempt": m.attempts})).await?;
     }
@@ -346,67 +355,67 @@ pub async fn record_done(
 ) -> Result<Vec<i64>> {
     let mut tx = pool.begin().await?;
     for p in &report.pages {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO pages (mailing_id, index, source, role, piece_id, reason, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (mailing_id, index) DO NOTHING",
+            mailing_id,
+            p.index as i32,
+            p.source,
+            serde_plain(&p.role),
+            p.piece,
+            p.reason.map(|r| r.code()),
+            p.detail
         )
-        .bind(mailing_id)
-        .bind(p.index as i32)
-        .bind(&p.source)
-        .bind(serde_plain(&p.role))
-        .bind(&p.piece)
-        .bind(p.reason.map(|r| r.code()))
-        .bind(&p.detail)
         .execute(&mut *tx)
         .await?;
     }
     for (ordinal, r) in report.requests.iter().enumerate() {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO requests (mailing_id, ordinal, numero_unique, status, reason, notice) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (mailing_id, ordinal) DO NOTHING",
+            mailing_id,
+            ordinal as i32,
+            r.numero_unique,
+            serde_plain(&r.status),
+            r.reason.map(|x| x.code()),
+            r.notice
         )
-        .bind(mailing_id)
-        .bind(ordinal as i32)
-        .bind(&r.numero_unique)
-        .bind(serde_plain(&r.status))
-        .bind(r.reason.map(|x| x.code()))
-        .bind(&r.notice)
         .execute(&mut *tx)
         .await?;
         for p in &r.pieces {
             let key = filed.iter().find(|f| f.id == p.id).and_then(|f| f.key.clone());
-            sqlx::query(
+            sqlx::query!(
                 "INSERT INTO pieces (id, mailing_id, numero_unique, categorie, type_code, confidence, sensible, status, reason, key, bytes, plan_version, evidence, pages)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (id) DO NOTHING",
+                p.id,
+                mailing_id,
+                r.numero_unique,
+                p.categorie,
+                p.type_code,
+                p.confidence,
+                p.sensible,
+                serde_plain(&p.status),
+                p.reason.map(|x| x.code()),
+                key,
+                p.bytes.map(|b| b as i64),
+                p.plan_version,
+                json!(p.evidence),
+                p.pages.len() as i32
             )
-            .bind(&p.id)
-            .bind(mailing_id)
-            .bind(&r.numero_unique)
-            .bind(&p.categorie)
-            .bind(&p.type_code)
-            .bind(p.confidence)
-            .bind(p.sensible)
-            .bind(serde_plain(&p.status))
-            .bind(p.reason.map(|x| x.code()))
-            .bind(key)
-            .bind(p.bytes.map(|b| b as i64))
-            .bind(&p.plan_version)
-            .bind(json!(p.evidence))
-            .bind(p.pages.len() as i32)
             .execute(&mut *tx)
             .await?;
         }
     }
     for n in notices {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO notices (mailing_id, name, recipients, sender, message) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (mailing_id, name) DO NOTHING",
+            mailing_id,
+            n.name,
+            &n.recipients,
+            n.sender,
+            n.message
         )
-        .bind(mailing_id)
-        .bind(&n.name)
-        .bind(&n.recipients)
-        .bind(&n.sender)
-        .bind(&n.message)
         .execute(&mut *tx)
         .await?;
     }
@@ -419,24 +428,26 @@ pub async fn record_done(
             None
         }
     };
-    sqlx::query(
+    // A counter's paper mailing is the counter's once its bordereau is read.
+    let guichet = match b.sender.kind {
+        scanbureau_pipeline::report::SenderKind::Guichet => b.sender.id.clone(),
+        _ => None,
+    };
+    let stored_report = serde_json::to_value(report).map_err(|e| StoreError::Corrupt { what: "report", detail: format!("of mailing {mailing_id}: {e}") })?;
+    sqlx::query!(
         "UPDATE mailings SET status = 'done', outcome = $2, pages = $3, report = $4, due_at = COALESCE($5, due_at),
                 last_error = NULL, done_at = now(), updated_at = now(),
                 raw_expires_at = now() + make_interval(days => $6),
                 guichet = COALESCE(guichet, (SELECT g.numero FROM guichets g WHERE g.numero = $7))
          WHERE id = $1",
+        mailing_id,
+        serde_plain(&b.status),
+        b.pages as i32,
+        stored_report,
+        due_at,
+        retention_days as i32,
+        guichet
     )
-    .bind(mailing_id)
-    .bind(serde_plain(&b.status))
-    .bind(b.pages as i32)
-    .bind(serde_json::to_value(report).unwrap_or(Value::Null))
-    .bind(due_at)
-    .bind(retention_days as i32)
-    // A counter's paper mailing is the counter's once its bordereau is read.
-    .bind(match b.sender.kind {
-        scanbureau_pipeline::report::SenderKind::Guichet => b.sender.id.clone(),
-        _ => None,
-    })
     .execute(&mut *tx)
     .await?;
     audit(&mut tx, actor, mailing_id, "done", json!({"outcome": serde_plain(&b.status), "pages": b.pages, "pieces": filed.len(), "notices": notices.len()}))
@@ -503,29 +514,29 @@ pub struct RefusedMail {
 /// already recorded.
 pub async fn record_refused_mail(pool: &PgPool, m: &RefusedMail, actor: &str) -> Result<Option<i64>> {
     let mut tx = pool.begin().await?;
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO mailings (id, channel, source, received_at, due_at, status, outcome, pages, files, done_at, last_error)
          VALUES ($1, 'mail', $2, $3, $4, 'done', 'rejected', 0, $5, now(), $6) ON CONFLICT (id) DO NOTHING",
+        m.id,
+        m.message_id,
+        m.received_at,
+        m.due_at,
+        json!([m.file]),
+        m.why
     )
-    .bind(&m.id)
-    .bind(&m.message_id)
-    .bind(m.received_at)
-    .bind(m.due_at)
-    .bind(json!([m.file]))
-    .bind(&m.why)
     .execute(&mut *tx)
     .await?
     .rows_affected();
     let mut notice = None;
     if inserted == 1 {
         notice = Some(
-            sqlx::query_scalar(
+            sqlx::query_scalar!(
                 "INSERT INTO notices (mailing_id, name, recipients, sender, message) VALUES ($1, 'refus-courriel.eml', $2, $3, $4) RETURNING id",
+                m.id,
+                &[m.to.clone()],
+                m.sender,
+                m.reply
             )
-            .bind(&m.id)
-            .bind(vec![m.to.clone()])
-            .bind(&m.sender)
-            .bind(&m.reply)
             .fetch_one(&mut *tx)
             .await?,
         );
@@ -538,22 +549,27 @@ pub async fn record_refused_mail(pool: &PgPool, m: &RefusedMail, actor: &str) ->
 /// Notices never tried after a while (same reason). One that was tried has its retry in a
 /// delay queue, or was given up.
 pub async fn stale_pending_notices(pool: &PgPool, older_than: Duration) -> Result<Vec<i64>> {
-    Ok(sqlx::query_scalar(
+    Ok(sqlx::query_scalar!(
         "SELECT id FROM notices WHERE status = 'pending' AND attempts = 0 AND created_at < now() - make_interval(secs => $1) ORDER BY id LIMIT 100",
+        older_than.as_secs_f64()
     )
-    .bind(older_than.as_secs_f64())
     .fetch_all(pool)
     .await?)
 }
 
 /// Raw mailings whose retention is over: their objects can be deleted.
 pub async fn expired_raw(pool: &PgPool) -> Result<Vec<(String, Vec<StoredFile>)>> {
-    let rows = sqlx::query("SELECT id, files FROM mailings WHERE status = 'done' AND raw_deleted_at IS NULL AND raw_expires_at < now() AND jsonb_typeof(files) = 'array' ORDER BY raw_expires_at LIMIT 100").fetch_all(pool).await?;
+    let rows = sqlx::query!(
+        "SELECT id, files FROM mailings WHERE status = 'done' AND raw_deleted_at IS NULL AND raw_expires_at < now() AND jsonb_typeof(files) = 'array'
+         ORDER BY raw_expires_at LIMIT 100"
+    )
+    .fetch_all(pool)
+    .await?;
     Ok(rows
-        .iter()
+        .into_iter()
         .filter_map(|r| {
-            let id: String = r.get(0);
-            match serde_json::from_value(r.get::<Value, _>(1)) {
+            let id = r.id;
+            match serde_json::from_value(r.files) {
                 Ok(files) => Some((id, files)),
                 // Its objects cannot be named: left in storage, and said.
                 Err(e) => {
@@ -567,7 +583,7 @@ pub async fn expired_raw(pool: &PgPool) -> Result<Vec<(String, Vec<StoredFile>)>
 
 pub async fn mark_raw_deleted(pool: &PgPool, id: &str, actor: &str) -> Result<()> {
     let mut tx = pool.begin().await?;
-    sqlx::query("UPDATE mailings SET raw_deleted_at = now() WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    sqlx::query!("UPDATE mailings SET raw_deleted_at = now() WHERE id = $1", id).execute(&mut *tx).await?;
     audit(&mut tx, actor, id, "raw_deleted", json!({})).await?;
     tx.commit().await?;
     Ok(())
@@ -657,45 +673,36 @@ pub async fn record_dead_letter(pool: &PgPool, stage: &str, subject: Option<&str
 
 /// A deposit's status as the portal API shows it, or `None` if it is not this user's.
 pub async fn deposit_status(pool: &PgPool, mailing_id: &str, user: &PortalUser) -> Result<Option<Value>> {
-    let row = sqlx::query(
+    let row = sqlx::query!(
         "SELECT m.id, m.status, m.received_at, m.due_at, m.outcome, m.pages, m.last_error, m.numero_unique
          FROM mailings m WHERE m.id = $1 AND m.guichet = $2",
+        mailing_id,
+        user.guichet
     )
-    .bind(mailing_id)
-    .bind(&user.guichet)
     .fetch_optional(pool)
     .await?;
     let Some(r) = row else { return Ok(None) };
-    let requests = sqlx::query("SELECT numero_unique, status, reason, notice FROM requests WHERE mailing_id = $1 ORDER BY ordinal")
-        .bind(mailing_id)
-        .fetch_all(pool)
-        .await?;
-    let pieces = sqlx::query("SELECT id, numero_unique, categorie, type_code, status, reason, confidence FROM pieces WHERE mailing_id = $1 ORDER BY id")
-        .bind(mailing_id)
-        .fetch_all(pool)
-        .await?;
-    let notices =
-        sqlx::query("SELECT name, recipients, status, sent_at FROM notices WHERE mailing_id = $1 ORDER BY id").bind(mailing_id).fetch_all(pool).await?;
+    let requests =
+        sqlx::query!("SELECT numero_unique, status, reason, notice FROM requests WHERE mailing_id = $1 ORDER BY ordinal", mailing_id).fetch_all(pool).await?;
+    let pieces =
+        sqlx::query!("SELECT id, numero_unique, categorie, type_code, status, reason, confidence FROM pieces WHERE mailing_id = $1 ORDER BY id", mailing_id)
+            .fetch_all(pool)
+            .await?;
+    let notices = sqlx::query!("SELECT name, recipients, status, sent_at FROM notices WHERE mailing_id = $1 ORDER BY id", mailing_id).fetch_all(pool).await?;
     Ok(Some(json!({
-        "deposit": r.get::<String, _>(0),
-        "status": r.get::<String, _>(1),
-        "received_at": r.get::<DateTime<Utc>, _>(2),
-        "due_at": r.get::<DateTime<Utc>, _>(3),
-        "outcome": r.get::<Option<String>, _>(4),
-        "pages": r.get::<Option<i32>, _>(5),
-        "error": r.get::<Option<String>, _>(6),
-        "numero_unique": r.get::<Option<String>, _>(7),
-        "requests": requests.iter().map(|q| json!({
-            "numero_unique": q.get::<Option<String>, _>(0), "status": q.get::<String, _>(1),
-            "reason": q.get::<Option<String>, _>(2), "notice": q.get::<Option<String>, _>(3)})).collect::<Vec<_>>(),
+        "deposit": r.id,
+        "status": r.status,
+        "received_at": r.received_at,
+        "due_at": r.due_at,
+        "outcome": r.outcome,
+        "pages": r.pages,
+        "error": r.last_error,
+        "numero_unique": r.numero_unique,
+        "requests": requests.iter().map(|q| json!({"numero_unique": q.numero_unique, "status": q.status, "reason": q.reason, "notice": q.notice})).collect::<Vec<_>>(),
         "pieces": pieces.iter().map(|p| json!({
-            "id": p.get::<String, _>(0), "numero_unique": p.get::<Option<String>, _>(1),
-            "categorie": p.get::<Option<String>, _>(2), "type": p.get::<Option<String>, _>(3),
-            "status": p.get::<String, _>(4), "reason": p.get::<Option<String>, _>(5),
-            "confidence": p.get::<f32, _>(6)})).collect::<Vec<_>>(),
-        "notices": notices.iter().map(|n| json!({
-            "name": n.get::<String, _>(0), "to": n.get::<Vec<String>, _>(1),
-            "status": n.get::<String, _>(2), "sent_at": n.get::<Option<DateTime<Utc>>, _>(3)})).collect::<Vec<_>>(),
+            "id": p.id, "numero_unique": p.numero_unique, "categorie": p.categorie, "type": p.type_code,
+            "status": p.status, "reason": p.reason, "confidence": p.confidence})).collect::<Vec<_>>(),
+        "notices": notices.iter().map(|n| json!({"name": n.name, "to": n.recipients, "status": n.status, "sent_at": n.sent_at})).collect::<Vec<_>>(),
     })))
 }
 
@@ -729,25 +736,22 @@ pub struct Waiting {
     pub last_error: String,
 }
 
-/// A mailing or notice waiting on retry: kind, last error, first and last failure.
-type WaitingRow = (String, String, Option<DateTime<Utc>>, DateTime<Utc>);
-
 /// What waits on which server, the longest-waiting first.
 pub async fn waiting(pool: &PgPool) -> Result<Vec<Waiting>> {
-    let rows: Vec<WaitingRow> = sqlx::query_as(
-        "SELECT 'mailing', m.last_error,
-                (SELECT min(a.at) FROM audit_events a WHERE a.subject = m.id AND a.action = 'attempt_failed'),
-                m.updated_at
+    let rows = sqlx::query!(
+        r#"SELECT 'mailing' AS "kind!", m.last_error AS "error!",
+                (SELECT min(a.at) FROM audit_events a WHERE a.subject = m.id AND a.action = 'attempt_failed') AS since,
+                m.updated_at AS "at!"
            FROM mailings m WHERE m.status IN ('received', 'processing') AND m.last_error IS NOT NULL
          UNION ALL
          SELECT 'notice', n.last_error,
                 (SELECT min(a.at) FROM audit_events a WHERE a.subject = n.mailing_id AND a.action = 'notice_attempt_failed' AND a.detail->>'notice' = n.name),
                 COALESCE((SELECT max(a.at) FROM audit_events a WHERE a.subject = n.mailing_id AND a.action = 'notice_attempt_failed' AND a.detail->>'notice' = n.name), n.created_at)
-           FROM notices n WHERE n.status = 'pending' AND n.last_error IS NOT NULL",
+           FROM notices n WHERE n.status = 'pending' AND n.last_error IS NOT NULL"#
     )
     .fetch_all(pool)
     .await?;
-    Ok(group_waiting(rows.iter().map(|(kind, error, since, at)| (kind.as_str(), error.as_str(), *since, *at))))
+    Ok(group_waiting(rows.iter().map(|r| (r.kind.as_str(), r.error.as_str(), r.since, r.at))))
 }
 
 /// Groups (kind, error, first failure, last failure) by kind and server.
