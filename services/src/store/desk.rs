@@ -35,52 +35,49 @@ pub struct MailingView {
     pub notify: Option<String>,
 }
 
-const MAILING_COLUMNS: &str = "m.id, m.channel, m.source, m.status, m.outcome, m.received_at, m.due_at, m.done_at, m.pages, m.numero_unique,
-     m.guichet, g.departement, m.priority, m.last_error,
-     (SELECT COALESCE(sum((f->>'bytes')::int8), 0)::int8 FROM jsonb_array_elements(m.files) f), m.notify";
-
-fn mailing_of(r: &sqlx::postgres::PgRow) -> MailingView {
-    MailingView {
-        id: r.get(0),
-        channel: r.get(1),
-        source: r.get(2),
-        status: r.get(3),
-        outcome: r.get(4),
-        received_at: r.get(5),
-        due_at: r.get(6),
-        done_at: r.get(7),
-        pages: r.get(8),
-        numero_unique: r.get(9),
-        guichet: r.get(10),
-        departement: r.get(11),
-        priority: r.get(12),
-        last_error: r.get(13),
-        bytes: r.get(14),
-        notify: r.get(15),
-    }
-}
+// The three lists read the same columns; `bytes` sums the received files' sizes.
 
 /// The latest mailings of one counter (or of all, for `None`).
 pub async fn mailings(pool: &PgPool, guichet: Option<&str>, limit: i64) -> Result<Vec<MailingView>> {
-    let sql = format!(
-        "SELECT {MAILING_COLUMNS} FROM mailings m LEFT JOIN guichets g ON g.numero = m.guichet
-         WHERE ($1::text IS NULL OR m.guichet = $1) ORDER BY m.received_at DESC LIMIT $2"
-    );
-    Ok(sqlx::query(&sql).bind(guichet).bind(limit).fetch_all(pool).await?.iter().map(mailing_of).collect())
+    Ok(sqlx::query_as!(
+        MailingView,
+        r#"SELECT m.id, m.channel, m.source, m.status, m.outcome, m.received_at, m.due_at, m.done_at, m.pages, m.numero_unique,
+                  m.guichet, g.departement AS "departement?", m.priority, m.last_error,
+                  (SELECT COALESCE(sum((f->>'bytes')::int8), 0)::int8 FROM jsonb_array_elements(m.files) f) AS "bytes!", m.notify
+           FROM mailings m LEFT JOIN guichets g ON g.numero = m.guichet
+           WHERE ($1::text IS NULL OR m.guichet = $1) ORDER BY m.received_at DESC LIMIT $2"#,
+        guichet,
+        limit
+    )
+    .fetch_all(pool)
+    .await?)
 }
 
 pub async fn mailing<'e>(db: impl sqlx::PgExecutor<'e>, id: &str) -> Result<Option<MailingView>> {
-    let sql = format!("SELECT {MAILING_COLUMNS} FROM mailings m LEFT JOIN guichets g ON g.numero = m.guichet WHERE m.id = $1");
-    Ok(sqlx::query(&sql).bind(id).fetch_optional(db).await?.as_ref().map(mailing_of))
+    Ok(sqlx::query_as!(
+        MailingView,
+        r#"SELECT m.id, m.channel, m.source, m.status, m.outcome, m.received_at, m.due_at, m.done_at, m.pages, m.numero_unique,
+                  m.guichet, g.departement AS "departement?", m.priority, m.last_error,
+                  (SELECT COALESCE(sum((f->>'bytes')::int8), 0)::int8 FROM jsonb_array_elements(m.files) f) AS "bytes!", m.notify
+           FROM mailings m LEFT JOIN guichets g ON g.numero = m.guichet WHERE m.id = $1"#,
+        id
+    )
+    .fetch_optional(db)
+    .await?)
 }
 
 /// Every mailing not done yet, in the order the processing queue takes them.
 pub async fn open_mailings(pool: &PgPool) -> Result<Vec<MailingView>> {
-    let sql = format!(
-        "SELECT {MAILING_COLUMNS} FROM mailings m LEFT JOIN guichets g ON g.numero = m.guichet
-         WHERE m.status <> 'done' ORDER BY m.priority DESC, m.received_at"
-    );
-    Ok(sqlx::query(&sql).fetch_all(pool).await?.iter().map(mailing_of).collect())
+    Ok(sqlx::query_as!(
+        MailingView,
+        r#"SELECT m.id, m.channel, m.source, m.status, m.outcome, m.received_at, m.due_at, m.done_at, m.pages, m.numero_unique,
+                  m.guichet, g.departement AS "departement?", m.priority, m.last_error,
+                  (SELECT COALESCE(sum((f->>'bytes')::int8), 0)::int8 FROM jsonb_array_elements(m.files) f) AS "bytes!", m.notify
+           FROM mailings m LEFT JOIN guichets g ON g.numero = m.guichet
+           WHERE m.status <> 'done' ORDER BY m.priority DESC, m.received_at"#
+    )
+    .fetch_all(pool)
+    .await?)
 }
 
 /// A counter's département and referent address.
@@ -91,13 +88,12 @@ pub struct CounterContact {
 }
 
 pub async fn counter_contact(pool: &PgPool, guichet: &str) -> Result<Option<CounterContact>> {
-    let row = sqlx::query("SELECT departement, email_referent FROM guichets WHERE numero = $1").bind(guichet).fetch_optional(pool).await?;
-    Ok(row.map(|r| CounterContact { departement: r.get(0), email_referent: r.get(1) }))
+    Ok(sqlx::query_as!(CounterContact, "SELECT departement, email_referent FROM guichets WHERE numero = $1", guichet).fetch_optional(pool).await?)
 }
 
 /// A request's record in the registry snapshot (the applicant's names and birth date).
 pub async fn registry_record(pool: &PgPool, numero: &str) -> Result<Option<Value>> {
-    Ok(sqlx::query_scalar("SELECT record FROM registry_demandes WHERE numero_unique = $1").bind(numero).fetch_optional(pool).await?)
+    Ok(sqlx::query_scalar!("SELECT record FROM registry_demandes WHERE numero_unique = $1", numero).fetch_optional(pool).await?)
 }
 
 /// What a counter's look-up of a request in the registry gave.
@@ -124,22 +120,19 @@ pub fn territory_covers(departement: &str, territoire: &str) -> bool {
 /// `per_hour` look-ups an hour per account, each one audited (who, which number, what came of it).
 pub async fn registry_lookup(pool: &PgPool, numero: &NumeroUnique, actor: &str, guichet: &str, per_hour: i64) -> Result<Lookup> {
     let mut tx = pool.begin().await?;
-    let recent: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE actor = $1 AND action = 'registry_lookup' AND at > now() - interval '1 hour'")
-            .bind(actor)
-            .fetch_one(&mut *tx)
-            .await?;
-    let departement: Option<String> = sqlx::query_scalar("SELECT departement FROM guichets WHERE numero = $1").bind(guichet).fetch_optional(&mut *tx).await?;
+    let recent = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM audit_events WHERE actor = $1 AND action = 'registry_lookup' AND at > now() - interval '1 hour'"#,
+        actor
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let departement = sqlx::query_scalar!("SELECT departement FROM guichets WHERE numero = $1", guichet).fetch_optional(&mut *tx).await?;
     let outcome = if recent >= per_hour {
         Lookup::Throttled
     } else if !departement.as_deref().is_some_and(|d| territory_covers(d, numero.territoire())) {
         Lookup::OutsideTerritory
     } else {
-        match sqlx::query_scalar::<_, Value>("SELECT record FROM registry_demandes WHERE numero_unique = $1")
-            .bind(numero.as_str())
-            .fetch_optional(&mut *tx)
-            .await?
-        {
+        match sqlx::query_scalar!("SELECT record FROM registry_demandes WHERE numero_unique = $1", numero.as_str()).fetch_optional(&mut *tx).await? {
             Some(r) => Lookup::Found(r),
             None => Lookup::NotFound,
         }
@@ -163,8 +156,9 @@ pub struct RequestView {
 }
 
 pub async fn requests(pool: &PgPool, mailing: &str) -> Result<Vec<RequestView>> {
-    let rows = sqlx::query("SELECT numero_unique, status, reason FROM requests WHERE mailing_id = $1 ORDER BY ordinal").bind(mailing).fetch_all(pool).await?;
-    Ok(rows.iter().map(|r| RequestView { numero_unique: r.get(0), status: r.get(1), reason: r.get(2) }).collect())
+    Ok(sqlx::query_as!(RequestView, "SELECT numero_unique, status, reason FROM requests WHERE mailing_id = $1 ORDER BY ordinal", mailing)
+        .fetch_all(pool)
+        .await?)
 }
 
 #[derive(Debug, Clone)]
@@ -185,8 +179,23 @@ pub struct PieceView {
     pub decided_by: Option<String>,
 }
 
-const PIECE_COLUMNS: &str = "p.id, p.mailing_id, m.guichet, p.numero_unique, p.categorie, p.type_code, p.confidence, p.sensible, p.status, p.reason,
-     p.key, p.pages, p.evidence, p.decided_by";
+/// A piece as the database holds it; its evidence is read by [`stored_evidence`].
+struct PieceRow {
+    id: String,
+    mailing_id: String,
+    guichet: Option<String>,
+    numero_unique: Option<String>,
+    categorie: Option<String>,
+    type_code: Option<String>,
+    confidence: f32,
+    sensible: bool,
+    status: String,
+    reason: Option<String>,
+    key: Option<String>,
+    pages: i32,
+    evidence: Value,
+    decided_by: Option<String>,
+}
 
 /// A piece's stored evidence, one line a clue. Evidence no code writes (edited by hand, or by a
 /// bug) is not read as "no clue": the operator is told it could not be read, and the log says why.
@@ -200,46 +209,69 @@ fn stored_evidence(piece: &str, value: Value) -> Vec<String> {
     }
 }
 
-fn piece_of(r: &sqlx::postgres::PgRow) -> PieceView {
-    let id: String = r.get(0);
-    let evidence = stored_evidence(&id, r.get::<Value, _>(12));
-    PieceView {
-        id,
-        mailing_id: r.get(1),
-        guichet: r.get(2),
-        numero_unique: r.get(3),
-        categorie: r.get(4),
-        type_code: r.get(5),
-        confidence: r.get(6),
-        sensible: r.get(7),
-        status: r.get(8),
-        reason: r.get(9),
-        key: r.get(10),
-        pages: r.get(11),
-        evidence,
-        decided_by: r.get(13),
+impl From<PieceRow> for PieceView {
+    fn from(r: PieceRow) -> Self {
+        let evidence = stored_evidence(&r.id, r.evidence);
+        PieceView {
+            id: r.id,
+            mailing_id: r.mailing_id,
+            guichet: r.guichet,
+            numero_unique: r.numero_unique,
+            categorie: r.categorie,
+            type_code: r.type_code,
+            confidence: r.confidence,
+            sensible: r.sensible,
+            status: r.status,
+            reason: r.reason,
+            key: r.key,
+            pages: r.pages,
+            evidence,
+            decided_by: r.decided_by,
+        }
     }
 }
 
+// The three reads of pieces take the same columns.
+
 pub async fn pieces<'e>(db: impl sqlx::PgExecutor<'e>, mailing: &str) -> Result<Vec<PieceView>> {
-    let sql = format!(
-        "SELECT {PIECE_COLUMNS} FROM pieces p JOIN mailings m ON m.id = p.mailing_id WHERE p.mailing_id = $1 ORDER BY p.numero_unique, p.created_at, p.id"
-    );
-    Ok(sqlx::query(&sql).bind(mailing).fetch_all(db).await?.iter().map(piece_of).collect())
+    let rows = sqlx::query_as!(
+        PieceRow,
+        "SELECT p.id, p.mailing_id, m.guichet, p.numero_unique, p.categorie, p.type_code, p.confidence, p.sensible, p.status, p.reason,
+                p.key, p.pages, p.evidence, p.decided_by
+         FROM pieces p JOIN mailings m ON m.id = p.mailing_id WHERE p.mailing_id = $1 ORDER BY p.numero_unique, p.created_at, p.id",
+        mailing
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(PieceView::from).collect())
 }
 
 pub async fn piece(pool: &PgPool, id: &str) -> Result<Option<PieceView>> {
-    let sql = format!("SELECT {PIECE_COLUMNS} FROM pieces p JOIN mailings m ON m.id = p.mailing_id WHERE p.id = $1");
-    Ok(sqlx::query(&sql).bind(id).fetch_optional(pool).await?.as_ref().map(piece_of))
+    let row = sqlx::query_as!(
+        PieceRow,
+        "SELECT p.id, p.mailing_id, m.guichet, p.numero_unique, p.categorie, p.type_code, p.confidence, p.sensible, p.status, p.reason,
+                p.key, p.pages, p.evidence, p.decided_by
+         FROM pieces p JOIN mailings m ON m.id = p.mailing_id WHERE p.id = $1",
+        id
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(PieceView::from))
 }
 
 /// Pieces waiting for an operator, the most urgent mailing first.
 pub async fn review_queue(pool: &PgPool, limit: i64) -> Result<Vec<PieceView>> {
-    let sql = format!(
-        "SELECT {PIECE_COLUMNS} FROM pieces p JOIN mailings m ON m.id = p.mailing_id WHERE p.status = 'review'
-         ORDER BY m.priority DESC, m.due_at, p.id LIMIT $1"
-    );
-    Ok(sqlx::query(&sql).bind(limit).fetch_all(pool).await?.iter().map(piece_of).collect())
+    let rows = sqlx::query_as!(
+        PieceRow,
+        "SELECT p.id, p.mailing_id, m.guichet, p.numero_unique, p.categorie, p.type_code, p.confidence, p.sensible, p.status, p.reason,
+                p.key, p.pages, p.evidence, p.decided_by
+         FROM pieces p JOIN mailings m ON m.id = p.mailing_id WHERE p.status = 'review'
+         ORDER BY m.priority DESC, m.due_at, p.id LIMIT $1",
+        limit
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(PieceView::from).collect())
 }
 
 #[derive(Debug, Clone)]
