@@ -71,7 +71,7 @@ async fn ready(State(b): State<Arc<Bureau>>, ConnectInfo(peer): ConnectInfo<std:
     }
     let t = std::time::Duration::from_secs(2);
     let (db, broker, storage) = tokio::join!(
-        tokio::time::timeout(t, sqlx::query("SELECT 1").execute(&b.pool)),
+        tokio::time::timeout(t, sqlx::query!("SELECT 1 AS one").fetch_one(&b.pool)),
         tokio::time::timeout(t, b.broker.is_ready()),
         tokio::time::timeout(t, b.blobs.ping())
     );

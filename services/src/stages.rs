@@ -122,13 +122,13 @@ fn first_words(s: &str) -> &str {
 /// unacknowledged message comes back).
 async fn process_mailing(b: &Arc<Bureau>, job: &Job, id: &str) -> Result<Handled> {
     let mut lease = b.pool.acquire().await?;
-    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))").bind(id).fetch_one(&mut *lease).await?;
+    let held = sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock(hashtext($1)) AS "held!""#, id).fetch_one(&mut *lease).await?;
     if !held {
         tracing::info!(mailing = %id, "another worker is processing this mailing; message acknowledged");
         return Ok(Handled::Done);
     }
     let result = process_leased(b, job, id).await;
-    if let Err(e) = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))").bind(id).execute(&mut *lease).await {
+    if let Err(e) = sqlx::query!("SELECT pg_advisory_unlock(hashtext($1))", id).fetch_one(&mut *lease).await {
         // Never hand a connection holding a lock back to the pool.
         tracing::warn!(mailing = %id, error = %e, "could not release the lease; closing its connection");
         let _ = lease.close().await;

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Value, json};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 use scanbureau_pipeline::NumeroUnique;
 
@@ -286,29 +286,15 @@ pub struct NoticeView {
 }
 
 pub async fn notices(pool: &PgPool, mailing: &str) -> Result<Vec<NoticeView>> {
-    let rows = sqlx::query("SELECT id, name, recipients, status, sent_at, last_error, message FROM notices WHERE mailing_id = $1 ORDER BY id")
-        .bind(mailing)
+    Ok(sqlx::query_as!(NoticeView, "SELECT id, name, recipients, status, sent_at, last_error, message FROM notices WHERE mailing_id = $1 ORDER BY id", mailing)
         .fetch_all(pool)
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| NoticeView {
-            id: r.get(0),
-            name: r.get(1),
-            recipients: r.get(2),
-            status: r.get(3),
-            sent_at: r.get(4),
-            last_error: r.get(5),
-            message: r.get(6),
-        })
-        .collect())
+        .await?)
 }
 
 /// The owner of a notice: its mailing's id and counter.
 pub async fn notice_owner(pool: &PgPool, notice: i64) -> Result<Option<(String, Option<String>)>> {
-    let row =
-        sqlx::query("SELECT m.id, m.guichet FROM notices n JOIN mailings m ON m.id = n.mailing_id WHERE n.id = $1").bind(notice).fetch_optional(pool).await?;
-    Ok(row.map(|r| (r.get(0), r.get(1))))
+    let row = sqlx::query!("SELECT m.id, m.guichet FROM notices n JOIN mailings m ON m.id = n.mailing_id WHERE n.id = $1", notice).fetch_optional(pool).await?;
+    Ok(row.map(|r| (r.id, r.guichet)))
 }
 
 /// Puts a notice back in the outbox to be sent again.
@@ -329,23 +315,24 @@ pub const RESENDS_PER_DAY: i64 = 3;
 
 pub async fn resend_notice(pool: &PgPool, notice: i64, actor: &str) -> Result<Resend> {
     let mut tx = pool.begin().await?;
-    let row: Option<(String, String)> =
-        sqlx::query_as("SELECT mailing_id, status FROM notices WHERE id = $1 FOR UPDATE").bind(notice).fetch_optional(&mut *tx).await?;
-    let Some((mailing, status)) = row else { return Ok(Resend::Missing) };
-    if status == "pending" {
+    let row = sqlx::query!("SELECT mailing_id, status FROM notices WHERE id = $1 FOR UPDATE", notice).fetch_optional(&mut *tx).await?;
+    let Some(row) = row else { return Ok(Resend::Missing) };
+    let mailing = row.mailing_id;
+    if row.status == "pending" {
         return Ok(Resend::AlreadyPending);
     }
-    let asked: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM audit_events WHERE subject = $1 AND action = 'notice_resend_asked' AND detail->>'notice' = $2 AND at > now() - interval '1 day'",
+    let asked = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM audit_events
+           WHERE subject = $1 AND action = 'notice_resend_asked' AND detail->>'notice' = $2 AND at > now() - interval '1 day'"#,
+        mailing,
+        notice.to_string()
     )
-    .bind(&mailing)
-    .bind(notice.to_string())
     .fetch_one(&mut *tx)
     .await?;
     if asked >= RESENDS_PER_DAY {
         return Ok(Resend::TooMany);
     }
-    sqlx::query("UPDATE notices SET status = 'pending', attempts = 0, last_error = NULL WHERE id = $1").bind(notice).execute(&mut *tx).await?;
+    sqlx::query!("UPDATE notices SET status = 'pending', attempts = 0, last_error = NULL WHERE id = $1", notice).execute(&mut *tx).await?;
     audit(&mut tx, actor, &mailing, "notice_resend_asked", json!({"notice": notice})).await?;
     tx.commit().await?;
     Ok(Resend::Queued)
@@ -405,43 +392,38 @@ pub async fn decide(
     follow_up: impl FnOnce(&Settled<'_>) -> Option<OutgoingNotice>,
 ) -> Result<Option<Decided>> {
     let mut tx = pool.begin().await?;
-    let row = sqlx::query("SELECT mailing_id, numero_unique, key, categorie, type_code FROM pieces WHERE id = $1 AND status = 'review' FOR UPDATE")
-        .bind(piece)
+    let row = sqlx::query!("SELECT mailing_id, numero_unique, key, categorie, type_code FROM pieces WHERE id = $1 AND status = 'review' FOR UPDATE", piece)
         .fetch_optional(&mut *tx)
         .await?;
     let Some(r) = row else { return Ok(None) };
-    let (mailing_id, numero, key): (String, Option<String>, Option<String>) = (r.get(0), r.get(1), r.get(2));
-    let before = json!({"categorie": r.get::<Option<String>, _>(3), "type": r.get::<Option<String>, _>(4)});
+    let (mailing_id, numero, key) = (r.mailing_id, r.numero_unique, r.key);
+    let before = json!({"categorie": r.categorie, "type": r.type_code});
     let mut dropped_key = None;
     match decision {
         Decision::Accept => {
-            sqlx::query("UPDATE pieces SET status = 'uploaded', decided_by = $2, decided_at = now() WHERE id = $1")
-                .bind(piece)
-                .bind(actor)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query!("UPDATE pieces SET status = 'uploaded', decided_by = $2, decided_at = now() WHERE id = $1", piece, actor).execute(&mut *tx).await?;
         }
         Decision::Reclassify { categorie, type_code, sensible } => {
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE pieces SET status = 'uploaded', categorie = $2, type_code = $3, sensible = $4, decided_by = $5, decided_at = now() WHERE id = $1",
+                piece,
+                categorie,
+                type_code,
+                sensible,
+                actor
             )
-            .bind(piece)
-            .bind(categorie)
-            .bind(type_code)
-            .bind(sensible)
-            .bind(actor)
             .execute(&mut *tx)
             .await?;
         }
         Decision::Illegible => {
-            sqlx::query("UPDATE pieces SET status = 'rejected', reason = 'PIECE_ILLISIBLE', key = NULL, decided_by = $2, decided_at = now() WHERE id = $1")
-                .bind(piece)
-                .bind(actor)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE pages SET role = 'rejected', reason = 'PIECE_ILLISIBLE' WHERE mailing_id = $1 AND piece_id = $2")
-                .bind(&mailing_id)
-                .bind(piece)
+            sqlx::query!(
+                "UPDATE pieces SET status = 'rejected', reason = 'PIECE_ILLISIBLE', key = NULL, decided_by = $2, decided_at = now() WHERE id = $1",
+                piece,
+                actor
+            )
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query!("UPDATE pages SET role = 'rejected', reason = 'PIECE_ILLISIBLE' WHERE mailing_id = $1 AND piece_id = $2", mailing_id, piece)
                 .execute(&mut *tx)
                 .await?;
             dropped_key = key;
@@ -452,12 +434,13 @@ pub async fn decide(
         _ => json!({"piece": piece, "before": before}),
     };
     audit(&mut tx, actor, &mailing_id, decision.action(), detail).await?;
-    let waiting: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pieces WHERE mailing_id = $1 AND numero_unique IS NOT DISTINCT FROM $2 AND status = 'review')")
-            .bind(&mailing_id)
-            .bind(&numero)
-            .fetch_one(&mut *tx)
-            .await?;
+    let waiting = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM pieces WHERE mailing_id = $1 AND numero_unique IS NOT DISTINCT FROM $2 AND status = 'review') AS "waiting!""#,
+        mailing_id,
+        numero
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     let mut notice = None;
     if !waiting {
         let m = mailing(&mut *tx, &mailing_id).await?;
@@ -485,22 +468,14 @@ struct Locked {
 }
 
 async fn lock_review_piece(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, id: &str) -> Result<Option<Locked>> {
-    let row = sqlx::query(
-        "SELECT mailing_id, numero_unique, type_code, sensible, plan_version, evidence, key
+    Ok(sqlx::query_as!(
+        Locked,
+        "SELECT mailing_id, numero_unique AS numero, type_code, sensible, plan_version, evidence, key
          FROM pieces WHERE id = $1 AND status = 'review' FOR UPDATE",
+        id
     )
-    .bind(id)
     .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row.map(|r| Locked {
-        mailing_id: r.get(0),
-        numero: r.get(1),
-        type_code: r.get(2),
-        sensible: r.get(3),
-        plan_version: r.get(4),
-        evidence: r.get(5),
-        key: r.get(6),
-    }))
+    .await?)
 }
 
 /// One piece a change of cut makes.
@@ -517,19 +492,19 @@ pub struct NewPart {
 async fn insert_part(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, from: &Locked, sensible: bool, part: &NewPart, note: &str) -> Result<()> {
     let mut evidence: Vec<Value> = stored_evidence(&part.id, from.evidence.clone()).into_iter().map(Value::String).collect();
     evidence.push(Value::String(format!("{note}: to classify (was proposed as {})", from.type_code.as_deref().unwrap_or("nothing"))));
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO pieces (id, mailing_id, numero_unique, categorie, type_code, confidence, sensible, status, key, bytes, plan_version, evidence, pages)
          VALUES ($1, $2, $3, NULL, NULL, 0, $4, 'review', $5, $6, $7, $8, $9)",
+        part.id,
+        from.mailing_id,
+        from.numero,
+        sensible,
+        part.key,
+        part.bytes,
+        from.plan_version,
+        Value::Array(evidence),
+        part.pages
     )
-    .bind(&part.id)
-    .bind(&from.mailing_id)
-    .bind(&from.numero)
-    .bind(sensible)
-    .bind(&part.key)
-    .bind(part.bytes)
-    .bind(&from.plan_version)
-    .bind(Value::Array(evidence))
-    .bind(part.pages)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -540,9 +515,7 @@ async fn insert_part(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, from: &Lock
 pub async fn split_piece(pool: &PgPool, piece: &str, after: usize, parts: [&NewPart; 2], actor: &str) -> Result<Option<Option<String>>> {
     let mut tx = pool.begin().await?;
     let Some(old) = lock_review_piece(&mut tx, piece).await? else { return Ok(None) };
-    let pages: Vec<i32> = sqlx::query_scalar("SELECT index FROM pages WHERE mailing_id = $1 AND piece_id = $2 ORDER BY index")
-        .bind(&old.mailing_id)
-        .bind(piece)
+    let pages = sqlx::query_scalar!("SELECT index FROM pages WHERE mailing_id = $1 AND piece_id = $2 ORDER BY index", old.mailing_id, piece)
         .fetch_all(&mut *tx)
         .await?;
     for part in parts {
@@ -550,9 +523,9 @@ pub async fn split_piece(pool: &PgPool, piece: &str, after: usize, parts: [&NewP
     }
     for (i, index) in pages.iter().enumerate() {
         let to = if i < after { &parts[0].id } else { &parts[1].id };
-        sqlx::query("UPDATE pages SET piece_id = $3 WHERE mailing_id = $1 AND index = $2").bind(&old.mailing_id).bind(index).bind(to).execute(&mut *tx).await?;
+        sqlx::query!("UPDATE pages SET piece_id = $3 WHERE mailing_id = $1 AND index = $2", old.mailing_id, index, to).execute(&mut *tx).await?;
     }
-    sqlx::query("DELETE FROM pieces WHERE id = $1").bind(piece).execute(&mut *tx).await?;
+    sqlx::query!("DELETE FROM pieces WHERE id = $1", piece).execute(&mut *tx).await?;
     audit(&mut tx, actor, &old.mailing_id, "review_split", json!({"piece": piece, "after": after, "into": [&parts[0].id, &parts[1].id]})).await?;
     tx.commit().await?;
     Ok(Some(old.key))
@@ -568,14 +541,10 @@ pub async fn join_pieces(pool: &PgPool, first: &str, second: &str, joined: &NewP
         return Ok(None);
     }
     insert_part(&mut tx, &a, a.sensible || b.sensible, joined, &format!("{first} and {second} joined by an operator")).await?;
-    sqlx::query("UPDATE pages SET piece_id = $2 WHERE mailing_id = $1 AND piece_id IN ($3, $4)")
-        .bind(&a.mailing_id)
-        .bind(&joined.id)
-        .bind(first)
-        .bind(second)
+    sqlx::query!("UPDATE pages SET piece_id = $2 WHERE mailing_id = $1 AND piece_id IN ($3, $4)", a.mailing_id, joined.id, first, second)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM pieces WHERE id IN ($1, $2)").bind(first).bind(second).execute(&mut *tx).await?;
+    sqlx::query!("DELETE FROM pieces WHERE id IN ($1, $2)", first, second).execute(&mut *tx).await?;
     audit(&mut tx, actor, &a.mailing_id, "review_joined", json!({"pieces": [first, second], "into": &joined.id})).await?;
     tx.commit().await?;
     Ok(Some(a.key.into_iter().chain(b.key).collect()))
@@ -583,18 +552,18 @@ pub async fn join_pieces(pool: &PgPool, first: &str, second: &str, joined: &NewP
 
 /// Where a request's notice went, to send its follow-up to the same people.
 pub async fn request_recipients(conn: &mut sqlx::PgConnection, mailing: &str, numero: Option<&str>) -> Result<Vec<String>> {
-    let from_notice: Option<Vec<String>> = sqlx::query_scalar(
+    let from_notice = sqlx::query_scalar!(
         "SELECT n.recipients FROM requests r JOIN notices n ON n.mailing_id = r.mailing_id AND n.name = regexp_replace(r.notice, '^.*/', '')
          WHERE r.mailing_id = $1 AND r.numero_unique IS NOT DISTINCT FROM $2 LIMIT 1",
+        mailing,
+        numero
     )
-    .bind(mailing)
-    .bind(numero)
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(r) = from_notice.filter(|r| !r.is_empty()) {
         return Ok(r);
     }
-    let notify: Option<String> = sqlx::query_scalar("SELECT notify FROM mailings WHERE id = $1").bind(mailing).fetch_optional(&mut *conn).await?.flatten();
+    let notify = sqlx::query_scalar!("SELECT notify FROM mailings WHERE id = $1", mailing).fetch_optional(&mut *conn).await?.flatten();
     Ok(notify.into_iter().collect())
 }
 
@@ -608,14 +577,14 @@ pub async fn add_notice(pool: &PgPool, mailing: &str, notice: &OutgoingNotice, a
 
 /// Puts a notice in the outbox (a notice of that name already there is left as it is).
 async fn insert_notice(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, mailing: &str, n: &OutgoingNotice, actor: &str) -> Result<Option<i64>> {
-    let id: Option<i64> = sqlx::query_scalar(
+    let id = sqlx::query_scalar!(
         "INSERT INTO notices (mailing_id, name, recipients, sender, message) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (mailing_id, name) DO NOTHING RETURNING id",
+        mailing,
+        n.name,
+        &n.recipients,
+        n.sender,
+        n.message
     )
-    .bind(mailing)
-    .bind(&n.name)
-    .bind(&n.recipients)
-    .bind(&n.sender)
-    .bind(&n.message)
     .fetch_optional(&mut **tx)
     .await?;
     if id.is_some() {
@@ -639,48 +608,42 @@ pub struct DeadLetter {
     pub resolved_by: Option<String>,
 }
 
-const DEAD_LETTER_COLUMNS: &str = "id, at, stage, subject, attempts, reason, payload, resolution, resolved_by";
-
-fn dead_letter_of(r: &sqlx::postgres::PgRow) -> DeadLetter {
-    DeadLetter {
-        id: r.get(0),
-        at: r.get(1),
-        stage: r.get(2),
-        subject: r.get(3),
-        attempts: r.get(4),
-        reason: r.get(5),
-        payload: r.get(6),
-        resolution: r.get(7),
-        resolved_by: r.get(8),
-    }
-}
-
 pub async fn dead_letters(pool: &PgPool, limit: i64) -> Result<Vec<DeadLetter>> {
-    let sql = format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters ORDER BY resolved_at NULLS FIRST, at DESC LIMIT $1");
-    Ok(sqlx::query(&sql).bind(limit).fetch_all(pool).await?.iter().map(dead_letter_of).collect())
+    Ok(sqlx::query_as!(
+        DeadLetter,
+        "SELECT id, at, stage, subject, attempts, reason, payload, resolution, resolved_by FROM dead_letters ORDER BY resolved_at NULLS FIRST, at DESC LIMIT $1",
+        limit
+    )
+    .fetch_all(pool)
+    .await?)
 }
 
 /// Marks a dead letter handled; `None` if it was already (two operators, one click each).
 pub async fn resolve_dead_letter(pool: &PgPool, id: i64, resolution: &str, actor: &str) -> Result<Option<DeadLetter>> {
     let mut tx = pool.begin().await?;
-    let sql = format!(
-        "UPDATE dead_letters SET resolved_at = now(), resolved_by = $3, resolution = $2 WHERE id = $1 AND resolved_at IS NULL RETURNING {DEAD_LETTER_COLUMNS}"
-    );
-    let row = sqlx::query(&sql).bind(id).bind(resolution).bind(actor).fetch_optional(&mut *tx).await?;
-    let Some(d) = row.as_ref().map(dead_letter_of) else { return Ok(None) };
+    let row = sqlx::query_as!(
+        DeadLetter,
+        "UPDATE dead_letters SET resolved_at = now(), resolved_by = $3, resolution = $2 WHERE id = $1 AND resolved_at IS NULL
+         RETURNING id, at, stage, subject, attempts, reason, payload, resolution, resolved_by",
+        id,
+        resolution,
+        actor
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(d) = row else { return Ok(None) };
     if resolution == "retried"
         && let Some(m) = &d.subject
     {
         match m.strip_prefix("notice:").map(str::parse::<i64>) {
             // A failed notice is to be sent again; its attempts count afresh.
             Some(Ok(notice)) => {
-                sqlx::query("UPDATE notices SET status = 'pending', attempts = 0 WHERE id = $1 AND status = 'failed'").bind(notice).execute(&mut *tx).await?;
+                sqlx::query!("UPDATE notices SET status = 'pending', attempts = 0 WHERE id = $1 AND status = 'failed'", notice).execute(&mut *tx).await?;
             }
             Some(Err(_)) => {}
             // A failed mailing goes back to the start; its attempts count afresh.
             None => {
-                sqlx::query("UPDATE mailings SET status = 'received', attempts = 0, updated_at = now() WHERE id = $1 AND status = 'failed'")
-                    .bind(m)
+                sqlx::query!("UPDATE mailings SET status = 'received', attempts = 0, updated_at = now() WHERE id = $1 AND status = 'failed'", m)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -695,21 +658,23 @@ pub async fn resolve_dead_letter(pool: &PgPool, id: i64, resolution: &str, actor
 /// A failed mailing refused by an operator: done, rejected, with its notice in the outbox.
 pub async fn reject_failed_mailing(pool: &PgPool, mailing: &str, reason: &str, actor: &str) -> Result<bool> {
     let mut tx = pool.begin().await?;
-    let n = sqlx::query(
+    let n = sqlx::query!(
         "UPDATE mailings SET status = 'done', outcome = 'rejected', done_at = now(), updated_at = now(), last_error = $2 WHERE id = $1 AND status = 'failed'",
+        mailing,
+        format!("refused by an operator: {reason}")
     )
-    .bind(mailing)
-    .bind(format!("refused by an operator: {reason}"))
     .execute(&mut *tx)
     .await?
     .rows_affected();
     if n == 1 {
         // Its dead letters are dealt with too.
-        sqlx::query("UPDATE dead_letters SET resolved_at = now(), resolved_by = $2, resolution = 'rejected' WHERE subject = $1 AND resolved_at IS NULL")
-            .bind(mailing)
-            .bind(actor)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "UPDATE dead_letters SET resolved_at = now(), resolved_by = $2, resolution = 'rejected' WHERE subject = $1 AND resolved_at IS NULL",
+            mailing,
+            actor
+        )
+        .execute(&mut *tx)
+        .await?;
         audit(&mut tx, actor, mailing, "rejected_by_operator", json!({"reason": reason})).await?;
     }
     tx.commit().await?;
@@ -719,8 +684,7 @@ pub async fn reject_failed_mailing(pool: &PgPool, mailing: &str, reason: &str, a
 /// A supervisor moves a mailing to the front of the processing queue.
 pub async fn prioritise(pool: &PgPool, mailing: &str, actor: &str) -> Result<bool> {
     let mut tx = pool.begin().await?;
-    let n = sqlx::query("UPDATE mailings SET priority = priority + 1, updated_at = now() WHERE id = $1 AND status <> 'done'")
-        .bind(mailing)
+    let n = sqlx::query!("UPDATE mailings SET priority = priority + 1, updated_at = now() WHERE id = $1 AND status <> 'done'", mailing)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -755,63 +719,64 @@ pub struct Dashboard {
 }
 
 pub async fn dashboard(pool: &PgPool) -> Result<Dashboard> {
-    let backlog = sqlx::query("SELECT status, channel, count(*) FROM mailings WHERE status <> 'done' GROUP BY 1, 2 ORDER BY 1, 2")
+    let backlog = sqlx::query!(r#"SELECT status, channel, count(*) AS "n!" FROM mailings WHERE status <> 'done' GROUP BY 1, 2 ORDER BY 1, 2"#)
         .fetch_all(pool)
         .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .into_iter()
+        .map(|r| (r.status, r.channel, r.n))
         .collect();
-    let throughput = sqlx::query(
-        "SELECT date_trunc('hour', done_at) AS h, count(*), COALESCE(sum(pages), 0)::int8 FROM mailings
-         WHERE done_at > now() - interval '24 hours' GROUP BY 1 ORDER BY 1",
+    let throughput = sqlx::query!(
+        r#"SELECT date_trunc('hour', done_at) AS "hour!", count(*) AS "mailings!", COALESCE(sum(pages), 0)::int8 AS "pages!" FROM mailings
+         WHERE done_at > now() - interval '24 hours' GROUP BY 1 ORDER BY 1"#
     )
     .fetch_all(pool)
     .await?
-    .iter()
-    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .into_iter()
+    .map(|r| (r.hour, r.mailings, r.pages))
     .collect();
-    let rejections = sqlx::query(
-        "SELECT p.reason, count(*) FROM pages p JOIN mailings m ON m.id = p.mailing_id
-         WHERE p.reason IS NOT NULL AND m.received_at > now() - interval '30 days' GROUP BY 1 ORDER BY 2 DESC, 1",
+    let rejections = sqlx::query!(
+        r#"SELECT p.reason AS "reason!", count(*) AS "pages!" FROM pages p JOIN mailings m ON m.id = p.mailing_id
+         WHERE p.reason IS NOT NULL AND m.received_at > now() - interval '30 days' GROUP BY 1 ORDER BY 2 DESC, 1"#
     )
     .fetch_all(pool)
     .await?
-    .iter()
-    .map(|r| (r.get(0), r.get(1)))
+    .into_iter()
+    .map(|r| (r.reason, r.pages))
     .collect();
-    let backlog_history = sqlx::query(
-        "SELECT h, count(m.id)
+    let backlog_history = sqlx::query!(
+        r#"SELECT h AS "hour!", count(m.id) AS "open!"
          FROM generate_series(date_trunc('hour', now()) - interval '47 hours', date_trunc('hour', now()), interval '1 hour') AS h
          LEFT JOIN (SELECT id, received_at, done_at FROM mailings WHERE done_at IS NULL OR done_at > now() - interval '48 hours') m
                 ON m.received_at <= h AND (m.done_at IS NULL OR m.done_at > h)
-         GROUP BY h ORDER BY h",
+         GROUP BY h ORDER BY h"#
     )
     .fetch_all(pool)
     .await?
-    .iter()
-    .map(|r| (r.get(0), r.get(1)))
+    .into_iter()
+    .map(|r| (r.hour, r.open))
     .collect();
+    let processing = sqlx::query!(
+        r#"SELECT COALESCE(sum(pages), 0)::int8 AS "pages!", COALESCE(sum(EXTRACT(EPOCH FROM done_at - started_at)), 0)::float8 AS "seconds!"
+         FROM mailings WHERE status = 'done' AND pages > 0 AND started_at IS NOT NULL AND done_at > now() - interval '24 hours'"#
+    )
+    .fetch_one(pool)
+    .await?;
     Ok(Dashboard {
         backlog,
-        notices_pending: sqlx::query_scalar("SELECT count(*) FROM notices WHERE status = 'pending'").fetch_one(pool).await?,
-        pieces_in_review: sqlx::query_scalar("SELECT count(*) FROM pieces WHERE status = 'review'").fetch_one(pool).await?,
-        dead_letters_open: sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE resolved_at IS NULL").fetch_one(pool).await?,
-        incidents_open: sqlx::query_scalar("SELECT count(*) FROM incidents WHERE status <> 'resolved'").fetch_one(pool).await?,
+        notices_pending: sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM notices WHERE status = 'pending'"#).fetch_one(pool).await?,
+        pieces_in_review: sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM pieces WHERE status = 'review'"#).fetch_one(pool).await?,
+        dead_letters_open: sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM dead_letters WHERE resolved_at IS NULL"#).fetch_one(pool).await?,
+        incidents_open: sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM incidents WHERE status <> 'resolved'"#).fetch_one(pool).await?,
         throughput,
         rejections,
         backlog_history,
-        bytes_per_page: sqlx::query_scalar(
+        bytes_per_page: sqlx::query_scalar!(
             "SELECT (sum((SELECT COALESCE(sum((f->>'bytes')::int8), 0) FROM jsonb_array_elements(files) f)) / NULLIF(sum(pages), 0))::float8
-             FROM mailings WHERE status = 'done' AND pages > 0 AND done_at > now() - interval '7 days'",
+             FROM mailings WHERE status = 'done' AND pages > 0 AND done_at > now() - interval '7 days'"
         )
         .fetch_one(pool)
         .await?,
-        processing: sqlx::query_as(
-            "SELECT COALESCE(sum(pages), 0)::int8, COALESCE(sum(EXTRACT(EPOCH FROM done_at - started_at)), 0)::float8
-             FROM mailings WHERE status = 'done' AND pages > 0 AND started_at IS NOT NULL AND done_at > now() - interval '24 hours'",
-        )
-        .fetch_one(pool)
-        .await?,
+        processing: (processing.pages, processing.seconds),
     })
 }
 
@@ -832,8 +797,9 @@ pub struct DayFigures {
 /// Figures per day from `from` to `to` inclusive (days in UTC).
 pub async fn figures_by_day(pool: &PgPool, from: NaiveDate, to: NaiveDate) -> Result<Vec<DayFigures>> {
     // One pass per table over the period, grouped by day, rather than a query per day.
-    let rows = sqlx::query(
-        "WITH days AS (SELECT d::date AS day FROM generate_series($1::date, $2::date, interval '1 day') AS d),
+    Ok(sqlx::query_as!(
+        DayFigures,
+        r#"WITH days AS (SELECT d::date AS day FROM generate_series($1::date, $2::date, interval '1 day') AS d),
               lo AS (SELECT $1::date::timestamptz AS t), hi AS (SELECT ($2::date + 1)::timestamptz AS t),
               received AS (SELECT received_at::date AS day, count(*) AS n FROM mailings
                            WHERE received_at >= (SELECT t FROM lo) AND received_at < (SELECT t FROM hi) GROUP BY 1),
@@ -845,29 +811,16 @@ pub async fn figures_by_day(pool: &PgPool, from: NaiveDate, to: NaiveDate) -> Re
                         FROM pieces WHERE created_at >= (SELECT t FROM lo) AND created_at < (SELECT t FROM hi) GROUP BY 1),
               opened AS (SELECT created_at::date AS day, count(*) AS n FROM incidents
                          WHERE created_at >= (SELECT t FROM lo) AND created_at < (SELECT t FROM hi) GROUP BY 1)
-         SELECT days.day, COALESCE(received.n, 0), COALESCE(done.n, 0), COALESCE(done.late, 0), COALESCE(done.pages, 0),
-                COALESCE(filed.up, 0), COALESCE(filed.rej, 0), COALESCE(filed.rev, 0), COALESCE(opened.n, 0)
+         SELECT days.day AS "day!", COALESCE(received.n, 0) AS "received!", COALESCE(done.n, 0) AS "done!", COALESCE(done.late, 0) AS "done_late!",
+                COALESCE(done.pages, 0) AS "pages!", COALESCE(filed.up, 0) AS "pieces_filed!", COALESCE(filed.rej, 0) AS "pieces_rejected!",
+                COALESCE(filed.rev, 0) AS "pieces_review!", COALESCE(opened.n, 0) AS "incidents_opened!"
          FROM days LEFT JOIN received USING (day) LEFT JOIN done USING (day) LEFT JOIN filed USING (day) LEFT JOIN opened USING (day)
-         ORDER BY days.day",
+         ORDER BY days.day"#,
+        from,
+        to
     )
-    .bind(from)
-    .bind(to)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| DayFigures {
-            day: r.get(0),
-            received: r.get(1),
-            done: r.get(2),
-            done_late: r.get(3),
-            pages: r.get(4),
-            pieces_filed: r.get(5),
-            pieces_rejected: r.get(6),
-            pieces_review: r.get(7),
-            incidents_opened: r.get(8),
-        })
-        .collect())
+    .await?)
 }
 
 #[cfg(test)]
