@@ -6,12 +6,14 @@
 //!   the intake channels in [`intake`] and [`http`], the queue stages in [`stages`], and the
 //!   `serve` / `worker ROLE` commands in [`serve`];
 //! - the people's side in the browser, [`web`] (counters' portal, operators' console,
-//!   supervisors' dashboard), over the accounts of [`accounts`].
+//!   supervisors' dashboard), over the accounts of [`accounts`]; what their decisions do is
+//!   in [`decisions`].
 
 pub mod accounts;
 pub mod blobs;
 pub mod broker;
 pub mod bureau;
+pub mod decisions;
 pub mod http;
 pub mod inspect;
 pub mod intake;

@@ -75,6 +75,12 @@ try {
   const row = counter.locator("tr[data-incident]", { hasText: "ne pas avoir reçu" });
   if (await row.count() !== 1) throw new Error("the incident is not listed");
   if (!(await row.locator(".incident-status").innerText()).includes("ouvert")) throw new Error("the incident is not open");
+  await counter.screenshot({ path: `${shots}/counter-incidents.png`, fullPage: true });
+  await counter.goto(`${base}/portal`);
+  if (await counter.locator(`a[href="/mailings/${mailing}"]`).count() !== 1) throw new Error("the deposit is not in the counter's list");
+  await counter.screenshot({ path: `${shots}/counter-portal.png`, fullPage: true });
+  await counter.goto(`${base}/account`);
+  await counter.screenshot({ path: `${shots}/counter-account.png`, fullPage: true });
 
   step("counter asks the registry for a request of another territory");
   await counter.goto(`${base}/portal/slips?numero_unique=9740325091042G3533`);
@@ -103,6 +109,13 @@ try {
   await Promise.all([operator.waitForURL(/\/mailings\/m-/, { timeout: 120_000 }), operator.click("form[data-upload] button[type=submit]")]);
   await waitFor(operator, "[data-status=done]", 300);
   step(`batch of ${scans.length} files processed`);
+  await operator.goto(`${base}/console`);
+  await operator.screenshot({ path: `${shots}/operator-batches.png`, fullPage: true });
+  await operator.goto(`${base}/console/failed`);
+  await operator.screenshot({ path: `${shots}/operator-failed.png`, fullPage: true });
+  await operator.goto(`${base}/console/incidents`);
+  if (await operator.locator("tr[data-incident] select[name=status]").count() < 1) throw new Error("the incident has no answer form");
+  await operator.screenshot({ path: `${shots}/operator-incidents.png`, fullPage: true });
   await operator.goto(`${base}/console/review`);
   const first = operator.locator("section.review").first();
   if (await operator.locator("section.review").count() === 0) throw new Error("the review queue is empty");

@@ -17,10 +17,14 @@ use scanbureau::blobs::keys;
 use scanbureau::broker::Broker;
 use scanbureau::bureau::Bureau;
 use scanbureau::store::{self, NewMailing, StoredFile};
+use scanbureau::web::page::esc;
 use scanbureau_tests::stack::{TestStack, wait_until, workspace_root};
 use scanbureau_tests::web::{Client, Server, add_account, sensitive_deposit};
 
 const LONG: Duration = Duration::from_secs(300);
+
+/// An operator's answer to an incident, with markup in it.
+const ANSWER: &str = "Avis renvoyé au référent <b>ce matin</b> & \"en recommandé\".";
 
 fn sample(name: &str) -> std::path::PathBuf {
     workspace_root().join("scans-samples").join(name)
@@ -157,12 +161,14 @@ async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_a
     // The bureau answers the incident; the counter sees the answer.
     let incident_id: i64 = sqlx::query_scalar("SELECT id FROM incidents").fetch_one(&pool).await?;
     let op_csrf = op.session_csrf("/console/incidents").await?;
-    let answered = op
-        .post_form(&format!("/console/incidents/{incident_id}"), &[("csrf", &op_csrf), ("status", "resolved"), ("answer", "Avis renvoyé au référent.")])
-        .await?;
+    let answered = op.post_form(&format!("/console/incidents/{incident_id}"), &[("csrf", &op_csrf), ("status", "resolved"), ("answer", ANSWER)]).await?;
     assert_eq!(answered.status, 303);
     let list = a.get("/portal/incidents").await?.text();
-    assert!(list.contains("résolu") && list.contains("Avis renvoyé au référent."), "the counter sees the answer");
+    assert!(list.contains("résolu") && list.contains(&esc(ANSWER)), "the counter sees the answer");
+    // What people type is shown as text, in a page and in a form field's value, never as markup.
+    let console = op.get("/console/incidents").await?.text();
+    assert!(console.contains(&format!("value=\"{}\"", esc(ANSWER))), "{console}");
+    assert!(!list.contains("<b>ce matin") && !console.contains("<b>ce matin"));
     assert_eq!(
         b.post_form(&format!("/console/incidents/{incident_id}"), &[("csrf", &b_csrf), ("status", "open")]).await?.status,
         403,
@@ -197,10 +203,10 @@ async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_a
     let numero: String = sqlx::query_scalar("SELECT numero_unique FROM requests WHERE numero_unique IS NOT NULL LIMIT 1").fetch_one(&pool).await?;
     let nom: String = sqlx::query_scalar("SELECT record->>'nom' FROM registry_demandes WHERE numero_unique = $1").bind(&numero).fetch_one(&pool).await?;
     let filled = a.get(&format!("/portal/slips?numero_unique={numero}")).await?.text();
-    assert!(filled.contains(&scanbureau::web::page::esc(&nom)), "the applicant's name is filled in");
+    assert!(filled.contains(&esc(&nom)), "the applicant's name is filled in");
     let elsewhere = format!("974{}", &numero[3..]);
     let refused = a.get(&format!("/portal/slips?numero_unique={elsewhere}")).await?.text();
-    assert!(refused.contains("autre territoire") && !refused.contains(&scanbureau::web::page::esc(&nom)), "another territory's request is not shown");
+    assert!(refused.contains("autre territoire") && !refused.contains(&esc(&nom)), "another territory's request is not shown");
     let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'registry_lookup'").fetch_one(&pool).await?;
     assert_eq!(audited, 2, "both look-ups audited");
 
@@ -246,7 +252,7 @@ async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_a
         let text = locked.text();
         answers.push(text.split(r#"role="alert">"#).nth(1).and_then(|r| r.split("</p>").next()).unwrap_or_default().to_string());
     }
-    assert!(answers[0].contains("Trop d&#39;essais manqués pour cette adresse"), "{}", answers[0]);
+    assert!(answers[0].contains(&esc("Trop d'essais manqués pour cette adresse")), "{}", answers[0]);
     assert_eq!(answers[0], answers[1], "a locked account and an unknown address answer alike");
 
     // A password change needs the current one, and closes the account's other sessions.

@@ -567,14 +567,6 @@ pub async fn request_recipients(conn: &mut sqlx::PgConnection, mailing: &str, nu
     Ok(notify.into_iter().collect())
 }
 
-/// Adds a notice to the outbox; returns its id (`None` if one of that name exists already).
-pub async fn add_notice(pool: &PgPool, mailing: &str, notice: &OutgoingNotice, actor: &str) -> Result<Option<i64>> {
-    let mut tx = pool.begin().await?;
-    let id = insert_notice(&mut tx, mailing, notice, actor).await?;
-    tx.commit().await?;
-    Ok(id)
-}
-
 /// Puts a notice in the outbox (a notice of that name already there is left as it is).
 async fn insert_notice(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, mailing: &str, n: &OutgoingNotice, actor: &str) -> Result<Option<i64>> {
     let id = sqlx::query_scalar!(
@@ -655,8 +647,10 @@ pub async fn resolve_dead_letter(pool: &PgPool, id: i64, resolution: &str, actor
     Ok(Some(d))
 }
 
-/// A failed mailing refused by an operator: done, rejected, with its notice in the outbox.
-pub async fn reject_failed_mailing(pool: &PgPool, mailing: &str, reason: &str, actor: &str) -> Result<bool> {
+/// A failed mailing refused by an operator: done, rejected, its dead letters resolved and its
+/// notice (if it has a sender) in the outbox, all in one transaction. `None`: it is not failed;
+/// otherwise the notice's id (`None` when there was none, or one of that name was there).
+pub async fn reject_failed_mailing(pool: &PgPool, mailing: &str, reason: &str, actor: &str, notice: Option<&OutgoingNotice>) -> Result<Option<Option<i64>>> {
     let mut tx = pool.begin().await?;
     let n = sqlx::query!(
         "UPDATE mailings SET status = 'done', outcome = 'rejected', done_at = now(), updated_at = now(), last_error = $2 WHERE id = $1 AND status = 'failed'",
@@ -666,19 +660,24 @@ pub async fn reject_failed_mailing(pool: &PgPool, mailing: &str, reason: &str, a
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    if n == 1 {
-        // Its dead letters are dealt with too.
-        sqlx::query!(
-            "UPDATE dead_letters SET resolved_at = now(), resolved_by = $2, resolution = 'rejected' WHERE subject = $1 AND resolved_at IS NULL",
-            mailing,
-            actor
-        )
-        .execute(&mut *tx)
-        .await?;
-        audit(&mut tx, actor, mailing, "rejected_by_operator", json!({"reason": reason})).await?;
+    if n == 0 {
+        return Ok(None);
     }
+    // Its dead letters are dealt with too.
+    sqlx::query!(
+        "UPDATE dead_letters SET resolved_at = now(), resolved_by = $2, resolution = 'rejected' WHERE subject = $1 AND resolved_at IS NULL",
+        mailing,
+        actor
+    )
+    .execute(&mut *tx)
+    .await?;
+    audit(&mut tx, actor, mailing, "rejected_by_operator", json!({"reason": reason})).await?;
+    let id = match notice {
+        Some(n) => insert_notice(&mut tx, mailing, n, actor).await?,
+        None => None,
+    };
     tx.commit().await?;
-    Ok(n == 1)
+    Ok(Some(id))
 }
 
 /// A supervisor moves a mailing to the front of the processing queue.

@@ -1,7 +1,6 @@
 //! The operators' console: feed scanner batches and watch them, decide on the pieces the
 //! classifier was unsure of (accept, reclassify, refuse as illegible, split, join), deal with work the stages gave up on, answer incidents.
 
-use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::Router;
@@ -10,21 +9,18 @@ use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
-use chrono::Utc;
+use maud::{Markup, html};
 
 use scanbureau_pipeline::ReasonCode;
 use scanbureau_pipeline::input::{FileKind, sniff};
-use scanbureau_pipeline::notice::{NoticeContext, NoticePiece, RequestNotice, mailing_notice, request_notice};
-use scanbureau_pipeline::piece_edit;
 use scanbureau_pipeline::plan::FilingPlan;
-use scanbureau_pipeline::report::PieceStatus;
 
 use super::access::{CheckedForm, SignedIn, Staff, Uploader};
-use super::page::{esc, url};
+use super::page::{url, when};
 use super::portal::{incidents_table, mailings_table, piece_label, upload_form};
 use super::{Answer, Fields, WebError, field, receive_upload, take_upload};
-use crate::broker::Stage;
-use crate::bureau::{Bureau, Intake, notice_message};
+use crate::bureau::{Bureau, Intake};
+use crate::decisions::{self, Cut, CutOutcome, MailingRefusal};
 use crate::store::desk::{self, Decision};
 use crate::store::{self, people};
 
@@ -48,21 +44,27 @@ const MAX_BATCH_FILES: usize = 5000;
 
 async fn batches(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
     let rows = desk::mailings(&b.pool, None, 200).await?;
-    let mut p = s.page("Lots");
-    p.push("<h2>Charger un lot numérisé</h2><p>Un fichier du scanner (PDF, TIFF multipage), ou les images d'un lot (JPEG, PNG, TIFF : plusieurs fichiers ou le dossier du scanner, pris dans l'ordre de leurs noms) : le lot suit le même chemin qu'un lot déposé dans le dossier d'entrée.</p>");
-    p.push(&upload_form(
-        &s,
-        "/console/batches",
-        "application/pdf,image/tiff,image/jpeg,image/png,.pdf,.tif,.tiff,.jpg,.jpeg,.png",
-        MAX_BATCH_BYTES,
-        "",
-        "Charger le lot",
-        true,
-    ));
     let waiting = rows.iter().filter(|m| m.status != "done").count();
-    let _ = write!(p.body, "<h2>Derniers lots et dépôts</h2><p>{waiting} en attente ou en traitement.</p>");
-    p.push(&mailings_table(&b, &rows, true));
-    Ok(p.into_response())
+    let body = html! {
+        h2 { "Charger un lot numérisé" }
+        p {
+            "Un fichier du scanner (PDF, TIFF multipage), ou les images d'un lot (JPEG, PNG, TIFF : plusieurs fichiers ou le dossier du scanner, "
+            "pris dans l'ordre de leurs noms) : le lot suit le même chemin qu'un lot déposé dans le dossier d'entrée."
+        }
+        (upload_form(
+            &s,
+            "/console/batches",
+            "application/pdf,image/tiff,image/jpeg,image/png,.pdf,.tif,.tiff,.jpg,.jpeg,.png",
+            MAX_BATCH_BYTES,
+            html! {},
+            "Charger le lot",
+            true,
+        ))
+        h2 { "Derniers lots et dépôts" }
+        p { (waiting) " en attente ou en traitement." }
+        (mailings_table(&b, &rows, true))
+    };
+    Ok(s.page("Lots", body))
 }
 
 /// `POST /console/batches?name=F`: one scanner file as the body, the CSRF token in a header.
@@ -142,178 +144,125 @@ async fn feed_folder(State(b): State<Arc<Bureau>>, Uploader(s): Uploader<Staff>,
 
 // ---------------------------------------------------------------- review
 
-fn type_options(plan: &FilingPlan, current: Option<(&str, &str)>) -> String {
-    let mut o = String::new();
-    for c in &plan.categories {
-        let _ = write!(o, r#"<optgroup label="{}">"#, esc(&c.libelle));
-        for t in &c.types {
-            let selected = current == Some((c.code.as_str(), t.code.as_str()));
-            let _ = write!(o, r#"<option value="{}/{}"{}>{}</option>"#, esc(&c.code), esc(&t.code), if selected { " selected" } else { "" }, esc(&t.libelle));
+fn type_options(plan: &FilingPlan, current: Option<(&str, &str)>) -> Markup {
+    html! {
+        @for c in &plan.categories {
+            optgroup label=(c.libelle) {
+                @for t in &c.types {
+                    option value={ (c.code) "/" (t.code) } selected[current == Some((c.code.as_str(), t.code.as_str()))] { (t.libelle) }
+                }
+            }
         }
-        o.push_str("</optgroup>");
     }
-    o
 }
 
 async fn review(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
     let (queue, plan) = tokio::try_join!(desk::review_queue(&b.pool, 50), store::current_plan(&b.pool))?;
-    let mut p = s.page("Pièces à vérifier");
-    if queue.is_empty() {
-        p.push(r#"<p class="muted">Aucune pièce n'attend de vérification.</p>"#);
+    let body = html! {
+        @if queue.is_empty() { p.muted { "Aucune pièce n'attend de vérification." } }
+        @for pc in &queue { (review_card(&s, pc, &queue, &plan)) }
+    };
+    Ok(s.page("Pièces à vérifier", body))
+}
+
+/// One piece waiting for an operator: its pages, what the classifier proposes and why, and the
+/// decisions.
+fn review_card(s: &super::Signed, pc: &desk::PieceView, queue: &[desk::PieceView], plan: &FilingPlan) -> Markup {
+    let proposed = pc.categorie.as_deref().zip(pc.type_code.as_deref());
+    let label = if proposed.is_some() { piece_label(&desk::PieceView { sensible: false, ..pc.clone() }, Some(plan)) } else { "aucune".into() };
+    let action = format!("/console/review/{}", url(&pc.id));
+    html! {
+        section.card.review data-piece=(pc.id) {
+            h2 { "Pièce " (pc.id) }
+            p {
+                "Pli " a href={ "/mailings/" (url(&pc.mailing_id)) } { (pc.mailing_id) }
+                " · demande " (pc.numero_unique.as_deref().unwrap_or("—")) " · " (pc.pages) " page(s) · confiance " (format!("{:.0}", pc.confidence * 100.0)) " %"
+            }
+            div.thumbs {
+                @if pc.sensible && !s.account.sensitive {
+                    p.muted { "Pièce confidentielle : aperçu réservé au profil sensible." }
+                } @else {
+                    @for n in 0..pc.pages.clamp(1, 4) {
+                        img.thumb src={ "/pieces/" (url(&pc.id)) "/pages/" (n) } alt={ "page " (n + 1) " de la pièce" } loading="lazy";
+                    }
+                }
+            }
+            p { "Catégorie proposée : " strong { (label) } }
+            details { summary { "Indices relevés" } ul { @for e in &pc.evidence { li { (e) } } } }
+            form.inline method="post" action=(action) {
+                (s.csrf_field()) input type="hidden" name="action" value="accept"; button type="submit" { "Accepter" }
+            }
+            form.inline method="post" action=(action) {
+                (s.csrf_field()) input type="hidden" name="action" value="reclassify";
+                select name="type" aria-label="nouvelle catégorie" { (type_options(plan, proposed)) }
+                button type="submit" { "Reclasser" }
+            }
+            form.inline method="post" action=(action) {
+                (s.csrf_field()) input type="hidden" name="action" value="illegible";
+                button type="submit" data-confirm="Refuser cette pièce comme illisible ?" { "Illisible" }
+            }
+            (cut_forms(s, pc, queue, &action))
+        }
     }
-    let csrf = p.csrf_field();
-    for pc in &queue {
-        let proposed = pc.categorie.as_deref().zip(pc.type_code.as_deref());
-        let label = if proposed.is_some() { piece_label(&desk::PieceView { sensible: false, ..pc.clone() }, Some(&plan)) } else { "aucune".into() };
-        let thumbs = if pc.sensible && !s.account.sensitive {
-            r#"<p class="muted">Pièce confidentielle : aperçu réservé au profil sensible.</p>"#.to_string()
-        } else {
-            (0..pc.pages.clamp(1, 4))
-                .map(|n| format!(r#"<img class="thumb" src="/pieces/{}/pages/{n}" alt="page {} de la pièce" loading="lazy">"#, url(&pc.id), n + 1))
-                .collect()
-        };
-        let evidence: String = pc.evidence.iter().map(|e| format!("<li>{}</li>", esc(e))).collect();
-        let _ = write!(
-            p.body,
-            r#"<section class="card review" data-piece="{id}"><h2>Pièce {id}</h2>
-<p>Pli <a href="/mailings/{mu}">{m}</a> · demande {n} · {pages} page(s) · confiance {conf:.0} %</p>
-<div class="thumbs">{thumbs}</div>
-<p>Catégorie proposée : <strong>{label}</strong></p><details><summary>Indices relevés</summary><ul>{evidence}</ul></details>
-<form method="post" action="/console/review/{idu}" class="inline">{csrf}<input type="hidden" name="action" value="accept"><button type="submit">Accepter</button></form>
-<form method="post" action="/console/review/{idu}" class="inline">{csrf}<input type="hidden" name="action" value="reclassify"><select name="type" aria-label="nouvelle catégorie">{options}</select><button type="submit">Reclasser</button></form>
-<form method="post" action="/console/review/{idu}" class="inline">{csrf}<input type="hidden" name="action" value="illegible"><button type="submit" data-confirm="Refuser cette pièce comme illisible ?">Illisible</button></form>
-{cut}</section>"#,
-            id = esc(&pc.id),
-            idu = url(&pc.id),
-            mu = url(&pc.mailing_id),
-            m = esc(&pc.mailing_id),
-            n = esc(pc.numero_unique.as_deref().unwrap_or("—")),
-            pages = pc.pages,
-            conf = pc.confidence * 100.0,
-            label = esc(&label),
-            options = type_options(&plan, proposed),
-            cut = cut_forms(pc, &queue, &csrf),
-        );
-    }
-    Ok(p.into_response())
 }
 
 /// Forms to change the cut: split a piece of several pages, join it with another piece of the
 /// same request that waits in review.
-fn cut_forms(pc: &desk::PieceView, queue: &[desk::PieceView], csrf: &str) -> String {
-    let mut f = String::new();
-    let idu = url(&pc.id);
-    if pc.pages > 1 {
-        let _ = write!(
-            f,
-            r#"<form method="post" action="/console/review/{idu}" class="inline">{csrf}<input type="hidden" name="action" value="split"><label>Couper après la page <input type="number" name="after" min="1" max="{}" value="1"></label><button type="submit">Couper</button></form>"#,
-            pc.pages - 1
-        );
-    }
-    let partners: String = queue
-        .iter()
-        .filter(|o| o.id != pc.id && o.mailing_id == pc.mailing_id && o.numero_unique == pc.numero_unique)
-        .map(|o| format!(r#"<option value="{}">{}</option>"#, esc(&o.id), esc(&o.id)))
-        .collect();
-    if !partners.is_empty() {
-        let _ = write!(
-            f,
-            r#"<form method="post" action="/console/review/{idu}" class="inline">{csrf}<input type="hidden" name="action" value="join"><label>Joindre à la suite la pièce <select name="with">{partners}</select></label><button type="submit">Joindre</button></form>"#
-        );
-    }
-    f
-}
-
-/// Splits or joins pieces: the new PDFs are stored first, then the database changes, then the
-/// old objects go (a failure in between leaves an unreferenced object, never a missing one).
-async fn change_cut(b: &Bureau, s: &super::Signed, piece: &desk::PieceView, form: &Fields) -> Answer {
-    let actor = s.account.actor();
-    let Some(key) = piece.key.clone() else { return Err(s.error(StatusCode::CONFLICT, "Cette pièce n'a pas de fichier.")) };
-    let pdf = b.blobs.get_bytes(&key).await?;
-    let part_key = |id: &str| crate::blobs::keys::piece(piece.numero_unique.as_deref(), id);
-    let (stored, outcome) = if field(form, "action") == Some("split") {
-        let Some(after) = field(form, "after").and_then(|a| a.parse::<u32>().ok()) else {
-            return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Indiquez après quelle page couper."));
-        };
-        let cut = tokio::task::spawn_blocking(move || piece_edit::split_after(&pdf, after)).await;
-        let (head, tail) = match cut {
-            Ok(Ok(parts)) => parts,
-            Ok(Err(e)) => return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string())),
-            Err(e) => return Err(WebError::unavailable(e)),
-        };
-        let parts = [
-            desk::NewPart { id: format!("{}-1", piece.id), key: part_key(&format!("{}-1", piece.id)), bytes: head.len() as i64, pages: after as i32 },
-            desk::NewPart {
-                id: format!("{}-2", piece.id),
-                key: part_key(&format!("{}-2", piece.id)),
-                bytes: tail.len() as i64,
-                pages: piece.pages - after as i32,
-            },
-        ];
-        for (part, bytes) in parts.iter().zip([head, tail]) {
-            b.blobs.put_bytes(&part.key, bytes, "application/pdf").await?;
-        }
-        let keys: Vec<String> = parts.iter().map(|p| p.key.clone()).collect();
-        (
-            keys,
-            desk::split_piece(&b.pool, &piece.id, after as usize, [&parts[0], &parts[1]], &actor).await.map(|o| o.map(|k| k.into_iter().collect::<Vec<_>>())),
-        )
-    } else {
-        let Some(other) = field(form, "with") else { return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Choisissez la pièce à joindre.")) };
-        let other = match desk::piece(&b.pool, other).await {
-            Ok(Some(o)) if o.mailing_id == piece.mailing_id && o.status == "review" && (!o.sensible || s.account.sensitive) => o,
-            Ok(_) => return Err(s.error(StatusCode::CONFLICT, "Seules deux pièces de la même demande, toutes deux à vérifier, peuvent être jointes.")),
-            Err(e) => return Err(WebError::unavailable(e)),
-        };
-        let Some(other_key) = other.key.clone() else { return Err(s.error(StatusCode::CONFLICT, "L'autre pièce n'a pas de fichier.")) };
-        let second = b.blobs.get_bytes(&other_key).await?;
-        let joined = match tokio::task::spawn_blocking(move || piece_edit::join(&[&pdf, &second])).await {
-            Ok(Ok(j)) => j,
-            Ok(Err(e)) => return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string())),
-            Err(e) => return Err(WebError::unavailable(e)),
-        };
-        let id = format!("{}+{}", piece.id, other.id.trim_start_matches("p-"));
-        let part = desk::NewPart { key: part_key(&id), id, bytes: joined.len() as i64, pages: piece.pages + other.pages };
-        b.blobs.put_bytes(&part.key, joined, "application/pdf").await?;
-        (vec![part.key.clone()], desk::join_pieces(&b.pool, &piece.id, &other.id, &part, &actor).await)
-    };
-    match outcome {
-        Ok(Some(old_keys)) => {
-            for k in old_keys {
-                if let Err(e) = b.blobs.delete(&k).await {
-                    tracing::warn!(key = %k, error = %e, "replaced piece object not deleted; it is no longer referenced");
-                }
+fn cut_forms(s: &super::Signed, pc: &desk::PieceView, queue: &[desk::PieceView], action: &str) -> Markup {
+    let partners: Vec<&desk::PieceView> =
+        queue.iter().filter(|o| o.id != pc.id && o.mailing_id == pc.mailing_id && o.numero_unique == pc.numero_unique).collect();
+    html! {
+        @if pc.pages > 1 {
+            form.inline method="post" action=(action) {
+                (s.csrf_field()) input type="hidden" name="action" value="split";
+                label { "Couper après la page " input type="number" name="after" min="1" max=(pc.pages - 1) value="1"; }
+                button type="submit" { "Couper" }
             }
-            Ok(Redirect::to("/console/review").into_response())
         }
-        Ok(None) => {
-            for k in stored {
-                if let Err(e) = b.blobs.delete(&k).await {
-                    tracing::warn!(key = %k, error = %e, "object of a cut that did not happen not deleted; it is not referenced");
-                }
+        @if !partners.is_empty() {
+            form.inline method="post" action=(action) {
+                (s.csrf_field()) input type="hidden" name="action" value="join";
+                label { "Joindre à la suite la pièce " select name="with" { @for o in &partners { option value=(o.id) { (o.id) } } } }
+                button type="submit" { "Joindre" }
             }
-            Err(s.error(StatusCode::CONFLICT, "Ces pièces ont changé entre-temps (décidées par un autre opérateur ?) : rien n'a été modifié."))
         }
-        Err(e) => Err(WebError::unavailable(e)),
     }
 }
 
 async fn decide(State(b): State<Arc<Bureau>>, Path(piece): Path<String>, CheckedForm { signed: s, fields: form }: CheckedForm<Staff>) -> Answer {
     let plan = store::current_plan(&b.pool).await?;
     // Nobody changes a sensitive piece they may not see.
-    let current = match desk::piece(&b.pool, &piece).await {
-        Ok(Some(p)) if p.sensible && !s.account.sensitive => {
+    let current = match desk::piece(&b.pool, &piece).await? {
+        Some(p) if p.sensible && !s.account.sensitive => {
             return Err(s.error(StatusCode::FORBIDDEN, "Pièce confidentielle : décision réservée au profil sensible."));
         }
-        Ok(Some(p)) => p,
-        Ok(None) => return Err(s.error(StatusCode::NOT_FOUND, "Cette pièce n'existe pas.")),
-        Err(e) => return Err(WebError::unavailable(e)),
+        Some(p) => p,
+        None => return Err(s.error(StatusCode::NOT_FOUND, "Cette pièce n'existe pas.")),
     };
-    if matches!(field(&form, "action"), Some("split" | "join")) {
+    let already = || s.error(StatusCode::CONFLICT, "Cette pièce a déjà été traitée (par vous ou un autre opérateur).");
+    let cut = match field(&form, "action") {
+        Some("split") => match field(&form, "after").and_then(|a| a.parse::<u32>().ok()) {
+            Some(after) => Some(Cut::Split { after }),
+            None => return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Indiquez après quelle page couper.")),
+        },
+        Some("join") => match field(&form, "with") {
+            Some(with) => Some(Cut::Join { with: with.to_string() }),
+            None => return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Choisissez la pièce à joindre.")),
+        },
+        _ => None,
+    };
+    if let Some(cut) = cut {
         if current.status != "review" {
-            return Err(s.error(StatusCode::CONFLICT, "Cette pièce a déjà été traitée (par vous ou un autre opérateur)."));
+            return Err(already());
         }
-        return change_cut(&b, &s, &current, &form).await;
+        return match decisions::change_cut(&b, &current, &cut, &s.account.actor(), s.account.sensitive).await? {
+            CutOutcome::Done => Ok(Redirect::to("/console/review").into_response()),
+            CutOutcome::Changed => {
+                Err(s.error(StatusCode::CONFLICT, "Ces pièces ont changé entre-temps (décidées par un autre opérateur ?) : rien n'a été modifié."))
+            }
+            CutOutcome::NotPossible(why) => Err(s.error(StatusCode::CONFLICT, &why)),
+            CutOutcome::Refused(why) => Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, &why)),
+        };
     }
     let decision = match field(&form, "action") {
         Some("accept") if current.categorie.is_none() => {
@@ -332,89 +281,9 @@ async fn decide(State(b): State<Arc<Bureau>>, Path(piece): Path<String>, Checked
         }
         _ => return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Décision inconnue.")),
     };
-    let actor = s.account.actor();
-    let decided = match desk::decide(&b.pool, &piece, &decision, &actor, |settled| follow_up_notice(&b, settled, &plan)).await {
-        Ok(Some(d)) => d,
-        Ok(None) => return Err(s.error(StatusCode::CONFLICT, "Cette pièce a déjà été traitée (par vous ou un autre opérateur).")),
-        Err(e) => return Err(WebError::unavailable(e)),
-    };
-    if let Some(key) = &decided.dropped_key
-        && let Err(e) = b.blobs.delete(key).await
-    {
-        tracing::warn!(piece = %piece, error = %e, "refused piece's object not deleted; it is no longer referenced");
-    }
-    tracing::info!(piece = %piece, action = ?decision, "review decision");
-    if let Some(id) = decided.follow_up {
-        queue_notice(&b, id).await;
-    }
-    Ok(Redirect::to("/console/review").into_response())
-}
-
-/// Once no piece of a request waits for an operator, its people get a new notice saying
-/// what became of every piece (written in the decision's transaction).
-fn follow_up_notice(b: &Bureau, settled: &desk::Settled<'_>, plan: &FilingPlan) -> Option<crate::store::OutgoingNotice> {
-    let Some(to) = settled.recipients.first() else {
-        tracing::info!(mailing = %settled.mailing.id, "no one to tell about the review decisions");
-        return None;
-    };
-    let numero = settled.pieces.first().and_then(|p| p.numero_unique.clone());
-    let notice_pieces: Vec<NoticePiece> = settled
-        .pieces
-        .iter()
-        .map(|p| NoticePiece {
-            libelle: p.categorie.as_deref().zip(p.type_code.as_deref()).and_then(|(c, t)| plan.piece_type(c, t)).map(|t| t.libelle.clone()),
-            sensible: p.sensible,
-            pages: p.pages.max(1) as usize,
-            status: match p.status.as_str() {
-                "uploaded" => PieceStatus::Uploaded,
-                "review" => PieceStatus::Review,
-                _ => PieceStatus::Rejected,
-            },
-            reason: p.reason.as_deref().and_then(ReasonCode::from_code),
-        })
-        .collect();
-    let ctx = notice_context(b, settled.mailing);
-    let total_pages = notice_pieces.iter().map(|p| p.pages).sum();
-    let notice = RequestNotice { to, numero: numero.as_deref(), reason: None, pieces: notice_pieces, pages: total_pages };
-    Some(crate::store::OutgoingNotice {
-        name: format!("verification-{}.eml", numero.as_deref().unwrap_or("sans-numero")),
-        recipients: settled.recipients.to_vec(),
-        sender: b.site.site.bureau_email.clone(),
-        message: request_notice(&ctx, &notice),
-    })
-}
-
-/// What every notice about a mailing shares, written now.
-fn notice_context<'a>(b: &'a Bureau, m: &'a desk::MailingView) -> NoticeContext<'a> {
-    let calendar = b.site.calendar();
-    NoticeContext {
-        bureau_email: &b.site.site.bureau_email,
-        site_name: &b.site.site.name,
-        batch_id: &m.id,
-        received_at: calendar.localise(m.received_at.fixed_offset()),
-        due_at: calendar.localise(m.due_at.fixed_offset()),
-        now: calendar.localise(Utc::now().fixed_offset()),
-    }
-}
-
-/// Puts a notice in the outbox and queues it. A notice of that name already there is left as it is.
-async fn send_notice(b: &Bureau, mailing: &str, name: &str, recipients: &[String], message: &[u8], actor: &str) -> crate::store::Result<()> {
-    let notice = crate::store::OutgoingNotice {
-        name: name.to_string(),
-        recipients: recipients.to_vec(),
-        sender: b.site.site.bureau_email.clone(),
-        message: message.to_vec(),
-    };
-    if let Some(id) = desk::add_notice(&b.pool, mailing, &notice, actor).await? {
-        queue_notice(b, id).await;
-    }
-    Ok(())
-}
-
-/// Queues a notice of the outbox (if the broker is away, the sweeper queues it).
-async fn queue_notice(b: &Bureau, id: i64) {
-    if let Err(e) = b.broker.publish(Stage::Notify, &notice_message(id)).await {
-        tracing::warn!(notice = id, error = %e, "notice recorded but not queued yet; the sweeper will queue it");
+    match decisions::decide_piece(&b, &piece, &decision, &s.account.actor(), &plan).await? {
+        Some(_) => Ok(Redirect::to("/console/review").into_response()),
+        None => Err(already()),
     }
 }
 
@@ -422,106 +291,73 @@ async fn queue_notice(b: &Bureau, id: i64) {
 
 async fn failed(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
     let (dead, open) = tokio::try_join!(desk::dead_letters(&b.pool, 200), desk::open_mailings(&b.pool))?;
-    let mut p = s.page("Échecs");
-    let csrf = p.csrf_field();
-    p.push("<h2>Plis en échec</h2>");
     let failed: Vec<_> = open.iter().filter(|m| m.status == "failed").collect();
-    if failed.is_empty() {
-        p.push(r#"<p class="muted">Aucun pli en échec.</p>"#);
-    }
-    let reasons: String = [ReasonCode::FichierCorrompu, ReasonCode::FormatNonSupporte, ReasonCode::FichierTropVolumineux, ReasonCode::PliSansBordereau]
-        .iter()
-        .map(|r| format!(r#"<option value="{}">{}</option>"#, r.code(), esc(r.libelle())))
-        .collect();
-    for m in failed {
-        let _ = write!(
-            p.body,
-            r#"<section class="card" data-failed="{id}"><p>Pli <a href="/mailings/{idu}">{id}</a> ({}) : {}</p>
-<form method="post" action="/console/mailings/{idu}/reject" class="inline">{csrf}<select name="reason">{reasons}</select><button type="submit" data-confirm="Refuser ce pli et en avertir l'expéditeur ?">Refuser avec un avis</button></form></section>"#,
-            esc(&m.source),
-            esc(m.last_error.as_deref().unwrap_or("cause inconnue")),
-            id = esc(&m.id),
-            idu = url(&m.id),
-        );
-    }
-    p.push("<h2>Messages abandonnés par les étapes</h2>");
-    if dead.is_empty() {
-        p.push(r#"<p class="muted">Aucun.</p>"#);
-    } else {
-        p.push("<table><thead><tr><th>Quand</th><th>Étape</th><th>Sujet</th><th>Essais</th><th>Motif</th><th></th></tr></thead><tbody>");
-        for d in &dead {
-            let action = match &d.resolution {
-                Some(r) => format!("{} par {}", esc(r), esc(d.resolved_by.as_deref().unwrap_or("?"))),
-                None => {
-                    format!(r#"<form method="post" action="/console/dead/{}/retry" class="inline">{csrf}<button type="submit">Relancer</button></form>"#, d.id)
+    let reasons = [ReasonCode::FichierCorrompu, ReasonCode::FormatNonSupporte, ReasonCode::FichierTropVolumineux, ReasonCode::PliSansBordereau];
+    let body = html! {
+        h2 { "Plis en échec" }
+        @if failed.is_empty() { p.muted { "Aucun pli en échec." } }
+        @for m in failed {
+            section.card data-failed=(m.id) {
+                p { "Pli " a href={ "/mailings/" (url(&m.id)) } { (m.id) } " (" (m.source) ") : " (m.last_error.as_deref().unwrap_or("cause inconnue")) }
+                form.inline method="post" action={ "/console/mailings/" (url(&m.id)) "/reject" } {
+                    (s.csrf_field())
+                    select name="reason" { @for r in reasons { option value=(r.code()) { (r.libelle()) } } }
+                    button type="submit" data-confirm="Refuser ce pli et en avertir l'expéditeur ?" { "Refuser avec un avis" }
                 }
-            };
-            let _ = write!(
-                p.body,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
-                super::page::when(&d.at, &b.site),
-                esc(&d.stage),
-                esc(d.subject.as_deref().unwrap_or("—")),
-                d.attempts,
-                esc(&d.reason)
-            );
+            }
         }
-        p.push("</tbody></table>");
-    }
-    Ok(p.into_response())
+        h2 { "Messages abandonnés par les étapes" }
+        @if dead.is_empty() {
+            p.muted { "Aucun." }
+        } @else {
+            table {
+                thead { tr { th { "Quand" } th { "Étape" } th { "Sujet" } th { "Essais" } th { "Motif" } th {} } }
+                tbody {
+                    @for d in &dead {
+                        tr {
+                            td { (when(&d.at, &b.site)) }
+                            td { (d.stage) }
+                            td { (d.subject.as_deref().unwrap_or("—")) }
+                            td { (d.attempts) }
+                            td { (d.reason) }
+                            td {
+                                @match &d.resolution {
+                                    Some(r) => { (r) " par " (d.resolved_by.as_deref().unwrap_or("?")) },
+                                    None => form.inline method="post" action={ "/console/dead/" (d.id) "/retry" } {
+                                        (s.csrf_field()) button type="submit" { "Relancer" }
+                                    },
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(s.page("Échecs", body))
 }
 
 async fn retry_dead(State(b): State<Arc<Bureau>>, Path(id): Path<i64>, CheckedForm { signed: s, .. }: CheckedForm<Staff>) -> Answer {
-    let d = match desk::resolve_dead_letter(&b.pool, id, "retried", &s.account.actor()).await {
-        Ok(Some(d)) => d,
-        Ok(None) => return Err(s.error(StatusCode::CONFLICT, "Ce message a déjà été traité.")),
-        Err(e) => return Err(WebError::unavailable(e)),
-    };
-    let stage = if d.stage == Stage::Notify.as_str() { Stage::Notify } else { Stage::Process };
-    if let Err(e) = b.broker.publish(stage, &d.payload).await {
-        tracing::warn!(dead_letter = id, error = %e, "retry recorded but not queued; the sweeper queues received mailings again");
+    if !decisions::retry_dead_letter(&b, id, &s.account.actor()).await? {
+        return Err(s.error(StatusCode::CONFLICT, "Ce message a déjà été traité."));
     }
     Ok(Redirect::to("/console/failed").into_response())
 }
 
 async fn reject_mailing(State(b): State<Arc<Bureau>>, Path(id): Path<String>, CheckedForm { signed: s, fields: form }: CheckedForm<Staff>) -> Answer {
     let reason = field(&form, "reason").and_then(ReasonCode::from_code).unwrap_or(ReasonCode::FichierCorrompu);
-    let m = match desk::mailing(&b.pool, &id).await {
-        Ok(Some(m)) => m,
-        Ok(None) => return Err(s.error(StatusCode::NOT_FOUND, "Ce pli n'existe pas.")),
-        Err(e) => return Err(WebError::unavailable(e)),
-    };
-    let actor = s.account.actor();
-    match desk::reject_failed_mailing(&b.pool, &id, reason.code(), &actor).await {
-        Ok(true) => {}
-        Ok(false) => return Err(s.error(StatusCode::CONFLICT, "Ce pli n'est plus en échec.")),
-        Err(e) => return Err(WebError::unavailable(e)),
+    match decisions::refuse_failed_mailing(&b, &id, reason, &s.account.actor()).await? {
+        MailingRefusal::Refused { .. } => Ok(Redirect::to("/console/failed").into_response()),
+        MailingRefusal::Missing => Err(s.error(StatusCode::NOT_FOUND, "Ce pli n'existe pas.")),
+        MailingRefusal::NotFailed => Err(s.error(StatusCode::CONFLICT, "Ce pli n'est plus en échec.")),
     }
-    let referent = match m.guichet.as_deref() {
-        Some(g) => match desk::counter_contact(&b.pool, g).await {
-            Ok(c) => c.map(|c| c.email_referent),
-            Err(e) => return Err(WebError::unavailable(e)),
-        },
-        None => None,
-    };
-    match m.notify.clone().or(referent) {
-        Some(to) => {
-            let message = mailing_notice(&notice_context(&b, &m), &to, reason, m.pages.unwrap_or(0).max(0) as usize, &[]);
-            send_notice(&b, &id, "refus-operateur.eml", std::slice::from_ref(&to), &message, &actor).await?;
-        }
-        None => tracing::info!(mailing = %id, "refused mailing without a known sender; no notice"),
-    }
-    Ok(Redirect::to("/console/failed").into_response())
 }
 
 // ---------------------------------------------------------------- incidents
 
 async fn incidents(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
     let rows = people::incidents(&b.pool, &s.account, false).await?;
-    let mut p = s.page("Fiches incident");
-    let csrf = p.csrf_field();
-    p.push(&incidents_table(&b, &rows, Some(&csrf)));
-    Ok(p.into_response())
+    Ok(s.page("Fiches incident", incidents_table(&b, &s, &rows, true)))
 }
 
 async fn answer_incident(State(b): State<Arc<Bureau>>, Path(id): Path<i64>, CheckedForm { signed: s, fields: form }: CheckedForm<Staff>) -> Answer {

@@ -12,16 +12,17 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use chrono::{Duration, NaiveDate, Utc};
+use maud::{Markup, html};
 
 use super::access::{CheckedForm, SignedIn, Staff, Supervisors};
 use super::charts;
 use super::forecast::{self, Queued};
-use super::page::{channel_label, esc, status_label, time_left, url, when};
+use super::page::{channel_label, status_label, time_left, url, when};
 use super::portal::reason_label;
-use super::{Answer, Fields, WebError, field};
+use super::{Answer, Fields, field};
 use crate::accounts::Role;
-use crate::broker::Stage;
-use crate::bureau::{Bureau, job_message};
+use crate::bureau::Bureau;
+use crate::decisions;
 use crate::store::desk;
 
 pub fn routes() -> Router<Arc<Bureau>> {
@@ -53,109 +54,16 @@ async fn dashboard(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
         open.iter().map(|m| Queued { id: m.id.clone(), due_at: m.due_at, pages: forecast::pages_of(m.pages, m.bytes, d.bytes_per_page) }).collect();
     let forecasts = forecast::forecast(&queue, rate, now, Duration::minutes(b.config.web.risk_margin_minutes));
 
-    let mut p = s.page("Tableau de bord des délais");
     let late = open.iter().filter(|m| m.due_at < now).count();
     let due_today = open.iter().filter(|m| m.due_at >= now && day_of(&m.due_at) == local_today).count();
     let due_tomorrow = open.iter().filter(|m| day_of(&m.due_at) == local_today.succ_opt().unwrap_or(local_today)).count();
     let at_risk = forecasts.iter().filter(|f| f.at_risk).count();
-    let _ = write!(
-        p.body,
-        r#"<div class="tiles"><div class="tile{}" id="late"><span>{late}</span>en retard</div><div class="tile"><span>{due_today}</span>dus aujourd'hui</div>
-<div class="tile"><span>{due_tomorrow}</span>dus demain</div><div class="tile{}" id="at-risk"><span>{at_risk}</span>à risque</div>
-<div class="tile"><span>{}</span>pièces à vérifier</div><div class="tile"><span>{}</span>avis à envoyer</div><div class="tile"><span>{}</span>échecs à traiter</div>
-<div class="tile"><span>{}</span>incidents ouverts</div></div>
-<p class="muted">Débit retenu pour les prévisions : {:.0} pages/heure ({}). Mis à jour à {}.</p>"#,
-        if late > 0 { " alert" } else { "" },
-        if at_risk > 0 { " alert" } else { "" },
-        d.pieces_in_review,
-        d.notices_pending,
-        d.dead_letters_open,
-        d.incidents_open,
-        rate,
-        if measured {
-            "vitesse de traitement mesurée sur les dernières 24 heures"
-        } else {
-            "valeur nominale, trop peu de traitement récent pour la mesurer"
-        },
-        when(&now, &b.site),
-    );
 
-    // A server that is down: what waits on it, since when, and what it answered.
-    if !waiting.is_empty() {
-        p.push(r#"<section class="outage" id="waiting" role="alert"><h2>En attente d'un serveur</h2><p>Ces plis et avis seront repris automatiquement quand le serveur répondra ; rien n'est à refaire.</p><table><thead><tr><th>Serveur</th><th>En attente</th><th>En échec depuis</th><th>Dernière erreur</th></tr></thead><tbody>"#);
-        for w in &waiting {
-            let what = match (w.kind, w.count) {
-                ("notice", 1) => "1 avis".to_string(),
-                ("notice", n) => format!("{n} avis"),
-                (_, 1) => "1 pli".to_string(),
-                (_, n) => format!("{n} plis"),
-            };
-            let since = w.since.map(|t| format!("{} ({})", when(&t, &b.site), since_label(&t, &now))).unwrap_or_else(|| "—".into());
-            let _ = write!(
-                p.body,
-                r#"<tr data-server="{}" data-kind="{}"><td>{}</td><td>{what}</td><td>{since}</td><td>{}</td></tr>"#,
-                w.server,
-                w.kind,
-                server_label(w.server),
-                esc(&w.last_error.chars().take(200).collect::<String>()),
-            );
-        }
-        p.push("</tbody></table></section>");
-    }
-
-    // Alerts first: what needs a decision.
-    p.push("<h2>Plis à risque</h2>");
     // The most urgent first; a long list is cut (the count says how many more).
     let mut risky: Vec<(&desk::MailingView, &forecast::Forecast)> = open.iter().zip(&forecasts).filter(|(_, f)| f.at_risk).collect();
     risky.sort_by_key(|(m, _)| m.due_at);
     let more_risky = risky.len().saturating_sub(SHOWN);
     risky.truncate(SHOWN);
-    if risky.is_empty() {
-        p.push(r#"<p class="muted">Aucun pli ne risque de dépasser son échéance au débit actuel.</p>"#);
-    } else {
-        let csrf = p.csrf_field();
-        p.push(r#"<table id="risks"><thead><tr><th>Pli</th><th>Canal</th><th>Guichet</th><th>Échéance</th><th>Temps restant</th><th>Fin prévue</th><th>Priorité</th><th></th></tr></thead><tbody>"#);
-        for (m, f) in risky {
-            let action = if s.account.role == Role::Supervisor && m.status != "failed" {
-                format!(
-                    r#"<form method="post" action="/dashboard/prioritise/{}" class="inline">{csrf}<button type="submit">Prioriser</button></form>"#,
-                    url(&m.id)
-                )
-            } else {
-                String::new()
-            };
-            let _ = write!(
-                p.body,
-                r#"<tr class="{}" data-mailing="{}"><td><a href="/mailings/{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>"#,
-                if f.late { "late" } else { "risk" },
-                esc(&m.id),
-                url(&m.id),
-                esc(&m.id),
-                channel_label(&m.channel),
-                esc(m.guichet.as_deref().unwrap_or("—")),
-                when(&m.due_at, &b.site),
-                esc(&time_left(&m.due_at, &now)),
-                when(&f.done_by, &b.site),
-                m.priority,
-            );
-        }
-        p.push("</tbody></table>");
-        if more_risky > 0 {
-            let _ = write!(p.body, r#"<p class="muted">… et {more_risky} autres plis à risque.</p>"#);
-        }
-    }
-
-    // Backlog by stage and channel.
-    p.push(r#"<div class="columns"><section><h2>Stock par étape et canal</h2><table><thead><tr><th>Étape</th><th>Papier</th><th>Portail</th><th>Messagerie</th></tr></thead><tbody>"#);
-    for status in ["received", "processing", "failed"] {
-        let n = |c: &str| d.backlog.iter().find(|(s, ch, _)| s == status && ch == c).map(|x| x.2).unwrap_or(0);
-        let _ = write!(p.body, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", status_label(status), n("paper"), n("portal"), n("mail"));
-    }
-    let _ = write!(
-        p.body,
-        "<tr><td>pièces à vérifier</td><td colspan=\"3\">{}</td></tr><tr><td>avis à envoyer</td><td colspan=\"3\">{}</td></tr></tbody></table></section>",
-        d.pieces_in_review, d.notices_pending
-    );
 
     // Per counter and département.
     let mut per: BTreeMap<(String, String), (usize, usize, usize, usize)> = BTreeMap::new();
@@ -170,20 +78,6 @@ async fn dashboard(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
             e.3 += 1;
         }
     }
-    p.push("<section><h2>Par département et guichet</h2><table><thead><tr><th>Département</th><th>Guichet</th><th>Ouverts</th><th>En retard</th><th>Dus aujourd'hui</th><th>Dus demain</th></tr></thead><tbody>");
-    for ((dep, g), (n, l, t, tm)) in &per {
-        let _ = write!(
-            p.body,
-            r#"<tr{}><td>{}</td><td>{}</td><td>{n}</td><td>{l}</td><td>{t}</td><td>{tm}</td></tr>"#,
-            if *l > 0 { r#" class="late""# } else { "" },
-            esc(dep),
-            esc(g)
-        );
-    }
-    if per.is_empty() {
-        p.push(r#"<tr><td colspan="6" class="muted">Aucun pli ouvert.</td></tr>"#);
-    }
-    p.push("</tbody></table></section></div>");
 
     // Charts.
     let history: Vec<(String, f64)> =
@@ -198,68 +92,178 @@ async fn dashboard(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
     buckets[1].2 = true;
     let through: Vec<(String, f64, bool)> =
         d.throughput.iter().map(|(h, _, pages)| (calendar.localise(h.fixed_offset()).format("%Hh").to_string(), *pages as f64, false)).collect();
-    let _ = write!(
-        p.body,
-        r#"<div class="columns"><section><h2>Stock sur 48 heures</h2>{}</section><section><h2>Échéances des plis ouverts</h2>{}</section></div>
-<div class="columns"><section><h2>Pages traitées par heure</h2>{}</section><section><h2>Motifs de refus (30 jours)</h2>"#,
-        charts::line("Plis ouverts, heure par heure", &history),
-        charts::bars("Plis ouverts par temps restant avant échéance", &buckets),
-        charts::bars("Pages traitées par heure, dernières 24 heures", &through),
-    );
-    if d.rejections.is_empty() {
-        p.push(r#"<p class="muted">Aucune page refusée.</p>"#);
-    } else {
-        p.push("<table><thead><tr><th>Motif</th><th>Pages</th></tr></thead><tbody>");
-        for (reason, n) in &d.rejections {
-            let _ = write!(p.body, "<tr><td>{}</td><td>{n}</td></tr>", esc(&reason_label(reason)));
-        }
-        p.push("</tbody></table>");
-    }
-    p.push("</section></div>");
 
     // The open mailings due first, with their time left.
     let mut soonest: Vec<(&desk::MailingView, &forecast::Forecast)> = open.iter().zip(&forecasts).collect();
     soonest.sort_by_key(|(m, _)| m.due_at);
-    let _ = write!(
-        p.body,
-        r#"<h2>Plis ouverts ({}{})</h2><table id="open"><thead><tr><th>Pli</th><th>Canal</th><th>Département</th><th>Guichet</th><th>État</th><th>Échéance</th><th>Temps restant</th><th>Fin prévue</th></tr></thead><tbody>"#,
-        open.len(),
-        if open.len() > SHOWN { format!(", les {SHOWN} plus proches de leur échéance") } else { String::new() }
-    );
-    for (m, f) in soonest.into_iter().take(SHOWN) {
-        let _ = write!(
-            p.body,
-            r#"<tr class="{}" data-mailing="{}"><td><a href="/mailings/{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-            if f.late {
-                "late"
-            } else if f.at_risk {
-                "risk"
-            } else {
-                ""
-            },
-            esc(&m.id),
-            url(&m.id),
-            esc(&m.id),
-            channel_label(&m.channel),
-            esc(m.departement.as_deref().unwrap_or("—")),
-            esc(m.guichet.as_deref().unwrap_or("—")),
-            esc(status_label(&m.status)),
-            when(&m.due_at, &b.site),
-            esc(&time_left(&m.due_at, &now)),
-            when(&f.done_by, &b.site),
-        );
+    soonest.truncate(SHOWN);
+    let may_prioritise = s.account.role == Role::Supervisor;
+
+    let body = html! {
+        div.tiles {
+            div.tile.alert[late > 0] #late { span { (late) } "en retard" }
+            div.tile { span { (due_today) } "dus aujourd'hui" }
+            div.tile { span { (due_tomorrow) } "dus demain" }
+            div.tile.alert[at_risk > 0] #at-risk { span { (at_risk) } "à risque" }
+            div.tile { span { (d.pieces_in_review) } "pièces à vérifier" }
+            div.tile { span { (d.notices_pending) } "avis à envoyer" }
+            div.tile { span { (d.dead_letters_open) } "échecs à traiter" }
+            div.tile { span { (d.incidents_open) } "incidents ouverts" }
+        }
+        p.muted {
+            "Débit retenu pour les prévisions : " (format!("{rate:.0}")) " pages/heure ("
+            @if measured { "vitesse de traitement mesurée sur les dernières 24 heures" } @else { "valeur nominale, trop peu de traitement récent pour la mesurer" }
+            "). Mis à jour à " (when(&now, &b.site)) "."
+        }
+        @if !waiting.is_empty() { (waiting_section(&b, &waiting, &now)) }
+
+        // Alerts first: what needs a decision.
+        h2 { "Plis à risque" }
+        @if risky.is_empty() {
+            p.muted { "Aucun pli ne risque de dépasser son échéance au débit actuel." }
+        } @else {
+            table #risks {
+                thead { tr {
+                    th { "Pli" } th { "Canal" } th { "Guichet" } th { "Échéance" } th { "Temps restant" } th { "Fin prévue" } th { "Priorité" } th {}
+                } }
+                tbody {
+                    @for (m, f) in risky {
+                        tr class=(if f.late { "late" } else { "risk" }) data-mailing=(m.id) {
+                            td { a href={ "/mailings/" (url(&m.id)) } { (m.id) } }
+                            td { (channel_label(&m.channel)) }
+                            td { (m.guichet.as_deref().unwrap_or("—")) }
+                            td { (when(&m.due_at, &b.site)) }
+                            td { (time_left(&m.due_at, &now)) }
+                            td { (when(&f.done_by, &b.site)) }
+                            td { (m.priority) }
+                            td {
+                                @if may_prioritise && m.status != "failed" {
+                                    form.inline method="post" action={ "/dashboard/prioritise/" (url(&m.id)) } {
+                                        (s.csrf_field()) button type="submit" { "Prioriser" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if more_risky > 0 { p.muted { "… et " (more_risky) " autres plis à risque." } }
+        }
+
+        div.columns {
+            section {
+                h2 { "Stock par étape et canal" }
+                table {
+                    thead { tr { th { "Étape" } th { "Papier" } th { "Portail" } th { "Messagerie" } } }
+                    tbody {
+                        @for status in ["received", "processing", "failed"] {
+                            @let n = |c: &str| d.backlog.iter().find(|(s, ch, _)| s == status && ch == c).map(|x| x.2).unwrap_or(0);
+                            tr { td { (status_label(status)) } td { (n("paper")) } td { (n("portal")) } td { (n("mail")) } }
+                        }
+                        tr { td { "pièces à vérifier" } td colspan="3" { (d.pieces_in_review) } }
+                        tr { td { "avis à envoyer" } td colspan="3" { (d.notices_pending) } }
+                    }
+                }
+            }
+            section {
+                h2 { "Par département et guichet" }
+                table {
+                    thead { tr {
+                        th { "Département" } th { "Guichet" } th { "Ouverts" } th { "En retard" } th { "Dus aujourd'hui" } th { "Dus demain" }
+                    } }
+                    tbody {
+                        @for ((dep, g), (n, l, t, tm)) in &per {
+                            tr.late[*l > 0] { td { (dep) } td { (g) } td { (n) } td { (l) } td { (t) } td { (tm) } }
+                        }
+                        @if per.is_empty() { tr { td.muted colspan="6" { "Aucun pli ouvert." } } }
+                    }
+                }
+            }
+        }
+
+        div.columns {
+            section { h2 { "Stock sur 48 heures" } (charts::line("Plis ouverts, heure par heure", &history)) }
+            section { h2 { "Échéances des plis ouverts" } (charts::bars("Plis ouverts par temps restant avant échéance", &buckets)) }
+        }
+        div.columns {
+            section { h2 { "Pages traitées par heure" } (charts::bars("Pages traitées par heure, dernières 24 heures", &through)) }
+            section {
+                h2 { "Motifs de refus (30 jours)" }
+                @if d.rejections.is_empty() {
+                    p.muted { "Aucune page refusée." }
+                } @else {
+                    table {
+                        thead { tr { th { "Motif" } th { "Pages" } } }
+                        tbody { @for (reason, n) in &d.rejections { tr { td { (reason_label(reason)) } td { (n) } } } }
+                    }
+                }
+            }
+        }
+
+        h2 { "Plis ouverts (" (open.len()) @if open.len() > SHOWN { ", les " (SHOWN) " plus proches de leur échéance" } ")" }
+        table #open {
+            thead { tr {
+                th { "Pli" } th { "Canal" } th { "Département" } th { "Guichet" } th { "État" } th { "Échéance" } th { "Temps restant" } th { "Fin prévue" }
+            } }
+            tbody {
+                @for (m, f) in soonest {
+                    tr class=(if f.late { "late" } else if f.at_risk { "risk" } else { "" }) data-mailing=(m.id) {
+                        td { a href={ "/mailings/" (url(&m.id)) } { (m.id) } }
+                        td { (channel_label(&m.channel)) }
+                        td { (m.departement.as_deref().unwrap_or("—")) }
+                        td { (m.guichet.as_deref().unwrap_or("—")) }
+                        td { (status_label(&m.status)) }
+                        td { (when(&m.due_at, &b.site)) }
+                        td { (time_left(&m.due_at, &now)) }
+                        td { (when(&f.done_by, &b.site)) }
+                    }
+                }
+            }
+        }
+        @if !incidents.is_empty() {
+            h2 { "Incidents ouverts" }
+            p { a href="/console/incidents" { (incidents.len()) " fiche(s) incident à traiter" } }
+        }
+        h2 { "Export" }
+        form.inline method="get" action="/dashboard/export.csv" {
+            label { "Du " input type="date" name="from" value=((local_today - Duration::days(30)).format("%Y-%m-%d")); }
+            " "
+            label { "au " input type="date" name="to" value=(local_today.format("%Y-%m-%d")); }
+            " "
+            button type="submit" { "Exporter les chiffres (CSV)" }
+        }
+    };
+    Ok(s.page("Tableau de bord des délais", body))
+}
+
+/// A server that is down: what waits on it, since when, and what it answered.
+fn waiting_section(b: &Bureau, waiting: &[crate::store::Waiting], now: &chrono::DateTime<Utc>) -> Markup {
+    html! {
+        section.outage #waiting role="alert" {
+            h2 { "En attente d'un serveur" }
+            p { "Ces plis et avis seront repris automatiquement quand le serveur répondra ; rien n'est à refaire." }
+            table {
+                thead { tr { th { "Serveur" } th { "En attente" } th { "En échec depuis" } th { "Dernière erreur" } } }
+                tbody {
+                    @for w in waiting {
+                        tr data-server=(w.server) data-kind=(w.kind) {
+                            td { (server_label(w.server)) }
+                            td {
+                                @match (w.kind, w.count) {
+                                    ("notice", 1) => "1 avis",
+                                    ("notice", n) => { (n) " avis" },
+                                    (_, 1) => "1 pli",
+                                    (_, n) => { (n) " plis" },
+                                }
+                            }
+                            td { @match w.since { Some(t) => { (when(&t, &b.site)) " (" (since_label(&t, now)) ")" }, None => "—" } }
+                            td { (w.last_error.chars().take(200).collect::<String>()) }
+                        }
+                    }
+                }
+            }
+        }
     }
-    p.push("</tbody></table>");
-    if !incidents.is_empty() {
-        let _ = write!(p.body, r#"<h2>Incidents ouverts</h2><p><a href="/console/incidents">{} fiche(s) incident à traiter</a></p>"#, incidents.len());
-    }
-    let month_ago = (local_today - Duration::days(30)).format("%Y-%m-%d");
-    let _ = write!(
-        p.body,
-        r#"<h2>Export</h2><form method="get" action="/dashboard/export.csv" class="inline"><label>Du <input type="date" name="from" value="{month_ago}"></label> <label>au <input type="date" name="to" value="{}"></label> <button type="submit">Exporter les chiffres (CSV)</button></form>"#,
-        local_today.format("%Y-%m-%d")
-    );
-    Ok(p.into_response())
 }
 
 /// The servers as the bureau's people name them.
@@ -279,19 +283,10 @@ fn since_label(t: &chrono::DateTime<Utc>, now: &chrono::DateTime<Utc>) -> String
 }
 
 async fn prioritise(State(b): State<Arc<Bureau>>, Path(id): Path<String>, CheckedForm { signed: s, .. }: CheckedForm<Supervisors>) -> Answer {
-    match desk::prioritise(&b.pool, &id, &s.account.actor()).await {
-        Ok(true) => {
-            // The urgent queue is consumed beside the ordinary one: the mailing is taken as soon
-            // as a worker has a free hand. Its place in the ordinary queue is then a no-op.
-            if let Err(e) = b.broker.publish(Stage::Urgent, &job_message(&id)).await {
-                tracing::warn!(mailing = %id, error = %e, "priority recorded but not queued; it keeps its place in the queue");
-            }
-            tracing::info!(mailing = %id, by = %s.account.email, "mailing prioritised");
-            Ok(Redirect::to("/dashboard").into_response())
-        }
-        Ok(false) => Err(s.error(StatusCode::CONFLICT, "Ce pli est déjà traité ou n'existe pas.")),
-        Err(e) => Err(WebError::unavailable(e)),
+    if !decisions::prioritise(&b, &id, &s.account.actor()).await? {
+        return Err(s.error(StatusCode::CONFLICT, "Ce pli est déjà traité ou n'existe pas."));
     }
+    Ok(Redirect::to("/dashboard").into_response())
 }
 
 /// `GET /dashboard/export.csv?from=YYYY-MM-DD&to=YYYY-MM-DD`: one line a day.

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::accounts::Account;
 use crate::blobs::BlobError;
+use crate::decisions::DecisionError;
 use crate::store::StoreError;
 
 use super::page::error_page;
@@ -24,8 +25,8 @@ pub enum WebError {
     /// A refusal the page's upload script shows: `{"error": message}` with its status.
     Json { code: StatusCode, message: String },
     /// A server the request needs (database, object store) failed: logged with its cause, shown
-    /// as "try again shortly" (a page, or JSON for the upload script).
-    Unavailable { cause: String, json: bool },
+    /// as "try again shortly". (The upload script's own failures are `Json`, said in its words.)
+    Unavailable { cause: String },
 }
 
 impl WebError {
@@ -39,17 +40,18 @@ impl WebError {
 
     /// A failed server call, answered as a page.
     pub fn unavailable(cause: impl Display) -> Self {
-        Self::Unavailable { cause: format!("{cause:#}"), json: false }
-    }
-
-    /// A failed server call, answered to the upload script.
-    pub fn unavailable_json(cause: impl Display) -> Self {
-        Self::Unavailable { cause: format!("{cause:#}"), json: true }
+        Self::Unavailable { cause: format!("{cause:#}") }
     }
 }
 
 impl From<StoreError> for WebError {
     fn from(e: StoreError) -> Self {
+        Self::unavailable(e)
+    }
+}
+
+impl From<DecisionError> for WebError {
+    fn from(e: DecisionError) -> Self {
         Self::unavailable(e)
     }
 }
@@ -68,13 +70,9 @@ impl IntoResponse for WebError {
             Self::SignIn => Redirect::to("/login").into_response(),
             Self::Page { code, account, message } => error_page(code, account.as_deref(), &message),
             Self::Json { code, message } => (code, Json(serde_json::json!({"error": message}))).into_response(),
-            Self::Unavailable { cause, json } => {
+            Self::Unavailable { cause } => {
                 tracing::error!(error = %cause, "web: a server the request needs is unavailable");
-                if json {
-                    (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": UNAVAILABLE}))).into_response()
-                } else {
-                    error_page(StatusCode::SERVICE_UNAVAILABLE, None, UNAVAILABLE)
-                }
+                error_page(StatusCode::SERVICE_UNAVAILABLE, None, UNAVAILABLE)
             }
         }
     }
@@ -98,7 +96,7 @@ mod tests {
         let r = WebError::page(StatusCode::NOT_FOUND, None, "Cette pièce <b>n'existe</b> pas.").into_response();
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         let html = body(r).await;
-        assert!(html.contains("Introuvable") && html.contains("Cette pièce &lt;b&gt;n&#39;existe&lt;/b&gt; pas."), "{html}");
+        assert!(html.contains("Introuvable") && html.contains("Cette pièce &lt;b&gt;n'existe&lt;/b&gt; pas."), "{html}");
 
         let r = WebError::json(StatusCode::PAYLOAD_TOO_LARGE, "Le lot dépasse la limite.").into_response();
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
@@ -109,8 +107,5 @@ mod tests {
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         let html = body(r).await;
         assert!(html.contains("momentanément indisponible") && !html.contains("5432"), "{html}");
-        let r = WebError::unavailable_json("bucket missing").into_response();
-        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(body(r).await.contains("momentanément indisponible"));
     }
 }

@@ -39,7 +39,8 @@ use crate::store::desk;
 use crate::store::people::{self, LoginRecord};
 use access::{CheckedForm, Everyone, SignedIn};
 pub use error::WebError;
-use page::{Page, esc};
+use maud::{Markup, html};
+use page::alert;
 
 pub type Fields = HashMap<String, String>;
 
@@ -90,8 +91,16 @@ pub struct Signed {
 }
 
 impl Signed {
-    pub fn page(&self, title: &str) -> Page {
-        Page::new(title, Some(&self.account), &self.csrf)
+    /// A page with this person's menu.
+    pub fn page(&self, title: &str, body: Markup) -> Response {
+        self.page_with(StatusCode::OK, title, body)
+    }
+    pub fn page_with(&self, code: StatusCode, title: &str, body: Markup) -> Response {
+        page::page(code, title, Some(&self.account), &self.csrf, body)
+    }
+    /// The hidden field of this session's CSRF token.
+    pub fn csrf_field(&self) -> Markup {
+        page::csrf_field(&self.csrf)
     }
     /// A refusal shown with this person's menu.
     pub fn error(&self, code: StatusCode, message: &str) -> WebError {
@@ -168,23 +177,20 @@ fn home_of(role: Role) -> &'static str {
 
 fn login_form(b: &Bureau, message: Option<&str>, email: &str, code: StatusCode) -> Answer {
     let token = accounts::random_token().map_err(WebError::unavailable)?;
-    let mut p = Page::new("Connexion", None, &token);
-    if let Some(m) = message {
-        p.push(&format!(r#"<p class="error" role="alert">{}</p>"#, esc(m)));
-    }
-    let form = format!(
-        r#"<form method="post" action="/login" class="card narrow">{}
-<label>Adresse électronique <input type="email" name="email" autocomplete="username" required value="{}"></label>
-<label>Mot de passe <input type="password" name="password" autocomplete="current-password" required></label>
-<button type="submit">Se connecter</button></form>
-<p class="muted">Comptes nominatifs : un compte par agent. Après {} essais manqués depuis un même poste, l'adresse y est bloquée {} minutes.</p>"#,
-        p.csrf_field(),
-        esc(email),
-        people::LOCKOUT_AFTER,
-        people::LOCKOUT_MINUTES
-    );
-    p.push(&form);
-    let mut r = page::html(code, p.render());
+    let body = html! {
+        @if let Some(m) = message { (alert("error", m)) }
+        form.card.narrow method="post" action="/login" {
+            (page::csrf_field(&token))
+            label { "Adresse électronique " input type="email" name="email" autocomplete="username" required value=(email); }
+            label { "Mot de passe " input type="password" name="password" autocomplete="current-password" required; }
+            button type="submit" { "Se connecter" }
+        }
+        p.muted {
+            "Comptes nominatifs : un compte par agent. Après " (people::LOCKOUT_AFTER) " essais manqués depuis un même poste, l'adresse y est bloquée "
+            (people::LOCKOUT_MINUTES) " minutes."
+        }
+    };
+    let mut r = page::page(code, "Connexion", None, &token, body);
     if let Ok(v) = HeaderValue::from_str(&set_cookie(b, "sb_login", &token, 1800)) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -264,35 +270,33 @@ async fn logout(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, .. }: Che
 }
 
 fn account_form(s: &Signed, message: Option<(&str, &str)>, code: StatusCode) -> Answer {
-    let mut p = s.page("Mon compte");
-    if let Some((class, m)) = message {
-        p.push(&format!(r#"<p class="{class}" role="alert">{}</p>"#, esc(m)));
-    }
     let a = &s.account;
-    let form = format!(
-        r#"<dl class="facts"><dt>Adresse</dt><dd>{}</dd><dt>Profil</dt><dd>{}{}</dd>{}</dl>
-<form method="post" action="/account" class="card narrow"><h2>Changer de mot de passe</h2>{}
-<label>Mot de passe actuel <input type="password" name="current" autocomplete="current-password" required></label>
-<label>Nouveau mot de passe ({} caractères au moins) <input type="password" name="new" autocomplete="new-password" minlength="{}" required></label>
-<label>Nouveau mot de passe, encore <input type="password" name="confirm" autocomplete="new-password" minlength="{}" required></label>
-<button type="submit">Changer</button><p class="muted">Vos autres sessions seront fermées.</p></form>"#,
-        esc(&a.email),
-        match a.role {
-            Role::Counter => "agent de guichet",
-            Role::Operator => "opérateur",
-            Role::Supervisor => "superviseur",
-        },
-        if a.sensitive { ", profil sensible" } else { "" },
-        a.guichet.as_deref().map(|g| format!("<dt>Guichet</dt><dd>{}</dd>", esc(g))).unwrap_or_default(),
-        p.csrf_field(),
-        accounts::MIN_PASSWORD,
-        accounts::MIN_PASSWORD,
-        accounts::MIN_PASSWORD
-    );
-    p.push(&form);
-    let mut r = p.into_response();
-    *r.status_mut() = code;
-    Ok(r)
+    let profile = match a.role {
+        Role::Counter => "agent de guichet",
+        Role::Operator => "opérateur",
+        Role::Supervisor => "superviseur",
+    };
+    let body = html! {
+        @if let Some((class, m)) = message { (alert(class, m)) }
+        dl.facts {
+            dt { "Adresse" } dd { (a.email) }
+            dt { "Profil" } dd { (profile) @if a.sensitive { ", profil sensible" } }
+            @if let Some(g) = &a.guichet { dt { "Guichet" } dd { (g) } }
+        }
+        form.card.narrow method="post" action="/account" {
+            h2 { "Changer de mot de passe" }
+            (s.csrf_field())
+            label { "Mot de passe actuel " input type="password" name="current" autocomplete="current-password" required; }
+            label {
+                "Nouveau mot de passe (" (accounts::MIN_PASSWORD) " caractères au moins) "
+                input type="password" name="new" autocomplete="new-password" minlength=(accounts::MIN_PASSWORD) required;
+            }
+            label { "Nouveau mot de passe, encore " input type="password" name="confirm" autocomplete="new-password" minlength=(accounts::MIN_PASSWORD) required; }
+            button type="submit" { "Changer" }
+            p.muted { "Vos autres sessions seront fermées." }
+        }
+    };
+    Ok(s.page_with(code, "Mon compte", body))
 }
 
 async fn account_page(s: SignedIn<Everyone>) -> Answer {

@@ -1,28 +1,19 @@
-//! Server-rendered HTML: escaping, the page layout with its role's menu, and small formatting
-//! helpers. Every value that comes from a person or a file goes through [`esc`].
+//! Server-rendered HTML with maud: the page layout with its role's menu, the error page, and
+//! small formatting helpers. Every value written into a page is escaped by maud; markup from
+//! elsewhere can only get in through `PreEscaped`, which the web code does not use.
 
 use std::fmt::Write;
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use maud::{DOCTYPE, Markup, html};
 
 use crate::accounts::{Account, Role};
 
-/// Escapes text for HTML content and attribute values.
+/// A value as a page's source shows it (escaped): what tests look for in a page.
 pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    html! { (s) }.into_string()
 }
 
 /// Escapes a value for a URL path segment or query value.
@@ -38,98 +29,87 @@ pub fn url(s: &str) -> String {
     out
 }
 
-/// A page under construction: its title, the signed-in person (for the menu) and its body.
-pub struct Page {
-    title: String,
-    account: Option<Account>,
-    csrf: String,
-    pub body: String,
+/// The hidden field every form that changes something carries.
+pub fn csrf_field(csrf: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(csrf); }
 }
 
-impl Page {
-    pub fn new(title: &str, account: Option<&Account>, csrf: &str) -> Self {
-        Self { title: title.to_string(), account: account.cloned(), csrf: csrf.to_string(), body: String::new() }
-    }
-
-    pub fn push(&mut self, html: &str) -> &mut Self {
-        self.body.push_str(html);
-        self
-    }
-
-    /// The hidden field every form that changes something carries.
-    pub fn csrf_field(&self) -> String {
-        format!(r#"<input type="hidden" name="csrf" value="{}">"#, esc(&self.csrf))
-    }
-
-    pub fn render(&self) -> String {
-        let mut nav = String::new();
-        if let Some(a) = &self.account {
-            let links: &[(&str, &str)] = match a.role {
-                Role::Counter => {
-                    &[("/portal", "Mes plis et dépôts"), ("/portal/slips", "Imprimer une fiche ou un bordereau"), ("/portal/incidents", "Fiches incident")]
-                }
-                Role::Operator => &[
-                    ("/console", "Lots"),
-                    ("/console/review", "À vérifier"),
-                    ("/console/failed", "Échecs"),
-                    ("/console/incidents", "Incidents"),
-                    ("/dashboard", "Tableau de bord"),
-                ],
-                Role::Supervisor => &[
-                    ("/dashboard", "Tableau de bord"),
-                    ("/console", "Lots"),
-                    ("/console/review", "À vérifier"),
-                    ("/console/failed", "Échecs"),
-                    ("/console/incidents", "Incidents"),
-                ],
-            };
-            for (href, label) in links {
-                let _ = write!(nav, r#"<a href="{href}">{label}</a>"#);
-            }
-            let who = if a.display_name.is_empty() { &a.email } else { &a.display_name };
-            let counter = a.guichet.as_deref().map(|g| format!(" · guichet {}", esc(g))).unwrap_or_default();
-            let _ = write!(
-                nav,
-                r#"<a class="who" href="/account">{}{counter}</a><form method="post" action="/logout" class="inline">{}<button type="submit">Se déconnecter</button></form>"#,
-                esc(who),
-                self.csrf_field()
-            );
+/// The menu of a role, in the order its people use it.
+fn menu(role: Role) -> &'static [(&'static str, &'static str)] {
+    match role {
+        Role::Counter => {
+            &[("/portal", "Mes plis et dépôts"), ("/portal/slips", "Imprimer une fiche ou un bordereau"), ("/portal/incidents", "Fiches incident")]
         }
-        format!(
-            r#"<!doctype html>
-<html lang="fr"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · scanbureau</title><link rel="stylesheet" href="/static/app.css"><script src="/static/app.js" defer></script></head>
-<body><header><strong>scanbureau</strong><nav>{nav}</nav></header><main><h1>{title}</h1>
-{body}</main></body></html>"#,
-            title = esc(&self.title),
-            body = self.body
-        )
-    }
-
-    pub fn into_response(self) -> Response {
-        html(StatusCode::OK, self.render())
+        Role::Operator => &[
+            ("/console", "Lots"),
+            ("/console/review", "À vérifier"),
+            ("/console/failed", "Échecs"),
+            ("/console/incidents", "Incidents"),
+            ("/dashboard", "Tableau de bord"),
+        ],
+        Role::Supervisor => &[
+            ("/dashboard", "Tableau de bord"),
+            ("/console", "Lots"),
+            ("/console/review", "À vérifier"),
+            ("/console/failed", "Échecs"),
+            ("/console/incidents", "Incidents"),
+        ],
     }
 }
 
-pub fn html(code: StatusCode, body: String) -> Response {
-    (code, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+/// A whole page: the layout with the signed-in person's menu (none on the sign-in page) around
+/// `body`, under the title `title`.
+pub fn layout(title: &str, account: Option<&Account>, csrf: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="fr" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · scanbureau" }
+                link rel="stylesheet" href="/static/app.css";
+                script src="/static/app.js" defer {}
+            }
+            body {
+                header {
+                    strong { "scanbureau" }
+                    nav {
+                        @if let Some(a) = account {
+                            @for (href, label) in menu(a.role) { a href=(href) { (label) } }
+                            a.who href="/account" {
+                                (if a.display_name.is_empty() { &a.email } else { &a.display_name })
+                                @if let Some(g) = &a.guichet { " · guichet " (g) }
+                            }
+                            form.inline method="post" action="/logout" { (csrf_field(csrf)) button type="submit" { "Se déconnecter" } }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+/// A page answered with its status.
+pub fn page(code: StatusCode, title: &str, account: Option<&Account>, csrf: &str, body: Markup) -> Response {
+    (code, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], layout(title, account, csrf, body).into_string()).into_response()
+}
+
+/// A sentence that says what went wrong (or went well) at the top of a page.
+pub fn alert(class: &str, message: &str) -> Markup {
+    html! { p class=(class) role="alert" { (message) } }
 }
 
 /// A page that says what went wrong and what to do, with the right status.
 pub fn error_page(code: StatusCode, account: Option<&Account>, message: &str) -> Response {
-    let mut p = Page::new(
-        match code {
-            StatusCode::NOT_FOUND => "Introuvable",
-            StatusCode::FORBIDDEN => "Accès refusé",
-            StatusCode::PAYLOAD_TOO_LARGE => "Fichier trop volumineux",
-            c if c.is_server_error() => "Service indisponible",
-            _ => "Demande refusée",
-        },
-        account,
-        "",
-    );
-    p.push(&format!(r#"<p class="error" role="alert">{}</p><p><a href="/">Retour à l'accueil</a></p>"#, esc(message)));
-    html(code, p.render())
+    let title = match code {
+        StatusCode::NOT_FOUND => "Introuvable",
+        StatusCode::FORBIDDEN => "Accès refusé",
+        StatusCode::PAYLOAD_TOO_LARGE => "Fichier trop volumineux",
+        c if c.is_server_error() => "Service indisponible",
+        _ => "Demande refusée",
+    };
+    page(code, title, account, "", html! { (alert("error", message)) p { a href="/" { "Retour à l'accueil" } } })
 }
 
 /// A date and time as the bureau's people read it (the site's local time).
@@ -179,8 +159,33 @@ mod tests {
 
     #[test]
     fn markup_in_values_is_escaped() {
-        assert_eq!(esc(r#"<script>alert("x")</script> & 'y'"#), "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;");
+        assert_eq!(esc(r#"<script>alert("x")</script> & 'y'"#), "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 'y'");
+        // In attributes too: a value cannot close its quotes.
+        let field = csrf_field(r#"x"><script>"#).into_string();
+        assert_eq!(field, r#"<input type="hidden" name="csrf" value="x&quot;&gt;&lt;script&gt;">"#);
         assert_eq!(url("a b/é"), "a%20b%2F%C3%A9");
+    }
+
+    #[test]
+    fn the_layout_shows_the_role_s_menu_and_escapes_the_person() {
+        let counter = Account {
+            id: 1,
+            email: "agent@bailleur.example".into(),
+            display_name: "<img src=x onerror=alert(1)>".into(),
+            role: Role::Counter,
+            guichet: Some("G\"093".into()),
+            sensitive: false,
+        };
+        let page = layout("Pli <m-1>", Some(&counter), "tok\"en", html! { p { "corps" } }).into_string();
+        assert!(page.starts_with("<!DOCTYPE html><html lang=\"fr\">"), "{page}");
+        assert!(page.contains("<title>Pli &lt;m-1&gt; · scanbureau</title>") && page.contains("<h1>Pli &lt;m-1&gt;</h1>"), "{page}");
+        assert!(page.contains("&lt;img src=x onerror=alert(1)&gt; · guichet G&quot;093") && !page.contains("<img"), "{page}");
+        assert!(page.contains(r#"value="tok&quot;en""#), "{page}");
+        assert!(page.contains(r#"href="/portal/slips""#) && !page.contains("/console"), "a counter's menu: {page}");
+        assert!(page.contains("<main><h1>Pli &lt;m-1&gt;</h1><p>corps</p></main>"), "{page}");
+        // Nobody signed in: no menu, no sign-out form.
+        let login = layout("Connexion", None, "t", html! {}).into_string();
+        assert!(!login.contains("/logout") && login.contains("<nav></nav>"), "{login}");
     }
 
     #[test]

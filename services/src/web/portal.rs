@@ -2,7 +2,6 @@
 //! follow mailings and their notices, file incidents. The mailing page is shared with the
 //! bureau's staff.
 
-use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::Router;
@@ -12,17 +11,18 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use chrono::{NaiveDate, Utc};
+use maud::{Markup, html};
 
 use scanbureau_pipeline::slip::{Bordereau, Fiche, Slip};
 use scanbureau_pipeline::slip_print::slip_pdf;
 use scanbureau_pipeline::{Departement, NumeroGuichet, NumeroUnique};
 
 use super::access::{CheckedForm, Counters, Everyone, SignedIn, Uploader};
-use super::page::{channel_label, esc, status_label, time_left, url, when};
+use super::page::{alert, channel_label, status_label, time_left, url, when};
 use super::{Answer, Fields, Refused, Signed, WebError, field, receive_upload, take_upload};
 use crate::accounts::Role;
-use crate::broker::Stage;
-use crate::bureau::{Bureau, Intake, notice_message};
+use crate::bureau::{Bureau, Intake};
+use crate::decisions;
 use crate::store;
 use crate::store::desk;
 use crate::store::people::{self, INCIDENT_KINDS, incident_kind_label, incident_status_label};
@@ -45,70 +45,65 @@ pub fn routes() -> Router<Arc<Bureau>> {
 
 /// The upload form with its progress bar (see `app.js`), for the portal and the console. With
 /// `folder`, several files or a whole folder make one batch (sent to `{action}/folder`).
-pub fn upload_form(s: &Signed, action: &str, accept: &str, limit: u64, extra: &str, button: &str, folder: bool) -> String {
-    let picker = if folder {
-        format!(
-            r#"<label>Fichiers <input type="file" name="file" accept="{accept}" multiple></label><label>ou un dossier du scanner <input type="file" name="folder" webkitdirectory></label>"#
-        )
-    } else {
-        format!(r#"<label>Fichier <input type="file" name="file" accept="{accept}" required></label>"#)
-    };
-    format!(
-        r#"<form class="card upload" method="post" action="{action}" data-upload data-limit="{limit}" data-accept="{accept}"{multi}>
-<input type="hidden" name="csrf" value="{csrf}">{extra}
-{picker}
-<p class="muted">Taille maximale : {mb} Mo en tout.</p>
-<progress max="100" value="0" hidden></progress> <span class="progress-text" aria-live="polite"></span>
-<p class="error" role="alert" hidden></p>
-<button type="submit">{button}</button></form>"#,
-        csrf = esc(&s.csrf),
-        mb = limit / 1_000_000,
-        multi = if folder { " data-folder" } else { "" }
-    )
+pub fn upload_form(s: &Signed, action: &str, accept: &str, limit: u64, extra: Markup, button: &str, folder: bool) -> Markup {
+    html! {
+        form.card.upload method="post" action=(action) data-upload data-limit=(limit) data-accept=(accept) data-folder[folder] {
+            (s.csrf_field())
+            (extra)
+            @if folder {
+                label { "Fichiers " input type="file" name="file" accept=(accept) multiple; }
+                label { "ou un dossier du scanner " input type="file" name="folder" webkitdirectory; }
+            } @else {
+                label { "Fichier " input type="file" name="file" accept=(accept) required; }
+            }
+            p.muted { "Taille maximale : " (limit / 1_000_000) " Mo en tout." }
+            progress max="100" value="0" hidden {}
+            " "
+            span.progress-text aria-live="polite" {}
+            p.error role="alert" hidden {}
+            button type="submit" { (button) }
+        }
+    }
+}
+
+/// What a mailing's state reads as in lists: a finished mailing shows its outcome.
+fn state_label<'a>(status: &'a str, outcome: Option<&'a str>) -> &'a str {
+    match (status, outcome) {
+        ("done", Some(o)) => status_label(o),
+        (s, _) => status_label(s),
+    }
 }
 
 /// The mailings table of a list page.
-pub fn mailings_table(b: &Bureau, rows: &[desk::MailingView], staff: bool) -> String {
+pub fn mailings_table(b: &Bureau, rows: &[desk::MailingView], staff: bool) -> Markup {
     if rows.is_empty() {
-        return r#"<p class="muted">Aucun pli pour l'instant.</p>"#.into();
+        return html! { p.muted { "Aucun pli pour l'instant." } };
     }
     let now = Utc::now();
-    let mut t = String::from("<table><thead><tr><th>Pli</th><th>Canal</th>");
-    if staff {
-        t.push_str("<th>Guichet</th>");
-    }
-    t.push_str("<th>Reçu le</th><th>État</th><th>Échéance</th><th>Temps restant</th><th>Pages</th></tr></thead><tbody>");
-    for m in rows {
-        let state = match (&m.status[..], &m.outcome) {
-            ("done", Some(o)) => status_label(o).to_string(),
-            (s, _) => status_label(s).to_string(),
-        };
-        let left = if m.status == "done" { "—".to_string() } else { time_left(&m.due_at, &now) };
-        let late = m.status != "done" && m.due_at < now;
-        let _ = write!(
-            t,
-            r#"<tr{}><td><a href="/mailings/{}">{}</a></td><td>{}</td>"#,
-            if late { r#" class="late""# } else { "" },
-            url(&m.id),
-            esc(&m.id),
-            channel_label(&m.channel)
-        );
-        if staff {
-            let _ = write!(t, "<td>{}</td>", esc(m.guichet.as_deref().unwrap_or("—")));
+    html! {
+        table {
+            thead { tr {
+                th { "Pli" } th { "Canal" }
+                @if staff { th { "Guichet" } }
+                th { "Reçu le" } th { "État" } th { "Échéance" } th { "Temps restant" } th { "Pages" }
+            } }
+            tbody {
+                @for m in rows {
+                    @let open = m.status != "done";
+                    tr.late[open && m.due_at < now] {
+                        td { a href={ "/mailings/" (url(&m.id)) } { (m.id) } }
+                        td { (channel_label(&m.channel)) }
+                        @if staff { td { (m.guichet.as_deref().unwrap_or("—")) } }
+                        td { (when(&m.received_at, &b.site)) }
+                        td class={ "state state-" (m.status) } { (state_label(&m.status, m.outcome.as_deref())) }
+                        td { (when(&m.due_at, &b.site)) }
+                        td { @if open { (time_left(&m.due_at, &now)) } @else { "—" } }
+                        td { @match m.pages { Some(p) => (p), None => "—" } }
+                    }
+                }
+            }
         }
-        let _ = write!(
-            t,
-            r#"<td>{}</td><td class="state state-{}">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-            when(&m.received_at, &b.site),
-            esc(&m.status),
-            esc(&state),
-            when(&m.due_at, &b.site),
-            esc(&left),
-            m.pages.map(|p| p.to_string()).unwrap_or_else(|| "—".into())
-        );
     }
-    t.push_str("</tbody></table>");
-    t
 }
 
 async fn home(State(b): State<Arc<Bureau>>, s: SignedIn<Counters>) -> Answer {
@@ -117,19 +112,24 @@ async fn home(State(b): State<Arc<Bureau>>, s: SignedIn<Counters>) -> Answer {
         Ok(c) => c.map(|c| c.email_referent),
         Err(e) => return Err(WebError::unavailable(e)),
     };
-    let mut p = s.page("Mes plis et dépôts");
-    let _ = write!(
-        p.body,
-        r#"<p class="muted">Guichet {} · référent : {} (il reçoit les avis des plis papier ; ceux des dépôts du portail vont à la personne qui dépose).</p>"#,
-        esc(s.account.guichet.as_deref().unwrap_or("?")),
-        esc(referent.as_deref().unwrap_or("non renseigné"))
-    );
-    p.push("<h2>Déposer des pièces</h2><p>Un dépôt est soit les pièces d'une seule demande (indiquez son numéro unique), soit un PDF de plusieurs demandes, chacune précédée de sa fiche récapitulative (laissez le numéro vide).</p>");
-    let numero = r#"<label>Numéro unique (dépôt d'une seule demande) <input name="numero_unique" pattern="[0-9A-Za-z]{18}" maxlength="18" placeholder="0930325091042G3533"></label>"#;
-    p.push(&upload_form(&s, "/portal/deposits", "application/pdf,.pdf", b.config.portal.max_upload_bytes, numero, "Déposer", false));
-    p.push("<h2>Plis et dépôts</h2>");
-    p.push(&mailings_table(&b, &rows, false));
-    Ok(p.into_response())
+    let numero = html! {
+        label { "Numéro unique (dépôt d'une seule demande) " input name="numero_unique" pattern="[0-9A-Za-z]{18}" maxlength="18" placeholder="0930325091042G3533"; }
+    };
+    let body = html! {
+        p.muted {
+            "Guichet " (s.account.guichet.as_deref().unwrap_or("?")) " · référent : " (referent.as_deref().unwrap_or("non renseigné"))
+            " (il reçoit les avis des plis papier ; ceux des dépôts du portail vont à la personne qui dépose)."
+        }
+        h2 { "Déposer des pièces" }
+        p {
+            "Un dépôt est soit les pièces d'une seule demande (indiquez son numéro unique), soit un PDF de plusieurs demandes, "
+            "chacune précédée de sa fiche récapitulative (laissez le numéro vide)."
+        }
+        (upload_form(&s, "/portal/deposits", "application/pdf,.pdf", b.config.portal.max_upload_bytes, numero, "Déposer", false))
+        h2 { "Plis et dépôts" }
+        (mailings_table(&b, &rows, false))
+    };
+    Ok(s.page("Mes plis et dépôts", body))
 }
 
 /// `POST /portal/deposits[?numero_unique=N]`: the PDF as the body, the CSRF token in a header.
@@ -186,97 +186,93 @@ async fn mailing(State(b): State<Arc<Bureau>>, s: SignedIn<Everyone>, Path(id): 
         Err(store::StoreError::NoPlan) => None,
         Err(e) => return Err(e.into()),
     };
-    let mut p = s.page(&format!("Pli {}", m.id));
     let now = Utc::now();
-    let state = match (&m.status[..], &m.outcome) {
-        ("done", Some(o)) => format!("traité : {}", status_label(o)),
-        (st, _) => status_label(st).to_string(),
+    let open = m.status != "done";
+    let body = html! {
+        dl.facts {
+            dt { "État" }
+            dd class={ "state state-" (m.status) } data-status=(m.status) {
+                @if let ("done", Some(o)) = (m.status.as_str(), &m.outcome) { "traité : " (status_label(o)) } @else { (status_label(&m.status)) }
+            }
+            dt { "Canal" } dd { (channel_label(&m.channel)) }
+            dt { "Reçu le" } dd { (when(&m.received_at, &b.site)) }
+            dt { "Échéance" } dd { (when(&m.due_at, &b.site)) @if open { " (" (time_left(&m.due_at, &now)) ")" } }
+            dt { "Pages" } dd { @match m.pages { Some(p) => (p), None => "pas encore comptées" } }
+            @if let Some(g) = &m.guichet { dt { "Guichet" } dd { (g) } }
+        }
+        @if open {
+            p.muted { "Cette page se met à jour d'elle-même pendant le traitement." }
+            meta http-equiv="refresh" content="5";
+        }
+        @if !requests.is_empty() {
+            h2 { "Demandes" }
+            table {
+                thead { tr { th { "Numéro unique" } th { "État" } th { "Motif" } } }
+                tbody {
+                    @for r in &requests {
+                        tr {
+                            td { (r.numero_unique.as_deref().unwrap_or("(illisible)")) }
+                            td { (status_label(&r.status)) }
+                            td { @if let Some(reason) = &r.reason { (reason_label(reason)) } }
+                        }
+                    }
+                }
+            }
+        }
+        @if !pieces.is_empty() {
+            h2 { "Pièces" }
+            table.pieces {
+                thead { tr { th { "Demande" } th { "Pièce" } th { "Pages" } th { "État" } th { "Motif" } th {} } }
+                tbody {
+                    @for pc in &pieces {
+                        tr data-piece=(pc.id) {
+                            td { (pc.numero_unique.as_deref().unwrap_or("—")) }
+                            td { (piece_label(pc, plan.as_ref())) }
+                            td { (pc.pages) }
+                            td { (status_label(&pc.status)) }
+                            td { @if let Some(reason) = &pc.reason { (reason_label(reason)) } }
+                            td {
+                                @if pc.key.is_some() {
+                                    @if pc.sensible && !s.account.sensitive {
+                                        span.muted { "contenu réservé au profil sensible" }
+                                    } @else {
+                                        a href={ "/pieces/" (url(&pc.id)) "/pdf" } { "ouvrir" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Avis envoyés" }
+        @if notices.is_empty() { p.muted { "Aucun avis pour l'instant." } }
+        @for n in &notices { (notice_details(&b, &s, n)) }
+        @if s.account.role == Role::Counter {
+            p { a href={ "/portal/incidents?mailing=" (url(&m.id)) } { "Signaler un incident sur ce pli" } }
+        }
     };
-    let _ = write!(
-        p.body,
-        r#"<dl class="facts"><dt>État</dt><dd class="state state-{}" data-status="{}">{}</dd><dt>Canal</dt><dd>{}</dd><dt>Reçu le</dt><dd>{}</dd><dt>Échéance</dt><dd>{}{}</dd><dt>Pages</dt><dd>{}</dd>{}</dl>"#,
-        esc(&m.status),
-        esc(&m.status),
-        esc(&state),
-        channel_label(&m.channel),
-        when(&m.received_at, &b.site),
-        when(&m.due_at, &b.site),
-        if m.status != "done" { format!(" ({})", esc(&time_left(&m.due_at, &now))) } else { String::new() },
-        m.pages.map(|p| p.to_string()).unwrap_or_else(|| "pas encore comptées".into()),
-        m.guichet.as_deref().map(|g| format!("<dt>Guichet</dt><dd>{}</dd>", esc(g))).unwrap_or_default()
-    );
-    if m.status != "done" {
-        p.push(r#"<p class="muted">Cette page se met à jour d'elle-même pendant le traitement.</p><meta http-equiv="refresh" content="5">"#);
-    }
-    if !requests.is_empty() {
-        p.push("<h2>Demandes</h2><table><thead><tr><th>Numéro unique</th><th>État</th><th>Motif</th></tr></thead><tbody>");
-        for r in &requests {
-            let reason = r.reason.as_deref().map(reason_label).unwrap_or_default();
-            let _ = write!(
-                p.body,
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(r.numero_unique.as_deref().unwrap_or("(illisible)")),
-                esc(status_label(&r.status)),
-                esc(&reason)
-            );
+    Ok(s.page(&format!("Pli {}", m.id), body))
+}
+
+/// A notice as sent: its subject, recipients and state, its text folded, and a button to send
+/// it again.
+fn notice_details(b: &Bureau, s: &Signed, n: &desk::NoticeView) -> Markup {
+    let parsed = mail_parser::MessageParser::default().parse(&n.message);
+    let subject = parsed.as_ref().and_then(|m| m.subject().map(str::to_string)).unwrap_or_else(|| n.name.clone());
+    let text = parsed.as_ref().and_then(|m| m.body_text(0).map(|t| t.to_string())).unwrap_or_default();
+    let sent = match (&n.status[..], n.sent_at) {
+        ("sent", Some(at)) => format!("envoyé le {}", when(&at, &b.site)),
+        ("failed", _) => format!("échec d'envoi : {}", n.last_error.as_deref().unwrap_or("")),
+        _ => "en cours d'envoi".into(),
+    };
+    html! {
+        details.notice data-notice-status=(n.status) {
+            summary { (subject) " — à " (n.recipients.join(", ")) " — " (sent) }
+            pre { (text) }
+            form.inline method="post" action={ "/notices/" (n.id) "/resend" } { (s.csrf_field()) button type="submit" { "Renvoyer cet avis" } }
         }
-        p.push("</tbody></table>");
     }
-    if !pieces.is_empty() {
-        p.push(r#"<h2>Pièces</h2><table class="pieces"><thead><tr><th>Demande</th><th>Pièce</th><th>Pages</th><th>État</th><th>Motif</th><th></th></tr></thead><tbody>"#);
-        for pc in &pieces {
-            let label = piece_label(pc, plan.as_ref());
-            let open = if pc.key.is_none() {
-                String::new()
-            } else if pc.sensible && !s.account.sensitive {
-                r#"<span class="muted">contenu réservé au profil sensible</span>"#.to_string()
-            } else {
-                format!(r#"<a href="/pieces/{}/pdf">ouvrir</a>"#, url(&pc.id))
-            };
-            let _ = write!(
-                p.body,
-                r#"<tr data-piece="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-                esc(&pc.id),
-                esc(pc.numero_unique.as_deref().unwrap_or("—")),
-                esc(&label),
-                pc.pages,
-                esc(status_label(&pc.status)),
-                esc(&pc.reason.as_deref().map(reason_label).unwrap_or_default()),
-                open
-            );
-        }
-        p.push("</tbody></table>");
-    }
-    p.push("<h2>Avis envoyés</h2>");
-    if notices.is_empty() {
-        p.push(r#"<p class="muted">Aucun avis pour l'instant.</p>"#);
-    }
-    for n in &notices {
-        let parsed = mail_parser::MessageParser::default().parse(&n.message);
-        let subject = parsed.as_ref().and_then(|m| m.subject().map(str::to_string)).unwrap_or_else(|| n.name.clone());
-        let text = parsed.as_ref().and_then(|m| m.body_text(0).map(|t| t.to_string())).unwrap_or_default();
-        let sent = match (&n.status[..], n.sent_at) {
-            ("sent", Some(at)) => format!("envoyé le {}", when(&at, &b.site)),
-            ("failed", _) => format!("échec d'envoi : {}", n.last_error.as_deref().unwrap_or("")),
-            _ => "en cours d'envoi".into(),
-        };
-        let _ = write!(
-            p.body,
-            r#"<details class="notice" data-notice-status="{}"><summary>{} — à {} — {}</summary><pre>{}</pre>
-<form method="post" action="/notices/{}/resend" class="inline">{}<button type="submit">Renvoyer cet avis</button></form></details>"#,
-            esc(&n.status),
-            esc(&subject),
-            esc(&n.recipients.join(", ")),
-            esc(&sent),
-            esc(&text),
-            n.id,
-            p.csrf_field()
-        );
-    }
-    if s.account.role == Role::Counter {
-        let _ = write!(p.body, r#"<p><a href="/portal/incidents?mailing={}">Signaler un incident sur ce pli</a></p>"#, url(&m.id));
-    }
-    Ok(p.into_response())
 }
 
 /// A piece as people may read it: sensitive pieces are never named.
@@ -293,25 +289,18 @@ pub fn reason_label(code: &str) -> String {
 }
 
 async fn resend(State(b): State<Arc<Bureau>>, Path(id): Path<i64>, CheckedForm { signed: s, .. }: CheckedForm<Everyone>) -> Answer {
-    let mailing = match desk::notice_owner(&b.pool, id).await {
-        Ok(Some((m, g))) if s.account.sees_counter(g.as_deref()) => m,
-        Ok(_) => return Err(s.error(StatusCode::NOT_FOUND, "Cet avis n'existe pas ou n'est pas l'un des vôtres.")),
-        Err(e) => return Err(WebError::unavailable(e)),
+    let mailing = match desk::notice_owner(&b.pool, id).await? {
+        Some((m, g)) if s.account.sees_counter(g.as_deref()) => m,
+        _ => return Err(s.error(StatusCode::NOT_FOUND, "Cet avis n'existe pas ou n'est pas l'un des vôtres.")),
     };
-    match desk::resend_notice(&b.pool, id, &s.account.actor()).await {
-        Ok(desk::Resend::Queued) => {
-            if let Err(e) = b.broker.publish(Stage::Notify, &notice_message(id)).await {
-                tracing::warn!(notice = id, error = %e, "resend recorded but not queued yet; the sweeper will queue it");
-            }
-            Ok(Redirect::to(&format!("/mailings/{}", url(&mailing))).into_response())
-        }
-        Ok(desk::Resend::AlreadyPending) => Err(s.error(StatusCode::CONFLICT, "Cet avis est déjà en cours d'envoi : il partira dès que possible.")),
-        Ok(desk::Resend::TooMany) => Err(s.error(
+    match decisions::resend_notice(&b, id, &s.account.actor()).await? {
+        desk::Resend::Queued => Ok(Redirect::to(&format!("/mailings/{}", url(&mailing))).into_response()),
+        desk::Resend::AlreadyPending => Err(s.error(StatusCode::CONFLICT, "Cet avis est déjà en cours d'envoi : il partira dès que possible.")),
+        desk::Resend::TooMany => Err(s.error(
             StatusCode::TOO_MANY_REQUESTS,
             &format!("Cet avis a déjà été renvoyé {} fois aujourd'hui. Si le destinataire ne le reçoit pas, ouvrez un incident.", desk::RESENDS_PER_DAY),
         )),
-        Ok(desk::Resend::Missing) => Err(s.error(StatusCode::NOT_FOUND, "Cet avis n'existe plus.")),
-        Err(e) => Err(WebError::unavailable(e)),
+        desk::Resend::Missing => Err(s.error(StatusCode::NOT_FOUND, "Cet avis n'existe plus.")),
     }
 }
 
@@ -346,45 +335,43 @@ async fn slips_page(b: &Bureau, s: &Signed, q: &Fields, error: Option<&str>, cod
             Err(e) => return Err(WebError::unavailable(e)),
         }
     }
-    let v = |k: &str| esc(q.get(k).or_else(|| known.get(k)).map(String::as_str).unwrap_or_default());
+    let v = |k: &str| q.get(k).or_else(|| known.get(k)).map(String::as_str).unwrap_or_default();
     let today = Utc::now().date_naive().format("%Y-%m-%d").to_string();
-    let mut p = s.page("Imprimer une fiche récapitulative ou un bordereau");
-    if let Some(e) = error.or(lookup_note) {
-        let _ = write!(p.body, r#"<p class="error" role="alert">{}</p>"#, esc(e));
-    }
-    let csrf = p.csrf_field();
-    let _ = write!(
-        p.body,
-        r#"<div class="columns"><form method="post" action="/portal/slips/fiche" class="card"><h2>Fiche récapitulative</h2>{csrf}
-<p class="muted">Une par demande, en tête de ses pièces. <a href="/portal/slips?numero_unique={nq}">Remplir depuis le registre</a> après avoir saisi le numéro.</p>
-<label>Numéro unique <input name="numero_unique" required pattern="[0-9A-Za-z]{{18}}" maxlength="18" value="{n}"></label>
-<label>Nom <input name="nom" required value="{nom}"></label>
-<label>Prénoms <input name="prenoms" required value="{prenoms}"></label>
-<label>Date de naissance <input type="date" name="date_naissance" required value="{dn}"></label>
-<label>Nombre de documents <input type="number" name="nb_documents" min="1" max="99" required value="{nd}"></label>
-<label>Nombre de pages, fiche comprise <input type="number" name="nb_pages" min="2" max="999" required value="{np}"></label>
-<label>Date de remplissage <input type="date" name="date_remplissage" required value="{today}"></label>
-<button type="submit">Imprimer la fiche (PDF)</button></form>
-<form method="post" action="/portal/slips/bordereau" class="card"><h2>Bordereau de transmission</h2>{csrf}
-<p class="muted">Un par pli envoyé par courrier, en tête du pli. Guichet {g}.</p>
-<label>Nombre de dossiers (fiches) <input type="number" name="nb_dossiers" min="1" max="999" required value="{nb}"></label>
-<label>Nombre total de pages, bordereau et fiches compris <input type="number" name="nb_pages_total" min="2" max="9999" required value="{npt}"></label>
-<label>Date de transmission <input type="date" name="date_transmission" required value="{today}"></label>
-<button type="submit">Imprimer le bordereau (PDF)</button></form></div>"#,
-        nq = url(q.get("numero_unique").map(String::as_str).unwrap_or_default()),
-        n = v("numero_unique"),
-        nom = v("nom"),
-        prenoms = v("prenoms"),
-        dn = v("date_naissance"),
-        nd = v("nb_documents"),
-        np = v("nb_pages"),
-        g = esc(s.account.guichet.as_deref().unwrap_or("?")),
-        nb = v("nb_dossiers"),
-        npt = v("nb_pages_total"),
-    );
-    let mut r = p.into_response();
-    *r.status_mut() = code;
-    Ok(r)
+    let body = html! {
+        @if let Some(e) = error.or(lookup_note) { (alert("error", e)) }
+        div.columns {
+            form.card method="post" action="/portal/slips/fiche" {
+                h2 { "Fiche récapitulative" }
+                (s.csrf_field())
+                p.muted {
+                    "Une par demande, en tête de ses pièces. "
+                    a href={ "/portal/slips?numero_unique=" (url(q.get("numero_unique").map(String::as_str).unwrap_or_default())) } { "Remplir depuis le registre" }
+                    " après avoir saisi le numéro."
+                }
+                label { "Numéro unique " input name="numero_unique" required pattern="[0-9A-Za-z]{18}" maxlength="18" value=(v("numero_unique")); }
+                label { "Nom " input name="nom" required value=(v("nom")); }
+                label { "Prénoms " input name="prenoms" required value=(v("prenoms")); }
+                label { "Date de naissance " input type="date" name="date_naissance" required value=(v("date_naissance")); }
+                label { "Nombre de documents " input type="number" name="nb_documents" min="1" max="99" required value=(v("nb_documents")); }
+                label { "Nombre de pages, fiche comprise " input type="number" name="nb_pages" min="2" max="999" required value=(v("nb_pages")); }
+                label { "Date de remplissage " input type="date" name="date_remplissage" required value=(today); }
+                button type="submit" { "Imprimer la fiche (PDF)" }
+            }
+            form.card method="post" action="/portal/slips/bordereau" {
+                h2 { "Bordereau de transmission" }
+                (s.csrf_field())
+                p.muted { "Un par pli envoyé par courrier, en tête du pli. Guichet " (s.account.guichet.as_deref().unwrap_or("?")) "." }
+                label { "Nombre de dossiers (fiches) " input type="number" name="nb_dossiers" min="1" max="999" required value=(v("nb_dossiers")); }
+                label {
+                    "Nombre total de pages, bordereau et fiches compris "
+                    input type="number" name="nb_pages_total" min="2" max="9999" required value=(v("nb_pages_total"));
+                }
+                label { "Date de transmission " input type="date" name="date_transmission" required value=(today); }
+                button type="submit" { "Imprimer le bordereau (PDF)" }
+            }
+        }
+    };
+    Ok(s.page_with(code, "Imprimer une fiche récapitulative ou un bordereau", body))
 }
 
 fn pdf_download(name: &str, bytes: Vec<u8>) -> Answer {
@@ -471,48 +458,51 @@ async fn print_bordereau(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, 
 
 // ---------------------------------------------------------------- incidents
 
-/// The incidents table (the console adds its answer forms).
-pub fn incidents_table(b: &Bureau, rows: &[people::Incident], answer_form: Option<&str>) -> String {
+/// The incidents table; for the console, each row carries its answer form (`answer_forms`).
+pub fn incidents_table(b: &Bureau, s: &Signed, rows: &[people::Incident], answer_forms: bool) -> Markup {
     if rows.is_empty() {
-        return r#"<p class="muted">Aucune fiche incident.</p>"#.into();
+        return html! { p.muted { "Aucune fiche incident." } };
     }
-    let mut t = String::from(
-        "<table><thead><tr><th>N°</th><th>Ouverte le</th><th>Guichet</th><th>Nature</th><th>Pli / demande</th><th>Description</th><th>État</th><th>Réponse</th></tr></thead><tbody>",
-    );
-    for i in rows {
-        let subject = match (&i.mailing_id, &i.numero_unique) {
-            (Some(m), n) => format!(r#"<a href="/mailings/{}">{}</a> {}"#, url(m), esc(m), esc(n.as_deref().unwrap_or(""))),
-            (None, Some(n)) => esc(n),
-            (None, None) => "—".into(),
-        };
-        let answer = match answer_form {
-            Some(csrf) => format!(
-                r#"<form method="post" action="/console/incidents/{}" class="inline">{csrf}<select name="status">{}</select><input name="answer" value="{}" placeholder="réponse"><button type="submit">Enregistrer</button></form>"#,
-                i.id,
-                people::INCIDENT_STATUSES
-                    .iter()
-                    .map(|(k, l)| format!(r#"<option value="{k}"{}>{l}</option>"#, if *k == i.status { " selected" } else { "" }))
-                    .collect::<String>(),
-                esc(i.answer.as_deref().unwrap_or(""))
-            ),
-            None => esc(i.answer.as_deref().unwrap_or("")),
-        };
-        let _ = write!(
-            t,
-            r#"<tr data-incident="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="incident-status">{}</td><td>{}</td></tr>"#,
-            i.id,
-            i.id,
-            when(&i.created_at, &b.site),
-            esc(&i.guichet),
-            esc(incident_kind_label(&i.kind)),
-            subject,
-            esc(&i.description),
-            esc(incident_status_label(&i.status)),
-            answer
-        );
+    html! {
+        table {
+            thead { tr {
+                th { "N°" } th { "Ouverte le" } th { "Guichet" } th { "Nature" } th { "Pli / demande" } th { "Description" } th { "État" } th { "Réponse" }
+            } }
+            tbody {
+                @for i in rows {
+                    tr data-incident=(i.id) {
+                        td { (i.id) }
+                        td { (when(&i.created_at, &b.site)) }
+                        td { (i.guichet) }
+                        td { (incident_kind_label(&i.kind)) }
+                        td {
+                            @match (&i.mailing_id, &i.numero_unique) {
+                                (Some(m), n) => { a href={ "/mailings/" (url(m)) } { (m) } " " (n.as_deref().unwrap_or("")) },
+                                (None, Some(n)) => (n),
+                                (None, None) => "—",
+                            }
+                        }
+                        td { (i.description) }
+                        td.incident-status { (incident_status_label(&i.status)) }
+                        td {
+                            @if answer_forms {
+                                form.inline method="post" action={ "/console/incidents/" (i.id) } {
+                                    (s.csrf_field())
+                                    select name="status" {
+                                        @for (k, l) in people::INCIDENT_STATUSES { option value=(k) selected[*k == i.status] { (l) } }
+                                    }
+                                    input name="answer" value=(i.answer.as_deref().unwrap_or("")) placeholder="réponse";
+                                    button type="submit" { "Enregistrer" }
+                                }
+                            } @else {
+                                (i.answer.as_deref().unwrap_or(""))
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
-    t.push_str("</tbody></table>");
-    t
 }
 
 async fn incidents(State(b): State<Arc<Bureau>>, s: SignedIn<Counters>, Query(q): Query<Fields>) -> Answer {
@@ -521,39 +511,28 @@ async fn incidents(State(b): State<Arc<Bureau>>, s: SignedIn<Counters>, Query(q)
 
 async fn incidents_page(b: &Bureau, s: &Signed, q: &Fields, error: Option<&str>, code: StatusCode) -> Answer {
     let (rows, mailings) = tokio::try_join!(people::incidents(&b.pool, &s.account, false), desk::mailings(&b.pool, s.account.guichet.as_deref(), 50))?;
-    let mut p = s.page("Fiches incident");
-    if let Some(e) = error {
-        let _ = write!(p.body, r#"<p class="error" role="alert">{}</p>"#, esc(e));
-    }
     let chosen = field(q, "mailing").unwrap_or_default();
-    let kinds: String = INCIDENT_KINDS.iter().map(|(k, l)| format!(r#"<option value="{k}">{l}</option>"#)).collect();
-    let options: String = mailings
-        .iter()
-        .map(|m| {
-            format!(
-                r#"<option value="{}"{}>{} ({})</option>"#,
-                esc(&m.id),
-                if m.id == chosen { " selected" } else { "" },
-                esc(&m.id),
-                when(&m.received_at, &b.site)
-            )
-        })
-        .collect();
-    let _ = write!(
-        p.body,
-        r#"<form method="post" action="/portal/incidents" class="card"><h2>Signaler un incident</h2>{}
-<label>Nature <select name="kind" required>{kinds}</select></label>
-<label>Pli concerné <select name="mailing"><option value="">(aucun en particulier)</option>{options}</select></label>
-<label>Numéro unique concerné <input name="numero_unique" maxlength="18" value="{}"></label>
-<label>Description <textarea name="description" required maxlength="2000" rows="4"></textarea></label>
-<button type="submit">Envoyer la fiche incident</button></form><h2>Vos fiches</h2>"#,
-        p.csrf_field(),
-        esc(field(q, "numero_unique").unwrap_or_default())
-    );
-    p.push(&incidents_table(b, &rows, None));
-    let mut r = p.into_response();
-    *r.status_mut() = code;
-    Ok(r)
+    let body = html! {
+        @if let Some(e) = error { (alert("error", e)) }
+        form.card method="post" action="/portal/incidents" {
+            h2 { "Signaler un incident" }
+            (s.csrf_field())
+            label { "Nature " select name="kind" required { @for (k, l) in INCIDENT_KINDS { option value=(k) { (l) } } } }
+            label {
+                "Pli concerné "
+                select name="mailing" {
+                    option value="" { "(aucun en particulier)" }
+                    @for m in &mailings { option value=(m.id) selected[m.id == chosen] { (m.id) " (" (when(&m.received_at, &b.site)) ")" } }
+                }
+            }
+            label { "Numéro unique concerné " input name="numero_unique" maxlength="18" value=(field(q, "numero_unique").unwrap_or_default()); }
+            label { "Description " textarea name="description" required maxlength="2000" rows="4" {} }
+            button type="submit" { "Envoyer la fiche incident" }
+        }
+        h2 { "Vos fiches" }
+        (incidents_table(b, s, &rows, false))
+    };
+    Ok(s.page_with(code, "Fiches incident", body))
 }
 
 async fn open_incident(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, fields: form }: CheckedForm<Counters>) -> Answer {
