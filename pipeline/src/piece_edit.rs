@@ -14,6 +14,17 @@ pub enum EditError {
     Write(String),
 }
 
+impl EditError {
+    /// What the operator is told, in French (the cause goes to the log).
+    pub fn en_francais(&self) -> String {
+        match self {
+            Self::Unreadable(_) => "Le PDF de la pièce ne peut pas être lu : il ne peut être ni coupé ni joint.".into(),
+            Self::BadCut { pages, after } => format!("Une pièce de {pages} page(s) ne peut pas être coupée après la page {after}."),
+            Self::Write(_) => "Le nouveau PDF n'a pas pu être écrit : rien n'a été modifié.".into(),
+        }
+    }
+}
+
 fn load(pdf: &[u8]) -> Result<Document, EditError> {
     Document::load_mem(pdf).map_err(|e| EditError::Unreadable(e.to_string()))
 }

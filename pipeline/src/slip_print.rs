@@ -26,6 +26,16 @@ pub enum PrintError {
     Pdf(String),
 }
 
+impl PrintError {
+    /// What the counter is told, in French.
+    pub fn en_francais(&self) -> String {
+        match self {
+            Self::Qr(_) => "Les données de la fiche sont trop longues pour son code QR : raccourcissez le nom ou les prénoms.".into(),
+            Self::Pdf(_) => "Le PDF de la fiche n'a pas pu être écrit ; réessayez.".into(),
+        }
+    }
+}
+
 /// The printed slip as PDF bytes.
 pub fn slip_pdf(slip: &Slip) -> Result<Vec<u8>, PrintError> {
     let text = payload(slip);

@@ -78,6 +78,17 @@ pub enum AccountError {
     Hash(String),
 }
 
+impl AccountError {
+    /// What the person changing a password is told, in French.
+    pub fn en_francais(&self) -> String {
+        match self {
+            Self::PasswordTooShort => format!("Le mot de passe doit compter au moins {MIN_PASSWORD} caractères."),
+            Self::PasswordTooSimple => format!("Le mot de passe doit compter au moins {MIN_DISTINCT} caractères différents."),
+            Self::Random(_) | Self::Hash(_) => "Le mot de passe n'a pas pu être enregistré ; réessayez dans un instant.".into(),
+        }
+    }
+}
+
 pub const MIN_PASSWORD: usize = 12;
 pub const MIN_DISTINCT: usize = 6;
 

@@ -144,7 +144,10 @@ pub async fn change_cut(b: &Bureau, piece: &PieceView, cut: &Cut, actor: &str, s
             let after = *after;
             let (head, tail) = match tokio::task::spawn_blocking(move || piece_edit::split_after(&pdf, after)).await {
                 Ok(Ok(parts)) => parts,
-                Ok(Err(e)) => return refused(&e.to_string()),
+                Ok(Err(e)) => {
+                    tracing::warn!(piece = %piece.id, error = %e, "a change of cut was refused");
+                    return refused(&e.en_francais());
+                }
                 Err(e) => return Err(DecisionError::Task(e.to_string())),
             };
             let part = |n: u32, bytes: usize, pages: i32| {
@@ -168,7 +171,10 @@ pub async fn change_cut(b: &Bureau, piece: &PieceView, cut: &Cut, actor: &str, s
             let second = b.blobs.get_bytes(&other_key).await?;
             let joined = match tokio::task::spawn_blocking(move || piece_edit::join(&[&pdf, &second])).await {
                 Ok(Ok(j)) => j,
-                Ok(Err(e)) => return refused(&e.to_string()),
+                Ok(Err(e)) => {
+                    tracing::warn!(piece = %piece.id, error = %e, "a change of cut was refused");
+                    return refused(&e.en_francais());
+                }
                 Err(e) => return Err(DecisionError::Task(e.to_string())),
             };
             let id = format!("{}+{}", piece.id, other.id.trim_start_matches("p-"));

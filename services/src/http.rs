@@ -107,7 +107,7 @@ async fn metrics(State(b): State<Arc<Bureau>>, ConnectInfo(peer): ConnectInfo<st
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], b.metrics.render(figures.as_ref(), &depths, broker_up)).into_response()
 }
 
-/// An API error: a status and a sentence the portal can show.
+/// An API error: a status and a sentence, in French, the portal can show as it is.
 fn problem(code: StatusCode, message: impl Into<String>) -> WebError {
     WebError::json(code, message)
 }
@@ -124,13 +124,13 @@ impl FromRequestParts<Arc<Bureau>> for PortalCaller {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| problem(StatusCode::UNAUTHORIZED, "missing 'Authorization: Bearer <token>'"))?;
+            .ok_or_else(|| problem(StatusCode::UNAUTHORIZED, "en-tête « Authorization: Bearer <jeton> » absent"))?;
         match store::portal_user_by_token(&b.pool, token.trim()).await {
             Ok(Some(u)) => Ok(Self(u)),
-            Ok(None) => Err(problem(StatusCode::UNAUTHORIZED, "unknown or disabled token")),
+            Ok(None) => Err(problem(StatusCode::UNAUTHORIZED, "jeton inconnu ou désactivé")),
             Err(e) => {
                 tracing::error!(error = %e, "authentication: database unavailable");
-                Err(problem(StatusCode::SERVICE_UNAVAILABLE, "the service is temporarily unavailable; try again shortly"))
+                Err(problem(StatusCode::SERVICE_UNAVAILABLE, "le service est momentanément indisponible ; réessayez dans un instant"))
             }
         }
     }
@@ -146,13 +146,13 @@ async fn deposit(State(b): State<Arc<Bureau>>, PortalCaller(user): PortalCaller,
     let numero = match q.numero_unique.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some(n) => match NumeroUnique::parse(n) {
             Ok(n) => Some(n.to_string()),
-            Err(e) => return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, format!("numero_unique: {e}"))),
+            Err(e) => return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, format!("numero_unique : {}", e.en_francais()))),
         },
         None => None,
     };
     let upload = crate::web::take_upload(&crate::workdir::root(&b.config), &headers, body, limit, "depot.pdf").await?;
     if !upload.head.starts_with(b"%PDF") {
-        return Err(problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "the portal takes PDF files only"));
+        return Err(problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "le portail n'accepte que des fichiers PDF"));
     }
     let (path, size) = (upload.path.clone(), upload.bytes);
     let files = vec![("depot.pdf".to_string(), path.clone())];
@@ -175,7 +175,7 @@ async fn deposit(State(b): State<Arc<Bureau>>, PortalCaller(user): PortalCaller,
         Err(e) => {
             b.metrics.failure("intake", "portal store");
             tracing::error!(error = %format!("{e:#}"), "portal deposit could not be stored");
-            Err(problem(StatusCode::SERVICE_UNAVAILABLE, "the deposit could not be stored; nothing was kept, please send it again shortly"))
+            Err(problem(StatusCode::SERVICE_UNAVAILABLE, "le dépôt n'a pas pu être enregistré ; rien n'a été gardé, renvoyez-le dans un instant"))
         }
     }
 }
@@ -184,10 +184,10 @@ async fn deposit_status(State(b): State<Arc<Bureau>>, PortalCaller(user): Portal
     match store::deposit_status(&b.pool, &id, &user).await {
         Ok(Some(v)) => Ok(Json(v).into_response()),
         // Another counter's deposit is as invisible as a missing one.
-        Ok(None) => Err(problem(StatusCode::NOT_FOUND, "no such deposit")),
+        Ok(None) => Err(problem(StatusCode::NOT_FOUND, "dépôt inconnu")),
         Err(e) => {
             tracing::error!(error = %e, "deposit status: database unavailable");
-            Err(problem(StatusCode::SERVICE_UNAVAILABLE, "the service is temporarily unavailable; try again shortly"))
+            Err(problem(StatusCode::SERVICE_UNAVAILABLE, "le service est momentanément indisponible ; réessayez dans un instant"))
         }
     }
 }

@@ -20,7 +20,8 @@ pub fn write_atomic(dir: &Path, rel: &str, bytes: &[u8]) -> Result<PathBuf> {
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let mut f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    f.sync_all().ok();
+    // A file the disk did not take is a failed write, not a written output.
+    f.sync_all().with_context(|| format!("writing {} to disk", tmp.display()))?;
     drop(f);
     fs::rename(&tmp, &target).with_context(|| format!("renaming into {}", target.display()))?;
     Ok(target)

@@ -88,6 +88,13 @@ try {
   if (!refusal.includes("autre territoire")) throw new Error(`no territory refusal: ${refusal}`);
   await counter.screenshot({ path: `${shots}/counter-slip-other-territory.png`, fullPage: true });
 
+  step("counter types a numéro of its territory and fills the slip from the registry");
+  await counter.goto(`${base}/portal/slips`);
+  await counter.fill("input[name=numero_unique]", "0930325091042G3533");
+  await Promise.all([counter.waitForURL(/numero_unique=0930325091042G3533/), counter.click("a[data-registry-fill]")]);
+  if (!(await counter.inputValue("input[name=nom]"))) throw new Error("the registry did not fill in the numéro just typed");
+  await counter.screenshot({ path: `${shots}/counter-slip-filled.png`, fullPage: true });
+
   step("someone guesses passwords for an address nobody has");
   const guesser = await (await browser.newContext()).newPage();
   for (let i = 0; i < 5; i++) {
@@ -129,6 +136,11 @@ try {
     }, piece);
   }
   await operator.screenshot({ path: `${shots}/operator-review.png`, fullPage: true });
+  // « Accepter » only where a category is proposed; the PDF one click away.
+  const cards = await operator.locator("section.review").evaluateAll((ss) =>
+    ss.map((s) => ({ none: s.querySelector("p strong")?.textContent === "aucune", accept: !!s.querySelector("input[value=accept]") })));
+  if (cards.some((c) => c.none === c.accept)) throw new Error(`Accepter is not offered exactly where a category is proposed: ${JSON.stringify(cards)}`);
+  if (await operator.locator("section.review a[href$='/pdf']").count() === 0) throw new Error("no link to a piece's PDF");
   step(`operator reclassifies piece ${piece}`);
   const choices = await first.locator("select[name=type] option").evaluateAll((os) => os.map((o) => ({ value: o.value, selected: o.selected })));
   const other = choices.find((c) => !c.selected);

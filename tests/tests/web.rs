@@ -91,6 +91,12 @@ async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_a
     assert!(oversized.text().contains("Mo"), "the refusal says the limit: {}", oversized.text());
     let not_pdf = a.request("POST", "/portal/deposits", &[("Content-Type", "image/gif"), ("X-CSRF-Token", &csrf)], b"GIF89a....").await?;
     assert_eq!(not_pdf.status, 415, "{}", not_pdf.text());
+    // What the page's script shows is said in French.
+    let empty = a.request("POST", "/portal/deposits", &[("Content-Type", "application/pdf"), ("X-CSRF-Token", &csrf)], b"").await?;
+    assert_eq!((empty.status, empty.text()), (400, r#"{"error":"Le fichier envoyé est vide."}"#.to_string()));
+    let short = a.request("POST", "/portal/deposits?numero_unique=12345", &[("Content-Type", "application/pdf"), ("X-CSRF-Token", &csrf)], &pdf).await?;
+    assert_eq!(short.status, 422);
+    assert!(short.text().contains("n'est pas valide : il compte 18 caractères") && !short.text().contains("must have"), "{}", short.text());
     assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM mailings").fetch_one(&pool).await?, 0, "nothing kept of refused uploads");
     let deposited = a.request("POST", "/portal/deposits", &[("Content-Type", "application/pdf"), ("X-CSRF-Token", &csrf)], &pdf).await?;
     assert_eq!(deposited.status, 202, "{}", deposited.text());
@@ -235,6 +241,7 @@ async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_a
     let refused = a.post_form("/portal/slips/fiche", &bad).await?;
     assert_eq!(refused.status, 422);
     assert!(refused.text().contains("Numéro unique"), "the form says what is wrong");
+    assert!(refused.text().contains(&esc("« 12345 » n'est pas valide")), "in French: {}", refused.text());
 
     // Lock-out after five failures from one client: even the right password is refused then.
     // An address nobody has gets the very same answers, so the lock tells nobody who has an

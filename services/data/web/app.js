@@ -1,5 +1,6 @@
-// The one script of the bureau's pages: uploads with a progress bar, and a confirmation on
-// buttons that refuse something. Everything else works without it.
+// The one script of the bureau's pages: uploads with a progress bar, a confirmation on
+// buttons that refuse something, and the registry look-up of the numéro just typed. Everything
+// else works without it.
 "use strict";
 
 function uploadForm(form) {
@@ -80,5 +81,15 @@ document.querySelectorAll("form[data-upload]").forEach(uploadForm);
 document.querySelectorAll("[data-confirm]").forEach((b) =>
   b.addEventListener("click", (e) => {
     if (!window.confirm(b.dataset.confirm)) e.preventDefault();
+  })
+);
+// "Remplir depuis le registre" looks up the numéro typed in its form, not the one the page was
+// loaded with (without the script, the link asks for the latter).
+document.querySelectorAll("a[data-registry-fill]").forEach((a) =>
+  a.addEventListener("click", (e) => {
+    const typed = a.closest("form")?.querySelector("input[name=numero_unique]")?.value.trim();
+    if (!typed) return;
+    e.preventDefault();
+    window.location.assign(`/portal/slips?numero_unique=${encodeURIComponent(typed)}`);
   })
 );

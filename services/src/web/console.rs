@@ -18,7 +18,7 @@ use scanbureau_pipeline::plan::FilingPlan;
 use super::access::{CheckedForm, SignedIn, Staff, Uploader};
 use super::page::{url, when};
 use super::portal::{incidents_table, mailings_table, piece_label, upload_form};
-use super::{Answer, Fields, WebError, field, receive_upload, take_upload};
+use super::{Answer, Fields, WebError, field, interrupted, no_room, receive_upload, take_upload};
 use crate::bureau::{Bureau, Intake};
 use crate::decisions::{self, Cut, CutOutcome, MailingRefusal};
 use crate::store::desk::{self, Decision};
@@ -84,11 +84,8 @@ async fn feed(State(b): State<Arc<Bureau>>, Uploader(s): Uploader<Staff>, header
 /// `POST /console/batches/folder` (multipart): the files of one batch, in the order of their
 /// names, the CSRF token in a header. Hidden files and `Thumbs.db` are left out.
 async fn feed_folder(State(b): State<Arc<Bureau>>, Uploader(s): Uploader<Staff>, mut parts: Multipart) -> Answer {
-    let dir = match crate::workdir::folder(&crate::workdir::root(&b.config)) {
-        Ok(d) => d,
-        Err(e) => return Err(WebError::json(StatusCode::INTERNAL_SERVER_ERROR, format!("no room for the upload: {e}"))),
-    };
-    let interrupted = |e: axum::extract::multipart::MultipartError| Err(WebError::json(StatusCode::BAD_REQUEST, format!("l'envoi a été interrompu : {e}")));
+    let dir = crate::workdir::folder(&crate::workdir::root(&b.config)).map_err(|e| no_room(&e))?;
+    let interrupted = |e: axum::extract::multipart::MultipartError| Err(interrupted(&e).into());
     let too_big = || Err(WebError::json(StatusCode::PAYLOAD_TOO_LARGE, format!("Le lot dépasse la limite de {} Mo.", MAX_BATCH_BYTES / 1_000_000)));
     let (mut files, mut total) = (Vec::new(), 0u64);
     loop {
@@ -106,10 +103,7 @@ async fn feed_folder(State(b): State<Arc<Bureau>>, Uploader(s): Uploader<Staff>,
             return Err(WebError::json(StatusCode::PAYLOAD_TOO_LARGE, format!("Un lot compte au plus {MAX_BATCH_FILES} fichiers.")));
         }
         let path = dir.path().join(format!("{:05}", files.len()));
-        let mut out = match tokio::fs::File::create(&path).await {
-            Ok(f) => f,
-            Err(e) => return Err(WebError::json(StatusCode::INTERNAL_SERVER_ERROR, format!("no room for the upload: {e}"))),
-        };
+        let mut out = tokio::fs::File::create(&path).await.map_err(|e| no_room(&e))?;
         let mut head = Vec::new();
         loop {
             let chunk = match part.chunk().await {
@@ -124,9 +118,7 @@ async fn feed_folder(State(b): State<Arc<Bureau>>, Uploader(s): Uploader<Staff>,
             if head.len() < 1024 {
                 head.extend_from_slice(&chunk[..chunk.len().min(1024 - head.len())]);
             }
-            if let Err(e) = tokio::io::AsyncWriteExt::write_all(&mut out, &chunk).await {
-                return Err(WebError::json(StatusCode::INTERNAL_SERVER_ERROR, format!("could not keep the upload: {e}")));
-            }
+            tokio::io::AsyncWriteExt::write_all(&mut out, &chunk).await.map_err(|e| no_room(&e))?;
         }
         if matches!(sniff(&name, &head), FileKind::Unknown | FileKind::Eml) {
             return Err(WebError::json(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{name} : format non reconnu (PDF, TIFF, JPEG ou PNG attendu).")));
@@ -144,8 +136,11 @@ async fn feed_folder(State(b): State<Arc<Bureau>>, Uploader(s): Uploader<Staff>,
 
 // ---------------------------------------------------------------- review
 
+/// The plan's types, grouped by category, with the proposed one chosen; without a proposal
+/// nothing is chosen, so a type has to be picked (never the plan's first by default).
 fn type_options(plan: &FilingPlan, current: Option<(&str, &str)>) -> Markup {
     html! {
+        @if current.is_none() { option value="" selected disabled { "— choisir le type —" } }
         @for c in &plan.categories {
             optgroup label=(c.libelle) {
                 @for t in &c.types {
@@ -187,14 +182,22 @@ fn review_card(s: &super::Signed, pc: &desk::PieceView, queue: &[desk::PieceView
                     }
                 }
             }
-            p { "Catégorie proposée : " strong { (label) } }
+            p {
+                "Catégorie proposée : " strong { (label) }
+                @if pc.key.is_some() && (!pc.sensible || s.account.sensitive) {
+                    " · " a href={ "/pieces/" (url(&pc.id)) "/pdf" } target="_blank" rel="noopener" { "ouvrir le PDF" }
+                }
+            }
             details { summary { "Indices relevés" } ul { @for e in &pc.evidence { li { (e) } } } }
-            form.inline method="post" action=(action) {
-                (s.csrf_field()) input type="hidden" name="action" value="accept"; button type="submit" { "Accepter" }
+            // Nothing to accept without a proposal: the operator chooses the type with « Reclasser ».
+            @if proposed.is_some() {
+                form.inline method="post" action=(action) {
+                    (s.csrf_field()) input type="hidden" name="action" value="accept"; button type="submit" { "Accepter" }
+                }
             }
             form.inline method="post" action=(action) {
                 (s.csrf_field()) input type="hidden" name="action" value="reclassify";
-                select name="type" aria-label="nouvelle catégorie" { (type_options(plan, proposed)) }
+                select name="type" aria-label="nouvelle catégorie" required { (type_options(plan, proposed)) }
                 button type="submit" { "Reclasser" }
             }
             form.inline method="post" action=(action) {

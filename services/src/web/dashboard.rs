@@ -17,7 +17,7 @@ use maud::{Markup, html};
 use super::access::{CheckedForm, SignedIn, Staff, Supervisors};
 use super::charts;
 use super::forecast::{self, Queued};
-use super::page::{channel_label, status_label, time_left, url, when};
+use super::page::{channel_label, mailing_status_label, time_left, url, when};
 use super::portal::reason_label;
 use super::{Answer, Fields, field};
 use crate::accounts::Role;
@@ -158,7 +158,7 @@ async fn dashboard(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
                     tbody {
                         @for status in ["received", "processing", "failed"] {
                             @let n = |c: &str| d.backlog.iter().find(|(s, ch, _)| s == status && ch == c).map(|x| x.2).unwrap_or(0);
-                            tr { td { (status_label(status)) } td { (n("paper")) } td { (n("portal")) } td { (n("mail")) } }
+                            tr { td { (mailing_status_label(status)) } td { (n("paper")) } td { (n("portal")) } td { (n("mail")) } }
                         }
                         tr { td { "pièces à vérifier" } td colspan="3" { (d.pieces_in_review) } }
                         tr { td { "avis à envoyer" } td colspan="3" { (d.notices_pending) } }
@@ -212,7 +212,7 @@ async fn dashboard(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
                         td { (channel_label(&m.channel)) }
                         td { (m.departement.as_deref().unwrap_or("—")) }
                         td { (m.guichet.as_deref().unwrap_or("—")) }
-                        td { (status_label(&m.status)) }
+                        td { (mailing_status_label(&m.status)) }
                         td { (when(&m.due_at, &b.site)) }
                         td { (time_left(&m.due_at, &now)) }
                         td { (when(&f.done_by, &b.site)) }

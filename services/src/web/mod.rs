@@ -323,7 +323,10 @@ async fn change_password(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, 
     let hash = match checked {
         Ok(Ok(h)) => h,
         Ok(Err(None)) => return account_form(&s, Some(("error", "Le mot de passe actuel est incorrect.")), StatusCode::FORBIDDEN),
-        Ok(Err(Some(e))) => return account_form(&s, Some(("error", &e.to_string())), StatusCode::UNPROCESSABLE_ENTITY),
+        Ok(Err(Some(e))) => {
+            tracing::info!(account = s.account.id, error = %e, "new password refused");
+            return account_form(&s, Some(("error", &e.en_francais())), StatusCode::UNPROCESSABLE_ENTITY);
+        }
         Err(e) => return Err(WebError::unavailable(e)),
     };
     let ended = people::change_password(&b.pool, &s.account, &hash, &s.token).await?;
@@ -387,19 +390,19 @@ pub struct Upload {
 pub struct Refused(pub StatusCode, pub String);
 
 pub async fn take_upload(work: &std::path::Path, headers: &HeaderMap, body: Body, limit: u64, name: &str) -> Result<Upload, Refused> {
-    let too_big = || Refused(StatusCode::PAYLOAD_TOO_LARGE, format!("the file is over the limit of {} MB", limit / 1_000_000));
+    let too_big = || Refused(StatusCode::PAYLOAD_TOO_LARGE, format!("Le fichier dépasse la limite de {} Mo.", limit / 1_000_000));
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(too_big());
     }
-    let room = |e: std::io::Error| Refused(StatusCode::INTERNAL_SERVER_ERROR, format!("no room for the upload: {e}"));
+    let room = |e: std::io::Error| no_room(&e);
     let dir = crate::workdir::folder(work).map_err(room)?;
     let path = dir.path().join(crate::blobs::keys::safe_name(name));
     let mut file = tokio::fs::File::create(&path).await.map_err(room)?;
     let mut stream = body.into_data_stream();
     let (mut bytes, mut head) = (0u64, Vec::new());
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Refused(StatusCode::BAD_REQUEST, format!("the upload was interrupted: {e}")))?;
+        let chunk = chunk.map_err(|e| interrupted(&e))?;
         bytes += chunk.len() as u64;
         if bytes > limit {
             return Err(too_big());
@@ -411,9 +414,25 @@ pub async fn take_upload(work: &std::path::Path, headers: &HeaderMap, body: Body
     }
     file.flush().await.map_err(room)?;
     if bytes == 0 {
-        return Err(Refused(StatusCode::BAD_REQUEST, "the upload is empty".into()));
+        return Err(Refused(StatusCode::BAD_REQUEST, "Le fichier envoyé est vide.".into()));
     }
     Ok(Upload { dir, path, bytes, head })
+}
+
+/// The server could not keep an upload (disk full, folder gone): logged with its cause, said
+/// plainly to the person.
+pub fn no_room(e: &dyn std::fmt::Display) -> Refused {
+    tracing::error!(error = %e, "an upload could not be kept on the server's disk");
+    Refused(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Le serveur n'a pas pu garder l'envoi ; réessayez dans un instant, et prévenez l'équipe technique si cela dure.".into(),
+    )
+}
+
+/// The browser or the network cut an upload short.
+pub fn interrupted(e: &dyn std::fmt::Display) -> Refused {
+    tracing::info!(error = %e, "an upload was interrupted");
+    Refused(StatusCode::BAD_REQUEST, "L'envoi a été interrompu avant la fin ; recommencez.".into())
 }
 
 impl From<Refused> for WebError {

@@ -126,8 +126,8 @@ pub fn time_left(due: &DateTime<Utc>, now: &DateTime<Utc>) -> String {
     if secs < 0 { format!("en retard de {span}") } else { span }
 }
 
-/// French labels of the states people see.
-pub fn status_label(status: &str) -> &str {
+/// A mailing's state or outcome as people read it (« pli » is masculine).
+pub fn mailing_status_label(status: &str) -> &str {
     match status {
         "received" => "reçu, en attente",
         "processing" => "en traitement",
@@ -136,10 +136,26 @@ pub fn status_label(status: &str) -> &str {
         "accepted" => "accepté",
         "partial" => "partiellement accepté",
         "rejected" => "refusé",
+        other => other,
+    }
+}
+
+/// A request's outcome as people read it (« demande » is feminine).
+pub fn request_status_label(status: &str) -> &str {
+    match status {
+        "accepted" => "acceptée",
+        "partial" => "partiellement acceptée",
+        "rejected" => "refusée",
+        other => other,
+    }
+}
+
+/// A piece's state as people read it (« pièce » is feminine).
+pub fn piece_status_label(status: &str) -> &str {
+    match status {
         "uploaded" => "déposée",
         "review" => "en vérification",
-        "pending" => "à envoyer",
-        "sent" => "envoyé",
+        "rejected" => "refusée",
         other => other,
     }
 }
@@ -186,6 +202,14 @@ mod tests {
         // Nobody signed in: no menu, no sign-out form.
         let login = layout("Connexion", None, "t", html! {}).into_string();
         assert!(!login.contains("/logout") && login.contains("<nav></nav>"), "{login}");
+    }
+
+    #[test]
+    fn states_agree_with_what_they_describe() {
+        // A refused request or piece next to a filed one reads « refusée », as « déposée ».
+        assert_eq!((piece_status_label("uploaded"), piece_status_label("rejected")), ("déposée", "refusée"));
+        assert_eq!((request_status_label("partial"), request_status_label("rejected")), ("partiellement acceptée", "refusée"));
+        assert_eq!((mailing_status_label("rejected"), mailing_status_label("received")), ("refusé", "reçu, en attente"));
     }
 
     #[test]

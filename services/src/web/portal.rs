@@ -18,7 +18,7 @@ use scanbureau_pipeline::slip_print::slip_pdf;
 use scanbureau_pipeline::{Departement, NumeroGuichet, NumeroUnique};
 
 use super::access::{CheckedForm, Counters, Everyone, SignedIn, Uploader};
-use super::page::{alert, channel_label, status_label, time_left, url, when};
+use super::page::{alert, channel_label, mailing_status_label, piece_status_label, request_status_label, time_left, url, when};
 use super::{Answer, Fields, Refused, Signed, WebError, field, receive_upload, take_upload};
 use crate::accounts::Role;
 use crate::bureau::{Bureau, Intake};
@@ -69,8 +69,8 @@ pub fn upload_form(s: &Signed, action: &str, accept: &str, limit: u64, extra: Ma
 /// What a mailing's state reads as in lists: a finished mailing shows its outcome.
 fn state_label<'a>(status: &'a str, outcome: Option<&'a str>) -> &'a str {
     match (status, outcome) {
-        ("done", Some(o)) => status_label(o),
-        (s, _) => status_label(s),
+        ("done", Some(o)) => mailing_status_label(o),
+        (s, _) => mailing_status_label(s),
     }
 }
 
@@ -138,7 +138,7 @@ async fn deposit(State(b): State<Arc<Bureau>>, Uploader(s): Uploader<Counters>, 
     let numero = match field(&q, "numero_unique") {
         Some(n) => match NumeroUnique::parse(n) {
             Ok(n) => Some(n.to_string()),
-            Err(e) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, format!("Numéro unique : {e}")),
+            Err(e) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, format!("Numéro unique : {}.", e.en_francais())),
         },
         None => None,
     };
@@ -192,7 +192,7 @@ async fn mailing(State(b): State<Arc<Bureau>>, s: SignedIn<Everyone>, Path(id): 
         dl.facts {
             dt { "État" }
             dd class={ "state state-" (m.status) } data-status=(m.status) {
-                @if let ("done", Some(o)) = (m.status.as_str(), &m.outcome) { "traité : " (status_label(o)) } @else { (status_label(&m.status)) }
+                @if let ("done", Some(o)) = (m.status.as_str(), &m.outcome) { "traité : " (mailing_status_label(o)) } @else { (mailing_status_label(&m.status)) }
             }
             dt { "Canal" } dd { (channel_label(&m.channel)) }
             dt { "Reçu le" } dd { (when(&m.received_at, &b.site)) }
@@ -212,7 +212,7 @@ async fn mailing(State(b): State<Arc<Bureau>>, s: SignedIn<Everyone>, Path(id): 
                     @for r in &requests {
                         tr {
                             td { (r.numero_unique.as_deref().unwrap_or("(illisible)")) }
-                            td { (status_label(&r.status)) }
+                            td { (request_status_label(&r.status)) }
                             td { @if let Some(reason) = &r.reason { (reason_label(reason)) } }
                         }
                     }
@@ -229,7 +229,7 @@ async fn mailing(State(b): State<Arc<Bureau>>, s: SignedIn<Everyone>, Path(id): 
                             td { (pc.numero_unique.as_deref().unwrap_or("—")) }
                             td { (piece_label(pc, plan.as_ref())) }
                             td { (pc.pages) }
-                            td { (status_label(&pc.status)) }
+                            td { (piece_status_label(&pc.status)) }
                             td { @if let Some(reason) = &pc.reason { (reason_label(reason)) } }
                             td {
                                 @if pc.key.is_some() {
@@ -345,7 +345,9 @@ async fn slips_page(b: &Bureau, s: &Signed, q: &Fields, error: Option<&str>, cod
                 (s.csrf_field())
                 p.muted {
                     "Une par demande, en tête de ses pièces. "
-                    a href={ "/portal/slips?numero_unique=" (url(q.get("numero_unique").map(String::as_str).unwrap_or_default())) } { "Remplir depuis le registre" }
+                    a href={ "/portal/slips?numero_unique=" (url(q.get("numero_unique").map(String::as_str).unwrap_or_default())) } data-registry-fill {
+                        "Remplir depuis le registre"
+                    }
                     " après avoir saisi le numéro."
                 }
                 label { "Numéro unique " input name="numero_unique" required pattern="[0-9A-Za-z]{18}" maxlength="18" value=(v("numero_unique")); }
@@ -406,7 +408,7 @@ fn slip_name(form: &Fields, name: &str, label: &str) -> Result<String, String> {
 fn fiche_of(form: &Fields) -> Result<Fiche, String> {
     let numero = field(form, "numero_unique").ok_or("Numéro unique : à remplir.")?;
     Ok(Fiche {
-        numero: NumeroUnique::parse(numero).map_err(|e| format!("Numéro unique : {e}."))?,
+        numero: NumeroUnique::parse(numero).map_err(|e| format!("Numéro unique : {}.", e.en_francais()))?,
         nom: slip_name(form, "nom", "Nom")?,
         prenoms: slip_name(form, "prenoms", "Prénoms")?,
         date_naissance: date_field(form, "date_naissance", "Date de naissance")?,
@@ -424,7 +426,10 @@ async fn print_fiche(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, fiel
     let name = format!("fiche-{}.pdf", fiche.numero);
     match slip_pdf(&Slip::Fiche(fiche)) {
         Ok(pdf) => pdf_download(&name, pdf),
-        Err(e) => slips_page(&b, &s, &form, Some(&e.to_string()), StatusCode::UNPROCESSABLE_ENTITY).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "a slip could not be printed");
+            slips_page(&b, &s, &form, Some(&e.en_francais()), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
     }
 }
 
@@ -438,8 +443,9 @@ async fn print_bordereau(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, 
     };
     let built = (|| -> Result<Bordereau, String> {
         Ok(Bordereau {
-            guichet: NumeroGuichet::parse(&guichet).map_err(|e| format!("Guichet : {e}."))?,
-            departement: Departement::parse(departement.as_deref().unwrap_or_default()).map_err(|e| format!("Département du guichet : {e}."))?,
+            guichet: NumeroGuichet::parse(&guichet).map_err(|e| format!("Guichet : {}.", e.en_francais()))?,
+            departement: Departement::parse(departement.as_deref().unwrap_or_default())
+                .map_err(|e| format!("Département du guichet : {}.", e.en_francais()))?,
             nb_dossiers: count_field(&form, "nb_dossiers", "Nombre de dossiers", 1)?,
             nb_pages_total: count_field(&form, "nb_pages_total", "Nombre total de pages", 2)?,
             date_transmission: date_field(&form, "date_transmission", "Date de transmission")?,
@@ -452,7 +458,10 @@ async fn print_bordereau(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, 
     let name = format!("bordereau-{}-{}.pdf", bordereau.guichet, bordereau.date_transmission);
     match slip_pdf(&Slip::Bordereau(bordereau)) {
         Ok(pdf) => pdf_download(&name, pdf),
-        Err(e) => slips_page(&b, &s, &form, Some(&e.to_string()), StatusCode::UNPROCESSABLE_ENTITY).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "a slip could not be printed");
+            slips_page(&b, &s, &form, Some(&e.en_francais()), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
     }
 }
 
@@ -545,7 +554,7 @@ async fn open_incident(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, fi
     };
     let numero = match field(&form, "numero_unique").map(NumeroUnique::parse).transpose() {
         Ok(n) => n.map(|n| n.to_string()),
-        Err(e) => return incidents_page(&b, &s, &form, Some(&format!("Numéro unique : {e}.")), StatusCode::UNPROCESSABLE_ENTITY).await,
+        Err(e) => return incidents_page(&b, &s, &form, Some(&format!("Numéro unique : {}.", e.en_francais())), StatusCode::UNPROCESSABLE_ENTITY).await,
     };
     let new = people::NewIncident {
         kind,
