@@ -139,6 +139,8 @@ impl FromRequestParts<Arc<Bureau>> for PortalCaller {
 #[derive(Deserialize)]
 struct DepositQuery {
     numero_unique: Option<String>,
+    /// The PDF's file name, its title in the counter's lists.
+    name: Option<String>,
 }
 
 async fn deposit(State(b): State<Arc<Bureau>>, PortalCaller(user): PortalCaller, headers: HeaderMap, Query(q): Query<DepositQuery>, body: Body) -> Answer {
@@ -150,12 +152,13 @@ async fn deposit(State(b): State<Arc<Bureau>>, PortalCaller(user): PortalCaller,
         },
         None => None,
     };
-    let upload = crate::web::take_upload(&crate::workdir::root(&b.config), &headers, body, limit, "depot.pdf").await?;
+    let name = crate::web::upload_name(q.name.as_deref());
+    let upload = crate::web::take_upload(&crate::workdir::root(&b.config), &headers, body, limit, &name).await?;
     if !upload.head.starts_with(b"%PDF") {
         return Err(problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "le portail n'accepte que des fichiers PDF"));
     }
     let (path, size) = (upload.path.clone(), upload.bytes);
-    let files = vec![("depot.pdf".to_string(), path.clone())];
+    let files = vec![(name, path.clone())];
     let source = format!("portal:{}", user.email);
     let intake = Intake {
         channel: "portal",

@@ -6,7 +6,8 @@
 //!
 //! A fresh database is filled with BENCH_MAILINGS (20000) mailings over 30 days, of which
 //! BENCH_OPEN (2000) are still open (some late), 5 pieces and 20 pages each, 300 pieces in
-//! review, 200 counters, 100 incidents. The portal role serves the pages; each page is asked
+//! review, 200 counters, 100 incidents; two requests a done mailing, their applicants in the
+//! registry (what the lists' search looks through). The portal role serves the pages; each page is asked
 //! BENCH_ROUNDS (40) times in a row by a signed-in person, then by 8 people at once, and the
 //! bench prints the median, 95th percentile and worst time of each, and the pages per second.
 //! Then the pure parts: a printed slip, a page preview, an argon2 hash.
@@ -63,6 +64,20 @@ async fn seed(pool: &sqlx::PgPool, mailings: usize, open: usize) -> Result<()> {
        SELECT m.id, i, 'lot.pdf#' || i, CASE WHEN i % 17 = 0 THEN 'rejected' ELSE 'piece' END, NULL,
               CASE WHEN i % 17 = 0 THEN (ARRAY['PIECE_ILLISIBLE', 'HORS_PERIMETRE_REGLEMENTAIRE', 'NUMERO_INCONNU'])[1 + i % 3] END
        FROM mailings m, generate_series(0, 19) i WHERE m.status = 'done'")
+    .execute(pool)
+    .await?;
+    // Two requests a done mailing, each in the registry with its applicant's name: what the
+    // lists' search looks through. Mailing `m-bench-G` holds numéros 0930325{2G,2G+1}G3533.
+    q("INSERT INTO requests (mailing_id, ordinal, numero_unique, status)
+       SELECT m.id, k, '0930325' || lpad((substr(m.id, 9)::int * 2 + k)::text, 6, '0') || 'G3533', 'accepted'
+       FROM mailings m, generate_series(0, 1) k WHERE m.status = 'done'")
+    .execute(pool)
+    .await?;
+    q("INSERT INTO registry_demandes (numero_unique, record)
+       SELECT r.numero_unique, jsonb_build_object('numero_unique', r.numero_unique,
+              'nom', (ARRAY['MARTIN', 'BERNARD', 'DUBOIS', 'THOMAS', 'ROBERT', 'RICHARD', 'PETIT', 'DURAND', 'LEROY', 'MOREAU'])[1 + abs(hashtext(r.numero_unique) % 10)],
+              'prenoms', 'CAMILLE', 'date_naissance', '1980-01-01')
+       FROM requests r ON CONFLICT DO NOTHING")
     .execute(pool)
     .await?;
     q("ANALYZE").execute(pool).await?;
@@ -135,9 +150,23 @@ async fn main() -> Result<()> {
     let done_mailing = format!("/mailings/m-bench-{}", (open / 200 + 1) * 200 + 1);
     println!("\nOne person, {rounds} requests in a row:");
     Figures { times: login_times }.line("sign-in (argon2id verify)", 0);
+    // Searches: a numéro of the counter's done mailing, a name, the start of a numéro, a day,
+    // part of a file name, a later page.
+    let done_n = (open / 200 + 1) * 200 + 1;
+    let numero_search = format!("/portal?q=0930325{:06}G3533", done_n * 2);
+    let day = (chrono::Utc::now() - chrono::Duration::days(3)).date_naive();
+    let day_search = format!("/console?jour={day}");
     for (who, path) in [
         ("counter", "/portal"),
+        ("counter", numero_search.as_str()),
+        ("counter", "/portal?q=durand"),
+        ("counter", "/portal?page=3"),
         ("counter", done_mailing.as_str()),
+        ("supervisor", "/console?q=dubois"),
+        ("supervisor", "/console?q=093032500"),
+        ("supervisor", day_search.as_str()),
+        ("supervisor", "/console?q=lot.p"),
+        ("supervisor", "/console?q=introuvable"),
         ("supervisor", "/dashboard"),
         ("supervisor", "/console"),
         ("supervisor", "/console/review"),

@@ -23,6 +23,9 @@ use scanbureau_tests::web::{Client, Server, add_account, sensitive_deposit};
 
 const LONG: Duration = Duration::from_secs(300);
 
+/// The name a counter's PDF is deposited under.
+const FILE_NAME: &str = "Dossier Dupont été.pdf";
+
 /// An operator's answer to an incident, with markup in it.
 const ANSWER: &str = "Avis renvoyé au référent <b>ce matin</b> & \"en recommandé\".";
 
@@ -98,7 +101,14 @@ async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_a
     assert_eq!(short.status, 422);
     assert!(short.text().contains("n'est pas valide : il compte 18 caractères") && !short.text().contains("must have"), "{}", short.text());
     assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM mailings").fetch_one(&pool).await?, 0, "nothing kept of refused uploads");
-    let deposited = a.request("POST", "/portal/deposits", &[("Content-Type", "application/pdf"), ("X-CSRF-Token", &csrf)], &pdf).await?;
+    let deposited = a
+        .request(
+            "POST",
+            &format!("/portal/deposits?name={}", scanbureau::web::page::url(FILE_NAME)),
+            &[("Content-Type", "application/pdf"), ("X-CSRF-Token", &csrf)],
+            &pdf,
+        )
+        .await?;
     assert_eq!(deposited.status, 202, "{}", deposited.text());
     let answer: serde_json::Value = serde_json::from_slice(&deposited.body)?;
     let id = answer["deposit"].as_str().context("deposit id")?.to_string();
@@ -149,6 +159,30 @@ async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_a
     let stolen = b.post_form("/portal/incidents", &[("csrf", &b_csrf), ("kind", "misfiled_piece"), ("mailing", &id), ("description", "x")]).await?;
     assert_eq!(stolen.status, 404, "an incident on another counter's mailing");
     assert_eq!(b.get("/console").await?.status, 403, "a counter is not an operator");
+
+    // The lists: the deposit is titled by its file's name and found by a numéro (or its start),
+    // the applicant's name (or its start), part of the file name or its day, by its counter only.
+    let numero: String = sqlx::query_scalar("SELECT numero_unique FROM requests WHERE mailing_id = $1 AND numero_unique IS NOT NULL ORDER BY ordinal LIMIT 1")
+        .bind(&id)
+        .fetch_one(&pool)
+        .await?;
+    let nom: String = sqlx::query_scalar("SELECT record->>'nom' FROM registry_demandes WHERE numero_unique = $1").bind(&numero).fetch_one(&pool).await?;
+    let listed = a.get("/portal").await?.text();
+    assert!(listed.contains(&esc(FILE_NAME)) && listed.contains(&numero), "titled by its file and numéros: {listed}");
+    let site_calendar = scanbureau_pipeline::calendar::WorkingCalendar::new(scanbureau_pipeline::calendar::Subdivision::Metropole);
+    let today = site_calendar.localise(Utc::now().fixed_offset()).date_naive();
+    let found = format!(r#"data-mailing="{id}""#);
+    for q in [numero.clone(), numero[..9].to_lowercase(), nom.to_lowercase(), "dupont été".to_string(), format!("&jour={today}")] {
+        let query = if q.starts_with('&') { format!("/portal?q={q}") } else { format!("/portal?q={}", scanbureau::web::page::url(&q)) };
+        assert!(a.get(&query).await?.text().contains(&found), "{query} finds the deposit");
+        assert!(op.get(&query.replace("/portal", "/console")).await?.text().contains(&found), "{query} on the console");
+    }
+    for q in ["ZZZZ9999", "%25", "_", "&jour=2001-01-01"] {
+        let page = a.get(&format!("/portal?q={q}")).await?.text();
+        assert!(!page.contains(&found) && page.contains("Aucun pli ne correspond"), "{q} finds nothing");
+    }
+    assert!(a.get("/portal?jour=hier").await?.text().contains(&esc("« hier » n'est pas une date")));
+    assert!(!b.get(&format!("/portal?q={numero}")).await?.text().contains(&found), "nor by a search of the other counter");
     assert_eq!(b.get("/dashboard").await?.status, 403);
 
     // Changes without the session's token are refused; with it, they are made.
@@ -317,6 +351,23 @@ async fn counters_are_kept_apart_sensitive_pieces_stay_closed_and_forged_posts_a
         assert!(!audit.iter().any(|d| d.contains(pw)), "a password is in the audit trail");
         assert!(!hashes.iter().any(|h| h.contains(pw)));
     }
+
+    // Fifty mailings a page, then the next ones.
+    sqlx::query(
+        "INSERT INTO mailings (id, channel, source, received_at, due_at, status, guichet, files, pages, outcome, started_at, done_at)
+         SELECT 'm-page-' || g, 'paper', 'test', now() - g * interval '1 minute', now() + interval '2 days', 'done', $1,
+                '[{\"name\": \"lot.pdf\", \"key\": \"raw/x\", \"bytes\": 1}]'::jsonb, 1, 'accepted', now(), now()
+         FROM generate_series(1, 55) g",
+    )
+    .bind(&theirs)
+    .execute(&pool)
+    .await?;
+    let first = b.get("/portal").await?.text();
+    assert_eq!(first.matches("data-mailing=").count(), 50, "a page of fifty");
+    assert!(first.contains(r#"rel="next" href="/portal?page=2""#), "a link to the next page");
+    let second = b.get("/portal?page=2").await?.text();
+    assert_eq!(second.matches("data-mailing=").count(), 5);
+    assert!(second.contains(r#"rel="prev""#) && !second.contains(r#"rel="next""#));
     drop(server);
     drop_queues(&stack).await
 }

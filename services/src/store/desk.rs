@@ -35,22 +35,94 @@ pub struct MailingView {
     pub notify: Option<String>,
 }
 
-// The three lists read the same columns; `bytes` sums the received files' sizes.
+// The mailing page and the dashboard's lists read the same columns; `bytes` sums the received
+// files' sizes.
 
-/// The latest mailings of one counter (or of all, for `None`).
-pub async fn mailings(pool: &PgPool, guichet: Option<&str>, limit: i64) -> Result<Vec<MailingView>> {
-    Ok(sqlx::query_as!(
-        MailingView,
-        r#"SELECT m.id, m.channel, m.source, m.status, m.outcome, m.received_at, m.due_at, m.done_at, m.pages, m.numero_unique,
-                  m.guichet, g.departement AS "departement?", m.priority, m.last_error,
-                  (SELECT COALESCE(sum((f->>'bytes')::int8), 0)::int8 FROM jsonb_array_elements(m.files) f) AS "bytes!", m.notify
-           FROM mailings m LEFT JOIN guichets g ON g.numero = m.guichet
-           WHERE ($1::text IS NULL OR m.guichet = $1) ORDER BY m.received_at DESC LIMIT $2"#,
-        guichet,
-        limit
+/// What a list of mailings is narrowed to: one counter's, a reception period, and a text that
+/// may be a numéro (or its start), the applicant's name (or its start) or part of a file name.
+#[derive(Debug, Clone, Default)]
+pub struct MailingSearch {
+    pub guichet: Option<String>,
+    pub text: Option<String>,
+    /// Received in `[from, to)`.
+    pub received: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+/// One mailing as the searchable lists show it: titled by what people know of it.
+#[derive(Debug, Clone)]
+pub struct MailingRow {
+    pub id: String,
+    pub channel: String,
+    pub status: String,
+    pub outcome: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    pub pages: Option<i32>,
+    pub guichet: Option<String>,
+    /// The first file's name (a deposit's PDF, a scanner's batch), else where it came from.
+    pub title: String,
+    pub files: i32,
+    /// The numéros of its requests, in the order of the mailing (or the one the deposit named,
+    /// before it is processed).
+    pub numeros: Vec<String>,
+    pub pieces: i64,
+}
+
+/// `text` with LIKE's wildcards taken literally.
+fn like_literal(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// The mailings that match `search`, newest first, one page of them.
+pub async fn mailing_list(pool: &PgPool, search: &MailingSearch) -> Result<Vec<MailingRow>> {
+    let text = search.text.as_deref().map(like_literal);
+    let (from, to) = search.received.unzip();
+    let rows = sqlx::query!(
+        r#"SELECT m.id, m.channel, m.status, m.outcome, m.received_at, m.due_at, m.pages, m.guichet, m.numero_unique,
+                  COALESCE(m.files->0->>'name', m.source) AS "title!",
+                  jsonb_array_length(m.files) AS "files!",
+                  ARRAY(SELECT r.numero_unique FROM requests r WHERE r.mailing_id = m.id AND r.numero_unique IS NOT NULL ORDER BY r.ordinal) AS "numeros!",
+                  (SELECT count(*) FROM pieces p WHERE p.mailing_id = m.id) AS "pieces!"
+           FROM mailings m
+           WHERE ($1::text IS NULL OR m.guichet = $1)
+             AND ($2::timestamptz IS NULL OR m.received_at >= $2) AND ($3::timestamptz IS NULL OR m.received_at < $3)
+             AND ($4::text IS NULL
+                  OR m.id = $4
+                  OR m.numero_unique LIKE upper($4) || '%'
+                  OR m.id IN (SELECT r.mailing_id FROM requests r WHERE r.numero_unique LIKE upper($4) || '%')
+                  OR m.id IN (SELECT r.mailing_id FROM requests r JOIN registry_demandes d ON d.numero_unique = r.numero_unique
+                              WHERE upper(d.record->>'nom') LIKE upper($4) || '%')
+                  OR EXISTS (SELECT 1 FROM jsonb_array_elements(m.files) f WHERE f->>'name' ILIKE '%' || $4 || '%'))
+           ORDER BY m.received_at DESC, m.id
+           LIMIT $5 OFFSET $6"#,
+        search.guichet,
+        from,
+        to,
+        text,
+        search.limit,
+        search.offset
     )
     .fetch_all(pool)
-    .await?)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| MailingRow {
+            numeros: if r.numeros.is_empty() { r.numero_unique.into_iter().collect() } else { r.numeros },
+            id: r.id,
+            channel: r.channel,
+            status: r.status,
+            outcome: r.outcome,
+            received_at: r.received_at,
+            due_at: r.due_at,
+            pages: r.pages,
+            guichet: r.guichet,
+            title: r.title,
+            files: r.files,
+            pieces: r.pieces,
+        })
+        .collect())
 }
 
 pub async fn mailing<'e>(db: impl sqlx::PgExecutor<'e>, id: &str) -> Result<Option<MailingView>> {
@@ -64,6 +136,11 @@ pub async fn mailing<'e>(db: impl sqlx::PgExecutor<'e>, id: &str) -> Result<Opti
     )
     .fetch_optional(db)
     .await?)
+}
+
+/// How many mailings are not done yet.
+pub async fn open_count(pool: &PgPool) -> Result<i64> {
+    Ok(sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM mailings WHERE status <> 'done'"#).fetch_one(pool).await?)
 }
 
 /// Every mailing not done yet, in the order the processing queue takes them.

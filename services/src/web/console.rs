@@ -16,8 +16,9 @@ use scanbureau_pipeline::input::{FileKind, sniff};
 use scanbureau_pipeline::plan::FilingPlan;
 
 use super::access::{CheckedForm, SignedIn, Staff, Uploader};
+use super::lists::{ListQuery, mailing_list};
 use super::page::{url, when};
-use super::portal::{incidents_table, mailings_table, piece_label, upload_form};
+use super::portal::{incidents_table, piece_label, upload_form};
 use super::{Answer, Fields, WebError, field, interrupted, no_room, receive_upload, take_upload};
 use crate::bureau::{Bureau, Intake};
 use crate::decisions::{self, Cut, CutOutcome, MailingRefusal};
@@ -42,9 +43,10 @@ pub fn routes() -> Router<Arc<Bureau>> {
 const MAX_BATCH_BYTES: u64 = 500_000_000;
 const MAX_BATCH_FILES: usize = 5000;
 
-async fn batches(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
-    let rows = desk::mailings(&b.pool, None, 200).await?;
-    let waiting = rows.iter().filter(|m| m.status != "done").count();
+async fn batches(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>, Query(q): Query<Fields>) -> Answer {
+    let list = ListQuery::from_fields(&q);
+    let search = list.search(None, &b.site.calendar());
+    let (rows, waiting) = tokio::try_join!(desk::mailing_list(&b.pool, &search), desk::open_count(&b.pool))?;
     let body = html! {
         h2 { "Charger un lot numérisé" }
         p {
@@ -60,9 +62,9 @@ async fn batches(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
             "Charger le lot",
             true,
         ))
-        h2 { "Derniers lots et dépôts" }
+        h2 #plis { "Derniers lots et dépôts" }
         p { (waiting) " en attente ou en traitement." }
-        (mailings_table(&b, &rows, true))
+        (mailing_list(&b, "/console", &list, &rows, true))
     };
     Ok(s.page("Lots", body))
 }

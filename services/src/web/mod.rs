@@ -18,6 +18,7 @@ pub mod console;
 pub mod dashboard;
 pub mod error;
 pub mod forecast;
+pub mod lists;
 pub mod page;
 pub mod portal;
 
@@ -417,6 +418,19 @@ pub async fn take_upload(work: &std::path::Path, headers: &HeaderMap, body: Body
         return Err(Refused(StatusCode::BAD_REQUEST, "Le fichier envoyé est vide.".into()));
     }
     Ok(Upload { dir, path, bytes, head })
+}
+
+/// The name a deposited PDF keeps (its title in the lists): the sender's file name without its
+/// folders or control characters, at most 120 characters, ending in `.pdf`; `depot.pdf` when
+/// none was given.
+pub fn upload_name(sent: Option<&str>) -> String {
+    let base = sent.unwrap_or_default().rsplit(['/', '\\']).next().unwrap_or_default();
+    let clean: String = base.chars().filter(|c| !c.is_control()).take(120).collect::<String>().trim().to_string();
+    match clean {
+        c if c.is_empty() || c.chars().all(|ch| ch == '.') => "depot.pdf".into(),
+        c if c.to_lowercase().ends_with(".pdf") => c,
+        c => format!("{c}.pdf"),
+    }
 }
 
 /// The server could not keep an upload (disk full, folder gone): logged with its cause, said

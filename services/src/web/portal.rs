@@ -18,8 +18,9 @@ use scanbureau_pipeline::slip_print::slip_pdf;
 use scanbureau_pipeline::{Departement, NumeroGuichet, NumeroUnique};
 
 use super::access::{CheckedForm, Counters, Everyone, SignedIn, Uploader};
+use super::lists::{ListQuery, mailing_list};
 use super::page::{alert, channel_label, mailing_status_label, piece_status_label, request_status_label, time_left, url, when};
-use super::{Answer, Fields, Refused, Signed, WebError, field, receive_upload, take_upload};
+use super::{Answer, Fields, Refused, Signed, WebError, field, receive_upload, take_upload, upload_name};
 use crate::accounts::Role;
 use crate::bureau::{Bureau, Intake};
 use crate::decisions;
@@ -66,58 +67,18 @@ pub fn upload_form(s: &Signed, action: &str, accept: &str, limit: u64, extra: Ma
     }
 }
 
-/// What a mailing's state reads as in lists: a finished mailing shows its outcome.
-fn state_label<'a>(status: &'a str, outcome: Option<&'a str>) -> &'a str {
-    match (status, outcome) {
-        ("done", Some(o)) => mailing_status_label(o),
-        (s, _) => mailing_status_label(s),
-    }
-}
-
-/// The mailings table of a list page.
-pub fn mailings_table(b: &Bureau, rows: &[desk::MailingView], staff: bool) -> Markup {
-    if rows.is_empty() {
-        return html! { p.muted { "Aucun pli pour l'instant." } };
-    }
-    let now = Utc::now();
-    html! {
-        table {
-            thead { tr {
-                th { "Pli" } th { "Canal" }
-                @if staff { th { "Guichet" } }
-                th { "Reçu le" } th { "État" } th { "Échéance" } th { "Temps restant" } th { "Pages" }
-            } }
-            tbody {
-                @for m in rows {
-                    @let open = m.status != "done";
-                    tr.late[open && m.due_at < now] {
-                        td { a href={ "/mailings/" (url(&m.id)) } { (m.id) } }
-                        td { (channel_label(&m.channel)) }
-                        @if staff { td { (m.guichet.as_deref().unwrap_or("—")) } }
-                        td { (when(&m.received_at, &b.site)) }
-                        td class={ "state state-" (m.status) } { (state_label(&m.status, m.outcome.as_deref())) }
-                        td { (when(&m.due_at, &b.site)) }
-                        td { @if open { (time_left(&m.due_at, &now)) } @else { "—" } }
-                        td { @match m.pages { Some(p) => (p), None => "—" } }
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn home(State(b): State<Arc<Bureau>>, s: SignedIn<Counters>) -> Answer {
-    let rows = desk::mailings(&b.pool, s.account.guichet.as_deref(), 200).await?;
-    let referent = match desk::counter_contact(&b.pool, s.account.guichet.as_deref().unwrap_or_default()).await {
-        Ok(c) => c.map(|c| c.email_referent),
-        Err(e) => return Err(WebError::unavailable(e)),
-    };
+async fn home(State(b): State<Arc<Bureau>>, s: SignedIn<Counters>, Query(q): Query<Fields>) -> Answer {
+    let list = ListQuery::from_fields(&q);
+    let guichet = s.account.guichet.as_deref();
+    let search = list.search(guichet, &b.site.calendar());
+    let (rows, referent) = tokio::try_join!(desk::mailing_list(&b.pool, &search), desk::counter_contact(&b.pool, guichet.unwrap_or_default()))?;
+    let referent = referent.map(|c| c.email_referent);
     let numero = html! {
         label { "Numéro unique (dépôt d'une seule demande) " input name="numero_unique" pattern="[0-9A-Za-z]{18}" maxlength="18" placeholder="0930325091042G3533"; }
     };
     let body = html! {
         p.muted {
-            "Guichet " (s.account.guichet.as_deref().unwrap_or("?")) " · référent : " (referent.as_deref().unwrap_or("non renseigné"))
+            "Guichet " (guichet.unwrap_or("?")) " · référent : " (referent.as_deref().unwrap_or("non renseigné"))
             " (il reçoit les avis des plis papier ; ceux des dépôts du portail vont à la personne qui dépose)."
         }
         h2 { "Déposer des pièces" }
@@ -126,8 +87,8 @@ async fn home(State(b): State<Arc<Bureau>>, s: SignedIn<Counters>) -> Answer {
             "chacune précédée de sa fiche récapitulative (laissez le numéro vide)."
         }
         (upload_form(&s, "/portal/deposits", "application/pdf,.pdf", b.config.portal.max_upload_bytes, numero, "Déposer", false))
-        h2 { "Plis et dépôts" }
-        (mailings_table(&b, &rows, false))
+        h2 #plis { "Plis et dépôts" }
+        (mailing_list(&b, "/portal", &list, &rows, false))
     };
     Ok(s.page("Mes plis et dépôts", body))
 }
@@ -142,7 +103,8 @@ async fn deposit(State(b): State<Arc<Bureau>>, Uploader(s): Uploader<Counters>, 
         },
         None => None,
     };
-    let upload = match take_upload(&crate::workdir::root(&b.config), &headers, body, b.config.portal.max_upload_bytes, "depot.pdf").await {
+    let name = upload_name(field(&q, "name"));
+    let upload = match take_upload(&crate::workdir::root(&b.config), &headers, body, b.config.portal.max_upload_bytes, &name).await {
         Ok(u) => u,
         Err(Refused(StatusCode::PAYLOAD_TOO_LARGE, _)) => {
             return refuse(
@@ -158,7 +120,7 @@ async fn deposit(State(b): State<Arc<Bureau>>, Uploader(s): Uploader<Counters>, 
     let Some(guichet) = s.account.guichet.clone() else {
         return refuse(StatusCode::FORBIDDEN, "Ce compte n'est rattaché à aucun guichet.".into());
     };
-    let files = vec![("depot.pdf".to_string(), upload.path.clone())];
+    let files = vec![(name, upload.path.clone())];
     let source = format!("portal:{}", s.account.email);
     let intake = Intake {
         channel: "portal",
@@ -519,7 +481,8 @@ async fn incidents(State(b): State<Arc<Bureau>>, s: SignedIn<Counters>, Query(q)
 }
 
 async fn incidents_page(b: &Bureau, s: &Signed, q: &Fields, error: Option<&str>, code: StatusCode) -> Answer {
-    let (rows, mailings) = tokio::try_join!(people::incidents(&b.pool, &s.account, false), desk::mailings(&b.pool, s.account.guichet.as_deref(), 50))?;
+    let recent = desk::MailingSearch { guichet: s.account.guichet.clone(), limit: 50, ..Default::default() };
+    let (rows, mailings) = tokio::try_join!(people::incidents(&b.pool, &s.account, false), desk::mailing_list(&b.pool, &recent))?;
     let chosen = field(q, "mailing").unwrap_or_default();
     let body = html! {
         @if let Some(e) = error { (alert("error", e)) }
@@ -531,7 +494,7 @@ async fn incidents_page(b: &Bureau, s: &Signed, q: &Fields, error: Option<&str>,
                 "Pli concerné "
                 select name="mailing" {
                     option value="" { "(aucun en particulier)" }
-                    @for m in &mailings { option value=(m.id) selected[m.id == chosen] { (m.id) " (" (when(&m.received_at, &b.site)) ")" } }
+                    @for m in &mailings { option value=(m.id) selected[m.id == chosen] { (m.title) " — " (when(&m.received_at, &b.site)) " — " (m.id) } }
                 }
             }
             label { "Numéro unique concerné " input name="numero_unique" maxlength="18" value=(field(q, "numero_unique").unwrap_or_default()); }
