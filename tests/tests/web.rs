@@ -413,6 +413,62 @@ async fn setup_bureau(stack: &TestStack) -> Result<(std::sync::Arc<Bureau>, watc
     Ok((Bureau::start(stack.config()?, "test-setup", shutdown).await?, stop))
 }
 
+/// Pieces decided at the review station in the browser test: a day's stretch of work.
+const STATION_PIECES: usize = 50;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_decides_fifty_pieces_at_the_review_station_with_the_keyboard() -> Result<()> {
+    let stack = TestStack::new("webstation", true).await?;
+    let server = Server::start(&stack, &["portal"], &[])?;
+    let pool = PgPool::connect(&stack.database_url).await?;
+    add_account(&stack, OPERATOR.0, OPERATOR.1, "operator", None, false)?;
+    let (bureau, _stop) = setup_bureau(&stack).await?;
+    // One mailing whose pieces all wait for an operator, each a one-page PDF with a proposal.
+    let mailing = format!("m-station-{}", stack.name);
+    record_mailing(&bureau, &mailing, Utc::now(), false, None).await?;
+    // A scanned PDF stands for each piece (the station shows its first page).
+    let key = format!("pieces/station/{mailing}.pdf");
+    bureau.blobs.put_file(&key, &sample("portal-deposit.pdf"), "application/pdf").await?;
+    sqlx::query(
+        "INSERT INTO pieces (id, mailing_id, numero_unique, categorie, type_code, confidence, sensible, status, key, bytes, plan_version, evidence, pages)
+         SELECT 'p-station-' || lpad(g::text, 3, '0'), $1, '0930325091042G3533', 'LOG', 'QUITTANCE_LOYER', 0.6, false, 'review', $2, 1000, 'test',
+                '[\"quittance: 2 mots sur 5\"]'::jsonb, 1
+         FROM generate_series(1, $3) g",
+    )
+    .bind(&mailing)
+    .bind(&key)
+    .bind(STATION_PIECES as i32)
+    .execute(&pool)
+    .await?;
+
+    let shots = std::env::var_os("SCANBUREAU_SCREENSHOTS").map(std::path::PathBuf::from).unwrap_or_else(|| stack.dir.path().join("screenshots"));
+    std::fs::create_dir_all(&shots)?;
+    let mut node = std::process::Command::new("node");
+    node.arg(workspace_root().join("tests/browser/station.mjs"))
+        .env("BASE_URL", server.base_url())
+        .env("OPERATOR", format!("{}\n{}", OPERATOR.0, OPERATOR.1))
+        .env("FIRST_PIECE", "p-station-001")
+        .env("COUNT", STATION_PIECES.to_string())
+        .env("SHOTS", &shots)
+        .current_dir(workspace_root().join("tests/browser"));
+    let out = tokio::task::spawn_blocking(move || node.output()).await?.context("running node")?;
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{said}");
+    anyhow::ensure!(out.status.success(), "the review station run failed:\n{said}");
+    assert!(said.contains("decisions per minute"), "the pace is printed");
+
+    let decided: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT status, decided_by FROM pieces WHERE mailing_id = $1").bind(&mailing).fetch_all(&pool).await?;
+    assert_eq!(decided.len(), STATION_PIECES);
+    let actor = format!("operator:{}", OPERATOR.0);
+    assert!(
+        decided.iter().all(|(status, by)| status == "uploaded" && by.as_deref() == Some(actor.as_str())),
+        "every piece accepted by the operator: {decided:?}"
+    );
+    drop(server);
+    drop_queues(&stack).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_retries_one_given_up_mailing_and_refuses_another_with_a_notice() -> Result<()> {
     let stack = TestStack::new("webfail", true).await?;

@@ -1,6 +1,6 @@
 // The one script of the bureau's pages: uploads with a progress bar, a confirmation on
-// buttons that refuse something, and the registry look-up of the numéro just typed. Everything
-// else works without it.
+// buttons that refuse something, the registry look-up of the numéro just typed, and the review
+// station's keyboard. Everything else works without it.
 "use strict";
 
 function uploadForm(form) {
@@ -93,3 +93,17 @@ document.querySelectorAll("a[data-registry-fill]").forEach((a) =>
     window.location.assign(`/portal/slips?numero_unique=${encodeURIComponent(typed)}`);
   })
 );
+
+// The review station's keyboard: each key named by a control's data-key presses it (a link or a
+// button) or focuses it (the type list); never while typing in a field.
+const station = document.querySelector("[data-station]");
+if (station) {
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || ["INPUT", "SELECT", "TEXTAREA"].includes(e.target.tagName)) return;
+    const control = station.querySelector(`[data-key="${CSS.escape(e.key)}"]`);
+    if (!control) return;
+    e.preventDefault();
+    if (control.tagName === "SELECT") control.focus();
+    else control.click();
+  });
+}

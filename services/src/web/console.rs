@@ -31,7 +31,7 @@ pub fn routes() -> Router<Arc<Bureau>> {
         .route("/console/batches", post(feed).layer(DefaultBodyLimit::disable()))
         .route("/console/batches/folder", post(feed_folder).layer(DefaultBodyLimit::disable()))
         .route("/console/review", get(review))
-        .route("/console/review/{piece}", post(decide))
+        .route("/console/review/{piece}", get(station).post(decide))
         .route("/console/failed", get(failed))
         .route("/console/dead/{id}/retry", post(retry_dead))
         .route("/console/mailings/{id}/reject", post(reject_mailing))
@@ -165,16 +165,10 @@ async fn review(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
 /// One piece waiting for an operator: its pages, what the classifier proposes and why, and the
 /// decisions.
 fn review_card(s: &super::Signed, pc: &desk::PieceView, queue: &[desk::PieceView], plan: &FilingPlan) -> Markup {
-    let proposed = pc.categorie.as_deref().zip(pc.type_code.as_deref());
-    let label = if proposed.is_some() { piece_label(&desk::PieceView { sensible: false, ..pc.clone() }, Some(plan)) } else { "aucune".into() };
-    let action = format!("/console/review/{}", url(&pc.id));
     html! {
         section.card.review data-piece=(pc.id) {
-            h2 { "Pièce " (pc.id) }
-            p {
-                "Pli " a href={ "/mailings/" (url(&pc.mailing_id)) } { (pc.mailing_id) }
-                " · demande " (pc.numero_unique.as_deref().unwrap_or("—")) " · " (pc.pages) " page(s) · confiance " (format!("{:.0}", pc.confidence * 100.0)) " %"
-            }
+            h2 { "Pièce " (pc.id) " " a.small href=(station_url(&pc.id)) { "vérifier au poste" } }
+            (piece_facts(pc))
             div.thumbs {
                 @if pc.sensible && !s.account.sensitive {
                     p.muted { "Pièce confidentielle : aperçu réservé au profil sensible." }
@@ -184,49 +178,149 @@ fn review_card(s: &super::Signed, pc: &desk::PieceView, queue: &[desk::PieceView
                     }
                 }
             }
-            p {
-                "Catégorie proposée : " strong { (label) }
-                @if pc.key.is_some() && (!pc.sensible || s.account.sensitive) {
-                    " · " a href={ "/pieces/" (url(&pc.id)) "/pdf" } target="_blank" rel="noopener" { "ouvrir le PDF" }
-                }
-            }
+            (proposal(s, pc, plan))
             details { summary { "Indices relevés" } ul { @for e in &pc.evidence { li { (e) } } } }
-            // Nothing to accept without a proposal: the operator chooses the type with « Reclasser ».
-            @if proposed.is_some() {
-                form.inline method="post" action=(action) {
-                    (s.csrf_field()) input type="hidden" name="action" value="accept"; button type="submit" { "Accepter" }
+            (decision_forms(s, pc, queue, plan, None))
+        }
+    }
+}
+
+fn station_url(piece: &str) -> String {
+    format!("/console/review/{}", url(piece))
+}
+
+/// Mailing, request, pages and confidence of a piece in review.
+fn piece_facts(pc: &desk::PieceView) -> Markup {
+    html! {
+        p {
+            "Pli " a href={ "/mailings/" (url(&pc.mailing_id)) } { (pc.mailing_id) }
+            " · demande " (pc.numero_unique.as_deref().unwrap_or("—")) " · " (pc.pages) " page(s) · confiance " (format!("{:.0}", pc.confidence * 100.0)) " %"
+        }
+    }
+}
+
+/// What the classifier proposes, and the piece's PDF one click away.
+fn proposal(s: &super::Signed, pc: &desk::PieceView, plan: &FilingPlan) -> Markup {
+    let proposed = pc.categorie.is_some() && pc.type_code.is_some();
+    let label = if proposed { piece_label(&desk::PieceView { sensible: false, ..pc.clone() }, Some(plan)) } else { "aucune".into() };
+    html! {
+        p {
+            "Catégorie proposée : " strong { (label) }
+            @if pc.key.is_some() && (!pc.sensible || s.account.sensitive) {
+                " · " a href={ "/pieces/" (url(&pc.id)) "/pdf" } target="_blank" rel="noopener" data-key="o" { "ouvrir le PDF" }
+            }
+        }
+    }
+}
+
+/// The decisions on a piece. At the review station, `next` is the piece to show once this one
+/// is decided (empty: back to the list) and the buttons carry their keyboard shortcut.
+fn decision_forms(s: &super::Signed, pc: &desk::PieceView, queue: &[desk::PieceView], plan: &FilingPlan, next: Option<&str>) -> Markup {
+    let proposed = pc.categorie.as_deref().zip(pc.type_code.as_deref());
+    let action = station_url(&pc.id);
+    let hidden = |what: &str| {
+        html! {
+            (s.csrf_field()) input type="hidden" name="action" value=(what);
+            @if let Some(n) = next { input type="hidden" name="next" value=(n); }
+        }
+    };
+    html! {
+        // Nothing to accept without a proposal: the operator chooses the type with « Reclasser ».
+        @if proposed.is_some() {
+            form.inline method="post" action=(action) { (hidden("accept")) button type="submit" data-key="a" { "Accepter" } }
+        }
+        form.inline method="post" action=(action) {
+            (hidden("reclassify"))
+            select name="type" aria-label="nouvelle catégorie" required data-key="r" { (type_options(plan, proposed)) }
+            button type="submit" { "Reclasser" }
+        }
+        form.inline method="post" action=(action) {
+            (hidden("illegible"))
+            button type="submit" data-confirm="Refuser cette pièce comme illisible ?" data-key="i" { "Illisible" }
+        }
+        (cut_forms(s, pc, queue, &action, next))
+    }
+}
+
+/// The review station: one piece at a time, its pages large (a click opens a page at full
+/// size), the decision beside them, keyboard shortcuts, and the next piece as soon as this one
+/// is decided.
+async fn station(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>, Path(piece): Path<String>) -> Answer {
+    let (queue, plan) = tokio::try_join!(desk::review_queue(&b.pool, STATION_QUEUE), store::current_plan(&b.pool))?;
+    let Some(at) = queue.iter().position(|p| p.id == piece) else {
+        // Decided meanwhile (or never in review): the first piece still waiting, or the list.
+        return Ok(Redirect::to(&queue.first().map(|p| station_url(&p.id)).unwrap_or_else(|| "/console/review".into())).into_response());
+    };
+    let pc = &queue[at];
+    let prev = at.checked_sub(1).map(|i| &queue[i]);
+    // After the last piece, the first one still waiting; none when this is the only one.
+    let next = queue.get(at + 1).or_else(|| queue.first().filter(|p| p.id != pc.id));
+    let closed = pc.sensible && !s.account.sensitive;
+    let body = html! {
+        section.station data-station data-piece=(pc.id) {
+            nav.paging aria-label="pièces à vérifier" {
+                @if let Some(p) = prev { a rel="prev" href=(station_url(&p.id)) data-key="k" { "← précédente (k)" } }
+                span { "pièce " (at + 1) " sur " (queue.len()) }
+                @if let Some(n) = next { a rel="next" href=(station_url(&n.id)) data-key="j" { "suivante (j) →" } }
+                a href="/console/review" { "la liste" }
+            }
+            div.station-body {
+                div.station-pages {
+                    @if closed {
+                        p.muted { "Pièce confidentielle : aperçu et décision réservés au profil sensible." }
+                    } @else {
+                        @for n in 0..pc.pages.max(1) {
+                            a href={ "/pieces/" (url(&pc.id)) "/pages/" (n) "?largeur=2000" } target="_blank" rel="noopener" title="ouvrir la page en grand" {
+                                img.page src={ "/pieces/" (url(&pc.id)) "/pages/" (n) "?largeur=1100" } alt={ "page " (n + 1) " de la pièce" } loading="lazy";
+                            }
+                        }
+                    }
+                }
+                aside.station-panel {
+                    h2 { "Pièce " (pc.id) }
+                    (piece_facts(pc))
+                    (proposal(&s, pc, &plan))
+                    details open { summary { "Indices relevés" } ul { @for e in &pc.evidence { li { (e) } } } }
+                    @if !closed { (decision_forms(&s, pc, &queue, &plan, Some(next.map(|n| n.id.as_str()).unwrap_or("")))) }
+                    p.muted.small {
+                        "Raccourcis : " kbd { "a" } " accepter · " kbd { "r" } " choisir un autre type · " kbd { "i" } " illisible · "
+                        kbd { "o" } " ouvrir le PDF · " kbd { "j" } " / " kbd { "k" } " pièce suivante / précédente"
+                    }
                 }
             }
-            form.inline method="post" action=(action) {
-                (s.csrf_field()) input type="hidden" name="action" value="reclassify";
-                select name="type" aria-label="nouvelle catégorie" required { (type_options(plan, proposed)) }
-                button type="submit" { "Reclasser" }
-            }
-            form.inline method="post" action=(action) {
-                (s.csrf_field()) input type="hidden" name="action" value="illegible";
-                button type="submit" data-confirm="Refuser cette pièce comme illisible ?" { "Illisible" }
-            }
-            (cut_forms(s, pc, queue, &action))
         }
+    };
+    Ok(s.page(&format!("Vérification · pièce {} sur {}", at + 1, queue.len()), body))
+}
+
+/// Pieces the station walks through (the review list shows the first fifty).
+const STATION_QUEUE: i64 = 500;
+
+/// Where a decision leads: the station's next piece, or the review list.
+fn after_decision(form: &Fields) -> String {
+    match field(form, "next") {
+        Some(n) if n.chars().all(|c| c.is_ascii_alphanumeric() || "-+_".contains(c)) => station_url(n),
+        _ => "/console/review".into(),
     }
 }
 
 /// Forms to change the cut: split a piece of several pages, join it with another piece of the
 /// same request that waits in review.
-fn cut_forms(s: &super::Signed, pc: &desk::PieceView, queue: &[desk::PieceView], action: &str) -> Markup {
+fn cut_forms(s: &super::Signed, pc: &desk::PieceView, queue: &[desk::PieceView], action: &str, next: Option<&str>) -> Markup {
     let partners: Vec<&desk::PieceView> =
         queue.iter().filter(|o| o.id != pc.id && o.mailing_id == pc.mailing_id && o.numero_unique == pc.numero_unique).collect();
+    let next_field = html! { @if let Some(n) = next { input type="hidden" name="next" value=(n); } };
     html! {
         @if pc.pages > 1 {
             form.inline method="post" action=(action) {
-                (s.csrf_field()) input type="hidden" name="action" value="split";
+                (s.csrf_field()) input type="hidden" name="action" value="split"; (next_field)
                 label { "Couper après la page " input type="number" name="after" min="1" max=(pc.pages - 1) value="1"; }
                 button type="submit" { "Couper" }
             }
         }
         @if !partners.is_empty() {
             form.inline method="post" action=(action) {
-                (s.csrf_field()) input type="hidden" name="action" value="join";
+                (s.csrf_field()) input type="hidden" name="action" value="join"; (next_field)
                 label { "Joindre à la suite la pièce " select name="with" { @for o in &partners { option value=(o.id) { (o.id) } } } }
                 button type="submit" { "Joindre" }
             }
@@ -261,7 +355,7 @@ async fn decide(State(b): State<Arc<Bureau>>, Path(piece): Path<String>, Checked
             return Err(already());
         }
         return match decisions::change_cut(&b, &current, &cut, &s.account.actor(), s.account.sensitive).await? {
-            CutOutcome::Done => Ok(Redirect::to("/console/review").into_response()),
+            CutOutcome::Done => Ok(Redirect::to(&after_decision(&form)).into_response()),
             CutOutcome::Changed => {
                 Err(s.error(StatusCode::CONFLICT, "Ces pièces ont changé entre-temps (décidées par un autre opérateur ?) : rien n'a été modifié."))
             }
@@ -287,7 +381,7 @@ async fn decide(State(b): State<Arc<Bureau>>, Path(piece): Path<String>, Checked
         _ => return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Décision inconnue.")),
     };
     match decisions::decide_piece(&b, &piece, &decision, &s.account.actor(), &plan).await? {
-        Some(_) => Ok(Redirect::to("/console/review").into_response()),
+        Some(_) => Ok(Redirect::to(&after_decision(&form)).into_response()),
         None => Err(already()),
     }
 }

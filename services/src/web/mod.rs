@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Form, Path, State};
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -368,10 +368,13 @@ async fn piece_pdf(State(b): State<Arc<Bureau>>, s: SignedIn<Everyone>, Path(id)
     }
 }
 
-async fn piece_page(State(b): State<Arc<Bureau>>, s: SignedIn<Everyone>, Path((id, n)): Path<(String, usize)>) -> Answer {
+/// A page of a piece as an image: 360 pixels wide for the list's thumbnails, `?largeur=N` (up
+/// to 2000) for the review station and its zoom.
+async fn piece_page(State(b): State<Arc<Bureau>>, s: SignedIn<Everyone>, Path((id, n)): Path<(String, usize)>, Query(q): Query<Fields>) -> Answer {
+    let width = field(&q, "largeur").and_then(|w| w.parse::<u32>().ok()).unwrap_or(360).clamp(120, 2000);
     let (_, key) = openable_piece(&b, &s, &id).await?;
     let bytes = b.blobs.get_bytes(&key).await?;
-    match tokio::task::spawn_blocking(move || scanbureau_pipeline::preview::page_png(&bytes, n, 360)).await {
+    match tokio::task::spawn_blocking(move || scanbureau_pipeline::preview::page_png(&bytes, n, width)).await {
         Ok(Some(png)) => Ok(([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "no-store")], png).into_response()),
         _ => Err(s.error(StatusCode::NOT_FOUND, "Cette page n'existe pas.")),
     }
