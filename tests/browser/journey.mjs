@@ -161,6 +161,17 @@ try {
   await Promise.all([supervisor.waitForURL(`${base}/dashboard`), lateRow.locator("text=Prioriser").click()]);
   const csv = await supervisor.request.get(`${base}/dashboard/export.csv`);
   if (csv.status() !== 200 || !(await csv.text()).startsWith("date,plis_recus")) throw new Error("the CSV export failed");
+  step("supervisor reads the counters' activity of the month");
+  await supervisor.goto(`${base}/dashboard/activite`);
+  const line = supervisor.locator('#activity tr[data-guichet="G3533"]');
+  if (await line.count() !== 1) throw new Error("no activity line for the counter");
+  const cells = await line.locator("td").allInnerTexts();
+  if (!(Number(cells[1]) >= 2 && Number(cells[2]) > 0)) throw new Error(`the counter's month: ${cells}`);
+  await supervisor.screenshot({ path: `${shots}/supervisor-activity.png`, fullPage: true });
+  const activity = await supervisor.request.get(`${base}/dashboard/activite.csv`);
+  const rows = (await activity.text()).split("\n");
+  if (activity.status() !== 200 || rows[0] !== "mois,guichet,plis,pages,pieces_deposees,pieces_refusees,pieces_en_verification,delai_median_heures,pages_refusees_par_motif"
+    || !rows.some((r) => r.split(",")[1] === "G3533")) throw new Error(`the activity CSV: ${rows.slice(0, 3)}`);
   step("done");
 } finally {
   await browser.close();

@@ -899,6 +899,64 @@ pub async fn figures_by_day(pool: &PgPool, from: NaiveDate, to: NaiveDate) -> Re
     .await?)
 }
 
+/// One counter's activity over a period (a month, for the activity report).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CounterActivity {
+    pub guichet: String,
+    pub mailings: i64,
+    pub pages: i64,
+    pub pieces_filed: i64,
+    pub pieces_refused: i64,
+    pub pieces_review: i64,
+    /// Median hours from reception to done, over its mailings done so far.
+    pub median_hours: Option<f64>,
+    /// Pages refused, by reason code, most frequent first.
+    pub refused_pages: Vec<(String, i64)>,
+}
+
+/// Each counter's mailings received in `[from, to)`: how many, their pages and pieces, what was
+/// refused and why, and how long they took; the busiest counter first.
+pub async fn activity_by_counter(pool: &PgPool, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<CounterActivity>> {
+    let rows = sqlx::query!(
+        r#"WITH ms AS (SELECT id, guichet, pages, received_at, done_at FROM mailings
+                       WHERE guichet IS NOT NULL AND received_at >= $1 AND received_at < $2),
+                ps AS (SELECT ms.guichet, count(*) FILTER (WHERE p.status = 'uploaded') AS up,
+                              count(*) FILTER (WHERE p.status = 'rejected') AS rej, count(*) FILTER (WHERE p.status = 'review') AS rev
+                       FROM pieces p JOIN ms ON ms.id = p.mailing_id GROUP BY ms.guichet)
+           SELECT ms.guichet AS "guichet!", count(*) AS "mailings!", COALESCE(sum(ms.pages), 0)::int8 AS "pages!",
+                  COALESCE(max(ps.up), 0)::int8 AS "filed!", COALESCE(max(ps.rej), 0)::int8 AS "refused!", COALESCE(max(ps.rev), 0)::int8 AS "review!",
+                  percentile_cont(0.5) WITHIN GROUP (ORDER BY (extract(epoch FROM ms.done_at - ms.received_at) / 3600)::float8) AS median_hours
+           FROM ms LEFT JOIN ps USING (guichet) GROUP BY ms.guichet ORDER BY 3 DESC, 1"#,
+        from,
+        to
+    )
+    .fetch_all(pool)
+    .await?;
+    let reasons = sqlx::query!(
+        r#"SELECT m.guichet AS "guichet!", pg.reason AS "reason!", count(*) AS "n!"
+           FROM pages pg JOIN mailings m ON m.id = pg.mailing_id
+           WHERE m.guichet IS NOT NULL AND m.received_at >= $1 AND m.received_at < $2 AND pg.role = 'rejected' AND pg.reason IS NOT NULL
+           GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2"#,
+        from,
+        to
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| CounterActivity {
+            refused_pages: reasons.iter().filter(|x| x.guichet == r.guichet).map(|x| (x.reason.clone(), x.n)).collect(),
+            guichet: r.guichet,
+            mailings: r.mailings,
+            pages: r.pages,
+            pieces_filed: r.filed,
+            pieces_refused: r.refused,
+            pieces_review: r.review,
+            median_hours: r.median_hours,
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! The supervisors' SLA dashboard: backlog by stage and channel, mailings due today, tomorrow
 //! and late (per counter and département, with the time left), throughput, rejection reasons,
-//! open incidents; the mailings at risk, which can be prioritised; the period's CSV export.
+//! open incidents; the mailings at risk, which can be prioritised; the period's CSV export; each
+//! counter's activity over a month, as a chart, a table and CSV.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -11,8 +12,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, NaiveTime, Utc};
 use maud::{Markup, html};
+use scanbureau_pipeline::calendar::WorkingCalendar;
 
 use super::access::{CheckedForm, SignedIn, Staff, Supervisors};
 use super::charts;
@@ -26,7 +28,12 @@ use crate::decisions;
 use crate::store::desk;
 
 pub fn routes() -> Router<Arc<Bureau>> {
-    Router::new().route("/dashboard", get(dashboard)).route("/dashboard/prioritise/{id}", post(prioritise)).route("/dashboard/export.csv", get(export))
+    Router::new()
+        .route("/dashboard", get(dashboard))
+        .route("/dashboard/prioritise/{id}", post(prioritise))
+        .route("/dashboard/export.csv", get(export))
+        .route("/dashboard/activite", get(activity))
+        .route("/dashboard/activite.csv", get(activity_csv))
 }
 
 /// Rows of the long lists (mailings at risk, open mailings); the rest is counted.
@@ -224,6 +231,8 @@ async fn dashboard(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
             h2 { "Incidents ouverts" }
             p { a href="/console/incidents" { (incidents.len()) " fiche(s) incident à traiter" } }
         }
+        h2 { "Activité des guichets" }
+        p { a href="/dashboard/activite" { "Plis, pages, pièces déposées et refusées, délai de traitement : par guichet et par mois" } }
         h2 { "Export" }
         form.inline method="get" action="/dashboard/export.csv" {
             label { "Du " input type="date" name="from" value=((local_today - Duration::days(30)).format("%Y-%m-%d")); }
@@ -289,6 +298,94 @@ async fn prioritise(State(b): State<Arc<Bureau>>, Path(id): Path<String>, Checke
     Ok(Redirect::to("/dashboard").into_response())
 }
 
+/// The month an activity report covers (`mois=AAAA-MM`, the current one by default): its first
+/// day and its bounds as instants of the site's time zone.
+fn report_month(q: &Fields, calendar: &WorkingCalendar) -> Result<(NaiveDate, DateTime<Utc>, DateTime<Utc>), String> {
+    let today = calendar.localise(Utc::now().fixed_offset()).date_naive();
+    let first = match field(q, "mois") {
+        Some(m) => NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d").map_err(|_| format!("« {m} » n'est pas un mois (AAAA-MM)."))?,
+        None => today.with_day(1).unwrap_or(today),
+    };
+    let next = first.checked_add_months(Months::new(1)).ok_or_else(|| "Mois hors de portée.".to_string())?;
+    let midnight = |d: NaiveDate| calendar.zone.from_local(d.and_time(NaiveTime::MIN)).with_timezone(&Utc);
+    Ok((first, midnight(first), midnight(next)))
+}
+
+/// `GET /dashboard/activite?mois=AAAA-MM`: each counter's month, as a chart and a table.
+async fn activity(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>, Query(q): Query<Fields>) -> Answer {
+    let (first, from, to) = report_month(&q, &b.site.calendar()).map_err(|e| s.error(StatusCode::UNPROCESSABLE_ENTITY, &e))?;
+    let rows = desk::activity_by_counter(&b.pool, from, to).await?;
+    let month = first.format("%Y-%m").to_string();
+    let busiest: Vec<(String, f64, bool)> = rows.iter().take(15).map(|r| (r.guichet.clone(), r.pages as f64, false)).collect();
+    let body = html! {
+        form.inline method="get" action="/dashboard/activite" {
+            label { "Mois " input type="month" name="mois" value=(month); }
+            " " button type="submit" { "Afficher" }
+            " " a href={ "/dashboard/activite.csv?mois=" (month) } { "Exporter ce mois (CSV)" }
+        }
+        @if rows.is_empty() {
+            p.muted { "Aucun pli d'un guichet reçu ce mois-là." }
+        } @else {
+            section {
+                h2 { "Pages reçues par guichet" @if rows.len() > 15 { " (les 15 premiers)" } }
+                (charts::bars(&format!("Pages reçues par guichet, {month}"), &busiest))
+            }
+            table #activity {
+                thead { tr {
+                    th { "Guichet" } th { "Plis" } th { "Pages" } th { "Pièces déposées" } th { "Pièces refusées" } th { "En vérification" }
+                    th { "Délai médian" } th { "Pages refusées, par motif" }
+                } }
+                tbody {
+                    @for r in &rows {
+                        tr data-guichet=(r.guichet) {
+                            td { (r.guichet) } td { (r.mailings) } td { (r.pages) } td { (r.pieces_filed) } td { (r.pieces_refused) } td { (r.pieces_review) }
+                            td { @match r.median_hours { Some(h) => (duration_label(h)), None => "—" } }
+                            td { @for (reason, n) in &r.refused_pages { (reason_label(reason)) " : " (n) br; } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(s.page(&format!("Activité des guichets · {month}"), body))
+}
+
+/// Hours as people read a delay: "25 min", "3,5 h".
+fn duration_label(hours: f64) -> String {
+    if hours < 1.0 { format!("{:.0} min", hours * 60.0) } else { format!("{hours:.1} h").replace('.', ",") }
+}
+
+/// `GET /dashboard/activite.csv?mois=AAAA-MM`: one line a counter.
+async fn activity_csv(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>, Query(q): Query<Fields>) -> Answer {
+    let (first, from, to) = report_month(&q, &b.site.calendar()).map_err(|e| s.error(StatusCode::UNPROCESSABLE_ENTITY, &e))?;
+    let rows = desk::activity_by_counter(&b.pool, from, to).await?;
+    let month = first.format("%Y-%m");
+    let mut csv = String::from("mois,guichet,plis,pages,pieces_deposees,pieces_refusees,pieces_en_verification,delai_median_heures,pages_refusees_par_motif\n");
+    for r in &rows {
+        let reasons: Vec<String> = r.refused_pages.iter().map(|(code, n)| format!("{code}:{n}")).collect();
+        let _ = writeln!(
+            csv,
+            "{month},{},{},{},{},{},{},{},{}",
+            r.guichet,
+            r.mailings,
+            r.pages,
+            r.pieces_filed,
+            r.pieces_refused,
+            r.pieces_review,
+            r.median_hours.map(|h| format!("{h:.2}")).unwrap_or_default(),
+            reasons.join(" ")
+        );
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"scanbureau-activite-{month}.csv\"")),
+        ],
+        csv,
+    )
+        .into_response())
+}
+
 /// `GET /dashboard/export.csv?from=YYYY-MM-DD&to=YYYY-MM-DD`: one line a day.
 async fn export(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>, Query(q): Query<Fields>) -> Answer {
     let today = Utc::now().date_naive();
@@ -316,4 +413,25 @@ async fn export(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>, Query(q): Quer
         csv,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scanbureau_pipeline::calendar::Subdivision;
+
+    #[test]
+    fn a_report_month_runs_from_local_midnight_to_local_midnight() {
+        let calendar = WorkingCalendar::new(Subdivision::Metropole);
+        let q: Fields = [("mois".to_string(), "2026-03".to_string())].into_iter().collect();
+        let (first, from, to) = report_month(&q, &calendar).expect("a month");
+        assert_eq!(first, NaiveDate::from_ymd_opt(2026, 3, 1).expect("date"));
+        // Paris: winter time on 1 March, summer time on 1 April.
+        assert_eq!((from.to_rfc3339(), to.to_rfc3339()), ("2026-02-28T23:00:00+00:00".to_string(), "2026-03-31T22:00:00+00:00".to_string()));
+        let q: Fields = [("mois".to_string(), "mars".to_string())].into_iter().collect();
+        assert_eq!(report_month(&q, &calendar).expect_err("not a month"), "« mars » n'est pas un mois (AAAA-MM).");
+        let (first, ..) = report_month(&Fields::new(), &calendar).expect("this month");
+        assert_eq!(first.day(), 1);
+        assert_eq!((duration_label(0.05), duration_label(3.5)), ("3 min".to_string(), "3,5 h".to_string()));
+    }
 }
