@@ -6,6 +6,9 @@
 //!   (`Content-Type: application/pdf`): streamed to disk, never held whole in memory, refused
 //!   past `portal.max_upload_bytes`; answers `202` with the deposit id at once.
 //! - `GET /api/deposits/{id}`: its status, requests, pieces and notices.
+//! - `GET /api/openapi.json`: this API described in OpenAPI 3.1, generated from the handlers'
+//!   annotations and the answers' types ([`PortalApi`]); a test checks the routes and statuses
+//!   against it.
 
 use std::sync::Arc;
 
@@ -34,6 +37,7 @@ pub fn router(bureau: Arc<Bureau>, portal: bool) -> Router {
         r = r
             .route("/api/deposits", post(deposit).layer(DefaultBodyLimit::disable()))
             .route("/api/deposits/{id}", get(deposit_status))
+            .route("/api/openapi.json", get(openapi))
             .merge(crate::web::routes());
     }
     r.layer(axum::middleware::from_fn(traced)).with_state(bureau)
@@ -136,13 +140,79 @@ impl FromRequestParts<Arc<Bureau>> for PortalCaller {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DepositQuery {
+    /// The request's numéro unique, for the pieces of one request deposited without its fiche.
     numero_unique: Option<String>,
     /// The PDF's file name, its title in the counter's lists.
     name: Option<String>,
 }
 
+/// A deposit taken in: processing follows, its status is at `status_url`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct DepositAccepted {
+    /// The deposit's id.
+    pub deposit: String,
+    pub status_url: String,
+    /// Bytes received.
+    pub bytes: u64,
+    /// The same PDF was deposited before: this is that deposit, not processed again.
+    pub duplicate: bool,
+}
+
+/// What went wrong, in French, for the portal to show as it is.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ApiError {
+    pub error: String,
+}
+
+/// The portal API's description (OpenAPI 3.1), served at `/api/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "scanbureau — API du portail", description = "Dépôt des pièces justificatives par les logiciels des guichets, et suivi des dépôts."),
+    paths(deposit, deposit_status),
+    modifiers(&BearerToken)
+)]
+pub struct PortalApi;
+
+/// Every call carries the portal user's token.
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("jeton", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        api.security = Some(vec![SecurityRequirement::new("jeton", Vec::<String>::new())]);
+    }
+}
+
+async fn openapi() -> Response {
+    match <PortalApi as utoipa::OpenApi>::openapi().to_pretty_json() {
+        Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, format!("description indisponible : {e}")).into_response(),
+    }
+}
+
+/// Deposits a PDF: the pieces of one request (`numero_unique`), or several requests each after
+/// its fiche récapitulative. The body is streamed to disk; the answer comes at once.
+#[utoipa::path(
+    post,
+    path = "/api/deposits",
+    params(DepositQuery),
+    request_body(content = Vec<u8>, content_type = "application/pdf", description = "Le PDF à déposer"),
+    responses(
+        (status = 202, description = "Dépôt reçu (ou déjà reçu : `duplicate`)", body = DepositAccepted),
+        (status = 400, description = "Envoi vide ou interrompu", body = ApiError),
+        (status = 401, description = "Jeton absent, inconnu ou désactivé", body = ApiError),
+        (status = 413, description = "Fichier au-delà de la limite du portail", body = ApiError),
+        (status = 415, description = "Ce n'est pas un PDF", body = ApiError),
+        (status = 422, description = "Numéro unique invalide", body = ApiError),
+        (status = 500, description = "Le serveur n'a pas pu garder l'envoi", body = ApiError),
+        (status = 503, description = "Service momentanément indisponible : rien n'a été gardé", body = ApiError),
+    )
+)]
 async fn deposit(State(b): State<Arc<Bureau>>, PortalCaller(user): PortalCaller, headers: HeaderMap, Query(q): Query<DepositQuery>, body: Body) -> Answer {
     let limit = b.config.portal.max_upload_bytes;
     let numero = match q.numero_unique.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
@@ -172,7 +242,7 @@ async fn deposit(State(b): State<Arc<Bureau>>, PortalCaller(user): PortalCaller,
     match b.receive(intake).await {
         Ok((id, outcome)) => {
             let duplicate = matches!(outcome, Inserted::Duplicate { .. });
-            let body = json!({"deposit": id, "status_url": format!("/api/deposits/{id}"), "bytes": size, "duplicate": duplicate});
+            let body = DepositAccepted { status_url: format!("/api/deposits/{id}"), deposit: id, bytes: size, duplicate };
             Ok((StatusCode::ACCEPTED, Json(body)).into_response())
         }
         Err(e) => {
@@ -183,6 +253,18 @@ async fn deposit(State(b): State<Arc<Bureau>>, PortalCaller(user): PortalCaller,
     }
 }
 
+/// A deposit's status, requests, pieces and notices; only to the counter that made it.
+#[utoipa::path(
+    get,
+    path = "/api/deposits/{id}",
+    params(("id" = String, Path, description = "L'identifiant du dépôt")),
+    responses(
+        (status = 200, description = "Le dépôt", body = store::DepositStatus),
+        (status = 401, description = "Jeton absent, inconnu ou désactivé", body = ApiError),
+        (status = 404, description = "Dépôt inconnu (ou d'un autre guichet)", body = ApiError),
+        (status = 503, description = "Service momentanément indisponible", body = ApiError),
+    )
+)]
 async fn deposit_status(State(b): State<Arc<Bureau>>, PortalCaller(user): PortalCaller, Path(id): Path<String>) -> Answer {
     match store::deposit_status(&b.pool, &id, &user).await {
         Ok(Some(v)) => Ok(Json(v).into_response()),
@@ -191,6 +273,27 @@ async fn deposit_status(State(b): State<Arc<Bureau>>, PortalCaller(user): Portal
         Err(e) => {
             tracing::error!(error = %e, "deposit status: database unavailable");
             Err(problem(StatusCode::SERVICE_UNAVAILABLE, "le service est momentanément indisponible ; réessayez dans un instant"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_description_is_openapi_3_1_with_its_schemas() {
+        let spec = serde_json::to_value(<PortalApi as utoipa::OpenApi>::openapi()).expect("a JSON description");
+        assert!(spec["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{spec}");
+        let deposit = &spec["paths"]["/api/deposits"]["post"];
+        assert_eq!(deposit["requestBody"]["content"].as_object().map(|c| c.keys().cloned().collect::<Vec<_>>()), Some(vec!["application/pdf".to_string()]));
+        let params: Vec<&str> = deposit["parameters"].as_array().expect("parameters").iter().filter_map(|p| p["name"].as_str()).collect();
+        assert_eq!(params, ["numero_unique", "name"]);
+        // The piece's type keeps its name in the answer ("type", not the Rust field's).
+        let piece = &spec["components"]["schemas"]["DepositPiece"]["properties"];
+        assert!(piece["type"].is_object() && piece["type_code"].is_null(), "{piece}");
+        for schema in ["DepositAccepted", "ApiError", "DepositStatus", "DepositRequest", "DepositNotice"] {
+            assert!(spec["components"]["schemas"][schema].is_object(), "{schema} is described");
         }
     }
 }

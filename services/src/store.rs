@@ -672,7 +672,7 @@ pub async fn record_dead_letter(pool: &PgPool, stage: &str, subject: Option<&str
 // ---------------------------------------------------------------- deposits and figures
 
 /// A deposit's status as the portal API shows it, or `None` if it is not this user's.
-pub async fn deposit_status(pool: &PgPool, mailing_id: &str, user: &PortalUser) -> Result<Option<Value>> {
+pub async fn deposit_status(pool: &PgPool, mailing_id: &str, user: &PortalUser) -> Result<Option<DepositStatus>> {
     let row = sqlx::query!(
         "SELECT m.id, m.status, m.received_at, m.due_at, m.outcome, m.pages, m.last_error, m.numero_unique
          FROM mailings m WHERE m.id = $1 AND m.guichet = $2",
@@ -683,27 +683,92 @@ pub async fn deposit_status(pool: &PgPool, mailing_id: &str, user: &PortalUser) 
     .await?;
     let Some(r) = row else { return Ok(None) };
     let requests =
-        sqlx::query!("SELECT numero_unique, status, reason, notice FROM requests WHERE mailing_id = $1 ORDER BY ordinal", mailing_id).fetch_all(pool).await?;
-    let pieces =
-        sqlx::query!("SELECT id, numero_unique, categorie, type_code, status, reason, confidence FROM pieces WHERE mailing_id = $1 ORDER BY id", mailing_id)
+        sqlx::query_as!(DepositRequest, "SELECT numero_unique, status, reason, notice FROM requests WHERE mailing_id = $1 ORDER BY ordinal", mailing_id)
             .fetch_all(pool)
             .await?;
-    let notices = sqlx::query!("SELECT name, recipients, status, sent_at FROM notices WHERE mailing_id = $1 ORDER BY id", mailing_id).fetch_all(pool).await?;
-    Ok(Some(json!({
-        "deposit": r.id,
-        "status": r.status,
-        "received_at": r.received_at,
-        "due_at": r.due_at,
-        "outcome": r.outcome,
-        "pages": r.pages,
-        "error": r.last_error,
-        "numero_unique": r.numero_unique,
-        "requests": requests.iter().map(|q| json!({"numero_unique": q.numero_unique, "status": q.status, "reason": q.reason, "notice": q.notice})).collect::<Vec<_>>(),
-        "pieces": pieces.iter().map(|p| json!({
-            "id": p.id, "numero_unique": p.numero_unique, "categorie": p.categorie, "type": p.type_code,
-            "status": p.status, "reason": p.reason, "confidence": p.confidence})).collect::<Vec<_>>(),
-        "notices": notices.iter().map(|n| json!({"name": n.name, "to": n.recipients, "status": n.status, "sent_at": n.sent_at})).collect::<Vec<_>>(),
-    })))
+    let pieces = sqlx::query_as!(
+        DepositPiece,
+        r#"SELECT id, numero_unique, categorie, type_code AS "type_code?", status, reason, confidence FROM pieces WHERE mailing_id = $1 ORDER BY id"#,
+        mailing_id
+    )
+    .fetch_all(pool)
+    .await?;
+    let notices =
+        sqlx::query_as!(DepositNotice, r#"SELECT name, recipients AS "to", status, sent_at FROM notices WHERE mailing_id = $1 ORDER BY id"#, mailing_id)
+            .fetch_all(pool)
+            .await?;
+    Ok(Some(DepositStatus {
+        deposit: r.id,
+        status: r.status,
+        received_at: r.received_at,
+        due_at: r.due_at,
+        outcome: r.outcome,
+        pages: r.pages,
+        error: r.last_error,
+        numero_unique: r.numero_unique,
+        requests,
+        pieces,
+        notices,
+    }))
+}
+
+/// A deposit as the portal API shows it to the counter that made it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct DepositStatus {
+    /// The deposit's (mailing's) id.
+    pub deposit: String,
+    /// `received`, `processing`, `done` or `failed`.
+    pub status: String,
+    pub received_at: DateTime<Utc>,
+    /// When it must be done: the end of the second working day after reception.
+    pub due_at: DateTime<Utc>,
+    /// Once done: `accepted`, `partial` or `rejected`.
+    pub outcome: Option<String>,
+    pub pages: Option<i32>,
+    /// Why the last try failed, while it waits for the next one.
+    pub error: Option<String>,
+    /// The numéro unique the deposit was made for, if it named one.
+    pub numero_unique: Option<String>,
+    pub requests: Vec<DepositRequest>,
+    pub pieces: Vec<DepositPiece>,
+    pub notices: Vec<DepositNotice>,
+}
+
+/// A request of a deposit and what became of it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct DepositRequest {
+    pub numero_unique: Option<String>,
+    /// `accepted`, `partial` or `rejected`.
+    pub status: String,
+    /// The reason code of a refusal.
+    pub reason: Option<String>,
+    /// The notice written for it.
+    pub notice: Option<String>,
+}
+
+/// A piece cut from a deposit.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct DepositPiece {
+    pub id: String,
+    pub numero_unique: Option<String>,
+    pub categorie: Option<String>,
+    /// The type code of the filing plan.
+    #[serde(rename = "type")]
+    pub type_code: Option<String>,
+    /// `uploaded`, `review` or `rejected`.
+    pub status: String,
+    pub reason: Option<String>,
+    pub confidence: f32,
+}
+
+/// A notice about a deposit.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct DepositNotice {
+    pub name: String,
+    pub to: Vec<String>,
+    /// `pending`, `sent` or `failed`.
+    pub status: String,
+    pub sent_at: Option<DateTime<Utc>>,
 }
 
 /// The figures the metrics endpoint shows, read from the database.

@@ -521,6 +521,41 @@ async fn the_portal_refuses_bad_uploads_with_a_clear_answer() -> Result<()> {
     assert_ne!(first["deposit"], other["deposit"]);
     assert_eq!((&first["deposit"], &again["duplicate"]), (&again["deposit"], &serde_json::Value::Bool(true)));
     assert_eq!(other["duplicate"], false);
+    let (empty, _) = http(port, "POST", "/api/deposits", Some(token), b"").await?;
+    assert_eq!(empty, 400);
+    let (shown, status) = http(port, "GET", &format!("/api/deposits/{}", first["deposit"].as_str().unwrap_or_default()), Some(token), b"").await?;
+    assert_eq!(shown, 200, "{status}");
+
+    // The API answers as its published description (OpenAPI 3.1) says: it describes exactly the
+    // routes served, every status seen above is one it gives for its route, and the answers
+    // carry every field their schema requires.
+    let (code, spec) = http(port, "GET", "/api/openapi.json", None, b"").await?;
+    assert_eq!(code, 200);
+    assert!(spec["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{spec}");
+    let paths: Vec<&String> = spec["paths"].as_object().context("paths")?.keys().collect();
+    assert_eq!(paths, ["/api/deposits", "/api/deposits/{id}"], "the described routes are the API's");
+    let seen = [
+        ("post", "/api/deposits", 401),
+        ("post", "/api/deposits", 413),
+        ("post", "/api/deposits", 415),
+        ("post", "/api/deposits", 422),
+        ("post", "/api/deposits", 202),
+        ("post", "/api/deposits", 400),
+        ("get", "/api/deposits/{id}", 404),
+        ("get", "/api/deposits/{id}", 200),
+    ];
+    for (method, path, code) in seen {
+        assert!(spec["paths"][path][method]["responses"][code.to_string()].is_object(), "{method} {path} {code} is not described");
+    }
+    assert!(spec["components"]["securitySchemes"]["jeton"]["scheme"] == "bearer", "the token is described");
+    for (schema, answer) in [("DepositAccepted", &first), ("DepositStatus", &status)] {
+        let required = spec["components"]["schemas"][schema]["required"].as_array().with_context(|| format!("{schema} has required fields"))?;
+        assert!(!required.is_empty());
+        for field in required {
+            let field = field.as_str().context("a field name")?;
+            assert!(answer.get(field).is_some(), "{schema}: the answer lacks {field}: {answer}");
+        }
+    }
     run.stop().await
 }
 
