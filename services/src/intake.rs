@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 
 use mail_parser::MimeHeaders;
+use scanbureau_pipeline::NumeroUnique;
 use scanbureau_pipeline::notice::{MailRefusal, NoticeContext, mail_refusal_notice};
 
 use crate::blobs::keys;
@@ -260,9 +261,17 @@ async fn take_message(bureau: &Bureau, path: &Path) -> Result<&'static str> {
     let files = vec![(format!("{}.eml", sanitize_id(&message_id)), path.to_path_buf())];
     match judge_mail(known, &attachments, bureau.config.intake.max_attachment_bytes) {
         MailVerdict::Take => {
-            let intake = Intake { channel: "mail", source: &message_id, files: &files, numero_unique: None, notify: None, portal_user: None, counter: None };
+            // An applicant writing about their own request (its numéro in the subject or the
+            // text): a deposit for that request, without a fiche, and the notice goes to them.
+            let text = format!("{subject}\n{}", parsed.as_ref().and_then(|m| m.body_text(0)).unwrap_or_default());
+            let own = match &from {
+                Some(f) => applicant_numero(&numeros_in(&text), &store::applicant_requests(&bureau.pool, f).await?),
+                None => None,
+            };
+            let notify = own.as_ref().and(from.clone());
+            let intake = Intake { channel: "mail", source: &message_id, files: &files, numero_unique: own.clone(), notify, portal_user: None, counter: None };
             let (id, outcome) = bureau.receive(intake).await?;
-            tracing::info!(mailing = %id, from = ?from, ?outcome, "e-mail stored as a mailing");
+            tracing::info!(mailing = %id, applicant = own.is_some(), ?outcome, "e-mail stored as a mailing");
             Ok(".processed")
         }
         MailVerdict::Refuse(why) => {
@@ -274,6 +283,25 @@ async fn take_message(bureau: &Bureau, path: &Path) -> Result<&'static str> {
             Ok(".failed")
         }
     }
+}
+
+/// The numéros uniques written in a text: words of 18 letters and digits of the right shape.
+pub fn numeros_in(text: &str) -> Vec<NumeroUnique> {
+    let mut found: Vec<NumeroUnique> = Vec::new();
+    for word in text.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| w.len() == 18) {
+        if let Ok(n) = NumeroUnique::parse(word)
+            && !found.contains(&n)
+        {
+            found.push(n);
+        }
+    }
+    found
+}
+
+/// The request an applicant's message is about: the first numéro it names that is one of their
+/// own requests (a numéro of someone else's request is never taken).
+fn applicant_numero(named: &[NumeroUnique], own: &[String]) -> Option<String> {
+    named.iter().map(NumeroUnique::as_str).find(|n| own.iter().any(|o| o == n)).map(str::to_string)
 }
 
 fn sanitize_id(s: &str) -> String {
@@ -341,6 +369,17 @@ pub async fn run_maildir(bureau: Arc<Bureau>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_applicant_s_message_is_about_the_numero_it_names_if_it_is_theirs() {
+        let text = "Objet : pièces pour ma demande n° 0930325091042g3533\nAncienne demande 0930423903439G3533, dossier 12345, réf. 09303250910420G3533X";
+        let named = numeros_in(text);
+        assert_eq!(named.iter().map(NumeroUnique::as_str).collect::<Vec<_>>(), ["0930325091042G3533", "0930423903439G3533"]);
+        let own = vec!["0930423903439G3533".to_string()];
+        assert_eq!(applicant_numero(&named, &own).as_deref(), Some("0930423903439G3533"), "the first of their own");
+        assert_eq!(applicant_numero(&named, &["0591025349521GDPUB".to_string()]), None, "someone else's numéro is never taken");
+        assert_eq!(applicant_numero(&numeros_in("Bonjour, voici mes pièces."), &own), None);
+    }
 
     #[test]
     fn mail_is_judged_on_sender_and_attachments() {

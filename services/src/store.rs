@@ -205,6 +205,13 @@ pub async fn sender_known(pool: &PgPool, email: &str) -> Result<bool> {
     .await?)
 }
 
+/// The numéros of the requests whose applicant registered this e-mail address.
+pub async fn applicant_requests(pool: &PgPool, email: &str) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar!("SELECT numero_unique FROM registry_demandes WHERE lower(record->>'email') = lower($1) ORDER BY numero_unique", email)
+        .fetch_all(pool)
+        .await?)
+}
+
 // ---------------------------------------------------------------- mailings
 
 /// One stored file of a mailing.

@@ -490,6 +490,46 @@ fn close_connections(name: &str) -> Result<usize> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applicant_s_e_mail_naming_their_request_is_a_deposit_for_it() -> Result<()> {
+    use rand::SeedableRng;
+    use scanbureau_fixtures::docs::{DocKind, draw_document};
+    use scanbureau_fixtures::write::{eml_bytes, jpeg_bytes};
+    let stack = TestStack::new("applicant", true).await?;
+    let run = Running::start(&stack, &[Role::Intake, Role::Process, Role::Notify]).await?;
+    // The applicant of 0930325091042G3533 (sample registry) sends a photo of a rent receipt
+    // with the numéro in the subject; then one naming another applicant's request.
+    let (applicant, own, other) = ("clement.francois@example.org", "0930325091042G3533", "0590320272540G4709");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
+    let person = scanbureau_fixtures::people::person(&mut rng, "093", "G3533");
+    let photo = jpeg_bytes(&draw_document(DocKind::QuittanceLoyer, 0, &person, 200.0, 236, &mut rng), 85);
+    for (name, subject) in [("1700000010.M1P1.bureau", format!("Demande {own} : ma quittance")), ("1700000011.M1P1.bureau", format!("Pour la demande {other}"))]
+    {
+        let message = eml_bytes(applicant, &subject, &[("image/jpeg", "quittance.jpg", photo.clone())]);
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(stack.maildir.join(sub))?;
+        }
+        std::fs::write(stack.maildir.join("tmp").join(name), message)?;
+        std::fs::rename(stack.maildir.join("tmp").join(name), stack.maildir.join("new").join(name))?;
+    }
+    wait_until(run.pool(), "SELECT count(*) = 2 FROM mailings WHERE status = 'done'", "both messages processed", LONG).await?;
+    let numeros: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT numero_unique FROM mailings WHERE channel = 'mail' ORDER BY numero_unique NULLS LAST").fetch_all(run.pool()).await?;
+    assert_eq!(numeros, [Some(own.to_string()), None], "their own request is taken, someone else's never");
+    let mailing: String = sqlx::query_scalar("SELECT id FROM mailings WHERE numero_unique = $1").bind(own).fetch_one(run.pool()).await?;
+    let requests: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT numero_unique FROM requests WHERE mailing_id = $1").bind(&mailing).fetch_all(run.pool()).await?;
+    assert_eq!(requests, [Some(own.to_string())], "filed to the request it names");
+    let pieces: Vec<(Option<String>, String)> =
+        sqlx::query_as("SELECT numero_unique, status FROM pieces WHERE mailing_id = $1").bind(&mailing).fetch_all(run.pool()).await?;
+    assert!(!pieces.is_empty() && pieces.iter().all(|(n, st)| n.as_deref() == Some(own) && st != "rejected"), "{pieces:?}");
+    wait_until(run.pool(), &format!("SELECT count(*) > 0 AND bool_and(status = 'sent') FROM notices WHERE mailing_id = '{mailing}'"), "the notice sent", LONG)
+        .await?;
+    let to: Vec<Vec<String>> = sqlx::query_scalar("SELECT recipients FROM notices WHERE mailing_id = $1").bind(&mailing).fetch_all(run.pool()).await?;
+    assert!(to.iter().all(|r| r == &[applicant.to_string()]), "the notice goes to the applicant: {to:?}");
+    run.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_portal_refuses_bad_uploads_with_a_clear_answer() -> Result<()> {
     let mut stack = TestStack::new("portal", true).await?;
     stack.set("SCANBUREAU__PORTAL__MAX_UPLOAD_BYTES", "100000");
