@@ -432,12 +432,18 @@ async fn an_operator_decides_fifty_pieces_at_the_review_station_with_the_keyboar
     sqlx::query(
         "INSERT INTO pieces (id, mailing_id, numero_unique, categorie, type_code, confidence, sensible, status, key, bytes, plan_version, evidence, pages)
          SELECT 'p-station-' || lpad(g::text, 3, '0'), $1, '0930325091042G3533', 'LOG', 'QUITTANCE_LOYER', 0.6, false, 'review', $2, 1000, 'test',
-                '[\"quittance: 2 mots sur 5\"]'::jsonb, 1
+                $4, 1
          FROM generate_series(1, $3) g",
     )
     .bind(&mailing)
     .bind(&key)
     .bind(STATION_PIECES as i32)
+    .bind(serde_json::json!([
+        "segment: 1 pages, page marks [-]",
+        "QUITTANCE_LOYER 6.5 (title:quittance, word:au titre du loyer); next TAXE_FONCIERE 1.0",
+        "for an operator: the amounts are not read",
+        "addressed to CLÉMENT INÈS FRANÇOIS"
+    ]))
     .execute(&pool)
     .await?;
 

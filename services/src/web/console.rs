@@ -16,6 +16,7 @@ use scanbureau_pipeline::input::{FileKind, sniff};
 use scanbureau_pipeline::plan::FilingPlan;
 
 use super::access::{CheckedForm, SignedIn, Staff, Uploader};
+use super::evidence;
 use super::lists::{ListQuery, mailing_list};
 use super::page::{url, when};
 use super::portal::{incidents_table, piece_label, upload_form};
@@ -179,7 +180,7 @@ fn review_card(s: &super::Signed, pc: &desk::PieceView, queue: &[desk::PieceView
                 }
             }
             (proposal(s, pc, plan))
-            details { summary { "Indices relevés" } ul { @for e in &pc.evidence { li { (e) } } } }
+            details { summary { "Indices relevés" } (evidence_list(pc, plan)) }
             (decision_forms(s, pc, queue, plan, None))
         }
     }
@@ -197,6 +198,11 @@ fn piece_facts(pc: &desk::PieceView) -> Markup {
             " · demande " (pc.numero_unique.as_deref().unwrap_or("—")) " · " (pc.pages) " page(s) · confiance " (format!("{:.0}", pc.confidence * 100.0)) " %"
         }
     }
+}
+
+/// The evidence of a piece in plain French, the classifier's own words in each line's tooltip.
+fn evidence_list(pc: &desk::PieceView, plan: &FilingPlan) -> Markup {
+    html! { ul.evidence { @for e in &pc.evidence { li title=(e) { (evidence::en_clair(e, Some(plan))) } } } }
 }
 
 /// What the classifier proposes, and the piece's PDF one click away.
@@ -280,7 +286,7 @@ async fn station(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>, Path(piece): 
                     h2 { "Pièce " (pc.id) }
                     (piece_facts(pc))
                     (proposal(&s, pc, &plan))
-                    details open { summary { "Indices relevés" } ul { @for e in &pc.evidence { li { (e) } } } }
+                    details open { summary { "Indices relevés" } (evidence_list(pc, &plan)) }
                     @if !closed { (decision_forms(&s, pc, &queue, &plan, Some(next.map(|n| n.id.as_str()).unwrap_or("")))) }
                     p.muted.small {
                         "Raccourcis : " kbd { "a" } " accepter · " kbd { "r" } " choisir un autre type · " kbd { "i" } " illisible · "

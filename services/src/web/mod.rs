@@ -17,6 +17,7 @@ pub mod charts;
 pub mod console;
 pub mod dashboard;
 pub mod error;
+pub mod evidence;
 pub mod forecast;
 pub mod lists;
 pub mod page;
