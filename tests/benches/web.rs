@@ -156,6 +156,11 @@ async fn main() -> Result<()> {
     let numero_search = format!("/portal?q=0930325{:06}G3533", done_n * 2);
     let day = (chrono::Utc::now() - chrono::Duration::days(3)).date_naive();
     let day_search = format!("/console?jour={day}");
+    // The searches find what they look for (a figure for an empty answer would prove little).
+    let own = counter.get(&numero_search).await?.text();
+    anyhow::ensure!(own.contains(&format!("data-mailing=\"m-bench-{done_n}\"")), "{numero_search} does not find m-bench-{done_n}");
+    let named = supervisor.get("/console?q=dubois").await?.text();
+    anyhow::ensure!(named.matches("data-mailing=").count() == 50, "a common name fills a page");
     for (who, path) in [
         ("counter", "/portal"),
         ("counter", numero_search.as_str()),
