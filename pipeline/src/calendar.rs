@@ -243,6 +243,12 @@ impl WorkingCalendar {
         self.zone.from_local(day.and_time(NaiveTime::from_hms_opt(23, 59, 59).expect("valid time")))
     }
 
+    /// The instant a local day begins (midnight, the site's legal time): the bound of a day or
+    /// a month people ask about.
+    pub fn day_start(&self, day: NaiveDate) -> DateTime<FixedOffset> {
+        self.zone.from_local(day.and_time(NaiveTime::MIN))
+    }
+
     /// An instant expressed in the site's legal time (for `received_at` in the report).
     pub fn localise(&self, instant: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
         let utc = instant.with_timezone(&Utc);

@@ -85,6 +85,21 @@ async fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &[
     Ok((status, json))
 }
 
+/// A portal deposit of one PDF received as the API would, its notices to the counter's agent.
+async fn receive_deposit(b: &Bureau, name: &str, path: std::path::PathBuf) -> Result<String> {
+    let files = vec![(name.to_string(), path)];
+    let intake = Intake {
+        channel: "portal",
+        source: "test",
+        files: &files,
+        numero_unique: None,
+        notify: Some("agent@bailleur-093.example".into()),
+        portal_user: None,
+        counter: None,
+    };
+    Ok(b.receive(intake).await?.0)
+}
+
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     for e in std::fs::read_dir(from)? {
@@ -424,19 +439,7 @@ async fn stored_then_s3_down(stack: &mut TestStack, roles: &[Role]) -> Result<(O
     s3.start()?;
     stack.set("SCANBUREAU__STORAGE__ENDPOINT", &format!("http://127.0.0.1:{}", s3.port));
     let intake = Running::start(stack, &[Role::Portal]).await?;
-    let files = vec![("depot.pdf".to_string(), sample("portal-deposit.pdf"))];
-    let (id, _) = intake
-        .bureau
-        .receive(Intake {
-            channel: "portal",
-            source: "test",
-            files: &files,
-            numero_unique: None,
-            notify: Some("agent@bailleur-093.example".into()),
-            portal_user: None,
-            counter: None,
-        })
-        .await?;
+    let id = receive_deposit(&intake.bureau, "depot.pdf", sample("portal-deposit.pdf")).await?;
     intake.shutdown().await?;
     s3.stop();
     let run = Running::start_without_bucket_check(stack, roles).await?;
@@ -652,19 +655,7 @@ async fn fault_a_mailing_that_kills_its_worker_every_time_is_given_up_visibly() 
     // This process stores the mailing and watches the dead letters; the processing workers are
     // separate processes, restarted each time they die, as a service manager would.
     let run = Running::start(&stack, &[Role::Sweeper]).await?;
-    let files = vec![("depot.pdf".to_string(), sample("portal-deposit.pdf"))];
-    let (id, _) = run
-        .bureau
-        .receive(Intake {
-            channel: "portal",
-            source: "test",
-            files: &files,
-            numero_unique: None,
-            notify: Some("agent@bailleur-093.example".into()),
-            portal_user: None,
-            counter: None,
-        })
-        .await?;
+    let id = receive_deposit(&run.bureau, "depot.pdf", sample("portal-deposit.pdf")).await?;
     let crash_on = [("SCANBUREAU__JOB__CRASH_ON_MAILING", id.as_str())];
     let spawn_worker = |crash: bool| {
         let extra: &[(&str, &str)] = if crash { &crash_on } else { &[] };
@@ -788,19 +779,7 @@ async fn deposit_copies(b: &Bureau, dir: &Path, tag: &str, n: usize) -> Result<V
         let mut bytes = pdf.clone();
         bytes.extend_from_slice(format!("\n% copy {tag} {i}\n").as_bytes());
         std::fs::write(&path, bytes)?;
-        let files = vec![(format!("depot-{tag}-{i}.pdf"), path)];
-        let (id, _) = b
-            .receive(Intake {
-                channel: "portal",
-                source: "test",
-                files: &files,
-                numero_unique: None,
-                notify: Some("agent@bailleur-093.example".into()),
-                portal_user: None,
-                counter: None,
-            })
-            .await?;
-        ids.push(id);
+        ids.push(receive_deposit(b, &format!("depot-{tag}-{i}.pdf"), path).await?);
     }
     Ok(ids)
 }

@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
-use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, Utc};
 use maud::{Markup, html};
 use scanbureau_pipeline::calendar::WorkingCalendar;
 
@@ -307,8 +307,7 @@ fn report_month(q: &Fields, calendar: &WorkingCalendar) -> Result<(NaiveDate, Da
         None => today.with_day(1).unwrap_or(today),
     };
     let next = first.checked_add_months(Months::new(1)).ok_or_else(|| "Mois hors de portée.".to_string())?;
-    let midnight = |d: NaiveDate| calendar.zone.from_local(d.and_time(NaiveTime::MIN)).with_timezone(&Utc);
-    Ok((first, midnight(first), midnight(next)))
+    Ok((first, calendar.day_start(first).with_timezone(&Utc), calendar.day_start(next).with_timezone(&Utc)))
 }
 
 /// `GET /dashboard/activite?mois=AAAA-MM`: each counter's month, as a chart and a table.

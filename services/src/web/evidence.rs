@@ -5,6 +5,8 @@
 
 use scanbureau_pipeline::plan::FilingPlan;
 
+use super::portal::reason_label;
+
 /// The plan's label of a type code, else the code.
 fn type_label(plan: Option<&FilingPlan>, code: &str) -> String {
     plan.and_then(|p| p.categories.iter().flat_map(|c| &c.types).find(|t| t.code == code)).map(|t| t.libelle.clone()).unwrap_or_else(|| code.to_string())
@@ -64,8 +66,7 @@ pub fn en_clair(line: &str, plan: Option<&FilingPlan>) -> String {
         return format!("Le plan de classement n'a pas « {} » dans la catégorie {cat}.", type_label(plan, code));
     }
     if let Some(code) = between(l, "would be refused (", ") but held first") {
-        let why = scanbureau_pipeline::ReasonCode::from_code(code).map(|r| r.libelle().to_string()).unwrap_or_else(|| code.to_string());
-        return format!("Serait refusée ({why}), mais gardée pour vérification.");
+        return format!("Serait refusée ({}), mais gardée pour vérification.", reason_label(code));
     }
     if let Some(why) = between(l, "held for an operator: ", "; a slip may not have been read") {
         return format!("Gardée pour un opérateur : {why} ; une fiche n'a peut-être pas été lue.");

@@ -4,7 +4,7 @@
 //! numéro (or its start), the applicant's name (or its start) or part of a file name, a date
 //! field narrows to one day of reception, and the list comes fifty at a time.
 
-use chrono::{Duration, NaiveDate, NaiveTime, Utc};
+use chrono::{Duration, NaiveDate, Utc};
 use maud::{Markup, html};
 
 use scanbureau_pipeline::calendar::WorkingCalendar;
@@ -43,7 +43,7 @@ impl ListQuery {
 
     /// The search for this page, one more row than shown (to know whether a next page exists).
     pub fn search(&self, guichet: Option<&str>, calendar: &WorkingCalendar) -> MailingSearch {
-        let midnight = |d: NaiveDate| calendar.zone.from_local(d.and_time(NaiveTime::MIN)).with_timezone(&Utc);
+        let midnight = |d: NaiveDate| calendar.day_start(d).with_timezone(&Utc);
         MailingSearch {
             guichet: guichet.map(str::to_string),
             text: self.text.clone(),
