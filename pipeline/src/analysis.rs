@@ -165,19 +165,21 @@ pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn 
         orientation = if orientation == Orientation::UpsideDown { Orientation::Upright } else { Orientation::UpsideDown };
     }
     features.reading.push(format!("orientation from the print: {orientation:?} ({strength:.1} times more ink on that side)"));
-    // An identity document is kept as a picture: its photograph must stay recognisable, which a
-    // mixed page's low-resolution background does not promise. So is a photo of a document: its
-    // print is too soft to binarise without losing words (2 to 4 points in the compression
-    // benchmark).
+    // An identity document's photograph must stay recognisable, which a mixed page's
+    // low-resolution background does not promise: its pictures are kept as pictures. A photo of
+    // a document is kept whole as a picture: its print is too soft to binarise without losing
+    // words (2 to 4 points in the compression benchmark). So is a small image enlarged to be
+    // read: a stencil cut from pixels the enlarging made up lost 4 to 9 points on real scans.
     let photographed = corrections.outline || corrections.flattened;
     let content = match content {
-        PageContent::Text | PageContent::ColourText if features.layout.cards > 0 || features.mrz.is_some() || photographed => {
+        PageContent::Text | PageContent::ColourText | PageContent::PrintAndPictures if photographed || corrections.enlarged() => {
             if raster.rgb.is_some() {
                 PageContent::Colour
             } else {
                 PageContent::Photo
             }
         }
+        PageContent::Text | PageContent::ColourText if features.layout.cards > 0 || features.mrz.is_some() => PageContent::PrintAndPictures,
         c => c,
     };
     let encoded = encode_page(&raster, &bits, content, &params.encode);
@@ -364,8 +366,8 @@ pub fn orientation_evidence(bits: &Bitmap, dpi: f32) -> (Orientation, f32) {
 const PHOTO_TILES: usize = 12;
 
 /// Text (bitonal or mixed: the encoder measures its paper) when binarising keeps the print
-/// legible; a picture (JPEG) when the page holds photographs or print too faint to binarise
-/// safely. Colour is kept either way.
+/// legible, print and pictures when it also holds photographs; a picture (JPEG) when the print is
+/// too faint to binarise safely. Colour is kept either way.
 fn content_kind(raster: &PageRaster, stats: &TileStats) -> PageContent {
     // CCITT G4 counts columns and rows in 16 bits.
     if raster.width() > u16::MAX as u32 || raster.height() > u16::MAX as u32 {
@@ -376,19 +378,19 @@ fn content_kind(raster: &PageRaster, stats: &TileStats) -> PageContent {
     }
     let photo_tiles = stats.midtone.iter().filter(|&&m| m > 75).count();
     let contrast = stats.page_paper.saturating_sub(stats.page_ink);
-    // A few square centimetres of continuous tone: an identity photo, a picture. (A title in
-    // bold or a band's edge makes a few tiles of mid-tones: the encoder measures the rest.)
+    // Faint print or a low-resolution scan: binarisation would break strokes; keep the grey
+    // levels.
+    let soft = contrast < 110 || raster.dpi < 180.0;
+    // A few square centimetres of continuous tone: an identity photo, a picture, kept as a
+    // picture (the encoder finds where). A title in bold or a band's edge makes a few tiles of
+    // mid-tones: the encoder measures the rest.
     let pictures = photo_tiles >= PHOTO_TILES;
-    if raster.rgb.is_some() {
-        if pictures || contrast < 110 || raster.dpi < 180.0 { PageContent::Colour } else { PageContent::ColourText }
-    } else if pictures {
-        PageContent::Photo
-    } else if contrast < 110 || raster.dpi < 180.0 {
-        // Faint print or a low-resolution scan: binarisation would break strokes; keep the grey
-        // levels.
-        PageContent::Photo
-    } else {
-        PageContent::Text
+    match (raster.rgb.is_some(), soft, pictures) {
+        (true, true, _) => PageContent::Colour,
+        (false, true, _) => PageContent::Photo,
+        (_, false, true) => PageContent::PrintAndPictures,
+        (true, false, false) => PageContent::ColourText,
+        (false, false, false) => PageContent::Text,
     }
 }
 

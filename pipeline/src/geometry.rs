@@ -40,6 +40,13 @@ pub struct Corrections {
     pub notes: Vec<String>,
 }
 
+impl Corrections {
+    /// The page was enlarged: its pixels are more than the source's.
+    pub fn enlarged(&self) -> bool {
+        self.scale > 1.05
+    }
+}
+
 impl Default for Corrections {
     fn default() -> Self {
         Self { outline: false, flattened: false, deskew_deg: 0.0, turned: false, scale: 1.0, dpi_from_text: false, notes: Vec::new() }

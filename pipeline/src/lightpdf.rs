@@ -7,8 +7,11 @@
 //! - text on tinted paper, grey boxes, colour forms, logos: mixed raster content (see `mixed`),
 //!   the print as a G4 stencil at scan resolution over a low-resolution JPEG background, painted
 //!   in its own colour;
-//! - photographs, identity cards, photos of documents, faint print and whatever the layers would
-//!   blur: JPEG at 200 dpi (150 lost a point or more of OCR word accuracy on small print in
+//! - print with pictures among it (an identity card copied on a sheet, a photograph in a letter):
+//!   mixed, with each picture as a JPEG inset at 200 dpi over the background and the stencil
+//!   empty there;
+//! - photographs, cards scanned alone, photos of documents, faint print and whatever the layers
+//!   would blur: JPEG at 200 dpi (150 lost a point or more of OCR word accuracy on small print in
 //!   photos: see the pipeline benchmark), grey unless the page carries colour.
 //!
 //! The PDF is written by hand: a few objects per page, deterministic bytes (no dates), A4 media
@@ -21,7 +24,7 @@ use std::io::Cursor;
 use image::{DynamicImage, GrayImage, ImageFormat, RgbImage};
 
 use crate::binarize::Bitmap;
-use crate::mixed::{InkColour, Layers, Plane, composite, picture_share, separate};
+use crate::mixed::{InkColour, Layers, Plane, Region, composite, ink_colour, picture_regions, picture_tiles, separate};
 use crate::raster::PageRaster;
 
 /// What a page holds, as the page analysis sees it; the encoder measures the rest.
@@ -36,6 +39,11 @@ pub enum PageContent {
     /// Colour text and line art (forms, letterheads, stamps): mixed, or colour JPEG when the
     /// layers would blur it.
     ColourText,
+    /// Print with pictures among it (an identity card copied on a sheet, a passport page, a
+    /// letter with a photograph): the pictures, looked for closely, are kept at the picture
+    /// resolution, the rest is stored as text; all of it a picture when they cannot be told
+    /// apart from the print or fill most of the page.
+    PrintAndPictures,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -55,11 +63,24 @@ pub struct EncodeParams {
     /// Above this share, a grey page with something the mask cannot draw (a small picture, a
     /// shaded logo) keeps it in a mixed page's background instead of losing it in G4 alone.
     pub speck_share: f32,
+    /// A page whose pictures fill at most this share of it is stored mixed with its pictures as
+    /// JPEG insets at the picture resolution (an identity card copied on A4, a photo in a
+    /// letter); above, the whole page is one JPEG.
+    pub inset_share: f32,
 }
 
 impl Default for EncodeParams {
     fn default() -> Self {
-        Self { picture_dpi: 200.0, jpeg_quality: 55, background_dpi: 75.0, background_quality: 40, tint_share: 0.02, picture_share: 0.01, speck_share: 0.002 }
+        Self {
+            picture_dpi: 200.0,
+            jpeg_quality: 55,
+            background_dpi: 75.0,
+            background_quality: 40,
+            tint_share: 0.02,
+            picture_share: 0.01,
+            speck_share: 0.002,
+            inset_share: 0.45,
+        }
     }
 }
 
@@ -90,11 +111,22 @@ pub enum InkPaint {
     Picture(JpegLayer),
 }
 
+/// A picture of a mixed page drawn over its background at its own resolution: where a card, a
+/// photograph or a logo is, which the low-resolution background would blur. The stencil is empty
+/// there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inset {
+    /// Where it goes, in stencil pixels.
+    pub region: Region,
+    pub layer: JpegLayer,
+}
+
 /// What a mixed page adds to its stencil.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MixedLayers {
     pub background: JpegLayer,
     pub ink: InkPaint,
+    pub insets: Vec<Inset>,
 }
 
 /// One page ready to be placed in a piece's PDF.
@@ -118,6 +150,7 @@ impl EncodedPage {
         self.data.len()
             + self.mixed.as_ref().map_or(0, |m| {
                 m.background.data.len()
+                    + m.insets.iter().map(|i| i.layer.data.len()).sum::<usize>()
                     + match &m.ink {
                         InkPaint::Solid(_) => 0,
                         InkPaint::Picture(p) => p.data.len(),
@@ -131,6 +164,9 @@ impl EncodedPage {
             PageCodec::CcittG4 => "bitonal G4",
             PageCodec::JpegGray => "grey JPEG",
             PageCodec::JpegRgb => "colour JPEG",
+            PageCodec::Mixed if self.mixed.as_ref().is_some_and(|m| !m.insets.is_empty()) => {
+                "mixed raster (G4 print over a JPEG background, pictures as JPEG insets)"
+            }
             PageCodec::Mixed => "mixed raster (G4 print over a JPEG background)",
         }
     }
@@ -151,9 +187,13 @@ fn page_size_pt(w: u32, h: u32, dpi: f32) -> (f32, f32) {
     }
 }
 
+/// More pictures than this on a page are one inset around them all.
+const MOST_INSETS: usize = 6;
+
 /// Encodes a page: G4 from the binarised bits for text on plain paper, mixed layers for text on
-/// tinted paper or in colour, JPEG for pictures. The choice is measured on the page (tint of its
-/// background, what the layers drawn back lose) and said in `choice`.
+/// tinted paper or in colour (with its pictures as JPEG insets), JPEG for pictures. The choice is
+/// measured on the page (tint of its background, what the layers drawn back lose, where) and said
+/// in `choice`.
 pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, params: &EncodeParams) -> EncodedPage {
     let (pw, ph) = page_size_pt(raster.width(), raster.height(), raster.dpi);
     // CCITT G4 counts columns and rows in 16 bits.
@@ -163,21 +203,27 @@ pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, par
         p.choice = why;
         p
     };
+    let pictures = content == PageContent::PrintAndPictures;
+    let whole = if raster.rgb.is_some() && content != PageContent::Text { PageContent::Colour } else { PageContent::Photo };
     match content {
-        PageContent::Text | PageContent::ColourText if g4_fits => {
-            let colour = content == PageContent::ColourText && raster.rgb.is_some();
+        PageContent::Text | PageContent::ColourText | PageContent::PrintAndPictures if g4_fits => {
+            let colour = content != PageContent::Text && raster.rgb.is_some();
             let (pixels, channels): (&[u8], usize) = match (&raster.rgb, colour) {
                 (Some(rgb), true) => (rgb.as_raw(), 3),
                 _ => (raster.gray.as_raw(), 1),
             };
             let paper = page_paper(&raster.gray);
             let bg_cell = (raster.dpi / params.background_dpi).round().max(1.0) as u32;
-            let layers = separate(pixels, channels, bits, raster.dpi, bg_cell, bg_cell * 4, paper);
+            let mut layers = separate(pixels, channels, bits, raster.dpi, bg_cell, bg_cell * 4, paper);
             let drawn = composite(bits, &layers);
-            let lost = picture_share(&raster.gray, &drawn, bits, &layers.near_ink, raster.dpi, 14);
+            // Pictures known to be there are looked for more closely: an identity photograph
+            // must stay recognisable.
+            let level = if pictures { 8 } else { 14 };
+            let tiles = picture_tiles(&raster.gray, &drawn, bits, &layers.near_ink, raster.dpi, level);
+            let lost = tiles.share();
             // Bitonal alone when the paper is plain and nothing the mask cannot draw is on it
             // (a small picture is kept, blurred, in a mixed page's background).
-            if !colour && layers.tinted_share <= params.tint_share && lost <= params.speck_share {
+            if !colour && !pictures && layers.tinted_share <= params.tint_share && lost <= params.speck_share {
                 return EncodedPage {
                     codec: PageCodec::CcittG4,
                     width: bits.width,
@@ -189,11 +235,32 @@ pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, par
                     choice: format!("text on plain paper (tint on {:.1} % of it)", 100.0 * layers.tinted_share),
                 };
             }
-            if lost > params.picture_share {
-                let kind = if colour { PageContent::Colour } else { PageContent::Photo };
-                return picture(kind, format!("pictures the layers would blur ({:.0} % of the page)", 100.0 * lost));
+            let regions = if pictures || lost > params.picture_share { picture_regions(&tiles, bits.width, bits.height, MOST_INSETS) } else { Vec::new() };
+            let inset_area = regions.iter().map(Region::area).sum::<u64>() as f32 / (bits.width as f32 * bits.height as f32);
+            if pictures && regions.is_empty() {
+                return picture(whole, "pictures that cannot be told from the print".into());
             }
-            let mixed = encode_layers(&layers, params.background_quality);
+            if inset_area > params.inset_share {
+                return picture(whole, format!("pictures the layers would blur ({:.0} % of the page)", 100.0 * lost));
+            }
+            // The stencil is empty where an inset is: the print there is the inset's, and a
+            // photograph binarised would show as grain over it.
+            let stencil = if regions.is_empty() {
+                encode_g4(bits)
+            } else {
+                let mut cleared = bits.clone();
+                for r in &regions {
+                    for y in r.y..r.y + r.h {
+                        let row = (y * cleared.width) as usize;
+                        cleared.ink[row + r.x as usize..row + (r.x + r.w) as usize].fill(0);
+                    }
+                }
+                // The print left decides its colour; the background under an inset is hidden.
+                layers.ink = ink_colour(pixels, channels, &cleared, bg_cell * 4);
+                encode_g4(&cleared)
+            };
+            let mut mixed = encode_layers(&layers, params.background_quality);
+            mixed.insets = regions.iter().map(|r| Inset { region: *r, layer: picture_layer(raster, colour, *r, params) }).collect();
             let paper = if colour {
                 "a colour page"
             } else if layers.tinted_share <= params.tint_share {
@@ -202,22 +269,29 @@ pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, par
                 "tinted paper"
             };
             let ink = if matches!(mixed.ink, InkPaint::Solid(_)) { "one colour" } else { "several colours" };
-            let why = format!("text on {paper} ({:.0} % tinted, {:.1} % shaded), print in {ink}", 100.0 * layers.tinted_share, 100.0 * lost);
+            let mut why = format!("text on {paper} ({:.0} % tinted, {:.1} % shaded), print in {ink}", 100.0 * layers.tinted_share, 100.0 * lost);
+            if !regions.is_empty() {
+                why = format!(
+                    "print with {} picture(s) kept at {:.0} dpi ({:.0} % of the page); {why}",
+                    regions.len(),
+                    params.picture_dpi.min(raster.dpi),
+                    100.0 * inset_area
+                );
+            }
             EncodedPage {
                 codec: PageCodec::Mixed,
                 width: bits.width,
                 height: bits.height,
                 page_w_pt: pw,
                 page_h_pt: ph,
-                data: encode_g4(bits),
+                data: stencil,
                 mixed: Some(Box::new(mixed)),
                 choice: why,
             }
         }
-        PageContent::Text => picture(PageContent::Photo, "a page too large for G4".into()),
-        PageContent::ColourText => picture(PageContent::Colour, "a page too large for G4".into()),
-        PageContent::Photo => picture(content, "photographs, an identity document, a photo of a page or faint print".into()),
-        PageContent::Colour => picture(content, "colour photographs, an identity document or a photo of a page".into()),
+        PageContent::Text | PageContent::ColourText | PageContent::PrintAndPictures => picture(whole, "a page too large for G4".into()),
+        PageContent::Photo => picture(content, "photographs, a photo of a page, faint print or a small image enlarged".into()),
+        PageContent::Colour => picture(content, "colour photographs, a photo of a page or a small image enlarged".into()),
     }
 }
 
@@ -244,20 +318,30 @@ fn page_paper(gray: &GrayImage) -> u8 {
 /// read nothing on one of them (a global threshold falls between an even paper and the card),
 /// measured by the compression benchmark.
 fn encode_picture(raster: &PageRaster, content: PageContent, params: &EncodeParams, pw: f32, ph: f32) -> EncodedPage {
+    let page = Region { x: 0, y: 0, w: raster.width(), h: raster.height() };
+    let l = picture_layer(raster, matches!(content, PageContent::Colour | PageContent::ColourText), page, params);
+    let codec = if l.colour { PageCodec::JpegRgb } else { PageCodec::JpegGray };
+    EncodedPage { codec, width: l.width, height: l.height, page_w_pt: pw, page_h_pt: ph, data: l.data, mixed: None, choice: String::new() }
+}
+
+/// A region of the page as a JPEG at the picture resolution, in colour when asked and the page
+/// has it.
+fn picture_layer(raster: &PageRaster, colour: bool, r: Region, params: &EncodeParams) -> JpegLayer {
     let scale = (params.picture_dpi / raster.dpi).min(1.0);
-    let (data, w, h, codec) = match (&raster.rgb, content) {
-        (Some(rgb), PageContent::Colour | PageContent::ColourText) => {
-            let img = downscale_rgb(rgb, scale);
-            let (w, h) = img.dimensions();
-            (jpeg(DynamicImage::ImageRgb8(img), params.jpeg_quality), w, h, PageCodec::JpegRgb)
+    let whole = r.x == 0 && r.y == 0 && r.w == raster.width() && r.h == raster.height();
+    match (&raster.rgb, colour) {
+        (Some(rgb), true) => {
+            let img = if whole { downscale_rgb(rgb, scale) } else { downscale_rgb(&image::imageops::crop_imm(rgb, r.x, r.y, r.w, r.h).to_image(), scale) };
+            let (width, height) = img.dimensions();
+            JpegLayer { width, height, colour: true, data: jpeg(DynamicImage::ImageRgb8(img), params.jpeg_quality) }
         }
         _ => {
-            let img = downscale_gray(&raster.gray, scale);
-            let (w, h) = img.dimensions();
-            (jpeg(DynamicImage::ImageLuma8(img), params.jpeg_quality), w, h, PageCodec::JpegGray)
+            let gray = &raster.gray;
+            let img = if whole { downscale_gray(gray, scale) } else { downscale_gray(&image::imageops::crop_imm(gray, r.x, r.y, r.w, r.h).to_image(), scale) };
+            let (width, height) = img.dimensions();
+            JpegLayer { width, height, colour: false, data: jpeg(DynamicImage::ImageLuma8(img), params.jpeg_quality) }
         }
-    };
-    EncodedPage { codec, width: w, height: h, page_w_pt: pw, page_h_pt: ph, data, mixed: None, choice: String::new() }
+    }
 }
 
 fn jpeg_plane(p: &Plane, quality: u8) -> JpegLayer {
@@ -270,7 +354,7 @@ fn encode_layers(layers: &Layers, quality: u8) -> MixedLayers {
         InkColour::Solid(c) => InkPaint::Solid(c.clone()),
         InkColour::Varying(p) => InkPaint::Picture(jpeg_plane(p, quality.max(50))),
     };
-    MixedLayers { background: jpeg_plane(&layers.background, quality), ink }
+    MixedLayers { background: jpeg_plane(&layers.background, quality), ink, insets: Vec::new() }
 }
 
 /// CCITT Group 4 (T.6) of a bitonal page, as PDF reads it with `/K -1` and `/BlackIs1 false`.
@@ -388,7 +472,15 @@ pub fn shrink_page(page: &EncodedPage, scale: f32, quality: u8) -> EncodedPage {
             let Some(m) = &page.mixed else { return page.clone() };
             let Some((data, width, height)) = shrink(&m.background.data) else { return page.clone() };
             let background = JpegLayer { width, height, data, colour: m.background.colour };
-            EncodedPage { mixed: Some(Box::new(MixedLayers { background, ink: m.ink.clone() })), ..page.clone() }
+            let insets = m
+                .insets
+                .iter()
+                .map(|i| match shrink(&i.layer.data) {
+                    Some((data, width, height)) => Inset { region: i.region, layer: JpegLayer { width, height, data, colour: i.layer.colour } },
+                    None => i.clone(),
+                })
+                .collect();
+            EncodedPage { mixed: Some(Box::new(MixedLayers { background, ink: m.ink.clone(), insets })), ..page.clone() }
         }
         PageCodec::JpegGray | PageCodec::JpegRgb => match shrink(&page.data) {
             Some((data, width, height)) => EncodedPage { width, height, data, ..page.clone() },
@@ -417,43 +509,64 @@ fn g4_dict(w: u32, h: u32, len: usize, stencil: bool) -> String {
 
 /// The image objects of a page, in the order they are written: (name in the content stream or
 /// "" for a mask referenced by the next image, dictionary, data).
-fn page_images(p: &EncodedPage) -> Vec<(&'static str, String, &[u8])> {
+fn page_images(p: &EncodedPage) -> Vec<(String, String, &[u8])> {
     match (p.codec, &p.mixed) {
-        (PageCodec::CcittG4, _) | (PageCodec::Mixed, None) => vec![("Im0", g4_dict(p.width, p.height, p.data.len(), false), &p.data)],
+        (PageCodec::CcittG4, _) | (PageCodec::Mixed, None) => vec![("Im0".into(), g4_dict(p.width, p.height, p.data.len(), false), &p.data)],
         (PageCodec::JpegGray | PageCodec::JpegRgb, _) => {
-            vec![("Im0", jpeg_dict((p.width, p.height, p.codec == PageCodec::JpegRgb, p.data.len()), ""), &p.data)]
+            vec![("Im0".into(), jpeg_dict((p.width, p.height, p.codec == PageCodec::JpegRgb, p.data.len()), ""), &p.data)]
         }
         (PageCodec::Mixed, Some(m)) => {
-            let bg = ("Bg", jpeg_dict(m.background.shape(), " /Interpolate true"), m.background.data.as_slice());
-            match &m.ink {
-                InkPaint::Solid(_) => vec![bg, ("Mk", g4_dict(p.width, p.height, p.data.len(), true), &p.data)],
-                // The stencil first, then the ink picture that names it as its /Mask.
-                InkPaint::Picture(l) => vec![
-                    bg,
-                    ("", g4_dict(p.width, p.height, p.data.len(), true), &p.data),
-                    ("Fg", jpeg_dict(l.shape(), " /Interpolate true /Mask {mask}"), l.data.as_slice()),
-                ],
+            let mut images = vec![("Bg".to_string(), jpeg_dict(m.background.shape(), " /Interpolate true"), m.background.data.as_slice())];
+            for (k, inset) in m.insets.iter().enumerate() {
+                images.push((format!("In{k}"), jpeg_dict(inset.layer.shape(), ""), inset.layer.data.as_slice()));
             }
+            match &m.ink {
+                InkPaint::Solid(_) => images.push(("Mk".into(), g4_dict(p.width, p.height, p.data.len(), true), &p.data)),
+                // The stencil first, then the ink picture that names it as its /Mask.
+                InkPaint::Picture(l) => {
+                    images.push((String::new(), g4_dict(p.width, p.height, p.data.len(), true), &p.data));
+                    images.push(("Fg".into(), jpeg_dict(l.shape(), " /Interpolate true /Mask {mask}"), l.data.as_slice()));
+                }
+            }
+            images
         }
     }
 }
 
-/// What the page's content stream draws.
+/// What the page's content stream draws: the background, the insets where they go, the print.
 fn page_content(p: &EncodedPage) -> String {
     let place = |name: &str| format!("q {:.2} 0 0 {:.2} 0 0 cm /{name} Do Q", p.page_w_pt, p.page_h_pt);
     match (p.codec, &p.mixed) {
-        (PageCodec::Mixed, Some(m)) => match &m.ink {
-            InkPaint::Solid(c) => {
-                let f = |v: &u8| format!("{:.3}", *v as f32 / 255.0);
-                let colour = if c.len() == 3 {
-                    format!("{} rg", c.iter().map(f).collect::<Vec<_>>().join(" "))
-                } else {
-                    format!("{} g", c.first().map(f).unwrap_or_else(|| "0".into()))
-                };
-                format!("{} {colour} {}", place("Bg"), place("Mk"))
+        (PageCodec::Mixed, Some(m)) => {
+            let (sx, sy) = (p.page_w_pt / p.width.max(1) as f32, p.page_h_pt / p.height.max(1) as f32);
+            let insets: String = m
+                .insets
+                .iter()
+                .enumerate()
+                .map(|(k, i)| {
+                    let r = i.region;
+                    format!(
+                        " q {:.3} 0 0 {:.3} {:.3} {:.3} cm /In{k} Do Q",
+                        r.w as f32 * sx,
+                        r.h as f32 * sy,
+                        r.x as f32 * sx,
+                        p.page_h_pt - (r.y + r.h) as f32 * sy
+                    )
+                })
+                .collect();
+            match &m.ink {
+                InkPaint::Solid(c) => {
+                    let f = |v: &u8| format!("{:.3}", *v as f32 / 255.0);
+                    let colour = if c.len() == 3 {
+                        format!("{} rg", c.iter().map(f).collect::<Vec<_>>().join(" "))
+                    } else {
+                        format!("{} g", c.first().map(f).unwrap_or_else(|| "0".into()))
+                    };
+                    format!("{}{insets} {colour} {}", place("Bg"), place("Mk"))
+                }
+                InkPaint::Picture(_) => format!("{}{insets} {}", place("Bg"), place("Fg")),
             }
-            InkPaint::Picture(_) => format!("{} {}", place("Bg"), place("Fg")),
-        },
+        }
         _ => place("Im0"),
     }
 }
@@ -553,7 +666,13 @@ pub fn decode_encoded(page: &EncodedPage) -> Option<GrayImage> {
                 InkPaint::Solid(c) => InkColour::Solid(c.clone()),
                 InkPaint::Picture(l) => InkColour::Varying(plane(l)?),
             };
-            Some(composite(&mask, &Layers { background: plane(&m.background)?, ink, tinted_share: 0.0, near_ink: Vec::new() }))
+            let mut drawn = composite(&mask, &Layers { background: plane(&m.background)?, ink, tinted_share: 0.0, near_ink: Vec::new() });
+            for inset in &m.insets {
+                let r = inset.region;
+                let img = image::imageops::resize(&load(&inset.layer.data)?.into_luma8(), r.w, r.h, image::imageops::FilterType::Triangle);
+                image::imageops::replace(&mut drawn, &img, r.x as i64, r.y as i64);
+            }
+            Some(drawn)
         }
     }
 }
@@ -667,6 +786,66 @@ mod tests {
         assert!(p.choice.contains("blur"), "{}", p.choice);
     }
 
+    /// An A4 copy of an identity card: lines of print on the sheet, and a card with a grainy
+    /// photograph and guilloches at (600..1610, 500..1140).
+    fn card_copy(colour: bool) -> PageRaster {
+        let card = |x: u32, y: u32| (600..1610).contains(&x) && (500..1140).contains(&y);
+        let rgb = RgbImage::from_fn(2480, 3508, |x, y| {
+            let grain = ((x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(2_246_822_519)).wrapping_mul(3_266_489_917) >> 26) as f32;
+            if card(x, y) {
+                let v = ((x as f32 / 9.0).sin() * (y as f32 / 7.0).cos() * 40.0 + 150.0 + grain) as u8;
+                if (650..950).contains(&x) && (560..960).contains(&y) { image::Rgb([v / 2, v / 3, v / 3]) } else { image::Rgb([v, v, v.saturating_add(30)]) }
+            } else if (1500..3200).contains(&y) && (y / 9) % 4 == 0 && (x / 5) % 4 != 0 && (200..2280).contains(&x) {
+                image::Rgb([25, 25, 30])
+            } else {
+                image::Rgb([244, 244, 242])
+            }
+        });
+        let mut r = if colour { PageRaster::from_rgb(rgb.clone()) } else { PageRaster::from_gray(DynamicImage::ImageRgb8(rgb.clone()).into_luma8(), false) };
+        if colour {
+            r.rgb = Some(rgb);
+        }
+        r.dpi = 300.0;
+        r
+    }
+
+    #[test]
+    fn a_card_on_a_sheet_is_kept_as_a_picture_and_the_sheet_as_print() {
+        for colour in [false, true] {
+            let r = card_copy(colour);
+            let p = encode(&r, PageContent::PrintAndPictures);
+            assert_eq!(p.codec, PageCodec::Mixed, "{}", p.choice);
+            let m = p.mixed.as_ref().expect("layers");
+            assert_eq!(m.insets.len(), 1, "{}", p.choice);
+            let inset = &m.insets[0];
+            let inside = |x: u32, y: u32| {
+                (inset.region.x..inset.region.x + inset.region.w).contains(&x) && (inset.region.y..inset.region.y + inset.region.h).contains(&y)
+            };
+            assert!(inside(600, 500) && inside(1609, 1139), "the whole card is in the inset: {:?}", inset.region);
+            assert!(!inside(300, 2000) && inset.region.area() < 2480 * 3508 / 4, "the print is not: {:?}", inset.region);
+            assert_eq!(inset.layer.colour, colour);
+            assert_eq!(inset.layer.width, (inset.region.w as f32 * 200.0 / 300.0) as u32, "at the picture resolution");
+            // Lighter than the whole page as one JPEG, and drawn back as the scan.
+            let whole = encode(&r, if colour { PageContent::Colour } else { PageContent::Photo });
+            assert!(p.bytes() < whole.bytes(), "{} B against {} B as one JPEG", p.bytes(), whole.bytes());
+            let drawn = decode_encoded(&p).expect("decodes");
+            let far = drawn.as_raw().iter().zip(r.gray.as_raw()).filter(|(a, b)| a.abs_diff(**b) > 40).count();
+            assert!(far * 200 < drawn.as_raw().len(), "{far} pixels far from the scan");
+            // The renderer draws the inset where it belongs.
+            let pdf = write_pdf(&[&p], "card");
+            let limits = crate::raster::Limits::default();
+            let rendered = crate::raster::decode_page(&crate::input::split_pdf("card.pdf", &pdf, &limits)[0].blob, &limits).expect("renders");
+            let small = |g: &GrayImage| image::imageops::resize(g, 620, 877, image::imageops::FilterType::Triangle);
+            let (a, b) = (small(&rendered.gray), small(&r.gray));
+            let mean = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| x.abs_diff(*y) as u64).sum::<u64>() as f64 / a.as_raw().len() as f64;
+            assert!(mean < 6.0, "rendered page differs from the scan by {mean:.1} levels on average");
+        }
+        // Pictures the analysis saw but the encoder cannot place: the page is kept whole as a
+        // picture rather than risk losing a photograph.
+        let p = encode(&form(None, false), PageContent::PrintAndPictures);
+        assert_eq!(p.codec, PageCodec::JpegGray, "{}", p.choice);
+    }
+
     #[test]
     fn viewers_draw_a_mixed_page_as_it_was_cut() {
         // The PDF is read back by the renderer the job uses for PDFs it cannot take apart.
@@ -709,6 +888,36 @@ mod tests {
             assert_eq!(lopdf::Document::load_mem(&pdf).expect("a valid PDF").get_pages().len(), 1, "{}x{}", r.width(), r.height());
             let back = decode_encoded(&p).expect("decodes");
             assert!(back.width() >= 1 && back.height() >= 1);
+        }
+    }
+
+    #[test]
+    fn images_of_16_bits_and_with_alpha_are_stored_as_legible_pages() {
+        use image::{ImageBuffer, Luma, LumaA, Rgb, Rgba};
+        // A dark bar of "print" on light paper, in each pixel format a scanner or a phone writes.
+        let print = |x: u32, y: u32| (300..900).contains(&x) && (400..460).contains(&y);
+        let level = |x, y| if print(x, y) { 20u8 } else { 235 };
+        let png = |img: DynamicImage| {
+            let mut out = Vec::new();
+            img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png).expect("png");
+            out
+        };
+        let images = [
+            ("16-bit grey", DynamicImage::ImageLuma16(ImageBuffer::from_fn(1240, 1754, |x, y| Luma([level(x, y) as u16 * 257])))),
+            ("16-bit colour", DynamicImage::ImageRgb16(ImageBuffer::from_fn(1240, 1754, |x, y| Rgb([level(x, y) as u16 * 257; 3])))),
+            ("grey with alpha", DynamicImage::ImageLumaA8(ImageBuffer::from_fn(1240, 1754, |x, y| LumaA([level(x, y), 255])))),
+            ("colour with alpha", DynamicImage::ImageRgba8(ImageBuffer::from_fn(1240, 1754, |x, y| Rgba([level(x, y), level(x, y), 255, 255])))),
+        ];
+        for (what, img) in images {
+            let blob = crate::raster::PageBlob::ImageFile { data: std::sync::Arc::new(png(img)), format: ImageFormat::Png };
+            let r = crate::raster::decode_page(&blob, &crate::raster::Limits::default()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let content = if r.rgb.is_some() { PageContent::ColourText } else { PageContent::Text };
+            let p = encode(&r, content);
+            let pdf = write_pdf(&[&p], what);
+            assert_eq!(lopdf::Document::load_mem(&pdf).expect("a valid PDF").get_pages().len(), 1, "{what}");
+            let back = decode_encoded(&p).expect("decodes");
+            let back = image::imageops::resize(&back, 1240, 1754, image::imageops::FilterType::Triangle);
+            assert!(back.get_pixel(600, 430).0[0] < 100 && back.get_pixel(600, 1000).0[0] > 180, "{what}: {}", p.choice);
         }
     }
 

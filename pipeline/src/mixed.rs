@@ -91,7 +91,13 @@ pub fn separate(pixels: &[u8], channels: usize, mask: &Bitmap, dpi: f32, bg_cell
         }
     }
     let tinted_share = tinted as f32 / counted.max(1) as f32;
-    // The print's colour from the inside of strokes (their edges are blurred into the paper).
+    Layers { background, ink: ink_colour(pixels, channels, mask, ink_cell), tinted_share, near_ink }
+}
+
+/// The print's colour (the ink layer of [`separate`]), from the inside of strokes: their edges
+/// are blurred into the paper.
+pub fn ink_colour(pixels: &[u8], channels: usize, mask: &Bitmap, ink_cell: u32) -> InkColour {
+    let (w, h) = (mask.width as usize, mask.height as usize);
     let core = |i: usize, x: usize, y: usize| {
         mask.ink[i] == 1
             && x > 0
@@ -109,8 +115,7 @@ pub fn separate(pixels: &[u8], channels: usize, mask: &Bitmap, dpi: f32, bg_cell
         // Print of hairlines only: their own pixels.
         (ink_plane, ink_known) = cell_means(pixels, channels, w, h, ink_cell, |i, _, _| mask.ink[i] == 1);
     }
-    let ink = solid_ink(&ink_plane, &ink_known).map_or_else(|| InkColour::Varying(fill_unknown(ink_plane, &ink_known, 0)), InkColour::Solid);
-    Layers { background, ink, tinted_share, near_ink }
+    solid_ink(&ink_plane, &ink_known).map_or_else(|| InkColour::Varying(fill_unknown(ink_plane, &ink_known, 0)), InkColour::Solid)
 }
 
 /// Square dilation of a 0/1 map by `r` pixels (a row pass, then a column pass).
@@ -280,10 +285,32 @@ pub fn composite(mask: &Bitmap, layers: &Layers) -> GrayImage {
 /// (a dark photograph binarised into grain): print, even bold, leaves more paper than that, and
 /// a filled shape leaves less.
 pub fn picture_share(original: &GrayImage, drawn: &GrayImage, mask: &Bitmap, near_ink: &[u8], dpi: f32, level: u32) -> f32 {
+    picture_tiles(original, drawn, mask, near_ink, dpi, level).share()
+}
+
+/// Which tiles of a page the layers would blur (see [`picture_share`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileMap {
+    /// Tile side in scan pixels.
+    pub tile: u32,
+    pub cols: u32,
+    pub rows: u32,
+    pub picture: Vec<bool>,
+}
+
+impl TileMap {
+    pub fn share(&self) -> f32 {
+        self.picture.iter().filter(|&&p| p).count() as f32 / self.picture.len().max(1) as f32
+    }
+}
+
+/// The tiles of [`picture_share`], one by one.
+pub fn picture_tiles(original: &GrayImage, drawn: &GrayImage, mask: &Bitmap, near_ink: &[u8], dpi: f32, level: u32) -> TileMap {
     let (w, h) = original.dimensions();
     let t = ((dpi / 9.4) as u32).max(8);
     let (a, b) = (original.as_raw(), drawn.as_raw());
-    let (mut tiles, mut far) = (0u32, 0u32);
+    let (cols, rows) = (w.div_ceil(t), h.div_ceil(t));
+    let mut picture = Vec::with_capacity((cols * rows) as usize);
     for ty in (0..h).step_by(t as usize) {
         for tx in (0..w).step_by(t as usize) {
             let (x1, y1) = ((tx + t).min(w), (ty + t).min(h));
@@ -299,14 +326,113 @@ pub fn picture_share(original: &GrayImage, drawn: &GrayImage, mask: &Bitmap, nea
                 }
             }
             let size = ((x1 - tx) * (y1 - ty)) as u64;
-            tiles += 1;
             // A tile mostly of print says nothing of the background.
             let blurred = n * 4 >= size && diff > level as u64 * n;
             let mottled = ink * 2 >= size && ink * 10 <= size * 9;
-            far += (blurred || mottled) as u32;
+            picture.push(blurred || mottled);
         }
     }
-    far as f32 / tiles.max(1) as f32
+    TileMap { tile: t, cols, rows, picture }
+}
+
+/// A rectangle of scan pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    pub x: u32,
+    pub y: u32,
+    pub w: u32,
+    pub h: u32,
+}
+
+impl Region {
+    fn overlaps(&self, o: &Region) -> bool {
+        self.x < o.x + o.w && o.x < self.x + self.w && self.y < o.y + o.h && o.y < self.y + self.h
+    }
+
+    fn union(&self, o: &Region) -> Region {
+        let (x, y) = (self.x.min(o.x), self.y.min(o.y));
+        Region { x, y, w: (self.x + self.w).max(o.x + o.w) - x, h: (self.y + self.h).max(o.y + o.h) - y }
+    }
+
+    pub fn area(&self) -> u64 {
+        self.w as u64 * self.h as u64
+    }
+}
+
+/// The page's pictures as rectangles (a card, a photograph, a logo): the picture tiles gathered
+/// into groups (tiles up to one apart belong together), each group's bounding box grown by a
+/// tile so that a picture's soft edge is inside it, overlapping boxes merged. A group of one or
+/// two tiles (a speck, a stain, a few millimetres) is no picture: the background keeps it,
+/// blurred. More than `most` boxes become one: a page of scattered pictures is one as a whole.
+pub fn picture_regions(tiles: &TileMap, width: u32, height: u32, most: usize) -> Vec<Region> {
+    let (cols, rows) = (tiles.cols as i64, tiles.rows as i64);
+    let mut group = vec![usize::MAX; tiles.picture.len()];
+    let mut boxes: Vec<(i64, i64, i64, i64)> = Vec::new();
+    for start in 0..tiles.picture.len() {
+        if !tiles.picture[start] || group[start] != usize::MAX {
+            continue;
+        }
+        let id = boxes.len();
+        let (sx, sy) = (start as i64 % cols, start as i64 / cols);
+        let mut bb = (sx, sy, sx, sy);
+        group[start] = id;
+        let mut todo = vec![start];
+        let mut members = Vec::new();
+        while let Some(k) = todo.pop() {
+            members.push(k);
+            let (x, y) = (k as i64 % cols, k as i64 / cols);
+            bb = (bb.0.min(x), bb.1.min(y), bb.2.max(x), bb.3.max(y));
+            for dy in -2..=2 {
+                for dx in -2..=2 {
+                    let (nx, ny) = (x + dx, y + dy);
+                    if nx < 0 || ny < 0 || nx >= cols || ny >= rows {
+                        continue;
+                    }
+                    let n = (ny * cols + nx) as usize;
+                    if tiles.picture[n] && group[n] == usize::MAX {
+                        group[n] = id;
+                        todo.push(n);
+                    }
+                }
+            }
+        }
+        if members.len() >= 3 {
+            boxes.push(bb);
+        } else {
+            // Visited, and no box: the next group takes this number.
+            members.iter().for_each(|&k| group[k] = usize::MAX - 1);
+        }
+    }
+    let t = tiles.tile as i64;
+    let mut regions: Vec<Region> = boxes
+        .into_iter()
+        .map(|(x0, y0, x1, y1)| {
+            let (px0, py0) = (((x0 - 1) * t).max(0), ((y0 - 1) * t).max(0));
+            let (px1, py1) = (((x1 + 2) * t).min(width as i64), ((y1 + 2) * t).min(height as i64));
+            Region { x: px0 as u32, y: py0 as u32, w: (px1 - px0).max(1) as u32, h: (py1 - py0).max(1) as u32 }
+        })
+        .collect();
+    // Merge overlapping boxes until none overlap.
+    let mut merged = true;
+    while merged {
+        merged = false;
+        'outer: for i in 0..regions.len() {
+            for j in i + 1..regions.len() {
+                if regions[i].overlaps(&regions[j]) {
+                    regions[i] = regions[i].union(&regions[j]);
+                    regions.swap_remove(j);
+                    merged = true;
+                    break 'outer;
+                }
+            }
+        }
+    }
+    if regions.len() > most {
+        let all = regions.iter().skip(1).fold(regions[0], |a, r| a.union(r));
+        regions = vec![all];
+    }
+    regions.sort_by_key(|r| (r.y, r.x));
+    regions
 }
 
 #[cfg(test)]
@@ -382,5 +508,36 @@ mod tests {
         assert_eq!(d.iter().filter(|&&v| v == 1).count(), 25);
         assert_eq!(d[40 - 2 * 9 - 2], 1);
         assert_eq!(d[40 - 3 * 9], 0);
+    }
+
+    #[test]
+    fn pictures_are_gathered_into_rectangles_and_specks_left_out() {
+        let (cols, rows) = (40u32, 60u32);
+        let mut picture = vec![false; (cols * rows) as usize];
+        let mut set = |x: u32, y: u32| picture[(y * cols + x) as usize] = true;
+        // A card: 10 × 6 tiles, with a gap of one tile in it.
+        for y in 5..11 {
+            for x in 5..15 {
+                if x != 9 {
+                    set(x, y);
+                }
+            }
+        }
+        // A speck of two tiles, far from it.
+        set(30, 40);
+        set(31, 40);
+        // A logo of 2 × 2 tiles.
+        for (x, y) in [(30, 50), (31, 50), (30, 51), (31, 51)] {
+            set(x, y);
+        }
+        let tiles = TileMap { tile: 32, cols, rows, picture };
+        let regions = picture_regions(&tiles, cols * 32, rows * 32, 6);
+        assert_eq!(regions.len(), 2, "{regions:?}");
+        // Each grown by a tile around.
+        assert_eq!(regions[0], Region { x: 4 * 32, y: 4 * 32, w: 12 * 32, h: 8 * 32 });
+        assert_eq!(regions[1], Region { x: 29 * 32, y: 49 * 32, w: 4 * 32, h: 4 * 32 });
+        // Fewer boxes allowed than found: one around them all.
+        let one = picture_regions(&tiles, cols * 32, rows * 32, 1);
+        assert_eq!(one, vec![Region { x: 4 * 32, y: 4 * 32, w: 29 * 32, h: 49 * 32 }]);
     }
 }

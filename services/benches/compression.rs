@@ -15,8 +15,8 @@
 //! every page as the share of the words read with confidence on the original that are read
 //! again. The same original page, as a one-page PDF, goes through `ocrmypdf -O3
 //! --tesseract-timeout 0` (optimisation only) and `gs -dPDFSETTINGS=/ebook` when those commands
-//! are there (`scripts/setup.sh --bench-tools` installs them). COMPRESSION_KEEP=folder keeps the
-//! PDFs and the pages as drawn, to look at them.
+//! are there (`scripts/setup.sh --bench-tools` installs them; COMPRESSION_OTHERS=0 leaves them
+//! out). COMPRESSION_KEEP=folder keeps the PDFs and the pages as drawn, to look at them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -44,6 +44,8 @@ use common::{LEGIBLE_ON_ORIGINAL, confident, env_usize, median, multiset_hits, o
 /// when known.
 struct Source {
     kind: String,
+    /// The file's name, or the generated page's kind and number.
+    name: String,
     bytes: Vec<u8>,
     format: ImageFormat,
     words: Option<Vec<String>>,
@@ -95,6 +97,7 @@ fn generated(n: usize) -> Vec<Source> {
             };
             Source {
                 kind: label.to_string(),
+                name: format!("{label} {i}"),
                 bytes: jpeg_bytes(&page, 90),
                 format: ImageFormat::Jpeg,
                 words: Some(words.iter().flat_map(|w| words_of(w)).collect()),
@@ -114,7 +117,7 @@ fn real(dir: &Path) -> Vec<Source> {
             let (file, kind) = (*cols.first()?, *cols.get(3)?);
             let format = ImageFormat::from_path(file).ok().filter(|f| matches!(f, ImageFormat::Jpeg | ImageFormat::Png))?;
             let bytes = std::fs::read(dir.join("files").join(file)).ok()?;
-            Some(Source { kind: format!("real {kind}"), bytes, format, words: None })
+            Some(Source { kind: format!("real {kind}"), name: file.to_string(), bytes, format, words: None })
         })
         .collect()
 }
@@ -135,6 +138,7 @@ type ToolRun = (Vec<u8>, f64, PathBuf);
 
 struct Row {
     kind: String,
+    source: String,
     codec: &'static str,
     choice: String,
     original_known: Option<f64>,
@@ -203,8 +207,10 @@ fn main() {
         stored.push((page, enc, ms));
     }
     let ocr = have("tesseract", "--version") && have("pdftoppm", "-v");
-    let ocrmypdf = ocr && have("ocrmypdf", "--version");
-    let gs = have("gs", "--version");
+    // COMPRESSION_OTHERS=0 leaves OCRmyPDF and Ghostscript out (quicker, for trying a change).
+    let others = std::env::var("COMPRESSION_OTHERS").map_or(true, |v| v != "0");
+    let ocrmypdf = others && ocr && have("ocrmypdf", "--version");
+    let gs = others && have("gs", "--version");
     println!(
         "== light pages: {} pages ({n} generated per kind{}); legibility {}",
         sources.len(),
@@ -281,7 +287,7 @@ fn main() {
                     (name, stored)
                 })
                 .collect();
-            Row { kind: s.kind.clone(), codec: codec_label(enc), choice: enc.choice.clone(), original_known, tools }
+            Row { kind: s.kind.clone(), source: s.name.clone(), codec: codec_label(enc), choice: enc.choice.clone(), original_known, tools }
         })
         .collect();
     let verbose = std::env::var("BENCH_VERBOSE").is_ok();
@@ -331,7 +337,10 @@ fn main() {
         }
         if verbose {
             for r in &of_kind {
-                println!("        {}: {}", r.codec, r.choice);
+                let ours = r.tools[0].1.as_ref();
+                let kb = ours.map_or(String::from("-"), |s| format!("{:.1} KB", s.kb));
+                let kept = ours.and_then(|s| s.kept).map_or(String::from("-"), |k| format!("{:.1} %", 100.0 * k));
+                println!("        {} {}, {kb}, kept {kept}: {}", r.source, r.codec, r.choice);
             }
         }
     }

@@ -23,7 +23,7 @@ use scanbureau_fixtures::people::{Guichet, Person, guichet, person, registry_jso
 use scanbureau_fixtures::write::jpeg_bytes;
 use scanbureau_pipeline::analysis::{AnalysisParams, analyse_page};
 use scanbureau_pipeline::binarize::{MIN_CONTRAST, binarize, tile_stats};
-use scanbureau_pipeline::lightpdf::{EncodeParams, PageContent, decode_encoded, encode_page};
+use scanbureau_pipeline::lightpdf::{EncodeParams, PageCodec, PageContent, decode_encoded, encode_page};
 use scanbureau_pipeline::qr::{QrSearch, find_qr_codes_in};
 use scanbureau_pipeline::raster::PageRaster;
 use scanbureau_pipeline::slip::{SlipParse, parse_payload};
@@ -275,7 +275,7 @@ fn bench_light_pdf(n: usize, n_ocr: usize) {
         .collect();
     let params = EncodeParams::default();
     let (mut text_kb, mut photo_kb, mut text_ms, mut photo_ms, mut src_kb) = (vec![], vec![], vec![], vec![], vec![]);
-    let mut kinds = [0usize; 3];
+    let mut kinds = [0usize; 4];
     let tmp = tempfile::tempdir().expect("tmp");
     let (mut ocr_src, mut ocr_out) = (Vec::new(), Vec::new());
     for (i, (jpeg, words, is_text)) in cases.iter().enumerate() {
@@ -283,16 +283,17 @@ fn bench_light_pdf(n: usize, n_ocr: usize) {
         src_kb.push(jpeg.len() as f64 / 1024.0);
         let analysis = analyse_page(raster.clone(), &AnalysisParams::default());
         let content = analysis.content;
-        kinds[match content {
-            PageContent::Text => 0,
-            PageContent::Photo => 1,
-            PageContent::Colour | PageContent::ColourText => 2,
-        }] += 1;
         let t0 = Instant::now();
         let st = tile_stats(&raster.gray, raster.dpi);
         let bits = binarize(&raster.gray, &st, MIN_CONTRAST);
         let enc = encode_page(&raster, &bits, content, &params);
         let t = ms(t0.elapsed());
+        kinds[match enc.codec {
+            PageCodec::CcittG4 => 0,
+            PageCodec::Mixed => 1,
+            PageCodec::JpegGray => 2,
+            PageCodec::JpegRgb => 3,
+        }] += 1;
         if *is_text {
             text_kb.push(enc.data.len() as f64 / 1024.0);
             text_ms.push(t);
@@ -311,7 +312,7 @@ fn bench_light_pdf(n: usize, n_ocr: usize) {
         }
     }
     println!("  source scans: median {:.0} KB a page (JPEG q85)", median(src_kb));
-    println!("  stored as: {} bitonal G4, {} grey JPEG, {} colour JPEG", kinds[0], kinds[1], kinds[2]);
+    println!("  stored as: {} bitonal G4, {} mixed, {} grey JPEG, {} colour JPEG", kinds[0], kinds[1], kinds[2], kinds[3]);
     println!(
         "  text pages:     median {:.1} KB, p90 {:.1} KB; encode median {:.1} ms, p90 {:.1} ms",
         median(text_kb.clone()),
