@@ -9,7 +9,7 @@
 
 use image::{GrayImage, RgbImage};
 
-use crate::raster::{PageRaster, luma_of};
+use crate::raster::{PageRaster, is_colourful, luma_of};
 
 /// Resolution the reader and the encoder work best at; pages far from it are resampled.
 pub const WORKING_DPI: f32 = 300.0;
@@ -769,6 +769,12 @@ fn straighten_pixels(mut raster: PageRaster) -> (PageRaster, Corrections) {
             raster.height()
         ));
         raster = flat;
+        // The colour of a photo is often all in the table around the sheet: a grey page is
+        // stored grey.
+        if raster.rgb.as_ref().is_some_and(|rgb| !is_colourful(rgb)) {
+            raster.rgb = None;
+            c.notes.push("no colour on the document itself: kept grey".into());
+        }
     }
     if flatten_light(&mut raster) {
         c.flattened = true;

@@ -24,7 +24,7 @@ use std::io::Cursor;
 use image::{DynamicImage, GrayImage, ImageFormat, RgbImage};
 
 use crate::binarize::Bitmap;
-use crate::mixed::{InkColour, Layers, Plane, Region, composite, ink_colour, picture_regions, picture_tiles, separate};
+use crate::mixed::{InkColour, Layers, Plane, Region, card_regions, composite, ink_colour, merge_overlapping, picture_regions, picture_tiles, separate};
 use crate::raster::PageRaster;
 
 /// What a page holds, as the page analysis sees it; the encoder measures the rest.
@@ -235,7 +235,13 @@ pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, par
                     choice: format!("text on plain paper (tint on {:.1} % of it)", 100.0 * layers.tinted_share),
                 };
             }
-            let regions = if pictures || lost > params.picture_share { picture_regions(&tiles, bits.width, bits.height, MOST_INSETS) } else { Vec::new() };
+            let mut regions = if pictures || lost > params.picture_share { picture_regions(&tiles, bits.width, bits.height, MOST_INSETS) } else { Vec::new() };
+            regions.extend(card_regions(&layers, raster.dpi));
+            let regions: Vec<Region> = merge_overlapping(regions)
+                .into_iter()
+                .filter(|r| r.x < bits.width && r.y < bits.height)
+                .map(|r| Region { w: r.w.min(bits.width - r.x), h: r.h.min(bits.height - r.y), ..r })
+                .collect();
             let inset_area = regions.iter().map(Region::area).sum::<u64>() as f32 / (bits.width as f32 * bits.height as f32);
             if pictures && regions.is_empty() {
                 return picture(whole, "pictures that cannot be told from the print".into());
@@ -666,7 +672,7 @@ pub fn decode_encoded(page: &EncodedPage) -> Option<GrayImage> {
                 InkPaint::Solid(c) => InkColour::Solid(c.clone()),
                 InkPaint::Picture(l) => InkColour::Varying(plane(l)?),
             };
-            let mut drawn = composite(&mask, &Layers { background: plane(&m.background)?, ink, tinted_share: 0.0, near_ink: Vec::new() });
+            let mut drawn = composite(&mask, &Layers { background: plane(&m.background)?, ink, tinted_share: 0.0, near_ink: Vec::new(), tint: Vec::new() });
             for inset in &m.insets {
                 let r = inset.region;
                 let img = image::imageops::resize(&load(&inset.layer.data)?.into_luma8(), r.w, r.h, image::imageops::FilterType::Triangle);
@@ -844,6 +850,42 @@ mod tests {
         // picture rather than risk losing a photograph.
         let p = encode(&form(None, false), PageContent::PrintAndPictures);
         assert_eq!(p.codec, PageCodec::JpegGray, "{}", p.choice);
+    }
+
+    #[test]
+    fn a_card_shaped_tint_is_kept_as_a_picture_even_when_nothing_on_it_looks_like_one() {
+        // A grey card copied on A4 (85.6 × 54 mm at 300 dpi), its photograph a smooth gradient
+        // and its print fine: no tile of it looks like a photograph, and the reader found no card.
+        let (x0, y0, cw, ch) = (500u32, 600u32, 1011u32, 638u32);
+        let gray = GrayImage::from_fn(2480, 3508, |x, y| {
+            let on_card = (x0..x0 + cw).contains(&x) && (y0..y0 + ch).contains(&y);
+            let photo = (x0 + 40..x0 + 300).contains(&x) && (y0 + 100..y0 + 440).contains(&y);
+            let print = (y / 7) % 5 == 0 && (x / 3) % 3 != 0;
+            let v = if photo {
+                (120 + (y - y0) / 6) as u8
+            } else if on_card && print && x > x0 + 340 && x < x0 + cw - 40 && y > y0 + 80 && y < y0 + ch - 60 {
+                60
+            } else if on_card {
+                200
+            } else if (1500..3000).contains(&y) && print && (200..2280).contains(&x) {
+                25
+            } else {
+                244
+            };
+            image::Luma([v])
+        });
+        let mut r = PageRaster::from_gray(gray, false);
+        r.dpi = 300.0;
+        let p = encode(&r, PageContent::Text);
+        assert_eq!(p.codec, PageCodec::Mixed, "{}", p.choice);
+        let insets = &p.mixed.as_ref().expect("layers").insets;
+        assert_eq!(insets.len(), 1, "{}", p.choice);
+        let g = insets[0].region;
+        assert!(g.x <= x0 && g.y <= y0 && g.x + g.w >= x0 + cw && g.y + g.h >= y0 + ch, "{g:?}");
+        assert!(g.w < cw + 60 && g.h < ch + 60, "the card and a margin only: {g:?}");
+        // A grey band across the page is no card.
+        let band = encode(&form(Some([200, 200, 200]), false), PageContent::Text);
+        assert!(band.mixed.as_ref().is_some_and(|m| m.insets.is_empty()), "{}", band.choice);
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct Layers {
     pub tinted_share: f32,
     /// Scan pixels on or next to print (1), which the background leaves out.
     pub near_ink: Vec<u8>,
+    /// The background's cells that are not paper (1), print's cells taking their neighbours'.
+    pub tint: Vec<u8>,
 }
 
 /// Scan pixels within this distance of print are left out of the background: a scan blurs ink
@@ -77,21 +79,18 @@ pub fn separate(pixels: &[u8], channels: usize, mask: &Bitmap, dpi: f32, bg_cell
     let (background, known) = cell_means(pixels, channels, w, h, bg_cell, |i, _, _| near_ink[i] == 0);
     let background = fill_unknown(background, &known, paper);
     // Tint: a cell that is not paper, in level (grey boxes) or in colour (tinted forms).
-    let mut tinted = 0usize;
-    let mut counted = 0usize;
-    for (i, k) in known.iter().enumerate() {
-        if !*k {
-            continue;
-        }
-        counted += 1;
-        let s = &background.samples[i * channels..(i + 1) * channels];
-        let (lo, hi) = (*s.iter().min().unwrap_or(&0), *s.iter().max().unwrap_or(&0));
-        if paper.saturating_sub(lo) > 28 || hi - lo > 24 {
-            tinted += 1;
-        }
-    }
+    let tint: Vec<u8> = background
+        .samples
+        .chunks(channels)
+        .map(|s| {
+            let (lo, hi) = (*s.iter().min().unwrap_or(&0), *s.iter().max().unwrap_or(&0));
+            (paper.saturating_sub(lo) > 28 || hi - lo > 24) as u8
+        })
+        .collect();
+    let counted = known.iter().filter(|&&k| k).count();
+    let tinted = known.iter().zip(&tint).filter(|(k, t)| **k && **t == 1).count();
     let tinted_share = tinted as f32 / counted.max(1) as f32;
-    Layers { background, ink: ink_colour(pixels, channels, mask, ink_cell), tinted_share, near_ink }
+    Layers { background, ink: ink_colour(pixels, channels, mask, ink_cell), tinted_share, near_ink, tint }
 }
 
 /// The print's colour (the ink layer of [`separate`]), from the inside of strokes: their edges
@@ -412,7 +411,17 @@ pub fn picture_regions(tiles: &TileMap, width: u32, height: u32, most: usize) ->
             Region { x: px0 as u32, y: py0 as u32, w: (px1 - px0).max(1) as u32, h: (py1 - py0).max(1) as u32 }
         })
         .collect();
-    // Merge overlapping boxes until none overlap.
+    regions = merge_overlapping(regions);
+    if regions.len() > most {
+        let all = regions.iter().skip(1).fold(regions[0], |a, r| a.union(r));
+        regions = vec![all];
+    }
+    regions.sort_by_key(|r| (r.y, r.x));
+    regions
+}
+
+/// Rectangles merged until none overlap, in reading order.
+pub fn merge_overlapping(mut regions: Vec<Region>) -> Vec<Region> {
     let mut merged = true;
     while merged {
         merged = false;
@@ -427,12 +436,69 @@ pub fn picture_regions(tiles: &TileMap, width: u32, height: u32, most: usize) ->
             }
         }
     }
-    if regions.len() > most {
-        let all = regions.iter().skip(1).fold(regions[0], |a, r| a.union(r));
-        regions = vec![all];
-    }
     regions.sort_by_key(|r| (r.y, r.x));
     regions
+}
+
+/// Card-shaped tinted areas of the background: an identity card or a passport's data page
+/// copied on a sheet (70 to 140 mm by 45 to 100 mm, 1.25 to 1.75 times as long as wide, filled
+/// for the most part). Its print sits on guilloches and a photograph that binarising spoils even
+/// where no tile looks like a picture (a smooth photograph, fine print on a tinted card): it is
+/// kept as a picture whatever the reader made of the page.
+pub fn card_regions(layers: &Layers, dpi: f32) -> Vec<Region> {
+    let p = &layers.background;
+    let (w, h) = (p.width as usize, p.height as usize);
+    if layers.tint.len() != w * h || w == 0 || h == 0 {
+        return Vec::new();
+    }
+    let mm = p.cell as f32 * 25.4 / dpi.max(1.0);
+    let mut seen = vec![false; w * h];
+    let mut cards = Vec::new();
+    for start in 0..w * h {
+        if layers.tint[start] == 0 || seen[start] {
+            continue;
+        }
+        seen[start] = true;
+        let (mut x0, mut y0, mut x1, mut y1) = (start % w, start / w, start % w, start / w);
+        let mut count = 0usize;
+        let mut todo = vec![start];
+        while let Some(k) = todo.pop() {
+            count += 1;
+            let (x, y) = (k % w, k / w);
+            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+            let mut visit = |n: usize| {
+                if layers.tint[n] == 1 && !seen[n] {
+                    seen[n] = true;
+                    todo.push(n);
+                }
+            };
+            if x > 0 {
+                visit(k - 1);
+            }
+            if x + 1 < w {
+                visit(k + 1);
+            }
+            if y > 0 {
+                visit(k - w);
+            }
+            if y + 1 < h {
+                visit(k + w);
+            }
+        }
+        let (bw, bh) = ((x1 - x0 + 1) as f32 * mm, (y1 - y0 + 1) as f32 * mm);
+        let (long, short) = (bw.max(bh), bw.min(bh));
+        let fill = count as f32 / ((x1 - x0 + 1) * (y1 - y0 + 1)) as f32;
+        if (70.0..=140.0).contains(&long) && (45.0..=100.0).contains(&short) && (1.25..=1.75).contains(&(long / short)) && fill >= 0.8 {
+            // A millimetre around, for the card's soft edge.
+            let c = p.cell as usize;
+            let margin = (dpi / 25.4).ceil() as usize;
+            let (px0, py0) = ((x0 * c).saturating_sub(margin), (y0 * c).saturating_sub(margin));
+            let (pw, ph) = (w * c, h * c);
+            let (px1, py1) = (((x1 + 1) * c + margin).min(pw), ((y1 + 1) * c + margin).min(ph));
+            cards.push(Region { x: px0 as u32, y: py0 as u32, w: (px1 - px0) as u32, h: (py1 - py0) as u32 });
+        }
+    }
+    cards
 }
 
 #[cfg(test)]

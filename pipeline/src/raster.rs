@@ -115,7 +115,7 @@ pub fn estimate_dpi(w: u32, h: u32) -> f32 {
 }
 
 /// A page whose chroma is visible somewhere beyond scanner noise.
-fn is_colourful(rgb: &RgbImage) -> bool {
+pub(crate) fn is_colourful(rgb: &RgbImage) -> bool {
     let mut coloured = 0u64;
     let mut seen = 0u64;
     for y in (0..rgb.height()).step_by(4) {
