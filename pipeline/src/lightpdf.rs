@@ -424,44 +424,77 @@ fn jpeg(img: DynamicImage, quality: u8) -> Vec<u8> {
     }
 }
 
-/// Box-filter downscale (exact halving when the ratio is 1/2: the common 300 → 150 dpi).
+/// Area-average downscale of a grey page: each pixel the mean of the scan's area it covers
+/// (exact halving at 1/2, the common 300 → 150 dpi).
 pub fn downscale_gray(img: &GrayImage, scale: f32) -> GrayImage {
     if scale >= 0.99 {
         return img.clone();
     }
-    if (scale - 0.5).abs() < 0.01 {
-        let (w, h) = (img.width() / 2, img.height() / 2);
-        let src = img.as_raw();
-        let sw = img.width() as usize;
-        return GrayImage::from_fn(w, h, |x, y| {
-            let (x, y) = (2 * x as usize, 2 * y as usize);
-            let s = src[y * sw + x] as u32 + src[y * sw + x + 1] as u32 + src[(y + 1) * sw + x] as u32 + src[(y + 1) * sw + x + 1] as u32;
-            image::Luma([((s + 2) / 4) as u8])
-        });
-    }
-    let (w, h) = (((img.width() as f32 * scale) as u32).max(1), ((img.height() as f32 * scale) as u32).max(1));
-    image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle)
+    let (samples, w, h) = area_downscale(img.as_raw(), img.width(), img.height(), 1, scale);
+    GrayImage::from_raw(w, h, samples).unwrap_or_else(|| GrayImage::new(w, h))
 }
 
 fn downscale_rgb(img: &RgbImage, scale: f32) -> RgbImage {
     if scale >= 0.99 {
         return img.clone();
     }
-    if (scale - 0.5).abs() < 0.01 {
-        let (w, h) = (img.width() / 2, img.height() / 2);
-        let src = img.as_raw();
-        let sw = img.width() as usize * 3;
-        return RgbImage::from_fn(w, h, |x, y| {
-            let (x, y) = (6 * x as usize, 2 * y as usize);
-            let px = |c: usize| {
-                let s = src[y * sw + x + c] as u32 + src[y * sw + x + 3 + c] as u32 + src[(y + 1) * sw + x + c] as u32 + src[(y + 1) * sw + x + 3 + c] as u32;
-                ((s + 2) / 4) as u8
-            };
-            image::Rgb([px(0), px(1), px(2)])
-        });
+    let (samples, w, h) = area_downscale(img.as_raw(), img.width(), img.height(), 3, scale);
+    RgbImage::from_raw(w, h, samples).unwrap_or_else(|| RgbImage::new(w, h))
+}
+
+/// Fixed-point weights of the area averages: 14 bits.
+const AREA_ONE: u32 = 1 << 14;
+
+/// For each output position, the source positions it covers and their weights (summing to
+/// [`AREA_ONE`]).
+fn area_weights(from: u32, to: u32) -> Vec<Vec<(usize, u32)>> {
+    let step = from as f64 / to as f64;
+    (0..to)
+        .map(|o| {
+            let (a, b) = (o as f64 * step, ((o + 1) as f64 * step).min(from as f64));
+            let mut taps: Vec<(usize, u32)> = Vec::new();
+            let mut i = a.floor() as usize;
+            while (i as f64) < b && i < from as usize {
+                let cover = (b.min(i as f64 + 1.0) - a.max(i as f64)) / (b - a);
+                taps.push((i, (cover * AREA_ONE as f64).round() as u32));
+                i += 1;
+            }
+            // Rounding's remainder to the largest tap, so that flat stays flat.
+            let sum: u32 = taps.iter().map(|t| t.1).sum();
+            if let Some(big) = taps.iter_mut().max_by_key(|t| t.1) {
+                big.1 = (big.1 + AREA_ONE).saturating_sub(sum);
+            }
+            taps
+        })
+        .collect()
+}
+
+/// Area-average resampling of interleaved samples (`ch` channels) by `scale` ≤ 1, in fixed point:
+/// rows are averaged into a row of sums, then the sums across. Some four times quicker than a
+/// filtered resize in floating point on an A4 page (the picture encoder's own cost).
+fn area_downscale(src: &[u8], w: u32, h: u32, ch: usize, scale: f32) -> (Vec<u8>, u32, u32) {
+    let (nw, nh) = (((w as f32 * scale) as u32).clamp(1, w.max(1)), ((h as f32 * scale) as u32).clamp(1, h.max(1)));
+    let (cols, rows) = (area_weights(w, nw), area_weights(h, nh));
+    let row_len = w as usize * ch;
+    let mut out = Vec::with_capacity(nw as usize * nh as usize * ch);
+    let mut sums = vec![0u32; row_len];
+    for taps in &rows {
+        sums.fill(0);
+        for &(y, wt) in taps {
+            for (s, &v) in sums.iter_mut().zip(&src[y * row_len..(y + 1) * row_len]) {
+                *s += v as u32 * wt;
+            }
+        }
+        // Sums of at most 255 × 2^14: six bits off keeps them under 2^16, so the second
+        // weighting stays within 32 bits.
+        for taps in &cols {
+            for c in 0..ch {
+                let acc: u32 = taps.iter().map(|&(x, wt)| (sums[x * ch + c] >> 6) * wt).sum();
+                out.push(((acc + (1 << 21)) >> 22).min(255) as u8);
+            }
+        }
     }
-    let (w, h) = (((img.width() as f32 * scale) as u32).max(1), ((img.height() as f32 * scale) as u32).max(1));
-    image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle)
+    (out, nw, nh)
 }
 
 /// Re-encodes a page's pictures smaller (to bring a piece under the size limit): a JPEG page, or
@@ -976,6 +1009,20 @@ mod tests {
             }
         }
         assert!(jpeg_samples(&[0; 70_000], 70_000, 1, false, 40).is_empty(), "over the format's limit");
+    }
+
+    #[test]
+    fn area_averages_keep_flat_flat_and_average_what_they_cover() {
+        // Flat stays flat at any ratio.
+        let (flat, w, h) = area_downscale(&[201u8; 300 * 7 * 3], 300, 7, 3, 0.667);
+        assert_eq!((w, h), (200, 4));
+        assert!(flat.iter().all(|&v| v == 201), "{:?}", &flat[..9]);
+        // 3 → 2: the middle source pixel is shared half and half.
+        let (two, _, _) = area_downscale(&[0, 90, 180], 3, 1, 1, 0.67);
+        assert_eq!(two, vec![30, 150]);
+        // Halving is the mean of each 2 × 2 block.
+        let (half, _, _) = area_downscale(&[10, 20, 30, 40, 50, 60, 70, 80], 4, 2, 1, 0.5);
+        assert_eq!(half, vec![35, 55]);
     }
 
     #[test]

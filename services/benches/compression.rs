@@ -222,7 +222,9 @@ fn main() {
         if sources.iter().any(|s| s.words.is_none()) { " and the real set's image files" } else { "" },
         if ocr { "by Tesseract (fra) on pages drawn by poppler at 300 dpi" } else { "skipped (no tesseract or pdftoppm)" }
     );
-    if !ocrmypdf || !gs {
+    if !others {
+        println!("   (OCRmyPDF and Ghostscript left out: COMPRESSION_OTHERS=0)");
+    } else if !ocrmypdf || !gs {
         println!(
             "   (ocrmypdf {}, gs {}: scripts/setup.sh --bench-tools installs them)",
             if ocrmypdf { "found" } else { "missing" },
