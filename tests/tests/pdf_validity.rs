@@ -111,8 +111,28 @@ fn form_page(colour: bool) -> scanbureau_pipeline::raster::PageRaster {
     r
 }
 
+/// Where the card of [`card_copy`] is, in 300-dpi pixels.
+const CARD: (u32, u32, u32, u32) = (600, 1200, 1011, 638);
+
+/// The grey form page with an identity card copied on it: a grainy photograph and guilloches
+/// that only a picture keeps.
+fn card_copy() -> scanbureau_pipeline::raster::PageRaster {
+    let mut r = form_page(false);
+    let (x0, y0, w, h) = CARD;
+    for y in y0..y0 + h {
+        for x in x0..x0 + w {
+            let grain = ((x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(2_246_822_519)).wrapping_mul(3_266_489_917) >> 26) as f32;
+            let v = (((x as f32 / 9.0).sin() * (y as f32 / 7.0).cos() * 40.0 + 150.0 + grain) as u8).min(250);
+            r.gray.put_pixel(x, y, image::Luma([v]));
+        }
+    }
+    r.rgb = None;
+    r
+}
+
 /// Mixed pages (a G4 stencil over a JPEG background, painted in one colour or through a colour
-/// picture) are drawn by poppler and pdfium as the job cut them.
+/// picture, with a card kept as a JPEG inset) are drawn by poppler and pdfium as the job cut
+/// them.
 #[test]
 fn mixed_pages_draw_the_same_in_poppler_and_pdfium() {
     use scanbureau_pipeline::binarize::{MIN_CONTRAST, binarize, tile_stats};
@@ -123,13 +143,18 @@ fn mixed_pages_draw_the_same_in_poppler_and_pdfium() {
     }
     let pdfium = Command::new("python3").arg("-c").arg("import pypdfium2").output().is_ok_and(|o| o.status.success()) || !tool_missing("pypdfium2");
     let tmp = tempfile::tempdir().expect("tmp");
-    for colour in [false, true] {
-        let page = form_page(colour);
+    for (colour, card) in [(false, false), (true, false), (false, true)] {
+        let page = if card { card_copy() } else { form_page(colour) };
         let bits = binarize(&page.gray, &tile_stats(&page.gray, page.dpi), MIN_CONTRAST);
-        let content = if page.rgb.is_some() { PageContent::ColourText } else { PageContent::Text };
+        let content = match (card, page.rgb.is_some()) {
+            (true, _) => PageContent::PrintAndPictures,
+            (false, true) => PageContent::ColourText,
+            (false, false) => PageContent::Text,
+        };
         let enc = encode_page(&page, &bits, content, &EncodeParams::default());
         assert_eq!(enc.codec, PageCodec::Mixed, "{}", enc.choice);
-        let pdf = tmp.path().join(format!("mixed-{colour}.pdf"));
+        assert_eq!(enc.mixed.as_ref().is_some_and(|m| !m.insets.is_empty()), card, "{}", enc.choice);
+        let pdf = tmp.path().join(format!("mixed-{colour}-{card}.pdf"));
         std::fs::write(&pdf, write_pdf(&[&enc], "mixed")).expect("write");
         // Compared at 50 dpi, grey: what the layers show, not how each viewer smooths.
         let ours = image::imageops::resize(&decode_encoded(&enc).expect("decodes"), 413, 585, image::imageops::FilterType::Triangle);
@@ -154,12 +179,37 @@ fn mixed_pages_draw_the_same_in_poppler_and_pdfium() {
             let img = if viewer == "pdfium" { grey_raw(&file) } else { image::open(&file).expect("a PNG").into_luma8() };
             let img = image::imageops::resize(&img, 413, 585, image::imageops::FilterType::Triangle);
             let mean = img.as_raw().iter().zip(ours.as_raw()).map(|(a, b)| a.abs_diff(*b) as u64).sum::<u64>() as f64 / ours.as_raw().len() as f64;
-            assert!(mean < 8.0, "{viewer} draws the {} page {mean:.1} levels away from its layers", if colour { "colour" } else { "grey" });
+            assert!(
+                mean < 8.0,
+                "{viewer} draws the {} page {mean:.1} levels away from its layers",
+                if card {
+                    "card copy"
+                } else if colour {
+                    "colour"
+                } else {
+                    "grey"
+                }
+            );
             // The tinted band is there, and so is the print.
             let band = img.get_pixel(30, 20).0[0];
             assert!((150..235).contains(&band), "{viewer}: band at level {band}");
             let darkest = img.as_raw().iter().min().copied().unwrap_or(255);
             assert!(darkest < 100, "{viewer}: no print darker than {darkest}");
+            if card {
+                // The inset is where the card is: drawn there as the layers have it (a picture
+                // misplaced by a few millimetres would be tens of levels off).
+                let (x0, y0, w, h) = CARD;
+                let at = |v: u32| v * 413 / 2480;
+                let (mut diff, mut n) = (0u64, 0u64);
+                for y in at(y0)..at(y0 + h) {
+                    for x in at(x0)..at(x0 + w) {
+                        diff += img.get_pixel(x, y).0[0].abs_diff(ours.get_pixel(x, y).0[0]) as u64;
+                        n += 1;
+                    }
+                }
+                let mean = diff as f64 / n.max(1) as f64;
+                assert!(mean < 10.0, "{viewer} draws the card {mean:.1} levels away from its inset");
+            }
         }
     }
 }
