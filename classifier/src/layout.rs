@@ -7,6 +7,7 @@
 
 use image::GrayImage;
 use scanbureau_pipeline::binarize::Bitmap;
+use scanbureau_pipeline::grid::{Joined, components};
 use scanbureau_pipeline::qualify::PageLayout;
 
 /// A rectangle in pixels of the full-resolution, deskewed page.
@@ -369,42 +370,8 @@ pub fn measure(gray: &GrayImage, bits: &Bitmap, dpi: f32) -> PageLayoutDetail {
 
 /// Connected groups of at least `min` set cells (4-neighbours).
 fn count_blobs(cells: &[bool], w: usize, h: usize, min: usize) -> usize {
-    let mut seen = vec![false; cells.len()];
-    let mut n = 0;
-    for start in 0..cells.len() {
-        if !cells[start] || seen[start] {
-            continue;
-        }
-        let mut stack = vec![start];
-        seen[start] = true;
-        let mut size = 0;
-        while let Some(i) = stack.pop() {
-            size += 1;
-            let (x, y) = (i % w, i / w);
-            let mut push = |j: usize| {
-                if cells[j] && !seen[j] {
-                    seen[j] = true;
-                    stack.push(j);
-                }
-            };
-            if x > 0 {
-                push(i - 1);
-            }
-            if x + 1 < w {
-                push(i + 1);
-            }
-            if y > 0 {
-                push(i - w);
-            }
-            if y + 1 < h {
-                push(i + w);
-            }
-        }
-        if size >= min {
-            n += 1;
-        }
-    }
-    n
+    let (groups, _) = components(cells, w, h, Joined::ByEdge);
+    groups.iter().filter(|g| g.cells >= min).count()
 }
 
 /// Copies `rect` of the page, turned by `-deg` about the page centre so its text is level, and

@@ -251,37 +251,14 @@ fn morph(m: &[bool], w: usize, h: usize, r: usize, grow: bool) -> Vec<bool> {
     pass(&rows, h, w, w, 1)
 }
 
-/// The largest 4-connected set region and its size.
+/// The largest 4-connected set region and its size (the first of equals, in reading order).
 fn largest_component(m: &[bool], w: usize, h: usize) -> Option<(Vec<bool>, usize)> {
-    let mut comp = vec![u32::MAX; m.len()];
-    let mut best = (u32::MAX, 0usize);
-    let mut id = 0u32;
-    for start in 0..m.len() {
-        if !m[start] || comp[start] != u32::MAX {
-            continue;
-        }
-        let mut stack = vec![start];
-        comp[start] = id;
-        let mut size = 0;
-        while let Some(i) = stack.pop() {
-            size += 1;
-            let (x, y) = (i % w, i / w);
-            for (nx, ny) in [(x.wrapping_sub(1), y), (x + 1, y), (x, y.wrapping_sub(1)), (x, y + 1)] {
-                if nx < w && ny < h {
-                    let j = ny * w + nx;
-                    if m[j] && comp[j] == u32::MAX {
-                        comp[j] = id;
-                        stack.push(j);
-                    }
-                }
-            }
-        }
-        if size > best.1 {
-            best = (id, size);
-        }
-        id += 1;
-    }
-    (best.1 > 0).then(|| (comp.iter().map(|&c| c == best.0).collect(), best.1))
+    let (groups, label) = crate::grid::components(m, w, h, crate::grid::Joined::ByEdge);
+    let best = groups.iter().enumerate().fold(None::<(usize, usize)>, |best, (i, g)| match best {
+        Some((_, size)) if size >= g.cells => best,
+        _ => Some((i, g.cells)),
+    })?;
+    Some((label.iter().map(|&l| l == best.0 as u32).collect(), best.1))
 }
 
 /// Solves the 3×3 projective map sending `from[i]` to `to[i]` (4 point pairs).

@@ -16,6 +16,7 @@ pub mod binarize;
 pub mod calendar;
 pub mod config;
 pub mod geometry;
+pub mod grid;
 pub mod ids;
 pub mod input;
 pub mod job;

@@ -10,6 +10,7 @@
 use image::GrayImage;
 
 use crate::binarize::Bitmap;
+use crate::grid::{Joined, components};
 
 /// A picture at low resolution: interleaved samples, 1 (grey) or 3 (RGB) channels.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,7 +60,7 @@ pub struct Layers {
     /// Scan pixels on or next to print (1), which the background leaves out.
     pub near_ink: Vec<u8>,
     /// The background's cells that are not paper (1), print's cells taking their neighbours'.
-    pub tint: Vec<u8>,
+    pub tint: Vec<bool>,
 }
 
 /// Scan pixels within this distance of print are left out of the background: a scan blurs ink
@@ -79,16 +80,16 @@ pub fn separate(pixels: &[u8], channels: usize, mask: &Bitmap, dpi: f32, bg_cell
     let (background, known) = cell_means(pixels, channels, w, h, bg_cell, |i, _, _| near_ink[i] == 0);
     let background = fill_unknown(background, &known, paper);
     // Tint: a cell that is not paper, in level (grey boxes) or in colour (tinted forms).
-    let tint: Vec<u8> = background
+    let tint: Vec<bool> = background
         .samples
         .chunks(channels)
         .map(|s| {
             let (lo, hi) = (*s.iter().min().unwrap_or(&0), *s.iter().max().unwrap_or(&0));
-            (paper.saturating_sub(lo) > 28 || hi - lo > 24) as u8
+            paper.saturating_sub(lo) > 28 || hi - lo > 24
         })
         .collect();
     let counted = known.iter().filter(|&&k| k).count();
-    let tinted = known.iter().zip(&tint).filter(|(k, t)| **k && **t == 1).count();
+    let tinted = known.iter().zip(&tint).filter(|(k, t)| **k && **t).count();
     let tinted_share = tinted as f32 / counted.max(1) as f32;
     Layers { background, ink: ink_colour(pixels, channels, mask, ink_cell), tinted_share, near_ink, tint }
 }
@@ -364,48 +365,13 @@ impl Region {
 /// two tiles (a speck, a stain, a few millimetres) is no picture: the background keeps it,
 /// blurred. More than `most` boxes become one: a page of scattered pictures is one as a whole.
 pub fn picture_regions(tiles: &TileMap, width: u32, height: u32, most: usize) -> Vec<Region> {
-    let (cols, rows) = (tiles.cols as i64, tiles.rows as i64);
-    let mut group = vec![usize::MAX; tiles.picture.len()];
-    let mut boxes: Vec<(i64, i64, i64, i64)> = Vec::new();
-    for start in 0..tiles.picture.len() {
-        if !tiles.picture[start] || group[start] != usize::MAX {
-            continue;
-        }
-        let id = boxes.len();
-        let (sx, sy) = (start as i64 % cols, start as i64 / cols);
-        let mut bb = (sx, sy, sx, sy);
-        group[start] = id;
-        let mut todo = vec![start];
-        let mut members = Vec::new();
-        while let Some(k) = todo.pop() {
-            members.push(k);
-            let (x, y) = (k as i64 % cols, k as i64 / cols);
-            bb = (bb.0.min(x), bb.1.min(y), bb.2.max(x), bb.3.max(y));
-            for dy in -2..=2 {
-                for dx in -2..=2 {
-                    let (nx, ny) = (x + dx, y + dy);
-                    if nx < 0 || ny < 0 || nx >= cols || ny >= rows {
-                        continue;
-                    }
-                    let n = (ny * cols + nx) as usize;
-                    if tiles.picture[n] && group[n] == usize::MAX {
-                        group[n] = id;
-                        todo.push(n);
-                    }
-                }
-            }
-        }
-        if members.len() >= 3 {
-            boxes.push(bb);
-        } else {
-            // Visited, and no box: the next group takes this number.
-            members.iter().for_each(|&k| group[k] = usize::MAX - 1);
-        }
-    }
+    let (groups, _) = components(&tiles.picture, tiles.cols as usize, tiles.rows as usize, Joined::Within(2));
     let t = tiles.tile as i64;
-    let mut regions: Vec<Region> = boxes
-        .into_iter()
-        .map(|(x0, y0, x1, y1)| {
+    let mut regions: Vec<Region> = groups
+        .iter()
+        .filter(|g| g.cells >= 3)
+        .map(|g| {
+            let (x0, y0, x1, y1) = (g.x0 as i64, g.y0 as i64, g.x1 as i64, g.y1 as i64);
             let (px0, py0) = (((x0 - 1) * t).max(0), ((y0 - 1) * t).max(0));
             let (px1, py1) = (((x1 + 2) * t).min(width as i64), ((y1 + 2) * t).min(height as i64));
             Region { x: px0 as u32, y: py0 as u32, w: (px1 - px0).max(1) as u32, h: (py1 - py0).max(1) as u32 }
@@ -452,43 +418,13 @@ pub fn card_regions(layers: &Layers, dpi: f32) -> Vec<Region> {
         return Vec::new();
     }
     let mm = p.cell as f32 * 25.4 / dpi.max(1.0);
-    let mut seen = vec![false; w * h];
+    let (groups, _) = components(&layers.tint, w, h, Joined::ByEdge);
     let mut cards = Vec::new();
-    for start in 0..w * h {
-        if layers.tint[start] == 0 || seen[start] {
-            continue;
-        }
-        seen[start] = true;
-        let (mut x0, mut y0, mut x1, mut y1) = (start % w, start / w, start % w, start / w);
-        let mut count = 0usize;
-        let mut todo = vec![start];
-        while let Some(k) = todo.pop() {
-            count += 1;
-            let (x, y) = (k % w, k / w);
-            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
-            let mut visit = |n: usize| {
-                if layers.tint[n] == 1 && !seen[n] {
-                    seen[n] = true;
-                    todo.push(n);
-                }
-            };
-            if x > 0 {
-                visit(k - 1);
-            }
-            if x + 1 < w {
-                visit(k + 1);
-            }
-            if y > 0 {
-                visit(k - w);
-            }
-            if y + 1 < h {
-                visit(k + w);
-            }
-        }
+    for g in groups {
+        let (x0, y0, x1, y1) = (g.x0, g.y0, g.x1, g.y1);
         let (bw, bh) = ((x1 - x0 + 1) as f32 * mm, (y1 - y0 + 1) as f32 * mm);
         let (long, short) = (bw.max(bh), bw.min(bh));
-        let fill = count as f32 / ((x1 - x0 + 1) * (y1 - y0 + 1)) as f32;
-        if (70.0..=140.0).contains(&long) && (45.0..=100.0).contains(&short) && (1.25..=1.75).contains(&(long / short)) && fill >= 0.8 {
+        if (70.0..=140.0).contains(&long) && (45.0..=100.0).contains(&short) && (1.25..=1.75).contains(&(long / short)) && g.fill() >= 0.8 {
             // A millimetre around, for the card's soft edge.
             let c = p.cell as usize;
             let margin = (dpi / 25.4).ceil() as usize;

@@ -735,36 +735,13 @@ pub fn find_datamatrix_in(page: &GrayImage, bits: &Bitmap, dpi: f32) -> Vec<Stri
             (0.25..=0.85).contains(&share) && changes >= cell * 2 / 3
         })
         .collect();
-    let mut seen = vec![false; dense.len()];
+    // 8-connected, and across one missing cell (a code's white modules line up).
+    let (groups, _) = crate::grid::components(&dense, cw, ch, crate::grid::Joined::Within(2));
     let mut boxes = Vec::new();
-    for start in 0..dense.len() {
-        if !dense[start] || seen[start] {
-            continue;
-        }
-        let (mut x0, mut y0, mut x1, mut y1, mut n) = (usize::MAX, usize::MAX, 0, 0, 0usize);
-        let mut stack = vec![start];
-        seen[start] = true;
-        while let Some(i) = stack.pop() {
-            let (x, y) = (i % cw, i / cw);
-            (x0, y0, x1, y1, n) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y), n + 1);
-            // 8-connected, and across one missing cell (a code's white modules line up).
-            for dy in -2i64..=2 {
-                for dx in -2i64..=2 {
-                    let (nx, ny) = (x as i64 + dx, y as i64 + dy);
-                    if nx < 0 || ny < 0 || nx >= cw as i64 || ny >= ch as i64 {
-                        continue;
-                    }
-                    let j = ny as usize * cw + nx as usize;
-                    if dense[j] && !seen[j] {
-                        seen[j] = true;
-                        stack.push(j);
-                    }
-                }
-            }
-        }
+    for g in groups {
+        let (x0, y0, x1, y1, n) = (g.x0, g.y0, g.x1, g.y1, g.cells);
         let (bw, bh) = ((x1 - x0 + 1) as f32 * 1.5, (y1 - y0 + 1) as f32 * 1.5);
-        let fill = n as f32 / ((x1 - x0 + 1) * (y1 - y0 + 1)) as f32;
-        if (7.5..=40.0).contains(&bw) && (7.5..=40.0).contains(&bh) && (0.65..=1.5).contains(&(bw / bh)) && fill > 0.55 {
+        if (7.5..=40.0).contains(&bw) && (7.5..=40.0).contains(&bh) && (0.65..=1.5).contains(&(bw / bh)) && g.fill() > 0.55 {
             boxes.push((n, x0 as u32 * cell, y0 as u32 * cell, (x1 + 1) as u32 * cell, (y1 + 1) as u32 * cell));
         }
     }
