@@ -429,7 +429,7 @@ pub fn downscale_gray(img: &GrayImage, scale: f32) -> GrayImage {
     if scale >= 0.99 {
         return img.clone();
     }
-    let (samples, w, h) = area_downscale(img.as_raw(), img.width(), img.height(), 1, scale);
+    let (samples, w, h) = resample_down(img.as_raw(), img.width(), img.height(), 1, scale);
     GrayImage::from_raw(w, h, samples).unwrap_or_else(|| GrayImage::new(w, h))
 }
 
@@ -437,18 +437,18 @@ fn downscale_rgb(img: &RgbImage, scale: f32) -> RgbImage {
     if scale >= 0.99 {
         return img.clone();
     }
-    let (samples, w, h) = area_downscale(img.as_raw(), img.width(), img.height(), 3, scale);
+    let (samples, w, h) = resample_down(img.as_raw(), img.width(), img.height(), 3, scale);
     RgbImage::from_raw(w, h, samples).unwrap_or_else(|| RgbImage::new(w, h))
 }
 
-/// Fixed-point weights of the area averages: 14 bits.
-const AREA_ONE: u32 = 1 << 14;
+/// Fixed-point weights of the resampling taps: 14 bits.
+const TAP_ONE: u32 = 1 << 14;
 
 /// For each output position, the source positions it draws on and their weights (summing to
-/// [`AREA_ONE`]): a tent as wide as two output pixels, centred on the output pixel's centre.
+/// [`TAP_ONE`]): a tent as wide as two output pixels, centred on the output pixel's centre.
 /// A plain area average (a box) is sharper but aliases fine print: it cost passports' small
 /// print 5 to 6 points of OCR legibility in the real-documents benchmark.
-fn area_weights(from: u32, to: u32) -> Vec<Vec<(usize, u32)>> {
+fn tent_weights(from: u32, to: u32) -> Vec<Vec<(usize, u32)>> {
     let step = from as f64 / to as f64;
     (0..to)
         .map(|o| {
@@ -456,26 +456,26 @@ fn area_weights(from: u32, to: u32) -> Vec<Vec<(usize, u32)>> {
             let (lo, hi) = ((centre - step).ceil().max(0.0) as usize, ((centre + step).floor() as usize).min(from as usize - 1));
             let raw: Vec<(usize, f64)> = (lo..=hi).map(|i| (i, (1.0 - (i as f64 - centre).abs() / step).max(0.0))).filter(|t| t.1 > 0.0).collect();
             let total: f64 = raw.iter().map(|t| t.1).sum();
-            let mut taps: Vec<(usize, u32)> = raw.iter().map(|&(i, w)| (i, (w / total * AREA_ONE as f64).round() as u32)).collect();
+            let mut taps: Vec<(usize, u32)> = raw.iter().map(|&(i, w)| (i, (w / total * TAP_ONE as f64).round() as u32)).collect();
             if taps.is_empty() {
-                taps.push((centre.round().clamp(0.0, from as f64 - 1.0) as usize, AREA_ONE));
+                taps.push((centre.round().clamp(0.0, from as f64 - 1.0) as usize, TAP_ONE));
             }
             // Rounding's remainder to the largest tap, so that flat stays flat.
             let sum: u32 = taps.iter().map(|t| t.1).sum();
             if let Some(big) = taps.iter_mut().max_by_key(|t| t.1) {
-                big.1 = (big.1 + AREA_ONE).saturating_sub(sum);
+                big.1 = (big.1 + TAP_ONE).saturating_sub(sum);
             }
             taps
         })
         .collect()
 }
 
-/// Resampling of interleaved samples (`ch` channels) by `scale` ≤ 1 through [`area_weights`], in
+/// Resampling of interleaved samples (`ch` channels) by `scale` ≤ 1 through [`tent_weights`], in
 /// fixed point: rows are weighed into a row of sums, then the sums across. Quicker than the
 /// same filter in floating point on an A4 page (the picture encoder's own cost).
-fn area_downscale(src: &[u8], w: u32, h: u32, ch: usize, scale: f32) -> (Vec<u8>, u32, u32) {
+fn resample_down(src: &[u8], w: u32, h: u32, ch: usize, scale: f32) -> (Vec<u8>, u32, u32) {
     let (nw, nh) = (((w as f32 * scale) as u32).clamp(1, w.max(1)), ((h as f32 * scale) as u32).clamp(1, h.max(1)));
-    let (cols, rows) = (area_weights(w, nw), area_weights(h, nh));
+    let (cols, rows) = (tent_weights(w, nw), tent_weights(h, nh));
     let row_len = w as usize * ch;
     let mut out = Vec::with_capacity(nw as usize * nh as usize * ch);
     let mut sums = vec![0u32; row_len];
@@ -1015,15 +1015,15 @@ mod tests {
     #[test]
     fn resampling_keeps_flat_flat_and_weighs_neighbours_by_a_tent() {
         // Flat stays flat at any ratio.
-        let (flat, w, h) = area_downscale(&[201u8; 300 * 7 * 3], 300, 7, 3, 0.667);
+        let (flat, w, h) = resample_down(&[201u8; 300 * 7 * 3], 300, 7, 3, 0.667);
         assert_eq!((w, h), (200, 4));
         assert!(flat.iter().all(|&v| v == 201), "{:?}", &flat[..9]);
         let near = |got: Vec<u8>, want: [u8; 2]| got.len() == 2 && got.iter().zip(want).all(|(g, w)| g.abs_diff(w) <= 1);
         // 3 → 2: each output takes its nearest pixel at 5/8 and the shared middle at 3/8.
-        let (two, _, _) = area_downscale(&[0, 90, 180], 3, 1, 1, 0.67);
+        let (two, _, _) = resample_down(&[0, 90, 180], 3, 1, 1, 0.67);
         assert!(near(two.clone(), [34, 146]), "{two:?}");
         // Halving: 3/7, 3/7 and 1/7 across, the two rows alike.
-        let (half, _, _) = area_downscale(&[10, 20, 30, 40, 50, 60, 70, 80], 4, 2, 1, 0.5);
+        let (half, _, _) = resample_down(&[10, 20, 30, 40, 50, 60, 70, 80], 4, 2, 1, 0.5);
         assert!(near(half.clone(), [37, 53]), "{half:?}");
     }
 

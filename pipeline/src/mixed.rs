@@ -276,19 +276,7 @@ pub fn composite(mask: &Bitmap, layers: &Layers) -> GrayImage {
     })
 }
 
-/// Share of the page's tiles (about 2.7 mm) where the background drawn back differs from the
-/// scan by more than `level` on average, away from the print: continuous tone (a photograph, a
-/// card's guilloches) that a low-resolution background would blur. Print and the blur around it
-/// (`near_ink`) are the mask's, and do not count.
-///
-/// A tile half to nine tenths of which the mask takes for print is mottled continuous tone too
-/// (a dark photograph binarised into grain): print, even bold, leaves more paper than that, and
-/// a filled shape leaves less.
-pub fn picture_share(original: &GrayImage, drawn: &GrayImage, mask: &Bitmap, near_ink: &[u8], dpi: f32, level: u32) -> f32 {
-    picture_tiles(original, drawn, mask, near_ink, dpi, level).share()
-}
-
-/// Which tiles of a page the layers would blur (see [`picture_share`]).
+/// Which tiles of a page the layers would blur (see [`picture_tiles`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TileMap {
     /// Tile side in scan pixels.
@@ -304,7 +292,14 @@ impl TileMap {
     }
 }
 
-/// The tiles of [`picture_share`], one by one.
+/// The page's tiles (about 2.7 mm) where the background drawn back differs from the scan by more
+/// than `level` on average, away from the print: continuous tone (a photograph, a card's
+/// guilloches) that a low-resolution background would blur. Print and the blur around it
+/// (`near_ink`) are the mask's, and do not count.
+///
+/// A tile half to nine tenths of which the mask takes for print is mottled continuous tone too
+/// (a dark photograph binarised into grain): print, even bold, leaves more paper than that, and
+/// a filled shape leaves less.
 pub fn picture_tiles(original: &GrayImage, drawn: &GrayImage, mask: &Bitmap, near_ink: &[u8], dpi: f32, level: u32) -> TileMap {
     let (w, h) = original.dimensions();
     let t = ((dpi / 9.4) as u32).max(8);
@@ -470,7 +465,7 @@ mod tests {
         assert_eq!(layers.ink, InkColour::Solid(vec![30]));
         let drawn = composite(&mask, &layers);
         assert_eq!(drawn.get_pixel(4, 0).0[0], 30);
-        assert!(picture_share(&GrayImage::from_raw(300, 300, px).expect("page"), &drawn, &mask, &layers.near_ink, 300.0, 12) < 0.05);
+        assert!(picture_tiles(&GrayImage::from_raw(300, 300, px).expect("page"), &drawn, &mask, &layers.near_ink, 300.0, 12).share() < 0.05);
     }
 
     #[test]
