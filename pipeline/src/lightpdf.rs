@@ -8,8 +8,8 @@
 //!   the print as a G4 stencil at scan resolution over a low-resolution JPEG background, painted
 //!   in its own colour;
 //! - print with pictures among it (an identity card copied on a sheet, a photograph in a letter):
-//!   mixed, with each picture as a JPEG inset at 200 dpi over the background and the stencil
-//!   empty there;
+//!   mixed, with each picture as a JPEG inset at 250 dpi (quality 40) over the background and
+//!   the stencil empty there;
 //! - photographs, cards scanned alone, photos of documents, faint print and whatever the layers
 //!   would blur: JPEG at 200 dpi (150 lost a point or more of OCR word accuracy on small print in
 //!   photos: see the pipeline benchmark), grey unless the page carries colour.
@@ -48,9 +48,17 @@ pub enum PageContent {
 
 #[derive(Debug, Clone, Copy)]
 pub struct EncodeParams {
-    /// Resolution of JPEG-stored pages.
+    /// Resolution and quality of JPEG-stored pages.
     pub picture_dpi: f32,
     pub jpeg_quality: u8,
+    /// Resolution and quality of the pictures among a mixed page's print (identity cards copied
+    /// on a sheet), from scans of `inset_dpi` or finer. A card's print is smaller than a page's
+    /// and needs pixels more than a fine JPEG: at 250 dpi and quality 40 the generated grey ID
+    /// copies lost at most 3.4 points of their known words where 200 dpi at quality 55 lost 10.3,
+    /// for 4.7 KB more a page. Whole pages were measured the same way on the real documents: 16
+    /// to 25 % more bytes and no word kept more, so they stay at `picture_dpi`.
+    pub inset_dpi: f32,
+    pub inset_quality: u8,
     /// Resolution and quality of a mixed page's background.
     pub background_dpi: f32,
     pub background_quality: u8,
@@ -74,6 +82,8 @@ impl Default for EncodeParams {
         Self {
             picture_dpi: 200.0,
             jpeg_quality: 55,
+            inset_dpi: 250.0,
+            inset_quality: 40,
             background_dpi: 75.0,
             background_quality: 40,
             tint_share: 0.02,
@@ -81,6 +91,14 @@ impl Default for EncodeParams {
             speck_share: 0.002,
             inset_share: 0.45,
         }
+    }
+}
+
+impl EncodeParams {
+    /// Resolution and quality of a mixed page's pictures: a scan coarser than `inset_dpi` keeps
+    /// the page pictures' storage.
+    fn inset_storage(&self, scan_dpi: f32) -> (f32, u8) {
+        if scan_dpi >= self.inset_dpi { (self.inset_dpi, self.inset_quality) } else { (self.picture_dpi, self.jpeg_quality) }
     }
 }
 
@@ -266,7 +284,8 @@ pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, par
                 encode_g4(&cleared)
             };
             let mut mixed = encode_layers(&layers, params.background_quality);
-            mixed.insets = regions.iter().map(|r| Inset { region: *r, layer: picture_layer(raster, colour, *r, params) }).collect();
+            let inset_storage = params.inset_storage(raster.dpi);
+            mixed.insets = regions.iter().map(|r| Inset { region: *r, layer: picture_layer(raster, colour, *r, inset_storage) }).collect();
             let paper = if colour {
                 "a colour page"
             } else if layers.tinted_share <= params.tint_share {
@@ -280,7 +299,7 @@ pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, par
                 why = format!(
                     "print with {} picture(s) kept at {:.0} dpi ({:.0} % of the page); {why}",
                     regions.len(),
-                    params.picture_dpi.min(raster.dpi),
+                    inset_storage.0.min(raster.dpi),
                     100.0 * inset_area
                 );
             }
@@ -325,27 +344,27 @@ fn page_paper(gray: &GrayImage) -> u8 {
 /// measured by the compression benchmark.
 fn encode_picture(raster: &PageRaster, content: PageContent, params: &EncodeParams, pw: f32, ph: f32) -> EncodedPage {
     let page = Region { x: 0, y: 0, w: raster.width(), h: raster.height() };
-    let l = picture_layer(raster, matches!(content, PageContent::Colour | PageContent::ColourText), page, params);
+    let l = picture_layer(raster, matches!(content, PageContent::Colour | PageContent::ColourText), page, (params.picture_dpi, params.jpeg_quality));
     let codec = if l.colour { PageCodec::JpegRgb } else { PageCodec::JpegGray };
     EncodedPage { codec, width: l.width, height: l.height, page_w_pt: pw, page_h_pt: ph, data: l.data, mixed: None, choice: String::new() }
 }
 
 /// A region of the page as a JPEG at the picture resolution, in colour when asked and the page
 /// has it.
-fn picture_layer(raster: &PageRaster, colour: bool, r: Region, params: &EncodeParams) -> JpegLayer {
-    let scale = (params.picture_dpi / raster.dpi).min(1.0);
+fn picture_layer(raster: &PageRaster, colour: bool, r: Region, (dpi, quality): (f32, u8)) -> JpegLayer {
+    let scale = (dpi / raster.dpi).min(1.0);
     let whole = r.x == 0 && r.y == 0 && r.w == raster.width() && r.h == raster.height();
     match (&raster.rgb, colour) {
         (Some(rgb), true) => {
             let img = if whole { downscale_rgb(rgb, scale) } else { downscale_rgb(&image::imageops::crop_imm(rgb, r.x, r.y, r.w, r.h).to_image(), scale) };
             let (width, height) = img.dimensions();
-            JpegLayer { width, height, colour: true, data: jpeg(DynamicImage::ImageRgb8(img), params.jpeg_quality) }
+            JpegLayer { width, height, colour: true, data: jpeg(DynamicImage::ImageRgb8(img), quality) }
         }
         _ => {
             let gray = &raster.gray;
             let img = if whole { downscale_gray(gray, scale) } else { downscale_gray(&image::imageops::crop_imm(gray, r.x, r.y, r.w, r.h).to_image(), scale) };
             let (width, height) = img.dimensions();
-            JpegLayer { width, height, colour: false, data: jpeg(DynamicImage::ImageLuma8(img), params.jpeg_quality) }
+            JpegLayer { width, height, colour: false, data: jpeg(DynamicImage::ImageLuma8(img), quality) }
         }
     }
 }
@@ -399,28 +418,34 @@ pub fn decode_g4(data: &[u8], width: u32, height: u32) -> Option<GrayImage> {
     (y >= h).then_some(g)
 }
 
-/// Baseline JPEG by the `image` crate's encoder. Tried instead: a 4:2:0 encoder with fitted
-/// Huffman tables (identity copies 68 → 50 KB) cost colour passports 5 to 7 points of OCR
-/// legibility (their print differs from its guilloches by hue more than by lightness) and another
-/// specimen 6 points at the same nominal quality (real-documents benchmark): not worth it.
-/// Empty for an image over the format's 65,535 pixels a side.
+/// Baseline JPEG of 8-bit grey or RGB samples, with Huffman tables fitted to the image (lossless:
+/// up to a fifth fewer bytes than the standard tables on real scans and photos) and no chroma
+/// subsampling. Tried instead: this encoder's progressive mode (5 to 25 % bigger than baseline),
+/// and 4:2:0 subsampling (identity copies 68 → 50 KB), which cost colour passports 5 to 7 points
+/// of OCR legibility (their print differs from its guilloches by hue more than by lightness) and
+/// another specimen 6 points (real-documents benchmark). Empty for an image over the format's
+/// 65,535 pixels a side (a strip over 8 m long at 200 dpi), stored empty in a PDF that still
+/// opens.
 fn jpeg_samples(samples: &[u8], width: u32, height: u32, colour: bool, quality: u8) -> Vec<u8> {
-    let img = if colour {
-        RgbImage::from_raw(width, height, samples.to_vec()).map(DynamicImage::ImageRgb8)
-    } else {
-        GrayImage::from_raw(width, height, samples.to_vec()).map(DynamicImage::ImageLuma8)
-    };
-    img.map(|i| jpeg(i, quality)).unwrap_or_default()
+    let (Ok(w), Ok(h)) = (u16::try_from(width), u16::try_from(height)) else { return Vec::new() };
+    let mut out = Vec::new();
+    let mut enc = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
+    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_1_1);
+    enc.set_optimized_huffman_tables(true);
+    let kind = if colour { jpeg_encoder::ColorType::Rgb } else { jpeg_encoder::ColorType::Luma };
+    match enc.encode(samples, w, h, kind) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
 }
 
 fn jpeg(img: DynamicImage, quality: u8) -> Vec<u8> {
-    let mut out = Vec::new();
-    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
-    // Only an image over the format's 65,535-pixel limit fails (a strip over 8 m long at
-    // 200 dpi): it is stored empty, in a PDF that still opens.
-    match img.write_with_encoder(enc) {
-        Ok(()) => out,
-        Err(_) => Vec::new(),
+    let (w, h) = (img.width(), img.height());
+    match img {
+        DynamicImage::ImageLuma8(g) => jpeg_samples(g.as_raw(), w, h, false, quality),
+        DynamicImage::ImageRgb8(c) => jpeg_samples(c.as_raw(), w, h, true, quality),
+        other if other.color().has_color() => jpeg_samples(other.to_rgb8().as_raw(), w, h, true, quality),
+        other => jpeg_samples(other.to_luma8().as_raw(), w, h, false, quality),
     }
 }
 
@@ -864,7 +889,8 @@ mod tests {
             assert!(inside(600, 500) && inside(1609, 1139), "the whole card is in the inset: {:?}", inset.region);
             assert!(!inside(300, 2000) && inset.region.area() < 2480 * 3508 / 4, "the print is not: {:?}", inset.region);
             assert_eq!(inset.layer.colour, colour);
-            assert_eq!(inset.layer.width, (inset.region.w as f32 * 200.0 / 300.0) as u32, "at the picture resolution");
+            assert_eq!(inset.layer.width, (inset.region.w as f32 * 250.0 / 300.0) as u32, "at the inset resolution");
+            assert_eq!(first_quantiser(&inset.layer.data), Some(20), "at quality 40");
             // Lighter than the whole page as one JPEG, and drawn back as the scan.
             let whole = encode(&r, if colour { PageContent::Colour } else { PageContent::Photo });
             assert!(p.bytes() < whole.bytes(), "{} B against {} B as one JPEG", p.bytes(), whole.bytes());
@@ -968,7 +994,7 @@ mod tests {
     }
 
     #[test]
-    fn images_of_16_bits_and_with_alpha_are_stored_as_legible_pages() {
+    fn images_of_16_bits_with_alpha_or_in_cmyk_are_stored_as_legible_pages() {
         use image::{ImageBuffer, Luma, LumaA, Rgb, Rgba};
         // A dark bar of "print" on light paper, in each pixel format a scanner or a phone writes.
         let print = |x: u32, y: u32| (300..900).contains(&x) && (400..460).contains(&y);
@@ -984,8 +1010,18 @@ mod tests {
             ("grey with alpha", DynamicImage::ImageLumaA8(ImageBuffer::from_fn(1240, 1754, |x, y| LumaA([level(x, y), 255])))),
             ("colour with alpha", DynamicImage::ImageRgba8(ImageBuffer::from_fn(1240, 1754, |x, y| Rgba([level(x, y), level(x, y), 255, 255])))),
         ];
-        for (what, img) in images {
-            let blob = crate::raster::PageBlob::ImageFile { data: std::sync::Arc::new(png(img)), format: ImageFormat::Png };
+        // A CMYK JPEG, as prepress and some scanners' PDFs carry them: ink 0 on the paper, black
+        // ink on the print.
+        let cmyk = {
+            let samples: Vec<u8> =
+                (0..1754u32).flat_map(|y| (0..1240u32).flat_map(move |x| if print(x, y) { [0, 0, 0, 235] } else { [20, 0, 10, 0] })).collect();
+            let mut out = Vec::new();
+            jpeg_encoder::Encoder::new(&mut out, 90).encode(&samples, 1240, 1754, jpeg_encoder::ColorType::Cmyk).expect("cmyk jpeg");
+            out
+        };
+        let files = images.into_iter().map(|(what, img)| (what, png(img), ImageFormat::Png)).chain([("CMYK JPEG", cmyk, ImageFormat::Jpeg)]);
+        for (what, data, format) in files {
+            let blob = crate::raster::PageBlob::ImageFile { data: std::sync::Arc::new(data), format };
             let r = crate::raster::decode_page(&blob, &crate::raster::Limits::default()).unwrap_or_else(|e| panic!("{what}: {e}"));
             let content = if r.rgb.is_some() { PageContent::ColourText } else { PageContent::Text };
             let p = encode(&r, content);
@@ -1033,8 +1069,15 @@ mod tests {
         let bits = Bitmap { width: 2480, height: 3508, ink: vec![0; 2480 * 3508] };
         let p = encode_page(&raster, &bits, PageContent::Photo, &EncodeParams::default());
         assert_eq!((p.codec, p.width, p.height), (PageCodec::JpegGray, 1653, 2338));
+        assert_eq!(first_quantiser(&p.data), Some(14), "quality 55");
         let small = shrink_page(&p, 0.5, 40);
         assert_eq!(small.width, 826);
         assert!(small.data.len() < p.data.len());
+    }
+
+    /// The first luminance quantiser of a JPEG: 20 at quality 40, 14 at quality 55.
+    fn first_quantiser(jpeg: &[u8]) -> Option<u8> {
+        let at = jpeg.windows(2).position(|w| w == [0xFF, 0xDB])?;
+        jpeg.get(at + 5).copied()
     }
 }

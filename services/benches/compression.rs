@@ -349,7 +349,9 @@ fn main() {
                 let kb = ours.map_or(String::from("-"), |s| format!("{:.1} KB", s.kb));
                 let kept = ours.and_then(|s| s.kept).map_or(String::from("-"), |k| format!("{:.1} %", 100.0 * k));
                 let ms = ours.map_or(String::from("-"), |s| format!("{:.0} ms", s.ms));
-                println!("        {} {}, {kb}, {ms}, kept {kept} ({}): {}", r.source, r.codec, r.dims, r.choice);
+                let known =
+                    r.original_known.zip(ours.and_then(|s| s.known)).map_or(String::new(), |(o, k)| format!(", known words {:+.1} pt", 100.0 * (k - o)));
+                println!("        {} {}, {kb}, {ms}, kept {kept}{known} ({}): {}", r.source, r.codec, r.dims, r.choice);
             }
         }
     }
