@@ -25,20 +25,26 @@ pub struct Plane {
 
 impl Plane {
     /// The sample covering scan pixel (x, y), channel `c`.
+    #[cfg(test)]
     fn at(&self, x: u32, y: u32, c: usize) -> u8 {
         let (cx, cy) = ((x / self.cell).min(self.width - 1), (y / self.cell).min(self.height - 1));
         self.samples[(cy as usize * self.width as usize + cx as usize) * self.channels + c]
     }
 
-    /// Grey level of a sample (Rec. 601 luma for colour).
-    fn luma_at(&self, x: u32, y: u32) -> u8 {
-        if self.channels == 1 {
-            self.at(x, y, 0)
-        } else {
-            let (r, g, b) = (self.at(x, y, 0) as u32, self.at(x, y, 1) as u32, self.at(x, y, 2) as u32);
-            ((299 * r + 587 * g + 114 * b + 500) / 1000) as u8
-        }
+    /// The grey level of every sample, row by row.
+    fn lumas(&self) -> Vec<u8> {
+        if self.channels == 1 { self.samples.clone() } else { self.samples.chunks(self.channels).map(|s| luma([s[0], s[1], s[2]])).collect() }
     }
+
+    /// For each scan column up to `width`, the sample column covering it.
+    fn columns(&self, width: u32) -> Vec<usize> {
+        (0..width).map(|x| (x / self.cell).min(self.width - 1) as usize).collect()
+    }
+}
+
+/// Rec. 601 luma of an RGB sample.
+fn luma([r, g, b]: [u8; 3]) -> u8 {
+    ((299 * r as u32 + 587 * g as u32 + 114 * b as u32 + 500) / 1000) as u8
 }
 
 /// The colour the print is painted in: one colour when the print is all of one ink (most pages:
@@ -162,14 +168,17 @@ fn cell_means(pixels: &[u8], ch: usize, w: usize, h: usize, cell: u32, take: imp
     let mut sums = vec![0u32; cw * chh * ch];
     let mut counts = vec![0u32; cw * chh];
     for y in 0..h {
-        let cy = y / c;
-        for x in 0..w {
-            let i = y * w + x;
-            if take(i, x, y) {
-                let k = cy * cw + x / c;
-                counts[k] += 1;
-                for j in 0..ch {
-                    sums[k * ch + j] += pixels[i * ch + j] as u32;
+        let row = (y / c) * cw;
+        // Cell by cell along the row: no division per pixel.
+        for cx in 0..cw {
+            let k = row + cx;
+            for x in cx * c..((cx + 1) * c).min(w) {
+                let i = y * w + x;
+                if take(i, x, y) {
+                    counts[k] += 1;
+                    for j in 0..ch {
+                        sums[k * ch + j] += pixels[i * ch + j] as u32;
+                    }
                 }
             }
         }
@@ -257,23 +266,35 @@ fn solid_ink(plane: &Plane, known: &[bool]) -> Option<Vec<u8>> {
 /// The page as a viewer draws it, in grey at mask resolution: the background, then the print
 /// painted through the mask.
 pub fn composite(mask: &Bitmap, layers: &Layers) -> GrayImage {
-    let luma = |s: &[u8]| if s.len() == 3 { ((299 * s[0] as u32 + 587 * s[1] as u32 + 114 * s[2] as u32 + 500) / 1000) as u8 } else { s[0] };
-    let solid = match &layers.ink {
-        InkColour::Solid(c) => Some(luma(c)),
-        InkColour::Varying(_) => None,
+    // Per row, the samples' grey levels looked up by precomputed columns: this runs on every
+    // pixel of every page measured for layers.
+    let (w, h) = (mask.width, mask.height);
+    let bg = &layers.background;
+    let (bg_luma, bg_cols) = (bg.lumas(), bg.columns(w));
+    let ink = match &layers.ink {
+        InkColour::Solid(c) => Err(if c.len() == 3 { luma([c[0], c[1], c[2]]) } else { c.first().copied().unwrap_or(0) }),
+        InkColour::Varying(p) => Ok((p, p.lumas(), p.columns(w))),
     };
-    GrayImage::from_fn(mask.width, mask.height, |x, y| {
-        let v = if mask.ink[(y * mask.width + x) as usize] == 1 {
-            match (&layers.ink, solid) {
-                (_, Some(s)) => s,
-                (InkColour::Varying(p), None) => p.luma_at(x, y),
-                (InkColour::Solid(_), None) => 0,
+    let mut out = GrayImage::new(w, h);
+    for (y, row) in out.chunks_mut(w.max(1) as usize).enumerate() {
+        let y = y as u32;
+        let bg_row = &bg_luma[(y / bg.cell).min(bg.height - 1) as usize * bg.width as usize..];
+        let mask_row = &mask.ink[(y * w) as usize..((y + 1) * w) as usize];
+        match &ink {
+            Err(solid) => {
+                for ((v, &m), &cx) in row.iter_mut().zip(mask_row).zip(&bg_cols) {
+                    *v = if m == 1 { *solid } else { bg_row[cx] };
+                }
             }
-        } else {
-            layers.background.luma_at(x, y)
-        };
-        image::Luma([v])
-    })
+            Ok((p, ink_luma, ink_cols)) => {
+                let ink_row = &ink_luma[(y / p.cell).min(p.height - 1) as usize * p.width as usize..];
+                for (((v, &m), &cx), &ix) in row.iter_mut().zip(mask_row).zip(&bg_cols).zip(ink_cols) {
+                    *v = if m == 1 { ink_row[ix] } else { bg_row[cx] };
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Which tiles of a page the layers would blur (see [`picture_tiles`]).
