@@ -271,9 +271,14 @@ pub fn composite(mask: &Bitmap, layers: &Layers) -> GrayImage {
     let (w, h) = (mask.width, mask.height);
     let bg = &layers.background;
     let (bg_luma, bg_cols) = (bg.lumas(), bg.columns(w));
+    /// The print's grey: one level, or a plane's levels and columns.
+    enum InkGrey<'p> {
+        Solid(u8),
+        Varying(&'p Plane, Vec<u8>, Vec<usize>),
+    }
     let ink = match &layers.ink {
-        InkColour::Solid(c) => Err(if c.len() == 3 { luma([c[0], c[1], c[2]]) } else { c.first().copied().unwrap_or(0) }),
-        InkColour::Varying(p) => Ok((p, p.lumas(), p.columns(w))),
+        InkColour::Solid(c) => InkGrey::Solid(if c.len() == 3 { luma([c[0], c[1], c[2]]) } else { c.first().copied().unwrap_or(0) }),
+        InkColour::Varying(p) => InkGrey::Varying(p, p.lumas(), p.columns(w)),
     };
     let mut out = GrayImage::new(w, h);
     for (y, row) in out.chunks_mut(w.max(1) as usize).enumerate() {
@@ -281,12 +286,12 @@ pub fn composite(mask: &Bitmap, layers: &Layers) -> GrayImage {
         let bg_row = &bg_luma[(y / bg.cell).min(bg.height - 1) as usize * bg.width as usize..];
         let mask_row = &mask.ink[(y * w) as usize..((y + 1) * w) as usize];
         match &ink {
-            Err(solid) => {
+            InkGrey::Solid(solid) => {
                 for ((v, &m), &cx) in row.iter_mut().zip(mask_row).zip(&bg_cols) {
                     *v = if m == 1 { *solid } else { bg_row[cx] };
                 }
             }
-            Ok((p, ink_luma, ink_cols)) => {
+            InkGrey::Varying(p, ink_luma, ink_cols) => {
                 let ink_row = &ink_luma[(y / p.cell).min(p.height - 1) as usize * p.width as usize..];
                 for (((v, &m), &cx), &ix) in row.iter_mut().zip(mask_row).zip(&bg_cols).zip(ink_cols) {
                     *v = if m == 1 { ink_row[ix] } else { bg_row[cx] };
