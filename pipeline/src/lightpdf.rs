@@ -55,8 +55,8 @@ pub struct EncodeParams {
     /// on a sheet), from scans of `inset_dpi` or finer. A card's print is smaller than a page's
     /// and needs pixels more than a fine JPEG: at 250 dpi and quality 40 the generated grey ID
     /// copies lost at most 3.4 points of their known words where 200 dpi at quality 55 lost 10.3,
-    /// for 4.7 KB more a page. Whole pages were measured the same way on the real documents: 16
-    /// to 25 % more bytes and no word kept more, so they stay at `picture_dpi`.
+    /// for 4.7 KB more a page. Whole pages were measured the same way on the real documents: 4
+    /// to 26 % more bytes and no word kept more, so they stay at `picture_dpi`.
     pub inset_dpi: f32,
     pub inset_quality: u8,
     /// Resolution and quality of a mixed page's background.
@@ -1010,8 +1010,8 @@ mod tests {
             ("grey with alpha", DynamicImage::ImageLumaA8(ImageBuffer::from_fn(1240, 1754, |x, y| LumaA([level(x, y), 255])))),
             ("colour with alpha", DynamicImage::ImageRgba8(ImageBuffer::from_fn(1240, 1754, |x, y| Rgba([level(x, y), level(x, y), 255, 255])))),
         ];
-        // A CMYK JPEG, as prepress and some scanners' PDFs carry them: ink 0 on the paper, black
-        // ink on the print.
+        // A CMYK JPEG, as prepress and some scanners' PDFs carry them: a little cyan and yellow
+        // on the paper, black ink on the print.
         let cmyk = {
             let samples: Vec<u8> =
                 (0..1754u32).flat_map(|y| (0..1240u32).flat_map(move |x| if print(x, y) { [0, 0, 0, 235] } else { [20, 0, 10, 0] })).collect();
