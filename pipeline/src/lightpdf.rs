@@ -358,13 +358,13 @@ fn picture_layer(raster: &PageRaster, colour: bool, r: Region, (dpi, quality): (
         (Some(rgb), true) => {
             let img = if whole { downscale_rgb(rgb, scale) } else { downscale_rgb(&image::imageops::crop_imm(rgb, r.x, r.y, r.w, r.h).to_image(), scale) };
             let (width, height) = img.dimensions();
-            JpegLayer { width, height, colour: true, data: jpeg(DynamicImage::ImageRgb8(img), quality) }
+            JpegLayer { width, height, colour: true, data: jpeg_samples(img.as_raw(), width, height, true, quality) }
         }
         _ => {
             let gray = &raster.gray;
             let img = if whole { downscale_gray(gray, scale) } else { downscale_gray(&image::imageops::crop_imm(gray, r.x, r.y, r.w, r.h).to_image(), scale) };
             let (width, height) = img.dimensions();
-            JpegLayer { width, height, colour: false, data: jpeg(DynamicImage::ImageLuma8(img), quality) }
+            JpegLayer { width, height, colour: false, data: jpeg_samples(img.as_raw(), width, height, false, quality) }
         }
     }
 }
@@ -439,6 +439,7 @@ fn jpeg_samples(samples: &[u8], width: u32, height: u32, colour: bool, quality: 
     }
 }
 
+/// A decoded picture of any pixel format as JPEG (grey or RGB, as it has colour or not).
 fn jpeg(img: DynamicImage, quality: u8) -> Vec<u8> {
     let (w, h) = (img.width(), img.height());
     match img {
