@@ -282,7 +282,14 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
     if no_zone {
         f.reading.push("an identity document whose machine-readable zone was not read: page read whole".into());
     }
-    if cfg.whole_page && !f.layout.unreadable && (weak(lex, &f) || unchecked || undecided || no_zone) {
+    // An input's first page begins a document: when nothing names it yet, its plain text is not
+    // a continuation's, and it is read whole (a livret's page whose heading the line passes
+    // missed, an old extract whose title is a stamp).
+    let untold_opening = view.opens_input && !weak(lex, &f) && !undecided && !no_zone && untold(lex, &f);
+    if untold_opening {
+        f.reading.push("an input's first page that names no document yet: page read whole".into());
+    }
+    if cfg.whole_page && !f.layout.unreadable && (weak(lex, &f) || unchecked || undecided || no_zone || untold_opening) {
         let (gray, ink) = match &turned_page {
             Some((g, i)) if upside_down => (g, i),
             _ => (&view.raster.gray, view.ink),
@@ -302,7 +309,8 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
                 whole = turned;
             }
         }
-        let notes: Vec<String> = f.reading.iter().filter(|r| r.starts_with("read both ways")).cloned().collect();
+        // Why the page was read whole, and which way up it was found to read.
+        let notes: Vec<String> = f.reading.iter().filter(|r| r.starts_with("read both ways") || r.ends_with("page read whole")).cloned().collect();
         whole.reading.extend(notes);
         f = whole;
     }
@@ -329,6 +337,12 @@ fn weak(lex: &Lexicon, f: &PageFeatures) -> bool {
     let continuation = score >= 1.0 && words(text) >= PLAIN_TEXT_WORDS && f.ocr_confidence >= PLAIN_TEXT_CONFIDENCE;
     let zone_checked = f.mrz.as_deref().and_then(mrz::find).is_some_and(|m| m.checked());
     !continuation && !zone_checked && score < WEAK
+}
+
+/// Nothing read names a document (no title told, no checked zone), whatever the text around.
+fn untold(lex: &Lexicon, f: &PageFeatures) -> bool {
+    let zone_checked = f.mrz.as_deref().and_then(mrz::find).is_some_and(|m| m.checked());
+    !zone_checked && !told(lex, f.title.as_deref().unwrap_or(""), f.text.as_deref().unwrap_or(""), f.layout.cards)
 }
 
 /// Features from a page's text layer. The title is the largest print in the upper part of the

@@ -154,7 +154,16 @@ pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn 
     // A 2D-Doc reads the same either way up: found before reading, so the reader can look for
     // what it signs in the print.
     let datamatrix = crate::qr::find_datamatrix_in(&raster.gray, &bits, raster.dpi);
-    let view = PageView { raster: &raster, ink: &bits, content, orientation_unsure: unsure, text_layer: raster.text_layer.as_ref(), datamatrix: &datamatrix };
+    // Where the page sits in its input, only the caller knows: its `read` says it.
+    let view = PageView {
+        raster: &raster,
+        ink: &bits,
+        content,
+        orientation_unsure: unsure,
+        text_layer: raster.text_layer.as_ref(),
+        datamatrix: &datamatrix,
+        opens_input: false,
+    };
     let mut features = read(&view);
     let mut orientation = orientation;
     if features.half_turn {

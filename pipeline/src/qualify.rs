@@ -71,6 +71,9 @@ pub struct PageView<'a> {
     pub text_layer: Option<&'a crate::pdftext::TextLayer>,
     /// The DataMatrix codes (2D-Doc) found on the page: what they sign, the reader checks in print.
     pub datamatrix: &'a [String],
+    /// The first page of an input (a file deposited, or a scanned batch's folder): it begins a
+    /// document, so it is never another document's continuation. Only the caller knows.
+    pub opens_input: bool,
 }
 
 /// A person of the request's household, as the registry records them.

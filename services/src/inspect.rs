@@ -35,7 +35,7 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     let files = list_inputs(&args.inputs)?;
     let limits = Limits::default();
     let (pages, _) = read_pages(&files, &limits, &mut Sha256::default())?;
-    let records = analyse_pages(pages, &limits, &AnalysisParams::default(), &classifier, &|| {});
+    let records = analyse_pages(pages, None, &limits, &AnalysisParams::default(), &classifier, &|| {});
     for (i, r) in records.iter().enumerate() {
         println!("page {i} ({})", r.source);
         match &r.outcome {

@@ -25,7 +25,7 @@ use scanbureau_pipeline::input::{MailEnvelope, PageSource, split_file_with_envel
 use scanbureau_pipeline::job::{JobContext, JobOutput, PageOutcome, PageRecord, assemble};
 use scanbureau_pipeline::mailing::Channel;
 use scanbureau_pipeline::plan::FilingPlan;
-use scanbureau_pipeline::qualify::Qualifier;
+use scanbureau_pipeline::qualify::{PageView, Qualifier};
 use scanbureau_pipeline::raster::{Limits, decode_page};
 use scanbureau_pipeline::reason::ReasonCode;
 use scanbureau_pipeline::registry::Registry;
@@ -234,9 +234,12 @@ pub fn read_pages(files: &[(usize, PathBuf)], limits: &Limits, hash: &mut Sha256
 }
 
 /// Decodes, analyses and encodes every page in parallel. A panic inside a page's work is caught
-/// and accounted for as that page's failure: the rest of the mailing goes on.
+/// and accounted for as that page's failure: the rest of the mailing goes on. `before` is the
+/// input of the page just before these (when the mailing's pages come in several lists): a
+/// page opens its input when it is the first of it.
 pub fn analyse_pages(
     pages: Vec<(usize, PageSource)>,
+    before: Option<usize>,
     limits: &Limits,
     params: &AnalysisParams,
     qualifier: &dyn Qualifier,
@@ -244,14 +247,17 @@ pub fn analyse_pages(
 ) -> Vec<PageRecord> {
     // Pages are read on the pool's threads: each logs in its caller's span (the mailing's).
     let span = tracing::Span::current();
+    let previous: Vec<Option<usize>> = std::iter::once(before).chain(pages.iter().map(|(g, _)| Some(*g))).collect();
     pages
         .into_par_iter()
-        .map(|(group, src)| {
+        .zip(previous)
+        .map(|((group, src), previous)| {
             let _in = span.enter();
+            let opens_input = previous != Some(group);
             let outcome = catch_unwind(AssertUnwindSafe(|| match decode_page(&src.blob, limits) {
                 Err(e) => PageOutcome::Unreadable { reason: e.reason, detail: e.detail },
                 Ok(raster) => {
-                    let (analysis, features) = analyse_and_read(raster, params, &|view| qualifier.read_page(view));
+                    let (analysis, features) = analyse_and_read(raster, params, &|view| qualifier.read_page(&PageView { opens_input, ..*view }));
                     PageOutcome::Read { analysis: Box::new(analysis), features }
                 }
             }))
@@ -345,7 +351,8 @@ pub fn execute(
         let (pages, env) = read_pages(chunk, &limits, &mut hash)?;
         envelope = envelope.or(env);
         on_pages(pages.len() as u64);
-        records.extend(pool.install(|| analyse_pages(pages, &limits, &params, qualifier, progress)));
+        let before = records.last().map(|r: &PageRecord| r.group);
+        records.extend(pool.install(|| analyse_pages(pages, before, &limits, &params, qualifier, progress)));
     }
     let digest: String = hash.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
     let batch_id = format!("b-{digest}-{}", job.received_at.format("%Y%m%d%H%M"));
@@ -481,4 +488,63 @@ pub fn summary(report: &Report, out: &Path) -> String {
     }
     s.push_str(&format!("  report: {}\n", out.join("report.json").display()));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use scanbureau_fixtures::page::Canvas;
+    use scanbureau_pipeline::input::split_file;
+    use scanbureau_pipeline::qualify::{PageFeatures, PieceDraft, QualifyInput};
+
+    use super::*;
+
+    /// Records, per page read, whether it opened its input.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(u32, bool)>>);
+
+    impl Qualifier for Recorder {
+        fn read_page(&self, page: &PageView<'_>) -> PageFeatures {
+            self.0.lock().expect("lock").push((page.raster.gray.width(), page.opens_input));
+            PageFeatures::default()
+        }
+
+        fn qualify(&self, _input: &QualifyInput<'_>) -> Vec<PieceDraft> {
+            Vec::new()
+        }
+    }
+
+    /// A printed page as a PNG file, told apart from the others by its width.
+    fn page_file(width_mm: f32) -> Vec<u8> {
+        let mut c = Canvas::new(100.0, 250, false);
+        for k in 0..12 {
+            c.text(10.0, 20.0 + k as f32 * 6.0, 11.0, "Une ligne de texte imprimé sur la page, assez longue pour compter.", false, [20, 20, 20]);
+        }
+        let gray = c.finish().to_gray();
+        let keep = ((width_mm / 25.4) * 100.0) as u32;
+        let cropped = image::imageops::crop_imm(&gray, 0, 0, keep.min(gray.width()), gray.height()).to_image();
+        let mut png = Vec::new();
+        image::DynamicImage::ImageLuma8(cropped).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).expect("png");
+        png
+    }
+
+    #[test]
+    fn a_page_opens_its_input_when_it_is_the_first_of_it_across_lists() {
+        let limits = Limits::for_channel(Channel::Portal);
+        let source = |width: f32| split_file(&format!("{width}.png"), page_file(width), &limits).remove(0);
+        let reader = Recorder::default();
+        let params = AnalysisParams::default();
+        // Two pages of input 0, then one of input 1; then, in a second list, input 1 goes on
+        // and input 2 begins.
+        let first = vec![(0, source(180.0)), (0, source(181.0)), (1, source(182.0))];
+        let second = vec![(1, source(183.0)), (2, source(184.0))];
+        let mut records = analyse_pages(first, None, &limits, &params, &reader, &|| {});
+        records.extend(analyse_pages(second, Some(1), &limits, &params, &reader, &|| {}));
+        assert_eq!(records.len(), 5);
+        let mut seen = reader.0.into_inner().expect("lock");
+        seen.sort();
+        let opens: Vec<bool> = seen.iter().map(|(_, o)| *o).collect();
+        assert_eq!(opens, vec![true, false, true, false, true], "{seen:?}");
+    }
 }
