@@ -675,6 +675,11 @@ mod tests {
             ("Relevé d'identité", "Caisse d'Epargne Domiciliation Code banque Code guichet Clé RIB IBAN titulaire du compte", "releve bancaire"),
             ("Payment Receipt", "Food And Drink 10,20 20% VAT 1.70 Card Payment £10.20 Receipt no. 54/7500 Thank you for visiting", "ticket de caisse"),
             ("Vitale", "carte d'assurance maladie SPECIMEN", "carte vitale"),
+            (
+                "",
+                "Certificat d'immatriculation\nA. AB-125-CD C.1 DUPONT YVES EST LE PROPRIETAIRE DU VEHICULE X1 VISITE AVANT LE 06/07/2011",
+                "certificat d immatriculation",
+            ),
             ("Solde précédent au 31 janvier", "N° de compte 01/02 Virement salaire 03/02 Débit Carte 16/02 Prélèvement Débit Crédit", "releve bancaire"),
         ] {
             let d = &run(&[page(title, text)])[0];
