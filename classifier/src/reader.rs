@@ -284,7 +284,7 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
     }
     // An input's first page begins a document: when nothing names it yet, its plain text is not
     // a continuation's, and it is read whole (a livret's page whose heading the line passes
-    // missed, an old extract whose title is a stamp).
+    // missed, an old extract whose title the line passes did not read).
     let untold_opening = view.opens_input && !weak(lex, &f) && !undecided && !no_zone && untold(lex, &f);
     if untold_opening {
         f.reading.push("an input's first page that names no document yet: page read whole".into());
