@@ -165,29 +165,16 @@ fn mrz_like(line: &str) -> bool {
 /// longer, by about one filler in six (a photographed passport's 33 fillers read as 38).
 fn fit(line: &str, len: usize) -> Option<String> {
     let short_ok = if line.ends_with("<<") { len / 3 } else { 4 };
-    let long_ok = 4.max(longest_run(line.as_bytes(), b'<') / 6);
+    let long_ok = 4.max(longest_filler_run(line).map_or(0, |(_, n)| n) / 6);
     if line.len() > len + long_ok || line.len() + short_ok < len {
         return None;
     }
     let mut s = line.to_string();
     while s.len() != len {
-        // The longest run of '<'.
-        let b = s.as_bytes();
-        let (mut best, mut best_len, mut i) = (None, 0, 0);
-        while i < b.len() {
-            if b[i] == b'<' {
-                let start = i;
-                while i < b.len() && b[i] == b'<' {
-                    i += 1;
-                }
-                if i - start > best_len {
-                    best = Some(start);
-                    best_len = i - start;
-                }
-            } else {
-                i += 1;
-            }
-        }
+        let (best, best_len) = match longest_filler_run(&s) {
+            Some((at, n)) => (Some(at), n),
+            None => (None, 0),
+        };
         if s.len() < len {
             match best {
                 Some(at) => s.insert(at, '<'),
@@ -211,29 +198,26 @@ fn fit(line: &str, len: usize) -> Option<String> {
 fn fits(line: &str, len: usize) -> Vec<String> {
     let mut out: Vec<String> = fit(line, len).into_iter().collect();
     if line.len() == len + 1 {
-        let b = line.as_bytes();
-        let mut i = 0;
-        while i < b.len() {
-            let start = i;
-            while i < b.len() && b[i] == b'<' {
-                i += 1;
+        for (at, _) in filler_runs(line).filter(|&(_, n)| n >= 2) {
+            let mut other = line.to_string();
+            other.remove(at);
+            if !out.contains(&other) {
+                out.push(other);
             }
-            if i - start >= 2 {
-                let mut other = line.to_string();
-                other.remove(start);
-                if !out.contains(&other) {
-                    out.push(other);
-                }
-            }
-            i = i.max(start + 1);
         }
     }
     out
 }
 
-/// The length of the longest run of `c` in `b`.
-fn longest_run(b: &[u8], c: u8) -> usize {
-    b.split(|&x| x != c).map(<[u8]>::len).max().unwrap_or(0)
+/// The runs of fillers of a line, as (start, length), left to right.
+fn filler_runs(line: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let b = line.as_bytes();
+    (0..b.len()).filter(move |&i| b[i] == b'<' && (i == 0 || b[i - 1] != b'<')).map(move |i| (i, b[i..].iter().take_while(|&&c| c == b'<').count()))
+}
+
+/// The longest run of fillers of a line (the first of the longest), as (start, length).
+fn longest_filler_run(line: &str) -> Option<(usize, usize)> {
+    filler_runs(line).fold(None, |best: Option<(usize, usize)>, run| if best.is_none_or(|b| run.1 > b.1) { Some(run) } else { best })
 }
 
 /// What a field may hold.
@@ -602,12 +586,8 @@ fn find_in(lines: &[String], best: &mut Option<Mrz>) {
     };
     for i in 0..lines.len() {
         if let (Some(a), Some(b), Some(c)) = (lines.get(i), lines.get(i + 1), lines.get(i + 2)) {
-            for (a, b, c) in fits(a, 30)
-                .iter()
-                .flat_map(|a| fits(b, 30).into_iter().map(move |b| (a, b)))
-                .flat_map(|(a, b)| fits(c, 30).into_iter().map(move |c| (a.clone(), b.clone(), c)))
-            {
-                consider(td1(&[a, b, c]));
+            for (ab, c) in pairs(a, b, 30).iter().flat_map(|ab| fits(c, 30).into_iter().map(move |c| (ab, c))) {
+                consider(td1(&[ab.0.clone(), ab.1.clone(), c]));
             }
         }
         let (Some(a), Some(b)) = (lines.get(i), lines.get(i + 1)) else { continue };

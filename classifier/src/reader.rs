@@ -272,7 +272,8 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
     // A civil-status act's title read: a livret de famille's pages carry the same, and tell
     // themselves apart only further down (the couple's and the children's headings).
     let best = best_type_of(lex, &f).filter(|(score, _)| *score >= WEAK).map(|(_, rule)| rule);
-    let undecided = !weak(lex, &f) && best.is_some_and(|rule| rule.read_on);
+    let nothing_known = weak(lex, &f);
+    let undecided = !nothing_known && best.is_some_and(|rule| rule.read_on);
     if undecided {
         f.reading.push("a title other documents' pages also carry: page read whole".into());
     }
@@ -285,11 +286,11 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
     // An input's first page begins a document: when nothing names it yet, its plain text is not
     // a continuation's, and it is read whole (a livret's page whose heading the line passes
     // missed, an old extract whose title the line passes did not read).
-    let untold_opening = view.opens_input && !weak(lex, &f) && !undecided && !no_zone && untold(lex, &f);
+    let untold_opening = view.opens_input && !nothing_known && !undecided && !no_zone && untold(lex, &f);
     if untold_opening {
         f.reading.push("an input's first page that names no document yet: page read whole".into());
     }
-    if cfg.whole_page && !f.layout.unreadable && (weak(lex, &f) || unchecked || undecided || no_zone || untold_opening) {
+    if cfg.whole_page && !f.layout.unreadable && (nothing_known || unchecked || undecided || no_zone || untold_opening) {
         let (gray, ink) = match &turned_page {
             Some((g, i)) if upside_down => (g, i),
             _ => (&view.raster.gray, view.ink),
@@ -335,14 +336,17 @@ fn weak(lex: &Lexicon, f: &PageFeatures) -> bool {
     let text = f.text.as_deref().unwrap_or("");
     let score = evidence(lex, f.title.as_deref().unwrap_or(""), text, f.layout.cards);
     let continuation = score >= 1.0 && words(text) >= PLAIN_TEXT_WORDS && f.ocr_confidence >= PLAIN_TEXT_CONFIDENCE;
-    let zone_checked = f.mrz.as_deref().and_then(mrz::find).is_some_and(|m| m.checked());
-    !continuation && !zone_checked && score < WEAK
+    !continuation && !zone_checked(f) && score < WEAK
+}
+
+/// A machine-readable zone read with its check digits holding.
+fn zone_checked(f: &PageFeatures) -> bool {
+    f.mrz.as_deref().and_then(mrz::find).is_some_and(|m| m.checked())
 }
 
 /// Nothing read names a document (no title told, no checked zone), whatever the text around.
 fn untold(lex: &Lexicon, f: &PageFeatures) -> bool {
-    let zone_checked = f.mrz.as_deref().and_then(mrz::find).is_some_and(|m| m.checked());
-    !zone_checked && !told(lex, f.title.as_deref().unwrap_or(""), f.text.as_deref().unwrap_or(""), f.layout.cards)
+    !zone_checked(f) && !told(lex, f.title.as_deref().unwrap_or(""), f.text.as_deref().unwrap_or(""), f.layout.cards)
 }
 
 /// Features from a page's text layer. The title is the largest print in the upper part of the
@@ -588,10 +592,10 @@ fn read_upright(gray: &GrayImage, bits: &scanbureau_pipeline::binarize::Bitmap, 
             }
         }
     }
-    let zone_checked = f.mrz.as_deref().and_then(mrz::find).is_some_and(|m| m.checked());
+    let checked = zone_checked(&f);
 
     // 4. The rest of the upper page, when nothing decided the page yet.
-    if !pass.ocr_failed && !zone_checked && !decided(lex, &title, &text, layout.summary.cards) {
+    if !pass.ocr_failed && !checked && !decided(lex, &title, &text, layout.summary.cards) {
         let rest: Vec<usize> = page_lines.iter().copied().filter(|&i| !done[i] && layout.lines[i].rect.y < h * 7 / 10).take(cfg.max_body_lines).collect();
         for &i in &rest {
             done[i] = true;
@@ -605,7 +609,7 @@ fn read_upright(gray: &GrayImage, bits: &scanbureau_pipeline::binarize::Bitmap, 
 
     // 5. Still nothing known: the whole page, at the scale that suits its print (small print
     //    enlarged, big photos' print reduced), as Tesseract lays it out.
-    if whole_page && !pass.ocr_failed && !zone_checked && !alone {
+    if whole_page && !pass.ocr_failed && !checked && !alone {
         let line_px = layout.summary.line_mm * dpi / 25.4;
         let wanted = if line_px > 1.0 { (OCR_LINE_PX / line_px).clamp(0.5, 2.0) } else { 1.0 };
         // A few lines found are the big ones (headings, typed names): the small print the
