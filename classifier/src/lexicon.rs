@@ -34,6 +34,11 @@ pub struct TypeRule {
     pub text: Vec<String>,
     #[serde(default)]
     pub not: Vec<String>,
+    /// The document's own full name: read anywhere on the page, even in a line the layout did
+    /// not take for a title, it counts as the title (an avis de situation déclarative's heading
+    /// read as body text, under "impôt sur les revenus" taken for the title).
+    #[serde(default)]
+    pub named: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,7 +89,7 @@ impl Lexicon {
             tracing::warn!(categorie = %c, r#type = %t, plan = %plan.version, "no rule recognises this type of the plan: its pieces will go to review");
         }
         for t in &mut lex.types {
-            for p in t.title.iter_mut().chain(t.text.iter_mut()).chain(t.not.iter_mut()) {
+            for p in t.title.iter_mut().chain(t.text.iter_mut()).chain(t.not.iter_mut()).chain(t.named.iter_mut()) {
                 *p = phrase(p);
             }
         }
@@ -182,15 +187,20 @@ fn without_references(text: &str) -> std::borrow::Cow<'_, str> {
     if text.contains(" a l acte ") { text.replace(" a l acte ", " a l reference ").into() } else { text.into() }
 }
 
-fn title_part(r: &Reading, phrases: &[String], matched: &mut Vec<String>) -> f32 {
+/// The best two title phrases found, the second counting half; a document's full name (`named`)
+/// counts as found in the title wherever it is read.
+fn title_part(r: &Reading, phrases: &[String], named: &[String], matched: &mut Vec<String>) -> f32 {
     let mut best = [0.0f32; 2];
     let text = without_references(&r.text);
-    for p in phrases {
+    let names = named.iter().filter(|p| r.title.contains(p.as_str()) || r.text.contains(p.as_str())).map(|p| (p, TITLE_IN_TITLE, "name"));
+    let found = phrases.iter().map(|p| {
         let in_title = coverage(&r.title, p) * TITLE_IN_TITLE;
         let in_text = coverage(&text, p) * TITLE_IN_TEXT;
-        let s = in_title.max(in_text);
+        (p, in_title.max(in_text), if in_title >= in_text { "title" } else { "text" })
+    });
+    for (p, s, place) in found.chain(names) {
         if s > 0.0 {
-            matched.push(format!("{}:{}", if in_title >= in_text { "title" } else { "text" }, p.trim()));
+            matched.push(format!("{place}:{}", p.trim()));
             if s > best[0] {
                 best = [s, best[0]];
             } else if s > best[1] {
@@ -215,7 +225,7 @@ fn text_part(r: &Reading, phrases: &[String], matched: &mut Vec<String>) -> f32 
 
 pub fn score_type(rule: &TypeRule, r: &Reading) -> Score {
     let mut matched = Vec::new();
-    let mut score = title_part(r, &rule.title, &mut matched) + text_part(r, &rule.text, &mut matched);
+    let mut score = title_part(r, &rule.title, &rule.named, &mut matched) + text_part(r, &rule.text, &mut matched);
     for p in &rule.not {
         if coverage(&r.title, p) >= 1.0 {
             score -= NOT_IN_TITLE;
@@ -234,7 +244,7 @@ pub fn score_type(rule: &TypeRule, r: &Reading) -> Score {
 
 pub fn score_outside(rule: &OutsideRule, r: &Reading) -> Score {
     let mut matched = Vec::new();
-    let score = title_part(r, &rule.title, &mut matched) + text_part(r, &rule.text, &mut matched);
+    let score = title_part(r, &rule.title, &[], &mut matched) + text_part(r, &rule.text, &mut matched);
     Score { score, matched }
 }
 
@@ -254,6 +264,25 @@ mod tests {
         assert_eq!(coverage(&t, &normalise("prestations familiales")), 1.0);
         assert!(coverage(&t, &normalise("attestation de paiement des prestations familiales")) > 0.5);
         assert_eq!(coverage(&t, &normalise("bulletin de salaire")), 0.0);
+    }
+
+    #[test]
+    fn a_document_s_full_name_counts_as_its_title_wherever_it_is_read() {
+        let plan = FilingPlan::from_toml(scanbureau_pipeline::config::DEFAULT_PLAN).expect("plan");
+        let lex = Lexicon::load(DEFAULT_LEXICON, &plan).expect("lexicon");
+        let rule = |code: &str| lex.types.iter().find(|t| t.code == code).expect("rule");
+        // An avis de situation déclarative's first page as it was read: its name in the body,
+        // "impôt sur les revenus" in the title lines.
+        let r = Reading {
+            title: normalise("RÉPUBLIQUE FRANÇAISE IMPÔT SUR LES REVENUS de l'année MONTANT DE VOTRE IMPÔT Numéro fiscal :"),
+            text: normalise(
+                "DIRECTION GÉNÉRALE DES FINANCES PUBLIQUES x L AVIS DE SITUATION DÉCLARATIVE À L'IMPÔT SUR LE REVENU Pour accéder à votre espace particulier",
+            ),
+            cards: 0,
+        };
+        let (avis, asd) = (score_type(rule("AVIS_IMPOSITION"), &r), score_type(rule("AVIS_SITUATION_DECLARATIVE"), &r));
+        assert!(asd.score > avis.score, "{asd:?} {avis:?}");
+        assert!(asd.matched.contains(&"name:avis de situation declarative".to_string()), "{asd:?}");
     }
 
     #[test]

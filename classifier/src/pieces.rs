@@ -681,11 +681,36 @@ mod tests {
                 "certificat d immatriculation",
             ),
             ("Solde précédent au 31 janvier", "N° de compte 01/02 Virement salaire 03/02 Débit Carte 16/02 Prélèvement Débit Crédit", "releve bancaire"),
+            // English is no French acronym: "are" is not France Travail's ARE.
+            (
+                "Your Electric Usage Profile Billing Summary",
+                "Meter readings are actual unless otherwise noted. 32 Days kWh Billed 1429 Total Charges $191.69 Amount Due By Jul 27",
+                "facture",
+            ),
+            (
+                "Main Street Restaurant",
+                "Merchant ID: 9hqjxvufdr Terminal ID: 11111 Type: CREDIT PURCHASE Approval Code: 819543 Sub Total USD$ 25.23",
+                "ticket de caisse",
+            ),
+            ("PERMIS DE CONDUIRE", "RÉPUBLIQUE FRANÇAISE 1. MARTIN 2. Marie 4c. Préfecture", "permis de conduire"),
         ] {
             let d = &run(&[page(title, text)])[0];
             assert_eq!(d.rejection, Some(ReasonCode::HorsPerimetreReglementaire), "{title}: {:?}", d.evidence);
             assert!(d.evidence.iter().any(|e| e.contains(&format!("outside the plan ({label})"))), "{title}: {:?}", d.evidence);
         }
+    }
+
+    #[test]
+    fn a_pay_slip_without_its_heading_is_proposed_for_review_by_its_mentions() {
+        let d = &run(&[page("", "Convention collective : Syntec Code APE 6201Z Salaire brut 2 400,00 Net imposable 1 890,12")])[0];
+        assert_eq!(d.type_code.as_deref(), Some("BULLETIN_SALAIRE"), "{:?}", d.evidence);
+        // An employer's attestation carries its SIRET and says "employé(e)": no pay-slip mention.
+        let d = &run(&[page(
+            "ATTESTATION EMPLOYEUR",
+            "SIRET 123 456 789 00012 Je soussigné atteste que Marie DUPONT est employé(e) dans notre entreprise en contrat à durée indéterminée",
+        )])[0];
+        assert_eq!(d.type_code.as_deref(), Some("ATTESTATION_EMPLOYEUR"), "{:?}", d.evidence);
+        assert!(d.evidence.iter().all(|e| !e.contains("next BULLETIN_SALAIRE")), "{:?}", d.evidence);
     }
 
     #[test]

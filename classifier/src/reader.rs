@@ -249,13 +249,13 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
         ink.ink.reverse();
         let mut turned = read_upright(&gray, &ink, dpi, lex, cfg, false);
         let (a, b) = (sense(lex, &f), sense(lex, &turned));
-        if b > a {
+        if turn_wins(a, b) {
             turned.half_turn = true;
             turned.reading.insert(0, format!("read both ways up: upside down makes more sense ({b} against {a})"));
             f = turned;
             upside_down = true;
         } else {
-            tied = a == b;
+            tied = a.abs_diff(b) <= SENSE_MARGIN;
             f.reading.push(format!("read both ways up: as it is makes more sense ({a} against {b})"));
         }
         turned_page = Some((gray, ink));
@@ -304,7 +304,7 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
         {
             let mut turned = read_upright(gray, ink, dpi, lex, cfg, true);
             let (a, b) = (sense(lex, &whole), sense(lex, &turned));
-            if b > a {
+            if turn_wins(a, b) {
                 turned.half_turn = true;
                 turned.reading.insert(0, format!("read whole both ways up: upside down makes more sense ({b} against {a})"));
                 whole = turned;
@@ -394,6 +394,17 @@ const KNOWN: usize = 1_000;
 /// A machine-readable zone's run of fillers, and the same read upside down.
 const FILLERS: &str = "<<<<<";
 const UPSIDE_DOWN_FILLERS: &str = ">>>>>";
+
+/// How many more words of sense the page turned half a turn must make to be turned: OCR makes a
+/// word or two out of a card's guilloches either way up (an upright driving-licence specimen made
+/// 2 words upside down and 0 as it is, and was stored upside down). Within this, both readings are
+/// tied and the whole page is read both ways.
+const SENSE_MARGIN: usize = 2;
+
+/// Whether the reading turned half a turn (`turned` words of sense) beats the upright one.
+fn turn_wins(upright: usize, turned: usize) -> bool {
+    turned > upright + SENSE_MARGIN
+}
 
 /// How much sense a reading makes: a known document or a checked zone first, then a zone (or a
 /// run of its fillers), then the words of four letters or more with a vowel (OCR of upside-down
@@ -657,5 +668,10 @@ mod tests {
         let upright = reading("PASSPORT JAPAN\nP<JPNGAIMU<<SAKURA<<<<<<<<<<<<<<<<<<");
         assert_eq!(sense(&lex, &upside_down), 0);
         assert!(sense(&lex, &upright) > sense(&lex, &upside_down));
+        // A page is turned on words of sense, not on a word or two of a card's guilloches.
+        let guilloches = PageFeatures { text: Some("aN 6 reprbs JÉCP LE 99".into()), ocr_confidence: 100.0, ..PageFeatures::default() };
+        assert!(sense(&lex, &guilloches) > 0);
+        assert!(!turn_wins(sense(&lex, &reading("")), sense(&lex, &guilloches)));
+        assert!(turn_wins(sense(&lex, &upside_down), sense(&lex, &upright)));
     }
 }
