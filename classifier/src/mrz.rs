@@ -171,18 +171,15 @@ fn fit(line: &str, len: usize) -> Option<String> {
     }
     let mut s = line.to_string();
     while s.len() != len {
-        let (best, best_len) = match longest_filler_run(&s) {
-            Some((at, n)) => (Some(at), n),
-            None => (None, 0),
-        };
+        let best = longest_filler_run(&s);
         if s.len() < len {
             match best {
-                Some(at) => s.insert(at, '<'),
+                Some((at, _)) => s.insert(at, '<'),
                 None => s.push('<'),
             }
         } else {
             match best {
-                Some(at) if best_len >= 2 => {
+                Some((at, n)) if n >= 2 => {
                     s.remove(at);
                 }
                 _ => return None,
@@ -584,14 +581,20 @@ fn find_in(lines: &[String], best: &mut Option<Mrz>) {
             *best = Some(m);
         }
     };
-    for i in 0..lines.len() {
-        if let (Some(a), Some(b), Some(c)) = (lines.get(i), lines.get(i + 1), lines.get(i + 2)) {
-            for (ab, c) in pairs(a, b, 30).iter().flat_map(|ab| fits(c, 30).into_iter().map(move |c| (ab, c))) {
-                consider(td1(&[ab.0.clone(), ab.1.clone(), c]));
+    // Each line's readings at each format's length, made once: a line is the first, second or
+    // third of several candidate zones.
+    let fitted = |len: usize| lines.iter().map(|l| fits(l, len)).collect::<Vec<_>>();
+    let (by30, by36, by44) = (fitted(30), fitted(36), fitted(44));
+    for i in 0..lines.len().saturating_sub(1) {
+        if let Some(third) = by30.get(i + 2) {
+            for (a, b) in pairs(&by30[i], &by30[i + 1]) {
+                for c in third {
+                    consider(td1(&[a.clone(), b.clone(), c.clone()]));
+                }
             }
         }
-        let (Some(a), Some(b)) = (lines.get(i), lines.get(i + 1)) else { continue };
-        for (a44, b44) in pairs(a, b, 44) {
+        let a = &lines[i];
+        for (a44, b44) in pairs(&by44[i], &by44[i + 1]) {
             if !a44.starts_with('P') {
                 continue;
             }
@@ -607,7 +610,7 @@ fn find_in(lines: &[String], best: &mut Option<Mrz>) {
                 consider(td3(&[a44, b44]));
             }
         }
-        for (a, b) in pairs(a, b, 36) {
+        for (a, b) in pairs(&by36[i], &by36[i + 1]) {
             if (a.starts_with("ID") || a.starts_with("1D")) && a.get(2..5).is_some_and(|c| c.bytes().map(to_letter).eq(*b"FRA")) {
                 let mut a = a.clone();
                 a.replace_range(0..5, "IDFRA");
@@ -618,10 +621,9 @@ fn find_in(lines: &[String], best: &mut Option<Mrz>) {
     }
 }
 
-/// Every reading of two lines brought to `len` characters (see [`fits`]).
-fn pairs(a: &str, b: &str, len: usize) -> Vec<(String, String)> {
-    let second = fits(b, len);
-    fits(a, len).into_iter().flat_map(|a| second.iter().map(move |b| (a.clone(), b.clone()))).collect()
+/// Every pair of readings of two lines (see [`fits`]).
+fn pairs(first: &[String], second: &[String]) -> Vec<(String, String)> {
+    first.iter().flat_map(|a| second.iter().map(move |b| (a.clone(), b.clone()))).collect()
 }
 
 #[cfg(test)]
