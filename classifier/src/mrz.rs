@@ -557,6 +557,45 @@ pub fn find(text: &str) -> Option<Mrz> {
     best.filter(|m| m.failed.len() <= 2 && !m.surname.is_empty())
 }
 
+/// The one machine-readable line of the European driving licence (French licences since 2013):
+/// `D1`, issuing state, licence number (9), its check digit, expiry (YYMMDD), the surname cut to
+/// 8 characters, a check digit over the whole line. It is no ICAO zone and names no birth date:
+/// it says what the document is, never whose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LicenceLine {
+    pub issuer: String,
+    pub expiry: NaiveDate,
+}
+
+impl LicenceLine {
+    /// One line for a piece's evidence (no name, no number: the proof is in the check digits).
+    pub fn describe(&self) -> String {
+        format!("a driving licence's machine-readable line (issued by {}, valid to {}), both check digits valid", self.issuer, self.expiry.format("%d/%m/%Y"))
+    }
+}
+
+/// Finds a driving licence's line whose two check digits hold as read: OCR noise is repaired by
+/// what each field may hold, never by guessing a character to make a digit hold.
+pub fn find_licence_line(text: &str) -> Option<LicenceLine> {
+    readings(text).iter().flatten().flat_map(|l| fits(l, 30)).find_map(|line| {
+        let mut f = Fields::new(&[line]);
+        if f.bytes[0] != b'D' {
+            return None;
+        }
+        f.shape(1..2, Kind::Digits);
+        f.shape(2..5, Kind::Letters);
+        f.shape(15..21, Kind::Digits);
+        f.shape(21..29, Kind::Letters);
+        let mut failed = Vec::new();
+        f.check(0..14, 14, "licence number", false, &mut failed);
+        f.check(0..29, 29, "line", false, &mut failed);
+        let issuer = f.text(2..5);
+        let known = f.bytes[1].is_ascii_digit() && issuer.bytes().all(|b| b.is_ascii_uppercase());
+        (failed.is_empty() && known).then_some(())?;
+        Some(LicenceLine { issuer, expiry: date(&f.text(15..21), |_| 2000)? })
+    })
+}
+
 /// The zone's lines as OCR gave them, cleaned; and, when OCR read marks around a line ("N
 /// IDFRA…<<< |", a border or a hologram read as letters), the same with each line reduced to its
 /// longest word, the zone itself.
@@ -627,8 +666,32 @@ fn pairs(first: &[String], second: &[String]) -> Vec<(String, String)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A driving licence's line with its check digits computed.
+    pub(crate) fn licence_line(issuer: &str, number: &str, expiry: &str, surname: &str) -> String {
+        let cd = |s: &str| char::from(b'0' + check_digit(s) as u8);
+        let head = format!("D1{issuer}{number}");
+        let line = format!("{head}{}{expiry}{:<<8}", cd(&head), &surname[..surname.len().min(8)]);
+        format!("{line}{}", cd(&line))
+    }
+
+    #[test]
+    fn a_driving_licence_s_line_is_read_through_ocr_noise_and_proves_only_with_both_digits() {
+        let line = licence_line("FRA", "13AA00002", "181231", "MARTIN");
+        // The public specimen's line, as printed on it.
+        assert_eq!(line, "D1FRA13AA000026181231MARTIN<<9");
+        let found = find_licence_line(&format!("PERMIS DE\n5. 13AA00001\n{line}")).expect("read");
+        assert_eq!((found.issuer.as_str(), found.expiry), ("FRA", NaiveDate::from_ymd_opt(2018, 12, 31).expect("date")));
+        // O for 0 in the date, a filler read as «: repaired by what the fields hold.
+        assert!(find_licence_line("D1FRA13AA0000261812O1MARTIN<«9").is_none(), "the date is 181231, not 181201");
+        assert_eq!(find_licence_line("D1FRA13AA00002618123IMARTIN<«9"), Some(found.clone()));
+        // A digit misread: no check holds, nothing is proven.
+        assert_eq!(find_licence_line("D1FRA13AA000026181230MARTIN<<9"), None);
+        // A passport's or a card's zone is no licence line.
+        assert_eq!(find_licence_line("DUPONT<<JEAN<<<<<<<<<<<<<<<<<<\nIDFRA12AB34567<<<<<<<<<<<<<<<<"), None);
+    }
 
     #[test]
     fn check_digits_of_the_icao_specimen() {

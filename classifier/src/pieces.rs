@@ -9,7 +9,7 @@ use scanbureau_pipeline::reason::ReasonCode;
 
 use crate::identity::{Attribution, addressed_to, attribute, attribute_mrz};
 use crate::lexicon::{Lexicon, Reading, Score, TITLE_IN_TITLE, normalise, score_outside, score_type};
-use crate::mrz::{self, Mrz, MrzDocument};
+use crate::mrz::{self, LicenceLine, Mrz, MrzDocument};
 use crate::twoddoc::{self, TrustList, TwoDDoc, Verdict};
 
 /// "Page 2 / 3", "2/3", "page 2 sur 3" in a page's text: (2, 3). Dates (14/03/2026) are not.
@@ -65,6 +65,10 @@ fn prose(line: &str) -> bool {
 
 /// The score from which a page is taken as a booklet's (its formulas read, if not its heading).
 const BOOKLET_PAGE: f32 = 2.0;
+/// How far below the best type a booklet's score on a page without a title of its own may be
+/// for the page to go on the booklet before it: a child's page carries the "Extrait de l'acte de
+/// décès n°" box, which reads as a death extract almost as well as a booklet page.
+const BOOKLET_GOES_ON: f32 = 1.0;
 /// What pages in a row pointing to the same booklet add to its type: one page of act formulas
 /// could be a single extract, several in a row are the booklet's pages (as much as a title read
 /// in the text).
@@ -104,12 +108,17 @@ struct PageView {
     titled_cards: bool,
     /// The booklet type (a livret de famille) the page's reading points to best, if it does.
     booklet: Option<usize>,
+    /// The booklet type the page could go on, its formulas read nearly as well as the best
+    /// type's (see [`BOOKLET_GOES_ON`]).
+    booklet_like: Option<usize>,
     /// Whose card it is, when the page is a card and names someone.
     holder: Option<String>,
     /// The address block's text, when the page has one.
     addressee: Option<String>,
     /// The machine-readable zone read on the page.
     mrz: Option<Mrz>,
+    /// A driving licence's machine-readable line, read with its check digits holding.
+    licence: Option<LicenceLine>,
     /// The 2D-Docs printed on the page.
     twoddocs: Vec<TwoDDoc>,
     /// Lines of the page's text that are a title phrase standing alone (a title the layout did
@@ -130,8 +139,10 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
     let standalone = |phrases: &[String]| phrases.iter().any(|p| head.iter().any(|l| titled_by(l, p) && wording_len(l) <= p.len() + TITLE_LINE_SLACK));
     let titles: Vec<&[String]> = lex.types.iter().map(|t| t.title.as_slice()).chain(lex.outside.iter().map(|o| o.title.as_slice())).collect();
     let scored: Vec<Score> = lex.types.iter().map(|t| score_type(t, &reading)).collect();
-    let booklet =
-        (0..scored.len()).max_by(|&a, &b| scored[a].score.total_cmp(&scored[b].score)).filter(|&i| lex.types[i].booklet && scored[i].score >= BOOKLET_PAGE);
+    let best = (0..scored.len()).max_by(|&a, &b| scored[a].score.total_cmp(&scored[b].score));
+    let booklet = best.filter(|&i| lex.types[i].booklet && scored[i].score >= BOOKLET_PAGE);
+    let best_score = best.map_or(0.0, |i| scored[i].score);
+    let booklet_like = (0..scored.len()).find(|&i| lex.types[i].booklet && scored[i].score >= BOOKLET_PAGE && scored[i].score + BOOKLET_GOES_ON >= best_score);
     let matches: Vec<Vec<String>> = scored.into_iter().map(|s| s.matched).chain(lex.outside.iter().map(|o| score_outside(o, &reading).matched)).collect();
     let titled: Vec<usize> = (0..matches.len()).filter(|&i| matches[i].iter().any(|m| m.starts_with("title:"))).collect();
     let mentioned: Vec<usize> = (0..titles.len()).filter(|&i| standalone(titles[i])).collect();
@@ -162,9 +173,11 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
         mentioned,
         titled_cards,
         booklet,
+        booklet_like,
         holder,
         addressee: f.addressee.clone(),
         mrz,
+        licence: mrz::find_licence_line(raw),
         twoddocs: f.datamatrix.iter().filter_map(|t| twoddoc::parse(t).ok()).collect(),
         standalone_titles,
         unreadable: f.layout.unreadable,
@@ -206,6 +219,9 @@ fn segment(pages: &[PageView]) -> Vec<Vec<usize>> {
                     // The next page of the same booklet, under its own heading (a photo box on
                     // it is not a card).
                     _ if p.booklet.is_some() && p.booklet == first.booklet => false,
+                    // Or a page of its formulas with no title of its own, read nearly as well
+                    // as another act's (a child's page and its death box).
+                    _ if first.booklet.is_some() && p.titled.is_empty() && p.booklet_like == first.booklet => false,
                     _ if p.card != first.card => true,
                     // A card's verso on a sheet of its own: no card title of its own, and
                     // nobody else's name.
@@ -334,7 +350,7 @@ fn classify_piece(lex: &Lexicon, trust: &TrustList, household: &Household, pages
     }
     if let Some(b) = pages[0].booklet
         && pages.len() > 1
-        && pages.iter().all(|p| p.booklet == Some(b))
+        && pages.iter().all(|p| p.booklet_like == Some(b))
         && let Some((_, s)) = scores.iter_mut().find(|(i, _)| *i == b)
     {
         s.score += BOOKLET_PAGES;
@@ -358,6 +374,15 @@ fn classify_piece(lex: &Lexicon, trust: &TrustList, household: &Household, pages
     if signed_outside && best.score < TITLE_IN_TITLE {
         let d = code.map(|d| twoddoc::document_type(&d.doc_type).0).unwrap_or("");
         evidence.push(format!("outside the plan: a signed 2D-Doc says it is a {d}"));
+        return draft(None, None, 0.97, evidence, Some(ReasonCode::HorsPerimetreReglementaire));
+    }
+    // So does a driving licence's line whose check digits hold, when nothing of an identity
+    // document of the plan (a zone, a title) was read beside it.
+    if let Some(line) = pages.iter().find_map(|p| p.licence.as_ref())
+        && zone.is_none()
+        && best.score < TITLE_IN_TITLE
+    {
+        evidence.push(format!("outside the plan (permis de conduire): {}", line.describe()));
         return draft(None, None, 0.97, evidence, Some(ReasonCode::HorsPerimetreReglementaire));
     }
     if let Some((o, s)) = &outside
@@ -668,6 +693,27 @@ mod tests {
     }
 
     #[test]
+    fn a_child_s_page_read_nearly_as_a_death_extract_goes_on_the_booklet_but_a_titled_extract_does_not() {
+        // A sideways scan: the couple's page, then a child's page whose heading was lost and
+        // whose death boxes read as well as the booklet's formulas.
+        let couple = PageFeatures {
+            text: Some("Extrait délivré conforme à l'acte de naissance n°\nMariage célébré à Pantin le\nLes futurs époux ont déclaré".into()),
+            ..PageFeatures::default()
+        };
+        let child = PageFeatures {
+            text: Some("Extrait de l'acte de décès n°\nDélivré conforme aux registres, le\nMentions marginales\nExtrait de l'acte de décès n°\nDélivré conforme aux registres, le".into()),
+            ..PageFeatures::default()
+        };
+        let drafts = run(&[couple.clone(), child]);
+        assert_eq!(drafts.len(), 1, "{:?}", drafts.iter().map(|d| (&d.pages, &d.evidence)).collect::<Vec<_>>());
+        assert_eq!(drafts[0].type_code.as_deref(), Some("LIVRET_FAMILLE"), "{:?}", drafts[0].evidence);
+        // A death extract under its own title, after the booklet, is a piece of its own.
+        let extract = page("EXTRAIT D'ACTE DE DÉCÈS", "Le 5 septembre 1970 est décédé Eugène DURAND, fils de ... Délivré conforme aux registres");
+        let drafts = run(&[couple, extract]);
+        assert_eq!(drafts.iter().map(|d| d.type_code.as_deref()).collect::<Vec<_>>(), vec![Some("LIVRET_FAMILLE"), Some("ACTE_DECES")]);
+    }
+
+    #[test]
     fn documents_known_to_be_outside_the_plan_are_refused_with_what_proved_it() {
         for (title, text, label) in [
             ("INVOICE", "Bill to Jiro Doi Invoice Number: 14 Invoice Date: 2018-09-25 Payment Due: Upon receipt Amount Due", "facture"),
@@ -698,6 +744,22 @@ mod tests {
             assert_eq!(d.rejection, Some(ReasonCode::HorsPerimetreReglementaire), "{title}: {:?}", d.evidence);
             assert!(d.evidence.iter().any(|e| e.contains(&format!("outside the plan ({label})"))), "{title}: {:?}", d.evidence);
         }
+    }
+
+    #[test]
+    fn a_driving_licence_s_checked_line_proves_it_outside_the_plan_unless_an_identity_document_is_read_beside_it() {
+        let line = crate::mrz::tests::licence_line("FRA", "12AB34567", "331231", "LEGRAND");
+        // A photographed licence: its heading lost in the guilloches, its line read.
+        let licence = card(&format!("5. 12AB34567\n{line}"));
+        let d = &run(std::slice::from_ref(&licence))[0];
+        assert_eq!(d.rejection, Some(ReasonCode::HorsPerimetreReglementaire), "{:?}", d.evidence);
+        assert!(d.evidence.iter().any(|e| e.contains("permis de conduire") && e.contains("check digits valid")), "{:?}", d.evidence);
+        // One digit misread: no proof, no refusal.
+        let misread = PageFeatures { text: Some(format!("5. 12AB34567\n{}", line.replacen("331231", "331281", 1))), ..licence.clone() };
+        assert_eq!(run(&[misread])[0].rejection, None);
+        // The licence copied beside the applicant's identity card: the card is what is filed.
+        let d = &run(&[card(&format!("CARTE NATIONALE D'IDENTITÉ Nom : LEGRAND Prénom(s) : MARIE\n{line}"))])[0];
+        assert_eq!((d.rejection, d.type_code.as_deref()), (None, Some("CNI")), "{:?}", d.evidence);
     }
 
     #[test]
