@@ -10,6 +10,7 @@
 //!   in [`decisions`].
 
 pub mod accounts;
+pub mod alerts;
 pub mod blobs;
 pub mod broker;
 pub mod bureau;

@@ -365,6 +365,10 @@ pub async fn sweep(b: &Bureau, older_than: Duration) -> Result<()> {
     for n in store::stale_pending_notices(&b.pool, older_than).await? {
         b.broker.publish(Stage::Notify, &notice_message(n)).await?;
     }
+    // Alerts come after the notices: a database or SMTP error here leaves those queued.
+    let now = Utc::now();
+    crate::alerts::raise(b, now).await?;
+    crate::alerts::send_pending(b, now).await?;
     for (id, files) in store::expired_raw(&b.pool).await? {
         for f in &files {
             b.blobs.delete(&f.key).await?;

@@ -17,6 +17,7 @@ use scanbureau_pipeline::plan::FilingPlan;
 use scanbureau_pipeline::registry::Registry;
 use scanbureau_pipeline::report::Report;
 
+pub mod alerts;
 pub mod desk;
 pub mod people;
 
@@ -794,10 +795,10 @@ pub struct Figures {
     pub waiting: Vec<Waiting>,
 }
 
-/// Mailings or notices whose last try failed on the same server, waiting for the next try.
+/// Mailings, notices or alerts whose last try failed on the same server, waiting for the next try.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Waiting {
-    /// `"mailing"` or `"notice"`.
+    /// `"mailing"`, `"notice"` or `"alert"`.
     pub kind: &'static str,
     /// The server the failure names (`server_of`).
     pub server: &'static str,
@@ -819,7 +820,12 @@ pub async fn waiting(pool: &PgPool) -> Result<Vec<Waiting>> {
          SELECT 'notice', n.last_error,
                 (SELECT min(a.at) FROM audit_events a WHERE a.subject = n.mailing_id AND a.action = 'notice_attempt_failed' AND a.detail->>'notice' = n.name),
                 COALESCE((SELECT max(a.at) FROM audit_events a WHERE a.subject = n.mailing_id AND a.action = 'notice_attempt_failed' AND a.detail->>'notice' = n.name), n.created_at)
-           FROM notices n WHERE n.status = 'pending' AND n.last_error IS NOT NULL"#
+           FROM notices n WHERE n.status = 'pending' AND n.last_error IS NOT NULL
+         UNION ALL
+         SELECT 'alert', a.last_error,
+                (SELECT min(e.at) FROM audit_events e WHERE e.subject = 'alert:' || a.id AND e.action = 'alert_attempt_failed'),
+                COALESCE((SELECT max(e.at) FROM audit_events e WHERE e.subject = 'alert:' || a.id AND e.action = 'alert_attempt_failed'), a.created_at)
+           FROM alerts a WHERE a.status = 'pending' AND a.last_error IS NOT NULL"#
     )
     .fetch_all(pool)
     .await?;
@@ -830,7 +836,11 @@ pub async fn waiting(pool: &PgPool) -> Result<Vec<Waiting>> {
 fn group_waiting<'a>(rows: impl Iterator<Item = (&'a str, &'a str, Option<DateTime<Utc>>, DateTime<Utc>)>) -> Vec<Waiting> {
     let mut groups: std::collections::BTreeMap<(&'static str, &'static str), (Waiting, DateTime<Utc>)> = Default::default();
     for (kind, error, since, at) in rows {
-        let kind = if kind == "notice" { "notice" } else { "mailing" };
+        let kind = match kind {
+            "notice" => "notice",
+            "alert" => "alert",
+            _ => "mailing",
+        };
         let server = server_of(error);
         let (w, latest) = groups.entry((kind, server)).or_insert_with(|| (Waiting { kind, server, count: 0, since, last_error: error.to_string() }, at));
         w.count += 1;

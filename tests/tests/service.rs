@@ -887,3 +887,115 @@ async fn fault_a_broker_restart_in_the_middle_of_the_work_loses_and_doubles_noth
     nothing_lost_nor_doubled(&run, &stack, 3 + during.len() as i64).await?;
     run.stop().await
 }
+
+/// The alert e-mails received so far: (recipients, subject, body).
+fn alert_mails(stack: &TestStack) -> Vec<(String, String, String)> {
+    stack
+        .smtp
+        .messages()
+        .iter()
+        .filter_map(|raw| {
+            let m = mail_parser::MessageParser::default().parse(raw)?;
+            let to = m.to()?.iter().filter_map(|a| a.address()).collect::<Vec<_>>().join(",");
+            Some((to, m.subject()?.to_string(), m.body_text(0)?.into_owned()))
+        })
+        .collect()
+}
+
+/// Supervisors hear once of each mailing that becomes at risk, then once more when it is late;
+/// operators hear of each incident a counter opens; an alert waits through an SMTP outage, goes
+/// once the server is back, and one the server never takes is given up where the dashboard
+/// shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_tell_supervisors_once_per_mailing_and_state_and_operators_of_each_incident() -> Result<()> {
+    use chrono::Utc;
+    use scanbureau::accounts::{Account, Role as AccountRole};
+    use scanbureau::alerts;
+    use scanbureau::store::people::{self, NewAccount, NewIncident};
+
+    let mut stack = TestStack::new("alerts", true).await?;
+    stack.set("SCANBUREAU__WEB__PUBLIC_URL", "https://bureau.example");
+    let run = Running::start(&stack, &[]).await?;
+    let b = run.bureau.clone();
+    let account = |email: &'static str, role, guichet| NewAccount { email, display_name: email, role, guichet, sensitive: false, password_hash: "" };
+    people::create_account(&b.pool, &account("chef@bureau.example", AccountRole::Supervisor, None), "test").await?;
+    people::create_account(&b.pool, &account("op@bureau.example", AccountRole::Operator, None), "test").await?;
+    let agent_id = people::create_account(&b.pool, &account("agent@bailleur-093.example", AccountRole::Counter, Some("G3533")), "test").await?;
+    let agent = Account {
+        id: agent_id,
+        email: "agent@bailleur-093.example".into(),
+        display_name: String::new(),
+        role: AccountRole::Counter,
+        guichet: Some("G3533".into()),
+        sensitive: false,
+    };
+    let sweep = || async { alerts::raise(&b, Utc::now()).await.and(alerts::send_pending(&b, Utc::now()).await) };
+    let set_due = |id: String, interval: &'static str| {
+        let pool = b.pool.clone();
+        async move { sqlx::query(&format!("UPDATE mailings SET due_at = now() + interval '{interval}' WHERE id = $1")).bind(id).execute(&pool).await }
+    };
+
+    // Two mailings received now are two working days from their due date: nothing to say.
+    let late = receive_deposit(&b, "lot-retard.pdf", sample("portal-deposit.pdf")).await?;
+    let risky = receive_deposit(&b, "lot-risque.tif", sample("applicant-mailing.tif")).await?;
+    sweep().await?;
+    assert!(alert_mails(&stack).is_empty());
+    // One past its due date, one due in half an hour (within the two hours' margin).
+    set_due(late.clone(), "-1 hour").await?;
+    set_due(risky.clone(), "30 minutes").await?;
+    sweep().await?;
+    let mails = alert_mails(&stack);
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let (to, subject, body) = &mails[0];
+    assert_eq!((to.as_str(), subject.as_str()), ("chef@bureau.example", "Échéances : 1 pli en retard, 1 pli à risque"));
+    assert!(body.contains(&format!("https://bureau.example/mailings/{late}")) && body.contains(&format!("https://bureau.example/mailings/{risky}")), "{body}");
+    assert!(body.contains("« lot-retard.pdf »"), "{body}");
+    // Nothing new: nothing sent.
+    sweep().await?;
+    assert_eq!(alert_mails(&stack).len(), 1);
+    // The one at risk becomes late: told once more, of it alone.
+    set_due(risky.clone(), "-1 minute").await?;
+    sweep().await?;
+    let mails = alert_mails(&stack);
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    assert_eq!(mails[1].1, "Échéances : 1 pli en retard");
+    assert!(mails[1].2.contains(&risky) && !mails[1].2.contains(&late), "{}", mails[1].2);
+
+    // A counter opens an incident: the operators hear of it.
+    let incident = NewIncident { kind: "deadline_missed", mailing_id: None, numero_unique: None, description: "Toujours rien reçu" };
+    people::open_incident(&b.pool, &agent, &incident).await?.context("incident opened")?;
+    sweep().await?;
+    let mails = alert_mails(&stack);
+    assert_eq!(mails.len(), 3, "{mails:?}");
+    assert_eq!(mails[2].0, "op@bureau.example");
+    assert!(mails[2].1.contains("G3533"), "{}", mails[2].1);
+    assert!(!mails[2].2.contains("Toujours rien reçu"), "the incident's text stays on the page");
+
+    // The SMTP server is down: the next alert waits, visibly, and goes once it is back.
+    stack.smtp.stop();
+    people::open_incident(&b.pool, &agent, &incident).await?.context("incident opened")?;
+    sweep().await?;
+    sweep().await?;
+    let waiting: (String, i32, Option<String>) =
+        sqlx::query_as("SELECT status, attempts, last_error FROM alerts ORDER BY id DESC LIMIT 1").fetch_one(&b.pool).await?;
+    assert_eq!((waiting.0.as_str(), waiting.1), ("pending", 2), "{waiting:?}");
+    assert!(waiting.2.is_some());
+    let waits = store::waiting(&b.pool).await?;
+    assert!(waits.iter().any(|w| (w.kind, w.server, w.count) == ("alert", "smtp", 1) && w.since.is_some()), "the dashboard says it waits: {waits:?}");
+    stack.smtp.start()?;
+    sweep().await?;
+    sweep().await?;
+    assert_eq!(alert_mails(&stack).len(), 4, "sent once the server is back, and once only");
+    assert!(store::waiting(&b.pool).await?.is_empty());
+
+    // Down for a day: given up, and the dashboard counts it.
+    stack.smtp.stop();
+    people::open_incident(&b.pool, &agent, &incident).await?.context("incident opened")?;
+    alerts::raise(&b, Utc::now()).await?;
+    sqlx::query("UPDATE alerts SET created_at = now() - interval '25 hours' WHERE status = 'pending'").execute(&b.pool).await?;
+    alerts::send_pending(&b, Utc::now()).await?;
+    assert_eq!(count(&b.pool, "SELECT count(*) FROM alerts WHERE status = 'failed'").await, 1);
+    assert_eq!(store::desk::dashboard(&b.pool).await?.alerts_failed, 1);
+    assert!(count(&b.pool, "SELECT count(*) FROM audit_events WHERE action = 'alert_failed'").await == 1);
+    run.stop().await
+}

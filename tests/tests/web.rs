@@ -537,6 +537,44 @@ async fn an_operator_retries_one_given_up_mailing_and_refuses_another_with_a_not
     drop_queues(&stack).await
 }
 
+/// An alert the SMTP server did not take yet waits on it like a notice; one given up is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_alerts_waiting_on_the_smtp_server_and_those_given_up() -> Result<()> {
+    let stack = TestStack::new("webalerts", false).await?;
+    let server = Server::start(&stack, &["portal"], &[])?;
+    let pool = PgPool::connect(&stack.database_url).await?;
+    add_account(&stack, SUPERVISOR.0, SUPERVISOR.1, "supervisor", None, false)?;
+    let mut sup = Client::new(server.port);
+    assert_eq!(sup.login(SUPERVISOR.0, SUPERVISOR.1).await?.status, 303);
+    let page = sup.get("/dashboard").await?.text();
+    assert!(!page.contains("alertes non envoyées") && !page.contains(r#"id="waiting""#), "nothing to say yet");
+    // As the sweeper leaves them: one tried while the server was down, one given up after a day.
+    for (status, error) in [("pending", "SMTP: Connection refused (os error 111)"), ("failed", "SMTP: Connection refused (os error 111)")] {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO alerts (kind, recipients, sender, message, status, attempts, last_error) VALUES ('mailings', $1, 'bureau@example.fr', 'x', $2, 3, $3) RETURNING id",
+        )
+        .bind(vec![SUPERVISOR.0.to_string()])
+        .bind(status)
+        .bind(error)
+        .fetch_one(&pool)
+        .await?;
+        sqlx::query("INSERT INTO audit_events (actor, subject, action, detail) VALUES ('worker:sweeper', $1, 'alert_attempt_failed', '{}')")
+            .bind(format!("alert:{id}"))
+            .execute(&pool)
+            .await?;
+    }
+    let page = sup.get("/dashboard").await?.text();
+    if let Some(shots) = std::env::var_os("SCANBUREAU_SCREENSHOTS") {
+        std::fs::write(std::path::Path::new(&shots).join("dashboard-alerts.html"), &page)?;
+    }
+    let section = page.split(r#"id="waiting""#).nth(1).and_then(|s| s.split("</section>").next()).context("the dashboard has a section of what waits")?;
+    assert!(section.contains(r#"data-server="smtp" data-kind="alert""#) && section.contains("1 alerte"), "{section}");
+    let tile = page.split(r#"id="alerts-failed""#).nth(1).and_then(|s| s.split("</div>").next()).context("a tile of alerts given up")?;
+    assert!(tile.contains(">1<") && tile.contains("alertes non envoyées"), "{tile}");
+    drop(server);
+    drop_queues(&stack).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_counter_an_operator_and_a_supervisor_do_their_work_in_chromium() -> Result<()> {
     let mut stack = TestStack::new("browser", true).await?;

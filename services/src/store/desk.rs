@@ -33,6 +33,8 @@ pub struct MailingView {
     pub bytes: i64,
     /// Who is told about it, when the channel said (portal depositor, e-mail sender).
     pub notify: Option<String>,
+    /// The first file's name (a deposit's PDF, a scanner's batch), else where it came from.
+    pub title: String,
 }
 
 // The mailing page and the dashboard's lists read the same columns; `bytes` sums the received
@@ -130,7 +132,8 @@ pub async fn mailing<'e>(db: impl sqlx::PgExecutor<'e>, id: &str) -> Result<Opti
         MailingView,
         r#"SELECT m.id, m.channel, m.source, m.status, m.outcome, m.received_at, m.due_at, m.done_at, m.pages, m.numero_unique,
                   m.guichet, g.departement AS "departement?", m.priority, m.last_error,
-                  (SELECT COALESCE(sum((f->>'bytes')::int8), 0)::int8 FROM jsonb_array_elements(m.files) f) AS "bytes!", m.notify
+                  (SELECT COALESCE(sum((f->>'bytes')::int8), 0)::int8 FROM jsonb_array_elements(m.files) f) AS "bytes!", m.notify,
+                  COALESCE(m.files->0->>'name', m.source) AS "title!"
            FROM mailings m LEFT JOIN guichets g ON g.numero = m.guichet WHERE m.id = $1"#,
         id
     )
@@ -149,7 +152,8 @@ pub async fn open_mailings(pool: &PgPool) -> Result<Vec<MailingView>> {
         MailingView,
         r#"SELECT m.id, m.channel, m.source, m.status, m.outcome, m.received_at, m.due_at, m.done_at, m.pages, m.numero_unique,
                   m.guichet, g.departement AS "departement?", m.priority, m.last_error,
-                  (SELECT COALESCE(sum((f->>'bytes')::int8), 0)::int8 FROM jsonb_array_elements(m.files) f) AS "bytes!", m.notify
+                  (SELECT COALESCE(sum((f->>'bytes')::int8), 0)::int8 FROM jsonb_array_elements(m.files) f) AS "bytes!", m.notify,
+                  COALESCE(m.files->0->>'name', m.source) AS "title!"
            FROM mailings m LEFT JOIN guichets g ON g.numero = m.guichet
            WHERE m.status <> 'done' ORDER BY m.priority DESC, m.received_at"#
     )
@@ -782,16 +786,16 @@ pub struct Dashboard {
     pub pieces_in_review: i64,
     pub dead_letters_open: i64,
     pub incidents_open: i64,
+    /// Alerts to the bureau's people given up on (see `crate::alerts`).
+    pub alerts_failed: i64,
     /// (hour, mailings done, pages done) over the last 24 hours.
     pub throughput: Vec<(DateTime<Utc>, i64, i64)>,
     /// (reason, pages) over the last 30 days.
     pub rejections: Vec<(String, i64)>,
     /// (hour, open mailings at that hour) over the last 48 hours.
     pub backlog_history: Vec<(DateTime<Utc>, i64)>,
-    /// Bytes of received files per page, over the last week's done mailings.
-    pub bytes_per_page: Option<f64>,
-    /// (pages, seconds of processing) of the last day's done mailings.
-    pub processing: (i64, f64),
+    /// What the forecast takes from the past.
+    pub recent: RecentThroughput,
 }
 
 pub async fn dashboard(pool: &PgPool) -> Result<Dashboard> {
@@ -831,29 +835,44 @@ pub async fn dashboard(pool: &PgPool) -> Result<Dashboard> {
     .into_iter()
     .map(|r| (r.hour, r.open))
     .collect();
-    let processing = sqlx::query!(
-        r#"SELECT COALESCE(sum(pages), 0)::int8 AS "pages!", COALESCE(sum(EXTRACT(EPOCH FROM done_at - started_at)), 0)::float8 AS "seconds!"
-         FROM mailings WHERE status = 'done' AND pages > 0 AND started_at IS NOT NULL AND done_at > now() - interval '24 hours'"#
-    )
-    .fetch_one(pool)
-    .await?;
+    let recent = recent_throughput(pool).await?;
     Ok(Dashboard {
         backlog,
         notices_pending: sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM notices WHERE status = 'pending'"#).fetch_one(pool).await?,
         pieces_in_review: sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM pieces WHERE status = 'review'"#).fetch_one(pool).await?,
         dead_letters_open: sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM dead_letters WHERE resolved_at IS NULL"#).fetch_one(pool).await?,
         incidents_open: sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM incidents WHERE status <> 'resolved'"#).fetch_one(pool).await?,
+        alerts_failed: super::alerts::failed_alerts(pool).await?,
         throughput,
         rejections,
         backlog_history,
-        bytes_per_page: sqlx::query_scalar!(
-            "SELECT (sum((SELECT COALESCE(sum((f->>'bytes')::int8), 0) FROM jsonb_array_elements(files) f)) / NULLIF(sum(pages), 0))::float8
-             FROM mailings WHERE status = 'done' AND pages > 0 AND done_at > now() - interval '7 days'"
-        )
-        .fetch_one(pool)
-        .await?,
-        processing: (processing.pages, processing.seconds),
+        recent,
     })
+}
+
+/// What the forecast of the open mailings takes from the past.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecentThroughput {
+    /// Bytes received per page processed, over the last week's done mailings.
+    pub bytes_per_page: Option<f64>,
+    /// (pages, seconds of processing) of the last day's done mailings.
+    pub processing: (i64, f64),
+}
+
+pub async fn recent_throughput(pool: &PgPool) -> Result<RecentThroughput> {
+    let processing = sqlx::query!(
+        r#"SELECT COALESCE(sum(pages), 0)::int8 AS "pages!", COALESCE(sum(EXTRACT(EPOCH FROM done_at - started_at)), 0)::float8 AS "seconds!"
+         FROM mailings WHERE status = 'done' AND pages > 0 AND started_at IS NOT NULL AND done_at > now() - interval '24 hours'"#
+    )
+    .fetch_one(pool)
+    .await?;
+    let bytes_per_page = sqlx::query_scalar!(
+        "SELECT (sum((SELECT COALESCE(sum((f->>'bytes')::int8), 0) FROM jsonb_array_elements(files) f)) / NULLIF(sum(pages), 0))::float8
+         FROM mailings WHERE status = 'done' AND pages > 0 AND done_at > now() - interval '7 days'"
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(RecentThroughput { bytes_per_page, processing: (processing.pages, processing.seconds) })
 }
 
 /// One day of the period's figures (the CSV export).

@@ -18,7 +18,7 @@ use scanbureau_pipeline::calendar::WorkingCalendar;
 
 use super::access::{CheckedForm, SignedIn, Staff, Supervisors};
 use super::charts;
-use super::forecast::{self, Queued};
+use super::forecast;
 use super::page::{channel_label, mailing_status_label, time_left, url, when};
 use super::portal::reason_label;
 use super::{Answer, Fields, field};
@@ -55,11 +55,8 @@ async fn dashboard(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
     let day_of = |t: &chrono::DateTime<Utc>| calendar.localise(t.fixed_offset()).date_naive();
 
     // The forecast, in the queue's order.
-    let rate = forecast::throughput(d.processing.0, d.processing.1, b.config.web.nominal_pages_per_hour);
+    let (rate, forecasts) = forecast::of_open(&open, &d.recent, b.config.web.nominal_pages_per_hour, Duration::minutes(b.config.web.risk_margin_minutes), now);
     let measured = rate != b.config.web.nominal_pages_per_hour;
-    let queue: Vec<Queued> =
-        open.iter().map(|m| Queued { id: m.id.clone(), due_at: m.due_at, pages: forecast::pages_of(m.pages, m.bytes, d.bytes_per_page) }).collect();
-    let forecasts = forecast::forecast(&queue, rate, now, Duration::minutes(b.config.web.risk_margin_minutes));
 
     let late = open.iter().filter(|m| m.due_at < now).count();
     let due_today = open.iter().filter(|m| m.due_at >= now && day_of(&m.due_at) == local_today).count();
@@ -116,6 +113,11 @@ async fn dashboard(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
             div.tile { span { (d.notices_pending) } "avis à envoyer" }
             div.tile { span { (d.dead_letters_open) } "échecs à traiter" }
             div.tile { span { (d.incidents_open) } "incidents ouverts" }
+            @if d.alerts_failed > 0 {
+                div.tile.alert #alerts-failed title="Alertes aux superviseurs et opérateurs que le serveur de messagerie n'a pas acceptées en 24 heures (voir le journal)" {
+                    span { (d.alerts_failed) } "alertes non envoyées"
+                }
+            }
         }
         p.muted {
             "Débit retenu pour les prévisions : " (format!("{rate:.0}")) " pages/heure ("
@@ -250,7 +252,7 @@ fn waiting_section(b: &Bureau, waiting: &[crate::store::Waiting], now: &chrono::
     html! {
         section.outage #waiting role="alert" {
             h2 { "En attente d'un serveur" }
-            p { "Ces plis et avis seront repris automatiquement quand le serveur répondra ; rien n'est à refaire." }
+            p { "Ces plis, avis et alertes seront repris automatiquement quand le serveur répondra ; rien n'est à refaire." }
             table {
                 thead { tr { th { "Serveur" } th { "En attente" } th { "En échec depuis" } th { "Dernière erreur" } } }
                 tbody {
@@ -261,6 +263,8 @@ fn waiting_section(b: &Bureau, waiting: &[crate::store::Waiting], now: &chrono::
                                 @match (w.kind, w.count) {
                                     ("notice", 1) => "1 avis",
                                     ("notice", n) => { (n) " avis" },
+                                    ("alert", 1) => "1 alerte",
+                                    ("alert", n) => { (n) " alertes" },
                                     (_, 1) => "1 pli",
                                     (_, n) => { (n) " plis" },
                                 }

@@ -7,6 +7,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::store::desk::{MailingView, RecentThroughput};
+
 /// One open mailing, in queue order.
 #[derive(Debug, Clone)]
 pub struct Queued {
@@ -44,6 +46,15 @@ pub fn throughput(pages: i64, busy_seconds: f64, nominal: f64) -> f64 {
         return nominal;
     }
     pages as f64 / busy_seconds * 3600.0
+}
+
+/// The open mailings' forecasts, in the queue's order, and the rate they were made at (pages
+/// an hour; `nominal` when too little was processed lately to measure it).
+pub fn of_open(open: &[MailingView], recent: &RecentThroughput, nominal: f64, margin: Duration, now: DateTime<Utc>) -> (f64, Vec<Forecast>) {
+    let rate = throughput(recent.processing.0, recent.processing.1, nominal);
+    let queue: Vec<Queued> =
+        open.iter().map(|m| Queued { id: m.id.clone(), due_at: m.due_at, pages: pages_of(m.pages, m.bytes, recent.bytes_per_page) }).collect();
+    (rate, forecast(&queue, rate, now, margin))
 }
 
 pub fn forecast(queue: &[Queued], pages_per_hour: f64, now: DateTime<Utc>, margin: Duration) -> Vec<Forecast> {
