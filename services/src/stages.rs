@@ -365,10 +365,12 @@ pub async fn sweep(b: &Bureau, older_than: Duration) -> Result<()> {
     for n in store::stale_pending_notices(&b.pool, older_than).await? {
         b.broker.publish(Stage::Notify, &notice_message(n)).await?;
     }
-    // Alerts come after the notices: a database or SMTP error here leaves those queued.
+    // An alert that cannot be raised or sent holds up nothing else the sweep does.
     let now = Utc::now();
-    crate::alerts::raise(b, now).await?;
-    crate::alerts::send_pending(b, now).await?;
+    if let Err(e) = crate::alerts::raise(b, now).await.and(crate::alerts::send_pending(b, now).await) {
+        b.metrics.failure("alert", "sweep");
+        tracing::warn!(error = %e, "alerts not raised or sent; tried again at the next sweep");
+    }
     for (id, files) in store::expired_raw(&b.pool).await? {
         for f in &files {
             b.blobs.delete(&f.key).await?;
