@@ -62,11 +62,24 @@ fn member_score(m: &HouseholdMember, text: &str) -> f32 {
     s
 }
 
+/// The words of a surname field's label ("Nom(s)", "Nom d'usage", "Nom / Surname").
+const SURNAME_LABEL: &[&str] = &["surname", "nom", "noms", "usage"];
+
+/// What may come first after the label without being a name: the next field's label (the
+/// field is blank, as on a form: "Nom(s) : _ _ _ Prénom(s) : _ _ _") or a little word of running
+/// text ("… au nom de la commune dont …").
+const NOT_A_NAME: &[&str] = &[
+    "prenom", "prenoms", "given", "names", "date", "ne", "nee", "sexe", "adresse", "de", "du", "des", "la", "le", "les", "et", "ou", "dont", "qui", "que",
+    "en", "au", "aux", "par",
+];
+
 /// The surname field as printed (`Nom : X`, `Surname X`, MRZ `IDFRAX<<`), when one is legible.
 fn printed_surname(text: &str) -> Option<String> {
     for marker in [" nom ", " surname ", " nom surname "] {
         if let Some(i) = text.find(marker) {
-            let after = text[i + marker.len()..].split_whitespace().find(|w| w.len() >= 2 && !["surname", "nom", "usage"].contains(w));
+            // The first word after the label (a field's number and letters of "(s)" left out).
+            let first = text[i + marker.len()..].split_whitespace().find(|w| w.len() >= 2 && !SURNAME_LABEL.contains(w));
+            let after = first.filter(|w| !NOT_A_NAME.contains(w));
             if let Some(w) = after {
                 return Some(w.to_string());
             }
@@ -282,6 +295,11 @@ mod tests {
         assert_eq!(attribute(&h, "RÉPUBLIQUE FRANÇAISE ..."), Attribution::Unknown);
         // The surname alone (a child or the applicant?) does not decide.
         assert_eq!(attribute(&h, "Nom : DUPONT"), Attribution::Unknown);
+        // A blank form's field reads no name, whatever words come after it.
+        assert_eq!(attribute(&h, "Nom(s) : _ _ _ _ _ _ _ _ _ _ Prénom(s) : _ _ _ _ _ _ Date de naissance : _ _ /_ _ /_ _ _ _"), Attribution::Unknown);
+        assert_eq!(attribute(&h, "Nom(s) : _ _ _ _ _ _ _ _ _ _ _ _ _ _\n\ndont la commune est divisée en arrondissements"), Attribution::Unknown);
+        // A passport's bilingual label and the field's number before the name.
+        assert_eq!(attribute(&h, "Nom / Surname (1) MARTIN"), Attribution::Doubt { read: "martin".into() });
     }
 
     #[test]
