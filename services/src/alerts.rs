@@ -10,7 +10,6 @@ use mail_builder::MessageBuilder;
 use scanbureau_pipeline::config::SiteConfig;
 
 use crate::bureau::Bureau;
-use crate::mailer::MailError;
 use crate::store::{self, alerts as outbox, desk};
 use crate::web::forecast::{self, Forecast};
 use crate::web::page::{channel_label, when};
@@ -133,18 +132,21 @@ pub async fn raise(b: &Bureau, now: DateTime<Utc>) -> anyhow::Result<()> {
     let open = desk::open_mailings(&b.pool).await?;
     let recent = desk::recent_throughput(&b.pool).await?;
     let (_, forecasts) = forecast::of_open(&open, &recent, b.config.web.nominal_pages_per_hour, Duration::minutes(b.config.web.risk_margin_minutes), now);
-    let candidates: Vec<MailingAlert<'_>> =
-        open.iter().zip(&forecasts).filter_map(|(m, f)| MailingState::of(f).map(|state| MailingAlert { mailing: m, state, done_by: f.done_by })).collect();
+    // Each mailing at risk or late, under the key it is alerted once by.
+    let candidates: Vec<(String, MailingAlert<'_>)> = open
+        .iter()
+        .zip(&forecasts)
+        .filter_map(|(m, f)| MailingState::of(f).map(|state| (state.subject(&m.id), MailingAlert { mailing: m, state, done_by: f.done_by })))
+        .collect();
     if !candidates.is_empty() {
-        let subjects: Vec<String> = candidates.iter().map(|a| a.state.subject(&a.mailing.id)).collect();
-        let told = outbox::alerted(&b.pool, &subjects).await?;
-        let new: Vec<MailingAlert<'_>> = candidates.into_iter().filter(|a| !told.contains(&a.state.subject(&a.mailing.id))).collect();
+        let keys: Vec<String> = candidates.iter().map(|(k, _)| k.clone()).collect();
+        let told = outbox::alerted(&b.pool, &keys).await?;
+        let (subjects, new): (Vec<String>, Vec<MailingAlert<'_>>) = candidates.into_iter().filter(|(k, _)| !told.contains(k)).unzip();
         if !new.is_empty() {
             let supervisors = outbox::staff_addresses(&b.pool, "supervisor").await?;
             if supervisors.is_empty() {
                 tracing::warn!(mailings = new.len(), "mailings at risk or late, and no supervisor account to alert");
             } else {
-                let subjects: Vec<String> = new.iter().map(|a| a.state.subject(&a.mailing.id)).collect();
                 let eml = mailings_message(&b.site, &supervisors, &new, public_url, now);
                 if outbox::queue_alert(&b.pool, "mailings", &subjects, &supervisors, from, &eml, &b.actor).await? {
                     tracing::info!(mailings = new.len(), "alert queued for the supervisors");
@@ -157,10 +159,11 @@ pub async fn raise(b: &Bureau, now: DateTime<Utc>) -> anyhow::Result<()> {
         let operators = outbox::staff_addresses(&b.pool, "operator").await?;
         if operators.is_empty() {
             tracing::warn!(incidents = incidents.len(), "incidents opened, and no operator account to alert");
-        }
-        for i in incidents.iter().filter(|_| !operators.is_empty()) {
-            let eml = incident_message(&b.site, &operators, i, public_url, now);
-            outbox::queue_alert(&b.pool, "incident", &[format!("incident:{}", i.id)], &operators, from, &eml, &b.actor).await?;
+        } else {
+            for i in &incidents {
+                let eml = incident_message(&b.site, &operators, i, public_url, now);
+                outbox::queue_alert(&b.pool, "incident", &[format!("incident:{}", i.id)], &operators, from, &eml, &b.actor).await?;
+            }
         }
     }
     Ok(())
@@ -181,7 +184,7 @@ pub async fn send_pending(b: &Bureau, now: DateTime<Utc>) -> anyhow::Result<()> 
                 tracing::info!(alert = id, recipients = a.recipients.len(), "alert sent");
             }
             Err(e) => {
-                let give_up = matches!(e, MailError::Refused(_) | MailError::Address(_)) || now - a.created_at > GIVE_UP_AFTER;
+                let give_up = e.is_permanent() || now - a.created_at > GIVE_UP_AFTER;
                 outbox::alert_failed(&mut tx, &a, &e.to_string(), give_up, &b.actor).await?;
                 tx.commit().await?;
                 b.metrics.failure("alert", if give_up { "given up" } else { "smtp unavailable" });

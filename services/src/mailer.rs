@@ -22,6 +22,14 @@ pub enum MailError {
     Refused(String),
 }
 
+impl MailError {
+    /// Whether sending again can never succeed (a refusal, an address that is none), as against
+    /// a server that is down or busy.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Refused(_) | Self::Address(_))
+    }
+}
+
 #[derive(Clone)]
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,

@@ -22,7 +22,6 @@ use scanbureau_pipeline::registry::Registry;
 use crate::blobs::keys;
 use crate::broker::{Attempt, DeadLetterHook, Handled, Stage, run_stage};
 use crate::bureau::{Bureau, notice_message};
-use crate::mailer::MailError;
 use crate::process::{MailingJob, classifier_for, execute};
 use crate::store::{self, FiledPiece, OutgoingNotice};
 
@@ -322,7 +321,7 @@ async fn send_notice(b: &Bureau, id: i64, attempt: Attempt) -> Result<Handled> {
             tracing::info!(notice = id, mailing = %n.mailing_id, recipients = n.recipients.len(), "notice sent");
             Ok(Handled::Done)
         }
-        Err(e @ (MailError::Refused(_) | MailError::Address(_))) => {
+        Err(e) if e.is_permanent() => {
             let e = e.to_string();
             store::notice_failed(&mut tx, &n, &e, true, &b.actor).await?;
             tx.commit().await?;
