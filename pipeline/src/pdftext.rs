@@ -58,10 +58,11 @@ impl TextLayer {
     }
 
     /// Whether the text reads as text: enough of it, and mostly words. A font without a usable
-    /// Unicode map gives symbols or letter salad.
+    /// Unicode map gives symbols or letter salad. A blank form's fill-in rules (`_ _ _`, dot
+    /// leaders) are neither words nor salad: they are not counted.
     pub fn usable(&self) -> bool {
         let text = self.text();
-        let tokens: Vec<&str> = text.split_whitespace().collect();
+        let tokens: Vec<&str> = text.split_whitespace().filter(|t| t.chars().any(char::is_alphanumeric)).collect();
         let letters = text.chars().filter(|c| c.is_alphabetic()).count();
         if letters < 40 || tokens.len() < 8 {
             return false;
@@ -357,6 +358,21 @@ mod tests {
             let text = page_text(&pdf(&content), 0).expect("text").text();
             assert!(!text.contains("CERTIFICAT"), "{cover}: {text}");
         }
+    }
+
+    #[test]
+    fn a_blank_forms_fill_in_rules_do_not_make_its_text_unusable() {
+        // A cerfa as published: each field's label followed by its rule of underscores.
+        let rule = " _".repeat(40);
+        let content = format!(
+            "BT /F1 14 Tf 72 770 Td (ATTESTATION D'ELECTION DE DOMICILE) Tj ET \
+             BT /F1 10 Tf 72 740 Td (Nom\\(s\\) :{rule}) Tj ET BT /F1 10 Tf 72 725 Td (Prenom\\(s\\) :{rule}) Tj ET \
+             BT /F1 10 Tf 72 710 Td (Date de naissance : _ _ /_ _ /_ _ _ _ Lieu de naissance :{rule}) Tj ET \
+             BT /F1 10 Tf 72 695 Td (Adresse postale :{rule}) Tj ET"
+        );
+        let layer = page_text(&pdf(&content), 0).expect("text");
+        assert!(layer.text().contains("Nom(s) : _ _"), "{}", layer.text());
+        assert!(layer.usable(), "{}", layer.text());
     }
 
     #[test]
