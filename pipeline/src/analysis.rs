@@ -8,6 +8,7 @@ use image::GrayImage;
 use crate::binarize::{Bitmap, MIN_CONTRAST, TileStats, binarize, tile_stats};
 use crate::geometry::{Corrections, straighten};
 use crate::lightpdf::{EncodeParams, EncodedPage, PageContent, encode_page};
+use crate::originals::{PaperSigns, paper_signs};
 use crate::qr::{QrHit, QrSearch, find_qr_codes_in, quarter_turn};
 use crate::qualify::{PageFeatures, PageView};
 use crate::raster::PageRaster;
@@ -87,6 +88,8 @@ pub struct PageAnalysis {
     pub encoded: Option<EncodedPage>,
     /// What was done to put the page straight (outline, light, skew, turn, scale).
     pub corrections: Corrections,
+    /// The paper as scanned (its size, its blue ink): an original sent by mistake shows there.
+    pub paper: PaperSigns,
 }
 
 /// Analyses a decoded page and encodes it if it will be part of a piece.
@@ -126,10 +129,22 @@ pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn 
     if slip.is_some() || blank {
         let orientation = if slip.as_ref().is_some_and(|s| s.turn == 180) { Orientation::UpsideDown } else { Orientation::Unknown };
         return (
-            PageAnalysis { slip, qr_codes, blank, ink_cells, orientation, content: PageContent::Text, encoded: None, corrections: Corrections::default() },
+            PageAnalysis {
+                slip,
+                qr_codes,
+                blank,
+                ink_cells,
+                orientation,
+                content: PageContent::Text,
+                encoded: None,
+                corrections: Corrections::default(),
+                paper: PaperSigns { px: raster.gray.dimensions(), wet_ink: 0.0 },
+            },
             PageFeatures::default(),
         );
     }
+    // Measured as scanned, before the page is cut to its document or rescaled.
+    let paper = paper_signs(&raster);
     // Only a page that will be read is put straight (half a duplex mailing is blank backs).
     let (straight, corrections) = straighten(raster);
     raster = straight;
@@ -199,7 +214,7 @@ pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn 
         notes.push(if features.half_turn { "read upside down: turned".into() } else { "turned upside up".into() });
     }
     features.reading.splice(0..0, notes);
-    (PageAnalysis { slip, qr_codes, blank, ink_cells, orientation, content, encoded: Some(encoded), corrections }, features)
+    (PageAnalysis { slip, qr_codes, blank, ink_cells, orientation, content, encoded: Some(encoded), corrections, paper }, features)
 }
 
 /// Counts the ~0.7 mm cells of the interior holding a real mark: enough pixels clearly darker

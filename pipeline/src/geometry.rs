@@ -373,14 +373,14 @@ fn resample_with(raster: &PageRaster, w: u32, h: u32, map: &dyn Fn(f32, f32) -> 
                 }
                 image::Rgb(px)
             });
-            PageRaster { gray: luma_of(&img), rgb: Some(img), dpi: raster.dpi, bilevel: false, text_layer: None }
+            PageRaster { gray: luma_of(&img), rgb: Some(img), dpi: raster.dpi, bilevel: false, text_layer: None, wet_ink: raster.wet_ink }
         }
         None => {
             let img = GrayImage::from_fn(w, h, |x, y| {
                 let (sx, sy) = map(x as f32, y as f32);
                 image::Luma([sample_gray(&raster.gray, sx, sy)])
             });
-            PageRaster { gray: img, rgb: None, dpi: raster.dpi, bilevel: false, text_layer: None }
+            PageRaster { gray: img, rgb: None, dpi: raster.dpi, bilevel: false, text_layer: None, wet_ink: raster.wet_ink }
         }
     }
 }
@@ -408,7 +408,7 @@ pub fn rescale(raster: &PageRaster, scale: f32) -> PageRaster {
         Some(rgb) => luma_of(rgb),
         None => image::imageops::resize(&raster.gray, w, h, filter),
     };
-    PageRaster { gray, rgb, dpi: raster.dpi * scale, bilevel: raster.bilevel && scale == 1.0, text_layer: None }
+    PageRaster { gray, rgb, dpi: raster.dpi * scale, bilevel: raster.bilevel && scale == 1.0, text_layer: None, wet_ink: raster.wet_ink }
 }
 
 // ---------------------------------------------------------------------------------------------

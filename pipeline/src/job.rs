@@ -14,6 +14,7 @@ use crate::input::MailEnvelope;
 use crate::lightpdf::{EncodedPage, shrink_page, write_pdf};
 use crate::mailing::{Channel, MailingKind, MailingSplit, PageFact, PageFate, PageInfo, RequestSlip, RequestSplit, SplitParams, split_mailing};
 use crate::notice::{NoticeContext, NoticePiece, RequestNotice, mailing_notice, request_notice};
+use crate::originals::{PaperSigns, batch_dpi, suspicion};
 use crate::plan::{FilingPlan, apply_maxima};
 use crate::qualify::{Household, HouseholdMember, PageFeatures, PieceDraft, Qualifier, QualifyInput};
 use crate::reason::{AnomalyCode, ReasonCode};
@@ -169,8 +170,18 @@ pub fn assemble(ctx: &JobContext<'_>, records: &[PageRecord], qualifier: &dyn Qu
             PageOutcome::Unreadable { .. } => PageFeatures::default(),
         })
         .collect();
-    let mailing =
-        MailingView { ctx, records, features: &features, qualifier, split: &split, sender: &sender, notice_ctx: &notice_ctx, territories: site.territories() };
+    let paper_dpi = (ctx.channel == Channel::Paper).then(|| batch_dpi(&records.iter().filter_map(paper_of).map(|p| p.px).collect::<Vec<_>>())).flatten();
+    let mailing = MailingView {
+        ctx,
+        records,
+        features: &features,
+        qualifier,
+        split: &split,
+        sender: &sender,
+        notice_ctx: &notice_ctx,
+        territories: site.territories(),
+        paper_dpi,
+    };
     let (mut piece_files, mut notices, mut requests_out) = (Vec::new(), Vec::new(), Vec::new());
     for (index, req) in split.requests.iter().enumerate() {
         // Logs name the request by its place in the mailing, never by its numéro (personal data).
@@ -253,6 +264,13 @@ fn recipient_for(ctx: &JobContext<'_>, sender: &Sender, numero: Option<&NumeroUn
     };
     let missing = email.is_none().then_some("no known address for the sender");
     Recipient { email, missing }
+}
+
+fn paper_of(record: &PageRecord) -> Option<PaperSigns> {
+    match &record.outcome {
+        PageOutcome::Read { analysis, .. } => Some(analysis.paper),
+        PageOutcome::Unreadable { .. } => None,
+    }
 }
 
 fn encoded_of(record: &PageRecord) -> Option<&EncodedPage> {
@@ -340,6 +358,18 @@ struct MailingView<'a> {
     sender: &'a Sender,
     notice_ctx: &'a NoticeContext<'a>,
     territories: SneTerritories,
+    /// The resolution a paper mailing was scanned at, measured on its A4 pages: what tells an
+    /// original's paper from a copy's. None on other channels (a file has no paper).
+    paper_dpi: Option<f32>,
+}
+
+impl MailingView<'_> {
+    /// Why a piece's pages may be an original sent by mistake, on a paper mailing.
+    fn original_suspicion(&self, d: &PieceDraft) -> Option<String> {
+        let dpi = self.paper_dpi?;
+        let signs: Vec<PaperSigns> = d.pages.iter().filter_map(|&p| paper_of(&self.records[p])).collect();
+        suspicion(d.type_code.as_deref(), &signs, dpi)
+    }
 }
 
 /// What one request adds to the job.
@@ -388,7 +418,8 @@ fn assemble_request(m: &MailingView<'_>, req: &RequestSplit) -> RequestOutput {
             let page_keys: Vec<String> = d.pages.iter().map(|p| p.to_string()).collect();
             let id = format!("p-{}", short_hash(&[&ctx.batch_id, &numero_str, &page_keys.join(",")]));
             let sensible = d.categorie.as_deref().zip(d.type_code.as_deref()).and_then(|(c, t)| ctx.plan.piece_type(c, t)).is_some_and(|t| t.sensible);
-            let (mut status, mut reason, evidence) = piece_decision(d, full, overflow.as_deref(), ctx.site.qualify.review_threshold);
+            let original = m.original_suspicion(d);
+            let (mut status, mut reason, evidence) = piece_decision(d, full, overflow.as_deref(), original.as_deref(), ctx.site.qualify.review_threshold);
             let (mut file, mut bytes) = (None, None);
             if status != PieceStatus::Rejected {
                 let enc: Vec<&EncodedPage> = d.pages.iter().filter_map(|&p| encoded_of(&m.records[p])).collect();
@@ -466,25 +497,34 @@ fn overflow_of(fiche: &crate::slip::Fiche, pages: u32, pieces: usize) -> Option<
 }
 
 /// A piece's status, reason and evidence: refused on the qualifier's reason or a full
-/// category; in review without a category, under the confidence threshold or when the request
-/// overflows its fiche (then a refusal is held too: its notice could reach the wrong applicant);
-/// filed otherwise.
-fn piece_decision(d: &PieceDraft, full: Option<ReasonCode>, overflow: Option<&str>, threshold: f32) -> (PieceStatus, Option<ReasonCode>, Vec<String>) {
+/// category; in review without a category, under the confidence threshold, when the request
+/// overflows its fiche (then a refusal is held too: its notice could reach the wrong applicant)
+/// or when the piece may be an original sent by mistake (held too, refused or not: its paper
+/// goes back to its owner either way, and an operator confirms); filed otherwise.
+fn piece_decision(
+    d: &PieceDraft,
+    full: Option<ReasonCode>,
+    overflow: Option<&str>,
+    original: Option<&str>,
+    threshold: f32,
+) -> (PieceStatus, Option<ReasonCode>, Vec<String>) {
     let mut reason = d.rejection.or(full);
     let mut evidence = d.evidence.clone();
-    let status = if reason.is_some() && overflow.is_none() {
+    let held = overflow.is_some() || original.is_some();
+    let status = if reason.is_some() && !held {
         PieceStatus::Rejected
-    } else if d.categorie.is_none() || d.confidence < threshold || overflow.is_some() {
+    } else if d.categorie.is_none() || d.confidence < threshold || held {
         PieceStatus::Review
     } else {
         PieceStatus::Uploaded
     };
+    if held && let Some(r) = reason.take() {
+        evidence.push(format!("would be refused ({}) but held first", r.code()));
+    }
     if let Some(why) = overflow {
-        if let Some(r) = reason.take() {
-            evidence.push(format!("would be refused ({}) but held first", r.code()));
-        }
         evidence.push(format!("held for an operator: {why}; a slip may not have been read"));
     }
+    evidence.extend(original.map(str::to_string));
     (status, reason, evidence)
 }
 
@@ -510,6 +550,7 @@ fn request_notice_file(ctx: &JobContext<'_>, notice_ctx: &NoticeContext<'_>, to:
             pages: p.pages.len(),
             status: p.status,
             reason: p.reason,
+            original: false,
         })
         .collect();
     let eml = request_notice(
@@ -715,7 +756,7 @@ mod tests {
 
     #[test]
     fn a_piece_is_filed_reviewed_refused_or_held() {
-        let decide = |d: &PieceDraft, full, overflow| piece_decision(d, full, overflow, 0.8);
+        let decide = |d: &PieceDraft, full, overflow| piece_decision(d, full, overflow, None, 0.8);
         assert_eq!(decide(&draft(Some("IDD"), 0.95, None), None, None).0, PieceStatus::Uploaded);
         assert_eq!(decide(&draft(Some("IDD"), 0.5, None), None, None).0, PieceStatus::Review, "under the threshold");
         assert_eq!(decide(&draft(None, 0.95, None), None, None).0, PieceStatus::Review, "no category");
@@ -734,6 +775,17 @@ mod tests {
             ]
         );
         assert_eq!(decide(&draft(Some("IDD"), 0.95, None), None, Some("x")).0, PieceStatus::Review);
+    }
+
+    #[test]
+    fn a_suspected_original_is_held_for_an_operator_even_when_it_would_be_refused() {
+        let why = "original ? the page was scanned at a card's size (86 × 54 mm), not copied on a sheet";
+        let filed = piece_decision(&draft(Some("IDD"), 0.95, None), None, None, Some(why), 0.8);
+        assert_eq!((filed.0, filed.1), (PieceStatus::Review, None));
+        assert_eq!(filed.2.last().map(String::as_str), Some(why));
+        let refused = piece_decision(&draft(Some("IDD"), 0.95, Some(ReasonCode::IncoherenceIdentite)), None, None, Some(why), 0.8);
+        assert_eq!((refused.0, refused.1), (PieceStatus::Review, None));
+        assert_eq!(refused.2[1..], ["would be refused (INCOHERENCE_IDENTITE) but held first".to_string(), why.to_string()]);
     }
 
     #[test]

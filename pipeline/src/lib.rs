@@ -24,6 +24,7 @@ pub mod lightpdf;
 pub mod mailing;
 pub mod mixed;
 pub mod notice;
+pub mod originals;
 pub mod pdftext;
 pub mod piece_edit;
 pub mod plan;

@@ -29,6 +29,8 @@ pub struct NoticePiece {
     pub pages: usize,
     pub status: PieceStatus,
     pub reason: Option<ReasonCode>,
+    /// An original sent by mistake, filed as the bureau's stamped copy.
+    pub original: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +95,12 @@ pub fn request_notice(ctx: &NoticeContext<'_>, n: &RequestNotice<'_>) -> Vec<u8>
             body.push('\n');
         }
         body.push('\n');
+        if n.pieces.iter().any(|p| p.original) {
+            body.push_str(
+                "Un document original nous a été transmis par erreur ; il vous sera restitué par le GIP SNE. \
+                 Une copie tamponnée « COPIE » par le bureau a été déposée dans le dossier à sa place.\n\n",
+            );
+        }
         if review > 0 {
             body.push_str("Les pièces en vérification seront traitées au plus tard le ");
             body.push_str(&date_fr(&ctx.due_at));
@@ -164,13 +172,21 @@ mod tests {
             reason: None,
             pages: 3,
             pieces: vec![
-                NoticePiece { libelle: Some("Certificat médical".into()), sensible: true, pages: 1, status: PieceStatus::Uploaded, reason: None },
+                NoticePiece {
+                    libelle: Some("Certificat médical".into()),
+                    sensible: true,
+                    pages: 1,
+                    status: PieceStatus::Uploaded,
+                    reason: None,
+                    original: false,
+                },
                 NoticePiece {
                     libelle: Some("Avis d'impôt sur le revenu".into()),
                     sensible: false,
                     pages: 2,
                     status: PieceStatus::Rejected,
                     reason: Some(ReasonCode::CategoriePleine),
+                    original: false,
                 },
             ],
         };
@@ -182,6 +198,26 @@ mod tests {
         assert!(body.contains("nombre maximal"));
         assert_eq!(msg.to().and_then(|a| a.first()).and_then(|a| a.address()), Some("pj@bailleur.fr"));
         assert_eq!(eml, request_notice(&ctx(), &n), "deterministic");
+    }
+
+    #[test]
+    fn an_original_sent_by_mistake_is_said_to_come_back_through_the_gip_sne() {
+        let piece = |original| NoticePiece {
+            libelle: Some("Carte nationale d'identité".into()),
+            sensible: false,
+            pages: 2,
+            status: PieceStatus::Uploaded,
+            reason: None,
+            original,
+        };
+        let body = |original| {
+            let n = RequestNotice { to: "a@b.fr", numero: Some("0740126000123G0042"), reason: None, pages: 2, pieces: vec![piece(original)] };
+            let eml = request_notice(&ctx(), &n);
+            mail_parser::MessageParser::default().parse(&eml).expect("parses").body_text(0).expect("body").to_string()
+        };
+        let said = body(true);
+        assert!(said.contains("Un document original nous a été transmis par erreur ; il vous sera restitué par le GIP SNE."), "{said}");
+        assert!(!body(false).contains("original"));
     }
 
     #[test]

@@ -54,21 +54,25 @@ pub struct PageRaster {
     pub text_layer: Option<crate::pdftext::TextLayer>,
     /// The source was already bitonal (1-bit TIFF, CCITT in a PDF).
     pub bilevel: bool,
+    /// Share of the page, as decoded, in blue or violet ink (a stamp or signature in wet ink),
+    /// measured before a page with too little colour to keep is made grey.
+    pub wet_ink: f32,
 }
 
 impl PageRaster {
     pub fn from_gray(gray: GrayImage, bilevel: bool) -> Self {
         let dpi = estimate_dpi(gray.width(), gray.height());
-        Self { gray, rgb: None, dpi, bilevel, text_layer: None }
+        Self { gray, rgb: None, dpi, bilevel, text_layer: None, wet_ink: 0.0 }
     }
 
     /// Keeps the colour only when the page really carries some (a grey page scanned in colour
-    /// is stored grey).
+    /// is stored grey); its blue and violet ink is measured first (see [`Self::wet_ink`]).
     pub fn from_rgb(rgb: RgbImage) -> Self {
         let gray = luma_of(&rgb);
         let dpi = estimate_dpi(rgb.width(), rgb.height());
-        let rgb = is_colourful(&rgb).then_some(rgb);
-        Self { gray, rgb, dpi, bilevel: false, text_layer: None }
+        let (colourful, wet_ink) = colour_of(&rgb);
+        let rgb = colourful.then_some(rgb);
+        Self { gray, rgb, dpi, bilevel: false, text_layer: None, wet_ink }
     }
 
     pub fn width(&self) -> u32 {
@@ -116,8 +120,13 @@ pub fn estimate_dpi(w: u32, h: u32) -> f32 {
 
 /// A page whose chroma is visible somewhere beyond scanner noise.
 pub(crate) fn is_colourful(rgb: &RgbImage) -> bool {
-    let mut coloured = 0u64;
-    let mut seen = 0u64;
+    colour_of(rgb).0
+}
+
+/// Whether a page carries colour worth keeping (over 0.5 % of it), and its share of wet ink,
+/// on one pixel in 16.
+fn colour_of(rgb: &RgbImage) -> (bool, f32) {
+    let (mut coloured, mut wet, mut seen) = (0u64, 0u64, 0u64);
     for y in (0..rgb.height()).step_by(4) {
         for x in (0..rgb.width()).step_by(4) {
             let p = rgb.get_pixel(x, y).0;
@@ -126,10 +135,11 @@ pub(crate) fn is_colourful(rgb: &RgbImage) -> bool {
             seen += 1;
             if max - min > 48 {
                 coloured += 1;
+                wet += u64::from(crate::originals::is_wet_ink(p));
             }
         }
     }
-    seen > 0 && coloured * 1000 > seen * 5
+    (seen > 0 && coloured * 1000 > seen * 5, wet as f32 / seen.max(1) as f32)
 }
 
 /// A still-encoded page.

@@ -137,7 +137,7 @@ fn qr_squares(ops: &mut Vec<Operation>, code: &qrcode::QrCode) {
     ops.push(Operation::new("f", vec![]));
 }
 
-fn text_line(ops: &mut Vec<Operation>, font: &str, size: f32, x: f32, y: f32, text: &str) {
+pub(crate) fn text_line(ops: &mut Vec<Operation>, font: &str, size: f32, x: f32, y: f32, text: &str) {
     ops.push(Operation::new("BT", vec![]));
     ops.push(Operation::new("Tf", vec![Object::Name(font.as_bytes().to_vec()), size.into()]));
     ops.push(Operation::new("Td", vec![x.into(), y.into()]));
@@ -202,6 +202,72 @@ fn document(ops: Vec<Operation>) -> Result<Vec<u8>, PrintError> {
     Ok(out)
 }
 
+/// One original of a posting back to the GIP SNE, as the return slip lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReturnedOriginal {
+    pub numero_unique: String,
+    /// What the document is (the plan's label).
+    pub document: String,
+    pub received_on: chrono::NaiveDate,
+    /// Where it was kept (tray or box).
+    pub location: String,
+}
+
+/// A posting of originals back to the GIP SNE.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReturnSlip {
+    pub bureau: String,
+    pub posted_on: chrono::NaiveDate,
+    pub tracking: String,
+    pub originals: Vec<ReturnedOriginal>,
+}
+
+/// Lines of originals one return slip holds (a posting of more is split by the console).
+pub const RETURN_SLIP_LINES: usize = 30;
+
+/// The return slip put in the envelope of originals posted back to the GIP SNE: who sends,
+/// when, under which tracking number, and each original with its request.
+pub fn return_slip_pdf(slip: &ReturnSlip) -> Result<Vec<u8>, PrintError> {
+    if slip.originals.len() > RETURN_SLIP_LINES {
+        return Err(PrintError::Pdf(format!("{} originals on one slip, at most {RETURN_SLIP_LINES}", slip.originals.len())));
+    }
+    let date = |d: &chrono::NaiveDate| d.format("%d/%m/%Y").to_string();
+    let mut ops = Vec::new();
+    let mut y = PAGE_H - MARGIN - 20.0;
+    text_line(&mut ops, "F2", 18.0, MARGIN, y, "BORDEREAU DE RESTITUTION D'ORIGINAUX");
+    y -= 22.0;
+    text_line(&mut ops, "F1", 11.0, MARGIN, y, "Documents originaux reçus par erreur, renvoyés au GIP SNE pour restitution à leurs titulaires");
+    y -= 40.0;
+    let count = slip.originals.len().to_string();
+    for (label, value) in
+        [("Expéditeur", slip.bureau.as_str()), ("Date d'envoi", &date(&slip.posted_on)), ("N° de suivi", &slip.tracking), ("Nombre d'originaux", &count)]
+    {
+        text_line(&mut ops, "F1", 11.0, MARGIN, y, label);
+        text_line(&mut ops, "F2", 11.0, MARGIN + 150.0, y, value);
+        y -= 18.0;
+    }
+    y -= 16.0;
+    let columns = [MARGIN, MARGIN + 130.0, MARGIN + 330.0, MARGIN + 410.0];
+    for (x, head) in columns.iter().zip(["Numéro unique", "Document", "Reçu le", "Rangé en"]) {
+        text_line(&mut ops, "F2", 9.5, *x, y, head);
+    }
+    for o in &slip.originals {
+        ops.push(Operation::new("w", vec![0.5.into()]));
+        ops.push(Operation::new("m", vec![MARGIN.into(), (y - 5.0).into()]));
+        ops.push(Operation::new("l", vec![(PAGE_W - MARGIN).into(), (y - 5.0).into()]));
+        ops.push(Operation::new("S", vec![]));
+        y -= 18.0;
+        let document: String = o.document.chars().take(38).collect();
+        let location: String = o.location.chars().take(16).collect();
+        for (x, value) in columns.iter().zip([o.numero_unique.as_str(), &document, &date(&o.received_on), &location]) {
+            text_line(&mut ops, "F1", 9.5, *x, y, value);
+        }
+    }
+    text_line(&mut ops, "F1", 9.0, MARGIN, MARGIN + 30.0, "Visa de l'expéditeur :");
+    text_line(&mut ops, "F1", 9.0, PAGE_W / 2.0, MARGIN + 30.0, "Reçu par le GIP SNE le :");
+    document(ops)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,5 +327,31 @@ mod tests {
     fn text_is_encoded_for_the_standard_fonts() {
         assert_eq!(win_ansi("Récap’"), vec![b'R', 0xE9, b'c', b'a', b'p', 0x92]);
         assert_eq!(win_ansi("☃"), b"?");
+    }
+
+    #[test]
+    fn a_return_slip_lists_each_original_of_the_posting() {
+        let original = |n: &str| ReturnedOriginal {
+            numero_unique: n.into(),
+            document: "Carte nationale d'identité".into(),
+            received_on: date("2026-11-18"),
+            location: "bac B3".into(),
+        };
+        let slip = ReturnSlip {
+            bureau: "Bureau de numérisation".into(),
+            posted_on: date("2026-12-05"),
+            tracking: "8R01234567890".into(),
+            originals: vec![original("0740126000123G0042"), original("0740126000125G0042")],
+        };
+        let pdf = return_slip_pdf(&slip).expect("pdf");
+        assert_eq!(pdf, return_slip_pdf(&slip).expect("again"), "same bytes");
+        let doc = lopdf::Document::load_mem(&pdf).expect("valid");
+        let page = doc.get_pages().into_values().next().expect("a page");
+        let text = doc.extract_text(&[1]).unwrap_or_else(|_| String::from_utf8_lossy(&doc.get_page_content(page)).into_owned());
+        for want in ["RESTITUTION", "8R01234567890", "0740126000123G0042", "0740126000125G0042", "bac B3"] {
+            assert!(text.contains(want), "{want} in {text}");
+        }
+        let too_many = ReturnSlip { originals: vec![original("0740126000123G0042"); RETURN_SLIP_LINES + 1], ..slip };
+        assert!(return_slip_pdf(&too_many).is_err());
     }
 }

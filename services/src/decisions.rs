@@ -58,6 +58,61 @@ pub async fn decide_piece(b: &Bureau, piece: &str, decision: &Decision, actor: &
     Ok(Some(decided))
 }
 
+/// What confirming an original gave.
+#[derive(Debug)]
+pub enum OriginalOutcome {
+    /// Filed as the bureau's stamped copy, the paper in the register.
+    Filed(Decided),
+    /// The piece is not in review any more (decided meanwhile).
+    NotInReview,
+    /// The piece has no PDF to stamp, or its PDF cannot be read, said to the operator.
+    Refused(String),
+}
+
+/// An operator confirms that a piece in review is an original sent by mistake: its PDF is
+/// stamped "COPIE" (dated, with the bureau's name) and stored under a key of its own first;
+/// then the piece is filed as that copy and the paper entered in the register, in one
+/// transaction; then the unstamped object goes. A failure in between leaves an unreferenced
+/// object, never a piece without its PDF.
+pub async fn confirm_original(
+    b: &Bureau,
+    piece: &PieceView,
+    (categorie, type_code, sensible): (&str, &str, bool),
+    location: &str,
+    actor: &str,
+    plan: &FilingPlan,
+) -> Result<OriginalOutcome, DecisionError> {
+    let Some(key) = piece.key.clone() else {
+        return Ok(OriginalOutcome::Refused("Cette pièce n'a pas de PDF à tamponner.".into()));
+    };
+    let pdf = b.blobs.get_bytes(&key).await?;
+    let (bureau, today) = (b.site.site.name.clone(), b.site.calendar().localise(Utc::now().fixed_offset()).date_naive());
+    let stamped = match tokio::task::spawn_blocking(move || scanbureau_pipeline::originals::stamp_copy(&pdf, &bureau, today)).await {
+        Ok(Ok(stamped)) => stamped,
+        Ok(Err(e)) => return Ok(OriginalOutcome::Refused(format!("Le PDF de cette pièce ne peut pas être tamponné : {e}."))),
+        Err(e) => return Err(DecisionError::Task(e.to_string())),
+    };
+    let copy_key = format!("{}-copie.pdf", key.trim_end_matches(".pdf"));
+    b.blobs.put_bytes(&copy_key, stamped, "application/pdf").await?;
+    let decision = Decision::Original {
+        categorie: categorie.to_string(),
+        type_code: type_code.to_string(),
+        sensible,
+        location: location.to_string(),
+        copy_key: copy_key.clone(),
+    };
+    match decide_piece(b, &piece.id, &decision, actor, plan).await {
+        Ok(Some(decided)) => Ok(OriginalOutcome::Filed(decided)),
+        outcome => {
+            // Not filed: the stamped copy is nobody's.
+            if let Err(e) = b.blobs.delete(&copy_key).await {
+                tracing::warn!(piece = %piece.id, error = %e, "unused stamped copy not deleted");
+            }
+            outcome.map(|_| OriginalOutcome::NotInReview)
+        }
+    }
+}
+
 /// Once no piece of a request waits for an operator, its people get a new notice saying
 /// what became of every piece (written in the decision's transaction).
 fn follow_up_notice(b: &Bureau, settled: &desk::Settled<'_>, plan: &FilingPlan) -> Option<OutgoingNotice> {
@@ -79,6 +134,7 @@ fn follow_up_notice(b: &Bureau, settled: &desk::Settled<'_>, plan: &FilingPlan) 
                 _ => PieceStatus::Rejected,
             },
             reason: p.reason.as_deref().and_then(ReasonCode::from_code),
+            original: p.original,
         })
         .collect();
     let ctx = notice_context(b, settled.mailing);

@@ -19,6 +19,7 @@ use scanbureau_pipeline::report::Report;
 
 pub mod alerts;
 pub mod desk;
+pub mod originals;
 pub mod people;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

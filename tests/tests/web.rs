@@ -475,6 +475,130 @@ async fn an_operator_decides_fifty_pieces_at_the_review_station_with_the_keyboar
     drop_queues(&stack).await
 }
 
+/// An original sent by mistake, from the job's suspicion to its posting back: the operator
+/// confirms it at the station (its PDF is stamped "COPIE" and filed, the paper entered in the
+/// register with its place and the day it must leave, the applicant told), then records the
+/// posting to the GIP SNE and prints its return slip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_files_an_original_as_a_stamped_copy_and_posts_the_paper_back() -> Result<()> {
+    let stack = TestStack::new("weboriginal", true).await?;
+    let server = Server::start(&stack, &["portal"], &[])?;
+    let pool = PgPool::connect(&stack.database_url).await?;
+    add_account(&stack, OPERATOR.0, OPERATOR.1, "operator", None, false)?;
+    let (bureau, _stop) = setup_bureau(&stack).await?;
+    // Received forty days ago: the paper should have left already.
+    let mailing = format!("m-original-{}", stack.name);
+    let received_at = Utc::now() - chrono::Duration::days(40);
+    record_mailing(&bureau, &mailing, received_at, false, Some("referent@bailleur-093.example")).await?;
+    let (piece, numero) = ("p-original-1", "0930325091042G3533");
+    let key = format!("pieces/{numero}/{piece}.pdf");
+    bureau.blobs.put_file(&key, &sample("portal-deposit.pdf"), "application/pdf").await?;
+    sqlx::query(
+        "INSERT INTO pieces (id, mailing_id, numero_unique, categorie, type_code, confidence, sensible, status, key, bytes, plan_version, evidence, pages)
+         VALUES ($1, $2, $3, 'IDD', 'CNI', 0.97, false, 'review', $4, 1000, 'test', $5, 1)",
+    )
+    .bind(piece)
+    .bind(&mailing)
+    .bind(numero)
+    .bind(&key)
+    .bind(serde_json::json!([
+        "segment: 1 pages, page marks [-]",
+        "CNI 9.5 (title:carte nationale d identite, layout:card); next TITRE_SEJOUR 1.0",
+        "original ? the page was scanned at a card's size (86 × 54 mm), not copied on a sheet"
+    ]))
+    .execute(&pool)
+    .await?;
+
+    let mut op = Client::new(server.port);
+    assert_eq!(op.login(OPERATOR.0, OPERATOR.1).await?.status, 303);
+    let station = op.get(&format!("/console/review/{piece}")).await?.text();
+    let shots = std::env::var_os("SCANBUREAU_SCREENSHOTS").map(std::path::PathBuf::from);
+    if let Some(shots) = &shots {
+        std::fs::write(shots.join("station-original.html"), &station)?;
+    }
+    assert!(station.contains("Original possible") && station.contains("une carte (86 × 54 mm), et non photocopiée"), "{station}");
+    assert!(station.contains("Original : classer une copie tamponnée"));
+    let csrf = station.split(r#"name="csrf" value=""#).nth(1).and_then(|r| r.split('"').next()).context("csrf")?.to_string();
+    let action = format!("/console/review/{piece}");
+    let nowhere = op.post_form(&action, &[("csrf", &csrf), ("action", "original"), ("type", "IDD/CNI"), ("emplacement", " ")]).await?;
+    assert_eq!(nowhere.status, 422, "the paper's place is asked for");
+    assert!(nowhere.text().contains("original est rangé (bac ou boîte)"), "{}", nowhere.text());
+    let filed = op.post_form(&action, &[("csrf", &csrf), ("action", "original"), ("type", "IDD/CNI"), ("emplacement", "bac B3")]).await?;
+    assert_eq!(filed.status, 303, "{}", filed.text());
+
+    // Filed as the bureau's stamped copy; the unstamped object is gone.
+    let (status, original, copy_key): (String, bool, Option<String>) =
+        sqlx::query_as("SELECT status, original, key FROM pieces WHERE id = $1").bind(piece).fetch_one(&pool).await?;
+    assert_eq!((status.as_str(), original), ("uploaded", true));
+    let copy_key = copy_key.context("the copy's object")?;
+    assert_ne!(copy_key, key);
+    assert!(!bureau.blobs.exists(&key).await?, "the unstamped PDF is deleted");
+    let copy_pdf = bureau.blobs.get_bytes(&copy_key).await?;
+    if let Some(shots) = &shots {
+        std::fs::write(shots.join("original-copie.pdf"), &copy_pdf)?;
+    }
+    let copy = lopdf::Document::load_mem(&copy_pdf)?;
+    let pages: Vec<u32> = copy.get_pages().keys().copied().collect();
+    assert!(copy.extract_text(&pages)?.contains("COPIE"), "stamped");
+    // The register: where the paper is, and the day it must leave (a month after reception).
+    let (location, state, late): (String, String, bool) = sqlx::query_as(
+        "SELECT o.location, o.state, o.due_at = m.received_at + interval '1 month' AND o.due_at < now()
+         FROM originals o JOIN mailings m ON m.id = o.mailing_id WHERE o.piece_id = $1",
+    )
+    .bind(piece)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!((location.as_str(), state.as_str(), late), ("bac B3", "kept", true));
+    // The applicant's notice says the original comes back.
+    let notices: Vec<Vec<u8>> = sqlx::query_scalar("SELECT message FROM notices WHERE mailing_id = $1").bind(&mailing).fetch_all(&pool).await?;
+    let told = notices
+        .iter()
+        .filter_map(|m| mail_parser::MessageParser::default().parse(m))
+        .any(|m| m.body_text(0).is_some_and(|t| t.contains("Un document original nous a été transmis par erreur ; il vous sera restitué par le GIP SNE.")));
+    assert!(told, "the follow-up notice tells of the original");
+
+    let register = op.get("/console/originaux").await?.text();
+    if let Some(shots) = &shots {
+        std::fs::write(shots.join("originals-register.html"), &register)?;
+    }
+    let dashboard = op.get("/dashboard").await?.text();
+    let tile = dashboard.split(r#"id="originals-due""#).nth(1).and_then(|t| t.split("</div>").next()).context("a tile of originals due")?;
+    assert!(tile.contains(">1<") && tile.contains("/console/originaux"), "{tile}");
+    let kept = register.split("Gardés au bureau").nth(1).and_then(|r| r.split("Renvoyés au GIP SNE").next()).context("the kept originals")?;
+    assert!(kept.contains(numero) && kept.contains("bac B3") && kept.contains("dépassé"), "{kept}");
+    let tracking = "8R0123456789";
+    let field = format!("piece-{piece}");
+    let posted = op.post_form("/console/originaux", &[("csrf", &csrf), (&field, "on"), ("envoi", "2026-12-05"), ("suivi", tracking)]).await?;
+    assert_eq!(posted.status, 303, "{}", posted.text());
+    let again = op.post_form("/console/originaux", &[("csrf", &csrf), (&field, "on"), ("envoi", "2026-12-05"), ("suivi", tracking)]).await?;
+    assert_eq!(again.status, 409, "posted once");
+    let returned = op.get("/console/originaux").await?.text();
+    if let Some(shots) = &shots {
+        std::fs::write(shots.join("originals-returned.html"), &returned)?;
+    }
+    assert!(returned.split("Renvoyés au GIP SNE").nth(1).is_some_and(|r| r.contains(tracking) && r.contains("05/12/2026")));
+    assert!(!op.get("/dashboard").await?.text().contains("originals-due"), "nothing left to post");
+    let slip = op.get(&format!("/console/originaux/bordereau?suivi={tracking}")).await?;
+    assert_eq!((slip.status, slip.header("content-type")), (200, Some("application/pdf")));
+    if let Some(shots) = &shots {
+        std::fs::write(shots.join("return-slip.pdf"), &slip.body)?;
+    }
+    let text = lopdf::Document::load_mem(&slip.body)?.extract_text(&[1])?;
+    assert!(text.contains(numero) && text.contains("bac B3") && text.contains(tracking), "{text}");
+    assert_eq!(op.get("/console/originaux/bordereau?suivi=NOPE").await?.status, 404);
+    for action in ["review_original", "original_returned"] {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = $1 AND actor = $2")
+            .bind(action)
+            .bind(format!("operator:{}", OPERATOR.0))
+            .fetch_one(&pool)
+            .await?;
+        assert_eq!(n, 1, "{action} audited under the operator's name");
+    }
+    drop(server);
+    bureau.blobs.delete(&copy_key).await?;
+    drop_queues(&stack).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_retries_one_given_up_mailing_and_refuses_another_with_a_notice() -> Result<()> {
     let stack = TestStack::new("webfail", true).await?;

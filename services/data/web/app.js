@@ -95,7 +95,8 @@ document.querySelectorAll("a[data-registry-fill]").forEach((a) =>
 );
 
 // The review station's keyboard: each key named by a control's data-key presses it (a link or a
-// button) or focuses it (the type list); never while typing in a field.
+// button) or focuses it (the type list, the original's place: Enter then sends its form); never
+// while typing in a field.
 const station = document.querySelector("[data-station]");
 if (station) {
   document.addEventListener("keydown", (e) => {
@@ -103,7 +104,7 @@ if (station) {
     const control = station.querySelector(`[data-key="${CSS.escape(e.key)}"]`);
     if (!control) return;
     e.preventDefault();
-    if (control.tagName === "SELECT") control.focus();
+    if (control.tagName === "SELECT" || control.tagName === "INPUT") control.focus();
     else control.click();
   });
 }

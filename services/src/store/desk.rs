@@ -258,6 +258,8 @@ pub struct PieceView {
     pub pages: i32,
     pub evidence: Vec<String>,
     pub decided_by: Option<String>,
+    /// An original sent by mistake: what is filed is the bureau's stamped copy of it.
+    pub original: bool,
 }
 
 /// A piece as the database holds it; its evidence is read by [`stored_evidence`].
@@ -276,6 +278,7 @@ struct PieceRow {
     pages: i32,
     evidence: Value,
     decided_by: Option<String>,
+    original: bool,
 }
 
 /// A piece's stored evidence, one line a clue. Evidence no code writes (edited by hand, or by a
@@ -308,6 +311,7 @@ impl From<PieceRow> for PieceView {
             pages: r.pages,
             evidence,
             decided_by: r.decided_by,
+            original: r.original,
         }
     }
 }
@@ -318,7 +322,7 @@ pub async fn pieces<'e>(db: impl sqlx::PgExecutor<'e>, mailing: &str) -> Result<
     let rows = sqlx::query_as!(
         PieceRow,
         "SELECT p.id, p.mailing_id, m.guichet, p.numero_unique, p.categorie, p.type_code, p.confidence, p.sensible, p.status, p.reason,
-                p.key, p.pages, p.evidence, p.decided_by
+                p.key, p.pages, p.evidence, p.decided_by, p.original
          FROM pieces p JOIN mailings m ON m.id = p.mailing_id WHERE p.mailing_id = $1 ORDER BY p.numero_unique, p.created_at, p.id",
         mailing
     )
@@ -331,7 +335,7 @@ pub async fn piece(pool: &PgPool, id: &str) -> Result<Option<PieceView>> {
     let row = sqlx::query_as!(
         PieceRow,
         "SELECT p.id, p.mailing_id, m.guichet, p.numero_unique, p.categorie, p.type_code, p.confidence, p.sensible, p.status, p.reason,
-                p.key, p.pages, p.evidence, p.decided_by
+                p.key, p.pages, p.evidence, p.decided_by, p.original
          FROM pieces p JOIN mailings m ON m.id = p.mailing_id WHERE p.id = $1",
         id
     )
@@ -345,7 +349,7 @@ pub async fn review_queue(pool: &PgPool, limit: i64) -> Result<Vec<PieceView>> {
     let rows = sqlx::query_as!(
         PieceRow,
         "SELECT p.id, p.mailing_id, m.guichet, p.numero_unique, p.categorie, p.type_code, p.confidence, p.sensible, p.status, p.reason,
-                p.key, p.pages, p.evidence, p.decided_by
+                p.key, p.pages, p.evidence, p.decided_by, p.original
          FROM pieces p JOIN mailings m ON m.id = p.mailing_id WHERE p.status = 'review'
          ORDER BY m.priority DESC, m.due_at, p.id LIMIT $1",
         limit
@@ -430,6 +434,10 @@ pub enum Decision {
     Reclassify { categorie: String, type_code: String, sensible: bool },
     /// Nothing can be read: refused.
     Illegible,
+    /// An original sent by mistake: the bureau's stamped copy of it, already stored under
+    /// `copy_key`, is filed under this category and type, and the paper is entered in the
+    /// register of originals at `location` (a tray or a box).
+    Original { categorie: String, type_code: String, sensible: bool, location: String, copy_key: String },
 }
 
 impl Decision {
@@ -438,6 +446,7 @@ impl Decision {
             Decision::Accept => "review_accepted",
             Decision::Reclassify { .. } => "review_reclassified",
             Decision::Illegible => "review_illegible",
+            Decision::Original { .. } => "review_original",
         }
     }
 }
@@ -447,7 +456,7 @@ impl Decision {
 pub struct Decided {
     pub mailing_id: String,
     pub numero_unique: Option<String>,
-    /// The piece's object, when the decision refuses it (to be deleted).
+    /// The piece's object, when the decision refuses it or replaces it (to be deleted).
     pub dropped_key: Option<String>,
     /// The follow-up notice written with the decision (no piece of the request waits for an
     /// operator any more), to queue.
@@ -509,9 +518,40 @@ pub async fn decide(
                 .await?;
             dropped_key = key;
         }
+        Decision::Original { categorie, type_code, sensible, location, copy_key } => {
+            sqlx::query!(
+                "UPDATE pieces SET status = 'uploaded', categorie = $2, type_code = $3, sensible = $4, original = true, key = $5, decided_by = $6,
+                        decided_at = now()
+                 WHERE id = $1",
+                piece,
+                categorie,
+                type_code,
+                sensible,
+                copy_key,
+                actor
+            )
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query!(
+                "INSERT INTO originals (piece_id, mailing_id, numero_unique, type_code, location, received_at, due_at, confirmed_by)
+                 SELECT $1, id, $2, $3, $4, received_at, received_at + interval '1 month', $5 FROM mailings WHERE id = $6",
+                piece,
+                numero,
+                type_code,
+                location,
+                actor,
+                mailing_id
+            )
+            .execute(&mut *tx)
+            .await?;
+            dropped_key = key;
+        }
     }
     let detail = match decision {
         Decision::Reclassify { categorie, type_code, .. } => json!({"piece": piece, "before": before, "categorie": categorie, "type": type_code}),
+        Decision::Original { categorie, type_code, location, .. } => {
+            json!({"piece": piece, "before": before, "categorie": categorie, "type": type_code, "original": true, "location": location})
+        }
         _ => json!({"piece": piece, "before": before}),
     };
     audit(&mut tx, actor, &mailing_id, decision.action(), detail).await?;
@@ -777,6 +817,10 @@ pub async fn prioritise(pool: &PgPool, mailing: &str, actor: &str) -> Result<boo
 
 // ---------------------------------------------------------------- supervisors' figures
 
+/// How long before an original must leave the dashboard shows it, in days: a posting is made
+/// up weekly.
+pub const ORIGINALS_NOTICE_DAYS: i64 = 7;
+
 /// The dashboard's figures, read in one go.
 #[derive(Debug, Clone, Default)]
 pub struct Dashboard {
@@ -788,6 +832,9 @@ pub struct Dashboard {
     pub incidents_open: i64,
     /// Alerts to the bureau's people given up on (see `crate::alerts`).
     pub alerts_failed: i64,
+    /// Originals sent by mistake still kept that must leave within [`ORIGINALS_NOTICE_DAYS`]
+    /// (or should have left).
+    pub originals_due: i64,
     /// (hour, mailings done, pages done) over the last 24 hours.
     pub throughput: Vec<(DateTime<Utc>, i64, i64)>,
     /// (reason, pages) over the last 30 days.
@@ -843,6 +890,7 @@ pub async fn dashboard(pool: &PgPool) -> Result<Dashboard> {
         dead_letters_open: sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM dead_letters WHERE resolved_at IS NULL"#).fetch_one(pool).await?,
         incidents_open: sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM incidents WHERE status <> 'resolved'"#).fetch_one(pool).await?,
         alerts_failed: super::alerts::failed_alerts(pool).await?,
+        originals_due: super::originals::due_by(pool, Utc::now() + chrono::Duration::days(ORIGINALS_NOTICE_DAYS)).await?,
         throughput,
         rejections,
         backlog_history,

@@ -1,5 +1,7 @@
 //! The operators' console: feed scanner batches and watch them, decide on the pieces the
-//! classifier was unsure of (accept, reclassify, refuse as illegible, split, join), deal with work the stages gave up on, answer incidents.
+//! classifier was unsure of (accept, reclassify, refuse as illegible, split, join, file an
+//! original as a stamped copy), deal with work the stages gave up on, answer incidents, keep
+//! the register of originals and post them back.
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use maud::{Markup, html};
 use scanbureau_pipeline::ReasonCode;
 use scanbureau_pipeline::input::{FileKind, sniff};
 use scanbureau_pipeline::plan::FilingPlan;
+use scanbureau_pipeline::slip_print::{RETURN_SLIP_LINES, ReturnSlip, ReturnedOriginal, return_slip_pdf};
 
 use super::access::{CheckedForm, SignedIn, Staff, Uploader};
 use super::evidence;
@@ -22,9 +25,9 @@ use super::page::{url, when};
 use super::portal::{incidents_table, piece_label, upload_form};
 use super::{Answer, Fields, WebError, field, interrupted, no_room, receive_upload, take_upload};
 use crate::bureau::{Bureau, Intake};
-use crate::decisions::{self, Cut, CutOutcome, MailingRefusal};
+use crate::decisions::{self, Cut, CutOutcome, MailingRefusal, OriginalOutcome};
 use crate::store::desk::{self, Decision};
-use crate::store::{self, people};
+use crate::store::{self, originals, people};
 
 pub fn routes() -> Router<Arc<Bureau>> {
     Router::new()
@@ -38,6 +41,8 @@ pub fn routes() -> Router<Arc<Bureau>> {
         .route("/console/mailings/{id}/reject", post(reject_mailing))
         .route("/console/incidents", get(incidents))
         .route("/console/incidents/{id}", post(answer_incident))
+        .route("/console/originaux", get(originals_register).post(post_originals))
+        .route("/console/originaux/bordereau", get(return_slip))
 }
 
 /// Largest batch the console takes (a few hundred pages), and most files in one.
@@ -180,6 +185,7 @@ fn review_card(s: &super::Signed, pc: &desk::PieceView, queue: &[desk::PieceView
                 }
             }
             (proposal(s, pc, plan))
+            (original_warning(pc))
             details { summary { "Indices relevés" } (evidence_list(pc, plan)) }
             (decision_forms(s, pc, queue, plan, None))
         }
@@ -203,6 +209,16 @@ fn piece_facts(pc: &desk::PieceView) -> Markup {
 /// The evidence of a piece in plain French, the classifier's own words in each line's tooltip.
 fn evidence_list(pc: &desk::PieceView, plan: &FilingPlan) -> Markup {
     html! { ul.evidence { @for e in &pc.evidence { li title=(e) { (evidence::en_clair(e, Some(plan))) } } } }
+}
+
+/// A piece the job suspects to be an original sent by mistake: the operator confirms it (the
+/// paper is then kept and sent back) or accepts the piece as the copy it is.
+fn original_warning(pc: &desk::PieceView) -> Markup {
+    html! {
+        @if pc.evidence.iter().any(|e| e.starts_with("original ?")) {
+            p.suspicion role="note" { strong { "Original possible" } " : s'il s'agit bien du document original, classez une copie tamponnée et rangez l'original ; sinon, acceptez la pièce." }
+        }
+    }
 }
 
 /// What the classifier proposes, and the piece's PDF one click away.
@@ -239,6 +255,12 @@ fn decision_forms(s: &super::Signed, pc: &desk::PieceView, queue: &[desk::PieceV
             (hidden("reclassify"))
             select name="type" aria-label="nouvelle catégorie" required data-key="r" { (type_options(plan, proposed)) }
             button type="submit" { "Reclasser" }
+        }
+        form.inline.original method="post" action=(action) {
+            (hidden("original"))
+            select name="type" aria-label="type de l'original" required { (type_options(plan, proposed)) }
+            input type="text" name="emplacement" required maxlength="60" placeholder="bac ou boîte" aria-label="où l'original est rangé" data-key="g";
+            button type="submit" { "Original : classer une copie tamponnée" }
         }
         form.inline method="post" action=(action) {
             (hidden("illegible"))
@@ -286,10 +308,11 @@ async fn station(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>, Path(piece): 
                     h2 { "Pièce " (pc.id) }
                     (piece_facts(pc))
                     (proposal(&s, pc, &plan))
+                    (original_warning(pc))
                     details open { summary { "Indices relevés" } (evidence_list(pc, &plan)) }
                     @if !closed { (decision_forms(&s, pc, &queue, &plan, Some(next.map(|n| n.id.as_str()).unwrap_or("")))) }
                     p.muted.small {
-                        "Raccourcis : " kbd { "a" } " accepter · " kbd { "r" } " choisir un autre type · " kbd { "i" } " illisible · "
+                        "Raccourcis : " kbd { "a" } " accepter · " kbd { "r" } " choisir un autre type · " kbd { "g" } " original · " kbd { "i" } " illisible · "
                         kbd { "o" } " ouvrir le PDF · " kbd { "j" } " / " kbd { "k" } " pièce suivante / précédente"
                     }
                 }
@@ -367,6 +390,26 @@ async fn decide(State(b): State<Arc<Bureau>>, Path(piece): Path<String>, Checked
             }
             CutOutcome::NotPossible(why) => Err(s.error(StatusCode::CONFLICT, &why)),
             CutOutcome::Refused(why) => Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, &why)),
+        };
+    }
+    if field(&form, "action") == Some("original") {
+        if current.status != "review" {
+            return Err(already());
+        }
+        let Some((c, t)) = field(&form, "type").and_then(|v| v.split_once('/')) else {
+            return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Choisissez le type du document original."));
+        };
+        let Some(ty) = plan.piece_type(c, t) else {
+            return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Cette catégorie n'est pas dans le plan de classement."));
+        };
+        let Some(location) = field(&form, "emplacement") else {
+            return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Indiquez où l'original est rangé (bac ou boîte)."));
+        };
+        let location: String = location.chars().take(60).collect();
+        return match decisions::confirm_original(&b, &current, (c, t, ty.sensible), &location, &s.account.actor(), &plan).await? {
+            OriginalOutcome::Filed(_) => Ok(Redirect::to(&after_decision(&form)).into_response()),
+            OriginalOutcome::NotInReview => Err(already()),
+            OriginalOutcome::Refused(why) => Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, &why)),
         };
     }
     let decision = match field(&form, "action") {
@@ -475,5 +518,138 @@ async fn answer_incident(State(b): State<Arc<Bureau>>, Path(id): Path<i64>, Chec
         Ok(true) => Ok(Redirect::to("/console/incidents").into_response()),
         Ok(false) => Err(s.error(StatusCode::NOT_FOUND, "Cette fiche n'existe pas.")),
         Err(e) => Err(WebError::unavailable(e)),
+    }
+}
+
+// ---------------------------------------------------------------- originals
+
+/// The register of originals: those kept, the one to leave soonest first, with where they are
+/// and the day they must leave; a posting back to the GIP SNE is recorded by ticking them, with
+/// its date and tracking number; those returned after, with their return slip.
+async fn originals_register(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
+    let (rows, plan) = tokio::try_join!(originals::register(&b.pool, 500), store::current_plan(&b.pool))?;
+    let now = chrono::Utc::now();
+    let today = b.site.calendar().localise(now.fixed_offset()).date_naive();
+    let label = |code: &Option<String>| code.as_deref().map(|c| evidence::type_label(Some(&plan), c)).unwrap_or_else(|| "—".into());
+    let (kept, returned): (Vec<_>, Vec<_>) = rows.iter().partition(|o| o.state == "kept");
+    let body = html! {
+        p.muted {
+            "Un original reçu par erreur est gardé au plus un mois après sa réception, puis renvoyé au GIP SNE, qui le rend à son titulaire. "
+            "La pièce déposée au dossier est la copie tamponnée « COPIE » du bureau."
+        }
+        h2 { "Gardés au bureau (" (kept.len()) ")" }
+        @if kept.is_empty() { p.muted { "Aucun original n'est gardé." } } @else {
+            form method="post" action="/console/originaux" {
+                (s.csrf_field())
+                table {
+                    thead { tr { th { "Envoyer" } th { "Demande" } th { "Document" } th { "Rangé en" } th { "Reçu le" } th { "À renvoyer avant le" } th { "Pli" } } }
+                    tbody {
+                        @for o in &kept {
+                            @let late = o.due_at < now;
+                            tr.late[late] {
+                                td { input type="checkbox" name={ "piece-" (o.piece_id) } aria-label={ "envoyer l'original de la pièce " (o.piece_id) }; }
+                                td { (o.numero_unique.as_deref().unwrap_or("—")) }
+                                td { (label(&o.type_code)) }
+                                td { (o.location) }
+                                td { (when(&o.received_at, &b.site)) }
+                                td { (when(&o.due_at, &b.site)) @if late { " " strong { "dépassé" } } }
+                                td { a href={ "/mailings/" (url(&o.mailing_id)) } { (o.mailing_id) } }
+                            }
+                        }
+                    }
+                }
+                p {
+                    label { "Envoyés le " input type="date" name="envoi" required value=(today.format("%Y-%m-%d")); }
+                    " "
+                    label { "n° de suivi " input type="text" name="suivi" required maxlength="40"; }
+                    " "
+                    button type="submit" { "Enregistrer l'envoi au GIP SNE" }
+                }
+                p.muted.small { "Au plus " (RETURN_SLIP_LINES) " originaux par envoi : un bordereau de restitution est imprimé pour chaque envoi." }
+            }
+        }
+        h2 { "Renvoyés au GIP SNE (" (returned.len()) ")" }
+        @if returned.is_empty() { p.muted { "Aucun original n'a encore été renvoyé." } } @else {
+            table {
+                thead { tr { th { "Demande" } th { "Document" } th { "Reçu le" } th { "Envoyé le" } th { "N° de suivi" } } }
+                tbody {
+                    @for o in &returned {
+                        tr {
+                            td { (o.numero_unique.as_deref().unwrap_or("—")) }
+                            td { (label(&o.type_code)) }
+                            td { (when(&o.received_at, &b.site)) }
+                            td { (o.returned_on.map(|d| d.format("%d/%m/%Y").to_string()).unwrap_or_default()) }
+                            td {
+                                @if let Some(t) = &o.tracking {
+                                    a href={ "/console/originaux/bordereau?suivi=" (url(t)) } target="_blank" rel="noopener" { (t) " · bordereau" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(s.page("Registre des originaux", body))
+}
+
+/// Records a posting of originals back to the GIP SNE, then shows its return slip.
+async fn post_originals(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, fields: form }: CheckedForm<Staff>) -> Answer {
+    let mut pieces: Vec<String> = form.keys().filter_map(|k| k.strip_prefix("piece-")).map(str::to_string).collect();
+    pieces.sort();
+    if pieces.is_empty() {
+        return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Cochez les originaux mis dans l'envoi."));
+    }
+    if pieces.len() > RETURN_SLIP_LINES {
+        return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, &format!("Au plus {RETURN_SLIP_LINES} originaux par envoi : faites-en plusieurs.")));
+    }
+    let Some(posted_on) = field(&form, "envoi").and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()) else {
+        return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Indiquez la date de l'envoi."));
+    };
+    let Some(tracking) = field(&form, "suivi").filter(|t| t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')) else {
+        return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Indiquez le numéro de suivi de l'envoi (lettres et chiffres)."));
+    };
+    let returned = originals::record_return(&b.pool, &pieces, posted_on, tracking, &s.account.actor()).await?;
+    if returned.len() < pieces.len() {
+        return Err(s.error(StatusCode::CONFLICT, "Certains de ces originaux ont déjà été renvoyés (par un autre opérateur ?) : les autres sont enregistrés."));
+    }
+    Ok(Redirect::to("/console/originaux").into_response())
+}
+
+/// The return slip of one posting (by its tracking number), to print and put in the envelope.
+async fn return_slip(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>, Query(q): Query<Fields>) -> Answer {
+    let Some(tracking) = field(&q, "suivi") else {
+        return Err(s.error(StatusCode::NOT_FOUND, "Indiquez le numéro de suivi de l'envoi."));
+    };
+    let (rows, plan) = tokio::try_join!(originals::register(&b.pool, 100_000), store::current_plan(&b.pool))?;
+    let sent: Vec<&originals::KeptOriginal> = rows.iter().filter(|o| o.tracking.as_deref() == Some(tracking)).collect();
+    let Some(posted_on) = sent.first().and_then(|o| o.returned_on) else {
+        return Err(s.error(StatusCode::NOT_FOUND, "Aucun envoi n'a ce numéro de suivi."));
+    };
+    let calendar = b.site.calendar();
+    let slip = ReturnSlip {
+        bureau: b.site.site.name.clone(),
+        posted_on,
+        tracking: tracking.to_string(),
+        originals: sent
+            .iter()
+            .map(|o| ReturnedOriginal {
+                numero_unique: o.numero_unique.clone().unwrap_or_else(|| "—".into()),
+                document: o.type_code.as_deref().map(|c| evidence::type_label(Some(&plan), c)).unwrap_or_else(|| "—".into()),
+                received_on: calendar.localise(o.received_at.fixed_offset()).date_naive(),
+                location: o.location.clone(),
+            })
+            .collect(),
+    };
+    match return_slip_pdf(&slip) {
+        Ok(pdf) => Ok((
+            [
+                (axum::http::header::CONTENT_TYPE, "application/pdf".to_string()),
+                (axum::http::header::CONTENT_DISPOSITION, format!("inline; filename=\"restitution-{tracking}.pdf\"")),
+            ],
+            pdf,
+        )
+            .into_response()),
+        Err(e) => Err(s.error(StatusCode::INTERNAL_SERVER_ERROR, &format!("Le bordereau n'a pas pu être écrit : {e}."))),
     }
 }

@@ -113,6 +113,11 @@ async fn dashboard(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) -> Answer {
             div.tile { span { (d.notices_pending) } "avis à envoyer" }
             div.tile { span { (d.dead_letters_open) } "échecs à traiter" }
             div.tile { span { (d.incidents_open) } "incidents ouverts" }
+            @if d.originals_due > 0 {
+                div.tile.alert #originals-due title="Originaux reçus par erreur à renvoyer au GIP SNE, au plus un mois après leur réception" {
+                    span { (d.originals_due) } a href="/console/originaux" { "originaux à renvoyer sous " (desk::ORIGINALS_NOTICE_DAYS) " jours" }
+                }
+            }
             @if d.alerts_failed > 0 {
                 div.tile.alert #alerts-failed title="Alertes aux superviseurs et opérateurs que le serveur de messagerie n'a pas acceptées en 24 heures (voir le journal)" {
                     span { (d.alerts_failed) } "alertes non envoyées"

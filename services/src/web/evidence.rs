@@ -8,7 +8,7 @@ use scanbureau_pipeline::plan::FilingPlan;
 use super::portal::reason_label;
 
 /// The plan's label of a type code, else the code.
-fn type_label(plan: Option<&FilingPlan>, code: &str) -> String {
+pub(super) fn type_label(plan: Option<&FilingPlan>, code: &str) -> String {
     plan.and_then(|p| p.categories.iter().flat_map(|c| &c.types).find(|t| t.code == code)).map(|t| t.libelle.clone()).unwrap_or_else(|| code.to_string())
 }
 
@@ -41,6 +41,9 @@ pub fn en_clair(line: &str, plan: Option<&FilingPlan>) -> String {
     if let Some(rest) = l.strip_prefix("outside the plan (") {
         let label = rest.split_once("):").map(|(a, _)| a).unwrap_or(rest);
         return format!("Hors du plan de classement : ressemble à « {label} ».");
+    }
+    if let Some(why) = l.strip_prefix("original ? ") {
+        return original_fr(why);
     }
     if let Some(why) = l.strip_prefix("for an operator: ") {
         return format!("À vérifier : {why}.");
@@ -104,6 +107,30 @@ pub fn en_clair(line: &str, plan: Option<&FilingPlan>) -> String {
     l.to_string()
 }
 
+/// Why the job takes a page for an original sent by mistake (see `originals::suspicion`).
+fn original_fr(why: &str) -> String {
+    let size = |what: &str| {
+        why.split_once(" size (")
+            .and_then(|(_, r)| r.split_once(')'))
+            .map(|(mm, _)| format!("Original ? La page a été numérisée au format {what} ({mm}), et non photocopiée sur une feuille."))
+    };
+    if why.contains("a card's size") {
+        return size("d'une carte").unwrap_or_else(|| why.to_string());
+    }
+    if why.contains("a passport's size") {
+        return size("d'une page de passeport").unwrap_or_else(|| why.to_string());
+    }
+    if why.contains("booklet size") {
+        return size("du livret").unwrap_or_else(|| why.to_string());
+    }
+    if let Some(share) = between(why, "a stamp or signature in blue or violet ink (", " of the page), which a black-and-white copy does not have") {
+        return format!(
+            "Original ? Un cachet ou une signature à l'encre bleue ou violette ({share} de la page), qu'une photocopie en noir et blanc n'aurait pas."
+        );
+    }
+    format!("Original ? {why}")
+}
+
 /// One clue the classifier matched, as people read it.
 fn clue(c: &str) -> String {
     match c.split_once(':') {
@@ -137,6 +164,18 @@ mod tests {
             ("would be refused (PIECE_ILLISIBLE) but held first", "Serait refusée (pièce illisible), mais gardée pour vérification."),
             ("outside the plan (facture): facture, edf [6.0 vs 1.0 for QUITTANCE_LOYER]", "Hors du plan de classement : ressemble à « facture »."),
             ("something new the classifier says", "something new the classifier says"),
+            (
+                "original ? the page was scanned at a card's size (86 × 54 mm), not copied on a sheet",
+                "Original ? La page a été numérisée au format d'une carte (86 × 54 mm), et non photocopiée sur une feuille.",
+            ),
+            (
+                "original ? the page was scanned at the livret's booklet size (150 × 105 mm), not copied on a sheet",
+                "Original ? La page a été numérisée au format du livret (150 × 105 mm), et non photocopiée sur une feuille.",
+            ),
+            (
+                "original ? a stamp or signature in blue or violet ink (0.4 % of the page), which a black-and-white copy does not have",
+                "Original ? Un cachet ou une signature à l'encre bleue ou violette (0.4 % de la page), qu'une photocopie en noir et blanc n'aurait pas.",
+            ),
         ];
         for (raw, fr) in cases {
             let said = en_clair(raw, plan.as_ref());

@@ -45,6 +45,7 @@ fn menu(role: Role) -> &'static [(&'static str, &'static str)] {
             ("/console/review", "À vérifier"),
             ("/console/failed", "Échecs"),
             ("/console/incidents", "Incidents"),
+            ("/console/originaux", "Originaux"),
             ("/dashboard", "Tableau de bord"),
         ],
         Role::Supervisor => &[
@@ -53,6 +54,7 @@ fn menu(role: Role) -> &'static [(&'static str, &'static str)] {
             ("/console/review", "À vérifier"),
             ("/console/failed", "Échecs"),
             ("/console/incidents", "Incidents"),
+            ("/console/originaux", "Originaux"),
         ],
     }
 }

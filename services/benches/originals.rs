@@ -1,0 +1,148 @@
+//! Originals sent by mistake: how well the job suspects them on paper mailings.
+//!
+//!   cargo bench -p scanbureau --bench originals
+//!
+//! Generated counter mailings (ORIGINALS_MAILINGS, default 6, of 4 requests each, scanned in
+//! colour at ORIGINALS_DPI, default 200, duplex, JPEG) whose identity documents and civil-status
+//! acts are, at random, the originals themselves (a card or passport scanned at its own size, an
+//! act with its stamp and signature in wet ink), their colour photocopies on A4, or
+//! black-and-white copies of stamped acts; other documents of the plan among them. A document is
+//! suspected when a piece holding its first page says "original ?" in its evidence.
+//!
+//! Prints recall (originals suspected) and precision (suspicions that are originals), by kind of
+//! document, and every miss with BENCH_VERBOSE=1.
+
+use std::path::PathBuf;
+
+use chrono::DateTime;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use scanbureau::process::{MailingJob, classifier_for, execute};
+use scanbureau_fixtures::catalogue::{self, Paper, PlanDoc, Split, Subject};
+use scanbureau_fixtures::docs::DocKind;
+use scanbureau_fixtures::mailing::{Fault, MailingKind, MailingSpec, RequestSpec, Scanning, generate};
+use scanbureau_fixtures::people::{Person, guichet, person, registry_json};
+use scanbureau_fixtures::write::write_jpeg_folder;
+use scanbureau_pipeline::config::{DEFAULT_PLAN, SiteConfig};
+use scanbureau_pipeline::mailing::Channel;
+use scanbureau_pipeline::plan::FilingPlan;
+use scanbureau_pipeline::registry::Registry;
+
+/// The documents whose originals get sent: cards, passports and civil-status acts.
+const ORIGINAL_PRONE: &[&str] = &["CNI", "PASSEPORT", "TITRE_SEJOUR", "ACTE_NAISSANCE", "ACTE_DECES", "ACTE_MARIAGE", "LIVRET_FAMILLE"];
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// One request's documents: two or three prone to be sent as originals, each an original, a
+/// colour copy or a black-and-white copy of an original, and one other document of the plan.
+fn request_docs(p: &Person, rng: &mut SmallRng) -> Vec<DocKind> {
+    let mut docs = Vec::new();
+    for _ in 0..rng.random_range(2..=3) {
+        let code = ORIGINAL_PRONE[rng.random_range(0..ORIGINAL_PRONE.len())];
+        let Some(doc) = PlanDoc::of_type(code, Subject::Demandeur, rng) else { continue };
+        let doc = match rng.random_range(0..10) {
+            0..4 => doc.as_original(),
+            4..7 => PlanDoc { paper: Paper::CopyOfOriginal, ..doc },
+            _ => doc,
+        };
+        docs.push(DocKind::Plan(doc));
+    }
+    docs.push(DocKind::Plan(catalogue::random_doc(p, Split::Tune, false, rng)));
+    docs
+}
+
+#[derive(Default)]
+struct Tally {
+    originals: usize,
+    found: usize,
+    false_alarms: usize,
+}
+
+fn main() {
+    if let Err(e) = scanbureau_classifier::ocr::ensure_single_thread_ocr() {
+        eprintln!("could not restart with OMP_THREAD_LIMIT=1: {e}");
+    }
+    let n = env_usize("ORIGINALS_MAILINGS", 6);
+    let dpi = env_usize("ORIGINALS_DPI", 200) as f32;
+    let verbose = std::env::var("BENCH_VERBOSE").is_ok_and(|v| v == "1");
+    let site = SiteConfig::embedded_default();
+    let plan = FilingPlan::from_toml(DEFAULT_PLAN).expect("plan");
+    let classifier = classifier_for(&site, &plan).expect("classifier");
+    let pool = rayon::ThreadPoolBuilder::new().build().expect("pool");
+    let received_at = DateTime::parse_from_rfc3339("2026-11-18T09:12:00+01:00").expect("date");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut by_type: std::collections::BTreeMap<&'static str, Tally> = std::collections::BTreeMap::new();
+    let (mut pages, mut documents) = (0, 0);
+    let started = std::time::Instant::now();
+    for k in 0..n {
+        let mut rng = SmallRng::seed_from_u64(900 + k as u64);
+        let g = guichet(&mut rng);
+        let requests = (0..4)
+            .map(|_| {
+                let person = person(&mut rng, &g.departement, &g.numero);
+                let docs = request_docs(&person, &mut rng);
+                RequestSpec { person, docs, fault: Fault::None }
+            })
+            .collect();
+        let scanning = Scanning { dpi, duplex: true, ..Scanning::default() };
+        let spec = MailingSpec {
+            kind: MailingKind::Guichet,
+            guichet: g,
+            requests,
+            without_bordereau: false,
+            washed_out_bordereau: false,
+            scanning,
+            seed: 900 + k as u64,
+        };
+        let generated = generate(&spec);
+        let dir = tmp.path().join(format!("mailing-{k}"));
+        write_jpeg_folder(&dir, &generated.pages, 80).expect("write");
+        let people: Vec<Person> = spec.requests.iter().map(|r| r.person.clone()).collect();
+        let registry = Registry::from_json(&registry_json(&people, std::slice::from_ref(&spec.guichet))).expect("registry");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).expect("dir").filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        let files: Vec<(usize, PathBuf)> = files.into_iter().map(|p| (0, p)).collect();
+        let job = MailingJob { files: &files, channel: Channel::Paper, received_at, numero: None, notify: None, site: &site, registry: &registry, plan: &plan };
+        let out = execute(&job, &classifier, &pool, &|_| {}, &|| {}).expect("job");
+        pages += out.report.pages.len();
+        let pieces: Vec<_> = out.report.requests.iter().flat_map(|r| &r.pieces).collect();
+        for doc in generated.truth.requests.iter().flat_map(|r| &r.docs) {
+            documents += 1;
+            let Some(&first) = doc.pages.first() else { continue };
+            let piece = pieces.iter().find(|p| p.pages.contains(&first));
+            let suspected = piece.is_some_and(|p| p.evidence.iter().any(|e| e.starts_with("original ?")));
+            let t = by_type.entry(if doc.type_code.is_empty() { "(outside the plan)" } else { doc.type_code }).or_default();
+            t.originals += usize::from(doc.original);
+            t.found += usize::from(doc.original && suspected);
+            t.false_alarms += usize::from(!doc.original && suspected);
+            if verbose && doc.original != suspected {
+                let what = if doc.original { "original missed" } else { "copy suspected" };
+                let paper = match doc.kind {
+                    DocKind::Plan(d) => format!("{:?}", d.paper),
+                    _ => String::new(),
+                };
+                println!("  {what}: mailing {k}, {} ({paper}), pages {:?}", doc.type_code, doc.pages);
+                for e in piece.map(|p| p.evidence.as_slice()).unwrap_or_default() {
+                    println!("      {e}");
+                }
+            }
+        }
+    }
+    let originals: usize = by_type.values().map(|t| t.originals).sum();
+    let found: usize = by_type.values().map(|t| t.found).sum();
+    let false_alarms: usize = by_type.values().map(|t| t.false_alarms).sum();
+    let pct = |a: usize, b: usize| if b == 0 { f64::NAN } else { 100.0 * a as f64 / b as f64 };
+    println!(
+        "== originals among copies: {n} paper mailings, {pages} pages, {documents} documents, {originals} of them originals, {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!("recall (originals suspected)               {:5.1} % ({found}/{originals})", pct(found, originals));
+    println!("precision (suspicions that are originals)  {:5.1} % ({found}/{})", pct(found, found + false_alarms), found + false_alarms);
+    println!("   {:<24} {:>9} {:>9} {:>13}", "type", "originals", "suspected", "copies flagged");
+    for (code, t) in &by_type {
+        println!("   {code:<24} {:>9} {:>9} {:>13}", t.originals, t.found, t.false_alarms);
+    }
+}

@@ -1,0 +1,62 @@
+//! The register of originals sent by mistake (see `migrations/0007_originals.sql`): where each
+//! one is kept, when it must leave, when it left and how.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::json;
+use sqlx::PgPool;
+
+use super::{Result, audit};
+
+/// One original in the bureau's keeping, or sent back.
+#[derive(Debug, Clone)]
+pub struct KeptOriginal {
+    pub piece_id: String,
+    pub mailing_id: String,
+    pub numero_unique: Option<String>,
+    pub type_code: Option<String>,
+    pub location: String,
+    pub received_at: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    pub state: String,
+    pub returned_on: Option<NaiveDate>,
+    pub tracking: Option<String>,
+    pub confirmed_by: String,
+}
+
+/// The register: originals still kept first, the one due soonest first; then those returned,
+/// the latest first.
+pub async fn register(pool: &PgPool, limit: i64) -> Result<Vec<KeptOriginal>> {
+    Ok(sqlx::query_as!(
+        KeptOriginal,
+        "SELECT piece_id, mailing_id, numero_unique, type_code, location, received_at, due_at, state, returned_on, tracking, confirmed_by
+         FROM originals ORDER BY state = 'returned', CASE WHEN state = 'kept' THEN due_at END, returned_on DESC, piece_id LIMIT $1",
+        limit
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Originals still kept whose date to leave is before `by`.
+pub async fn due_by(pool: &PgPool, by: DateTime<Utc>) -> Result<i64> {
+    Ok(sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM originals WHERE state = 'kept' AND due_at < $1"#, by).fetch_one(pool).await?)
+}
+
+/// Records that the originals `pieces` were posted to the GIP SNE on `posted_on` (`tracking`:
+/// the postal tracking number), audited each. Only those still kept change; the ones that
+/// did are returned.
+pub async fn record_return(pool: &PgPool, pieces: &[String], posted_on: NaiveDate, tracking: &str, actor: &str) -> Result<Vec<String>> {
+    let mut tx = pool.begin().await?;
+    let returned = sqlx::query!(
+        "UPDATE originals SET state = 'returned', returned_on = $2, tracking = $3 WHERE piece_id = ANY($1) AND state = 'kept' RETURNING piece_id, mailing_id",
+        pieces,
+        posted_on,
+        tracking
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for r in &returned {
+        audit(&mut tx, actor, &r.mailing_id, "original_returned", json!({"piece": r.piece_id, "posted_on": posted_on, "tracking": tracking})).await?;
+    }
+    tx.commit().await?;
+    Ok(returned.into_iter().map(|r| r.piece_id).collect())
+}
