@@ -14,7 +14,7 @@ use crate::input::MailEnvelope;
 use crate::lightpdf::{EncodedPage, shrink_page, write_pdf};
 use crate::mailing::{Channel, MailingKind, MailingSplit, PageFact, PageFate, PageInfo, RequestSlip, RequestSplit, SplitParams, split_mailing};
 use crate::notice::{NoticeContext, NoticePiece, RequestNotice, mailing_notice, request_notice};
-use crate::originals::{PaperSigns, batch_dpi, suspicion};
+use crate::originals::{PaperSigns, SEPARATOR_PAYLOAD, batch_dpi, stamp_copy, suspicion};
 use crate::plan::{FilingPlan, apply_maxima};
 use crate::qualify::{Household, HouseholdMember, PageFeatures, PieceDraft, Qualifier, QualifyInput};
 use crate::reason::{AnomalyCode, ReasonCode};
@@ -82,6 +82,7 @@ fn short_hash(parts: &[&str]) -> String {
 fn fact_of(rec: &PageRecord) -> PageFact {
     match &rec.outcome {
         PageOutcome::Unreadable { reason, detail } => PageFact::Unreadable { reason: *reason, detail: detail.clone() },
+        PageOutcome::Read { analysis, .. } if analysis.qr_codes.iter().any(|q| q.payload == SEPARATOR_PAYLOAD.as_bytes()) => PageFact::OriginalSeparator,
         PageOutcome::Read { analysis, features } => match &analysis.slip {
             Some(s) => PageFact::Slip(s.parse.clone()),
             None if analysis.blank => PageFact::Blank,
@@ -303,6 +304,10 @@ fn page_reports(records: &[PageRecord], fates: &[PageFate]) -> Vec<PageReport> {
                 },
             };
             match fate {
+                PageFate::Slip if fact_of(r) == PageFact::OriginalSeparator => {
+                    p.role = PageRole::Slip;
+                    p.detail = Some("the bureau's separator sheet: the document after it is an original sent by mistake".into());
+                }
                 PageFate::Slip => p.role = PageRole::Slip,
                 PageFate::Blank => p.role = PageRole::Blank,
                 PageFate::Rejected { reason, detail } => {
@@ -418,12 +423,23 @@ fn assemble_request(m: &MailingView<'_>, req: &RequestSplit) -> RequestOutput {
             let page_keys: Vec<String> = d.pages.iter().map(|p| p.to_string()).collect();
             let id = format!("p-{}", short_hash(&[&ctx.batch_id, &numero_str, &page_keys.join(",")]));
             let sensible = d.categorie.as_deref().zip(d.type_code.as_deref()).and_then(|(c, t)| ctx.plan.piece_type(c, t)).is_some_and(|t| t.sensible);
-            let original = m.original_suspicion(d);
-            let (mut status, mut reason, evidence) = piece_decision(d, full, overflow.as_deref(), original.as_deref(), ctx.site.qualify.review_threshold);
+            // An original the operator marked with a separator sheet is known, not suspected:
+            // filed as the bureau's stamped copy. One the job suspects waits for an operator.
+            let flagged = d.pages.iter().find(|p| req.originals_from.contains(p));
+            let original = if flagged.is_some() { None } else { m.original_suspicion(d) };
+            let (mut status, mut reason, mut evidence) = piece_decision(d, full, overflow.as_deref(), original.as_deref(), ctx.site.qualify.review_threshold);
+            if let Some(page) = flagged {
+                evidence.push(format!("original: marked by the operator's separator sheet before page {page}; filed as the bureau's copy stamped COPIE"));
+            }
             let (mut file, mut bytes) = (None, None);
             if status != PieceStatus::Rejected {
                 let enc: Vec<&EncodedPage> = d.pages.iter().filter_map(|&p| encoded_of(&m.records[p])).collect();
-                match piece_pdf(&enc, &format!("{numero_str} {id}")) {
+                let stamped = |pdf: Vec<u8>| match flagged {
+                    // Our own PDF always reads back; were it not to, the piece is kept unstamped.
+                    Some(_) => Some(stamp_copy(&pdf, &ctx.site.site.name, ctx.received_at.date_naive()).unwrap_or(pdf)),
+                    None => Some(pdf),
+                };
+                match piece_pdf(&enc, &format!("{numero_str} {id}")).and_then(stamped) {
                     Some(pdf) => {
                         let path = format!("pieces/{numero_str}/{id}.pdf");
                         bytes = Some(pdf.len() as u64);
@@ -452,6 +468,7 @@ fn assemble_request(m: &MailingView<'_>, req: &RequestSplit) -> RequestOutput {
                 bytes,
                 plan_version: ctx.plan.version.clone(),
                 evidence,
+                original: flagged.is_some(),
             });
         }
     }
@@ -550,7 +567,7 @@ fn request_notice_file(ctx: &JobContext<'_>, notice_ctx: &NoticeContext<'_>, to:
             pages: p.pages.len(),
             status: p.status,
             reason: p.reason,
-            original: false,
+            original: p.original,
         })
         .collect();
     let eml = request_notice(
@@ -699,8 +716,10 @@ mod tests {
             };
             (0, Ok(b))
         });
-        let requests =
-            numeros.iter().map(|n| RequestSplit { slip_page: None, slip: RequestSlip::Given(numero(n)), sheets: Vec::new(), page_count: 0 }).collect();
+        let requests = numeros
+            .iter()
+            .map(|n| RequestSplit { slip_page: None, slip: RequestSlip::Given(numero(n)), sheets: Vec::new(), page_count: 0, originals_from: Vec::new() })
+            .collect();
         MailingSplit { kind, bordereau, requests, fates, anomalies: Vec::new(), rejection: None, duplex: Vec::new() }
     }
 
@@ -818,6 +837,7 @@ mod tests {
             bytes: None,
             plan_version: "v".into(),
             evidence: Vec::new(),
+            original: false,
         }
     }
 

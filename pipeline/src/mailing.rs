@@ -13,9 +13,15 @@ use crate::slip::{Attestation, Bordereau, Fiche, PayloadError, Slip, SlipKind, S
 /// What the page step found on one page, as the split needs it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PageFact {
-    Unreadable { reason: ReasonCode, detail: String },
+    Unreadable {
+        reason: ReasonCode,
+        detail: String,
+    },
     Blank,
     Slip(SlipParse),
+    /// The bureau's own separator sheet, put by an operator before an original sent by mistake
+    /// (see [`crate::originals::SEPARATOR_PAYLOAD`]): no page of the mailing, never counted.
+    OriginalSeparator,
     Content,
 }
 
@@ -76,6 +82,9 @@ pub struct RequestSplit {
     pub sheets: Vec<Vec<PageIndex>>,
     /// Non-blank pages of the request including its slip (what the fiche's `nb_pages` counts).
     pub page_count: u32,
+    /// The first page after each of the operators' separator sheets in the request: where an
+    /// original sent by mistake begins.
+    pub originals_from: Vec<PageIndex>,
 }
 
 impl RequestSplit {
@@ -190,7 +199,16 @@ pub fn split_mailing(pages: &[PageInfo], params: &SplitParams) -> MailingSplit {
     let mut bordereau: Option<(PageIndex, Result<Bordereau, PayloadError>)> = None;
     let mut first_slip_kind: Option<SlipKind> = None;
 
+    // Set by an operator's separator sheet: the next page read begins an original.
+    let mut original_next = false;
     for sheet in &sheets {
+        if sheet.iter().any(|&i| pages[i].fact == PageFact::OriginalSeparator) {
+            for &i in sheet {
+                fates[i] = if pages[i].fact == PageFact::OriginalSeparator { PageFate::Slip } else { PageFate::Blank };
+            }
+            original_next = true;
+            continue;
+        }
         let slip = sheet.iter().find_map(|&i| match &pages[i].fact {
             PageFact::Slip(p) => Some((i, p.clone())),
             _ => None,
@@ -218,6 +236,7 @@ pub fn split_mailing(pages: &[PageInfo], params: &SplitParams) -> MailingSplit {
                 slip,
                 sheets: Vec::new(),
                 page_count: sheet.iter().filter(|&&i| pages[i].fact != PageFact::Blank).count() as u32,
+                originals_from: Vec::new(),
             };
             match parse {
                 SlipParse::Valid(Slip::Bordereau(b)) if bordereau.is_none() && requests.is_empty() => bordereau = Some((slip_page, Ok(b))),
@@ -240,7 +259,7 @@ pub fn split_mailing(pages: &[PageInfo], params: &SplitParams) -> MailingSplit {
         if requests.is_empty()
             && let Some(n) = &params.numero_unique
         {
-            requests.push(RequestSplit { slip_page: None, slip: RequestSlip::Given(n.clone()), sheets: Vec::new(), page_count: 0 });
+            requests.push(RequestSplit { slip_page: None, slip: RequestSlip::Given(n.clone()), sheets: Vec::new(), page_count: 0, originals_from: Vec::new() });
         }
         let current = requests.len().checked_sub(1);
         let mut readable = Vec::new();
@@ -264,8 +283,11 @@ pub fn split_mailing(pages: &[PageInfo], params: &SplitParams) -> MailingSplit {
             }
         }
         if let Some(r) = current
-            && !readable.is_empty()
+            && let Some(&first) = readable.first()
         {
+            if std::mem::take(&mut original_next) {
+                requests[r].originals_from.push(first);
+            }
             requests[r].sheets.push(readable);
         }
     }
@@ -287,7 +309,7 @@ pub fn split_mailing(pages: &[PageInfo], params: &SplitParams) -> MailingSplit {
         }
     }
 
-    let non_blank = pages.iter().filter(|p| p.fact != PageFact::Blank).count() as u32;
+    let non_blank = pages.iter().filter(|p| !matches!(p.fact, PageFact::Blank | PageFact::OriginalSeparator)).count() as u32;
     if let Some((page, Ok(b))) = &bordereau {
         let fiches = requests.len() as u32;
         if b.nb_dossiers != fiches {
@@ -400,6 +422,22 @@ mod tests {
         assert_eq!(s.requests[0].numero(), Some(&n));
         assert_eq!(s.requests[1].slip_rejection(), Some(ReasonCode::NumeroInvalide));
         assert_eq!(s.anomalies[0].code, AnomalyCode::SlipInvalide);
+    }
+
+    #[test]
+    fn an_operators_separator_sheet_marks_the_original_after_it_and_counts_for_nothing() {
+        use PageFact::*;
+        // Duplex: bordereau, fiche A (3 pages), a piece, the separator (blank back), the original
+        // (recto, verso), then fiche B.
+        let bt = "SNE-BT|1|G0042|074|2|7|2026-11-18";
+        let fa = "SNE-FR|1|0740126000123G0042|DUPONT|MARIE|1980-02-14|2|4|2026-11-16";
+        let p = pages(vec![slip(bt), Blank, slip(fa), Blank, Content, Blank, OriginalSeparator, Blank, Content, Content, slip(FB), Blank, Content, Blank]);
+        let s = split_mailing(&p, &SplitParams::default());
+        assert_eq!(s.requests[0].sheets, vec![vec![4], vec![8, 9]]);
+        assert_eq!(s.requests[0].originals_from, vec![8]);
+        assert!(s.requests[1].originals_from.is_empty(), "the mark does not run on");
+        assert_eq!((s.fates[6].clone(), s.fates[7].clone()), (PageFate::Slip, PageFate::Blank));
+        assert!(s.anomalies.is_empty(), "the separator is no page of the mailing: {:?}", s.anomalies);
     }
 
     #[test]

@@ -18,6 +18,11 @@ pub struct PaperSigns {
     pub wet_ink: f32,
 }
 
+/// The QR code of the bureau's separator sheet, which an operator puts before an original sent
+/// by mistake while preparing a batch: the job files the document after it as an original. A
+/// bureau's own sheet, outside the SNE's slips (`slips.md`): its code is not theirs.
+pub const SEPARATOR_PAYLOAD: &str = "SCANBUREAU|ORIGINAL|1";
+
 /// Blue or violet ink over at least this share of the page: a stamp (a 30-mm ring and its
 /// text) with a signature covers 0.3 to 1 % of an A4 page; a blue logo in a letterhead, which
 /// acts and livrets do not carry, would be about as much, hence the types it applies to.

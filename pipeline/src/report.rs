@@ -134,6 +134,10 @@ pub struct PieceReport {
     pub bytes: Option<u64>,
     pub plan_version: String,
     pub evidence: Vec<String>,
+    /// An original sent by mistake, marked by an operator's separator sheet: the file is the
+    /// bureau's copy of it, stamped "COPIE"; the paper goes back to the GIP SNE.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub original: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

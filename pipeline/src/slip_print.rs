@@ -202,6 +202,37 @@ fn document(ops: Vec<Operation>) -> Result<Vec<u8>, PrintError> {
     Ok(out)
 }
 
+/// The bureau's separator sheet: an operator puts it before an original sent by mistake while
+/// preparing a batch; the job reads its code like a slip's and files the document after it as
+/// an original (see [`crate::originals::SEPARATOR_PAYLOAD`]). Printed once, used again.
+pub fn separator_pdf() -> Result<Vec<u8>, PrintError> {
+    let payload = crate::originals::SEPARATOR_PAYLOAD;
+    let code = qrcode::QrCode::with_error_correction_level(payload.as_bytes(), qrcode::EcLevel::M).map_err(|e| PrintError::Qr(e.to_string()))?;
+    let mut ops = Vec::new();
+    qr_squares(&mut ops, &code);
+    let mut y = PAGE_H - MARGIN - 20.0;
+    text_line(&mut ops, "F2", 18.0, MARGIN, y, "INTERCALAIRE : ORIGINAL");
+    y -= 22.0;
+    text_line(&mut ops, "F1", 11.0, MARGIN, y, "Bureau de numérisation - feuille de séparation");
+    y = PAGE_H - MARGIN - QR_SIDE - 80.0;
+    text_line(&mut ops, "F2", 40.0, MARGIN, y, "ORIGINAL");
+    y -= 50.0;
+    for line in [
+        "Placez cette feuille juste avant un document original reçu par erreur.",
+        "Le document qui la suit est classé comme original : une copie tamponnée « COPIE »",
+        "est déposée au dossier et l'original entre au registre, à renvoyer au GIP SNE",
+        "dans le mois qui suit sa réception.",
+        "",
+        "La feuille n'est pas une page du pli : elle n'est pas comptée et peut resservir.",
+        "Ne la pliez pas et ne couvrez pas le code.",
+    ] {
+        text_line(&mut ops, "F1", 12.0, MARGIN, y, line);
+        y -= 17.0;
+    }
+    text_line(&mut ops, "F1", 7.0, MARGIN, MARGIN, payload);
+    document(ops)
+}
+
 /// One original of a posting back to the GIP SNE, as the return slip lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReturnedOriginal {
@@ -353,5 +384,15 @@ mod tests {
         }
         let too_many = ReturnSlip { originals: vec![original("0740126000123G0042"); RETURN_SLIP_LINES + 1], ..slip };
         assert!(return_slip_pdf(&too_many).is_err());
+    }
+
+    #[test]
+    fn the_separator_sheet_prints_its_code_where_the_reader_finds_it() {
+        let pdf = separator_pdf().expect("pdf");
+        let page = split_pdf("intercalaire.pdf", &pdf, &Limits::default()).into_iter().next().expect("a page");
+        let raster = decode_page(&page.blob, &Limits::default()).expect("renders");
+        let hits = find_qr_codes(&raster.gray, &QrSearch::default());
+        assert_eq!(hits.first().map(|h| h.payload.as_slice()), Some(crate::originals::SEPARATOR_PAYLOAD.as_bytes()));
+        assert!(matches!(parse_payload(&hits[0].payload), SlipParse::NotASlip), "not one of the SNE's slips");
     }
 }

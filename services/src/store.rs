@@ -351,8 +351,12 @@ pub struct OutgoingNotice {
     pub message: Vec<u8>,
 }
 
+/// Where the register says an original marked by a separator sheet is: in its scanned batch.
+pub const ORIGINAL_IN_BATCH: &str = "dans le lot scanné";
+
 /// Records a finished mailing in one transaction: its pages, requests, pieces and notices,
 /// and its status. Returns the ids of the notices now pending (new or left from an earlier try).
+/// Originals marked by an operator's separator sheet enter the register (see `store::originals`).
 pub async fn record_done(
     pool: &PgPool,
     mailing_id: &str,
@@ -394,8 +398,9 @@ pub async fn record_done(
         for p in &r.pieces {
             let key = filed.iter().find(|f| f.id == p.id).and_then(|f| f.key.clone());
             sqlx::query!(
-                "INSERT INTO pieces (id, mailing_id, numero_unique, categorie, type_code, confidence, sensible, status, reason, key, bytes, plan_version, evidence, pages)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO pieces (id, mailing_id, numero_unique, categorie, type_code, confidence, sensible, status, reason, key, bytes, plan_version, evidence, pages,
+                                     original)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (id) DO NOTHING",
                 p.id,
                 mailing_id,
                 r.numero_unique,
@@ -409,10 +414,32 @@ pub async fn record_done(
                 p.bytes.map(|b| b as i64),
                 p.plan_version,
                 json!(p.evidence),
-                p.pages.len() as i32
+                p.pages.len() as i32,
+                p.original
             )
             .execute(&mut *tx)
             .await?;
+            // An original an operator marked with the separator sheet enters the register; its
+            // paper is in the batch until someone puts it away.
+            if p.original {
+                let n = sqlx::query!(
+                    "INSERT INTO originals (piece_id, mailing_id, numero_unique, type_code, location, received_at, due_at, confirmed_by)
+                     SELECT $1, id, $2, $3, $4, received_at, received_at + interval '1 month', $5 FROM mailings WHERE id = $6
+                     ON CONFLICT (piece_id) DO NOTHING",
+                    p.id,
+                    r.numero_unique,
+                    p.type_code,
+                    ORIGINAL_IN_BATCH,
+                    actor,
+                    mailing_id
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 1 {
+                    audit(&mut tx, actor, mailing_id, "original_registered", json!({"piece": p.id, "marked_by": "separator sheet"})).await?;
+                }
+            }
         }
     }
     for n in notices {

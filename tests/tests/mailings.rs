@@ -401,3 +401,41 @@ fn an_attestation_whose_code_is_washed_out_files_nothing_on_a_guess() {
     let filed = report.requests.iter().flat_map(|r| &r.pieces).filter(|p| p.status == PieceStatus::Uploaded).count();
     assert_eq!(filed, 0, "nothing filed without a read attestation: {:?}", report.requests);
 }
+
+/// The separator sheet an operator put before an original, drawn as the printed one reads.
+fn separator_sheet(dpi: f32) -> scanbureau_fixtures::page::Scan {
+    let mut c = scanbureau_fixtures::page::Canvas::new(dpi, 245, false);
+    c.text(17.0, 25.0, 18.0, "INTERCALAIRE : ORIGINAL", true, [0, 0, 0]);
+    c.text(17.0, 90.0, 40.0, "ORIGINAL", true, [0, 0, 0]);
+    c.qr(151.0, 17.0, 42.0, scanbureau_pipeline::originals::SEPARATOR_PAYLOAD.as_bytes(), 0);
+    c.finish()
+}
+
+#[test]
+fn an_original_marked_by_the_separator_sheet_is_filed_stamped_and_the_sheet_counts_for_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let spec = random_spec(23, MailingKind::Guichet, 1, Scanning { duplex: false, upside_down_rate: 0.0, ..fast() });
+    let mut g = generate(&spec);
+    let docs = &g.truth.requests[0].docs;
+    assert!(docs.len() >= 2, "the test needs two documents");
+    let original_first = docs[1].pages[0];
+    g.pages.insert(original_first, separator_sheet(200.0));
+    write_jpeg_folder(&dir.path().join("batch"), &g.pages, 75).expect("write");
+    let reg = write_registry(dir.path(), &g, &spec.guichet);
+    let report = process(&args(vec![dir.path().join("batch")], &dir.path().join("out"), Some(reg), ChannelArg::Paper));
+    // The sheet is the bureau's, not a page of the mailing: no count is off.
+    assert!(report.batch.anomalies.is_empty(), "{:?}", report.batch.anomalies);
+    assert_eq!(report.pages[original_first].role, PageRole::Slip);
+    let pieces = &report.requests[0].pieces;
+    let marked: Vec<_> = pieces.iter().filter(|p| p.original).collect();
+    assert_eq!(marked.len(), 1, "{pieces:#?}");
+    assert_eq!(marked[0].pages.first(), Some(&(original_first + 1)), "the document after the sheet");
+    assert!(marked[0].evidence.iter().any(|e| e.contains("separator sheet")), "{:?}", marked[0].evidence);
+    let pdf = fs::read(dir.path().join("out").join(marked[0].file.as_deref().expect("filed"))).expect("piece PDF");
+    let doc = lopdf::Document::load_mem(&pdf).expect("valid PDF");
+    let pages: Vec<u32> = doc.get_pages().keys().copied().collect();
+    assert!(doc.extract_text(&pages).expect("text").contains("COPIE"), "stamped");
+    let notice = fs::read(dir.path().join("out").join(report.requests[0].notice.as_deref().expect("notice"))).expect("notice");
+    let body = mail_parser::MessageParser::default().parse(&notice).and_then(|m| m.body_text(0).map(|t| t.to_string())).unwrap_or_default();
+    assert!(body.contains("il vous sera restitué par le GIP SNE"), "{body}");
+}

@@ -599,6 +599,52 @@ async fn an_operator_files_an_original_as_a_stamped_copy_and_posts_the_paper_bac
     drop_queues(&stack).await
 }
 
+/// An original an operator marked with the separator sheet comes out of the job as such
+/// (`original: true` in the report): recording the mailing enters it in the register, once
+/// however often the mailing is recorded, audited, and the register lists it in its batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_original_marked_in_a_batch_enters_the_register_once() -> Result<()> {
+    let stack = TestStack::new("webmarked", true).await?;
+    let server = Server::start(&stack, &["portal"], &[])?;
+    let pool = PgPool::connect(&stack.database_url).await?;
+    add_account(&stack, OPERATOR.0, OPERATOR.1, "operator", None, false)?;
+    let (bureau, _stop) = setup_bureau(&stack).await?;
+    let mailing = format!("m-marked-{}", stack.name);
+    record_mailing(&bureau, &mailing, Utc::now(), false, None).await?;
+    let report: scanbureau_pipeline::report::Report = serde_json::from_value(serde_json::json!({
+        "batch": {"id": mailing, "channel": "paper", "sender": {"kind": "guichet", "id": "G3533"}, "received_at": "2026-12-05T09:00:00+01:00",
+                  "due_at": "2026-12-08T23:59:59+01:00", "pages": 2, "status": "accepted", "anomalies": [], "plan_version": "test",
+                  "duplex": [false], "counts": {"slip": 1, "piece": 1, "blank": 0, "rejected": 0, "pieces_uploaded": 1, "pieces_review": 0, "pieces_rejected": 0}},
+        "slips": [],
+        "requests": [{"numero_unique": "0930325091042G3533", "slip_page": null, "status": "accepted", "reason": null, "notice": null,
+                      "pieces": [{"id": "p-marked-1", "pages": [1], "categorie": "IDP", "type": "LIVRET_FAMILLE", "confidence": 0.95, "sensible": false,
+                                  "status": "uploaded", "reason": null, "file": null, "bytes": null, "plan_version": "test",
+                                  "evidence": ["original: marked by the operator's separator sheet before page 1; filed as the bureau's copy stamped COPIE"],
+                                  "original": true}]}],
+        "pages": [{"index": 0, "source": "scan-0001.jpg", "role": "slip", "piece": null, "reason": null},
+                  {"index": 1, "source": "scan-0002.jpg", "role": "piece", "piece": "p-marked-1", "reason": null}]
+    }))?;
+    for _ in 0..2 {
+        store::record_done(&bureau.pool, &mailing, &report, &[], &[], 30, "worker:test").await?;
+    }
+    let (original, location, state): (bool, String, String) =
+        sqlx::query_as("SELECT p.original, o.location, o.state FROM pieces p JOIN originals o ON o.piece_id = p.id WHERE p.id = 'p-marked-1'")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!((original, location.as_str(), state.as_str()), (true, store::ORIGINAL_IN_BATCH, "kept"));
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'original_registered' AND subject = $1").bind(&mailing).fetch_one(&pool).await?;
+    assert_eq!(audited, 1, "registered once");
+    let mut op = Client::new(server.port);
+    assert_eq!(op.login(OPERATOR.0, OPERATOR.1).await?.status, 303);
+    let register = op.get("/console/originaux").await?.text();
+    assert!(register.contains("0930325091042G3533") && register.contains(store::ORIGINAL_IN_BATCH), "{register}");
+    let sheet = op.get("/console/originaux/intercalaire.pdf").await?;
+    assert_eq!((sheet.status, sheet.header("content-type")), (200, Some("application/pdf")));
+    drop(server);
+    drop_queues(&stack).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_retries_one_given_up_mailing_and_refuses_another_with_a_notice() -> Result<()> {
     let stack = TestStack::new("webfail", true).await?;

@@ -16,7 +16,7 @@ use maud::{Markup, html};
 use scanbureau_pipeline::ReasonCode;
 use scanbureau_pipeline::input::{FileKind, sniff};
 use scanbureau_pipeline::plan::FilingPlan;
-use scanbureau_pipeline::slip_print::{RETURN_SLIP_LINES, ReturnSlip, ReturnedOriginal, return_slip_pdf};
+use scanbureau_pipeline::slip_print::{RETURN_SLIP_LINES, ReturnSlip, ReturnedOriginal, return_slip_pdf, separator_pdf};
 
 use super::access::{CheckedForm, SignedIn, Staff, Uploader};
 use super::evidence;
@@ -43,6 +43,7 @@ pub fn routes() -> Router<Arc<Bureau>> {
         .route("/console/incidents/{id}", post(answer_incident))
         .route("/console/originaux", get(originals_register).post(post_originals))
         .route("/console/originaux/bordereau", get(return_slip))
+        .route("/console/originaux/intercalaire.pdf", get(separator_sheet))
 }
 
 /// Largest batch the console takes (a few hundred pages), and most files in one.
@@ -58,6 +59,10 @@ async fn batches(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>, Query(q): Que
         p {
             "Un fichier du scanner (PDF, TIFF multipage), ou les images d'un lot (JPEG, PNG, TIFF : plusieurs fichiers ou le dossier du scanner, "
             "pris dans l'ordre de leurs noms) : le lot suit le même chemin qu'un lot déposé dans le dossier d'entrée."
+        }
+        p.muted {
+            "Un document original reçu par erreur ? Placez l'" a href="/console/originaux/intercalaire.pdf" target="_blank" rel="noopener" { "intercalaire « original »" }
+            " juste avant lui dans le lot : il sera classé comme original (copie tamponnée au dossier, original au registre)."
         }
         (upload_form(
             &s,
@@ -535,7 +540,9 @@ async fn originals_register(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) ->
     let body = html! {
         p.muted {
             "Un original reçu par erreur est gardé au plus un mois après sa réception, puis renvoyé au GIP SNE, qui le rend à son titulaire. "
-            "La pièce déposée au dossier est la copie tamponnée « COPIE » du bureau."
+            "La pièce déposée au dossier est la copie tamponnée « COPIE » du bureau. "
+            "En préparant un lot, placez l'" a href="/console/originaux/intercalaire.pdf" target="_blank" rel="noopener" { "intercalaire « original »" }
+            " juste avant un original : il est alors classé ainsi sans vérification."
         }
         h2 { "Gardés au bureau (" (kept.len()) ")" }
         @if kept.is_empty() { p.muted { "Aucun original n'est gardé." } } @else {
@@ -651,5 +658,20 @@ async fn return_slip(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>, Query(q):
         )
             .into_response()),
         Err(e) => Err(s.error(StatusCode::INTERNAL_SERVER_ERROR, &format!("Le bordereau n'a pas pu être écrit : {e}."))),
+    }
+}
+
+/// The separator sheet an operator prints once and puts before each original in a batch.
+async fn separator_sheet(s: SignedIn<Staff>) -> Answer {
+    match separator_pdf() {
+        Ok(pdf) => Ok((
+            [
+                (axum::http::header::CONTENT_TYPE, "application/pdf".to_string()),
+                (axum::http::header::CONTENT_DISPOSITION, "inline; filename=\"intercalaire-original.pdf\"".to_string()),
+            ],
+            pdf,
+        )
+            .into_response()),
+        Err(e) => Err(s.error(StatusCode::INTERNAL_SERVER_ERROR, &format!("L'intercalaire n'a pas pu être écrit ({e}) ; réessayez."))),
     }
 }
