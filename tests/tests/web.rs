@@ -599,6 +599,58 @@ async fn an_operator_files_an_original_as_a_stamped_copy_and_posts_the_paper_bac
     drop_queues(&stack).await
 }
 
+/// The same in Chromium: the suspicion seen at the station, the original filed with the keyboard
+/// ("g", its place, Enter), then posted back from the register and its return slip opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_files_an_original_and_posts_it_back_in_chromium() -> Result<()> {
+    let stack = TestStack::new("weborigbrowser", true).await?;
+    let server = Server::start(&stack, &["portal"], &[])?;
+    let pool = PgPool::connect(&stack.database_url).await?;
+    add_account(&stack, OPERATOR.0, OPERATOR.1, "operator", None, false)?;
+    let (bureau, _stop) = setup_bureau(&stack).await?;
+    let mailing = format!("m-origbrowser-{}", stack.name);
+    record_mailing(&bureau, &mailing, Utc::now() - chrono::Duration::days(40), false, None).await?;
+    let piece = "p-origbrowser-1";
+    let key = format!("pieces/origbrowser/{piece}.pdf");
+    bureau.blobs.put_file(&key, &sample("portal-deposit.pdf"), "application/pdf").await?;
+    sqlx::query(
+        "INSERT INTO pieces (id, mailing_id, numero_unique, categorie, type_code, confidence, sensible, status, key, bytes, plan_version, evidence, pages)
+         VALUES ($1, $2, '0930325091042G3533', 'IDP', 'ACTE_NAISSANCE', 0.95, false, 'review', $3, 1000, 'test', $4, 1)",
+    )
+    .bind(piece)
+    .bind(&mailing)
+    .bind(&key)
+    .bind(serde_json::json!([
+        "ACTE_NAISSANCE 11.5 (title:acte de naissance); next ACTE_DECES 3.0",
+        "original ? a stamp or signature in blue or violet ink (0.4 % of the page), which a black-and-white copy does not have"
+    ]))
+    .execute(&pool)
+    .await?;
+    let shots = std::env::var_os("SCANBUREAU_SCREENSHOTS").map(std::path::PathBuf::from).unwrap_or_else(|| stack.dir.path().join("screenshots"));
+    std::fs::create_dir_all(&shots)?;
+    let mut node = std::process::Command::new("node");
+    node.arg(workspace_root().join("tests/browser/originals.mjs"))
+        .env("BASE_URL", server.base_url())
+        .env("OPERATOR", format!("{}\n{}", OPERATOR.0, OPERATOR.1))
+        .env("PIECE", piece)
+        .env("SHOTS", &shots)
+        .current_dir(workspace_root().join("tests/browser"));
+    let out = tokio::task::spawn_blocking(move || node.output()).await?.context("running node")?;
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{said}");
+    anyhow::ensure!(out.status.success(), "the originals run failed:\n{said}");
+    let (original, location, state, tracking): (bool, String, String, Option<String>) =
+        sqlx::query_as("SELECT p.original, o.location, o.state, o.tracking FROM pieces p JOIN originals o ON o.piece_id = p.id WHERE p.id = $1")
+            .bind(piece)
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!((original, location.as_str(), state.as_str(), tracking.as_deref()), (true, "bac B3", "returned", Some("8R0123456789")));
+    let copy_key: String = sqlx::query_scalar("SELECT key FROM pieces WHERE id = $1").bind(piece).fetch_one(&pool).await?;
+    drop(server);
+    bureau.blobs.delete(&copy_key).await?;
+    drop_queues(&stack).await
+}
+
 /// An original an operator marked with the separator sheet comes out of the job as such
 /// (`original: true` in the report): recording the mailing enters it in the register, once
 /// however often the mailing is recorded, audited, and the register lists it in its batch.
@@ -641,6 +693,9 @@ async fn an_original_marked_in_a_batch_enters_the_register_once() -> Result<()> 
     assert!(register.contains("0930325091042G3533") && register.contains(store::ORIGINAL_IN_BATCH), "{register}");
     let sheet = op.get("/console/originaux/intercalaire.pdf").await?;
     assert_eq!((sheet.status, sheet.header("content-type")), (200, Some("application/pdf")));
+    if let Some(shots) = std::env::var_os("SCANBUREAU_SCREENSHOTS") {
+        std::fs::write(std::path::Path::new(&shots).join("intercalaire-original.pdf"), &sheet.body)?;
+    }
     drop(server);
     drop_queues(&stack).await
 }
