@@ -520,10 +520,10 @@ async fn an_operator_files_an_original_as_a_stamped_copy_and_posts_the_paper_bac
     assert!(station.contains("Original : classer une copie tamponnée"));
     let csrf = station.split(r#"name="csrf" value=""#).nth(1).and_then(|r| r.split('"').next()).context("csrf")?.to_string();
     let action = format!("/console/review/{piece}");
-    let nowhere = op.post_form(&action, &[("csrf", &csrf), ("action", "original"), ("type", "IDD/CNI"), ("emplacement", " ")]).await?;
+    let nowhere = op.post_form(&action, &[("csrf", &csrf), ("action", "original"), ("original_type", "IDD/CNI"), ("emplacement", " ")]).await?;
     assert_eq!(nowhere.status, 422, "the paper's place is asked for");
     assert!(nowhere.text().contains("original est rangé (bac ou boîte)"), "{}", nowhere.text());
-    let filed = op.post_form(&action, &[("csrf", &csrf), ("action", "original"), ("type", "IDD/CNI"), ("emplacement", "bac B3")]).await?;
+    let filed = op.post_form(&action, &[("csrf", &csrf), ("action", "original"), ("original_type", "IDD/CNI"), ("emplacement", "bac B3")]).await?;
     assert_eq!(filed.status, 303, "{}", filed.text());
 
     // Filed as the bureau's stamped copy; the unstamped object is gone.

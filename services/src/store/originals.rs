@@ -36,6 +36,18 @@ pub async fn register(pool: &PgPool, limit: i64) -> Result<Vec<KeptOriginal>> {
     .await?)
 }
 
+/// The originals of one posting back, by its tracking number.
+pub async fn posting(pool: &PgPool, tracking: &str) -> Result<Vec<KeptOriginal>> {
+    Ok(sqlx::query_as!(
+        KeptOriginal,
+        "SELECT piece_id, mailing_id, numero_unique, type_code, location, received_at, due_at, state, returned_on, tracking, confirmed_by
+         FROM originals WHERE tracking = $1 AND state = 'returned' ORDER BY numero_unique, piece_id",
+        tracking
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Originals still kept whose date to leave is before `by`.
 pub async fn due_by(pool: &PgPool, by: DateTime<Utc>) -> Result<i64> {
     Ok(sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM originals WHERE state = 'kept' AND due_at < $1"#, by).fetch_one(pool).await?)

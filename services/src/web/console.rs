@@ -263,7 +263,7 @@ fn decision_forms(s: &super::Signed, pc: &desk::PieceView, queue: &[desk::PieceV
         }
         form.inline.original method="post" action=(action) {
             (hidden("original"))
-            select name="type" aria-label="type de l'original" required { (type_options(plan, proposed)) }
+            select name="original_type" aria-label="type de l'original" required { (type_options(plan, proposed)) }
             input type="text" name="emplacement" required maxlength="60" placeholder="bac ou boîte" aria-label="où l'original est rangé" data-key="g";
             button type="submit" { "Original : classer une copie tamponnée" }
         }
@@ -401,7 +401,7 @@ async fn decide(State(b): State<Arc<Bureau>>, Path(piece): Path<String>, Checked
         if current.status != "review" {
             return Err(already());
         }
-        let Some((c, t)) = field(&form, "type").and_then(|v| v.split_once('/')) else {
+        let Some((c, t)) = field(&form, "original_type").and_then(|v| v.split_once('/')) else {
             return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Choisissez le type du document original."));
         };
         let Some(ty) = plan.piece_type(c, t) else {
@@ -628,8 +628,7 @@ async fn return_slip(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>, Query(q):
     let Some(tracking) = field(&q, "suivi") else {
         return Err(s.error(StatusCode::NOT_FOUND, "Indiquez le numéro de suivi de l'envoi."));
     };
-    let (rows, plan) = tokio::try_join!(originals::register(&b.pool, 100_000), store::current_plan(&b.pool))?;
-    let sent: Vec<&originals::KeptOriginal> = rows.iter().filter(|o| o.tracking.as_deref() == Some(tracking)).collect();
+    let (sent, plan) = tokio::try_join!(originals::posting(&b.pool, tracking), store::current_plan(&b.pool))?;
     let Some(posted_on) = sent.first().and_then(|o| o.returned_on) else {
         return Err(s.error(StatusCode::NOT_FOUND, "Aucun envoi n'a ce numéro de suivi."));
     };
