@@ -34,7 +34,7 @@ try {
   await Promise.all([page.waitForURL((u) => !u.pathname.endsWith(`/${piece}`)), page.keyboard.press("Enter")]);
 
   await page.goto(`${base}/console/originaux`);
-  const row = page.locator("tr", { hasText: "bac B3" });
+  const row = page.locator("tr", { has: page.locator('input[name=emplacement][value="bac B3"]') });
   await row.waitFor();
   if (!(await row.innerText()).includes("dépassé")) throw new Error("an original kept past its month is flagged");
   await page.screenshot({ path: `${shots}/browser-originals-register.png`, fullPage: true });

@@ -691,6 +691,22 @@ async fn an_original_marked_in_a_batch_enters_the_register_once() -> Result<()> 
     assert_eq!(op.login(OPERATOR.0, OPERATOR.1).await?.status, 303);
     let register = op.get("/console/originaux").await?.text();
     assert!(register.contains("0930325091042G3533") && register.contains(store::ORIGINAL_IN_BATCH), "{register}");
+    // Put away: the register says where, and who moved it.
+    let csrf = register.split(r#"name="csrf" value=""#).nth(1).and_then(|r| r.split('"').next()).context("csrf")?.to_string();
+    let moved = op.post_form("/console/originaux/p-marked-1/emplacement", &[("csrf", &csrf), ("emplacement", "boîte 12")]).await?;
+    assert_eq!(moved.status, 303, "{}", moved.text());
+    let location: String = sqlx::query_scalar("SELECT location FROM originals WHERE piece_id = 'p-marked-1'").fetch_one(&pool).await?;
+    assert_eq!(location, "boîte 12");
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'original_moved' AND detail->>'from' = $1 AND detail->>'to' = 'boîte 12'")
+            .bind(store::ORIGINAL_IN_BATCH)
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(audited, 1);
+    let empty = op.post_form("/console/originaux/p-marked-1/emplacement", &[("csrf", &csrf), ("emplacement", "")]).await?;
+    assert_eq!(empty.status, 422);
+    let unknown = op.post_form("/console/originaux/p-nobody/emplacement", &[("csrf", &csrf), ("emplacement", "bac 1")]).await?;
+    assert_eq!(unknown.status, 409);
     let sheet = op.get("/console/originaux/intercalaire.pdf").await?;
     assert_eq!((sheet.status, sheet.header("content-type")), (200, Some("application/pdf")));
     if let Some(shots) = std::env::var_os("SCANBUREAU_SCREENSHOTS") {

@@ -72,3 +72,22 @@ pub async fn record_return(pool: &PgPool, pieces: &[String], posted_on: NaiveDat
     tx.commit().await?;
     Ok(returned.into_iter().map(|r| r.piece_id).collect())
 }
+
+/// Records where an original still kept is now (a tray or box label), audited. False when it
+/// is not kept any more (or was never registered).
+pub async fn move_to(pool: &PgPool, piece: &str, location: &str, actor: &str) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let moved = sqlx::query!(
+        "UPDATE originals o SET location = $2 FROM originals before
+         WHERE o.piece_id = $1 AND before.piece_id = o.piece_id AND o.state = 'kept'
+         RETURNING o.mailing_id, before.location AS was",
+        piece,
+        location
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(m) = moved else { return Ok(false) };
+    audit(&mut tx, actor, &m.mailing_id, "original_moved", json!({"piece": piece, "from": m.was, "to": location})).await?;
+    tx.commit().await?;
+    Ok(true)
+}

@@ -44,6 +44,7 @@ pub fn routes() -> Router<Arc<Bureau>> {
         .route("/console/originaux", get(originals_register).post(post_originals))
         .route("/console/originaux/bordereau", get(return_slip))
         .route("/console/originaux/intercalaire.pdf", get(separator_sheet))
+        .route("/console/originaux/{piece}/emplacement", post(move_original))
 }
 
 /// Largest batch the console takes (a few hundred pages), and most files in one.
@@ -557,7 +558,12 @@ async fn originals_register(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) ->
                                 td { input type="checkbox" name={ "piece-" (o.piece_id) } aria-label={ "envoyer l'original de la pièce " (o.piece_id) }; }
                                 td { (o.numero_unique.as_deref().unwrap_or("—")) }
                                 td { (label(&o.type_code)) }
-                                td { (o.location) }
+                                td {
+                                    // Its own form, outside the posting's (forms do not nest).
+                                    input type="text" name="emplacement" value=(o.location) required maxlength="60" form={ "ranger-" (o.piece_id) }
+                                        aria-label={ "où est l'original de la pièce " (o.piece_id) };
+                                    " " button type="submit" form={ "ranger-" (o.piece_id) } { "Ranger" }
+                                }
                                 td { (when(&o.received_at, &b.site)) }
                                 td { (when(&o.due_at, &b.site)) @if late { " " strong { "dépassé" } } }
                                 td { a href={ "/mailings/" (url(&o.mailing_id)) } { (o.mailing_id) } }
@@ -573,6 +579,9 @@ async fn originals_register(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) ->
                     button type="submit" { "Enregistrer l'envoi au GIP SNE" }
                 }
                 p.muted.small { "Au plus " (RETURN_SLIP_LINES) " originaux par envoi : un bordereau de restitution est imprimé pour chaque envoi." }
+            }
+            @for o in &kept {
+                form id={ "ranger-" (o.piece_id) } method="post" action={ "/console/originaux/" (url(&o.piece_id)) "/emplacement" } { (s.csrf_field()) }
             }
         }
         h2 { "Renvoyés au GIP SNE (" (returned.len()) ")" }
@@ -598,6 +607,18 @@ async fn originals_register(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) ->
         }
     };
     Ok(s.page("Registre des originaux", body))
+}
+
+/// Records where an original still kept has been put.
+async fn move_original(State(b): State<Arc<Bureau>>, Path(piece): Path<String>, CheckedForm { signed: s, fields: form }: CheckedForm<Staff>) -> Answer {
+    let Some(location) = field(&form, "emplacement") else {
+        return Err(s.error(StatusCode::UNPROCESSABLE_ENTITY, "Indiquez où l'original est rangé (bac ou boîte)."));
+    };
+    let location: String = location.chars().take(60).collect();
+    if !originals::move_to(&b.pool, &piece, &location, &s.account.actor()).await? {
+        return Err(s.error(StatusCode::CONFLICT, "Cet original n'est plus gardé au bureau (renvoyé entre-temps ?)."));
+    }
+    Ok(Redirect::to("/console/originaux").into_response())
 }
 
 /// Records a posting of originals back to the GIP SNE, then shows its return slip.
