@@ -101,6 +101,8 @@ pub fn analyse_page(raster: PageRaster, params: &AnalysisParams) -> PageAnalysis
 /// `read` for what the qualifier needs from it. Slips and blank pages are not read.
 pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn Fn(&PageView<'_>) -> PageFeatures) -> (PageAnalysis, PageFeatures) {
     let mut raster = raster;
+    // The paper as scanned, before the page is cut to its document or rescaled.
+    let paper = paper_signs(&raster);
     let mut stats = tile_stats(&raster.gray, raster.dpi);
     let mut bits = binarize(&raster.gray, &stats, MIN_CONTRAST);
     let qr_codes = find_qr_codes_in(&raster.gray, &bits, &params.qr);
@@ -138,13 +140,11 @@ pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn 
                 content: PageContent::Text,
                 encoded: None,
                 corrections: Corrections::default(),
-                paper: PaperSigns { px: raster.gray.dimensions(), wet_ink: 0.0 },
+                paper,
             },
             PageFeatures::default(),
         );
     }
-    // Measured as scanned, before the page is cut to its document or rescaled.
-    let paper = paper_signs(&raster);
     // Only a page that will be read is put straight (half a duplex mailing is blank backs).
     let (straight, corrections) = straighten(raster);
     raster = straight;

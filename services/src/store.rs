@@ -422,21 +422,9 @@ pub async fn record_done(
             // An original an operator marked with the separator sheet enters the register; its
             // paper is in the batch until someone puts it away.
             if p.original {
-                let n = sqlx::query!(
-                    "INSERT INTO originals (piece_id, mailing_id, numero_unique, type_code, location, received_at, due_at, confirmed_by)
-                     SELECT $1, id, $2, $3, $4, received_at, received_at + interval '1 month', $5 FROM mailings WHERE id = $6
-                     ON CONFLICT (piece_id) DO NOTHING",
-                    p.id,
-                    r.numero_unique,
-                    p.type_code,
-                    ORIGINAL_IN_BATCH,
-                    actor,
-                    mailing_id
-                )
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if n == 1 {
+                let entered =
+                    originals::enter(&mut tx, &p.id, mailing_id, (r.numero_unique.as_deref(), p.type_code.as_deref()), ORIGINAL_IN_BATCH, actor).await?;
+                if entered {
                     audit(&mut tx, actor, mailing_id, "original_registered", json!({"piece": p.id, "marked_by": "separator sheet"})).await?;
                 }
             }

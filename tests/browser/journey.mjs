@@ -2,7 +2,7 @@
 // a counter deposits a multi-request PDF, follows it to its notice and files an incident;
 // an operator loads a scanner folder and decides on a piece in review; a supervisor sees the late mailing and prioritises it.
 // Started by tests/tests/web.rs, which sets the environment and checks the database afterwards.
-import { chromium } from "playwright-core";
+import { launch, signIn as signInAt } from "./chromium.mjs";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 
@@ -13,24 +13,9 @@ const [supervisorEmail, supervisorPassword] = process.env.SUPERVISOR.split("\n")
 const shots = process.env.SHOTS;
 const step = (what) => console.log(`browser: ${what}`);
 
-// The flags this machine needs: no sandbox as root, no calls to Google's hosts. Playwright
-// gives every launch a new, empty profile of its own.
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 
-async function signIn(email, password, home) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  page.setDefaultTimeout(30_000);
-  await page.goto(`${base}/login`);
-  await page.fill("input[name=email]", email);
-  await page.fill("input[name=password]", password);
-  await Promise.all([page.waitForURL(`${base}${home}`), page.click("button[type=submit]")]);
-  return page;
-}
+const signIn = (email, password, home) => signInAt(browser, base, email, password, home);
 
 /// Reloads until `selector` is on the page.
 async function waitFor(page, selector, seconds) {

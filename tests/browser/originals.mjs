@@ -2,25 +2,16 @@
 // station the operator sees the suspicion, presses "g", types where the paper is put and Enter;
 // then in the register ticks it, gives the posting's tracking number and opens its return slip.
 // Started by tests/tests/web.rs, which seeds the piece and checks the database afterwards.
-import { chromium } from "playwright-core";
+import { launch, signIn } from "./chromium.mjs";
 
 const base = process.env.BASE_URL;
 const [email, password] = process.env.OPERATOR.split("\n");
 const piece = process.env.PIECE;
 const shots = process.env.SHOTS;
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
-  const page = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
-  page.setDefaultTimeout(30_000);
-  await page.goto(`${base}/login`);
-  await page.fill("input[name=email]", email);
-  await page.fill("input[name=password]", password);
-  await Promise.all([page.waitForURL(`${base}/console`), page.click("button[type=submit]")]);
+  const page = await signIn(browser, base, email, password, "/console", { width: 1400, height: 900 });
   await page.goto(`${base}/console/review/${piece}`);
   await page.waitForFunction(() => document.querySelector("[data-station] img.page")?.naturalWidth > 0);
   const warning = await page.locator(".suspicion").innerText();

@@ -475,6 +475,41 @@ async fn an_operator_decides_fifty_pieces_at_the_review_station_with_the_keyboar
     drop_queues(&stack).await
 }
 
+/// The request the originals' tests file pieces for.
+const ORIGINAL_NUMERO: &str = "0930325091042G3533";
+
+/// A paper mailing received forty days ago (its original should have left already) whose one
+/// piece, of `kind` with `evidence`, waits in review as a suspected original, its PDF stored.
+/// Returns the mailing, the piece and its object's key.
+async fn suspected_original(
+    bureau: &Bureau,
+    pool: &PgPool,
+    tag: &str,
+    (categorie, type_code): (&str, &str),
+    evidence: &[&str],
+    notify: Option<&str>,
+) -> Result<(String, String, String)> {
+    let mailing = format!("m-{tag}");
+    record_mailing(bureau, &mailing, Utc::now() - chrono::Duration::days(40), false, notify).await?;
+    let piece = format!("p-{tag}");
+    let key = format!("pieces/{ORIGINAL_NUMERO}/{piece}.pdf");
+    bureau.blobs.put_file(&key, &sample("portal-deposit.pdf"), "application/pdf").await?;
+    sqlx::query(
+        "INSERT INTO pieces (id, mailing_id, numero_unique, categorie, type_code, confidence, sensible, status, key, bytes, plan_version, evidence, pages)
+         VALUES ($1, $2, $3, $4, $5, 0.97, false, 'review', $6, 1000, 'test', $7, 1)",
+    )
+    .bind(&piece)
+    .bind(&mailing)
+    .bind(ORIGINAL_NUMERO)
+    .bind(categorie)
+    .bind(type_code)
+    .bind(&key)
+    .bind(serde_json::json!(evidence))
+    .execute(pool)
+    .await?;
+    Ok((mailing, piece, key))
+}
+
 /// An original sent by mistake, from the job's suspicion to its posting back: the operator
 /// confirms it at the station (its PDF is stamped "COPIE" and filed, the paper entered in the
 /// register with its place and the day it must leave, the applicant told), then records the
@@ -486,28 +521,21 @@ async fn an_operator_files_an_original_as_a_stamped_copy_and_posts_the_paper_bac
     let pool = PgPool::connect(&stack.database_url).await?;
     add_account(&stack, OPERATOR.0, OPERATOR.1, "operator", None, false)?;
     let (bureau, _stop) = setup_bureau(&stack).await?;
-    // Received forty days ago: the paper should have left already.
-    let mailing = format!("m-original-{}", stack.name);
-    let received_at = Utc::now() - chrono::Duration::days(40);
-    record_mailing(&bureau, &mailing, received_at, false, Some("referent@bailleur-093.example")).await?;
-    let (piece, numero) = ("p-original-1", "0930325091042G3533");
-    let key = format!("pieces/{numero}/{piece}.pdf");
-    bureau.blobs.put_file(&key, &sample("portal-deposit.pdf"), "application/pdf").await?;
-    sqlx::query(
-        "INSERT INTO pieces (id, mailing_id, numero_unique, categorie, type_code, confidence, sensible, status, key, bytes, plan_version, evidence, pages)
-         VALUES ($1, $2, $3, 'IDD', 'CNI', 0.97, false, 'review', $4, 1000, 'test', $5, 1)",
+    let numero = ORIGINAL_NUMERO;
+    let (mailing, piece, key) = suspected_original(
+        &bureau,
+        &pool,
+        &format!("original-{}", stack.name),
+        ("IDD", "CNI"),
+        &[
+            "segment: 1 pages, page marks [-]",
+            "CNI 9.5 (title:carte nationale d identite, layout:card); next TITRE_SEJOUR 1.0",
+            "original ? the page was scanned at a card's size (86 × 54 mm), not copied on a sheet",
+        ],
+        Some("referent@bailleur-093.example"),
     )
-    .bind(piece)
-    .bind(&mailing)
-    .bind(numero)
-    .bind(&key)
-    .bind(serde_json::json!([
-        "segment: 1 pages, page marks [-]",
-        "CNI 9.5 (title:carte nationale d identite, layout:card); next TITRE_SEJOUR 1.0",
-        "original ? the page was scanned at a card's size (86 × 54 mm), not copied on a sheet"
-    ]))
-    .execute(&pool)
     .await?;
+    let piece = piece.as_str();
 
     let mut op = Client::new(server.port);
     assert_eq!(op.login(OPERATOR.0, OPERATOR.1).await?.status, 303);
@@ -608,24 +636,19 @@ async fn an_operator_files_an_original_and_posts_it_back_in_chromium() -> Result
     let pool = PgPool::connect(&stack.database_url).await?;
     add_account(&stack, OPERATOR.0, OPERATOR.1, "operator", None, false)?;
     let (bureau, _stop) = setup_bureau(&stack).await?;
-    let mailing = format!("m-origbrowser-{}", stack.name);
-    record_mailing(&bureau, &mailing, Utc::now() - chrono::Duration::days(40), false, None).await?;
-    let piece = "p-origbrowser-1";
-    let key = format!("pieces/origbrowser/{piece}.pdf");
-    bureau.blobs.put_file(&key, &sample("portal-deposit.pdf"), "application/pdf").await?;
-    sqlx::query(
-        "INSERT INTO pieces (id, mailing_id, numero_unique, categorie, type_code, confidence, sensible, status, key, bytes, plan_version, evidence, pages)
-         VALUES ($1, $2, '0930325091042G3533', 'IDP', 'ACTE_NAISSANCE', 0.95, false, 'review', $3, 1000, 'test', $4, 1)",
+    let (_, piece, _) = suspected_original(
+        &bureau,
+        &pool,
+        &format!("origbrowser-{}", stack.name),
+        ("IDP", "ACTE_NAISSANCE"),
+        &[
+            "ACTE_NAISSANCE 11.5 (title:acte de naissance); next ACTE_DECES 3.0",
+            "original ? a stamp or signature in blue or violet ink (0.4 % of the page), which a black-and-white copy does not have",
+        ],
+        None,
     )
-    .bind(piece)
-    .bind(&mailing)
-    .bind(&key)
-    .bind(serde_json::json!([
-        "ACTE_NAISSANCE 11.5 (title:acte de naissance); next ACTE_DECES 3.0",
-        "original ? a stamp or signature in blue or violet ink (0.4 % of the page), which a black-and-white copy does not have"
-    ]))
-    .execute(&pool)
     .await?;
+    let piece = piece.as_str();
     let shots = std::env::var_os("SCANBUREAU_SCREENSHOTS").map(std::path::PathBuf::from).unwrap_or_else(|| stack.dir.path().join("screenshots"));
     std::fs::create_dir_all(&shots)?;
     let mut node = std::process::Command::new("node");

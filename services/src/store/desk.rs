@@ -532,18 +532,7 @@ pub async fn decide(
             )
             .execute(&mut *tx)
             .await?;
-            sqlx::query!(
-                "INSERT INTO originals (piece_id, mailing_id, numero_unique, type_code, location, received_at, due_at, confirmed_by)
-                 SELECT $1, id, $2, $3, $4, received_at, received_at + interval '1 month', $5 FROM mailings WHERE id = $6",
-                piece,
-                numero,
-                type_code,
-                location,
-                actor,
-                mailing_id
-            )
-            .execute(&mut *tx)
-            .await?;
+            super::originals::enter(&mut tx, piece, &mailing_id, (numero.as_deref(), Some(type_code)), location, actor).await?;
             dropped_key = key;
         }
     }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 
 use super::{Result, audit};
 
@@ -21,6 +21,33 @@ pub struct KeptOriginal {
     pub returned_on: Option<NaiveDate>,
     pub tracking: Option<String>,
     pub confirmed_by: String,
+}
+
+/// Enters the original of `piece` (of `mailing`) in the register, kept at `location` until a
+/// month after the mailing's reception; false when it is there already.
+pub async fn enter(
+    tx: &mut Transaction<'_, Postgres>,
+    piece: &str,
+    mailing: &str,
+    (numero, type_code): (Option<&str>, Option<&str>),
+    location: &str,
+    actor: &str,
+) -> Result<bool> {
+    let n = sqlx::query!(
+        "INSERT INTO originals (piece_id, mailing_id, numero_unique, type_code, location, received_at, due_at, confirmed_by)
+         SELECT $1, id, $2, $3, $4, received_at, received_at + interval '1 month', $5 FROM mailings WHERE id = $6
+         ON CONFLICT (piece_id) DO NOTHING",
+        piece,
+        numero,
+        type_code,
+        location,
+        actor,
+        mailing
+    )
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
 }
 
 /// The register: originals still kept first, the one due soonest first; then those returned,

@@ -23,7 +23,7 @@ use super::evidence;
 use super::lists::{ListQuery, mailing_list};
 use super::page::{url, when};
 use super::portal::{incidents_table, piece_label, upload_form};
-use super::{Answer, Fields, WebError, field, interrupted, no_room, receive_upload, take_upload};
+use super::{Answer, Fields, WebError, field, interrupted, no_room, pdf_answer, receive_upload, take_upload};
 use crate::bureau::{Bureau, Intake};
 use crate::decisions::{self, Cut, CutOutcome, MailingRefusal, OriginalOutcome};
 use crate::store::desk::{self, Decision};
@@ -669,14 +669,7 @@ async fn return_slip(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>, Query(q):
             .collect(),
     };
     match return_slip_pdf(&slip) {
-        Ok(pdf) => Ok((
-            [
-                (axum::http::header::CONTENT_TYPE, "application/pdf".to_string()),
-                (axum::http::header::CONTENT_DISPOSITION, format!("inline; filename=\"restitution-{tracking}.pdf\"")),
-            ],
-            pdf,
-        )
-            .into_response()),
+        Ok(pdf) => pdf_answer("inline", &format!("restitution-{tracking}.pdf"), pdf),
         Err(e) => Err(s.error(StatusCode::INTERNAL_SERVER_ERROR, &format!("Le bordereau n'a pas pu être écrit : {e}."))),
     }
 }
@@ -684,14 +677,7 @@ async fn return_slip(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>, Query(q):
 /// The separator sheet an operator prints once and puts before each original in a batch.
 async fn separator_sheet(s: SignedIn<Staff>) -> Answer {
     match separator_pdf() {
-        Ok(pdf) => Ok((
-            [
-                (axum::http::header::CONTENT_TYPE, "application/pdf".to_string()),
-                (axum::http::header::CONTENT_DISPOSITION, "inline; filename=\"intercalaire-original.pdf\"".to_string()),
-            ],
-            pdf,
-        )
-            .into_response()),
+        Ok(pdf) => pdf_answer("inline", "intercalaire-original.pdf", pdf),
         Err(e) => Err(s.error(StatusCode::INTERNAL_SERVER_ERROR, &format!("L'intercalaire n'a pas pu être écrit ({e}) ; réessayez."))),
     }
 }

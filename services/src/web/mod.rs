@@ -354,14 +354,17 @@ async fn openable_piece(b: &Bureau, s: &Signed, id: &str) -> Result<(desk::Piece
     }
 }
 
+/// A PDF answered to the browser as `name`: shown in its viewer (`inline`) or saved
+/// (`attachment`).
+pub(super) fn pdf_answer(disposition: &str, name: &str, bytes: Vec<u8>) -> Answer {
+    Ok(([(header::CONTENT_TYPE, "application/pdf".to_string()), (header::CONTENT_DISPOSITION, format!("{disposition}; filename=\"{name}\""))], bytes)
+        .into_response())
+}
+
 async fn piece_pdf(State(b): State<Arc<Bureau>>, s: SignedIn<Everyone>, Path(id): Path<String>) -> Answer {
     let (piece, key) = openable_piece(&b, &s, &id).await?;
     match b.blobs.get_bytes(&key).await {
-        Ok(bytes) => Ok((
-            [(header::CONTENT_TYPE, "application/pdf".to_string()), (header::CONTENT_DISPOSITION, format!("inline; filename=\"{}.pdf\"", piece.id))],
-            bytes,
-        )
-            .into_response()),
+        Ok(bytes) => pdf_answer("inline", &format!("{}.pdf", piece.id), bytes),
         Err(e) => {
             tracing::error!(piece = %piece.id, error = %e, "piece object unavailable");
             Err(s.error(StatusCode::SERVICE_UNAVAILABLE, "Le fichier de la pièce est momentanément indisponible."))

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use chrono::{NaiveDate, Utc};
@@ -20,7 +20,7 @@ use scanbureau_pipeline::{Departement, NumeroGuichet, NumeroUnique};
 use super::access::{CheckedForm, Counters, Everyone, SignedIn, Uploader};
 use super::lists::{ListQuery, mailing_list};
 use super::page::{alert, channel_label, mailing_status_label, piece_status_label, request_status_label, time_left, url, when};
-use super::{Answer, Fields, Refused, Signed, WebError, field, receive_upload, take_upload, upload_name};
+use super::{Answer, Fields, Refused, Signed, WebError, field, pdf_answer, receive_upload, take_upload, upload_name};
 use crate::accounts::Role;
 use crate::bureau::{Bureau, Intake};
 use crate::decisions;
@@ -338,11 +338,6 @@ async fn slips_page(b: &Bureau, s: &Signed, q: &Fields, error: Option<&str>, cod
     Ok(s.page_with(code, "Imprimer une fiche récapitulative ou un bordereau", body))
 }
 
-fn pdf_download(name: &str, bytes: Vec<u8>) -> Answer {
-    Ok(([(header::CONTENT_TYPE, "application/pdf".to_string()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))], bytes)
-        .into_response())
-}
-
 fn date_field(form: &Fields, name: &str, label: &str) -> Result<NaiveDate, String> {
     let raw = field(form, name).ok_or_else(|| format!("{label} : à remplir."))?;
     NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| format!("{label} : date attendue (AAAA-MM-JJ), reçu « {raw} »."))
@@ -387,7 +382,7 @@ async fn print_fiche(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, fiel
     };
     let name = format!("fiche-{}.pdf", fiche.numero);
     match slip_pdf(&Slip::Fiche(fiche)) {
-        Ok(pdf) => pdf_download(&name, pdf),
+        Ok(pdf) => pdf_answer("attachment", &name, pdf),
         Err(e) => {
             tracing::warn!(error = %e, "a slip could not be printed");
             slips_page(&b, &s, &form, Some(&e.en_francais()), StatusCode::UNPROCESSABLE_ENTITY).await
@@ -419,7 +414,7 @@ async fn print_bordereau(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, 
     };
     let name = format!("bordereau-{}-{}.pdf", bordereau.guichet, bordereau.date_transmission);
     match slip_pdf(&Slip::Bordereau(bordereau)) {
-        Ok(pdf) => pdf_download(&name, pdf),
+        Ok(pdf) => pdf_answer("attachment", &name, pdf),
         Err(e) => {
             tracing::warn!(error = %e, "a slip could not be printed");
             slips_page(&b, &s, &form, Some(&e.en_francais()), StatusCode::UNPROCESSABLE_ENTITY).await
