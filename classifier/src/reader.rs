@@ -12,6 +12,7 @@
 //! same twice.
 
 use image::GrayImage;
+use scanbureau_pipeline::binarize::Bitmap;
 use scanbureau_pipeline::qualify::{PageFeatures, PageView};
 
 use crate::layout::{PageLayoutDetail, Rect, TextLine, crop_level_scaled, measure};
@@ -48,7 +49,7 @@ const MRZ_CHAR_PX: f32 = 32.0;
 
 /// The median height of the ink in each box: from its first to its last row holding ink over
 /// a fiftieth of its width.
-fn ink_height(bits: &scanbureau_pipeline::binarize::Bitmap, boxes: &[Rect]) -> Option<u32> {
+fn ink_height(bits: &Bitmap, boxes: &[Rect]) -> Option<u32> {
     let mut heights: Vec<u32> = boxes
         .iter()
         .filter_map(|r| {
@@ -315,8 +316,58 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
         whole.reading.extend(notes);
         f = whole;
     }
+    if cfg.whole_page && !f.layout.unreadable && weak(lex, &f) {
+        let (gray, ink) = match &turned_page {
+            Some((g, i)) if f.half_turn => (g, i),
+            _ => (&view.raster.gray, view.ink),
+        };
+        match read_mirrored(gray, ink, dpi, lex, cfg, &f) {
+            Ok(m) => f = m,
+            Err(note) => f.reading.push(note),
+        }
+    }
     f.read_ms = started.elapsed().as_secs_f32() * 1000.0;
     f
+}
+
+/// A page that made no sense whichever way up, read mirrored: a phone's front camera mirrors
+/// what it takes, and a mirrored page upside down reads flipped top to bottom. Both mirrors are
+/// read by the cheap passes; one that makes clearly more sense than `f` is kept, and read whole
+/// when it is still weak; when neither wins, what was tried. Only a page nothing else could
+/// read pays for this.
+fn read_mirrored(gray: &GrayImage, ink: &Bitmap, dpi: f32, lex: &Lexicon, cfg: &ReaderConfig, f: &PageFeatures) -> Result<PageFeatures, String> {
+    let before = sense(lex, f);
+    let mut best: Option<(usize, PageFeatures, GrayImage, Bitmap)> = None;
+    for top_to_bottom in [false, true] {
+        let mut g = image::imageops::flip_horizontal(gray);
+        let mut i = ink.clone();
+        i.flip_horizontal();
+        if top_to_bottom {
+            image::imageops::rotate180_in_place(&mut g);
+            i.ink.reverse();
+        }
+        let mut m = read_upright(&g, &i, dpi, lex, cfg, false);
+        m.mirrored = true;
+        // Flipped top to bottom is mirrored and turned half a turn from the page as read.
+        m.half_turn = f.half_turn != top_to_bottom;
+        let made = sense(lex, &m);
+        if turn_wins(before, made) && best.as_ref().is_none_or(|(b, ..)| made > *b) {
+            best = Some((made, m, g, i));
+        }
+    }
+    let Some((made, mut m, g, i)) = best else {
+        return Err(format!("read mirrored both ways: no more sense than as it is ({before})"));
+    };
+    if weak(lex, &m) {
+        let (mirrored, half_turn) = (m.mirrored, m.half_turn);
+        m = read_upright(&g, &i, dpi, lex, cfg, true);
+        (m.mirrored, m.half_turn) = (mirrored, half_turn);
+    }
+    let how = if m.half_turn != f.half_turn { "flipped top to bottom" } else { "mirrored left to right" };
+    let mut reading = f.reading.clone();
+    reading.push(format!("read {how}: makes more sense ({made} against {before})"));
+    m.reading.splice(0..0, reading);
+    Ok(m)
 }
 
 /// The type a page's reading points to best, and its score.
@@ -483,7 +534,7 @@ fn whole_card(w: u32, h: u32, dpi: f32) -> bool {
     long < 190.0 && (1.3..=1.8).contains(&ratio)
 }
 
-fn read_upright(gray: &GrayImage, bits: &scanbureau_pipeline::binarize::Bitmap, dpi: f32, lex: &Lexicon, cfg: &ReaderConfig, whole_page: bool) -> PageFeatures {
+fn read_upright(gray: &GrayImage, bits: &Bitmap, dpi: f32, lex: &Lexicon, cfg: &ReaderConfig, whole_page: bool) -> PageFeatures {
     let mut layout = measure(gray, bits, dpi);
     let (w, h) = gray.dimensions();
     // A card photographed or scanned alone: the whole image is the card.

@@ -188,6 +188,13 @@ pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn 
         bits.ink.reverse();
         orientation = if orientation == Orientation::UpsideDown { Orientation::Upright } else { Orientation::UpsideDown };
     }
+    if features.mirrored {
+        raster.flip_horizontal();
+        bits.flip_horizontal();
+        if let Some(l) = raster.text_layer.as_mut() {
+            l.positioned = false;
+        }
+    }
     features.reading.push(format!("orientation from the print: {orientation:?} ({strength:.1} times more ink on that side)"));
     // An identity document's photograph must stay recognisable, which a mixed page's
     // low-resolution background does not promise: its pictures are kept as pictures. A photo of
@@ -212,6 +219,9 @@ pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn 
     let mut notes = corrections.notes.clone();
     if orientation == Orientation::UpsideDown {
         notes.push(if features.half_turn { "read upside down: turned".into() } else { "turned upside up".into() });
+    }
+    if features.mirrored {
+        notes.push("read mirrored (a front camera's photo): put right".into());
     }
     features.reading.splice(0..0, notes);
     (PageAnalysis { slip, qr_codes, blank, ink_cells, orientation, content, encoded: Some(encoded), corrections, paper }, features)

@@ -34,6 +34,14 @@ pub struct Bitmap {
 }
 
 impl Bitmap {
+    /// The bitmap mirrored left to right.
+    pub fn flip_horizontal(&mut self) {
+        let w = self.width as usize;
+        if w > 0 {
+            self.ink.chunks_exact_mut(w).for_each(<[u8]>::reverse);
+        }
+    }
+
     pub fn row(&self, y: u32) -> &[u8] {
         let w = self.width as usize;
         &self.ink[y as usize * w..(y as usize + 1) * w]

@@ -29,6 +29,9 @@ pub struct PageFeatures {
     pub text_layer: bool,
     /// The page read better turned half a turn: it is stored that way.
     pub half_turn: bool,
+    /// The page read better mirrored left to right (a phone's front camera mirrors what it
+    /// takes): it is stored that way, after the half turn if there is one.
+    pub mirrored: bool,
     pub layout: PageLayout,
     /// How the page was read: passes of OCR, their cost, why the reader stopped.
     pub reading: Vec<String>,

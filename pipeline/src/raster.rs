@@ -97,6 +97,14 @@ impl PageRaster {
             image::imageops::rotate180_in_place(rgb);
         }
     }
+
+    /// Mirrors the page left to right (a mirrored photo put right).
+    pub fn flip_horizontal(&mut self) {
+        image::imageops::flip_horizontal_in_place(&mut self.gray);
+        if let Some(rgb) = self.rgb.as_mut() {
+            image::imageops::flip_horizontal_in_place(rgb);
+        }
+    }
 }
 
 /// Rec. 601 luma in integers (the float conversion of `image` costs three times as much).

@@ -40,6 +40,11 @@ fn document(code: &str, who: &Person, rng: &mut SmallRng) -> Scan {
 
 /// Deposits `files` (name, bytes) for the applicant's request and runs the job on them.
 fn deposit(who: &Person, files: Vec<(&str, Vec<u8>)>) -> Report {
+    deposit_keeping_pieces(who, files).0
+}
+
+/// As [`deposit`], with the pieces' PDFs the job filed.
+fn deposit_keeping_pieces(who: &Person, files: Vec<(&str, Vec<u8>)>) -> (Report, Vec<Vec<u8>>) {
     let dir = tempfile::tempdir().expect("tmp");
     let paths: Vec<(usize, PathBuf)> = files
         .into_iter()
@@ -68,7 +73,7 @@ fn deposit(who: &Person, files: Vec<(&str, Vec<u8>)>) -> Report {
     };
     let out = execute(&job, &classifier, &pool, &|_| {}, &|| {}).expect("the job runs");
     out.report.check_accounting().expect("every page accounted for");
-    out.report
+    (out.report, out.pieces.into_iter().map(|p| p.bytes).collect())
 }
 
 /// Pieces of the report (type, status, reason).
@@ -165,4 +170,36 @@ fn a_file_over_the_portal_s_limit_is_refused_for_its_size() {
     assert_eq!(report.pages[0].reason, Some(ReasonCode::FichierTropVolumineux), "{:?}", report.pages[0]);
     assert!(report.pages[0].detail.as_deref().is_some_and(|d| d.contains("18000000")), "{:?}", report.pages[0].detail);
     assert!(pieces(&report).iter().any(|p| p.0.as_deref() == Some("BULLETIN_SALAIRE") && p.2.is_none()));
+}
+
+#[test]
+fn a_mirrored_photo_is_read_put_right_and_filed() {
+    let who = applicant(90);
+    let mut rng = SmallRng::seed_from_u64(91);
+    let page = document("ATTESTATION_CAF", &who, &mut rng);
+    let photo = match phone_photo(&page, 2400, 6.0, false, &mut rng) {
+        Scan::Rgb(c) => c,
+        Scan::Gray(g) => image::DynamicImage::ImageLuma8(g).into_rgb8(),
+    };
+    // A phone's front camera mirrors left to right; held upside down, the page comes out
+    // flipped top to bottom.
+    for (how, mirrored) in
+        [("mirrored left to right", image::imageops::flip_horizontal(&photo)), ("flipped top to bottom", image::imageops::flip_vertical(&photo))]
+    {
+        let (report, filed) = deposit_keeping_pieces(&who, vec![("selfie.jpg", jpeg_bytes(&Scan::Rgb(mirrored), 85))]);
+        let got = pieces(&report);
+        assert_eq!(got.len(), 1, "{how}: one piece, got {got:?}");
+        assert_eq!(got[0].0.as_deref(), Some("ATTESTATION_CAF"), "{how}: {got:?} {:?}", report.pages[0].reading);
+        assert_eq!(got[0].2, None, "{how}: not refused");
+        // Flipped top to bottom, the print's own orientation may turn the page first: it then
+        // reads mirrored left to right. Either way it is stored put right.
+        let reading = report.pages[0].reading.join(" | ");
+        let mirror_read = reading.contains("read mirrored left to right: makes more sense") || reading.contains("read flipped top to bottom: makes more sense");
+        assert!(mirror_read && reading.contains("read mirrored (a front camera's photo): put right"), "{how}: {reading}");
+        // The piece filed reads as it is: deposited again, it needs no mirror.
+        let again = deposit(&who, vec![("piece.pdf", filed.into_iter().next().expect("a piece filed"))]);
+        assert_eq!(pieces(&again)[0].0.as_deref(), Some("ATTESTATION_CAF"), "{how}: the filed piece");
+        let reread = again.pages[0].reading.join(" | ");
+        assert!(!reread.contains("put right") && !reread.contains("read mirrored"), "{how}: the filed piece is the right way round: {reread}");
+    }
 }
