@@ -100,10 +100,13 @@ fn fact_of(rec: &PageRecord) -> PageFact {
     }
 }
 
-/// Builds a piece's PDF, shrinking its pictures until it fits under the limit.
+/// Builds a piece's PDF, shrinking its pictures until it fits under the limit, with room
+/// left for a "COPIE" stamp: any piece may be filed as an original's copy, in the job or later
+/// at the review station.
 fn piece_pdf(pages: &[&EncodedPage], title: &str) -> Option<Vec<u8>> {
+    let budget = MAX_PIECE_BYTES - crate::originals::stamp_room(pages.len());
     let pdf = write_pdf(pages, title);
-    if pdf.len() <= MAX_PIECE_BYTES {
+    if pdf.len() <= budget {
         return Some(pdf);
     }
     let mut current: Vec<EncodedPage> = pages.iter().map(|p| (*p).clone()).collect();
@@ -111,7 +114,7 @@ fn piece_pdf(pages: &[&EncodedPage], title: &str) -> Option<Vec<u8>> {
         current = current.iter().map(|p| shrink_page(p, scale, quality)).collect();
         let refs: Vec<&EncodedPage> = current.iter().collect();
         let pdf = write_pdf(&refs, title);
-        if pdf.len() <= MAX_PIECE_BYTES {
+        if pdf.len() <= budget {
             return Some(pdf);
         }
     }
@@ -672,6 +675,10 @@ mod tests {
         let pdf = piece_pdf(&refs, "t").expect("shrinks");
         assert!(pdf.len() <= MAX_PIECE_BYTES);
         assert_eq!(lopdf::Document::load_mem(&pdf).expect("valid").get_pages().len(), 3);
+        // Stamped "COPIE" afterwards (an original's copy), it stays under the limit too.
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 12, 5).expect("date");
+        let stamped = crate::originals::stamp_copy(&pdf, "Bureau de numérisation", date).expect("stamped");
+        assert!(stamped.len() <= MAX_PIECE_BYTES, "{} -> {}", pdf.len(), stamped.len());
     }
 
     const REGISTRY: &str = r#"{

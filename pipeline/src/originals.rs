@@ -107,6 +107,22 @@ pub enum StampError {
 /// The piece of an original, stamped "COPIE" on every page: what is filed is a copy the bureau
 /// made, dated and signed with its name. The stamp is drawn in vector over the page (no pixel of
 /// the scan changes, a few hundred bytes a page); the same piece and words give the same bytes.
+/// A dictionary given inline or by reference (empty when there is none).
+fn dictionary_of(doc: &lopdf::Document, o: Option<&lopdf::Object>) -> Result<lopdf::Dictionary, StampError> {
+    match o {
+        Some(lopdf::Object::Dictionary(d)) => Ok(d.clone()),
+        Some(lopdf::Object::Reference(r)) => doc.get_dictionary(*r).cloned().map_err(|e| StampError::Unreadable(e.to_string())),
+        _ => Ok(lopdf::Dictionary::new()),
+    }
+}
+
+/// The most a "COPIE" stamp adds to a piece of `pages` pages: its font once, and on each page
+/// its drawing and the page's longer dictionary. A piece is encoded this much under the size
+/// limit, so that stamping it (in the job, or later at the review station) keeps it under.
+pub fn stamp_room(pages: usize) -> usize {
+    600 + 500 * pages
+}
+
 pub fn stamp_copy(pdf: &[u8], bureau: &str, date: chrono::NaiveDate) -> Result<Vec<u8>, StampError> {
     use crate::slip_print::text_line;
     use lopdf::content::{Content, Operation};
@@ -150,12 +166,12 @@ pub fn stamp_copy(pdf: &[u8], bureau: &str, date: chrono::NaiveDate) -> Result<V
             Err(_) => Vec::new(),
         };
         page.set("Contents", Object::Array(contents.into_iter().chain([Object::Reference(overlay)]).collect()));
-        let mut resources = match page.get(b"Resources") {
-            Ok(Object::Dictionary(d)) => d.clone(),
-            _ => Dictionary::new(),
-        };
-        let mut fonts = resources.get(b"Font").and_then(Object::as_dict).cloned().unwrap_or_default();
+        let resources = page.get(b"Resources").ok().cloned();
+        // Resources, and their fonts, may be given inline or by reference: kept either way.
+        let mut resources = dictionary_of(&doc, resources.as_ref())?;
+        let mut fonts = dictionary_of(&doc, resources.get(b"Font").ok())?;
         fonts.set("FCopie", Object::Reference(font));
+        let page = doc.get_object_mut(page_id).and_then(Object::as_dict_mut).map_err(unreadable)?;
         resources.set("Font", Object::Dictionary(fonts));
         page.set("Resources", Object::Dictionary(resources));
     }
@@ -250,7 +266,7 @@ mod tests {
         let date = chrono::NaiveDate::from_ymd_opt(2026, 12, 5).expect("date");
         let stamped = stamp_copy(&pdf, "Bureau de numérisation (Lyon)", date).expect("stamped");
         assert_eq!(stamped, stamp_copy(&pdf, "Bureau de numérisation (Lyon)", date).expect("again"), "same bytes");
-        assert!(stamped.len() < pdf.len() + 2000, "{} -> {}", pdf.len(), stamped.len());
+        assert!(stamped.len() <= pdf.len() + stamp_room(2), "{} -> {}", pdf.len(), stamped.len());
         let doc = lopdf::Document::load_mem(&stamped).expect("valid PDF");
         assert_eq!(doc.get_pages().len(), 2);
         for (_, id) in doc.get_pages() {
@@ -261,5 +277,13 @@ mod tests {
         assert_eq!(said.matches("COPIE").count(), 2, "{said}");
         assert!(said.contains("Bureau de numérisation (Lyon) - 05/12/2026"), "{said}");
         assert!(matches!(stamp_copy(b"not a pdf", "b", date), Err(StampError::Unreadable(_))));
+        // What a stamp adds stays within the room a piece's encoding leaves for it, however
+        // many pages and however long the bureau's name.
+        for n in [1, 3, 12, 40] {
+            let pages: Vec<EncodedPage> = (0..n).map(blank).collect();
+            let pdf = write_pdf(&pages.iter().collect::<Vec<_>>(), "piece");
+            let stamped = stamp_copy(&pdf, &"Bureau de numérisation des pièces justificatives ".repeat(3), date).expect("stamped");
+            assert!(stamped.len() <= pdf.len() + stamp_room(n), "{n} pages: {} -> {} (room {})", pdf.len(), stamped.len(), stamp_room(n));
+        }
     }
 }

@@ -5,7 +5,16 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::{Result, audit};
+use super::{Result, StoreError, audit};
+
+/// Where an original is in its month at the bureau.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginalState {
+    /// In the bureau, at its location, until its due date.
+    Kept,
+    /// Posted to the GIP SNE on that day, under that tracking number.
+    Returned { on: NaiveDate, tracking: String },
+}
 
 /// One original in the bureau's keeping, or sent back.
 #[derive(Debug, Clone)]
@@ -17,10 +26,59 @@ pub struct KeptOriginal {
     pub location: String,
     pub received_at: DateTime<Utc>,
     pub due_at: DateTime<Utc>,
-    pub state: String,
-    pub returned_on: Option<NaiveDate>,
-    pub tracking: Option<String>,
+    pub state: OriginalState,
     pub confirmed_by: String,
+}
+
+impl KeptOriginal {
+    pub fn kept(&self) -> bool {
+        self.state == OriginalState::Kept
+    }
+}
+
+/// A register's line as the database holds it.
+struct OriginalRow {
+    piece_id: String,
+    mailing_id: String,
+    numero_unique: Option<String>,
+    type_code: Option<String>,
+    location: String,
+    received_at: DateTime<Utc>,
+    due_at: DateTime<Utc>,
+    state: String,
+    returned_on: Option<NaiveDate>,
+    tracking: Option<String>,
+    confirmed_by: String,
+}
+
+impl TryFrom<OriginalRow> for KeptOriginal {
+    type Error = StoreError;
+    /// A state no code writes, or a return without its date or tracking number, is an error:
+    /// never shown as kept.
+    fn try_from(r: OriginalRow) -> Result<Self> {
+        let state = match (r.state.as_str(), r.returned_on, r.tracking) {
+            ("kept", ..) => OriginalState::Kept,
+            ("returned", Some(on), Some(tracking)) => OriginalState::Returned { on, tracking },
+            (other, on, tracking) => {
+                return Err(StoreError::Corrupt { what: "original's state", detail: format!("{other:?} ({on:?}, {tracking:?}) of piece {}", r.piece_id) });
+            }
+        };
+        Ok(Self {
+            piece_id: r.piece_id,
+            mailing_id: r.mailing_id,
+            numero_unique: r.numero_unique,
+            type_code: r.type_code,
+            location: r.location,
+            received_at: r.received_at,
+            due_at: r.due_at,
+            state,
+            confirmed_by: r.confirmed_by,
+        })
+    }
+}
+
+fn lines(rows: Vec<OriginalRow>) -> Result<Vec<KeptOriginal>> {
+    rows.into_iter().map(KeptOriginal::try_from).collect()
 }
 
 /// Enters the original of `piece` (of `mailing`) in the register, kept at `location` until a
@@ -53,26 +111,30 @@ pub async fn enter(
 /// The register: originals still kept first, the one due soonest first; then those returned,
 /// the latest first.
 pub async fn register(pool: &PgPool, limit: i64) -> Result<Vec<KeptOriginal>> {
-    Ok(sqlx::query_as!(
-        KeptOriginal,
-        "SELECT piece_id, mailing_id, numero_unique, type_code, location, received_at, due_at, state, returned_on, tracking, confirmed_by
+    lines(
+        sqlx::query_as!(
+            OriginalRow,
+            "SELECT piece_id, mailing_id, numero_unique, type_code, location, received_at, due_at, state, returned_on, tracking, confirmed_by
          FROM originals ORDER BY state = 'returned', CASE WHEN state = 'kept' THEN due_at END, returned_on DESC, piece_id LIMIT $1",
-        limit
+            limit
+        )
+        .fetch_all(pool)
+        .await?,
     )
-    .fetch_all(pool)
-    .await?)
 }
 
 /// The originals of one posting back, by its tracking number.
 pub async fn posting(pool: &PgPool, tracking: &str) -> Result<Vec<KeptOriginal>> {
-    Ok(sqlx::query_as!(
-        KeptOriginal,
-        "SELECT piece_id, mailing_id, numero_unique, type_code, location, received_at, due_at, state, returned_on, tracking, confirmed_by
+    lines(
+        sqlx::query_as!(
+            OriginalRow,
+            "SELECT piece_id, mailing_id, numero_unique, type_code, location, received_at, due_at, state, returned_on, tracking, confirmed_by
          FROM originals WHERE tracking = $1 AND state = 'returned' ORDER BY numero_unique, piece_id",
-        tracking
+            tracking
+        )
+        .fetch_all(pool)
+        .await?,
     )
-    .fetch_all(pool)
-    .await?)
 }
 
 /// Originals still kept whose date to leave is before `by`.

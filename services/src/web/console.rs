@@ -27,7 +27,8 @@ use super::{Answer, Fields, WebError, field, interrupted, no_room, pdf_answer, r
 use crate::bureau::{Bureau, Intake};
 use crate::decisions::{self, Cut, CutOutcome, MailingRefusal, OriginalOutcome};
 use crate::store::desk::{self, Decision};
-use crate::store::{self, originals, people};
+use crate::store::originals::{self, OriginalState};
+use crate::store::{self, people};
 
 pub fn routes() -> Router<Arc<Bureau>> {
     Router::new()
@@ -537,7 +538,7 @@ async fn originals_register(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) ->
     let now = chrono::Utc::now();
     let today = b.site.calendar().localise(now.fixed_offset()).date_naive();
     let label = |code: &Option<String>| code.as_deref().map(|c| evidence::type_label(Some(&plan), c)).unwrap_or_else(|| "—".into());
-    let (kept, returned): (Vec<_>, Vec<_>) = rows.iter().partition(|o| o.state == "kept");
+    let (kept, returned): (Vec<_>, Vec<_>) = rows.iter().partition(|o| o.kept());
     let body = html! {
         p.muted {
             "Un original reçu par erreur est gardé au plus un mois après sa réception, puis renvoyé au GIP SNE, qui le rend à son titulaire. "
@@ -594,11 +595,9 @@ async fn originals_register(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>) ->
                             td { (o.numero_unique.as_deref().unwrap_or("—")) }
                             td { (label(&o.type_code)) }
                             td { (when(&o.received_at, &b.site)) }
-                            td { (o.returned_on.map(|d| d.format("%d/%m/%Y").to_string()).unwrap_or_default()) }
-                            td {
-                                @if let Some(t) = &o.tracking {
-                                    a href={ "/console/originaux/bordereau?suivi=" (url(t)) } target="_blank" rel="noopener" { (t) " · bordereau" }
-                                }
+                            @if let OriginalState::Returned { on, tracking } = &o.state {
+                                td { (on.format("%d/%m/%Y")) }
+                                td { a href={ "/console/originaux/bordereau?suivi=" (url(tracking)) } target="_blank" rel="noopener" { (tracking) " · bordereau" } }
                             }
                         }
                     }
@@ -650,7 +649,10 @@ async fn return_slip(State(b): State<Arc<Bureau>>, s: SignedIn<Staff>, Query(q):
         return Err(s.error(StatusCode::NOT_FOUND, "Indiquez le numéro de suivi de l'envoi."));
     };
     let (sent, plan) = tokio::try_join!(originals::posting(&b.pool, tracking), store::current_plan(&b.pool))?;
-    let Some(posted_on) = sent.first().and_then(|o| o.returned_on) else {
+    let Some(posted_on) = sent.iter().find_map(|o| match o.state {
+        OriginalState::Returned { on, .. } => Some(on),
+        OriginalState::Kept => None,
+    }) else {
         return Err(s.error(StatusCode::NOT_FOUND, "Aucun envoi n'a ce numéro de suivi."));
     };
     let calendar = b.site.calendar();
