@@ -17,6 +17,8 @@ pub enum Role {
     Operator,
     /// A bureau supervisor: the SLA dashboard, priorities, exports (and what operators see).
     Supervisor,
+    /// Manages the accounts (create, disable, reset) and sees nothing else: no mailing, no piece.
+    Admin,
 }
 
 impl Role {
@@ -25,6 +27,7 @@ impl Role {
             Role::Counter => "counter",
             Role::Operator => "operator",
             Role::Supervisor => "supervisor",
+            Role::Admin => "admin",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -32,12 +35,13 @@ impl Role {
             "counter" => Some(Role::Counter),
             "operator" => Some(Role::Operator),
             "supervisor" => Some(Role::Supervisor),
+            "admin" => Some(Role::Admin),
             _ => None,
         }
     }
-    /// Bureau staff see every counter's mailings.
+    /// Bureau staff see every counter's mailings (an administrator sees none).
     pub fn is_staff(self) -> bool {
-        self != Role::Counter
+        matches!(self, Role::Operator | Role::Supervisor)
     }
 }
 

@@ -62,8 +62,8 @@ pub enum AdminCommand {
     AddAccount {
         #[arg(long)]
         email: String,
-        /// counter, operator or supervisor.
-        #[arg(long, value_parser = ["counter", "operator", "supervisor"])]
+        /// counter, operator, supervisor or admin (who manages the accounts in the browser).
+        #[arg(long, value_parser = ["counter", "operator", "supervisor", "admin"])]
         role: String,
         /// The counter of a counter's agent (required for role counter).
         #[arg(long)]
@@ -209,7 +209,7 @@ pub async fn admin(args: &ServiceArgs, cmd: &AdminCommand) -> Result<()> {
             eprintln!("portal user {email} created for counter {guichet}; the token above is shown only once");
         }
         AdminCommand::AddAccount { email, role, guichet, name, sensitive } => {
-            let role = crate::accounts::Role::parse(role).context("role: counter, operator or supervisor")?;
+            let role = crate::accounts::Role::parse(role).context("role: counter, operator, supervisor or admin")?;
             if role == crate::accounts::Role::Counter && guichet.is_none() {
                 anyhow::bail!("a counter's account needs --guichet");
             }
@@ -217,8 +217,14 @@ pub async fn admin(args: &ServiceArgs, cmd: &AdminCommand) -> Result<()> {
             std::io::stdin().read_line(&mut password).context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\r', '\n']).to_string();
             let hash = crate::accounts::hash_password(&password)?;
-            let new =
-                crate::store::people::NewAccount { email, display_name: name, role, guichet: guichet.as_deref(), sensitive: *sensitive, password_hash: &hash };
+            let new = crate::store::people::NewAccount {
+                email,
+                display_name: name,
+                role,
+                guichet: guichet.as_deref(),
+                sensitive: *sensitive,
+                password_hash: Some(&hash),
+            };
             let id = crate::store::people::create_account(&pool, &new, "admin:cli").await.with_context(|| match guichet {
                 Some(g) => format!("saving the account (is counter {g} in the registry?)"),
                 None => "saving the account".to_string(),

@@ -130,7 +130,7 @@ pub struct WebSection {
     pub behind_proxy: bool,
     pub nominal_pages_per_hour: f64,
     pub risk_margin_minutes: i64,
-    /// Where people open the pages, for links in alerts; empty = paths alone.
+    /// Where people open the pages, for links in alerts and account e-mails; empty = paths alone.
     pub public_url: String,
 }
 

@@ -131,7 +131,7 @@ async fn main() -> Result<()> {
     let hash = hash_password(password)?;
     for (email, role, guichet) in [("guichet@bench.example", AccountRole::Counter, Some("G0001")), ("superviseur@bench.example", AccountRole::Supervisor, None)]
     {
-        create_account(&bureau.pool, &NewAccount { email, display_name: "", role, guichet, sensitive: false, password_hash: &hash }, "bench").await?;
+        create_account(&bureau.pool, &NewAccount { email, display_name: "", role, guichet, sensitive: false, password_hash: Some(&hash) }, "bench").await?;
     }
     scanbureau_tests::stack::wait_port(stack.http_port, "the portal", Duration::from_secs(60))?;
     let mut counter = Client::new(stack.http_port);

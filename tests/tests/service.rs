@@ -917,7 +917,7 @@ async fn alerts_tell_supervisors_once_per_mailing_and_state_and_operators_of_eac
     stack.set("SCANBUREAU__WEB__PUBLIC_URL", "https://bureau.example");
     let run = Running::start(&stack, &[]).await?;
     let b = run.bureau.clone();
-    let account = |email: &'static str, role, guichet| NewAccount { email, display_name: email, role, guichet, sensitive: false, password_hash: "" };
+    let account = |email: &'static str, role, guichet| NewAccount { email, display_name: email, role, guichet, sensitive: false, password_hash: None };
     people::create_account(&b.pool, &account("chef@bureau.example", AccountRole::Supervisor, None), "test").await?;
     people::create_account(&b.pool, &account("op@bureau.example", AccountRole::Operator, None), "test").await?;
     let agent_id = people::create_account(&b.pool, &account("agent@bailleur-093.example", AccountRole::Counter, Some("G3533")), "test").await?;

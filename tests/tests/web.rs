@@ -1039,3 +1039,140 @@ async fn the_dashboard_says_what_waits_on_a_server_that_is_down() -> Result<()> 
     drop(server);
     drop_queues(&stack).await
 }
+
+/// The administrator of the accounts test, and the address of the account they create.
+const ADMIN: (&str, &str) = ("admin@bureau.example", "administrateur: mot de passe 6");
+const NEWCOMER: &str = "nouvelle.operatrice@bureau.example";
+/// Where the bureau's pages are, as the e-mailed links give it.
+const PUBLIC_URL: &str = "https://bureau.example";
+
+/// The one-time link of the last e-mail the SMTP sink received for `to`, and how many it holds.
+fn link_mailed_to(stack: &TestStack, to: &str) -> (Option<String>, usize) {
+    let bodies: Vec<String> = stack
+        .smtp
+        .messages()
+        .iter()
+        .filter_map(|m| mail_parser::MessageParser::default().parse(m))
+        .filter(|m| m.to().and_then(|a| a.first()).and_then(|a| a.address()).is_some_and(|a| a == to))
+        .filter_map(|m| m.body_text(0).map(|t| t.to_string()))
+        .collect();
+    let link = bodies.last().and_then(|b| b.split_whitespace().find(|w| w.contains("/compte/mot-de-passe?jeton=")).map(str::to_string));
+    // A whole link, at the bureau's public address; the test opens its path and query.
+    (link.and_then(|l| l.strip_prefix(PUBLIC_URL).map(str::to_string)), bodies.len())
+}
+
+/// Chooses a password through a one-time link, as its person does.
+async fn choose_password(port: u16, link: &str, password: &str) -> Result<scanbureau_tests::web::Answer> {
+    let mut c = Client::new(port);
+    c.post_form(link, &[("new", password), ("confirm", password)]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_creates_disables_and_resets_accounts_and_only_their_person_knows_the_password() -> Result<()> {
+    let mut stack = TestStack::new("webadmin", true).await?;
+    stack.set("SCANBUREAU__WEB__PUBLIC_URL", PUBLIC_URL);
+    let server = Server::start(&stack, &["portal"], &[])?;
+    let pool = PgPool::connect(&stack.database_url).await?;
+    add_account(&stack, ADMIN.0, ADMIN.1, "admin", None, false)?;
+    add_account(&stack, OPERATOR.0, OPERATOR.1, "operator", None, false)?;
+    let shots = std::env::var_os("SCANBUREAU_SCREENSHOTS").map(std::path::PathBuf::from);
+
+    // The accounts are the administrator's alone, and the administrator sees nothing else.
+    let mut op = Client::new(server.port);
+    op.login(OPERATOR.0, OPERATOR.1).await?;
+    assert_eq!(op.get("/admin/comptes").await?.status, 403, "an operator does not manage accounts");
+    let mut admin = Client::new(server.port);
+    let signed = admin.login(ADMIN.0, ADMIN.1).await?;
+    assert_eq!(signed.header("location"), Some("/admin/comptes"), "an administrator lands on the accounts");
+    assert_eq!(admin.get("/console").await?.status, 403, "an administrator does not see the console");
+    let csrf = admin.session_csrf("/admin/comptes").await?;
+    let no_token = admin.post_form("/admin/comptes", &[("email", NEWCOMER), ("role", "operator")]).await?;
+    assert_eq!(no_token.status, 403, "a creation without the session's token");
+
+    // Creating: the form is checked, in French, and keeps what was typed.
+    let unknown = admin.post_form("/admin/comptes", &[("csrf", &csrf), ("email", "agent@bailleur.example"), ("role", "counter"), ("guichet", "G999")]).await?;
+    assert_eq!(unknown.status, 422);
+    assert!(
+        unknown.text().contains("Le guichet G999 n'est pas au registre.") && unknown.text().contains(r#"value="agent@bailleur.example""#),
+        "{}",
+        unknown.text()
+    );
+    let taken = admin.post_form("/admin/comptes", &[("csrf", &csrf), ("email", &OPERATOR.0.to_uppercase()), ("role", "operator")]).await?;
+    assert_eq!(taken.status, 409, "an address already held, whatever its case: {}", taken.text());
+    let created = admin.post_form("/admin/comptes", &[("csrf", &csrf), ("email", NEWCOMER), ("nom", "Nouvelle Opératrice"), ("role", "operator")]).await?;
+    assert_eq!((created.status, created.header("location")), (303, Some("/admin/comptes?fait=cree")), "{}", created.text());
+    let (id, hash): (i64, Option<String>) =
+        sqlx::query_as("SELECT id, password_hash FROM portal_users WHERE email = $1").bind(NEWCOMER).fetch_one(&pool).await?;
+    assert_eq!(hash, None, "nobody chose the new account's password yet");
+    let list = admin.get("/admin/comptes?fait=cree").await?.text();
+    let row = list.split(&format!(r#"data-account="{NEWCOMER}""#)).nth(1).and_then(|r| r.split("</tr>").next()).context("the new account's row")?;
+    assert!(row.contains(r#"data-state="invited""#) && row.contains("opérateur"), "{row}");
+    if let Some(shots) = &shots {
+        std::fs::write(shots.join("accounts.html"), &list)?;
+    }
+
+    // The person chooses their password through the link e-mailed to them; it serves once.
+    let (link, mails) = link_mailed_to(&stack, NEWCOMER);
+    let link = link.context("the invitation carries a one-time link")?;
+    assert_eq!(mails, 1);
+    let mut newcomer = Client::new(server.port);
+    let form = newcomer.get(&link).await?;
+    assert!(form.status == 200 && form.text().contains(NEWCOMER), "{}", form.text());
+    if let Some(shots) = &shots {
+        std::fs::write(shots.join("choose-password.html"), form.text())?;
+    }
+    let differ = newcomer.post_form(&link, &[("new", "premier mot de passe 7"), ("confirm", "premier mot de passe 8")]).await?;
+    assert!(differ.status == 422 && differ.text().contains("Les deux saisies diffèrent."), "{}", differ.text());
+    let short = choose_password(server.port, &link, "court").await?;
+    assert!(short.status == 422 && short.text().contains("au moins 12 caractères"), "{}", short.text());
+    let first = "premier mot de passe 7";
+    assert_eq!(choose_password(server.port, &link, first).await?.status, 200);
+    let again = choose_password(server.port, &link, "un autre mot de passe 9").await?;
+    assert!(again.status == 410 && again.text().contains("Ce lien ne sert plus"), "a link serves once: {}", again.text());
+    assert_eq!(newcomer.login(NEWCOMER, first).await?.header("location"), Some("/console"), "the newcomer signs in with the password they chose");
+    assert_eq!(newcomer.get("/console").await?.status, 200);
+
+    // Disabled: the session ends at once and the password no longer opens the account.
+    let me = sqlx::query_scalar::<_, i64>("SELECT id FROM portal_users WHERE email = $1").bind(ADMIN.0).fetch_one(&pool).await?;
+    let own = admin.post_form(&format!("/admin/comptes/{me}/desactiver"), &[("csrf", &csrf)]).await?;
+    assert_eq!(own.status, 409, "an administrator cannot lock themself out");
+    let disabled = admin.post_form(&format!("/admin/comptes/{id}/desactiver"), &[("csrf", &csrf)]).await?;
+    assert_eq!(disabled.status, 303, "{}", disabled.text());
+    assert_eq!(newcomer.get("/console").await?.header("location"), Some("/login"), "the disabled person's session is over");
+    assert_eq!(Client::new(server.port).login(NEWCOMER, first).await?.status, 401);
+    let refused = admin.post_form(&format!("/admin/comptes/{id}/lien"), &[("csrf", &csrf)]).await?;
+    assert_eq!(refused.status, 409, "no link for a disabled account");
+
+    // Re-opened and reset: the old password stops at once, a new link sets the new one.
+    assert_eq!(admin.post_form(&format!("/admin/comptes/{id}/reactiver"), &[("csrf", &csrf)]).await?.status, 303);
+    let mut again_in = Client::new(server.port);
+    assert_eq!(again_in.login(NEWCOMER, first).await?.status, 303, "re-opened, the account keeps its password");
+    let reset = admin.post_form(&format!("/admin/comptes/{id}/lien"), &[("csrf", &csrf)]).await?;
+    assert_eq!(reset.header("location"), Some("/admin/comptes?fait=lien"), "{}", reset.text());
+    assert_eq!(again_in.get("/console").await?.header("location"), Some("/login"), "a reset ends the sessions");
+    assert_eq!(Client::new(server.port).login(NEWCOMER, first).await?.status, 401, "a reset password opens nothing");
+    let (second_link, mails) = link_mailed_to(&stack, NEWCOMER);
+    let second_link = second_link.context("the reset carries a link")?;
+    assert_eq!(mails, 2);
+    assert_ne!(second_link, link);
+    let second = "second mot de passe 10";
+    assert_eq!(choose_password(server.port, &second_link, second).await?.status, 200);
+    assert_eq!(Client::new(server.port).login(NEWCOMER, second).await?.status, 303);
+
+    // Every step is in the audit trail, under who did it.
+    let trail: Vec<(String, String)> =
+        sqlx::query_as("SELECT actor, action FROM audit_events WHERE subject = $1 ORDER BY id").bind(format!("account:{id}")).fetch_all(&pool).await?;
+    let by = |actor: &str, action: &str| trail.iter().any(|(a, x)| a == actor && x == action);
+    let admin_actor = format!("admin:{}", ADMIN.0);
+    let person = format!("operator:{NEWCOMER}");
+    for action in ["account_created", "account_link_sent", "account_disabled", "account_enabled", "password_reset"] {
+        assert!(by(&admin_actor, action), "{action} audited: {trail:?}");
+    }
+    assert_eq!(trail.iter().filter(|(a, x)| *a == person && x == "password_set").count(), 2, "{trail:?}");
+    // The secrets stay out of the database and the log: digests only.
+    let links: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_sha256 FROM account_links WHERE account = $1").bind(id).fetch_all(&pool).await?;
+    assert!(links.iter().all(|d| d.len() == 32), "links are kept as SHA-256 digests");
+    let token = second_link.rsplit('=').next().unwrap_or_default();
+    assert!(!token.is_empty() && !server.log_text().contains(token), "the link's token is never logged");
+    Ok(())
+}

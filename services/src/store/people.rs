@@ -17,7 +17,8 @@ pub struct NewAccount<'a> {
     pub role: Role,
     pub guichet: Option<&'a str>,
     pub sensitive: bool,
-    pub password_hash: &'a str,
+    /// None for an account an administrator creates: its person chooses it through a link.
+    pub password_hash: Option<&'a str>,
 }
 
 /// Creates a browser account (or gives an existing API user of the same e-mail a password
@@ -206,6 +207,212 @@ pub async fn change_password(pool: &PgPool, account: &Account, new_hash: &str, k
     Ok(ended)
 }
 
+// ---------------------------------------------------------------- accounts, as administrators manage them
+
+/// How long a one-time link lets its person choose a password.
+pub const LINK_HOURS: i32 = 72;
+
+/// Why a one-time link was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkPurpose {
+    /// A new account: its person chooses a first password.
+    Invitation,
+    /// An administrator reset the password: the old one no longer opens the account.
+    Reset,
+}
+
+impl LinkPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invitation => "invitation",
+            Self::Reset => "reset",
+        }
+    }
+}
+
+/// An account as the administrators' list shows it.
+#[derive(Debug, Clone)]
+pub struct AccountSummary {
+    pub account: Account,
+    pub disabled: bool,
+    /// A password was chosen (else the person has not yet used their link).
+    pub has_password: bool,
+    pub last_login: Option<DateTime<Utc>>,
+    /// When an unused link sent to this account stops working.
+    pub link_expires: Option<DateTime<Utc>>,
+}
+
+/// Every browser account (API-only portal users have no role worth managing here), by role
+/// then address.
+pub async fn account_list(pool: &PgPool) -> Result<Vec<AccountSummary>> {
+    let rows = sqlx::query!(
+        r#"SELECT u.id, u.email, u.display_name, u.role, u.guichet, u.sensitive, u.disabled, u.password_hash IS NOT NULL AS "has_password!",
+                (SELECT max(at) FROM audit_events e WHERE e.subject = 'account:' || u.id AND e.action = 'login') AS last_login,
+                (SELECT max(expires_at) FROM account_links l WHERE l.account = u.id AND l.used_at IS NULL AND l.expires_at > now()) AS link_expires
+         FROM portal_users u
+         WHERE u.password_hash IS NOT NULL OR u.token_sha256 IS NULL OR EXISTS (SELECT 1 FROM account_links l WHERE l.account = u.id)
+         ORDER BY array_position(ARRAY['admin', 'supervisor', 'operator', 'counter'], u.role), u.guichet NULLS FIRST, lower(u.email)"#
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let account = AccountRow { id: r.id, email: r.email, display_name: r.display_name, role: r.role, guichet: r.guichet, sensitive: r.sensitive };
+            Ok(AccountSummary {
+                account: account.try_into()?,
+                disabled: r.disabled,
+                has_password: r.has_password,
+                last_login: r.last_login,
+                link_expires: r.link_expires,
+            })
+        })
+        .collect()
+}
+
+/// One account, whatever its state.
+pub async fn account_by_id(pool: &PgPool, id: i64) -> Result<Option<(Account, bool)>> {
+    let row =
+        sqlx::query!("SELECT id, email, display_name, role, guichet, sensitive, disabled FROM portal_users WHERE id = $1", id).fetch_optional(pool).await?;
+    let Some(r) = row else { return Ok(None) };
+    let account = AccountRow { id: r.id, email: r.email, display_name: r.display_name, role: r.role, guichet: r.guichet, sensitive: r.sensitive };
+    Ok(Some((account.try_into()?, r.disabled)))
+}
+
+/// What stops an administrator's new account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotCreated {
+    /// An account (or an API user) already has this address.
+    AddressTaken,
+    /// The counter is not in the registry.
+    UnknownCounter(String),
+}
+
+/// Creates an account with no password; its person chooses one through the link sent by
+/// [`send_link`]. Never changes an existing account (the command line's `add-account` does).
+pub async fn invite_account(pool: &PgPool, a: &NewAccount<'_>, actor: &str) -> Result<std::result::Result<i64, NotCreated>> {
+    let guichet = a.guichet.map(str::to_ascii_uppercase);
+    if let Some(g) = &guichet {
+        let known = sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM guichets WHERE numero = $1) AS "known!""#, g).fetch_one(pool).await?;
+        if !known {
+            return Ok(Err(NotCreated::UnknownCounter(g.clone())));
+        }
+    }
+    let mut tx = pool.begin().await?;
+    let id = sqlx::query_scalar!(
+        "INSERT INTO portal_users (guichet, email, role, display_name, sensitive)
+         SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM portal_users WHERE lower(email) = lower($2))
+         ON CONFLICT (email) DO NOTHING RETURNING id",
+        guichet,
+        a.email,
+        a.role.as_str(),
+        a.display_name,
+        a.sensitive
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = id else { return Ok(Err(NotCreated::AddressTaken)) };
+    audit(
+        &mut tx,
+        actor,
+        &format!("account:{id}"),
+        "account_created",
+        json!({"email": a.email, "role": a.role.as_str(), "guichet": guichet, "sensitive": a.sensitive}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Ok(id))
+}
+
+/// Records a new one-time link for an open account (the older unused ones stop working) and
+/// returns the account, or `None` when it is unknown or disabled. A reset also forgets the
+/// password and ends the account's sessions at once: whoever knew it is out before the mail
+/// arrives.
+pub async fn send_link(pool: &PgPool, account: i64, token: &str, purpose: LinkPurpose, actor: &str) -> Result<Option<Account>> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query!("SELECT id, email, display_name, role, guichet, sensitive FROM portal_users WHERE id = $1 AND NOT disabled FOR UPDATE", account)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(r) = row else { return Ok(None) };
+    let found: Account =
+        AccountRow { id: r.id, email: r.email, display_name: r.display_name, role: r.role, guichet: r.guichet, sensitive: r.sensitive }.try_into()?;
+    let mut ended = 0;
+    if purpose == LinkPurpose::Reset {
+        sqlx::query!("UPDATE portal_users SET password_hash = NULL, failed_logins = 0, locked_until = NULL WHERE id = $1", account).execute(&mut *tx).await?;
+        ended = sqlx::query!("DELETE FROM web_sessions WHERE account = $1", account).execute(&mut *tx).await?.rows_affected();
+    }
+    let replaced = sqlx::query!("DELETE FROM account_links WHERE account = $1 AND used_at IS NULL", account).execute(&mut *tx).await?.rows_affected();
+    sqlx::query!(
+        "INSERT INTO account_links (token_sha256, account, purpose, created_by, expires_at) VALUES ($1, $2, $3, $4, now() + make_interval(hours => $5))",
+        token_digest(token),
+        account,
+        purpose.as_str(),
+        actor,
+        LINK_HOURS
+    )
+    .execute(&mut *tx)
+    .await?;
+    let action = if purpose == LinkPurpose::Reset { "password_reset" } else { "account_link_sent" };
+    audit(&mut tx, actor, &format!("account:{account}"), action, json!({"email": found.email, "links_replaced": replaced, "sessions_ended": ended})).await?;
+    tx.commit().await?;
+    Ok(Some(found))
+}
+
+/// The open account a live, unused link was sent to.
+pub async fn link_account(pool: &PgPool, token: &str) -> Result<Option<Account>> {
+    let row = sqlx::query!(
+        "SELECT u.id, u.email, u.display_name, u.role, u.guichet, u.sensitive
+         FROM account_links l JOIN portal_users u ON u.id = l.account
+         WHERE l.token_sha256 = $1 AND l.used_at IS NULL AND l.expires_at > now() AND NOT u.disabled",
+        token_digest(token)
+    )
+    .fetch_optional(pool)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    Ok(Some(AccountRow { id: r.id, email: r.email, display_name: r.display_name, role: r.role, guichet: r.guichet, sensitive: r.sensitive }.try_into()?))
+}
+
+/// Sets the password a person chose through their link, once: the link is spent in the same
+/// transaction, so a second use (or a race of two) finds nothing. Returns the account's id.
+pub async fn use_link(pool: &PgPool, token: &str, new_hash: &str) -> Result<Option<i64>> {
+    let mut tx = pool.begin().await?;
+    let spent = sqlx::query!(
+        r#"UPDATE account_links l SET used_at = now() FROM portal_users u
+         WHERE l.token_sha256 = $1 AND l.used_at IS NULL AND l.expires_at > now() AND u.id = l.account AND NOT u.disabled
+         RETURNING l.account, l.purpose, u.email, u.role"#,
+        token_digest(token)
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(l) = spent else { return Ok(None) };
+    sqlx::query!("UPDATE portal_users SET password_hash = $2, failed_logins = 0, locked_until = NULL WHERE id = $1", l.account, new_hash)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query!("DELETE FROM web_sessions WHERE account = $1", l.account).execute(&mut *tx).await?;
+    audit(&mut tx, &format!("{}:{}", l.role, l.email), &format!("account:{}", l.account), "password_set", json!({"through": l.purpose})).await?;
+    tx.commit().await?;
+    Ok(Some(l.account))
+}
+
+/// Disables an account (its sessions end, its links stop working) or opens it again. Returns
+/// false when nothing changed (unknown account, or already in that state).
+pub async fn set_disabled(pool: &PgPool, account: i64, disabled: bool, actor: &str) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let changed =
+        sqlx::query!("UPDATE portal_users SET disabled = $2 WHERE id = $1 AND disabled <> $2", account, disabled).execute(&mut *tx).await?.rows_affected();
+    if changed == 0 {
+        return Ok(false);
+    }
+    let (mut ended, mut links) = (0, 0);
+    if disabled {
+        ended = sqlx::query!("DELETE FROM web_sessions WHERE account = $1", account).execute(&mut *tx).await?.rows_affected();
+        links = sqlx::query!("DELETE FROM account_links WHERE account = $1 AND used_at IS NULL", account).execute(&mut *tx).await?.rows_affected();
+    }
+    let action = if disabled { "account_disabled" } else { "account_enabled" };
+    audit(&mut tx, actor, &format!("account:{account}"), action, json!({"sessions_ended": ended, "links_revoked": links})).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 // ---------------------------------------------------------------- incidents
 
 /// The kinds of a fiche incident.
@@ -310,7 +517,7 @@ mod tests {
         let row =
             |role: &str| AccountRow { id: 7, email: "a@b.example".into(), display_name: String::new(), role: role.into(), guichet: None, sensitive: false };
         assert_eq!(Account::try_from(row("supervisor")).map(|a| a.role).ok(), Some(Role::Supervisor));
-        let e = Account::try_from(row("admin")).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(e.contains("account role") && e.contains("\"admin\" of account 7"), "{e}");
+        let e = Account::try_from(row("root")).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("account role") && e.contains("\"root\" of account 7"), "{e}");
     }
 }

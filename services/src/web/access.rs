@@ -28,6 +28,8 @@ pub struct Staff;
 pub struct Counters;
 /// Supervisors only: priorities.
 pub struct Supervisors;
+/// Administrators only: the accounts.
+pub struct Admins;
 /// Anyone signed in: their account, the pieces they may open.
 pub struct Everyone;
 
@@ -40,8 +42,11 @@ impl Roles for Counters {
 impl Roles for Supervisors {
     const ROLES: &'static [Role] = &[Role::Supervisor];
 }
+impl Roles for Admins {
+    const ROLES: &'static [Role] = &[Role::Admin];
+}
 impl Roles for Everyone {
-    const ROLES: &'static [Role] = &[Role::Counter, Role::Operator, Role::Supervisor];
+    const ROLES: &'static [Role] = &[Role::Counter, Role::Operator, Role::Supervisor, Role::Admin];
 }
 
 /// A request signed in as one of `R`'s roles.

@@ -13,6 +13,7 @@
 //! - Pages forbid framing, inline scripts and content sniffing.
 
 pub mod access;
+pub mod admin;
 pub mod charts;
 pub mod console;
 pub mod dashboard;
@@ -60,6 +61,7 @@ pub fn routes() -> Router<Arc<Bureau>> {
         .merge(portal::routes())
         .merge(console::routes())
         .merge(dashboard::routes())
+        .merge(admin::routes())
         .layer(axum::middleware::map_response(protect))
 }
 
@@ -174,6 +176,7 @@ fn home_of(role: Role) -> &'static str {
         Role::Counter => "/portal",
         Role::Operator => "/console",
         Role::Supervisor => "/dashboard",
+        Role::Admin => "/admin/comptes",
     }
 }
 
@@ -273,11 +276,7 @@ async fn logout(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, .. }: Che
 
 fn account_form(s: &Signed, message: Option<(&str, &str)>, code: StatusCode) -> Answer {
     let a = &s.account;
-    let profile = match a.role {
-        Role::Counter => "agent de guichet",
-        Role::Operator => "opérateur",
-        Role::Supervisor => "superviseur",
-    };
+    let profile = admin::role_label(a.role);
     let body = html! {
         @if let Some((class, m)) = message { (alert(class, m)) }
         dl.facts {

@@ -56,6 +56,7 @@ fn menu(role: Role) -> &'static [(&'static str, &'static str)] {
             ("/console/incidents", "Incidents"),
             ("/console/originaux", "Originaux"),
         ],
+        Role::Admin => &[("/admin/comptes", "Comptes")],
     }
 }
 
@@ -108,6 +109,7 @@ pub fn error_page(code: StatusCode, account: Option<&Account>, message: &str) ->
         StatusCode::NOT_FOUND => "Introuvable",
         StatusCode::FORBIDDEN => "Accès refusé",
         StatusCode::PAYLOAD_TOO_LARGE => "Fichier trop volumineux",
+        StatusCode::GONE => "Lien périmé",
         c if c.is_server_error() => "Service indisponible",
         _ => "Demande refusée",
     };
