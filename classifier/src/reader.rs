@@ -316,7 +316,8 @@ pub fn read_page(view: &PageView<'_>, lex: &Lexicon, cfg: &ReaderConfig) -> Page
         whole.reading.extend(notes);
         f = whole;
     }
-    if cfg.whole_page && !f.layout.unreadable && weak(lex, &f) {
+    // Print read with confidence is print the right way round: mirrored print never is.
+    if cfg.whole_page && !f.layout.unreadable && weak(lex, &f) && f.ocr_confidence < PLAIN_TEXT_CONFIDENCE {
         let (gray, ink) = match &turned_page {
             Some((g, i)) if f.half_turn => (g, i),
             _ => (&view.raster.gray, view.ink),
