@@ -1111,10 +1111,17 @@ async fn an_administrator_creates_disables_and_resets_accounts_and_only_their_pe
         std::fs::write(shots.join("accounts.html"), &list)?;
     }
 
+    // Sent again before it was used: a new invitation, and the first link stops working.
+    let (first_link, _) = link_mailed_to(&stack, NEWCOMER);
+    let first_link = first_link.context("the invitation carries a one-time link")?;
+    let resent = admin.post_form(&format!("/admin/comptes/{id}/lien"), &[("csrf", &csrf)]).await?;
+    assert_eq!(resent.header("location"), Some("/admin/comptes?fait=invitation"), "{}", resent.text());
+    assert_eq!(Client::new(server.port).get(&first_link).await?.status, 410, "the first link was replaced");
+
     // The person chooses their password through the link e-mailed to them; it serves once.
     let (link, mails) = link_mailed_to(&stack, NEWCOMER);
-    let link = link.context("the invitation carries a one-time link")?;
-    assert_eq!(mails, 1);
+    let link = link.context("the invitation sent again carries a link")?;
+    assert_eq!(mails, 2);
     let mut newcomer = Client::new(server.port);
     let form = newcomer.get(&link).await?;
     assert!(form.status == 200 && form.text().contains(NEWCOMER), "{}", form.text());
@@ -1153,7 +1160,7 @@ async fn an_administrator_creates_disables_and_resets_accounts_and_only_their_pe
     assert_eq!(Client::new(server.port).login(NEWCOMER, first).await?.status, 401, "a reset password opens nothing");
     let (second_link, mails) = link_mailed_to(&stack, NEWCOMER);
     let second_link = second_link.context("the reset carries a link")?;
-    assert_eq!(mails, 2);
+    assert_eq!(mails, 3);
     assert_ne!(second_link, link);
     let second = "second mot de passe 10";
     assert_eq!(choose_password(server.port, &second_link, second).await?.status, 200);
@@ -1168,6 +1175,7 @@ async fn an_administrator_creates_disables_and_resets_accounts_and_only_their_pe
     for action in ["account_created", "account_link_sent", "account_disabled", "account_enabled", "password_reset"] {
         assert!(by(&admin_actor, action), "{action} audited: {trail:?}");
     }
+    assert_eq!(trail.iter().filter(|(_, x)| x == "account_link_sent").count(), 2, "the invitation, then again: {trail:?}");
     assert_eq!(trail.iter().filter(|(a, x)| *a == person && x == "password_set").count(), 2, "{trail:?}");
     // The secrets stay out of the database and the log: digests only.
     let links: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_sha256 FROM account_links WHERE account = $1").bind(id).fetch_all(&pool).await?;

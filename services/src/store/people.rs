@@ -269,13 +269,17 @@ pub async fn account_list(pool: &PgPool) -> Result<Vec<AccountSummary>> {
         .collect()
 }
 
-/// One account, whatever its state.
+/// One account, whatever its state, and whether a password was ever chosen for it.
 pub async fn account_by_id(pool: &PgPool, id: i64) -> Result<Option<(Account, bool)>> {
-    let row =
-        sqlx::query!("SELECT id, email, display_name, role, guichet, sensitive, disabled FROM portal_users WHERE id = $1", id).fetch_optional(pool).await?;
+    let row = sqlx::query!(
+        r#"SELECT id, email, display_name, role, guichet, sensitive, password_hash IS NOT NULL AS "has_password!" FROM portal_users WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(pool)
+    .await?;
     let Some(r) = row else { return Ok(None) };
     let account = AccountRow { id: r.id, email: r.email, display_name: r.display_name, role: r.role, guichet: r.guichet, sensitive: r.sensitive };
-    Ok(Some((account.try_into()?, r.disabled)))
+    Ok(Some((account.try_into()?, r.has_password)))
 }
 
 /// What stops an administrator's new account.

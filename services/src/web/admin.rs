@@ -46,6 +46,7 @@ fn done_message(code: &str) -> Option<(&'static str, &'static str)> {
     Some(match code {
         "cree" => ("ok", "Compte créé : un lien pour choisir son mot de passe a été envoyé à son adresse."),
         "lien" => ("ok", "Mot de passe réinitialisé : l'ancien ne sert plus, ses sessions sont fermées, un lien a été envoyé à son adresse."),
+        "invitation" => ("ok", "Un nouveau lien pour choisir son mot de passe a été envoyé à son adresse ; le précédent ne sert plus."),
         "desactive" => ("ok", "Compte désactivé : ses sessions sont fermées et ses liens ne servent plus."),
         "reactive" => ("ok", "Compte réactivé. S'il n'a pas de mot de passe, envoyez-lui un lien."),
         "courriel" => {
@@ -227,19 +228,22 @@ async fn create_account(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, f
 }
 
 /// An account an administrator may change: another one than their own (an administrator
-/// cannot lock themself out).
-async fn other_account(b: &Bureau, s: &SignedIn<Admins>, id: i64) -> Result<Account, WebError> {
+/// cannot lock themself out). Says whether it has a password.
+async fn other_account(b: &Bureau, s: &SignedIn<Admins>, id: i64) -> Result<bool, WebError> {
     match people::account_by_id(&b.pool, id).await? {
         Some(_) if id == s.account.id => Err(s.error(StatusCode::CONFLICT, "Vous ne pouvez pas changer votre propre compte ici : passez par « Mon compte ».")),
-        Some((a, _)) => Ok(a),
+        Some((_, has_password)) => Ok(has_password),
         None => Err(s.error(StatusCode::NOT_FOUND, "Ce compte n'existe pas.")),
     }
 }
 
+/// Resets the password of an account that has one; for one whose person has not chosen it
+/// yet, sends the invitation again (its e-mail then says nothing of a reset).
 async fn reset_account(State(b): State<Arc<Bureau>>, Path(id): Path<i64>, CheckedForm { signed: s, .. }: CheckedForm<Admins>) -> Answer {
-    other_account(&b, &s, id).await?;
-    match send_link(&b, id, LinkPurpose::Reset, &s.account.actor()).await? {
-        Some(true) => back_to_list("lien"),
+    let purpose = if other_account(&b, &s, id).await? { LinkPurpose::Reset } else { LinkPurpose::Invitation };
+    match send_link(&b, id, purpose, &s.account.actor()).await? {
+        Some(true) if purpose == LinkPurpose::Reset => back_to_list("lien"),
+        Some(true) => back_to_list("invitation"),
         Some(false) => back_to_list("courriel"),
         None => Err(s.error(StatusCode::CONFLICT, "Ce compte est désactivé : réactivez-le d'abord.")),
     }
