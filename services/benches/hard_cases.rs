@@ -14,11 +14,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use chrono::DateTime;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use scanbureau::process::{MailingJob, classifier_for, execute};
+use scanbureau::process::{MailingJob, execute};
 use scanbureau_fixtures::catalogue::{self, Cast, PlanDoc, Split, Subject};
 use scanbureau_fixtures::hard::{Forgery, avis_with_2ddoc, born_digital, crop_mm, phone_photo, test_trust_list};
 use scanbureau_fixtures::mailing::{MailingKind, Scanning, generate, random_spec};
@@ -26,16 +25,14 @@ use scanbureau_fixtures::page::{ScanDefects, scan};
 use scanbureau_fixtures::people::{Person, guichet, person, registry_json};
 use scanbureau_fixtures::write::{heic_bytes, jpeg_bytes, webp_bytes, write_jpeg_folder};
 use scanbureau_pipeline::NumeroUnique;
-use scanbureau_pipeline::config::{DEFAULT_PLAN, SiteConfig};
+use scanbureau_pipeline::config::SiteConfig;
 use scanbureau_pipeline::mailing::Channel;
-use scanbureau_pipeline::plan::FilingPlan;
 use scanbureau_pipeline::reason::ReasonCode;
 use scanbureau_pipeline::registry::Registry;
 use scanbureau_pipeline::report::{PieceStatus, Report};
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
+mod common;
+use common::{JobKit, env_usize};
 
 /// What must become of a case.
 #[derive(Clone, Copy, PartialEq)]
@@ -239,10 +236,9 @@ fn main() {
     std::fs::write(&trust, test_trust_list()).expect("trust list");
     let mut site = SiteConfig::embedded_default();
     site.qualify.twoddoc_trust = Some(trust.display().to_string());
-    let plan = FilingPlan::from_toml(DEFAULT_PLAN).expect("plan");
-    let classifier = classifier_for(&site, &plan).expect("classifier");
-    let pool = rayon::ThreadPoolBuilder::new().build().expect("pool");
-    let received_at = DateTime::parse_from_rfc3339("2026-11-18T09:12:00+01:00").expect("date");
+    let kit = JobKit::new(site);
+    let JobKit { site, plan, classifier, pool, received_at } = &kit;
+    let received_at = *received_at;
     let started = Instant::now();
     let cases = cases(n);
     println!("== hard cases: {} documents ({n} of each kind), generated in {:.1} s", cases.len(), started.elapsed().as_secs_f64());
@@ -261,12 +257,12 @@ fn main() {
             received_at,
             numero: Some(NumeroUnique::parse(&case.person.numero_unique).expect("numero")),
             notify: Some("agent@guichet.example".into()),
-            site: &site,
+            site,
             registry: &registry,
-            plan: &plan,
+            plan,
         };
         let t0 = Instant::now();
-        let out = execute(&job, &classifier, &pool, &|_| {}, &|| {}).expect("job");
+        let out = execute(&job, classifier, pool, &|_| {}, &|| {}).expect("job");
         let o = judge(case.want, &out.report, t0.elapsed().as_secs_f64() * 1000.0);
         let missed = !(o.type_right && o.segment && (o.review == matches!(case.want, Want::Review(_))));
         if missed && let Some(folder) = &keep {
@@ -321,16 +317,17 @@ fn main() {
         pct(filed.iter().filter(|r| r.2.review).count(), filed.len()),
         results.iter().filter(|r| r.2.refused_wrongly).count()
     );
-    mailings(env_usize("HARD_MAILINGS", 4), &site, &plan, &classifier, &pool, tmp.path());
+    mailings(env_usize("HARD_MAILINGS", 4), &kit, tmp.path());
 }
 
 /// Generated counter mailings (clean production scans, 200 dpi duplex JPEG): how many go through
 /// with no piece for an operator, and how fast.
-fn mailings(n: usize, site: &SiteConfig, plan: &FilingPlan, classifier: &scanbureau_classifier::Classifier, pool: &rayon::ThreadPool, tmp: &Path) {
+fn mailings(n: usize, kit: &JobKit, tmp: &Path) {
+    let JobKit { site, plan, classifier, pool, received_at } = kit;
+    let received_at = *received_at;
     if n == 0 {
         return;
     }
-    let received_at = DateTime::parse_from_rfc3339("2026-11-18T09:12:00+01:00").expect("date");
     let (mut zero_touch, mut pages, mut seconds, mut pieces, mut review) = (0, 0, 0.0, 0, 0);
     // Pages read whole by the fallback, and why (the first reason the reader gave).
     let mut whole: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();

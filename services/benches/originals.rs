@@ -14,27 +14,24 @@
 
 use std::path::PathBuf;
 
-use chrono::DateTime;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use scanbureau::process::{MailingJob, classifier_for, execute};
+use scanbureau::process::{MailingJob, execute};
 use scanbureau_fixtures::catalogue::{self, Paper, PlanDoc, Split, Subject};
 use scanbureau_fixtures::docs::DocKind;
 use scanbureau_fixtures::mailing::{Fault, MailingKind, MailingSpec, RequestSpec, Scanning, generate};
 use scanbureau_fixtures::people::{Person, guichet, person, registry_json};
 use scanbureau_fixtures::write::write_jpeg_folder;
-use scanbureau_pipeline::config::{DEFAULT_PLAN, SiteConfig};
+use scanbureau_pipeline::config::SiteConfig;
 use scanbureau_pipeline::mailing::Channel;
-use scanbureau_pipeline::plan::FilingPlan;
 use scanbureau_pipeline::registry::Registry;
 
 /// The documents whose originals get sent: cards, passports and civil-status acts.
 const ORIGINAL_PRONE: &[&str] = &["CNI", "PASSEPORT", "TITRE_SEJOUR", "ACTE_NAISSANCE", "ACTE_DECES", "ACTE_MARIAGE", "LIVRET_FAMILLE"];
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
+mod common;
+use common::{JobKit, env_usize};
 
 /// One request's documents: two or three prone to be sent as originals, each an original, a
 /// colour copy or a black-and-white copy of an original, and one other document of the plan.
@@ -68,11 +65,7 @@ fn main() {
     let n = env_usize("ORIGINALS_MAILINGS", 6);
     let dpi = env_usize("ORIGINALS_DPI", 200) as f32;
     let verbose = std::env::var("BENCH_VERBOSE").is_ok_and(|v| v == "1");
-    let site = SiteConfig::embedded_default();
-    let plan = FilingPlan::from_toml(DEFAULT_PLAN).expect("plan");
-    let classifier = classifier_for(&site, &plan).expect("classifier");
-    let pool = rayon::ThreadPoolBuilder::new().build().expect("pool");
-    let received_at = DateTime::parse_from_rfc3339("2026-11-18T09:12:00+01:00").expect("date");
+    let JobKit { site, plan, classifier, pool, received_at } = JobKit::new(SiteConfig::embedded_default());
     let tmp = tempfile::tempdir().expect("tmp");
     let mut by_type: std::collections::BTreeMap<&'static str, Tally> = std::collections::BTreeMap::new();
     let (mut pages, mut documents) = (0, 0);

@@ -24,19 +24,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use chrono::DateTime;
-
-use scanbureau::process::{MailingJob, classifier_for, execute};
+use scanbureau::process::{MailingJob, execute};
 use scanbureau_pipeline::NumeroUnique;
-use scanbureau_pipeline::config::{DEFAULT_PLAN, SiteConfig};
+use scanbureau_pipeline::config::SiteConfig;
 use scanbureau_pipeline::mailing::Channel;
-use scanbureau_pipeline::plan::FilingPlan;
 use scanbureau_pipeline::reason::ReasonCode;
 use scanbureau_pipeline::registry::Registry;
 use scanbureau_pipeline::report::{PieceStatus, Report};
 
 mod common;
-use common::kept_words;
+use common::{JobKit, kept_words};
 
 const NUMERO: &str = "0930325091042G3533";
 
@@ -211,11 +208,7 @@ fn main() {
     };
     let only = std::env::var("REAL_DOCS_ONLY").ok();
     let verbose = std::env::var("BENCH_VERBOSE").is_ok_and(|v| v == "1");
-    let site = SiteConfig::embedded_default();
-    let plan = FilingPlan::from_toml(DEFAULT_PLAN).expect("plan");
-    let classifier = classifier_for(&site, &plan).expect("classifier");
-    let pool = rayon::ThreadPoolBuilder::new().build().expect("pool");
-    let received_at = DateTime::parse_from_rfc3339("2026-11-18T09:12:00+01:00").expect("date");
+    let JobKit { site, plan, classifier, pool, received_at } = JobKit::new(SiteConfig::embedded_default());
     let truths: Vec<Truth> = read_truth(&dir).into_iter().filter(|t| only.as_deref().is_none_or(|o| t.file.contains(o))).collect();
     let tools = ["tesseract", "pdftoppm"].iter().all(|c| std::process::Command::new(c).arg("-v").output().is_ok());
     let legibility = tools && std::env::var("REAL_DOCS_LEGIBILITY").map_or(true, |v| v != "0");

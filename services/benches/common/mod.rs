@@ -1,12 +1,38 @@
-//! What several benchmarks share: figures, generated pages, and reading a page with Tesseract to
-//! judge how legible it is.
+//! What several benchmarks share: the job's setting, figures, generated pages, and reading a
+//! page with Tesseract to judge how legible it is.
 #![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use chrono::{DateTime, FixedOffset};
 use image::{GrayImage, ImageFormat};
+use scanbureau::process::classifier_for;
+use scanbureau_classifier::Classifier;
+use scanbureau_pipeline::config::{DEFAULT_PLAN, SiteConfig};
+use scanbureau_pipeline::plan::FilingPlan;
 use scanbureau_pipeline::raster::{Limits, PageBlob, PageRaster, decode_page};
+
+/// What the benchmarks that run the job need: a site (the embedded one, or as a bench changed
+/// it), the bundled filing plan, its classifier, a pool of every core, and the reception time
+/// every deposit and mailing is given.
+pub struct JobKit {
+    pub site: SiteConfig,
+    pub plan: FilingPlan,
+    pub classifier: Classifier,
+    pub pool: rayon::ThreadPool,
+    pub received_at: DateTime<FixedOffset>,
+}
+
+impl JobKit {
+    pub fn new(site: SiteConfig) -> Self {
+        let plan = FilingPlan::from_toml(DEFAULT_PLAN).expect("plan");
+        let classifier = classifier_for(&site, &plan).expect("classifier");
+        let pool = rayon::ThreadPoolBuilder::new().build().expect("pool");
+        let received_at = DateTime::parse_from_rfc3339("2026-11-18T09:12:00+01:00").expect("date");
+        Self { site, plan, classifier, pool, received_at }
+    }
+}
 
 pub fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
