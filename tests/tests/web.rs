@@ -1071,6 +1071,8 @@ async fn choose_password(port: u16, link: &str, password: &str) -> Result<scanbu
 async fn an_administrator_creates_disables_and_resets_accounts_and_only_their_person_knows_the_password() -> Result<()> {
     let mut stack = TestStack::new("webadmin", true).await?;
     stack.set("SCANBUREAU__WEB__PUBLIC_URL", PUBLIC_URL);
+    let (_, registry, counter, _) = sensitive_deposit(stack.dir.path())?;
+    stack.set("SCANBUREAU__JOB__REGISTRY", &registry.display().to_string());
     let server = Server::start(&stack, &["portal"], &[])?;
     let pool = PgPool::connect(&stack.database_url).await?;
     add_account(&stack, ADMIN.0, ADMIN.1, "admin", None, false)?;
@@ -1097,6 +1099,8 @@ async fn an_administrator_creates_disables_and_resets_accounts_and_only_their_pe
         "{}",
         unknown.text()
     );
+    let agent = admin.post_form("/admin/comptes", &[("csrf", &csrf), ("email", "agent@bailleur.example"), ("role", "counter"), ("guichet", &counter)]).await?;
+    assert_eq!(agent.status, 303, "a counter's agent of a counter in the registry: {}", agent.text());
     let taken = admin.post_form("/admin/comptes", &[("csrf", &csrf), ("email", &OPERATOR.0.to_uppercase()), ("role", "operator")]).await?;
     assert_eq!(taken.status, 409, "an address already held, whatever its case: {}", taken.text());
     let created = admin.post_form("/admin/comptes", &[("csrf", &csrf), ("email", NEWCOMER), ("nom", "Nouvelle Opératrice"), ("role", "operator")]).await?;
@@ -1165,6 +1169,23 @@ async fn an_administrator_creates_disables_and_resets_accounts_and_only_their_pe
     let second = "second mot de passe 10";
     assert_eq!(choose_password(server.port, &second_link, second).await?.status, 200);
     assert_eq!(Client::new(server.port).login(NEWCOMER, second).await?.status, 303);
+
+    // A counter's software: its API token stops working when its account is disabled.
+    let out = std::process::Command::new(scanbureau_tests::stack::scanbureau_bin()?)
+        .args(["admin", "add-user", "--guichet", &counter, "--email", "logiciel@bailleur.example"])
+        .envs(stack.env.iter().cloned())
+        .output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout)?.trim().to_string();
+    let bearer = format!("Bearer {token}");
+    let api = async || Client::new(server.port).request("GET", "/api/deposits/d-inconnu", &[("Authorization", bearer.as_str())], b"").await;
+    assert_eq!(api().await?.status, 404, "the token is good: the deposit is just unknown");
+    let list = admin.get("/admin/comptes").await?.text();
+    let row = list.split(r#"data-account="logiciel@bailleur.example""#).nth(1).and_then(|r| r.split("</tr>").next()).context("the API user's row")?;
+    assert!(row.contains(r#"data-state="api""#), "{row}");
+    let software = sqlx::query_scalar::<_, i64>("SELECT id FROM portal_users WHERE email = 'logiciel@bailleur.example'").fetch_one(&pool).await?;
+    assert_eq!(admin.post_form(&format!("/admin/comptes/{software}/desactiver"), &[("csrf", &csrf)]).await?.status, 303);
+    assert_eq!(api().await?.status, 401, "a disabled account's token opens nothing");
 
     // Every step is in the audit trail, under who did it.
     let trail: Vec<(String, String)> =

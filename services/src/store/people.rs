@@ -237,20 +237,22 @@ pub struct AccountSummary {
     pub disabled: bool,
     /// A password was chosen (else the person has not yet used their link).
     pub has_password: bool,
+    /// A counter's software calls the portal API with this account's token.
+    pub api_token: bool,
     pub last_login: Option<DateTime<Utc>>,
     /// When an unused link sent to this account stops working.
     pub link_expires: Option<DateTime<Utc>>,
 }
 
-/// Every browser account (API-only portal users have no role worth managing here), by role
-/// then address.
+/// Every account, the API users of counters' software too (disabling one stops its token), by
+/// role then counter and address.
 pub async fn account_list(pool: &PgPool) -> Result<Vec<AccountSummary>> {
     let rows = sqlx::query!(
         r#"SELECT u.id, u.email, u.display_name, u.role, u.guichet, u.sensitive, u.disabled, u.password_hash IS NOT NULL AS "has_password!",
+                u.token_sha256 IS NOT NULL AS "api_token!",
                 (SELECT max(at) FROM audit_events e WHERE e.subject = 'account:' || u.id AND e.action = 'login') AS last_login,
                 (SELECT max(expires_at) FROM account_links l WHERE l.account = u.id AND l.used_at IS NULL AND l.expires_at > now()) AS link_expires
          FROM portal_users u
-         WHERE u.password_hash IS NOT NULL OR u.token_sha256 IS NULL OR EXISTS (SELECT 1 FROM account_links l WHERE l.account = u.id)
          ORDER BY array_position(ARRAY['admin', 'supervisor', 'operator', 'counter'], u.role), u.guichet NULLS FIRST, lower(u.email)"#
     )
     .fetch_all(pool)
@@ -262,6 +264,7 @@ pub async fn account_list(pool: &PgPool) -> Result<Vec<AccountSummary>> {
                 account: account.try_into()?,
                 disabled: r.disabled,
                 has_password: r.has_password,
+                api_token: r.api_token,
                 last_login: r.last_login,
                 link_expires: r.link_expires,
             })

@@ -47,7 +47,7 @@ fn done_message(code: &str) -> Option<(&'static str, &'static str)> {
         "cree" => ("ok", "Compte créé : un lien pour choisir son mot de passe a été envoyé à son adresse."),
         "lien" => ("ok", "Mot de passe réinitialisé : l'ancien ne sert plus, ses sessions sont fermées, un lien a été envoyé à son adresse."),
         "invitation" => ("ok", "Un nouveau lien pour choisir son mot de passe a été envoyé à son adresse ; le précédent ne sert plus."),
-        "desactive" => ("ok", "Compte désactivé : ses sessions sont fermées et ses liens ne servent plus."),
+        "desactive" => ("ok", "Compte désactivé : ses sessions sont fermées, ses liens et son jeton d'API ne servent plus."),
         "reactive" => ("ok", "Compte réactivé. S'il n'a pas de mot de passe, envoyez-lui un lien."),
         "courriel" => {
             ("error", "Le changement est enregistré, mais le courriel n'a pas pu partir (serveur de messagerie injoignable) : renvoyez le lien dans un moment.")
@@ -61,7 +61,9 @@ fn state_of(a: &AccountSummary, b: &Bureau) -> Markup {
         @if a.disabled { span.error data-state="disabled" { "désactivé" } }
         @else if a.has_password { span data-state="active" { "actif" } }
         @else if let Some(t) = a.link_expires { span data-state="invited" { "lien envoyé, valable jusqu'au " (when(&t, &b.site)) } }
+        @else if a.api_token { span data-state="api" { "jeton d'API du logiciel du guichet (sans accès aux pages)" } }
         @else { span.error data-state="no-password" { "sans mot de passe : envoyez un lien" } }
+        @if a.api_token && (a.has_password || a.link_expires.is_some()) { br; span.muted.small { "et jeton d'API" } }
         @if let Some(l) = a.last_login { br; span.muted.small { "dernière connexion " (when(&l, &b.site)) } }
     }
 }
@@ -100,7 +102,9 @@ fn accounts_page(b: &Bureau, s: &SignedIn<Admins>, rows: &[AccountSummary], mess
                                     form.inline method="post" action={ "/admin/comptes/" (acc.id) "/lien" } {
                                         (s.csrf_field())
                                         button type="submit" title="L'ancien mot de passe cesse de servir ; un lien pour en choisir un nouveau est envoyé." {
-                                            @if a.has_password { "Réinitialiser le mot de passe" } @else { "Renvoyer le lien" }
+                                            @if a.has_password { "Réinitialiser le mot de passe" }
+                                            @else if a.link_expires.is_some() { "Renvoyer le lien" }
+                                            @else { "Envoyer un lien" }
                                         }
                                     }
                                     form.inline method="post" action={ "/admin/comptes/" (acc.id) "/desactiver" } {
