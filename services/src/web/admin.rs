@@ -101,7 +101,11 @@ fn accounts_page(b: &Bureau, s: &SignedIn<Admins>, rows: &[AccountSummary], mess
                                 @if !a.disabled {
                                     form.inline method="post" action={ "/admin/comptes/" (acc.id) "/lien" } {
                                         (s.csrf_field())
-                                        button type="submit" title="L'ancien mot de passe cesse de servir ; un lien pour en choisir un nouveau est envoyé." {
+                                        button type="submit" title=(if a.has_password {
+                                            "L'ancien mot de passe cesse de servir ; un lien pour en choisir un nouveau est envoyé."
+                                        } else {
+                                            "Un lien pour choisir son mot de passe est envoyé ; le précédent cesse de servir."
+                                        }) {
                                             @if a.has_password { "Réinitialiser le mot de passe" }
                                             @else if a.link_expires.is_some() { "Renvoyer le lien" }
                                             @else { "Envoyer un lien" }
