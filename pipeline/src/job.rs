@@ -104,7 +104,7 @@ fn fact_of(rec: &PageRecord) -> PageFact {
 /// left for a "COPIE" stamp: any piece may be filed as an original's copy, in the job or later
 /// at the review station.
 fn piece_pdf(pages: &[&EncodedPage], title: &str) -> Option<Vec<u8>> {
-    let budget = MAX_PIECE_BYTES - crate::originals::stamp_room(pages.len());
+    let budget = MAX_PIECE_BYTES.saturating_sub(crate::originals::stamp_room(pages.len()));
     let pdf = write_pdf(pages, title);
     if pdf.len() <= budget {
         return Some(pdf);
