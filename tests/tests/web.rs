@@ -413,16 +413,59 @@ async fn setup_bureau(stack: &TestStack) -> Result<(std::sync::Arc<Bureau>, watc
     Ok((Bureau::start(stack.config()?, "test-setup", shutdown).await?, stop))
 }
 
+/// A bureau an operator works in through the pages: the real server with `roles`, its
+/// database, the operator's account, and a bureau of the test's own to seed the work.
+struct OperatorDesk {
+    stack: TestStack,
+    server: Server,
+    pool: PgPool,
+    bureau: std::sync::Arc<Bureau>,
+    _stop: watch::Sender<bool>,
+}
+
+async fn operator_desk(tag: &str, roles: &[&str]) -> Result<OperatorDesk> {
+    let stack = TestStack::new(tag, true).await?;
+    let server = Server::start(&stack, roles, &[])?;
+    let pool = PgPool::connect(&stack.database_url).await?;
+    add_account(&stack, OPERATOR.0, OPERATOR.1, "operator", None, false)?;
+    let (bureau, _stop) = setup_bureau(&stack).await?;
+    Ok(OperatorDesk { stack, server, pool, bureau, _stop })
+}
+
+/// Where a browser test's screenshots go: SCANBUREAU_SCREENSHOTS, else the test's own folder.
+fn shots_dir(stack: &TestStack) -> Result<std::path::PathBuf> {
+    let shots = std::env::var_os("SCANBUREAU_SCREENSHOTS").map(std::path::PathBuf::from).unwrap_or_else(|| stack.dir.path().join("screenshots"));
+    std::fs::create_dir_all(&shots)?;
+    Ok(shots)
+}
+
+/// An account's e-mail and password, as the browser scripts take them.
+fn sign_in((email, password): (&str, &str)) -> String {
+    format!("{email}\n{password}")
+}
+
+/// Runs a script of `tests/browser` (Node.js and playwright-core driving Debian's Chromium)
+/// against the server, its screenshots into `shots`: what it printed, and whether it succeeded.
+async fn run_browser(script: &str, server: &Server, shots: &std::path::Path, env: &[(&str, String)]) -> Result<(bool, String)> {
+    let mut node = std::process::Command::new("node");
+    node.arg(workspace_root().join("tests/browser").join(script))
+        .env("BASE_URL", server.base_url())
+        .env("SHOTS", shots)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(workspace_root().join("tests/browser"));
+    let out =
+        tokio::task::spawn_blocking(move || node.output()).await?.context("running node (scripts/setup.sh installs Node.js, Chromium and playwright-core)")?;
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{said}");
+    Ok((out.status.success(), said))
+}
+
 /// Pieces decided at the review station in the browser test: a day's stretch of work.
 const STATION_PIECES: usize = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_decides_fifty_pieces_at_the_review_station_with_the_keyboard() -> Result<()> {
-    let stack = TestStack::new("webstation", true).await?;
-    let server = Server::start(&stack, &["portal"], &[])?;
-    let pool = PgPool::connect(&stack.database_url).await?;
-    add_account(&stack, OPERATOR.0, OPERATOR.1, "operator", None, false)?;
-    let (bureau, _stop) = setup_bureau(&stack).await?;
+    let OperatorDesk { stack, server, pool, bureau, _stop } = operator_desk("webstation", &["portal"]).await?;
     // One mailing whose pieces all wait for an operator, each a one-page PDF with a proposal.
     let mailing = format!("m-station-{}", stack.name);
     record_mailing(&bureau, &mailing, Utc::now(), false, None).await?;
@@ -447,20 +490,9 @@ async fn an_operator_decides_fifty_pieces_at_the_review_station_with_the_keyboar
     .execute(&pool)
     .await?;
 
-    let shots = std::env::var_os("SCANBUREAU_SCREENSHOTS").map(std::path::PathBuf::from).unwrap_or_else(|| stack.dir.path().join("screenshots"));
-    std::fs::create_dir_all(&shots)?;
-    let mut node = std::process::Command::new("node");
-    node.arg(workspace_root().join("tests/browser/station.mjs"))
-        .env("BASE_URL", server.base_url())
-        .env("OPERATOR", format!("{}\n{}", OPERATOR.0, OPERATOR.1))
-        .env("FIRST_PIECE", "p-station-001")
-        .env("COUNT", STATION_PIECES.to_string())
-        .env("SHOTS", &shots)
-        .current_dir(workspace_root().join("tests/browser"));
-    let out = tokio::task::spawn_blocking(move || node.output()).await?.context("running node")?;
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    println!("{said}");
-    anyhow::ensure!(out.status.success(), "the review station run failed:\n{said}");
+    let env = [("OPERATOR", sign_in(OPERATOR)), ("FIRST_PIECE", "p-station-001".into()), ("COUNT", STATION_PIECES.to_string())];
+    let (ok, said) = run_browser("station.mjs", &server, &shots_dir(&stack)?, &env).await?;
+    anyhow::ensure!(ok, "the review station run failed:\n{said}");
     assert!(said.contains("decisions per minute"), "the pace is printed");
 
     let decided: Vec<(String, Option<String>)> =
@@ -516,11 +548,7 @@ async fn suspected_original(
 /// posting to the GIP SNE and prints its return slip.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_files_an_original_as_a_stamped_copy_and_posts_the_paper_back() -> Result<()> {
-    let stack = TestStack::new("weboriginal", true).await?;
-    let server = Server::start(&stack, &["portal"], &[])?;
-    let pool = PgPool::connect(&stack.database_url).await?;
-    add_account(&stack, OPERATOR.0, OPERATOR.1, "operator", None, false)?;
-    let (bureau, _stop) = setup_bureau(&stack).await?;
+    let OperatorDesk { stack, server, pool, bureau, _stop } = operator_desk("weboriginal", &["portal"]).await?;
     let numero = ORIGINAL_NUMERO;
     let (mailing, piece, key) = suspected_original(
         &bureau,
@@ -631,11 +659,7 @@ async fn an_operator_files_an_original_as_a_stamped_copy_and_posts_the_paper_bac
 /// ("g", its place, Enter), then posted back from the register and its return slip opened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_files_an_original_and_posts_it_back_in_chromium() -> Result<()> {
-    let stack = TestStack::new("weborigbrowser", true).await?;
-    let server = Server::start(&stack, &["portal"], &[])?;
-    let pool = PgPool::connect(&stack.database_url).await?;
-    add_account(&stack, OPERATOR.0, OPERATOR.1, "operator", None, false)?;
-    let (bureau, _stop) = setup_bureau(&stack).await?;
+    let OperatorDesk { stack, server, pool, bureau, _stop } = operator_desk("weborigbrowser", &["portal"]).await?;
     let (_, piece, _) = suspected_original(
         &bureau,
         &pool,
@@ -649,19 +673,8 @@ async fn an_operator_files_an_original_and_posts_it_back_in_chromium() -> Result
     )
     .await?;
     let piece = piece.as_str();
-    let shots = std::env::var_os("SCANBUREAU_SCREENSHOTS").map(std::path::PathBuf::from).unwrap_or_else(|| stack.dir.path().join("screenshots"));
-    std::fs::create_dir_all(&shots)?;
-    let mut node = std::process::Command::new("node");
-    node.arg(workspace_root().join("tests/browser/originals.mjs"))
-        .env("BASE_URL", server.base_url())
-        .env("OPERATOR", format!("{}\n{}", OPERATOR.0, OPERATOR.1))
-        .env("PIECE", piece)
-        .env("SHOTS", &shots)
-        .current_dir(workspace_root().join("tests/browser"));
-    let out = tokio::task::spawn_blocking(move || node.output()).await?.context("running node")?;
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    println!("{said}");
-    anyhow::ensure!(out.status.success(), "the originals run failed:\n{said}");
+    let (ok, said) = run_browser("originals.mjs", &server, &shots_dir(&stack)?, &[("OPERATOR", sign_in(OPERATOR)), ("PIECE", piece.into())]).await?;
+    anyhow::ensure!(ok, "the originals run failed:\n{said}");
     let (original, location, state, tracking): (bool, String, String, Option<String>) =
         sqlx::query_as("SELECT p.original, o.location, o.state, o.tracking FROM pieces p JOIN originals o ON o.piece_id = p.id WHERE p.id = $1")
             .bind(piece)
@@ -679,11 +692,7 @@ async fn an_operator_files_an_original_and_posts_it_back_in_chromium() -> Result
 /// however often the mailing is recorded, audited, and the register lists it in its batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_original_marked_in_a_batch_enters_the_register_once() -> Result<()> {
-    let stack = TestStack::new("webmarked", true).await?;
-    let server = Server::start(&stack, &["portal"], &[])?;
-    let pool = PgPool::connect(&stack.database_url).await?;
-    add_account(&stack, OPERATOR.0, OPERATOR.1, "operator", None, false)?;
-    let (bureau, _stop) = setup_bureau(&stack).await?;
+    let OperatorDesk { stack, server, pool, bureau, _stop } = operator_desk("webmarked", &["portal"]).await?;
     let mailing = format!("m-marked-{}", stack.name);
     record_mailing(&bureau, &mailing, Utc::now(), false, None).await?;
     let report: scanbureau_pipeline::report::Report = serde_json::from_value(serde_json::json!({
@@ -741,11 +750,7 @@ async fn an_original_marked_in_a_batch_enters_the_register_once() -> Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_retries_one_given_up_mailing_and_refuses_another_with_a_notice() -> Result<()> {
-    let stack = TestStack::new("webfail", true).await?;
-    let server = Server::start(&stack, &["portal", "process", "notify"], &[])?;
-    let pool = PgPool::connect(&stack.database_url).await?;
-    add_account(&stack, OPERATOR.0, OPERATOR.1, "operator", None, false)?;
-    let (bureau, _stop) = setup_bureau(&stack).await?;
+    let OperatorDesk { stack, server, pool, bureau, _stop } = operator_desk("webfail", &["portal", "process", "notify"]).await?;
     // Two mailings whose files never reached the store: processing gives up on both.
     let (first, second) = (format!("m-lost-a-{}", stack.name), format!("m-lost-b-{}", stack.name));
     for id in [&first, &second] {
@@ -859,26 +864,17 @@ async fn a_counter_an_operator_and_a_supervisor_do_their_work_in_chromium() -> R
     let late = format!("m-forgotten-{}", stack.name);
     record_mailing(&bureau, &late, Utc::now() - chrono::Duration::days(7), true, None).await?;
 
-    let script = workspace_root().join("tests/browser/journey.mjs");
     // Screenshots of each person's page: kept where SCANBUREAU_SCREENSHOTS says, else dropped.
-    let shots = std::env::var_os("SCANBUREAU_SCREENSHOTS").map(std::path::PathBuf::from).unwrap_or_else(|| stack.dir.path().join("screenshots"));
-    std::fs::create_dir_all(&shots)?;
-    let mut node = std::process::Command::new("node");
-    node.arg(&script)
-        .env("BASE_URL", server.base_url())
-        .env("COUNTER", format!("{}\n{}", A.0, A.1))
-        .env("OPERATOR", format!("{}\n{}", OPERATOR.0, OPERATOR.1))
-        .env("SUPERVISOR", format!("{}\n{}", SUPERVISOR.0, SUPERVISOR.1))
-        .env("DEPOSIT_PDF", sample("portal-deposit.pdf"))
-        .env("LATE_MAILING", &late)
-        .env("BATCH_FOLDER", sample("counter-mailing"))
-        .env("SHOTS", &shots)
-        .current_dir(workspace_root().join("tests/browser"));
-    let out =
-        tokio::task::spawn_blocking(move || node.output()).await?.context("running node (scripts/setup.sh installs Node.js, Chromium and playwright-core)")?;
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    println!("{said}");
-    if !out.status.success() {
+    let env = [
+        ("COUNTER", sign_in(A)),
+        ("OPERATOR", sign_in(OPERATOR)),
+        ("SUPERVISOR", sign_in(SUPERVISOR)),
+        ("DEPOSIT_PDF", sample("portal-deposit.pdf").display().to_string()),
+        ("LATE_MAILING", late.clone()),
+        ("BATCH_FOLDER", sample("counter-mailing").display().to_string()),
+    ];
+    let (ok, said) = run_browser("journey.mjs", &server, &shots_dir(&stack)?, &env).await?;
+    if !ok {
         let log = server.log_text();
         bail!("the browser journey failed:\n{said}\nserver log (end):\n{}", &log[log.len().saturating_sub(3000)..]);
     }

@@ -336,12 +336,15 @@ pub async fn invite_account(pool: &PgPool, a: &NewAccount<'_>, actor: &str) -> R
 /// arrives.
 pub async fn send_link(pool: &PgPool, account: i64, token: &str, purpose: LinkPurpose, actor: &str) -> Result<Option<Account>> {
     let mut tx = pool.begin().await?;
-    let row = sqlx::query!("SELECT id, email, display_name, role, guichet, sensitive FROM portal_users WHERE id = $1 AND NOT disabled FOR UPDATE", account)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(r) = row else { return Ok(None) };
-    let found: Account =
-        AccountRow { id: r.id, email: r.email, display_name: r.display_name, role: r.role, guichet: r.guichet, sensitive: r.sensitive }.try_into()?;
+    let row = sqlx::query_as!(
+        AccountRow,
+        "SELECT id, email, display_name, role, guichet, sensitive FROM portal_users WHERE id = $1 AND NOT disabled FOR UPDATE",
+        account
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let found = Account::try_from(row)?;
     let mut ended = 0;
     if purpose == LinkPurpose::Reset {
         sqlx::query!("UPDATE portal_users SET password_hash = NULL, failed_logins = 0, locked_until = NULL WHERE id = $1", account).execute(&mut *tx).await?;
@@ -366,7 +369,8 @@ pub async fn send_link(pool: &PgPool, account: i64, token: &str, purpose: LinkPu
 
 /// The open account a live, unused link was sent to.
 pub async fn link_account(pool: &PgPool, token: &str) -> Result<Option<Account>> {
-    let row = sqlx::query!(
+    let row = sqlx::query_as!(
+        AccountRow,
         "SELECT u.id, u.email, u.display_name, u.role, u.guichet, u.sensitive
          FROM account_links l JOIN portal_users u ON u.id = l.account
          WHERE l.token_sha256 = $1 AND l.used_at IS NULL AND l.expires_at > now() AND NOT u.disabled",
@@ -374,8 +378,7 @@ pub async fn link_account(pool: &PgPool, token: &str) -> Result<Option<Account>>
     )
     .fetch_optional(pool)
     .await?;
-    let Some(r) = row else { return Ok(None) };
-    Ok(Some(AccountRow { id: r.id, email: r.email, display_name: r.display_name, role: r.role, guichet: r.guichet, sensitive: r.sensitive }.try_into()?))
+    row.map(Account::try_from).transpose()
 }
 
 /// Sets the password a person chose through their link, once: the link is spent in the same
