@@ -5,7 +5,8 @@
 # SMTP sink (aiosmtpd on 127.0.0.1:2525, delivering to a Maildir), started from .stack/.
 # Idempotent: what already answers is left alone.
 # The S3 credentials are made on the first run and kept in .stack/ (never committed);
-# `.stack/env` exports them as the service's SCANBUREAU__STORAGE__* variables: source it.
+# `.stack/env` exports them as the service's SCANBUREAU__STORAGE__* variables, and the IMAP
+# account as SCANBUREAU_IMAP_* for the tests: source it.
 #
 #   scripts/stack.sh          start what is missing
 #   scripts/stack.sh stop     stop the S3 server and SMTP sink this script started
@@ -17,6 +18,7 @@ SEAWEEDFS_VERSION=4.48
 AIOSMTPD_VERSION=1.4.6
 S3_PORT=${S3_PORT:-8333}
 SMTP_PORT=${SMTP_PORT:-2525}
+IMAP_PORT=${IMAP_PORT:-9993}
 
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -58,12 +60,15 @@ stop_pidfile() {
 if [ "${1:-}" = stop ]; then
   stop_pidfile seaweedfs
   stop_pidfile smtp-sink
+  if [ -f "$STACK/dovecot/dovecot.conf" ]; then
+    doveadm -c "$STACK/dovecot/dovecot.conf" stop 2>/dev/null || true
+  fi
   if [ -f "$PRIVATE_RABBIT/pid" ]; then
     timeout 60 rabbitmqctl -n scanbureau@localhost stop >/dev/null 2>&1 || true
   fi
   # Wait for the ports to be free, so a start right after finds them.
   for ((i = 0; i < 50; i++)); do
-    answers "$S3_PORT" || answers $((S3_PORT + 1)) || answers "$SMTP_PORT" || break
+    answers "$S3_PORT" || answers $((S3_PORT + 1)) || answers "$SMTP_PORT" || answers "$IMAP_PORT" || break
     sleep 0.2
   done
   exit 0
@@ -133,6 +138,97 @@ if [ ! -f "$STACK/s3-identities.json" ]; then
 JSON
   chmod 600 "$STACK/s3-identities.json"
 fi
+# Dovecot: an instance of the project's own (its configuration, certificates, account and mail
+# under .stack/dovecot), IMAPS only, on loopback. The certificate is issued for 127.0.0.1 by a
+# test authority made here; clients trust that authority by its file (SCANBUREAU_IMAP_CA).
+command -v dovecot >/dev/null 2>&1 || apt_install dovecot-imapd
+DOVECOT="$STACK/dovecot"
+mkdir -p "$DOVECOT/run" "$DOVECOT/mail"
+if [ ! -f "$DOVECOT/server.pem" ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 -subj "/CN=scanbureau test CA" \
+    -keyout "$DOVECOT/ca.key" -out "$DOVECOT/ca.pem" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$DOVECOT/server.key" -out "$DOVECOT/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' > "$DOVECOT/server.ext"
+  openssl x509 -req -in "$DOVECOT/server.csr" -CA "$DOVECOT/ca.pem" -CAkey "$DOVECOT/ca.key" -CAcreateserial -days 3650 \
+    -extfile "$DOVECOT/server.ext" -out "$DOVECOT/server.pem" 2>/dev/null
+  chmod 600 "$DOVECOT/ca.key" "$DOVECOT/server.key"
+fi
+if [ ! -f "$DOVECOT/users" ]; then
+  echo "bureau:{PLAIN}$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$DOVECOT/users"
+  chmod 600 "$DOVECOT/users"
+fi
+imap_password=$(sed -n 's/^bureau:{PLAIN}//p' "$DOVECOT/users")
+# Dovecot runs its login processes and keeps mail unprivileged: as Debian's dovenull and dovecot
+# users when it is started by root, as the caller otherwise.
+if [ "$(id -u)" = 0 ]; then
+  login_user=dovenull internal_user=dovecot
+else
+  login_user=$(id -un) internal_user=$(id -un)
+fi
+# The account file is read by Dovecot's authentication process, which runs as the internal user.
+chgrp "$(id -gn "$internal_user")" "$DOVECOT/users"
+chmod 640 "$DOVECOT/users"
+# Mail is kept as the internal user too (Dovecot never keeps mail as root).
+chown "$internal_user" "$DOVECOT/mail"
+cat > "$DOVECOT/dovecot.conf" <<CONF
+base_dir = $DOVECOT/run
+state_dir = $DOVECOT/state
+instance_name = scanbureau
+protocols = imap
+listen = 127.0.0.1
+log_path = $DOVECOT/dovecot.log
+default_login_user = $login_user
+default_internal_user = $internal_user
+default_internal_group = $(id -gn "$internal_user")
+first_valid_uid = 1
+first_valid_gid = 1
+ssl = required
+ssl_cert = <$DOVECOT/server.pem
+ssl_key = <$DOVECOT/server.key
+auth_mechanisms = plain login
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN $DOVECOT/users
+}
+userdb {
+  driver = static
+  args = uid=$(id -u "$internal_user") gid=$(id -g "$internal_user") home=$DOVECOT/mail/%u
+}
+mail_location = maildir:~/Maildir
+namespace inbox {
+  inbox = yes
+  separator = /
+}
+service imap-login {
+  inet_listener imap {
+    port = 0
+  }
+  inet_listener imaps {
+    address = 127.0.0.1
+    port = $IMAP_PORT
+    ssl = yes
+  }
+}
+service stats {
+  unix_listener stats-reader {
+    mode = 0666
+  }
+  unix_listener stats-writer {
+    mode = 0666
+  }
+}
+CONF
+mkdir -p "$DOVECOT/state"
+if ! answers "$IMAP_PORT"; then
+  # Its processes outlive this script: they must not hold the caller's output open.
+  dovecot -c "$DOVECOT/dovecot.conf" </dev/null >>"$DOVECOT/start.log" 2>&1 || { cat "$DOVECOT/start.log" >&2; exit 1; }
+  wait_for "$IMAP_PORT" "Dovecot IMAPS" 30
+else
+  # Ours already runs: it takes the configuration written above.
+  doveadm -c "$DOVECOT/dovecot.conf" reload 2>/dev/null || true
+fi
+
 secret=$(sed -n 's/.*"secretKey": "\([0-9a-f]*\)".*/\1/p' "$STACK/s3-identities.json")
 cat > "$STACK/env" <<ENV
 export SCANBUREAU__STORAGE__ENDPOINT=http://127.0.0.1:$S3_PORT
@@ -142,6 +238,10 @@ export SCANBUREAU__SMTP__PORT=$SMTP_PORT
 export SCANBUREAU__BROKER__URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f
 export SCANBUREAU_S3_IDENTITIES=$STACK/s3-identities.json
 export SCANBUREAU_RABBITMQ_NODE=$RABBIT_NODE
+export SCANBUREAU_IMAP_PORT=$IMAP_PORT
+export SCANBUREAU_IMAP_USER=bureau
+export SCANBUREAU_IMAP_PASSWORD=$imap_password
+export SCANBUREAU_IMAP_CA=$DOVECOT/ca.pem
 ENV
 chmod 600 "$STACK/env"
 
@@ -158,4 +258,4 @@ if ! answers "$SMTP_PORT"; then
   wait_for "$SMTP_PORT" "SMTP sink" 30
 fi
 
-echo "stack: PostgreSQL 127.0.0.1:5432, RabbitMQ 127.0.0.1:$AMQP_PORT ($RABBIT_NODE), S3 http://127.0.0.1:$S3_PORT, SMTP 127.0.0.1:$SMTP_PORT (mail lands in .stack/mail)"
+echo "stack: PostgreSQL 127.0.0.1:5432, RabbitMQ 127.0.0.1:$AMQP_PORT ($RABBIT_NODE), S3 http://127.0.0.1:$S3_PORT, SMTP 127.0.0.1:$SMTP_PORT (mail lands in .stack/mail), IMAPS 127.0.0.1:$IMAP_PORT"

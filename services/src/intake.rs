@@ -1,5 +1,6 @@
 //! Two of the intake channels, polled: the scanners' hot folder and the secure-mail Maildir.
-//! (The third, the portal API, is in `http.rs`.)
+//! (The portal API is in `http.rs`; secure mail on an IMAP server in `imap_intake.rs`, which
+//! judges and stores each message as the Maildir does, through [`take_message`].)
 //!
 //! Hot folder: a batch (a folder of page images, or one multi-page TIFF/PDF) is taken once
 //! complete: it holds a `.done` marker, or its size has not changed for `intake.stable_s`
@@ -224,8 +225,13 @@ pub async fn maildir_round(bureau: &Bureau, maildir: &Path) -> Result<usize> {
     messages.sort();
     let mut n = 0;
     for msg in messages {
-        match take_message(bureau, &msg).await {
-            Ok(folder) => {
+        let name = msg.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        match take_message(bureau, &msg, &name).await {
+            Ok(taken) => {
+                let folder = match taken.folder {
+                    MailFolder::Processed => ".processed",
+                    MailFolder::Failed => ".failed",
+                };
                 file_message(maildir, &msg, folder)?;
                 n += 1;
             }
@@ -238,18 +244,33 @@ pub async fn maildir_round(bureau: &Bureau, maildir: &Path) -> Result<usize> {
     Ok(n)
 }
 
-/// Stores one message as a mailing, or records its refusal and queues the reply. Returns the
-/// folder it goes to.
-async fn take_message(bureau: &Bureau, path: &Path) -> Result<&'static str> {
+/// Where a message goes once taken: stored as a mailing, or refused (with a reply when it has
+/// a sender to answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailFolder {
+    Processed,
+    Failed,
+}
+
+/// What became of a message.
+#[derive(Debug, Clone)]
+pub struct TakenMail {
+    /// Its Message-ID (or `fallback_id` when it has none).
+    pub message_id: String,
+    /// The mailing it became; none for a message without a sender, which nobody can be told of.
+    pub mailing: Option<String>,
+    pub folder: MailFolder,
+}
+
+/// Stores one message (the file at `path`) as a mailing, or records its refusal and queues the
+/// reply. Taking the same message twice gives the same mailing, not a second one: its identity
+/// is its content.
+pub async fn take_message(bureau: &Bureau, path: &Path, fallback_id: &str) -> Result<TakenMail> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let parsed = mail_parser::MessageParser::default().parse(&bytes);
     let from = parsed.as_ref().and_then(|m| m.from()).and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_string);
     let subject = parsed.as_ref().and_then(|m| m.subject()).unwrap_or("(sans objet)").to_string();
-    let message_id = parsed
-        .as_ref()
-        .and_then(|m| m.message_id())
-        .map(str::to_string)
-        .unwrap_or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    let message_id = parsed.as_ref().and_then(|m| m.message_id()).map(str::to_string).unwrap_or_else(|| fallback_id.to_string());
     let attachments: Vec<(String, u64)> = parsed
         .as_ref()
         .map(|m| m.attachments().map(|a| (a.attachment_name().unwrap_or("piece-jointe").to_string(), a.contents().len() as u64)).collect())
@@ -272,15 +293,15 @@ async fn take_message(bureau: &Bureau, path: &Path) -> Result<&'static str> {
             let intake = Intake { channel: "mail", source: &message_id, files: &files, numero_unique: own.clone(), notify, portal_user: None, counter: None };
             let (id, outcome) = bureau.receive(intake).await?;
             tracing::info!(mailing = %id, applicant = own.is_some(), ?outcome, "e-mail stored as a mailing");
-            Ok(".processed")
+            Ok(TakenMail { message_id, mailing: Some(id), folder: MailFolder::Processed })
         }
         MailVerdict::Refuse(why) => {
             let Some(to) = from else {
                 tracing::warn!(message = %message_id, "e-mail without a sender address: filed as failed, no reply possible");
-                return Ok(".failed");
+                return Ok(TakenMail { message_id, mailing: None, folder: MailFolder::Failed });
             };
-            refuse_mail(bureau, &files, &message_id, &to, &subject, &why).await?;
-            Ok(".failed")
+            let id = refuse_mail(bureau, &files, &message_id, &to, &subject, &why).await?;
+            Ok(TakenMail { message_id, mailing: Some(id), folder: MailFolder::Failed })
         }
     }
 }
@@ -310,8 +331,8 @@ fn sanitize_id(s: &str) -> String {
 }
 
 /// A refused e-mail is still a mailing of the record (nothing lost): stored, marked done and
-/// rejected, with its reply notice in the outbox.
-async fn refuse_mail(bureau: &Bureau, files: &[(String, PathBuf)], message_id: &str, to: &str, subject: &str, why: &MailRefusal) -> Result<()> {
+/// rejected, with its reply notice in the outbox. Returns the mailing's id.
+async fn refuse_mail(bureau: &Bureau, files: &[(String, PathBuf)], message_id: &str, to: &str, subject: &str, why: &MailRefusal) -> Result<String> {
     let id = crate::bureau::mailing_id("mail", None, files)?;
     let key = keys::raw(&id, 0, &files[0].0);
     bureau.blobs.put_file(&key, &files[0].1, "message/rfc822").await?;
@@ -344,7 +365,7 @@ async fn refuse_mail(bureau: &Bureau, files: &[(String, PathBuf)], message_id: &
         tracing::warn!(notice = n, error = %e, "reply recorded but not queued yet; the sweeper will queue it");
     }
     tracing::info!(mailing = %id, %to, ?why, "e-mail refused; reply queued");
-    Ok(())
+    Ok(id)
 }
 
 pub async fn run_maildir(bureau: Arc<Bureau>) -> Result<()> {

@@ -16,6 +16,7 @@ pub mod broker;
 pub mod bureau;
 pub mod decisions;
 pub mod http;
+pub mod imap_intake;
 pub mod inspect;
 pub mod intake;
 pub mod logging;

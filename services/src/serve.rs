@@ -16,7 +16,7 @@ use crate::{http, intake, stages, store};
 /// A role a process can take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
-    /// The scanners' hot folder and the secure-mail Maildir (those configured).
+    /// The scanners' hot folder, the secure-mail Maildir and IMAP mailbox (those configured).
     Intake,
     /// The portal API (and health, readiness, metrics).
     Portal,
@@ -134,8 +134,12 @@ pub async fn run_roles(bureau: Arc<Bureau>, roles: &[Role], stop: watch::Sender<
         match role {
             Role::Portal => {}
             Role::Intake => {
-                if b.config.intake.hot_folder.is_empty() && b.config.intake.maildir.is_empty() {
-                    tracing::warn!("intake role without intake.hot_folder nor intake.maildir: nothing to watch");
+                if b.config.intake.hot_folder.is_empty() && b.config.intake.maildir.is_empty() && !b.config.intake.imap.enabled() {
+                    tracing::warn!("intake role without intake.hot_folder, intake.maildir nor intake.imap.host: nothing to watch");
+                }
+                if b.config.intake.imap.enabled() {
+                    let b = b.clone();
+                    tasks.spawn(async move { crate::imap_intake::run_imap(b).await.map(|_| "imap") });
                 }
                 if !b.config.intake.hot_folder.is_empty() {
                     let b = b.clone();

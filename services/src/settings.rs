@@ -107,6 +107,41 @@ pub struct IntakeSection {
     pub maildir: String,
     pub poll_ms: u64,
     pub max_attachment_bytes: u64,
+    pub imap: ImapSection,
+}
+
+/// How the IMAP server is spoken to: TLS from the start, or upgraded by STARTTLS. There is no
+/// clear-text mode: the mailbox holds applicants' documents.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ImapSecurity {
+    Tls,
+    Starttls,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImapSection {
+    pub host: String,
+    pub port: u16,
+    pub security: ImapSecurity,
+    pub username: String,
+    pub password: Secret,
+    pub ca_file: String,
+    pub mailbox: String,
+    pub processed: String,
+    pub failed: String,
+    pub idle_s: u64,
+    pub retry_max_s: u64,
+    /// Fault injection for the tests only: the intake waits forever between a message's store
+    /// and its move, so that a test can kill it there.
+    pub hold_before_move: bool,
+}
+
+impl ImapSection {
+    pub fn enabled(&self) -> bool {
+        !self.host.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -222,6 +257,22 @@ impl ServiceConfig {
         if self.web.session_hours <= 0 || self.web.nominal_pages_per_hour <= 0.0 || self.web.risk_margin_minutes < 0 {
             return bad("web.session_hours and web.nominal_pages_per_hour must be positive, web.risk_margin_minutes not negative".into());
         }
+        let imap = &self.intake.imap;
+        if imap.enabled() {
+            if imap.username.is_empty() || imap.password.expose().is_empty() {
+                return bad("intake.imap.username and intake.imap.password must be set when intake.imap.host is (SCANBUREAU__INTAKE__IMAP__PASSWORD)".into());
+            }
+            let folders = [&imap.mailbox, &imap.processed, &imap.failed];
+            if folders.iter().any(|f| f.is_empty() || !f.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')) {
+                return bad("intake.imap.mailbox, processed and failed: folder names in printable ASCII, without quotes or backslashes".into());
+            }
+            if imap.mailbox == imap.processed || imap.mailbox == imap.failed {
+                return bad("intake.imap.processed and intake.imap.failed must differ from intake.imap.mailbox".into());
+            }
+            if imap.port == 0 || imap.retry_max_s == 0 {
+                return bad("intake.imap.port and intake.imap.retry_max_s must be positive".into());
+            }
+        }
         if self.portal.max_upload_bytes == 0 || self.intake.poll_ms == 0 {
             return bad("portal.max_upload_bytes and intake.poll_ms must be positive".into());
         }
@@ -302,6 +353,24 @@ mod tests {
         assert!(matches!(ServiceConfig::load(None, env(&[("SCANBUREAU__HTTP__BIND", "nowhere")])), Err(SettingsError::Invalid(_))));
         assert!(matches!(ServiceConfig::load(None, env(&[("SCANBUREAU__STORAGE__BUCKET", "Bad_Bucket")])), Err(SettingsError::Invalid(_))));
         assert!(matches!(ServiceConfig::load(None, Vec::new()), Err(SettingsError::Invalid(m)) if m.contains("SECRET_KEY")));
+    }
+
+    #[test]
+    fn imap_intake_needs_its_account_and_distinct_folders() {
+        let c = ServiceConfig::load(None, env(&[])).expect("valid");
+        assert!(!c.intake.imap.enabled(), "off by default");
+        let on = [("SCANBUREAU__INTAKE__IMAP__HOST", "imap.bureau.example"), ("SCANBUREAU__INTAKE__IMAP__USERNAME", "courrier")];
+        let refused = |extra: &[(&str, &str)]| {
+            let vars: Vec<(&str, &str)> = on.iter().chain(extra).copied().collect();
+            matches!(ServiceConfig::load(None, env(&vars)), Err(SettingsError::Invalid(_)))
+        };
+        assert!(refused(&[]), "no password");
+        assert!(!refused(&[("SCANBUREAU__INTAKE__IMAP__PASSWORD", "pw")]));
+        assert!(refused(&[("SCANBUREAU__INTAKE__IMAP__PASSWORD", "pw"), ("SCANBUREAU__INTAKE__IMAP__PROCESSED", "INBOX")]), "processed = mailbox");
+        assert!(refused(&[("SCANBUREAU__INTAKE__IMAP__PASSWORD", "pw"), ("SCANBUREAU__INTAKE__IMAP__FAILED", "Refusés")]), "not ASCII");
+        assert!(matches!(ServiceConfig::load(None, env(&[("SCANBUREAU__INTAKE__IMAP__SECURITY", "none")])), Err(SettingsError::Invalid(_))), "no clear text");
+        let c = ServiceConfig::load(None, env(&[on[0], on[1], ("SCANBUREAU__INTAKE__IMAP__PASSWORD", "imap-secret")])).expect("valid");
+        assert!(!format!("{c:?}").contains("imap-secret"));
     }
 
     #[test]

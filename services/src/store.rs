@@ -19,6 +19,7 @@ use scanbureau_pipeline::report::Report;
 
 pub mod alerts;
 pub mod desk;
+pub mod imap;
 pub mod originals;
 pub mod people;
 

@@ -1,6 +1,7 @@
 //! Harness of the end-to-end tests: generate a mailing, run the real `process` job on it in a
 //! fresh temporary directory, and compare the report with the generator's truth.
 
+pub mod imap;
 pub mod own_servers;
 pub mod stack;
 pub mod web;

@@ -184,3 +184,84 @@ impl Drop for OwnRabbit {
         }
     }
 }
+
+/// A Dovecot of the test's own, on a free loopback port: the configuration, certificate and
+/// account of the one `scripts/stack.sh` runs, with its own directories and mail.
+pub struct OwnDovecot {
+    pub port: u16,
+    conf: PathBuf,
+    _dir: tempfile::TempDir,
+    running: bool,
+}
+
+impl OwnDovecot {
+    pub fn start_new() -> Result<Self> {
+        let stack_conf = crate::stack::workspace_root().join(".stack/dovecot/dovecot.conf");
+        let text = std::fs::read_to_string(&stack_conf).with_context(|| format!("reading {} (scripts/stack.sh writes it)", stack_conf.display()))?;
+        // The user Dovecot keeps mail as, when it runs as root.
+        let dir = server_dir("scanbureau-imap", "dovecot")?;
+        let d = dir.path();
+        let port = free_port();
+        let setting = |line: &str, key: &str| line.trim_start().starts_with(key);
+        let own: Vec<String> = text
+            .lines()
+            .map(|line| {
+                if setting(line, "base_dir =") {
+                    format!("base_dir = {}", d.join("run").display())
+                } else if setting(line, "state_dir =") {
+                    format!("state_dir = {}", d.join("state").display())
+                } else if setting(line, "instance_name =") {
+                    format!("instance_name = scanbureau-test-{port}")
+                } else if setting(line, "log_path =") {
+                    format!("log_path = {}", d.join("dovecot.log").display())
+                } else if setting(line, "port =") && !line.contains("= 0") {
+                    format!("    port = {port}")
+                } else if setting(line, "args = uid=") {
+                    let (head, _) = line.split_once("home=").unwrap_or((line, ""));
+                    format!("{head}home={}/mail/%u", d.display())
+                } else {
+                    line.to_string()
+                }
+            })
+            .collect();
+        let conf = d.join("dovecot.conf");
+        std::fs::write(&conf, own.join("\n") + "\n")?;
+        let mut me = Self { port, conf, _dir: dir, running: false };
+        me.start()?;
+        Ok(me)
+    }
+
+    pub fn start(&mut self) -> Result<()> {
+        // Dovecot's processes outlive the command and keep what they inherit open: its output
+        // goes to a file, not to a pipe nobody would ever see closed.
+        let errors = self.conf.with_file_name("start.err");
+        let status =
+            Command::new("dovecot").arg("-c").arg(&self.conf).stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(&errors)?).status()?;
+        if !status.success() {
+            bail!("dovecot failed: {}", std::fs::read_to_string(&errors).unwrap_or_default());
+        }
+        self.running = true;
+        wait_port(self.port, "the test's Dovecot", Duration::from_secs(30))
+    }
+
+    /// Stops the server; its connections are cut.
+    pub fn stop(&mut self) -> Result<()> {
+        let mut c = Command::new("doveadm");
+        c.arg("-c").arg(&self.conf).arg("stop");
+        run(c, "doveadm stop")?;
+        self.running = false;
+        let start = std::time::Instant::now();
+        while answers(self.port) && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for OwnDovecot {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = self.stop();
+        }
+    }
+}

@@ -16,7 +16,8 @@ use scanbureau::broker::{Broker, Stage};
 use scanbureau::bureau::{Bureau, Intake};
 use scanbureau::serve::{Role, run_roles};
 use scanbureau::store;
-use scanbureau_tests::own_servers::{OwnPostgres, OwnRabbit};
+use scanbureau_tests::imap::TestMailbox;
+use scanbureau_tests::own_servers::{OwnDovecot, OwnPostgres, OwnRabbit};
 use scanbureau_tests::stack::{OwnS3, Owned, TestStack, scanbureau_bin, wait_until, workspace_root};
 
 const LONG: Duration = Duration::from_secs(240);
@@ -529,6 +530,102 @@ async fn an_applicant_s_e_mail_naming_their_request_is_a_deposit_for_it() -> Res
         .await?;
     let to: Vec<Vec<String>> = sqlx::query_scalar("SELECT recipients FROM notices WHERE mailing_id = $1").bind(&mailing).fetch_all(run.pool()).await?;
     assert!(to.iter().all(|r| r == &[applicant.to_string()]), "the notice goes to the applicant: {to:?}");
+    run.stop().await
+}
+
+/// Secure e-mail on the real IMAP server (Dovecot over TLS): a counter's message and a
+/// stranger's, the intake killed (SIGKILL) after storing the first and before moving it.
+/// Restarted, it moves that one without taking it again and takes the other: two mailings, the
+/// stranger answered once, each message in its folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_mail_is_taken_exactly_once_across_a_kill_9_between_store_and_move() -> Result<()> {
+    let mut stack = TestStack::new("imapkill", true).await?;
+    let mailbox = TestMailbox::new(&mut stack).await?;
+    let run = Running::start(&stack, &[Role::Process, Role::Notify]).await?;
+    mailbox.deliver(&std::fs::read(sample("mail-deposit.eml"))?).await?;
+    let stranger = "inconnu@ailleurs.example";
+    let refused =
+        scanbureau_fixtures::write::eml_bytes(stranger, "Mes papiers", &[("application/pdf", "papiers.pdf", std::fs::read(sample("portal-deposit.pdf"))?)]);
+    mailbox.deliver(&refused).await?;
+
+    let mut intake = worker(&stack, "intake", &[("SCANBUREAU__INTAKE__IMAP__HOLD_BEFORE_MOVE", "true")])?;
+    wait_until(run.pool(), "SELECT count(*) = 1 FROM mailings", "the first message stored", LONG).await?;
+    // Stored, neither recorded as taken nor moved: killed there.
+    intake.0.kill()?;
+    intake.0.wait()?;
+    assert_eq!(mailbox.counts().await?, [2, 0, 0], "nothing left the mailbox");
+    assert_eq!(count(run.pool(), "SELECT count(*) FROM imap_messages").await, 0);
+
+    let _intake = worker(&stack, "intake", &[])?;
+    wait_until(run.pool(), "SELECT count(*) = 2 FROM imap_messages WHERE moved_at IS NOT NULL", "both messages taken and moved", LONG).await?;
+    assert_eq!(mailbox.counts().await?, [0, 1, 1], "one processed, one refused, none left");
+    assert_eq!(count(run.pool(), "SELECT count(*) FROM mailings").await, 2, "the first message was not taken twice");
+    assert_eq!(count(run.pool(), "SELECT count(*) FROM mailings WHERE outcome = 'rejected'").await, 1, "the stranger's");
+    wait_until(run.pool(), "SELECT count(*) = 2 FROM mailings WHERE status = 'done'", "the counter's mailing done", LONG).await?;
+    wait_until(run.pool(), "SELECT count(*) > 0 AND bool_and(status = 'sent') FROM notices", "every notice sent", LONG).await?;
+    check_filed(&run.bureau).await?;
+    let answered = stack.smtp.messages().iter().filter(|m| String::from_utf8_lossy(m).contains(stranger)).count();
+    assert_eq!(answered, 1, "the stranger is answered once");
+    let folders: Vec<String> = sqlx::query_scalar("SELECT folder FROM imap_messages ORDER BY uid").fetch_all(run.pool()).await?;
+    assert_eq!(folders, [mailbox.imap.processed.clone(), mailbox.imap.failed.clone()]);
+    run.stop().await
+}
+
+/// New mail is taken while the intake waits with IDLE: with polling set to ten minutes, only the
+/// server's word can bring it in within the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_mail_arriving_while_the_intake_waits_is_taken_at_once() -> Result<()> {
+    let mut stack = TestStack::new("imapidle", true).await?;
+    let mailbox = TestMailbox::new(&mut stack).await?;
+    stack.set("SCANBUREAU__INTAKE__POLL_MS", "600000");
+    let run = Running::start(&stack, &[Role::Intake]).await?;
+    mailbox.deliver(&std::fs::read(sample("mail-deposit.eml"))?).await?;
+    wait_until(run.pool(), "SELECT count(*) = 1 FROM imap_messages WHERE moved_at IS NOT NULL", "the first message taken", LONG).await?;
+    // The intake now waits; this one arrives meanwhile.
+    let stranger =
+        scanbureau_fixtures::write::eml_bytes("inconnu@ailleurs.example", "Mes papiers", &[("application/pdf", "papiers.pdf", b"%PDF-1.4\n".to_vec())]);
+    mailbox.deliver(&stranger).await?;
+    wait_until(run.pool(), "SELECT count(*) = 2 FROM imap_messages WHERE moved_at IS NOT NULL", "the second message taken", Duration::from_secs(30)).await?;
+    assert_eq!(mailbox.counts().await?, [0, 1, 1]);
+    assert_eq!(count(run.pool(), "SELECT count(*) FROM mailings WHERE channel = 'mail'").await, 2);
+    run.stop().await
+}
+
+/// How many times this process's IMAP intake failed, from its metrics.
+fn imap_failures(b: &Bureau) -> u64 {
+    let text = b.metrics.render(None, &[], false);
+    text.lines()
+        .filter(|l| l.starts_with("scanbureau_failures_total{") && l.contains("stage=\"intake\"") && l.contains("reason=\"imap\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// The IMAP server stopped for two minutes: the intake keeps trying, every failure counted,
+/// and takes the mail once the server is back, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_the_imap_intake_waits_out_a_two_minute_outage_and_reads_the_mail_after() -> Result<()> {
+    let mut stack = TestStack::new("imapdown", true).await?;
+    let mut dovecot = OwnDovecot::start_new()?;
+    let mailbox = TestMailbox::at(&mut stack, dovecot.port).await?;
+    let run = Running::start(&stack, &[Role::Intake]).await?;
+    mailbox.deliver(&std::fs::read(sample("mail-deposit.eml"))?).await?;
+    wait_until(run.pool(), "SELECT count(*) = 1 FROM imap_messages WHERE moved_at IS NOT NULL", "the first message taken", LONG).await?;
+    assert_eq!(imap_failures(&run.bureau), 0);
+
+    dovecot.stop()?;
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let failures = imap_failures(&run.bureau);
+    // Tried again every 2 s at most (intake.imap.retry_max_s in the tests) for two minutes.
+    assert!(failures >= 20, "the intake kept trying: {failures} failures counted");
+    assert!(!run.task.is_finished(), "the intake role is still running");
+
+    dovecot.start()?;
+    let stranger =
+        scanbureau_fixtures::write::eml_bytes("inconnu@ailleurs.example", "Mes papiers", &[("application/pdf", "papiers.pdf", b"%PDF-1.4\n".to_vec())]);
+    mailbox.deliver(&stranger).await?;
+    wait_until(run.pool(), "SELECT count(*) = 2 FROM imap_messages WHERE moved_at IS NOT NULL", "the message after the outage taken", LONG).await?;
+    assert_eq!(mailbox.counts().await?, [0, 1, 1]);
+    assert_eq!(count(run.pool(), "SELECT count(*) FROM mailings").await, 2);
     run.stop().await
 }
 
