@@ -142,6 +142,9 @@ fi
 # under .stack/dovecot), IMAPS only, on loopback. The certificate is issued for 127.0.0.1 by a
 # test authority made here; clients trust that authority by its file (SCANBUREAU_IMAP_CA).
 command -v dovecot >/dev/null 2>&1 || apt_install dovecot-imapd
+# The e-mail authentication tests publish their DKIM, SPF and DMARC records on a dnsmasq of
+# their own (started by each test on a free loopback port).
+command -v dnsmasq >/dev/null 2>&1 || apt_install dnsmasq-base
 DOVECOT="$STACK/dovecot"
 mkdir -p "$DOVECOT/run" "$DOVECOT/mail"
 if [ ! -f "$DOVECOT/server.pem" ]; then

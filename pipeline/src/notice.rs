@@ -238,6 +238,9 @@ pub enum MailRefusal {
     NoAttachment,
     /// An attachment is over the size limit.
     AttachmentTooLarge { name: String, bytes: u64, limit: u64 },
+    /// A counter's message that neither DKIM nor SPF authenticates for its own domain (no proof
+    /// of forgery either: the reply goes to the counter's known address, saying what to fix).
+    Unauthenticated { domain: String },
 }
 
 /// The reply to an e-mail that was not taken as a mailing.
@@ -251,6 +254,11 @@ pub fn mail_refusal_notice(ctx: &NoticeContext<'_>, to: &str, subject: &str, why
             "la pièce jointe « {name} » pèse {:.1} Mo, au-delà de la limite de {:.0} Mo. Merci de la scinder ou de la compresser.",
             *bytes as f64 / 1e6,
             *limit as f64 / 1e6
+        ),
+        MailRefusal::Unauthenticated { domain } => format!(
+            "le message n'a pu être authentifié : ni sa signature DKIM ni l'enregistrement SPF du domaine « {domain} » \
+             n'établissent qu'il vient de votre messagerie. Merci de l'envoyer depuis votre messagerie sécurisée, \
+             ou de demander à votre service informatique de signer le courrier du domaine (DKIM)."
         ),
     };
     let body = format!(

@@ -30,6 +30,8 @@ pub struct Bureau {
     pub shutdown: watch::Receiver<bool>,
     /// Who this process is, in audit events (`worker:process@host:pid`).
     pub actor: String,
+    /// DKIM, SPF and DMARC of incoming e-mail; none when `intake.mail_auth.check` is off.
+    pub mail_auth: Option<crate::mail_auth::MailChecker>,
 }
 
 impl Bureau {
@@ -71,7 +73,13 @@ impl Bureau {
         let broker = BrokerLink::new(config.broker.clone(), &format!("scanbureau {role} {}", std::process::id()));
         broker.get().await.context("connecting to RabbitMQ")?;
         let mailer = Mailer::new(&config.smtp).context("SMTP settings")?;
-        Ok(Arc::new(Self { config, pool, blobs, broker, mailer, site, metrics, shutdown, actor }))
+        // Only where e-mail comes in: a process without a mail channel needs no resolver.
+        let reads_mail = !config.intake.maildir.is_empty() || config.intake.imap.enabled();
+        let mail_auth = match config.intake.mail_auth.check && reads_mail {
+            true => Some(crate::mail_auth::MailChecker::new(&config.intake.mail_auth).context("intake.mail_auth")?),
+            false => None,
+        };
+        Ok(Arc::new(Self { config, pool, blobs, broker, mailer, site, metrics, shutdown, actor, mail_auth }))
     }
 
     pub fn due_at(&self, received_at: DateTime<Utc>) -> DateTime<Utc> {

@@ -27,6 +27,7 @@ use scanbureau_pipeline::notice::{MailRefusal, NoticeContext, mail_refusal_notic
 use crate::blobs::keys;
 use crate::broker::Stage;
 use crate::bureau::{Bureau, Intake, notice_message};
+use crate::mail_auth::{AuthFacts, Authenticity, judge};
 use crate::store::{self, RefusedMail, StoredFile};
 
 const TAKEN: &str = ".taken";
@@ -280,7 +281,35 @@ pub async fn take_message(bureau: &Bureau, path: &Path, fallback_id: &str) -> Re
         None => false,
     };
     let files = vec![(format!("{}.eml", sanitize_id(&message_id)), path.to_path_buf())];
-    match judge_mail(known, &attachments, bureau.config.intake.max_attachment_bytes) {
+    // Where the message comes from, before anything is answered: a forged sender is never told.
+    let checked = match &bureau.mail_auth {
+        Some(checker) => {
+            let facts = checker.check(&bytes).await;
+            let verdict = judge(&facts);
+            Some((facts, verdict))
+        }
+        None => None,
+    };
+    let counter = match &from {
+        Some(f) if known => store::counter_address(&bureau.pool, f).await?,
+        _ => false,
+    };
+    let verdict = match &checked {
+        Some((facts, Authenticity::Unavailable(why))) => {
+            bureau.metrics.failure("intake", "mail authentication");
+            anyhow::bail!("{why} (DKIM, SPF, DMARC of {}): the message waits and is checked again", facts.from_domain)
+        }
+        Some((_, Authenticity::Forged(proof))) => {
+            let to = from.clone().unwrap_or_default();
+            tracing::warn!(message = %message_id, from = %to, %proof, "forged e-mail refused, not answered");
+            let id = refuse_mail(bureau, &files, &message_id, &to, Refusal::Forged(proof)).await?;
+            record_checks(bureau, &id, checked.as_ref()).await?;
+            return Ok(TakenMail { message_id, mailing: Some(id), folder: MailFolder::Failed });
+        }
+        Some((facts, Authenticity::Unproven)) if counter => MailVerdict::Refuse(MailRefusal::Unauthenticated { domain: facts.from_domain.clone() }),
+        _ => judge_mail(known, &attachments, bureau.config.intake.max_attachment_bytes),
+    };
+    match verdict {
         MailVerdict::Take => {
             // An applicant writing about their own request (its numéro in the subject or the
             // text): a deposit for that request, without a fiche, and the notice goes to them.
@@ -292,6 +321,7 @@ pub async fn take_message(bureau: &Bureau, path: &Path, fallback_id: &str) -> Re
             let notify = own.as_ref().and(from.clone());
             let intake = Intake { channel: "mail", source: &message_id, files: &files, numero_unique: own.clone(), notify, portal_user: None, counter: None };
             let (id, outcome) = bureau.receive(intake).await?;
+            record_checks(bureau, &id, checked.as_ref()).await?;
             tracing::info!(mailing = %id, applicant = own.is_some(), ?outcome, "e-mail stored as a mailing");
             Ok(TakenMail { message_id, mailing: Some(id), folder: MailFolder::Processed })
         }
@@ -300,7 +330,8 @@ pub async fn take_message(bureau: &Bureau, path: &Path, fallback_id: &str) -> Re
                 tracing::warn!(message = %message_id, "e-mail without a sender address: filed as failed, no reply possible");
                 return Ok(TakenMail { message_id, mailing: None, folder: MailFolder::Failed });
             };
-            let id = refuse_mail(bureau, &files, &message_id, &to, &subject, &why).await?;
+            let id = refuse_mail(bureau, &files, &message_id, &to, Refusal::Answered { subject: &subject, why: &why }).await?;
+            record_checks(bureau, &id, checked.as_ref()).await?;
             Ok(TakenMail { message_id, mailing: Some(id), folder: MailFolder::Failed })
         }
     }
@@ -330,9 +361,30 @@ fn sanitize_id(s: &str) -> String {
     if t.is_empty() { "message".into() } else { t }
 }
 
+/// Records how the message's origin was checked, with the mailing it became.
+async fn record_checks(bureau: &Bureau, mailing: &str, checked: Option<&(AuthFacts, Authenticity)>) -> Result<()> {
+    let Some((facts, verdict)) = checked else { return Ok(()) };
+    let label = match verdict {
+        Authenticity::Authentic => "authentic".to_string(),
+        Authenticity::Unproven => "unproven".to_string(),
+        Authenticity::Forged(proof) => format!("forged: {proof}"),
+        Authenticity::Unavailable(why) => format!("unavailable: {why}"),
+    };
+    store::record_mail_authentication(&bureau.pool, mailing, serde_json::to_value(facts)?, &label, &bureau.actor).await?;
+    Ok(())
+}
+
+/// Why a message is refused, and whether its sender is told.
+enum Refusal<'a> {
+    /// A reply explains why to the sender.
+    Answered { subject: &'a str, why: &'a MailRefusal },
+    /// Proved forged (the proof): the sender address is someone else's, never answered.
+    Forged(&'a str),
+}
+
 /// A refused e-mail is still a mailing of the record (nothing lost): stored, marked done and
-/// rejected, with its reply notice in the outbox. Returns the mailing's id.
-async fn refuse_mail(bureau: &Bureau, files: &[(String, PathBuf)], message_id: &str, to: &str, subject: &str, why: &MailRefusal) -> Result<String> {
+/// rejected, with its reply notice in the outbox when there is one. Returns the mailing's id.
+async fn refuse_mail(bureau: &Bureau, files: &[(String, PathBuf)], message_id: &str, to: &str, refusal: Refusal<'_>) -> Result<String> {
     let id = crate::bureau::mailing_id("mail", None, files)?;
     let key = keys::raw(&id, 0, &files[0].0);
     bureau.blobs.put_file(&key, &files[0].1, "message/rfc822").await?;
@@ -352,10 +404,16 @@ async fn refuse_mail(bureau: &Bureau, files: &[(String, PathBuf)], message_id: &
         received_at,
         due_at,
         file: StoredFile { name: files[0].0.clone(), key, bytes: std::fs::metadata(&files[0].1)?.len() },
-        why: format!("{why:?}"),
+        why: match &refusal {
+            Refusal::Answered { why, .. } => format!("{why:?}"),
+            Refusal::Forged(proof) => format!("Forged: {proof}"),
+        },
         to: to.to_string(),
         sender: bureau.site.site.bureau_email.clone(),
-        reply: mail_refusal_notice(&ctx, to, subject, why),
+        reply: match &refusal {
+            Refusal::Answered { subject, why } => Some(mail_refusal_notice(&ctx, to, subject, why)),
+            Refusal::Forged(_) => None,
+        },
     };
     let notice_id = store::record_refused_mail(&bureau.pool, &refused, &bureau.actor).await?;
     bureau.metrics.refused("mail");
@@ -364,7 +422,7 @@ async fn refuse_mail(bureau: &Bureau, files: &[(String, PathBuf)], message_id: &
     {
         tracing::warn!(notice = n, error = %e, "reply recorded but not queued yet; the sweeper will queue it");
     }
-    tracing::info!(mailing = %id, %to, ?why, "e-mail refused; reply queued");
+    tracing::info!(mailing = %id, %to, why = %refused.why, answered = refused.reply.is_some(), "e-mail refused");
     Ok(id)
 }
 

@@ -20,6 +20,7 @@ pub mod imap_intake;
 pub mod inspect;
 pub mod intake;
 pub mod logging;
+pub mod mail_auth;
 pub mod mailer;
 pub mod metrics;
 pub mod outdir;

@@ -108,6 +108,20 @@ pub struct IntakeSection {
     pub poll_ms: u64,
     pub max_attachment_bytes: u64,
     pub imap: ImapSection,
+    pub mail_auth: MailAuthSection,
+}
+
+/// How incoming e-mail is authenticated (DKIM, SPF, DMARC): see `mail_auth.rs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailAuthSection {
+    pub check: bool,
+    /// The DNS server asked (`address:port`); empty = the system's resolver.
+    pub resolver: String,
+    /// The bureau's own mail server's name (the receiving host SPF speaks of).
+    pub host_name: String,
+    /// Relays the site trusts to have checked mail they hand over (comma-separated addresses).
+    pub trusted_relays: String,
 }
 
 /// How the IMAP server is spoken to: TLS from the start, or upgraded by STARTTLS. There is no

@@ -208,6 +208,26 @@ pub async fn sender_known(pool: &PgPool, email: &str) -> Result<bool> {
     .await?)
 }
 
+/// Is this address a counter's: its referent's, or one of its agents' accounts? Such mail must
+/// prove where it comes from (DKIM or SPF aligned with its domain).
+pub async fn counter_address(pool: &PgPool, email: &str) -> Result<bool> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM guichets WHERE lower(email_referent) = lower($1))
+             OR EXISTS (SELECT 1 FROM portal_users WHERE lower(email) = lower($1) AND role = 'counter' AND NOT disabled) AS "counter!""#,
+        email
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Records how an e-mail's origin was checked (DKIM, SPF, DMARC) and what was concluded.
+pub async fn record_mail_authentication(pool: &PgPool, mailing: &str, facts: Value, verdict: &str, actor: &str) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    audit(&mut tx, actor, mailing, "mail_authentication", json!({"verdict": verdict, "checks": facts})).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// The numéros of the requests whose applicant registered this e-mail address.
 pub async fn applicant_requests(pool: &PgPool, email: &str) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar!("SELECT numero_unique FROM registry_demandes WHERE lower(record->>'email') = lower($1) ORDER BY numero_unique", email)
@@ -532,7 +552,8 @@ pub struct RefusedMail {
     pub why: String,
     pub to: String,
     pub sender: String,
-    pub reply: Vec<u8>,
+    /// None for a forged message: its sender address is someone else's, never answered.
+    pub reply: Option<Vec<u8>>,
 }
 
 /// Records a refused e-mail; returns the reply's notice id, or `None` if this same message was
@@ -554,18 +575,21 @@ pub async fn record_refused_mail(pool: &PgPool, m: &RefusedMail, actor: &str) ->
     .rows_affected();
     let mut notice = None;
     if inserted == 1 {
-        notice = Some(
-            sqlx::query_scalar!(
-                "INSERT INTO notices (mailing_id, name, recipients, sender, message) VALUES ($1, 'refus-courriel.eml', $2, $3, $4) RETURNING id",
-                m.id,
-                &[m.to.clone()],
-                m.sender,
-                m.reply
-            )
-            .fetch_one(&mut *tx)
-            .await?,
-        );
-        audit(&mut tx, actor, &m.id, "mail_refused", json!({"from": m.to, "why": m.why})).await?;
+        if let Some(reply) = &m.reply {
+            notice = Some(
+                sqlx::query_scalar!(
+                    "INSERT INTO notices (mailing_id, name, recipients, sender, message) VALUES ($1, 'refus-courriel.eml', $2, $3, $4) RETURNING id",
+                    m.id,
+                    &[m.to.clone()],
+                    m.sender,
+                    reply
+                )
+                .fetch_one(&mut *tx)
+                .await?,
+            );
+        }
+        let action = if m.reply.is_some() { "mail_refused" } else { "mail_forged" };
+        audit(&mut tx, actor, &m.id, action, json!({"from": m.to, "why": m.why})).await?;
     }
     tx.commit().await?;
     Ok(notice)

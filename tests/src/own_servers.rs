@@ -265,3 +265,38 @@ impl Drop for OwnDovecot {
         }
     }
 }
+
+/// A DNS server of the test's own (dnsmasq from Debian) on a free loopback port: it answers the
+/// TXT records it is given, and "no such name" for every other name under `.example`, the
+/// domain of the tests' addresses.
+pub struct OwnDns {
+    pub port: u16,
+    _server: crate::stack::Owned,
+}
+
+impl OwnDns {
+    /// `records`: (name, text) pairs, each text one string without commas.
+    pub fn start(records: &[(&str, &str)]) -> Result<Self> {
+        let port = free_port();
+        let mut c = Command::new("dnsmasq");
+        c.args([
+            "--keep-in-foreground",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--conf-file=/dev/null",
+            "--local=/example/",
+            "--pid-file=",
+        ]);
+        c.arg(format!("--port={port}"));
+        for (name, text) in records {
+            c.arg(format!("--txt-record={name},{text}"));
+        }
+        let server = crate::stack::Owned(
+            c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().context("starting dnsmasq (scripts/stack.sh installs it)")?,
+        );
+        wait_port(port, "the test's dnsmasq", Duration::from_secs(10))?;
+        Ok(Self { port, _server: server })
+    }
+}

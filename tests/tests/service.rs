@@ -17,7 +17,7 @@ use scanbureau::bureau::{Bureau, Intake};
 use scanbureau::serve::{Role, run_roles};
 use scanbureau::store;
 use scanbureau_tests::imap::TestMailbox;
-use scanbureau_tests::own_servers::{OwnDovecot, OwnPostgres, OwnRabbit};
+use scanbureau_tests::own_servers::{OwnDns, OwnDovecot, OwnPostgres, OwnRabbit};
 use scanbureau_tests::stack::{OwnS3, Owned, TestStack, scanbureau_bin, wait_until, workspace_root};
 
 const LONG: Duration = Duration::from_secs(240);
@@ -626,6 +626,83 @@ async fn fault_the_imap_intake_waits_out_a_two_minute_outage_and_reads_the_mail_
     wait_until(run.pool(), "SELECT count(*) = 2 FROM imap_messages WHERE moved_at IS NOT NULL", "the message after the outage taken", LONG).await?;
     assert_eq!(mailbox.counts().await?, [0, 1, 1]);
     assert_eq!(count(run.pool(), "SELECT count(*) FROM mailings").await, 2);
+    run.stop().await
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { char::from(ABC[(n >> (18 - 6 * i) & 63) as usize]) } else { '=' });
+        }
+    }
+    out
+}
+
+/// Counters' e-mail authenticated against a DNS of the test's own (dnsmasq) that publishes the
+/// counter's DKIM key and a DMARC "reject" policy. Signed by its domain, the message is taken;
+/// the same message altered after signing is refused as forged, audited, and nobody is
+/// answered; a counter whose domain neither signs nor publishes anything is told that its
+/// message could not be authenticated. Every verdict is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_mail_is_taken_only_when_its_domain_signs_it_and_forged_mail_is_never_answered() -> Result<()> {
+    use mail_auth::common::crypto::Ed25519Key;
+    use mail_auth::common::headers::HeaderWriter;
+    use mail_auth::dkim::DkimSigner;
+    let mut stack = TestStack::new("mailauth", true).await?;
+    let pkcs8 = Ed25519Key::generate_pkcs8()?;
+    let public = base64(&Ed25519Key::from_pkcs8_der(&pkcs8)?.public_key());
+    let dkim_record = format!("v=DKIM1; k=ed25519; p={public}");
+    let dns = OwnDns::start(&[("sel._domainkey.bailleur-974.example", &dkim_record), ("_dmarc.bailleur-974.example", "v=DMARC1; p=reject")])?;
+    stack.set("SCANBUREAU__INTAKE__MAIL_AUTH__CHECK", "true");
+    stack.set("SCANBUREAU__INTAKE__MAIL_AUTH__RESOLVER", &format!("127.0.0.1:{}", dns.port));
+    let run = Running::start(&stack, &[Role::Intake, Role::Notify]).await?;
+    let other_counter = "agent@bailleur-093.example";
+    store::create_portal_user(run.pool(), "G3533", other_counter, "mailauth-token", "test").await?;
+
+    let deposit = std::fs::read(sample("mail-deposit.eml"))?;
+    let signature = DkimSigner::from_key(Ed25519Key::from_pkcs8_der(&pkcs8)?)
+        .domain("bailleur-974.example")
+        .selector("sel")
+        .headers(["From", "To", "Subject", "Message-ID", "Date"])
+        .sign(&deposit)?;
+    let signed = [signature.to_header().as_bytes(), &deposit].concat();
+    let text = String::from_utf8(signed.clone())?;
+    assert!(text.contains("Cordialement"));
+    let altered = text.replacen("Cordialement", "Cordialement, et voici un autre compte bancaire", 1).into_bytes();
+    let unsigned = scanbureau_fixtures::write::eml_bytes(other_counter, "Pieces", &[("application/pdf", "pieces.pdf", b"%PDF-1.4\n".to_vec())]);
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(stack.maildir.join(sub))?;
+    }
+    for (name, message) in [("1700000020.M1P1.bureau", &signed), ("1700000021.M1P1.bureau", &altered), ("1700000022.M1P1.bureau", &unsigned)] {
+        std::fs::write(stack.maildir.join("tmp").join(name), message)?;
+        std::fs::rename(stack.maildir.join("tmp").join(name), stack.maildir.join("new").join(name))?;
+    }
+    wait_until(run.pool(), "SELECT count(*) = 3 FROM mailings", "the three messages taken", LONG).await?;
+    wait_until(run.pool(), "SELECT count(*) = 3 FROM audit_events WHERE action = 'mail_authentication'", "three verdicts recorded", LONG).await?;
+    let mut verdicts: Vec<String> =
+        sqlx::query_scalar("SELECT detail->>'verdict' FROM audit_events WHERE action = 'mail_authentication'").fetch_all(run.pool()).await?;
+    verdicts.sort();
+    assert_eq!(verdicts.len(), 3);
+    assert_eq!(verdicts[0], "authentic");
+    assert!(verdicts[1].starts_with("forged: DMARC fails for bailleur-974.example"), "{verdicts:?}");
+    assert_eq!(verdicts[2], "unproven");
+    let taken: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT status, outcome FROM mailings WHERE outcome IS DISTINCT FROM 'rejected'").fetch_all(run.pool()).await?;
+    assert_eq!(taken.len(), 1, "only the signed message is a mailing to process: {taken:?}");
+    let forged: Vec<serde_json::Value> = sqlx::query_scalar("SELECT detail FROM audit_events WHERE action = 'mail_forged'").fetch_all(run.pool()).await?;
+    assert_eq!(forged.len(), 1, "{forged:?}");
+    assert_eq!(forged[0]["from"], "pj.g3471@bailleur-974.example");
+    wait_until(run.pool(), "SELECT count(*) = 1 AND bool_and(status = 'sent') FROM notices", "the one reply sent", LONG).await?;
+    let to: Vec<Vec<String>> = sqlx::query_scalar("SELECT recipients FROM notices").fetch_all(run.pool()).await?;
+    assert_eq!(to, [vec![other_counter.to_string()]], "the unauthenticated counter is told; the forged address never");
+    let replies = stack.smtp.messages();
+    assert_eq!(replies.len(), 1);
+    assert!(String::from_utf8_lossy(&replies[0]).contains("authentifi"), "the reply says why");
+    assert_eq!(std::fs::read_dir(stack.maildir.join(".processed/cur"))?.count(), 1);
+    assert_eq!(std::fs::read_dir(stack.maildir.join(".failed/cur"))?.count(), 2);
     run.stop().await
 }
 
