@@ -12,6 +12,8 @@
 #   scripts/stack.sh stop     stop the S3 server and SMTP sink this script started
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Dovecot and dnsmasq live in /usr/sbin, not on a non-root user's PATH on Debian.
+export PATH="$PATH:/usr/sbin:/sbin"
 STACK="$PWD/.stack"
 mkdir -p "$STACK"
 SEAWEEDFS_VERSION=4.48
@@ -19,6 +21,7 @@ AIOSMTPD_VERSION=1.4.6
 S3_PORT=${S3_PORT:-8333}
 SMTP_PORT=${SMTP_PORT:-2525}
 IMAP_PORT=${IMAP_PORT:-9993}
+IMAP_STARTTLS_PORT=${IMAP_STARTTLS_PORT:-9143}
 
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -139,7 +142,8 @@ JSON
   chmod 600 "$STACK/s3-identities.json"
 fi
 # Dovecot: an instance of the project's own (its configuration, certificates, account and mail
-# under .stack/dovecot), IMAPS only, on loopback. The certificate is issued for 127.0.0.1 by a
+# under .stack/dovecot), on loopback: IMAPS, and IMAP that must be secured with STARTTLS before
+# any login (ssl = required). The certificate is issued for 127.0.0.1 by a
 # test authority made here; clients trust that authority by its file (SCANBUREAU_IMAP_CA).
 command -v dovecot >/dev/null 2>&1 || apt_install dovecot-imapd
 # The e-mail authentication tests publish their DKIM, SPF and DMARC records on a dnsmasq of
@@ -205,7 +209,8 @@ namespace inbox {
 }
 service imap-login {
   inet_listener imap {
-    port = 0
+    address = 127.0.0.1
+    port = $IMAP_STARTTLS_PORT
   }
   inet_listener imaps {
     address = 127.0.0.1
@@ -213,6 +218,7 @@ service imap-login {
     ssl = yes
   }
 }
+$(if [ "$(id -u)" != 0 ]; then printf 'service imap-login {\n  chroot =\n}\nservice anvil {\n  chroot =\n}\n'; fi)
 service stats {
   unix_listener stats-reader {
     mode = 0666
@@ -242,6 +248,7 @@ export SCANBUREAU__BROKER__URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f
 export SCANBUREAU_S3_IDENTITIES=$STACK/s3-identities.json
 export SCANBUREAU_RABBITMQ_NODE=$RABBIT_NODE
 export SCANBUREAU_IMAP_PORT=$IMAP_PORT
+export SCANBUREAU_IMAP_STARTTLS_PORT=$IMAP_STARTTLS_PORT
 export SCANBUREAU_IMAP_USER=bureau
 export SCANBUREAU_IMAP_PASSWORD=$imap_password
 export SCANBUREAU_IMAP_CA=$DOVECOT/ca.pem
@@ -261,4 +268,4 @@ if ! answers "$SMTP_PORT"; then
   wait_for "$SMTP_PORT" "SMTP sink" 30
 fi
 
-echo "stack: PostgreSQL 127.0.0.1:5432, RabbitMQ 127.0.0.1:$AMQP_PORT ($RABBIT_NODE), S3 http://127.0.0.1:$S3_PORT, SMTP 127.0.0.1:$SMTP_PORT (mail lands in .stack/mail), IMAPS 127.0.0.1:$IMAP_PORT"
+echo "stack: PostgreSQL 127.0.0.1:5432, RabbitMQ 127.0.0.1:$AMQP_PORT ($RABBIT_NODE), S3 http://127.0.0.1:$S3_PORT, SMTP 127.0.0.1:$SMTP_PORT (mail lands in .stack/mail), IMAPS 127.0.0.1:$IMAP_PORT (STARTTLS $IMAP_STARTTLS_PORT)"

@@ -30,7 +30,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 
 use crate::bureau::Bureau;
 use crate::intake::{self, MailFolder};
-use crate::settings::{ImapSection, ImapSecurity};
+use crate::settings::{HoldPoint, ImapSection, ImapSecurity};
 use crate::store::imap::{ImapUid, imap_taken, record_imap_moved, record_imap_taken};
 
 /// A logged-in connection to the IMAP server.
@@ -112,7 +112,11 @@ pub async fn run_imap(bureau: Arc<Bureau>) -> Result<()> {
     let mut failing_since: Option<Instant> = None;
     loop {
         let started = Instant::now();
-        let failure = match connect(cfg, &tls).await {
+        let connected = tokio::select! {
+            c = connect(cfg, &tls) => c,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let failure = match connected {
             Ok(session) => {
                 bureau.metrics.call("imap", "connect", true, started.elapsed());
                 let mut up = |first_round: bool| {
@@ -164,8 +168,10 @@ async fn serve(bureau: &Bureau, mut session: Session, key: &str, shutdown: &mut 
     loop {
         let mailbox = timed(session.select(&cfg.mailbox)).await.with_context(|| format!("opening the mailbox {}", cfg.mailbox))?;
         let uidvalidity = mailbox.uid_validity.context("the server gives the mailbox no UIDVALIDITY")?;
-        let mut uids: Vec<u32> = timed(session.uid_search("ALL")).await?.into_iter().collect();
+        // Messages a person marked deleted (junk) are not documents sent to the bureau.
+        let mut uids: Vec<u32> = timed(session.uid_search("UNDELETED")).await?.into_iter().collect();
         uids.sort_unstable();
+        let found = !uids.is_empty();
         for uid in uids {
             if *shutdown.borrow() {
                 let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
@@ -175,6 +181,11 @@ async fn serve(bureau: &Bureau, mut session: Session, key: &str, shutdown: &mut 
         }
         up(first);
         first = false;
+        if found {
+            // Mail that came in during the round: the server told of it in its replies, which
+            // nothing reads; a round costs a search.
+            continue;
+        }
         let stop = if can.idle {
             let (s, stop) = idle(session, Duration::from_secs(cfg.idle_s), shutdown).await?;
             session = s;
@@ -192,14 +203,32 @@ async fn serve(bureau: &Bureau, mut session: Session, key: &str, shutdown: &mut 
     }
 }
 
+/// Whether the server told of messages in the mailbox (`EXISTS`) in passing: async-imap keeps
+/// what comes outside a command's own answer aside, in the session's `unsolicited_responses`.
+fn told_of_mail(aside: &async_channel::Receiver<async_imap::types::UnsolicitedResponse>) -> bool {
+    let mut told = false;
+    while let Ok(r) = aside.try_recv() {
+        told |= matches!(r, async_imap::types::UnsolicitedResponse::Exists(n) if n > 0);
+    }
+    told
+}
+
 /// Waits for the server to tell of new mail (or `most`, or the service stopping: then `true`).
 async fn idle(session: Session, most: Duration, shutdown: &mut watch::Receiver<bool>) -> Result<(Session, bool)> {
+    let aside = session.unsolicited_responses.clone();
+    told_of_mail(&aside);
     let mut handle = session.idle();
     timed(handle.init()).await.context("IDLE")?;
-    let stop = {
+    // Mail that arrived between the last search and the start of IDLE is told of before the
+    // server's go-ahead, and set aside with the rest.
+    let arrived = told_of_mail(&aside);
+    let stop = if arrived {
+        false
+    } else {
+        // The server's keep-alives restart async-imap's own timer: `most` bounds the whole wait.
         let (wait, _interrupt) = handle.wait_with_timeout(most);
         tokio::select! {
-            r = wait => { r.context("waiting for new mail")?; false }
+            r = tokio::time::timeout(most, wait) => { if let Ok(r) = r { r.context("waiting for new mail")?; } false }
             _ = shutdown.changed() => true,
         }
     };
@@ -207,39 +236,66 @@ async fn idle(session: Session, most: Duration, shutdown: &mut watch::Receiver<b
     Ok((session, stop))
 }
 
-/// Takes one message: stores it (unless it was already), then moves it out of the mailbox.
+/// Takes one message: stores it (unless it was already), then moves it out of the mailbox. An
+/// error of the exchange with the server ends the connection; a message that cannot be stored
+/// now (storage, database or DNS down) stays in the mailbox, counted and logged, and the round
+/// goes on with the next one.
 async fn take_one(bureau: &Bureau, session: &mut Session, key: &str, id: ImapUid, can: &Abilities) -> Result<()> {
-    let cfg = &bureau.config.intake.imap;
-    let folder = match imap_taken(&bureau.pool, key, id).await? {
-        Some(folder) => {
+    let taken = match imap_taken(&bureau.pool, key, id).await {
+        Ok(Some(folder)) => {
             tracing::info!(mailbox = %key, uid = id.uid, %folder, "message already stored; moving it");
-            folder
+            Ok(folder)
         }
-        None => {
+        Ok(None) => {
             let Some(bytes) = fetch(session, id.uid).await? else {
                 tracing::info!(mailbox = %key, uid = id.uid, "message gone from the mailbox before it was read");
                 return Ok(());
             };
-            let work = crate::workdir::folder(&crate::workdir::root(&bureau.config)).context("creating a work folder")?;
-            let name = format!("imap-{}-{}.eml", id.uidvalidity, id.uid);
-            let path = work.path().join(&name);
-            std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
-            let taken = intake::take_message(bureau, &path, &name).await.inspect_err(|_| bureau.metrics.failure("intake", "imap store"))?;
-            if cfg.hold_before_move {
-                tracing::warn!(uid = id.uid, "stored; holding before the move (intake.imap.hold_before_move, for tests)");
-                std::future::pending::<()>().await;
-            }
-            let folder = match taken.folder {
-                MailFolder::Processed => cfg.processed.clone(),
-                MailFolder::Failed => cfg.failed.clone(),
-            };
-            record_imap_taken(&bureau.pool, key, id, taken.mailing.as_deref(), &taken.message_id, &folder, &bureau.actor).await?;
-            folder
+            store_message(bureau, key, id, &bytes).await
+        }
+        Err(e) => Err(e.into()),
+    };
+    let folder = match taken {
+        Ok(folder) => folder,
+        Err(e) => {
+            bureau.metrics.failure("intake", "imap message");
+            tracing::warn!(mailbox = %key, uid = id.uid, error = %format!("{e:#}"), "message not taken now; it stays in the mailbox and is tried again");
+            return Ok(());
         }
     };
     move_message(session, id.uid, &folder, can).await.with_context(|| format!("moving message {} to {folder}", id.uid))?;
-    record_imap_moved(&bureau.pool, key, id).await?;
+    if let Err(e) = record_imap_moved(&bureau.pool, key, id).await {
+        tracing::warn!(uid = id.uid, error = %e, "message moved, its move not recorded");
+    }
     Ok(())
+}
+
+/// Stores a message as a mailing (or records its refusal) and records it as taken; returns the
+/// folder it goes to.
+async fn store_message(bureau: &Bureau, key: &str, id: ImapUid, bytes: &[u8]) -> Result<String> {
+    let cfg = &bureau.config.intake.imap;
+    let work = crate::workdir::folder(&crate::workdir::root(&bureau.config)).context("creating a work folder")?;
+    let name = format!("imap-{}-{}.eml", id.uidvalidity, id.uid);
+    let path = work.path().join(&name);
+    std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    let taken = intake::take_message(bureau, &path, &name).await?;
+    hold(cfg.hold, HoldPoint::Stored, id).await;
+    let folder = match taken.folder {
+        MailFolder::Processed => cfg.processed.clone(),
+        MailFolder::Failed => cfg.failed.clone(),
+    };
+    record_imap_taken(&bureau.pool, key, id, taken.mailing.as_deref(), &taken.message_id, &folder, &bureau.actor).await?;
+    hold(cfg.hold, HoldPoint::Recorded, id).await;
+    Ok(folder)
+}
+
+/// Fault injection for the tests: waits forever at the configured point (the test kills the
+/// process there).
+async fn hold(configured: HoldPoint, here: HoldPoint, id: ImapUid) {
+    if configured == here {
+        tracing::warn!(uid = id.uid, point = ?here, "holding before the move (intake.imap.hold, for tests)");
+        std::future::pending::<()>().await;
+    }
 }
 
 /// The whole message, read without marking it seen; `None` when it is no longer there.

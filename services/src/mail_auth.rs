@@ -4,13 +4,15 @@
 //!
 //! The bureau reads mail its own server already accepted, so the SMTP facts SPF needs are taken
 //! from that server's trace: the client address and HELO name of the topmost `Received:` field
-//! (the one the bureau's own server wrote), and the envelope sender of `Return-Path:`. A message
-//! without them (put in the mailbox by other means) has no SPF result, only DKIM.
+//! (the one the bureau's own server wrote; hops on the machine itself are passed over), and the
+//! envelope sender of `Return-Path:`. A message without them (put in the mailbox by other means)
+//! has no SPF result, only DKIM, and then nothing can prove it forged.
 //!
 //! The policy ([`judge`]) is a plain function over the results:
 //! - **forged**, refused with no reply (the address is someone else's), only on proof: the
-//!   author domain's DMARC fails and the domain asks for quarantine or reject; or, with no
-//!   aligned pass, SPF fails outright (`-all`) or a signature of the author domain is broken;
+//!   author domain's DMARC fails with both mechanisms evaluated (the sending client known) and
+//!   the domain asks for quarantine or reject. A broken signature alone proves nothing (RFC 6376:
+//!   it counts as none; lists rewrite subjects), nor does an SPF failure alone (forwarding);
 //! - **authentic**: an aligned DKIM or SPF pass (DMARC pass), or a message handed over by a
 //!   relay the site trusts;
 //! - **unproven** otherwise (no signature, no SPF record): counters' mail must be authentic
@@ -87,63 +89,72 @@ pub fn judge(f: &AuthFacts) -> Authenticity {
     if f.trusted_relay || f.dmarc == Outcome::Pass {
         return Authenticity::Authentic;
     }
-    let from_domain_broken = f.dkim.iter().any(|(d, o)| *o == Outcome::Fail && d.eq_ignore_ascii_case(&f.from_domain));
-    if f.dmarc == Outcome::Fail && matches!(f.policy, DomainPolicy::Quarantine | DomainPolicy::Reject) {
-        return Authenticity::Forged(format!(
-            "DMARC fails for {} (no aligned DKIM or SPF pass) and the domain asks to {:?} such mail",
-            f.from_domain, f.policy
-        ));
-    }
-    if f.spf == Outcome::Fail {
-        return Authenticity::Forged(format!("SPF of {} refuses the sending server {}", f.spf_domain, f.client.map(|c| c.to_string()).unwrap_or_default()));
-    }
-    if from_domain_broken {
-        return Authenticity::Forged(format!("the DKIM signature of {} does not verify: the message was altered or signed by someone else", f.from_domain));
-    }
     let dns_down = f.dmarc == Outcome::TempError || f.spf == Outcome::TempError || f.dkim.iter().any(|(_, o)| *o == Outcome::TempError);
     if dns_down {
         return Authenticity::Unavailable(format!("the DNS did not answer for {}", f.from_domain));
     }
+    // DMARC fails only once both DKIM and SPF had their say: without the sending client SPF was
+    // never asked, and a missing SPF pass proves nothing.
+    if f.dmarc == Outcome::Fail && f.client.is_some() && matches!(f.policy, DomainPolicy::Quarantine | DomainPolicy::Reject) {
+        let client = f.client.map(|c| c.to_string()).unwrap_or_default();
+        return Authenticity::Forged(format!(
+            "DMARC fails for {}: no DKIM signature of the domain verifies and SPF does not allow the sending server {client}; the domain asks to {} such mail",
+            f.from_domain,
+            if f.policy == DomainPolicy::Reject { "reject" } else { "quarantine" }
+        ));
+    }
     Authenticity::Unproven
 }
 
-/// The first (topmost) field called `name` of the message's header, unfolded.
-fn first_field(message: &[u8], name: &str) -> Option<String> {
+/// The fields called `name` of the message's header, unfolded, topmost first.
+fn fields(message: &[u8], name: &str) -> Vec<String> {
     let text = String::from_utf8_lossy(message);
     let head = text.split("\r\n\r\n").next().unwrap_or("").split("\n\n").next().unwrap_or("");
-    let mut found: Option<String> = None;
+    let mut found: Vec<String> = Vec::new();
+    let mut inside = false;
     for line in head.lines() {
         let line = line.trim_end_matches('\r');
-        match &mut found {
-            Some(value) if line.starts_with([' ', '\t']) => {
+        if line.starts_with([' ', '\t']) {
+            if inside && let Some(value) = found.last_mut() {
                 value.push(' ');
                 value.push_str(line.trim());
             }
-            Some(_) => break,
-            None => {
-                if let Some((field, value)) = line.split_once(':')
-                    && field.trim().eq_ignore_ascii_case(name)
-                {
-                    found = Some(value.trim().to_string());
-                }
-            }
+            continue;
+        }
+        inside = false;
+        if let Some((field, value)) = line.split_once(':')
+            && field.trim().eq_ignore_ascii_case(name)
+        {
+            found.push(value.trim().to_string());
+            inside = true;
         }
     }
     found
 }
 
-/// The client address and HELO name the bureau's own server recorded in the topmost `Received:`
-/// field (`from helo (host [192.0.2.1]) by ...`).
+/// The sending client's address and HELO name, as a receiving server records them in a
+/// `Received:` field: `from HELO (name [192.0.2.1]) by ...`. The address is read inside the
+/// parentheses, which the server writes: the HELO name is the sender's to choose (it may be
+/// `[192.0.2.1]` itself).
+fn client_of(received: &str) -> Option<(IpAddr, String)> {
+    let rest = received.strip_prefix("from ")?;
+    let (helo, after) = rest.split_once(' ')?;
+    let comment = after.trim_start().strip_prefix('(')?.split(')').next()?;
+    let address = comment.rsplit('[').next()?.split(']').next()?;
+    let ip = address.trim_start_matches("IPv6:").parse::<IpAddr>().ok()?;
+    Some((ip, helo.to_string()))
+}
+
+/// The client that handed the message to the bureau's mail system: the topmost `Received:`
+/// field's, past hops on the machine itself (a filter re-injecting mail from 127.0.0.1, local
+/// delivery).
 pub fn first_hop(message: &[u8]) -> Option<(IpAddr, String)> {
-    let received = first_field(message, "Received")?;
-    let helo = received.strip_prefix("from ").and_then(|r| r.split([' ', ';']).next()).unwrap_or("").to_string();
-    let ip = received.split('[').skip(1).filter_map(|r| r.split(']').next()).find_map(|a| a.trim_start_matches("IPv6:").parse::<IpAddr>().ok())?;
-    Some((ip, helo))
+    fields(message, "Received").iter().filter_map(|r| client_of(r)).find(|(ip, _)| !ip.is_loopback())
 }
 
 /// The envelope sender (`Return-Path: <a@b>`), when the delivering server wrote it.
 fn return_path(message: &[u8]) -> Option<String> {
-    let raw = first_field(message, "Return-Path")?;
+    let raw = fields(message, "Return-Path").into_iter().next()?;
     let inner = raw.trim_start_matches('<').trim_end_matches('>').trim();
     (!inner.is_empty()).then(|| inner.to_string())
 }
@@ -280,16 +291,21 @@ mod tests {
         use DomainPolicy::*;
         use Outcome as O;
         assert_eq!(judge(&facts(O::Pass, Reject, &[("bailleur-974.example", O::Pass)], O::None)), Authenticity::Authentic);
-        assert!(matches!(judge(&facts(O::Fail, Reject, &[], O::None)), Authenticity::Forged(p) if p.contains("DMARC")));
+        assert!(matches!(judge(&facts(O::Fail, Reject, &[], O::Fail)), Authenticity::Forged(p) if p.contains("DMARC") && p.contains("reject")));
         assert!(matches!(judge(&facts(O::Fail, Quarantine, &[], O::None)), Authenticity::Forged(_)));
-        // A domain that asks nothing of receivers, with nothing signed: no proof either way.
-        assert_eq!(judge(&facts(O::Fail, None, &[], O::None)), Authenticity::Unproven);
+        // A domain that asks nothing of receivers, or none at all: no proof either way.
+        assert_eq!(judge(&facts(O::Fail, None, &[], O::Fail)), Authenticity::Unproven);
         assert_eq!(judge(&facts(O::None, Absent, &[], O::None)), Authenticity::Unproven);
-        // A signature of someone else's domain proves nothing about this one.
-        assert_eq!(judge(&facts(O::None, Absent, &[("mailer.example", O::Fail)], O::None)), Authenticity::Unproven);
-        assert!(matches!(judge(&facts(O::None, Absent, &[("bailleur-974.example", O::Fail)], O::None)), Authenticity::Forged(p) if p.contains("DKIM")));
-        assert!(matches!(judge(&facts(O::None, Absent, &[], O::Fail)), Authenticity::Forged(p) if p.contains("SPF")));
+        // A broken signature, or an SPF failure, alone proves nothing.
+        assert_eq!(judge(&facts(O::None, Absent, &[("bailleur-974.example", O::Fail)], O::None)), Authenticity::Unproven);
+        assert_eq!(judge(&facts(O::None, Absent, &[], O::Fail)), Authenticity::Unproven);
+        // Without the sending client, SPF was never asked: a DMARC failure is no proof.
+        let mut unknown_client = facts(O::Fail, Reject, &[], O::None);
+        unknown_client.client = Option::None;
+        assert_eq!(judge(&unknown_client), Authenticity::Unproven);
+        // The DNS did not answer: judged later, even when something else failed.
         assert!(matches!(judge(&facts(O::TempError, Absent, &[], O::None)), Authenticity::Unavailable(_)));
+        assert!(matches!(judge(&facts(O::Fail, Reject, &[("bailleur-974.example", O::TempError)], O::Fail)), Authenticity::Unavailable(_)));
         let mut relayed = facts(O::Fail, Reject, &[], O::Fail);
         relayed.trusted_relay = true;
         assert_eq!(judge(&relayed), Authenticity::Authentic, "a trusted relay checked it");
@@ -301,5 +317,12 @@ mod tests {
         assert_eq!(first_hop(m), Some(("192.0.2.7".parse().expect("ip"), "mail.bailleur-974.example".to_string())));
         assert_eq!(return_path(m).as_deref(), Some("pj@bailleur-974.example"));
         assert_eq!(first_hop(b"From: a@b.example\r\nSubject: x\r\n\r\nbody\r\n"), None);
+        // The HELO name is the sender's to choose; the address is the one in the parentheses.
+        let lying =
+            b"Received: from [192.0.2.7] (unknown [198.51.100.9]) by mx.bureau.example; Thu, 3 Dec 2026 10:00:00 +0100\r\nFrom: x@y.example\r\n\r\nb\r\n";
+        assert_eq!(first_hop(lying).map(|(ip, _)| ip.to_string()).as_deref(), Some("198.51.100.9"));
+        // A filter re-injecting on the machine itself is passed over.
+        let filtered = b"Received: from localhost (localhost [127.0.0.1]) by mx.bureau.example; x\r\nReceived: from mail.y.example (mail.y.example [192.0.2.7]) by mx.bureau.example; x\r\nFrom: x@y.example\r\n\r\nb\r\n";
+        assert_eq!(first_hop(filtered).map(|(ip, _)| ip.to_string()).as_deref(), Some("192.0.2.7"));
     }
 }

@@ -147,9 +147,20 @@ pub struct ImapSection {
     pub failed: String,
     pub idle_s: u64,
     pub retry_max_s: u64,
-    /// Fault injection for the tests only: the intake waits forever between a message's store
-    /// and its move, so that a test can kill it there.
-    pub hold_before_move: bool,
+    /// Fault injection for the tests only: where the intake waits forever between a message's
+    /// store and its move, so that a test can kill it there.
+    pub hold: HoldPoint,
+}
+
+/// Where, between a message's store and its move, the IMAP intake stops for a crash test.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HoldPoint {
+    None,
+    /// Stored as a mailing, not yet recorded as taken.
+    Stored,
+    /// Recorded as taken, not yet moved.
+    Recorded,
 }
 
 impl ImapSection {

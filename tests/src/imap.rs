@@ -26,6 +26,13 @@ impl TestMailbox {
         Self::at(stack, port).await
     }
 
+    /// The same through the stack's IMAP listener that must be secured with STARTTLS.
+    pub async fn with_starttls(stack: &mut TestStack) -> Result<Self> {
+        let port = stack_var("SCANBUREAU_IMAP_STARTTLS_PORT")?.parse().context("SCANBUREAU_IMAP_STARTTLS_PORT")?;
+        stack.set("SCANBUREAU__INTAKE__IMAP__SECURITY", "starttls");
+        Self::at(stack, port).await
+    }
+
     /// The same on the server listening on `port` (a test's own Dovecot, with the stack's
     /// account and certificate).
     pub async fn at(stack: &mut TestStack, port: u16) -> Result<Self> {

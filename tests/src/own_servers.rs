@@ -185,6 +185,12 @@ impl Drop for OwnRabbit {
     }
 }
 
+/// A program of Debian's /usr/sbin (not on a non-root user's PATH).
+fn sbin(name: &str) -> PathBuf {
+    let p = Path::new("/usr/sbin").join(name);
+    if p.exists() { p } else { PathBuf::from(name) }
+}
+
 /// A Dovecot of the test's own, on a free loopback port: the configuration, certificate and
 /// account of the one `scripts/stack.sh` runs, with its own directories and mail.
 pub struct OwnDovecot {
@@ -203,9 +209,14 @@ impl OwnDovecot {
         let d = dir.path();
         let port = free_port();
         let setting = |line: &str, key: &str| line.trim_start().starts_with(key);
+        // The IMAPS listener gets the test's port; the STARTTLS one is closed (port 0).
+        let mut imaps = false;
         let own: Vec<String> = text
             .lines()
             .map(|line| {
+                if setting(line, "inet_listener") {
+                    imaps = line.contains("imaps");
+                }
                 if setting(line, "base_dir =") {
                     format!("base_dir = {}", d.join("run").display())
                 } else if setting(line, "state_dir =") {
@@ -214,8 +225,8 @@ impl OwnDovecot {
                     format!("instance_name = scanbureau-test-{port}")
                 } else if setting(line, "log_path =") {
                     format!("log_path = {}", d.join("dovecot.log").display())
-                } else if setting(line, "port =") && !line.contains("= 0") {
-                    format!("    port = {port}")
+                } else if setting(line, "port =") {
+                    format!("    port = {}", if imaps { port } else { 0 })
                 } else if setting(line, "args = uid=") {
                     let (head, _) = line.split_once("home=").unwrap_or((line, ""));
                     format!("{head}home={}/mail/%u", d.display())
@@ -235,8 +246,13 @@ impl OwnDovecot {
         // Dovecot's processes outlive the command and keep what they inherit open: its output
         // goes to a file, not to a pipe nobody would ever see closed.
         let errors = self.conf.with_file_name("start.err");
-        let status =
-            Command::new("dovecot").arg("-c").arg(&self.conf).stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(&errors)?).status()?;
+        let status = Command::new(sbin("dovecot"))
+            .arg("-c")
+            .arg(&self.conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&errors)?)
+            .status()?;
         if !status.success() {
             bail!("dovecot failed: {}", std::fs::read_to_string(&errors).unwrap_or_default());
         }
@@ -246,7 +262,7 @@ impl OwnDovecot {
 
     /// Stops the server; its connections are cut.
     pub fn stop(&mut self) -> Result<()> {
-        let mut c = Command::new("doveadm");
+        let mut c = Command::new(sbin("doveadm"));
         c.arg("-c").arg(&self.conf).arg("stop");
         run(c, "doveadm stop")?;
         self.running = false;
@@ -277,8 +293,12 @@ pub struct OwnDns {
 impl OwnDns {
     /// `records`: (name, text) pairs, each text one string without commas.
     pub fn start(records: &[(&str, &str)]) -> Result<Self> {
-        let port = free_port();
-        let mut c = Command::new("dnsmasq");
+        Self::start_on(free_port(), records)
+    }
+
+    /// The same on a given port (a server started again where its clients expect it).
+    pub fn start_on(port: u16, records: &[(&str, &str)]) -> Result<Self> {
+        let mut c = Command::new(sbin("dnsmasq"));
         c.args([
             "--keep-in-foreground",
             "--listen-address=127.0.0.1",

@@ -534,12 +534,12 @@ async fn an_applicant_s_e_mail_naming_their_request_is_a_deposit_for_it() -> Res
 }
 
 /// Secure e-mail on the real IMAP server (Dovecot over TLS): a counter's message and a
-/// stranger's, the intake killed (SIGKILL) after storing the first and before moving it.
-/// Restarted, it moves that one without taking it again and takes the other: two mailings, the
-/// stranger answered once, each message in its folder.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn imap_mail_is_taken_exactly_once_across_a_kill_9_between_store_and_move() -> Result<()> {
-    let mut stack = TestStack::new("imapkill", true).await?;
+/// stranger's, the intake killed (SIGKILL) after storing the first and before moving it, at
+/// `hold` ("stored": not yet recorded as taken; "recorded": not yet moved). Restarted, it moves
+/// that one without taking it again and takes the other: two mailings, the stranger answered
+/// once, each message in its folder.
+async fn imap_intake_killed_between_store_and_move(tag: &str, hold: &str) -> Result<()> {
+    let mut stack = TestStack::new(tag, true).await?;
     let mailbox = TestMailbox::new(&mut stack).await?;
     let run = Running::start(&stack, &[Role::Process, Role::Notify]).await?;
     mailbox.deliver(&std::fs::read(sample("mail-deposit.eml"))?).await?;
@@ -548,13 +548,14 @@ async fn imap_mail_is_taken_exactly_once_across_a_kill_9_between_store_and_move(
         scanbureau_fixtures::write::eml_bytes(stranger, "Mes papiers", &[("application/pdf", "papiers.pdf", std::fs::read(sample("portal-deposit.pdf"))?)]);
     mailbox.deliver(&refused).await?;
 
-    let mut intake = worker(&stack, "intake", &[("SCANBUREAU__INTAKE__IMAP__HOLD_BEFORE_MOVE", "true")])?;
+    let mut intake = worker(&stack, "intake", &[("SCANBUREAU__INTAKE__IMAP__HOLD", hold)])?;
     wait_until(run.pool(), "SELECT count(*) = 1 FROM mailings", "the first message stored", LONG).await?;
-    // Stored, neither recorded as taken nor moved: killed there.
+    let recorded = i64::from(hold == "recorded");
+    wait_until(run.pool(), &format!("SELECT count(*) = {recorded} FROM imap_messages"), "the intake at its hold", LONG).await?;
     intake.0.kill()?;
     intake.0.wait()?;
     assert_eq!(mailbox.counts().await?, [2, 0, 0], "nothing left the mailbox");
-    assert_eq!(count(run.pool(), "SELECT count(*) FROM imap_messages").await, 0);
+    assert_eq!(count(run.pool(), "SELECT count(*) FROM imap_messages WHERE moved_at IS NULL").await, recorded);
 
     let _intake = worker(&stack, "intake", &[])?;
     wait_until(run.pool(), "SELECT count(*) = 2 FROM imap_messages WHERE moved_at IS NOT NULL", "both messages taken and moved", LONG).await?;
@@ -569,6 +570,18 @@ async fn imap_mail_is_taken_exactly_once_across_a_kill_9_between_store_and_move(
     let folders: Vec<String> = sqlx::query_scalar("SELECT folder FROM imap_messages ORDER BY uid").fetch_all(run.pool()).await?;
     assert_eq!(folders, [mailbox.imap.processed.clone(), mailbox.imap.failed.clone()]);
     run.stop().await
+}
+
+/// Killed stored but not recorded as taken: taken again, its content makes it the same mailing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_mail_is_taken_exactly_once_across_a_kill_9_after_its_store() -> Result<()> {
+    imap_intake_killed_between_store_and_move("imapkill", "stored").await
+}
+
+/// Killed recorded as taken but not moved: only moved on the next round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_mail_is_taken_exactly_once_across_a_kill_9_before_its_move() -> Result<()> {
+    imap_intake_killed_between_store_and_move("imapkill2", "recorded").await
 }
 
 /// New mail is taken while the intake waits with IDLE: with polling set to ten minutes, only the
@@ -588,16 +601,35 @@ async fn imap_mail_arriving_while_the_intake_waits_is_taken_at_once() -> Result<
     wait_until(run.pool(), "SELECT count(*) = 2 FROM imap_messages WHERE moved_at IS NOT NULL", "the second message taken", Duration::from_secs(30)).await?;
     assert_eq!(mailbox.counts().await?, [0, 1, 1]);
     assert_eq!(count(run.pool(), "SELECT count(*) FROM mailings WHERE channel = 'mail'").await, 2);
+    assert_eq!(imap_failures(&run.bureau), 0, "taken on one connection, not after a reconnect");
     run.stop().await
 }
 
-/// How many times this process's IMAP intake failed, from its metrics.
-fn imap_failures(b: &Bureau) -> u64 {
+/// A server whose IMAP port must be secured with STARTTLS before any login is read the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_over_starttls_is_read_too() -> Result<()> {
+    let mut stack = TestStack::new("imapstarttls", true).await?;
+    let mailbox = TestMailbox::with_starttls(&mut stack).await?;
+    let run = Running::start(&stack, &[Role::Intake]).await?;
+    mailbox.deliver(&std::fs::read(sample("mail-deposit.eml"))?).await?;
+    wait_until(run.pool(), "SELECT count(*) = 1 FROM imap_messages WHERE moved_at IS NOT NULL", "the message taken", LONG).await?;
+    assert_eq!(mailbox.counts().await?, [0, 1, 0]);
+    assert_eq!(imap_failures(&run.bureau), 0);
+    run.stop().await
+}
+
+/// How many times this process's intake failed for `reason`, from its metrics.
+fn intake_failures(b: &Bureau, reason: &str) -> u64 {
     let text = b.metrics.render(None, &[], false);
     text.lines()
-        .filter(|l| l.starts_with("scanbureau_failures_total{") && l.contains("stage=\"intake\"") && l.contains("reason=\"imap\""))
+        .filter(|l| l.starts_with("scanbureau_failures_total{") && l.contains("stage=\"intake\"") && l.contains(&format!("reason=\"{reason}\"")))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
+}
+
+/// How many times this process's IMAP intake lost its server.
+fn imap_failures(b: &Bureau) -> u64 {
+    intake_failures(b, "imap")
 }
 
 /// The IMAP server stopped for two minutes: the intake keeps trying, every failure counted,
@@ -642,10 +674,12 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// Counters' e-mail authenticated against a DNS of the test's own (dnsmasq) that publishes the
-/// counter's DKIM key and a DMARC "reject" policy. Signed by its domain, the message is taken;
-/// the same message altered after signing is refused as forged, audited, and nobody is
-/// answered; a counter whose domain neither signs nor publishes anything is told that its
-/// message could not be authenticated. Every verdict is recorded.
+/// counter's DKIM key, SPF and a DMARC "reject" policy; the bureau's own server's trace says
+/// which client handed each message over. Signed by its domain and sent from its server, the
+/// message is taken; the same message altered after signing and sent from elsewhere is refused
+/// as forged, audited, and nobody is answered; a counter whose domain neither signs nor
+/// publishes anything is told that its message could not be authenticated. Every verdict is
+/// recorded. With the DNS down, a message waits in the mailbox until it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_mail_is_taken_only_when_its_domain_signs_it_and_forged_mail_is_never_answered() -> Result<()> {
     use mail_auth::common::crypto::Ed25519Key;
@@ -655,7 +689,12 @@ async fn counters_mail_is_taken_only_when_its_domain_signs_it_and_forged_mail_is
     let pkcs8 = Ed25519Key::generate_pkcs8()?;
     let public = base64(&Ed25519Key::from_pkcs8_der(&pkcs8)?.public_key());
     let dkim_record = format!("v=DKIM1; k=ed25519; p={public}");
-    let dns = OwnDns::start(&[("sel._domainkey.bailleur-974.example", &dkim_record), ("_dmarc.bailleur-974.example", "v=DMARC1; p=reject")])?;
+    let records = [
+        ("sel._domainkey.bailleur-974.example", dkim_record.as_str()),
+        ("_dmarc.bailleur-974.example", "v=DMARC1; p=reject"),
+        ("bailleur-974.example", "v=spf1 ip4:192.0.2.7 -all"),
+    ];
+    let dns = OwnDns::start(&records)?;
     stack.set("SCANBUREAU__INTAKE__MAIL_AUTH__CHECK", "true");
     stack.set("SCANBUREAU__INTAKE__MAIL_AUTH__RESOLVER", &format!("127.0.0.1:{}", dns.port));
     let run = Running::start(&stack, &[Role::Intake, Role::Notify]).await?;
@@ -668,11 +707,21 @@ async fn counters_mail_is_taken_only_when_its_domain_signs_it_and_forged_mail_is
         .selector("sel")
         .headers(["From", "To", "Subject", "Message-ID", "Date"])
         .sign(&deposit)?;
+    // What the bureau's server writes on top of each message it accepts.
+    let trace = |client: &str, sender: &str| {
+        format!(
+            "Return-Path: <{sender}>\r\nReceived: from mail.example ({client} [{client}])\r\n\tby mx.bureau.example (Postfix) with ESMTPS; Sat, 5 Dec 2026 10:00:00 +0100\r\n"
+        )
+    };
     let signed = [signature.to_header().as_bytes(), &deposit].concat();
     let text = String::from_utf8(signed.clone())?;
     assert!(text.contains("Cordialement"));
-    let altered = text.replacen("Cordialement", "Cordialement, et voici un autre compte bancaire", 1).into_bytes();
+    let altered = text.replacen("Cordialement", "Cordialement, et voici un autre compte bancaire", 1);
+    let counter = "pj.g3471@bailleur-974.example";
+    let signed = [trace("192.0.2.7", counter).as_bytes(), &signed].concat();
+    let altered = [trace("198.51.100.9", counter).as_bytes(), altered.as_bytes()].concat();
     let unsigned = scanbureau_fixtures::write::eml_bytes(other_counter, "Pieces", &[("application/pdf", "pieces.pdf", b"%PDF-1.4\n".to_vec())]);
+    let unsigned = [trace("203.0.113.5", other_counter).as_bytes(), &unsigned].concat();
     for sub in ["tmp", "new", "cur"] {
         std::fs::create_dir_all(stack.maildir.join(sub))?;
     }
@@ -687,14 +736,14 @@ async fn counters_mail_is_taken_only_when_its_domain_signs_it_and_forged_mail_is
     verdicts.sort();
     assert_eq!(verdicts.len(), 3);
     assert_eq!(verdicts[0], "authentic");
-    assert!(verdicts[1].starts_with("forged: DMARC fails for bailleur-974.example"), "{verdicts:?}");
+    assert!(verdicts[1].starts_with("forged: DMARC fails for bailleur-974.example") && verdicts[1].contains("198.51.100.9"), "{verdicts:?}");
     assert_eq!(verdicts[2], "unproven");
     let taken: Vec<(String, Option<String>)> =
         sqlx::query_as("SELECT status, outcome FROM mailings WHERE outcome IS DISTINCT FROM 'rejected'").fetch_all(run.pool()).await?;
     assert_eq!(taken.len(), 1, "only the signed message is a mailing to process: {taken:?}");
     let forged: Vec<serde_json::Value> = sqlx::query_scalar("SELECT detail FROM audit_events WHERE action = 'mail_forged'").fetch_all(run.pool()).await?;
     assert_eq!(forged.len(), 1, "{forged:?}");
-    assert_eq!(forged[0]["from"], "pj.g3471@bailleur-974.example");
+    assert_eq!(forged[0]["from"], counter);
     wait_until(run.pool(), "SELECT count(*) = 1 AND bool_and(status = 'sent') FROM notices", "the one reply sent", LONG).await?;
     let to: Vec<Vec<String>> = sqlx::query_scalar("SELECT recipients FROM notices").fetch_all(run.pool()).await?;
     assert_eq!(to, [vec![other_counter.to_string()]], "the unauthenticated counter is told; the forged address never");
@@ -703,6 +752,23 @@ async fn counters_mail_is_taken_only_when_its_domain_signs_it_and_forged_mail_is
     assert!(String::from_utf8_lossy(&replies[0]).contains("authentifi"), "the reply says why");
     assert_eq!(std::fs::read_dir(stack.maildir.join(".processed/cur"))?.count(), 1);
     assert_eq!(std::fs::read_dir(stack.maildir.join(".failed/cur"))?.count(), 2);
+
+    // The DNS down: a new message is not judged on silence; it waits, and each try is counted.
+    let port = dns.port;
+    drop(dns);
+    let later = scanbureau_fixtures::write::eml_bytes(other_counter, "Pieces, suite", &[("application/pdf", "suite.pdf", b"%PDF-1.4\n%2\n".to_vec())]);
+    let later = [trace("203.0.113.5", other_counter).as_bytes(), &later].concat();
+    std::fs::write(stack.maildir.join("tmp").join("1700000023.M1P1.bureau"), &later)?;
+    std::fs::rename(stack.maildir.join("tmp").join("1700000023.M1P1.bureau"), stack.maildir.join("new").join("1700000023.M1P1.bureau"))?;
+    let start = std::time::Instant::now();
+    while intake_failures(&run.bureau, "mail authentication") < 2 && start.elapsed() < LONG {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(intake_failures(&run.bureau, "mail authentication") >= 2, "tried and counted while the DNS is down");
+    assert_eq!(count(run.pool(), "SELECT count(*) FROM mailings").await, 3, "nothing taken on silence");
+    assert!(stack.maildir.join("new/1700000023.M1P1.bureau").exists(), "the message waits in the mailbox");
+    let _dns = OwnDns::start_on(port, &records)?;
+    wait_until(run.pool(), "SELECT count(*) = 4 FROM mailings", "the message taken once the DNS is back", LONG).await?;
     run.stop().await
 }
 
