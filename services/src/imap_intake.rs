@@ -171,22 +171,28 @@ async fn serve(bureau: &Bureau, mut session: Session, key: &str, shutdown: &mut 
         // Messages a person marked deleted (junk) are not documents sent to the bureau.
         let mut uids: Vec<u32> = timed(session.uid_search("UNDELETED")).await?.into_iter().collect();
         uids.sort_unstable();
-        let found = !uids.is_empty();
+        let (mut moved, mut stayed) = (0, 0);
         for uid in uids {
             if *shutdown.borrow() {
                 let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
                 return Ok(());
             }
-            take_one(bureau, &mut session, key, ImapUid { uidvalidity, uid }, &can).await?;
+            match take_one(bureau, &mut session, key, ImapUid { uidvalidity, uid }, &can).await? {
+                Fate::Moved => moved += 1,
+                Fate::Stayed => stayed += 1,
+                Fate::Gone => {}
+            }
         }
         up(first);
         first = false;
-        if found {
+        if moved > 0 && stayed == 0 {
             // Mail that came in during the round: the server told of it in its replies, which
             // nothing reads; a round costs a search.
             continue;
         }
-        let stop = if can.idle {
+        // A message that could not be taken is tried again after intake.poll_ms, as in the
+        // Maildir; otherwise the server says when mail comes.
+        let stop = if can.idle && stayed == 0 {
             let (s, stop) = idle(session, Duration::from_secs(cfg.idle_s), shutdown).await?;
             session = s;
             stop
@@ -236,11 +242,21 @@ async fn idle(session: Session, most: Duration, shutdown: &mut watch::Receiver<b
     Ok((session, stop))
 }
 
+/// What became of a message in one round.
+enum Fate {
+    /// Stored (now or before) and moved to its folder.
+    Moved,
+    /// Not taken now; still in the mailbox.
+    Stayed,
+    /// No longer in the mailbox when it was read.
+    Gone,
+}
+
 /// Takes one message: stores it (unless it was already), then moves it out of the mailbox. An
 /// error of the exchange with the server ends the connection; a message that cannot be stored
 /// now (storage, database or DNS down) stays in the mailbox, counted and logged, and the round
 /// goes on with the next one.
-async fn take_one(bureau: &Bureau, session: &mut Session, key: &str, id: ImapUid, can: &Abilities) -> Result<()> {
+async fn take_one(bureau: &Bureau, session: &mut Session, key: &str, id: ImapUid, can: &Abilities) -> Result<Fate> {
     let taken = match imap_taken(&bureau.pool, key, id).await {
         Ok(Some(folder)) => {
             tracing::info!(mailbox = %key, uid = id.uid, %folder, "message already stored; moving it");
@@ -249,7 +265,7 @@ async fn take_one(bureau: &Bureau, session: &mut Session, key: &str, id: ImapUid
         Ok(None) => {
             let Some(bytes) = fetch(session, id.uid).await? else {
                 tracing::info!(mailbox = %key, uid = id.uid, "message gone from the mailbox before it was read");
-                return Ok(());
+                return Ok(Fate::Gone);
             };
             store_message(bureau, key, id, &bytes).await
         }
@@ -260,14 +276,14 @@ async fn take_one(bureau: &Bureau, session: &mut Session, key: &str, id: ImapUid
         Err(e) => {
             bureau.metrics.failure("intake", "imap message");
             tracing::warn!(mailbox = %key, uid = id.uid, error = %format!("{e:#}"), "message not taken now; it stays in the mailbox and is tried again");
-            return Ok(());
+            return Ok(Fate::Stayed);
         }
     };
     move_message(session, id.uid, &folder, can).await.with_context(|| format!("moving message {} to {folder}", id.uid))?;
     if let Err(e) = record_imap_moved(&bureau.pool, key, id).await {
         tracing::warn!(uid = id.uid, error = %e, "message moved, its move not recorded");
     }
-    Ok(())
+    Ok(Fate::Moved)
 }
 
 /// Stores a message as a mailing (or records its refusal) and records it as taken; returns the

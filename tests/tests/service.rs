@@ -605,6 +605,31 @@ async fn imap_mail_arriving_while_the_intake_waits_is_taken_at_once() -> Result<
     run.stop().await
 }
 
+/// A message that cannot be judged now (its domain's DNS does not answer) stays in the IMAP
+/// mailbox and is tried again every poll, not in a loop, while the message after it is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_a_message_that_cannot_be_taken_now_waits_without_holding_up_the_next() -> Result<()> {
+    let mut stack = TestStack::new("imapstuck", true).await?;
+    let mailbox = TestMailbox::new(&mut stack).await?;
+    // The test's DNS knows `.example` (it has nothing there) and has no answer for `.test`.
+    let dns = OwnDns::start(&[])?;
+    stack.set("SCANBUREAU__INTAKE__MAIL_AUTH__CHECK", "true");
+    stack.set("SCANBUREAU__INTAKE__MAIL_AUTH__RESOLVER", &format!("127.0.0.1:{}", dns.port));
+    stack.set("SCANBUREAU__INTAKE__POLL_MS", "1000");
+    let run = Running::start(&stack, &[Role::Intake]).await?;
+    let unanswerable = scanbureau_fixtures::write::eml_bytes("quelqu.un@ailleurs.test", "Pieces", &[("application/pdf", "p.pdf", b"%PDF-1.4\n".to_vec())]);
+    mailbox.deliver(&unanswerable).await?;
+    mailbox.deliver(&std::fs::read(sample("mail-deposit.eml"))?).await?;
+    wait_until(run.pool(), "SELECT count(*) = 1 FROM imap_messages WHERE moved_at IS NOT NULL", "the second message taken", LONG).await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let tries = intake_failures(&run.bureau, "imap message");
+    assert!((1..=10).contains(&tries), "the first message tried about once a second, not in a loop: {tries} tries");
+    assert_eq!(imap_failures(&run.bureau), 0, "the connection was never lost for it");
+    // The counter's unsigned message is answered that it could not be authenticated.
+    assert_eq!(mailbox.counts().await?, [1, 0, 1]);
+    run.stop().await
+}
+
 /// A server whose IMAP port must be secured with STARTTLS before any login is read the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imap_over_starttls_is_read_too() -> Result<()> {
