@@ -256,7 +256,7 @@ pub fn mail_refusal_notice(ctx: &NoticeContext<'_>, to: &str, subject: &str, why
             *limit as f64 / 1e6
         ),
         MailRefusal::Unauthenticated { domain } => format!(
-            "le message n'a pu être authentifié : ni sa signature DKIM ni l'enregistrement SPF du domaine « {domain} » \
+            "rien n'a permis de l'authentifier, car ni une signature DKIM ni l'enregistrement SPF du domaine « {domain} » \
              n'établissent qu'il vient de votre messagerie. Merci de l'envoyer depuis votre messagerie sécurisée, \
              ou de demander à votre service informatique de signer le courrier du domaine (DKIM)."
         ),
