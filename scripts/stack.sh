@@ -151,6 +151,18 @@ command -v dovecot >/dev/null 2>&1 || apt_install dovecot-imapd
 command -v dnsmasq >/dev/null 2>&1 || apt_install dnsmasq-base
 DOVECOT="$STACK/dovecot"
 mkdir -p "$DOVECOT/run" "$DOVECOT/mail"
+# Is the Dovecot on these ports this checkout's? Another one (another checkout's, the machine's)
+# is left alone: this one then takes ports 10 above. The ports chosen are kept in
+# .stack/dovecot/ports for the next runs.
+ours_running() { [ -f "$DOVECOT/run/master.pid" ] && kill -0 "$(cat "$DOVECOT/run/master.pid")" 2>/dev/null; }
+if [ -f "$DOVECOT/ports" ]; then
+  read -r IMAP_PORT IMAP_STARTTLS_PORT < "$DOVECOT/ports"
+elif ! ours_running && { answers "$IMAP_PORT" || answers "$IMAP_STARTTLS_PORT"; }; then
+  echo "stack: something else answers on 127.0.0.1:$IMAP_PORT or $IMAP_STARTTLS_PORT; this checkout's Dovecot takes $((IMAP_PORT + 10)) and $((IMAP_STARTTLS_PORT + 10))" >&2
+  IMAP_PORT=$((IMAP_PORT + 10))
+  IMAP_STARTTLS_PORT=$((IMAP_STARTTLS_PORT + 10))
+fi
+echo "$IMAP_PORT $IMAP_STARTTLS_PORT" > "$DOVECOT/ports"
 if [ ! -f "$DOVECOT/server.pem" ]; then
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 -subj "/CN=scanbureau test CA" \
     -keyout "$DOVECOT/ca.key" -out "$DOVECOT/ca.pem" 2>/dev/null
@@ -229,7 +241,7 @@ service stats {
 }
 CONF
 mkdir -p "$DOVECOT/state"
-if ! answers "$IMAP_PORT"; then
+if ! ours_running; then
   # Its processes outlive this script: they must not hold the caller's output open.
   dovecot -c "$DOVECOT/dovecot.conf" </dev/null >>"$DOVECOT/start.log" 2>&1 || { cat "$DOVECOT/start.log" >&2; exit 1; }
   wait_for "$IMAP_PORT" "Dovecot IMAPS" 30
