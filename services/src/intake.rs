@@ -290,8 +290,9 @@ pub async fn take_message(bureau: &Bureau, path: &Path, fallback_id: &str) -> Re
         }
         None => None,
     };
-    let counter = match &from {
-        Some(f) if known => store::counter_address(&bureau.pool, f).await?,
+    // Only unproven mail asks whose it is: a counter's must be authenticated.
+    let unproven_counter = match (&checked, &from) {
+        (Some((_, Authenticity::Unproven)), Some(f)) if known => store::counter_address(&bureau.pool, f).await?,
         _ => false,
     };
     let verdict = match &checked {
@@ -306,7 +307,7 @@ pub async fn take_message(bureau: &Bureau, path: &Path, fallback_id: &str) -> Re
             record_checks(bureau, &id, checked.as_ref()).await?;
             return Ok(TakenMail { message_id, mailing: Some(id), folder: MailFolder::Failed });
         }
-        Some((facts, Authenticity::Unproven)) if counter => MailVerdict::Refuse(MailRefusal::Unauthenticated { domain: facts.from_domain.clone() }),
+        Some((facts, Authenticity::Unproven)) if unproven_counter => MailVerdict::Refuse(MailRefusal::Unauthenticated { domain: facts.from_domain.clone() }),
         _ => judge_mail(known, &attachments, bureau.config.intake.max_attachment_bytes),
     };
     match verdict {

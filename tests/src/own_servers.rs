@@ -13,6 +13,14 @@ use anyhow::{Context, Result, bail};
 
 use crate::stack::{answers, free_port, wait_port};
 
+/// Waits until nothing answers on `port` any more, for `timeout` at most.
+fn wait_port_closed(port: u16, timeout: Duration) {
+    let start = std::time::Instant::now();
+    while answers(port) && start.elapsed() < timeout {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
 }
@@ -169,10 +177,7 @@ impl OwnRabbit {
         c.args(["60", "rabbitmqctl", "-n", &self.node, "stop"]);
         run(c, "rabbitmqctl stop")?;
         self.running = false;
-        let start = std::time::Instant::now();
-        while answers(self.port) && start.elapsed() < Duration::from_secs(30) {
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_port_closed(self.port, Duration::from_secs(30));
         Ok(())
     }
 }
@@ -266,10 +271,7 @@ impl OwnDovecot {
         c.arg("-c").arg(&self.conf).arg("stop");
         run(c, "doveadm stop")?;
         self.running = false;
-        let start = std::time::Instant::now();
-        while answers(self.port) && start.elapsed() < Duration::from_secs(30) {
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_port_closed(self.port, Duration::from_secs(30));
         Ok(())
     }
 }
