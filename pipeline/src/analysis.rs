@@ -7,7 +7,7 @@ use image::GrayImage;
 
 use crate::binarize::{Bitmap, MIN_CONTRAST, TileStats, binarize, tile_stats};
 use crate::geometry::{Corrections, straighten};
-use crate::lightpdf::{EncodeParams, EncodedPage, PageContent, encode_page};
+use crate::lightpdf::{COARSEST_STENCIL_DPI, EncodeParams, EncodedPage, PageContent, encode_page};
 use crate::originals::{PaperSigns, paper_signs};
 use crate::qr::{QrHit, QrSearch, find_qr_codes_in, quarter_turn};
 use crate::qualify::{PageFeatures, PageView};
@@ -412,9 +412,9 @@ fn content_kind(raster: &PageRaster, stats: &TileStats) -> PageContent {
     }
     let photo_tiles = stats.midtone.iter().filter(|&&m| m > 75).count();
     let contrast = stats.page_paper.saturating_sub(stats.page_ink);
-    // Faint print or a low-resolution scan: binarisation would break strokes; keep the grey
-    // levels.
-    let soft = contrast < 110 || raster.dpi < 180.0;
+    // Faint print or a very coarse scan: binarisation would break strokes; keep the grey levels.
+    // Print of 120-180 dpi is binarised on the page enlarged (see `lightpdf::COARSE_DPI`).
+    let soft = contrast < 110 || raster.dpi < COARSEST_STENCIL_DPI;
     // A few square centimetres of continuous tone: an identity photo, a picture, kept as a
     // picture (the encoder finds where). A title in bold or a band's edge makes a few tiles of
     // mid-tones: the encoder measures the rest.
@@ -487,6 +487,29 @@ mod tests {
         let a = analyse_page(line, &params);
         assert!(!a.blank, "a page with one short line is not blank ({} cells)", a.ink_cells);
         assert!(a.encoded.is_some());
+    }
+
+    #[test]
+    fn crisp_print_is_print_down_to_120_dpi_and_a_picture_below() {
+        // Lines of dark print on white, as an A4 scanned at `dpi`.
+        let page = |dpi: f32| {
+            let (w, h) = ((8.27 * dpi) as u32, (11.69 * dpi) as u32);
+            let unit = (dpi / 60.0).max(1.0) as u32;
+            let mut r = PageRaster::from_gray(
+                GrayImage::from_fn(w, h, |x, y| {
+                    let print =
+                        y > h / 10 && y < h - h / 10 && (y / (2 * unit)).is_multiple_of(3) && !(x / unit).is_multiple_of(3) && x > w / 10 && x < w - w / 10;
+                    image::Luma([if print { 25 } else { 240 }])
+                }),
+                false,
+            );
+            r.dpi = dpi;
+            r
+        };
+        for (dpi, expected) in [(300.0, PageContent::Text), (150.0, PageContent::Text), (100.0, PageContent::Photo)] {
+            let r = page(dpi);
+            assert_eq!(content_kind(&r, &tile_stats(&r.gray, r.dpi)), expected, "{dpi} dpi");
+        }
     }
 
     #[test]

@@ -92,18 +92,26 @@ impl SmtpSink {
         self.child = None;
     }
 
-    /// Every message delivered so far, as raw bytes.
+    /// Every message delivered so far, as raw bytes, in the order they arrived.
     pub fn messages(&self) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        for sub in ["new", "cur"] {
-            if let Ok(rd) = std::fs::read_dir(self.maildir.join(sub)) {
-                let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-                paths.sort();
-                out.extend(paths.iter().filter_map(|p| std::fs::read(p).ok()));
-            }
-        }
-        out
+        let mut paths: Vec<PathBuf> = ["new", "cur"]
+            .iter()
+            .filter_map(|sub| std::fs::read_dir(self.maildir.join(sub)).ok())
+            .flat_map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())))
+            .collect();
+        paths.sort_by_cached_key(|p| delivered_at(p));
+        paths.iter().filter_map(|p| std::fs::read(p).ok()).collect()
     }
+}
+
+/// When a message reached the sink, from its Maildir name (`SECONDS.M<microseconds>P<pid>Q<n>.host`,
+/// numbers not padded, so a plain sort of the names puts `M999` after `M1000` of the same second).
+fn delivered_at(path: &Path) -> (u64, u64, String) {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut parts = name.splitn(3, '.');
+    let seconds = parts.next().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
+    let micros = parts.next().and_then(|u| u.strip_prefix('M')?.split('P').next()?.parse().ok()).unwrap_or(u64::MAX);
+    (seconds, micros, name)
 }
 
 /// A SeaweedFS of the test's own (for the tests that stop it).
