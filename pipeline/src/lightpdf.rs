@@ -213,8 +213,9 @@ const MOST_INSETS: usize = 6;
 
 /// Print scanned coarser than this is not binarised at its own resolution: a stencil cut from
 /// 150-180 dpi pixels lost 3 to 8 points of OCR word accuracy on real scans (a tax notice at
-/// 150 dpi, a pay slip at 171), where the same print cut from the page enlarged smoothly kept
-/// them all. Such a page is stored from its enlargement, see [`COARSE_STENCIL_DPI`].
+/// 150 dpi, a pay slip at 171, a CV at 179), where the same print cut from the page enlarged
+/// smoothly kept 98 to 100 % of its words. Such a page is stored from its enlargement, see
+/// [`COARSE_STENCIL_DPI`].
 pub const COARSE_DPI: f32 = 180.0;
 /// Below this, print is too coarse for any stencil: it stays a picture.
 pub const COARSEST_STENCIL_DPI: f32 = 120.0;
