@@ -399,16 +399,88 @@ pub fn rotate(raster: &PageRaster, deg: f32) -> PageRaster {
     out
 }
 
-/// Resamples the page by `scale` (area average when shrinking, bilinear when enlarging).
+/// Resamples the page by `scale`: an area average when shrinking, Catmull-Rom cubic when
+/// enlarging (strokes keep their edges; a coarse page's print is cut from this, see
+/// `lightpdf::COARSE_DPI`).
 pub fn rescale(raster: &PageRaster, scale: f32) -> PageRaster {
     let (w, h) = (((raster.width() as f32 * scale).round() as u32).max(1), ((raster.height() as f32 * scale).round() as u32).max(1));
-    let filter = if scale < 1.0 { image::imageops::FilterType::Triangle } else { image::imageops::FilterType::CatmullRom };
-    let rgb = raster.rgb.as_ref().map(|rgb| image::imageops::resize(rgb, w, h, filter));
+    let resize = |samples: &[u8], channels: usize| {
+        if scale < 1.0 { None } else { Some(enlarge(samples, channels, (raster.width(), raster.height()), (w, h))) }
+    };
+    let rgb = raster.rgb.as_ref().map(|rgb| match resize(rgb.as_raw(), 3) {
+        Some(samples) => RgbImage::from_raw(w, h, samples).unwrap_or_else(|| RgbImage::new(w, h)),
+        None => image::imageops::resize(rgb, w, h, image::imageops::FilterType::Triangle),
+    });
     let gray = match &rgb {
         Some(rgb) => luma_of(rgb),
-        None => image::imageops::resize(&raster.gray, w, h, filter),
+        None => match resize(raster.gray.as_raw(), 1) {
+            Some(samples) => GrayImage::from_raw(w, h, samples).unwrap_or_else(|| GrayImage::new(w, h)),
+            None => image::imageops::resize(&raster.gray, w, h, image::imageops::FilterType::Triangle),
+        },
     };
     PageRaster { gray, rgb, dpi: raster.dpi * scale, bilevel: raster.bilevel && scale == 1.0, text_layer: None, wet_ink: raster.wet_ink }
+}
+
+/// Fixed-point unit of the enlargement's weights.
+const WEIGHT_ONE: i32 = 1 << 12;
+
+/// For each output position along an axis of `from` samples enlarged to `to`, the first of its
+/// four source samples (edges repeated) and their Catmull-Rom weights, summing to
+/// [`WEIGHT_ONE`].
+fn cubic_taps(from: u32, to: u32) -> Vec<([usize; 4], [i32; 4])> {
+    let ratio = from as f32 / to as f32;
+    let last = from.saturating_sub(1) as i64;
+    (0..to)
+        .map(|o| {
+            let centre = (o as f32 + 0.5) * ratio - 0.5;
+            let i0 = centre.floor();
+            let t = centre - i0;
+            let (t2, t3) = (t * t, t * t * t);
+            let f = [-0.5 * t3 + t2 - 0.5 * t, 1.5 * t3 - 2.5 * t2 + 1.0, -1.5 * t3 + 2.0 * t2 + 0.5 * t, 0.5 * t3 - 0.5 * t2];
+            let mut weights = f.map(|v| (v * WEIGHT_ONE as f32).round() as i32);
+            // Rounding leaves the sum a unit off at most: the nearest sample takes it.
+            weights[1 + (t >= 0.5) as usize] += WEIGHT_ONE - weights.iter().sum::<i32>();
+            let at = |k: i64| (i0 as i64 + k).clamp(0, last) as usize;
+            ([at(-1), at(0), at(1), at(2)], weights)
+        })
+        .collect()
+}
+
+/// Enlarges interleaved samples (`channels` per pixel) from `from` to `to` pixels with the
+/// Catmull-Rom cubic, separably in fixed point: along rows into 16-bit intermediates with four
+/// bits of fraction, then down columns a whole row at a time. About ten times faster than the
+/// `image` crate's float resize, which took 350-490 ms for a coarse A4 page.
+fn enlarge(samples: &[u8], channels: usize, from: (u32, u32), to: (u32, u32)) -> Vec<u8> {
+    let (fw, fh) = (from.0 as usize, from.1 as usize);
+    let (tw, th) = (to.0 as usize, to.1 as usize);
+    if fw == 0 || fh == 0 || samples.len() < fw * fh * channels {
+        return vec![0; tw * th * channels];
+    }
+    let across = cubic_taps(from.0, to.0);
+    let down = cubic_taps(from.1, to.1);
+    let row_len = tw * channels;
+    let mut rows = vec![0i16; fh * row_len];
+    for y in 0..fh {
+        let src = &samples[y * fw * channels..(y + 1) * fw * channels];
+        let dst = &mut rows[y * row_len..(y + 1) * row_len];
+        for (x, (idx, wt)) in across.iter().enumerate() {
+            for c in 0..channels {
+                let sum: i32 = (0..4).map(|k| i32::from(src[idx[k] * channels + c]) * wt[k]).sum();
+                dst[x * channels + c] = ((sum + (1 << 7)) >> 8) as i16;
+            }
+        }
+    }
+    let mut out = vec![0u8; th * row_len];
+    let shift = 12 + 4;
+    for (y, (idx, wt)) in down.iter().enumerate() {
+        let r: [&[i16]; 4] = idx.map(|i| &rows[i * row_len..(i + 1) * row_len]);
+        let dst = &mut out[y * row_len..(y + 1) * row_len];
+        for (x, o) in dst.iter_mut().enumerate() {
+            let sum = i32::from(r[0][x]) * wt[0] + i32::from(r[1][x]) * wt[1] + i32::from(r[2][x]) * wt[2] + i32::from(r[3][x]) * wt[3];
+            *o = ((sum + (1 << (shift - 1))) >> shift).clamp(0, 255) as u8;
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -849,6 +921,43 @@ mod tests {
             let letter = !(k.wrapping_mul(2_654_435_761) >> 7).is_multiple_of(5);
             image::Luma([if in_line && letter && px > margin && px < w - margin { 20 } else { 245 }])
         })
+    }
+
+    #[test]
+    fn enlarging_keeps_flat_flat_ramps_straight_and_draws_what_a_float_cubic_draws() {
+        // Flat grey stays flat, to the level, at any ratio.
+        let flat = vec![137u8; 31 * 17];
+        assert!(enlarge(&flat, 1, (31, 17), (77, 50)).iter().all(|&v| v == 137));
+        // A ramp along x stays a ramp: Catmull-Rom reproduces straight lines.
+        let ramp: Vec<u8> = (0..20 * 8).map(|i| (10 * (i % 20)) as u8).collect();
+        let big = enlarge(&ramp, 1, (20, 8), (50, 20));
+        for x in 5..45 {
+            let expected = 10.0 * ((x as f32 + 0.5) * 0.4 - 0.5);
+            assert!((f32::from(big[10 * 50 + x]) - expected).abs() <= 1.0, "x {x}: {} for {expected}", big[10 * 50 + x]);
+        }
+        // Print on paper, in colour: the same picture as the image crate's float Catmull-Rom,
+        // within rounding away from the edges (which each handles its own way).
+        let src = RgbImage::from_fn(120, 90, |x, y| {
+            let ink = (x / 3 + y / 5) % 4 == 0;
+            image::Rgb(if ink { [20, 30, 120] } else { [240, 236, 230 - (x % 7) as u8] })
+        });
+        let ours = enlarge(src.as_raw(), 3, (120, 90), (210, 158));
+        let theirs = image::imageops::resize(&src, 210, 158, image::imageops::FilterType::CatmullRom);
+        let (mut total, mut n, mut worst) = (0u64, 0u64, 0u8);
+        for y in 4..154 {
+            for x in 4..206 {
+                for c in 0..3 {
+                    let d = ours[(y * 210 + x) * 3 + c].abs_diff(theirs.get_pixel(x as u32, y as u32)[c]);
+                    total += u64::from(d);
+                    worst = worst.max(d);
+                    n += 1;
+                }
+            }
+        }
+        assert!(total as f64 / (n as f64) < 0.6 && worst <= 3, "mean {} worst {worst}", total as f64 / n as f64);
+        // A single pixel enlarged, and nothing to enlarge: no panic, the right sizes.
+        assert_eq!(enlarge(&[9], 1, (1, 1), (3, 3)), vec![9; 9]);
+        assert_eq!(enlarge(&[], 1, (0, 0), (2, 2)).len(), 4);
     }
 
     #[test]

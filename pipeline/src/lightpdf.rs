@@ -345,18 +345,25 @@ pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, par
 /// with pictures among the print is stored from the scan as it came, as a picture: on the
 /// enlargement, a tax notice's 2D-Doc and logos as insets lost 4 points of its words, and a
 /// picture of the enlargement has more pixels than the scan (an 1895 extract: 132 KB to 193).
+/// Pictures the analysis already saw skip the enlargement (it cost 600-800 ms for nothing).
 fn encode_coarse_print(raster: &PageRaster, content: PageContent, params: &EncodeParams) -> EncodedPage {
+    let as_scanned = || {
+        let (pw, ph) = page_size_pt(raster.width(), raster.height(), raster.dpi);
+        let whole = if raster.rgb.is_some() && content != PageContent::Text { PageContent::Colour } else { PageContent::Photo };
+        let mut p = encode_picture(raster, whole, params, pw, ph);
+        p.choice = format!("print scanned at {:.0} dpi with pictures among it, kept as scanned", raster.dpi);
+        p
+    };
+    if content == PageContent::PrintAndPictures {
+        return as_scanned();
+    }
     let scale = COARSE_STENCIL_DPI / raster.dpi;
     let enlarged = rescale(raster, scale);
     let bits = binarize(&enlarged.gray, &tile_stats(&enlarged.gray, enlarged.dpi), MIN_CONTRAST);
     let page = encode_page(&enlarged, &bits, content, params);
     let print_only = page.codec == PageCodec::CcittG4 || page.mixed.as_ref().is_some_and(|m| m.insets.is_empty());
     if !print_only {
-        let (pw, ph) = page_size_pt(raster.width(), raster.height(), raster.dpi);
-        let whole = if raster.rgb.is_some() && content != PageContent::Text { PageContent::Colour } else { PageContent::Photo };
-        let mut p = encode_picture(raster, whole, params, pw, ph);
-        p.choice = format!("print scanned at {:.0} dpi with pictures among it, kept as scanned", raster.dpi);
-        return p;
+        return as_scanned();
     }
     EncodedPage { choice: format!("print scanned at {:.0} dpi, cut from the page enlarged to {COARSE_STENCIL_DPI:.0}: {}", raster.dpi, page.choice), ..page }
 }

@@ -83,7 +83,8 @@ pub fn separate(pixels: &[u8], channels: usize, mask: &Bitmap, dpi: f32, bg_cell
     debug_assert_eq!(pixels.len(), w * h * channels);
     let near_ink = dilate(&mask.ink, w, h, halo(dpi));
     let bg_cell = bg_cell.max(1);
-    let (background, known) = cell_means(pixels, channels, w, h, bg_cell, |i, _, _| near_ink[i] == 0);
+    let paper_pixels: Vec<u8> = near_ink.iter().map(|&n| n ^ 1).collect();
+    let (background, known) = cell_means(pixels, channels, w, h, bg_cell, &paper_pixels);
     let background = fill_unknown(background, &known, paper);
     // Tint: a cell that is not paper, in level (grey boxes) or in colour (tinted forms).
     let tint: Vec<bool> = background
@@ -104,80 +105,84 @@ pub fn separate(pixels: &[u8], channels: usize, mask: &Bitmap, dpi: f32, bg_cell
 /// are blurred into the paper.
 pub fn ink_colour(pixels: &[u8], channels: usize, mask: &Bitmap, ink_cell: u32) -> InkColour {
     let (w, h) = (mask.width as usize, mask.height as usize);
-    let core = |i: usize, x: usize, y: usize| {
-        mask.ink[i] == 1
-            && x > 0
-            && y > 0
-            && x + 1 < w
-            && y + 1 < h
-            && mask.ink[i - 1] == 1
-            && mask.ink[i + 1] == 1
-            && mask.ink[i - w] == 1
-            && mask.ink[i + w] == 1
-    };
     let ink_cell = ink_cell.max(1);
-    let (mut ink_plane, mut ink_known) = cell_means(pixels, channels, w, h, ink_cell, core);
+    let (mut ink_plane, mut ink_known) = cell_means(pixels, channels, w, h, ink_cell, &stroke_cores(&mask.ink, w, h));
     if !ink_known.iter().any(|&k| k) {
         // Print of hairlines only: their own pixels.
-        (ink_plane, ink_known) = cell_means(pixels, channels, w, h, ink_cell, |i, _, _| mask.ink[i] == 1);
+        (ink_plane, ink_known) = cell_means(pixels, channels, w, h, ink_cell, &mask.ink);
     }
     solid_ink(&ink_plane, &ink_known).map_or_else(|| InkColour::Varying(fill_unknown(ink_plane, &ink_known, 0)), InkColour::Solid)
 }
 
-/// Square dilation of a 0/1 map by `r` pixels (a row pass, then a column pass).
+/// The inside of strokes (1): print pixels whose four neighbours are print too, none on the
+/// page's edge. Row slices combined whole, so that the compiler runs them many bytes at a time.
+fn stroke_cores(ink: &[u8], w: usize, h: usize) -> Vec<u8> {
+    let mut core = vec![0u8; w * h];
+    if w < 3 || h < 3 {
+        return core;
+    }
+    for y in 1..h - 1 {
+        let (above, row, below) = (&ink[(y - 1) * w..y * w], &ink[y * w..(y + 1) * w], &ink[(y + 1) * w..(y + 2) * w]);
+        let out = &mut core[y * w + 1..(y + 1) * w - 1];
+        for (x, o) in out.iter_mut().enumerate() {
+            *o = row[x + 1] & row[x] & row[x + 2] & above[x + 1] & below[x + 1];
+        }
+    }
+    core
+}
+
+/// Square dilation of a 0/1 map by `r` pixels: each row ORed with itself shifted by up to `r`
+/// pixels, then each row with the `r` rows on either side. Whole slices at a time: this runs on
+/// every pixel of every page cut into layers.
 fn dilate(map: &[u8], w: usize, h: usize, r: usize) -> Vec<u8> {
-    let mut rows = vec![0u8; w * h];
+    let mut rows = map.to_vec();
     for y in 0..h {
         let src = &map[y * w..(y + 1) * w];
         let dst = &mut rows[y * w..(y + 1) * w];
-        // Distance to the last ink seen, left to right then right to left.
-        let mut since = usize::MAX;
-        for x in 0..w {
-            since = if src[x] == 1 { 0 } else { since.saturating_add(1) };
-            dst[x] = (since <= r) as u8;
-        }
-        since = usize::MAX;
-        for x in (0..w).rev() {
-            since = if src[x] == 1 { 0 } else { since.saturating_add(1) };
-            dst[x] |= (since <= r) as u8;
+        for d in 1..=r.min(w.saturating_sub(1)) {
+            for (o, &v) in dst[d..].iter_mut().zip(&src[..w - d]) {
+                *o |= v;
+            }
+            for (o, &v) in dst[..w - d].iter_mut().zip(&src[d..]) {
+                *o |= v;
+            }
         }
     }
-    let mut out = vec![0u8; w * h];
-    let mut since = vec![usize::MAX; w];
+    let mut out = rows.clone();
     for y in 0..h {
-        for x in 0..w {
-            since[x] = if rows[y * w + x] == 1 { 0 } else { since[x].saturating_add(1) };
-            out[y * w + x] = (since[x] <= r) as u8;
-        }
-    }
-    since.fill(usize::MAX);
-    for y in (0..h).rev() {
-        for x in 0..w {
-            since[x] = if rows[y * w + x] == 1 { 0 } else { since[x].saturating_add(1) };
-            out[y * w + x] |= (since[x] <= r) as u8;
+        let (lo, hi) = (y.saturating_sub(r), (y + r).min(h.saturating_sub(1)));
+        let dst = &mut out[y * w..(y + 1) * w];
+        for n in (lo..=hi).filter(|&n| n != y) {
+            for (o, &v) in dst.iter_mut().zip(&rows[n * w..(n + 1) * w]) {
+                *o |= v;
+            }
         }
     }
     out
 }
 
-/// Mean of the pixels `take(index, x, y)` keeps in each `cell` × `cell` cell; cells with none are
-/// unknown.
-fn cell_means(pixels: &[u8], ch: usize, w: usize, h: usize, cell: u32, take: impl Fn(usize, usize, usize) -> bool) -> (Plane, Vec<bool>) {
+/// Mean of the pixels that `keep` marks (1) in each `cell` × `cell` cell; cells with none are
+/// unknown. Sums weighted by the 0/1 mark, without a branch per pixel.
+fn cell_means(pixels: &[u8], ch: usize, w: usize, h: usize, cell: u32, keep: &[u8]) -> (Plane, Vec<bool>) {
     let c = cell as usize;
     let (cw, chh) = (w.div_ceil(c), h.div_ceil(c));
     let mut sums = vec![0u32; cw * chh * ch];
     let mut counts = vec![0u32; cw * chh];
     for y in 0..h {
         let row = (y / c) * cw;
-        // Cell by cell along the row: no division per pixel.
+        let (px_row, keep_row) = (&pixels[y * w * ch..(y + 1) * w * ch], &keep[y * w..(y + 1) * w]);
         for cx in 0..cw {
             let k = row + cx;
-            for x in cx * c..((cx + 1) * c).min(w) {
-                let i = y * w + x;
-                if take(i, x, y) {
-                    counts[k] += 1;
+            let (x0, x1) = (cx * c, ((cx + 1) * c).min(w));
+            let marks = &keep_row[x0..x1];
+            counts[k] += marks.iter().map(|&m| u32::from(m)).sum::<u32>();
+            let px = &px_row[x0 * ch..x1 * ch];
+            if ch == 1 {
+                sums[k] += px.iter().zip(marks).map(|(&p, &m)| u32::from(p) * u32::from(m)).sum::<u32>();
+            } else {
+                for (p, &m) in px.chunks_exact(ch).zip(marks) {
                     for j in 0..ch {
-                        sums[k * ch + j] += pixels[i * ch + j] as u32;
+                        sums[k * ch + j] += u32::from(p[j]) * u32::from(m);
                     }
                 }
             }
@@ -521,6 +526,48 @@ mod tests {
         let InkColour::Varying(p) = &layers.ink else { panic!("one colour for red and black print") };
         assert!(p.at(10, 10, 0) > 150 && p.at(10, 10, 1) < 80, "{:?}", &p.samples[..3]);
         assert!(p.at(10, 200, 0) < 80);
+    }
+
+    /// A 0/1 map of sparse specks and strokes, the same for every run.
+    fn specks(w: usize, h: usize) -> Vec<u8> {
+        let mut state = 0x2545_f491_u32;
+        (0..w * h)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                u8::from(state.is_multiple_of(11))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dilation_is_the_square_neighbourhood_s_maximum_up_to_the_edges() {
+        for (w, h, r) in [(37, 23, 1), (37, 23, 2), (5, 40, 3), (1, 9, 2), (64, 2, 4)] {
+            let map = specks(w, h);
+            let d = dilate(&map, w, h, r);
+            for y in 0..h {
+                for x in 0..w {
+                    let near = (y.saturating_sub(r)..=(y + r).min(h - 1)).any(|ny| (x.saturating_sub(r)..=(x + r).min(w - 1)).any(|nx| map[ny * w + nx] == 1));
+                    assert_eq!(d[y * w + x], u8::from(near), "{w}×{h} r {r} at ({x}, {y})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stroke_cores_are_print_with_print_on_four_sides_away_from_the_edges() {
+        let (w, h) = (41, 29);
+        let map: Vec<u8> = specks(w, h).iter().zip(specks(h, w)).map(|(a, b)| 1 - (a | b)).collect();
+        let core = stroke_cores(&map, w, h);
+        for y in 0..h {
+            for x in 0..w {
+                let i = y * w + x;
+                let inside = x > 0 && y > 0 && x + 1 < w && y + 1 < h && [i, i - 1, i + 1, i - w, i + w].iter().all(|&j| map[j] == 1);
+                assert_eq!(core[i], u8::from(inside), "({x}, {y})");
+            }
+        }
+        assert!(core.contains(&1) && core.contains(&0));
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //! --tesseract-timeout 0` (optimisation only) and `gs -dPDFSETTINGS=/ebook` when those commands
 //! are there (`scripts/setup.sh --bench-tools` installs them; COMPRESSION_OTHERS=0 leaves them
 //! out). COMPRESSION_KEEP=folder keeps the PDFs and the pages as drawn, to look at them.
+//! COMPRESSION_LEGIBILITY=0 leaves the reading out: sizes, storage and encode times only, in a
+//! minute, for trying a change before measuring it whole.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -34,7 +36,7 @@ use scanbureau_fixtures::write::jpeg_bytes;
 use scanbureau_pipeline::analysis::{AnalysisParams, analyse_page};
 use scanbureau_pipeline::binarize::{MIN_CONTRAST, binarize, tile_stats};
 use scanbureau_pipeline::geometry::straighten;
-use scanbureau_pipeline::lightpdf::{EncodeParams, EncodedPage, PageCodec, encode_page, write_pdf};
+use scanbureau_pipeline::lightpdf::{EncodeParams, EncodedPage, PageCodec, PageContent, encode_page, write_pdf};
 use scanbureau_pipeline::raster::{Limits, PageBlob, PageRaster, decode_page};
 
 mod common;
@@ -142,6 +144,8 @@ struct Row {
     /// The page as straightened and as stored: pixels and resolution.
     dims: String,
     codec: &'static str,
+    /// What the analysis said the page holds, and the storage chosen for it.
+    content: PageContent,
     choice: String,
     original_known: Option<f64>,
     tools: Vec<(&'static str, Option<Stored>)>,
@@ -199,7 +203,7 @@ fn main() {
     }
     let params = EncodeParams::default();
     // First, alone on the machine: what the job stores, and the encoding's cost on one core.
-    let mut stored: Vec<(PageRaster, EncodedPage, f64)> = Vec::new();
+    let mut stored: Vec<(PageRaster, PageContent, EncodedPage, f64)> = Vec::new();
     for s in &sources {
         let blob = PageBlob::ImageFile { data: std::sync::Arc::new(s.bytes.clone()), format: s.format };
         let raster = decode_page(&blob, &Limits::default()).expect("the page decodes");
@@ -209,9 +213,10 @@ fn main() {
         let t0 = Instant::now();
         let enc = encode_page(&page, &bits, content, &params);
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
-        stored.push((page, enc, ms));
+        stored.push((page, content, enc, ms));
     }
-    let ocr = have("tesseract", "--version") && have("pdftoppm", "-v");
+    let legibility = std::env::var("COMPRESSION_LEGIBILITY").map_or(true, |v| v != "0");
+    let ocr = legibility && have("tesseract", "--version") && have("pdftoppm", "-v");
     // COMPRESSION_OTHERS=0 leaves OCRmyPDF and Ghostscript out (quicker, for trying a change).
     let others = std::env::var("COMPRESSION_OTHERS").map_or(true, |v| v != "0");
     let ocrmypdf = others && ocr && have("ocrmypdf", "--version");
@@ -220,7 +225,11 @@ fn main() {
         "== light pages: {} pages ({n} generated per kind{}); legibility {}",
         sources.len(),
         if sources.iter().any(|s| s.words.is_none()) { " and the real set's image files" } else { "" },
-        if ocr { "by Tesseract (fra) on pages drawn by poppler at 300 dpi" } else { "skipped (no tesseract or pdftoppm)" }
+        match (ocr, legibility) {
+            (true, _) => "by Tesseract (fra) on pages drawn by poppler at 300 dpi",
+            (false, true) => "skipped (no tesseract or pdftoppm)",
+            (false, false) => "not measured (COMPRESSION_LEGIBILITY=0)",
+        }
     );
     if !others {
         println!("   (OCRmyPDF and Ghostscript left out: COMPRESSION_OTHERS=0)");
@@ -238,7 +247,7 @@ fn main() {
         .par_iter()
         .zip(stored.par_iter())
         .enumerate()
-        .map(|(i, (s, (page, enc, ms)))| {
+        .map(|(i, (s, (page, content, enc, ms)))| {
             let dir = scratch.join(format!("p{i}-{}", s.kind.replace(' ', "-")));
             std::fs::create_dir_all(&dir).expect("mkdir");
             // The original, as a one-page PDF (its JPEG as received, or the straightened page).
@@ -295,7 +304,16 @@ fn main() {
                 })
                 .collect();
             let dims = format!("{}×{} px at {:.0} dpi, stored {}×{}", page.width(), page.height(), page.dpi, enc.width, enc.height);
-            Row { kind: s.kind.clone(), source: s.name.clone(), dims, codec: codec_label(enc), choice: enc.choice.clone(), original_known, tools }
+            Row {
+                kind: s.kind.clone(),
+                source: s.name.clone(),
+                dims,
+                codec: codec_label(enc),
+                content: *content,
+                choice: enc.choice.clone(),
+                original_known,
+                tools,
+            }
         })
         .collect();
     let verbose = std::env::var("BENCH_VERBOSE").is_ok();
@@ -351,7 +369,7 @@ fn main() {
                 let ms = ours.map_or(String::from("-"), |s| format!("{:.0} ms", s.ms));
                 let known =
                     r.original_known.zip(ours.and_then(|s| s.known)).map_or(String::new(), |(o, k)| format!(", known words {:+.1} pt", 100.0 * (k - o)));
-                println!("        {} {}, {kb}, {ms}, kept {kept}{known} ({}): {}", r.source, r.codec, r.dims, r.choice);
+                println!("        {} {}, {kb}, {ms}, kept {kept}{known} ({}; {:?}): {}", r.source, r.codec, r.dims, r.content, r.choice);
             }
         }
     }
