@@ -7,7 +7,7 @@ use image::GrayImage;
 
 use crate::binarize::{Bitmap, MIN_CONTRAST, TileStats, binarize, tile_stats};
 use crate::geometry::{Corrections, straighten};
-use crate::lightpdf::{COARSEST_STENCIL_DPI, EncodeParams, EncodedPage, PageContent, encode_page};
+use crate::lightpdf::{COARSEST_STENCIL_DPI, EncodeParams, EncodedPage, PageContent, Taken, store_page};
 use crate::originals::{PaperSigns, paper_signs};
 use crate::qr::{QrHit, QrSearch, find_qr_codes_in, quarter_turn};
 use crate::qualify::{PageFeatures, PageView};
@@ -197,23 +197,13 @@ pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn 
     }
     features.reading.push(format!("orientation from the print: {orientation:?} ({strength:.1} times more ink on that side)"));
     // An identity document's photograph must stay recognisable, which a mixed page's
-    // low-resolution background does not promise: its pictures are kept as pictures. A photo of
-    // a document is kept whole as a picture: its print is too soft to binarise without losing
-    // words (2 to 4 points in the compression benchmark). So is a small image enlarged to be
-    // read: a stencil cut from pixels the enlarging made up lost 4 to 9 points on real scans.
-    let photographed = corrections.outline || corrections.flattened;
+    // low-resolution background does not promise: its pictures are kept as pictures.
     let content = match content {
-        PageContent::Text | PageContent::ColourText | PageContent::PrintAndPictures if photographed || corrections.enlarged() => {
-            if raster.rgb.is_some() {
-                PageContent::Colour
-            } else {
-                PageContent::Photo
-            }
-        }
         PageContent::Text | PageContent::ColourText if features.layout.cards > 0 || features.mrz.is_some() => PageContent::PrintAndPictures,
         c => c,
     };
-    let encoded = encode_page(&raster, &bits, content, &params.encode);
+    let taken = Taken { photographed: corrections.outline || corrections.flattened, enlarged: corrections.enlarged() };
+    let encoded = store_page(&raster, &bits, content, taken, &params.encode);
     features.other_qr = qr_codes.iter().map(|q| String::from_utf8_lossy(&q.payload).into_owned()).collect();
     features.datamatrix = datamatrix;
     let mut notes = corrections.notes.clone();

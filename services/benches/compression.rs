@@ -8,7 +8,7 @@
 //! card copies in grey and colour, phone photos), and with REAL_DOCS=folder (the real-documents
 //! set, see `real_documents`) its scanned and photographed image files.
 //!
-//! For each page: the storage the job chooses (analysis, then `encode_page`), the bytes of the
+//! For each page: the storage the job chooses (analysis, then `store_page`), the bytes of the
 //! one-page PDF, encode time on one core (measured alone, before any OCR runs), and legibility:
 //! every PDF is drawn by poppler (`pdftoppm -r 300`) and read by Tesseract; on generated pages
 //! against the known text (word recall, the original scan read the same way beside it), on
@@ -36,7 +36,7 @@ use scanbureau_fixtures::write::jpeg_bytes;
 use scanbureau_pipeline::analysis::{AnalysisParams, analyse_page};
 use scanbureau_pipeline::binarize::{MIN_CONTRAST, binarize, tile_stats};
 use scanbureau_pipeline::geometry::straighten;
-use scanbureau_pipeline::lightpdf::{EncodeParams, EncodedPage, PageCodec, PageContent, encode_page, write_pdf};
+use scanbureau_pipeline::lightpdf::{EncodeParams, EncodedPage, PageCodec, PageContent, Taken, store_page, write_pdf};
 use scanbureau_pipeline::raster::{Limits, PageBlob, PageRaster, decode_page};
 
 mod common;
@@ -207,11 +207,12 @@ fn main() {
     for s in &sources {
         let blob = PageBlob::ImageFile { data: std::sync::Arc::new(s.bytes.clone()), format: s.format };
         let raster = decode_page(&blob, &Limits::default()).expect("the page decodes");
-        let content = analyse_page(raster.clone(), &AnalysisParams::default()).content;
+        let analysis = analyse_page(raster.clone(), &AnalysisParams::default());
+        let (content, c) = (analysis.content, analysis.corrections);
         let (page, _) = straighten(raster);
         let bits = binarize(&page.gray, &tile_stats(&page.gray, page.dpi), MIN_CONTRAST);
         let t0 = Instant::now();
-        let enc = encode_page(&page, &bits, content, &params);
+        let enc = store_page(&page, &bits, content, Taken { photographed: c.outline || c.flattened, enlarged: c.enlarged() }, &params);
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         stored.push((page, content, enc, ms));
     }
