@@ -202,8 +202,7 @@ pub fn analyse_and_read(raster: PageRaster, params: &AnalysisParams, read: &dyn 
         PageContent::Text | PageContent::ColourText if features.layout.cards > 0 || features.mrz.is_some() => PageContent::PrintAndPictures,
         c => c,
     };
-    let taken = Taken { photographed: corrections.outline || corrections.flattened, enlarged: corrections.enlarged() };
-    let encoded = store_page(&raster, &bits, content, taken, &params.encode);
+    let encoded = store_page(&raster, &bits, content, Taken::from(&corrections), &params.encode);
     features.other_qr = qr_codes.iter().map(|q| String::from_utf8_lossy(&q.payload).into_owned()).collect();
     features.datamatrix = datamatrix;
     let mut notes = corrections.notes.clone();

@@ -404,19 +404,18 @@ pub fn rotate(raster: &PageRaster, deg: f32) -> PageRaster {
 /// `lightpdf::COARSE_DPI`).
 pub fn rescale(raster: &PageRaster, scale: f32) -> PageRaster {
     let (w, h) = (((raster.width() as f32 * scale).round() as u32).max(1), ((raster.height() as f32 * scale).round() as u32).max(1));
-    let resize = |samples: &[u8], channels: usize| {
-        if scale < 1.0 { None } else { Some(enlarge(samples, channels, (raster.width(), raster.height()), (w, h))) }
-    };
-    let rgb = raster.rgb.as_ref().map(|rgb| match resize(rgb.as_raw(), 3) {
-        Some(samples) => RgbImage::from_raw(w, h, samples).unwrap_or_else(|| RgbImage::new(w, h)),
-        None => image::imageops::resize(rgb, w, h, image::imageops::FilterType::Triangle),
+    let (shrink, from) = (scale < 1.0, (raster.width(), raster.height()));
+    let rgb = raster.rgb.as_ref().map(|rgb| {
+        if shrink {
+            image::imageops::resize(rgb, w, h, image::imageops::FilterType::Triangle)
+        } else {
+            RgbImage::from_raw(w, h, enlarge(rgb.as_raw(), 3, from, (w, h))).unwrap_or_else(|| RgbImage::new(w, h))
+        }
     });
     let gray = match &rgb {
         Some(rgb) => luma_of(rgb),
-        None => match resize(raster.gray.as_raw(), 1) {
-            Some(samples) => GrayImage::from_raw(w, h, samples).unwrap_or_else(|| GrayImage::new(w, h)),
-            None => image::imageops::resize(&raster.gray, w, h, image::imageops::FilterType::Triangle),
-        },
+        None if shrink => image::imageops::resize(&raster.gray, w, h, image::imageops::FilterType::Triangle),
+        None => GrayImage::from_raw(w, h, enlarge(raster.gray.as_raw(), 1, from, (w, h))).unwrap_or_else(|| GrayImage::new(w, h)),
     };
     PageRaster { gray, rgb, dpi: raster.dpi * scale, bilevel: raster.bilevel && scale == 1.0, text_layer: None, wet_ink: raster.wet_ink }
 }

@@ -26,7 +26,7 @@ use std::io::Cursor;
 use image::{DynamicImage, GrayImage, ImageFormat, RgbImage};
 
 use crate::binarize::{Bitmap, MIN_CONTRAST, binarize, tile_stats};
-use crate::geometry::rescale;
+use crate::geometry::{Corrections, rescale};
 use crate::mixed::{InkColour, Layers, Plane, Region, card_regions, composite, ink_colour, merge_overlapping, picture_regions, picture_tiles, separate};
 use crate::raster::PageRaster;
 
@@ -231,6 +231,12 @@ pub struct Taken {
     pub enlarged: bool,
 }
 
+impl From<&Corrections> for Taken {
+    fn from(c: &Corrections) -> Self {
+        Self { photographed: c.outline || c.flattened, enlarged: c.enlarged() }
+    }
+}
+
 /// The job's storage of a page: [`encode_page`], except for pages of print that were
 /// photographed or enlarged. A small image enlarged is kept whole as a picture: a stencil cut
 /// from pixels the enlarging made up lost 4 to 9 points on real scans. A photo of a page of
@@ -241,7 +247,7 @@ pub struct Taken {
 pub fn store_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, taken: Taken, params: &EncodeParams) -> EncodedPage {
     let print = matches!(content, PageContent::Text | PageContent::ColourText | PageContent::PrintAndPictures);
     if print && taken.photographed && !taken.enlarged && raster.dpi < COARSE_STENCIL_DPI {
-        return encode_photographed_print(raster, content, params);
+        return print_from_enlargement(raster, content, params, "photographed");
     }
     if print && (taken.photographed || taken.enlarged) {
         let whole = if raster.rgb.is_some() { PageContent::Colour } else { PageContent::Photo };
@@ -257,7 +263,7 @@ pub fn store_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, take
 pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, params: &EncodeParams) -> EncodedPage {
     let print = matches!(content, PageContent::Text | PageContent::ColourText | PageContent::PrintAndPictures);
     if print && !raster.bilevel && (COARSEST_STENCIL_DPI..COARSE_DPI).contains(&raster.dpi) {
-        return encode_coarse_print(raster, content, params);
+        return print_from_enlargement(raster, content, params, "scanned");
     }
     let (pw, ph) = page_size_pt(raster.width(), raster.height(), raster.dpi);
     // CCITT G4 counts columns and rows in 16 bits.
@@ -268,7 +274,7 @@ pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, par
         p
     };
     let pictures = content == PageContent::PrintAndPictures;
-    let whole = if raster.rgb.is_some() && content != PageContent::Text { PageContent::Colour } else { PageContent::Photo };
+    let whole = whole_picture(raster, content);
     match content {
         PageContent::Text | PageContent::ColourText | PageContent::PrintAndPictures if g4_fits => {
             let colour = content != PageContent::Text && raster.rgb.is_some();
@@ -366,34 +372,20 @@ pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, par
     }
 }
 
-/// Print scanned at 120-180 dpi: the page enlarged to 300 dpi, its print cut there, then stored
-/// as any page of print. The stencil follows the strokes' edges between the scan's pixels instead
-/// of their staircase, and the background keeps its own resolution, so only the stencil pays for
-/// the enlargement (a 171-dpi pay slip: a 242 KB JPEG, now 48 KB of G4 keeping its words). A page
-/// with pictures among the print is stored from the scan as it came, as a picture: on the
-/// enlargement, a tax notice's 2D-Doc and logos as insets lost 4 points of its words, and a
-/// picture of the enlargement has more pixels than the scan (an 1895 extract: 132 KB to 193).
-/// Pictures the analysis already saw skip the enlargement (it cost 600-800 ms for nothing).
-fn encode_coarse_print(raster: &PageRaster, content: PageContent, params: &EncodeParams) -> EncodedPage {
-    print_from_enlargement(raster, content, params, "scanned")
-}
-
-/// A photo of a page of print under 300 dpi, its light flattened and its outline put straight:
-/// its print cut from the page enlarged to 300 dpi as for a coarse scan, when that leaves print
-/// alone (G4, or mixed without pictures); otherwise, and for any page with pictures, the photo
-/// as a picture.
-fn encode_photographed_print(raster: &PageRaster, content: PageContent, params: &EncodeParams) -> EncodedPage {
-    print_from_enlargement(raster, content, params, "photographed")
-}
-
-/// The print of a page of `content`, coarser than [`COARSE_STENCIL_DPI`], cut from its
-/// enlargement to it, kept only when it stores as print alone; else the page as it came, as a
-/// picture. `how` says how the page was taken, for the choice.
+/// A page of print coarser than [`COARSE_STENCIL_DPI`], `how` it was taken: scanned at 120-180
+/// dpi, or photographed under 300 dpi (see [`store_page`]). The page is enlarged to 300 dpi, its
+/// print cut there, then stored as any page of print. The stencil follows the strokes' edges
+/// between the scan's pixels instead of their staircase, and the background keeps its own
+/// resolution, so only the stencil pays for the enlargement (a 171-dpi pay slip: a 242 KB JPEG,
+/// now 48 KB of G4 keeping its words). Kept only when that stores as print alone (G4, or mixed
+/// without pictures); otherwise the page is stored as it came, as a picture: on the enlargement,
+/// a tax notice's 2D-Doc and logos as insets lost 4 points of its words, and a picture of the
+/// enlargement has more pixels than the scan (an 1895 extract: 132 KB to 193). Pictures the
+/// analysis already saw skip the enlargement (it cost 600-800 ms for nothing).
 fn print_from_enlargement(raster: &PageRaster, content: PageContent, params: &EncodeParams, how: &str) -> EncodedPage {
     let as_taken = || {
         let (pw, ph) = page_size_pt(raster.width(), raster.height(), raster.dpi);
-        let whole = if raster.rgb.is_some() && content != PageContent::Text { PageContent::Colour } else { PageContent::Photo };
-        let mut p = encode_picture(raster, whole, params, pw, ph);
+        let mut p = encode_picture(raster, whole_picture(raster, content), params, pw, ph);
         p.choice = format!("print {how} at {:.0} dpi with pictures among it, kept as {how}", raster.dpi);
         p
     };
@@ -408,6 +400,12 @@ fn print_from_enlargement(raster: &PageRaster, content: PageContent, params: &En
         return as_taken();
     }
     EncodedPage { choice: format!("print {how} at {:.0} dpi, cut from the page enlarged to {COARSE_STENCIL_DPI:.0}: {}", raster.dpi, page.choice), ..page }
+}
+
+/// How a page of `content` is stored when it is stored whole as a picture: in colour when it
+/// has colour and its print is not grey.
+fn whole_picture(raster: &PageRaster, content: PageContent) -> PageContent {
+    if raster.rgb.is_some() && content != PageContent::Text { PageContent::Colour } else { PageContent::Photo }
 }
 
 /// The page's paper level: the 90th percentile of its pixels (some 200,000 of them sampled).

@@ -208,11 +208,11 @@ fn main() {
         let blob = PageBlob::ImageFile { data: std::sync::Arc::new(s.bytes.clone()), format: s.format };
         let raster = decode_page(&blob, &Limits::default()).expect("the page decodes");
         let analysis = analyse_page(raster.clone(), &AnalysisParams::default());
-        let (content, c) = (analysis.content, analysis.corrections);
+        let content = analysis.content;
         let (page, _) = straighten(raster);
         let bits = binarize(&page.gray, &tile_stats(&page.gray, page.dpi), MIN_CONTRAST);
         let t0 = Instant::now();
-        let enc = store_page(&page, &bits, content, Taken { photographed: c.outline || c.flattened, enlarged: c.enlarged() }, &params);
+        let enc = store_page(&page, &bits, content, Taken::from(&analysis.corrections), &params);
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         stored.push((page, content, enc, ms));
     }
