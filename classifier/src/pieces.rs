@@ -132,7 +132,15 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
     let raw = f.text.as_deref().unwrap_or("");
     // A card's title is printed small on the card: whatever the card says counts as its title.
     let title = if f.layout.cards > 0 { format!("{} {raw}", f.title.as_deref().unwrap_or("")) } else { f.title.clone().unwrap_or_default() };
-    let reading = Reading { title: normalise(&title), text: normalise(raw), cards: f.layout.cards };
+    let mut reading = Reading { title: normalise(&title), text: normalise(raw), cards: f.layout.cards };
+    // A document's full name read anywhere on the page is its title, for every rule: its own
+    // (see `named`) and the rules that say they are not it (an avis de situation déclarative
+    // "valant avis d'impôt", its heading read as body text, is not an avis d'impôt).
+    for name in lex.types.iter().flat_map(|t| &t.named) {
+        if reading.text.contains(name.as_str()) && !reading.title.contains(name.as_str()) {
+            reading.title.push_str(name.trim_start());
+        }
+    }
     // The top ends where running prose begins: a title under a paragraph is a section's
     // heading (a lease's "Congé et résiliation"), not the start of another document.
     let head: Vec<String> = raw.lines().filter(|l| !l.trim().is_empty()).take(HEAD_LINES).map(normalise).take_while(|l| !prose(l)).collect();
@@ -690,6 +698,46 @@ mod tests {
         // A birth certificate on its own stays one.
         let d = &run(&[page("EXTRAIT D'ACTE DE NAISSANCE", "avec filiation est né le 3 mars 1990 de sexe masculin Mentions marginales")])[0];
         assert_eq!(d.type_code.as_deref(), Some("ACTE_NAISSANCE"), "{:?}", d.evidence);
+    }
+
+    #[test]
+    fn a_booklet_whose_headings_were_not_read_is_not_taken_for_a_death_extract() {
+        // A livret scanned sideways and highlighted: the couple's page, its headings lost, then
+        // two children's pages whose birth and death boxes are read but not their headings.
+        let couple = PageFeatures {
+            text: Some("Époux\nNé le 28 avril 1990\nExtrait délivré conforme à l'acte de naissance n°\nMariage célébré à Pantin le 12 avril 2014\nIl a été déclaré qu'il n'a pas été fait de contrat de mariage\nExtrait délivré conforme à l'acte de mariage n°".into()),
+            ..PageFeatures::default()
+        };
+        let child = PageFeatures {
+            text: Some("Extrait de l'acte de décès n°\nDélivré conforme aux registres, le\nMentions marginales L'officier de l'état civil\nExtrait de l'acte de décès n°\nDélivré conforme aux registres, le\n(2) Écrire selon le cas « Décédé(e) le »\nENFANT\nExtrait de l'acte de naissance n°\nDélivré conforme aux registres, le".into()),
+            ..PageFeatures::default()
+        };
+        let drafts = run(&[couple, child.clone(), child]);
+        assert_eq!(drafts.len(), 1, "{:?}", drafts.iter().map(|d| (&d.pages, &d.evidence)).collect::<Vec<_>>());
+        let d = &drafts[0];
+        assert_eq!(d.type_code.as_deref(), Some("LIVRET_FAMILLE"), "{:?}", d.evidence);
+        // The marriage and the couple's births are the booklet's formulas, not a death act's.
+        assert!(d.confidence >= 0.8, "{} {:?}", d.confidence, d.evidence);
+    }
+
+    #[test]
+    fn an_avis_de_situation_declarative_valant_avis_d_impot_is_not_an_avis_d_impot() {
+        // The specimen's first page as it was read: its heading in the body text, "valant avis
+        // d'impôt" and "impôt sur les revenus" in the title lines.
+        let first = PageFeatures {
+            title: Some("RÉPUBLIQUE FRANÇAISE IMPÔT SUR LES REVENUS de l'année\nVALANT AVIS D'IMPÔT\nMONTANT DE VOTRE IMPÔT\nNuméro fiscal :".into()),
+            text: Some("DIRECTION GÉNÉRALE DES FINANCES PUBLIQUES\nx L AVIS DE SITUATION DÉCLARATIVE À L'IMPÔT SUR LE REVENU\nPour vos démarches, pas besoin d'original\nVos références Votre situation\nPour accéder à votre espace particulier\nNuméro fiscal : Revenu fiscal de référence :\nCe document ne constitue pas un avis d'impôt".into()),
+            ..PageFeatures::default()
+        };
+        let d = &run(&[first])[0];
+        assert_eq!(d.type_code.as_deref(), Some("AVIS_SITUATION_DECLARATIVE"), "{:?}", d.evidence);
+        assert!(d.confidence >= 0.8, "{} {:?}", d.confidence, d.evidence);
+        // An avis d'impôt that names no situation déclarative stays one.
+        let avis = page(
+            "AVIS D'IMPÔT 2025\nIMPÔT SUR LES REVENUS de l'année 2024",
+            "Numéro fiscal Revenu fiscal de référence Nombre de parts Montant restant à payer",
+        );
+        assert_eq!(run(&[avis])[0].type_code.as_deref(), Some("AVIS_IMPOSITION"));
     }
 
     #[test]

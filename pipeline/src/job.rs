@@ -50,6 +50,16 @@ pub struct PageRecord {
     pub outcome: PageOutcome,
 }
 
+impl PageRecord {
+    /// What the qualifier read on the page; nothing for a page that could not be read.
+    pub fn features(&self) -> PageFeatures {
+        match &self.outcome {
+            PageOutcome::Read { features, .. } => features.clone(),
+            PageOutcome::Unreadable { .. } => PageFeatures::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum PageOutcome {
     Unreadable { reason: ReasonCode, detail: String },
@@ -167,13 +177,7 @@ pub fn assemble(ctx: &JobContext<'_>, records: &[PageRecord], qualifier: &dyn Qu
     };
 
     let mut pages_out = page_reports(records, &split.fates);
-    let features: Vec<PageFeatures> = records
-        .iter()
-        .map(|r| match &r.outcome {
-            PageOutcome::Read { features, .. } => features.clone(),
-            PageOutcome::Unreadable { .. } => PageFeatures::default(),
-        })
-        .collect();
+    let features: Vec<PageFeatures> = records.iter().map(PageRecord::features).collect();
     let paper_dpi = (ctx.channel == Channel::Paper).then(|| batch_dpi(&records.iter().filter_map(paper_of).map(|p| p.px).collect::<Vec<_>>())).flatten();
     let mailing = MailingView {
         ctx,

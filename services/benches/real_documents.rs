@@ -11,9 +11,11 @@
 //! A document's holder is the request's applicant, so that identity documents can be filed;
 //! `categorie = OUTSIDE` marks documents outside the filing plan, which must be refused.
 //!
-//! Prints, per document, what the job made of it, then: type right, review share, wrong
-//! refusals (any refusal but HORS_PERIMETRE_REGLEMENTAIRE of an OUTSIDE document), and time
-//! per page. REAL_DOCS_ONLY=substring runs the matching files only; REAL_DOCS_KEEP=folder writes
+//! Prints, per document, what the job made of it, then: type right (of the piece holding the
+//! document's first page), review share (any piece of the document in review), wrong refusals
+//! (any refusal but HORS_PERIMETRE_REGLEMENTAIRE of an OUTSIDE document), documents with a
+//! piece filed under another type, documents cut into several pieces (each file is one
+//! document), and time per page. REAL_DOCS_ONLY=substring runs the matching files only; REAL_DOCS_KEEP=folder writes
 //! the stored pieces there, to look at.
 //!
 //! With the `tesseract` and `pdftoppm` commands (REAL_DOCS_LEGIBILITY=0 skips it): how legible
@@ -118,6 +120,11 @@ struct Outcome {
     reason: Option<ReasonCode>,
     type_right: bool,
     pieces: usize,
+    /// Some piece of the document (not only its first) went to review.
+    any_review: bool,
+    /// Pieces of the document filed under another type than its own (a page of a livret
+    /// filed as a death act), or filed at all for a document outside the plan.
+    misfiled_pieces: usize,
     millis: f64,
     evidence: Vec<String>,
     page_detail: Vec<String>,
@@ -164,6 +171,8 @@ fn outcome_of(t: &Truth, report: &Report, millis: f64) -> Outcome {
             reason: report.pages.iter().find_map(|p| p.reason),
             type_right: false,
             pieces: 0,
+            any_review: false,
+            misfiled_pieces: 0,
             millis,
             evidence: Vec::new(),
             page_detail,
@@ -175,8 +184,17 @@ fn outcome_of(t: &Truth, report: &Report, millis: f64) -> Outcome {
             } else {
                 p.reason.is_none() && p.categorie.as_deref() == Some(t.categorie.as_str()) && p.type_code.as_deref() == Some(t.type_code.as_str())
             };
+            let misfiled_pieces = pieces
+                .iter()
+                .filter(|q| {
+                    q.status == PieceStatus::Uploaded
+                        && (outside || q.categorie.as_deref() != Some(t.categorie.as_str()) || q.type_code.as_deref() != Some(t.type_code.as_str()))
+                })
+                .count();
             Outcome {
                 pages: report.pages.len(),
+                any_review: pieces.iter().any(|q| q.status == PieceStatus::Review),
+                misfiled_pieces,
                 got: format!("{}/{} {:.2}", p.categorie.as_deref().unwrap_or("-"), p.type_code.as_deref().unwrap_or("-"), p.confidence),
                 status: p.status,
                 reason: p.reason,
@@ -296,14 +314,15 @@ fn main() {
     }
     let n = results.len();
     let right = results.iter().filter(|(_, o)| o.type_right).count();
-    let filed_right = results.iter().filter(|(_, o)| o.type_right && o.status != PieceStatus::Review).count();
-    let review = results.iter().filter(|(_, o)| o.status == PieceStatus::Review).count();
+    let filed_right = results.iter().filter(|(_, o)| o.type_right && !o.any_review && o.misfiled_pieces == 0).count();
+    let review = results.iter().filter(|(_, o)| o.any_review).count();
     let wrong_refusals: Vec<&str> = results
         .iter()
         .filter(|(t, o)| o.status == PieceStatus::Rejected && !(t.categorie == "OUTSIDE" && o.reason == Some(ReasonCode::HorsPerimetreReglementaire)))
         .map(|(t, _)| t.file.as_str())
         .collect();
-    let misfiled = results.iter().filter(|(_, o)| o.status == PieceStatus::Uploaded && !o.type_right).count();
+    let misfiled: Vec<&str> = results.iter().filter(|(_, o)| o.misfiled_pieces > 0).map(|(t, _)| t.file.as_str()).collect();
+    let cut: Vec<String> = results.iter().filter(|(_, o)| o.pieces > 1).map(|(t, o)| format!("{} ({} p, {} pc)", t.file, o.pages, o.pieces)).collect();
     let pages: usize = results.iter().map(|(_, o)| o.pages).sum();
     let fallback = fallback_cost(results.iter().flat_map(|(_, o)| &o.reading));
     let millis: f64 = results.iter().map(|(_, o)| o.millis).sum();
@@ -312,9 +331,9 @@ fn main() {
     println!("== {n} documents ({} of {} types of the plan, {outside} outside it), {pages} pages", n - outside, types.len());
     println!("type right (filed or proposed for review) {:5.1} % ({right}/{n})", pct(right, n));
     println!("filed with the right type, no review    {:5.1} % ({filed_right}/{n})", pct(filed_right, n));
-    println!("review                                   {:5.1} % ({review}/{n})", pct(review, n));
+    println!("review (any piece of the document)       {:5.1} % ({review}/{n})", pct(review, n));
     let needs_none: Vec<_> = results.iter().filter(|(t, _)| !t.review_expected).collect();
-    let needless: Vec<&str> = needs_none.iter().filter(|(_, o)| o.status == PieceStatus::Review).map(|(t, _)| t.file.as_str()).collect();
+    let needless: Vec<&str> = needs_none.iter().filter(|(_, o)| o.any_review).map(|(t, _)| t.file.as_str()).collect();
     println!(
         "  of documents whose right outcome is no review {:5.1} % ({}/{}) {needless:?}",
         pct(needless.len(), needs_none.len()),
@@ -322,7 +341,8 @@ fn main() {
         needs_none.len()
     );
     println!("wrong refusals                           {} {:?}", wrong_refusals.len(), wrong_refusals);
-    println!("filed under a wrong type                 {misfiled}");
+    println!("filed under a wrong type (any piece)     {} {misfiled:?}", misfiled.len());
+    println!("documents cut into several pieces        {} {cut:?}", cut.len());
     println!("time                                     {:.0} ms per page (wall, {} threads)", millis / pages.max(1) as f64, pool.current_num_threads());
     println!(
         "whole-page fallback                      {} of {pages} pages ({:.0} %), {:.0} ms of OCR each on average",
@@ -352,7 +372,7 @@ fn main() {
             "  {kind:<8} {:>3} documents: type right {:5.1} %, review {:5.1} %",
             k.len(),
             pct(k.iter().filter(|(_, o)| o.type_right).count(), k.len()),
-            pct(k.iter().filter(|(_, o)| o.status == PieceStatus::Review).count(), k.len())
+            pct(k.iter().filter(|(_, o)| o.any_review).count(), k.len())
         );
     }
 }

@@ -1,7 +1,8 @@
 //! `scanbureau inspect`: what the job makes of each page of some files, without filing
 //! anything. For an operator puzzled by a piece sent to review, or a developer tuning the
 //! reader: how the page was straightened, its layout, each reading pass and its cost, the
-//! machine-readable zone, and the text read.
+//! machine-readable zone, the text read, and the pieces the qualifier would make of each file
+//! (its pages taken as one request whose household is unknown, so identity is not checked).
 
 use std::path::PathBuf;
 
@@ -11,8 +12,9 @@ use sha2::Sha256;
 
 use scanbureau_pipeline::analysis::AnalysisParams;
 use scanbureau_pipeline::config::{DEFAULT_PLAN, SiteConfig};
-use scanbureau_pipeline::job::PageOutcome;
+use scanbureau_pipeline::job::{PageOutcome, PageRecord};
 use scanbureau_pipeline::plan::FilingPlan;
+use scanbureau_pipeline::qualify::{Household, PageFeatures, PieceDraft, Qualifier, QualifyInput};
 use scanbureau_pipeline::raster::Limits;
 
 use crate::process::{analyse_pages, classifier_for, list_inputs, read_pages};
@@ -76,5 +78,46 @@ pub fn run(args: &InspectArgs) -> Result<()> {
             }
         }
     }
+    for (file, pieces) in proposed_pieces(&records, &classifier, &plan) {
+        println!("pieces of {file}");
+        for p in pieces {
+            let what = match (&p.rejection, &p.type_code) {
+                (Some(r), _) => format!("refused {}", r.code()),
+                (None, Some(t)) => format!("{}/{t}", p.categorie.as_deref().unwrap_or("-")),
+                (None, None) => "no type".into(),
+            };
+            let pages: Vec<String> = p.pages.iter().map(|&i| records[i].source.clone()).collect();
+            println!("  {what}, confidence {:.2}: {}", p.confidence, pages.join(", "));
+            for e in &p.evidence {
+                println!("    {e}");
+            }
+        }
+    }
     Ok(())
+}
+
+/// Each input file's readable pages qualified as one request (slips are the job's business,
+/// not a piece's): what the job would propose for that file deposited alone.
+fn proposed_pieces(records: &[PageRecord], qualifier: &dyn Qualifier, plan: &FilingPlan) -> Vec<(String, Vec<PieceDraft>)> {
+    let features: Vec<PageFeatures> = records.iter().map(PageRecord::features).collect();
+    let mut groups: Vec<(usize, String, Vec<usize>)> = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let PageOutcome::Read { analysis, .. } = &r.outcome else { continue };
+        if analysis.slip.is_some() || analysis.blank {
+            continue;
+        }
+        match groups.last_mut() {
+            Some((g, _, pages)) if *g == r.group => pages.push(i),
+            _ => groups.push((r.group, r.source.split('#').next().unwrap_or(&r.source).to_string(), vec![i])),
+        }
+    }
+    let household = Household::default();
+    groups
+        .into_iter()
+        .map(|(_, file, pages)| {
+            let sheets: Vec<Vec<usize>> = pages.into_iter().map(|i| vec![i]).collect();
+            let input = QualifyInput { numero: None, sheets: &sheets, features: &features, plan, household: &household };
+            (file, qualifier.qualify(&input))
+        })
+        .collect()
 }

@@ -88,3 +88,16 @@ fn the_summary_lists_each_piece_and_its_fate() {
     assert!(text.contains("rejected INCOHERENCE_IDENTITE"), "{text}");
     assert!(text.contains("outside the plan") && text.contains("for review"), "{text}");
 }
+
+#[test]
+fn inspect_says_what_each_file_would_be_filed_as_and_why() {
+    let dir = samples().join("counter-mailing");
+    // The first page of the counter's tax notice, then the blank back of its sheet.
+    let o = bin().arg("inspect").arg(dir.join("scan-0005.jpg")).arg(dir.join("scan-0006.jpg")).output().expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let pieces = text.split_once("pieces of scan-0005.jpg").map(|(_, p)| p).unwrap_or_else(|| panic!("no pieces for the notice: {text}"));
+    assert!(pieces.contains("RFR/AVIS_IMPOSITION, confidence"), "{pieces}");
+    assert!(pieces.contains("AVIS_IMPOSITION ") && pieces.contains("next "), "the evidence: {pieces}");
+    assert!(!text.contains("pieces of scan-0006.jpg"), "a blank page is no piece: {text}");
+}
