@@ -92,6 +92,13 @@ fn titled_by(line: &str, phrase: &str) -> bool {
     line.match_indices(phrase).any(|(at, _)| !line[..at].ends_with(" a l") && !line[..at].ends_with(" conforme a"))
 }
 
+/// Whether a normalised line ends in an empty number label: a form's field waiting for its
+/// number (a livret's box "Extrait de l'acte de décès n°"), not a title (a title followed by its
+/// number, "carte nationale d'identité n° 880692310285", still is one).
+fn form_field(line: &str) -> bool {
+    line.trim_end().ends_with(" n")
+}
+
 /// What the scorer makes of one page.
 #[derive(Debug, Clone)]
 struct PageView {
@@ -144,7 +151,8 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
     // The top ends where running prose begins: a title under a paragraph is a section's
     // heading (a lease's "Congé et résiliation"), not the start of another document.
     let head: Vec<String> = raw.lines().filter(|l| !l.trim().is_empty()).take(HEAD_LINES).map(normalise).take_while(|l| !prose(l)).collect();
-    let standalone = |phrases: &[String]| phrases.iter().any(|p| head.iter().any(|l| titled_by(l, p) && wording_len(l) <= p.len() + TITLE_LINE_SLACK));
+    let standalone =
+        |phrases: &[String]| phrases.iter().any(|p| head.iter().any(|l| !form_field(l) && titled_by(l, p) && wording_len(l) <= p.len() + TITLE_LINE_SLACK));
     let titles: Vec<&[String]> = lex.types.iter().map(|t| t.title.as_slice()).chain(lex.outside.iter().map(|o| o.title.as_slice())).collect();
     let scored: Vec<Score> = lex.types.iter().map(|t| score_type(t, &reading)).collect();
     let best = (0..scored.len()).max_by(|&a, &b| scored[a].score.total_cmp(&scored[b].score));
@@ -157,7 +165,10 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
     let standalone_titles: Vec<String> = raw
         .lines()
         .map(normalise)
-        .filter(|l| titles.iter().any(|phrases| phrases.iter().any(|p| p.trim().len() >= 6 && titled_by(l, p) && wording_len(l) <= p.len() + STANDALONE_SLACK)))
+        .filter(|l| {
+            !form_field(l)
+                && titles.iter().any(|phrases| phrases.iter().any(|p| p.trim().len() >= 6 && titled_by(l, p) && wording_len(l) <= p.len() + STANDALONE_SLACK))
+        })
         .collect();
     let titled_cards = titled.iter().any(|&i| lex.types.get(i).is_some_and(|t| t.card));
     let mrz = f.mrz.as_deref().and_then(mrz::find).or_else(|| raw.contains("<<").then(|| mrz::find(raw)).flatten());
@@ -230,7 +241,9 @@ fn segment(pages: &[PageView]) -> Vec<Vec<usize>> {
                     // Or a page of its formulas with no title of its own, read nearly as well
                     // as another act's (a child's page and its death box).
                     _ if first.booklet.is_some() && p.titled.is_empty() && p.booklet_like == first.booklet => false,
-                    _ if p.card != first.card => true,
+                    // A booklet's page whose photo box was taken for a card is no card: the page
+                    // after it is not cut off for that.
+                    _ if p.card != first.card && !(first.booklet.is_some() && first.card && !p.card) => true,
                     // A card's verso on a sheet of its own: no card title of its own, and
                     // nobody else's name.
                     _ if p.card => p.titled_cards || p.holder.as_ref().is_some_and(|h| prev.iter().filter_map(|&q| pages[q].holder.as_ref()).any(|q| q != h)),
@@ -718,6 +731,42 @@ mod tests {
         assert_eq!(d.type_code.as_deref(), Some("LIVRET_FAMILLE"), "{:?}", d.evidence);
         // The marriage and the couple's births are the booklet's formulas, not a death act's.
         assert!(d.confidence >= 0.8, "{} {:?}", d.confidence, d.evidence);
+    }
+
+    #[test]
+    fn a_livret_s_empty_death_boxes_and_photo_box_do_not_cut_out_a_death_extract() {
+        // A livret photographed page by page: the couple's page (its photo box taken for a
+        // card), then a child's page whose heading was not read and whose empty death boxes
+        // ("Extrait de l'acte de décès n°") Tesseract read with a letter or two lost, then the
+        // next child's page.
+        let couple = PageFeatures {
+            text: Some(
+                "Époux ou Père\nExtrait délivré conforme à l'acte de naissance n°\nMariage célébré à Paris le\nExtrait délivré conforme à l'acte de mariage n°"
+                    .into(),
+            ),
+            layout: PageLayout { cards: 1, ..PageLayout::default() },
+            ..PageFeatures::default()
+        };
+        let child = PageFeatures {
+            title: Some("a reconnue)".into()),
+            text: Some("Extrai\ntrait de | acte de décés n°\nlivré conforme aux registres le\nMentions marginales\ntrait de l'acte de décès n°\nL'officier de l'état civil Sceau\nExtrait de l'acte de décès n°".into()),
+            ..PageFeatures::default()
+        };
+        let next = PageFeatures {
+            text: Some("DEUXIÈME ENFANT\nExtrait de l'acte de naissance n°\nDélivré conforme aux registres, le\nExtrait de l'acte de décès n°".into()),
+            ..PageFeatures::default()
+        };
+        let drafts = run(&[couple, child, next]);
+        assert!(
+            drafts.iter().all(|d| d.type_code.as_deref() != Some("ACTE_DECES")),
+            "a death box is no death extract: {:?}",
+            drafts.iter().map(|d| (&d.pages, &d.evidence)).collect::<Vec<_>>()
+        );
+        assert_eq!(drafts.len(), 1, "{:?}", drafts.iter().map(|d| (&d.pages, &d.evidence)).collect::<Vec<_>>());
+        assert_eq!(drafts[0].type_code.as_deref(), Some("LIVRET_FAMILLE"));
+        // A title followed by its number still stands alone.
+        assert!(!form_field(&normalise("CARTE NATIONALE D'IDENTITÉ N° 880692310285")));
+        assert!(form_field(&normalise("Extrait de l'acte de décès n°")));
     }
 
     #[test]
