@@ -15,8 +15,8 @@
 //! document's first page), review share (any piece of the document in review), wrong refusals
 //! (any refusal but HORS_PERIMETRE_REGLEMENTAIRE of an OUTSIDE document), documents with a
 //! piece filed under another type, documents cut into several pieces (each file is one
-//! document), and time per page. REAL_DOCS_ONLY=substring runs the matching files only; REAL_DOCS_KEEP=folder writes
-//! the stored pieces there, to look at.
+//! document), and time per page. REAL_DOCS_ONLY=substring runs the matching files only;
+//! REAL_DOCS_KEEP=folder writes the stored pieces there, to look at.
 //!
 //! With the `tesseract` and `pdftoppm` commands (REAL_DOCS_LEGIBILITY=0 skips it): how legible
 //! each stored page of the JPEG and PNG documents is, as the words Tesseract reads with

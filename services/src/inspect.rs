@@ -2,7 +2,8 @@
 //! anything. For an operator puzzled by a piece sent to review, or a developer tuning the
 //! reader: how the page was straightened, its layout, each reading pass and its cost, the
 //! machine-readable zone, the text read, and the pieces the qualifier would make of each file
-//! (its pages taken as one request whose household is unknown, so identity is not checked).
+//! (its pages taken as one request whose household is unknown: an identity document says that
+//! no household name was read).
 
 use std::path::PathBuf;
 
