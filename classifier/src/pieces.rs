@@ -241,9 +241,12 @@ fn segment(pages: &[PageView]) -> Vec<Vec<usize>> {
                     // Or a page of its formulas with no title of its own, read nearly as well
                     // as another act's (a child's page and its death box).
                     _ if first.booklet.is_some() && p.titled.is_empty() && p.booklet_like == first.booklet => false,
-                    // A booklet's page whose photo box was taken for a card is no card: the page
-                    // after it is not cut off for that.
-                    _ if p.card != first.card && !(first.booklet.is_some() && first.card && !p.card) => true,
+                    // A page of a document that is no card, with a card-shaped box on it (a
+                    // booklet's photo box, a bill's tinted table), is no card: the page after it
+                    // is not cut off for that.
+                    _ if p.card != first.card && !(first.card && !p.card && (first.booklet.is_some() || (!first.titled.is_empty() && !first.titled_cards))) => {
+                        true
+                    }
                     // A card's verso on a sheet of its own: no card title of its own, and
                     // nobody else's name.
                     _ if p.card => p.titled_cards || p.holder.as_ref().is_some_and(|h| prev.iter().filter_map(|&q| pages[q].holder.as_ref()).any(|q| q != h)),
@@ -767,6 +770,35 @@ mod tests {
         // A title followed by its number still stands alone.
         assert!(!form_field(&normalise("CARTE NATIONALE D'IDENTITÉ N° 880692310285")));
         assert!(form_field(&normalise("Extrait de l'acte de décès n°")));
+    }
+
+    #[test]
+    fn a_tinted_box_taken_for_a_card_does_not_cut_a_bill_from_its_next_page() {
+        // A bill's detail page whose tinted table was taken for a card, then its last page,
+        // with no title of its own.
+        let detail = PageFeatures {
+            title: Some("Détail de vos communications\nFacture n° 1048469311".into()),
+            text: Some(
+                "Détail de vos communications\nFacture n° 1048469311\nDétail de vos appels depuis la ligne\nN° Date Heure Numéro appelé Destination Durée"
+                    .into(),
+            ),
+            layout: PageLayout { cards: 2, ..PageLayout::default() },
+            ..PageFeatures::default()
+        };
+        let last = PageFeatures {
+            title: Some("Détail de vos communications".into()),
+            text: Some(
+                "Détail de vos communications\nVos appels Numéros non géographiques fixes\nN° Date Heure Numéro appelé Destination\nTotal de vos appels".into(),
+            ),
+            ..PageFeatures::default()
+        };
+        let drafts = run(&[detail.clone(), last]);
+        assert_eq!(drafts.len(), 1, "{:?}", drafts.iter().map(|d| (&d.pages, &d.evidence)).collect::<Vec<_>>());
+        assert_eq!(drafts[0].rejection, Some(ReasonCode::HorsPerimetreReglementaire), "{:?}", drafts[0].evidence);
+        // An identity card copied on a sheet is still cut from the letter after it.
+        let cni = card("RÉPUBLIQUE FRANÇAISE CARTE NATIONALE D'IDENTITÉ Nom : PAYET Prénoms : SOPHIE Née le 02.05.1985");
+        let letter = PageFeatures { text: Some("Madame, je vous prie de trouver ci-joint les pièces de mon dossier".into()), ..PageFeatures::default() };
+        assert_eq!(run(&[cni, letter]).len(), 2);
     }
 
     #[test]
