@@ -205,6 +205,14 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
     }
 }
 
+impl PageView {
+    /// A page of a document that is no card (a booklet's page, or one titled as a document that
+    /// is not a card) with a card-shaped box on it: a livret's photo box, a bill's tinted table.
+    fn boxed_not_card(&self) -> bool {
+        self.card && (self.booklet.is_some() || (!self.titled.is_empty() && !self.titled_cards))
+    }
+}
+
 /// Whose document: a checked zone decides; a zone read with errors is believed when it names
 /// someone of the household, else the printed name and birth date are (they may prove it is
 /// someone else's); what remains is the zone's doubt.
@@ -241,12 +249,9 @@ fn segment(pages: &[PageView]) -> Vec<Vec<usize>> {
                     // Or a page of its formulas with no title of its own, read nearly as well
                     // as another act's (a child's page and its death box).
                     _ if first.booklet.is_some() && p.titled.is_empty() && p.booklet_like == first.booklet => false,
-                    // A page of a document that is no card, with a card-shaped box on it (a
-                    // booklet's photo box, a bill's tinted table), is no card: the page after it
-                    // is not cut off for that.
-                    _ if p.card != first.card && !(first.card && !p.card && (first.booklet.is_some() || (!first.titled.is_empty() && !first.titled_cards))) => {
-                        true
-                    }
+                    // A card-shaped box on a page of a document that is no card does not cut
+                    // that document from its next page.
+                    _ if p.card != first.card && !first.boxed_not_card() => true,
                     // A card's verso on a sheet of its own: no card title of its own, and
                     // nobody else's name.
                     _ if p.card => p.titled_cards || p.holder.as_ref().is_some_and(|h| prev.iter().filter_map(|&q| pages[q].holder.as_ref()).any(|q| q != h)),
@@ -721,7 +726,7 @@ mod tests {
         // A livret scanned sideways and highlighted: the couple's page, its headings lost, then
         // two children's pages whose birth and death boxes are read but not their headings.
         let couple = PageFeatures {
-            text: Some("Époux\nNé le 28 avril 1990\nExtrait délivré conforme à l'acte de naissance n°\nMariage célébré à Pantin le 12 avril 2014\nIl a été déclaré qu'il n'a pas été fait de contrat de mariage\nExtrait délivré conforme à l'acte de mariage n°".into()),
+            text: Some("Époux\nNé le 3 mars 1988\nExtrait délivré conforme à l'acte de naissance n°\nMariage célébré à Lyon le 5 juin 2015\nIl a été déclaré qu'il n'a pas été fait de contrat de mariage\nExtrait délivré conforme à l'acte de mariage n°".into()),
             ..PageFeatures::default()
         };
         let child = PageFeatures {
@@ -777,9 +782,9 @@ mod tests {
         // A bill's detail page whose tinted table was taken for a card, then its last page,
         // with no title of its own.
         let detail = PageFeatures {
-            title: Some("Détail de vos communications\nFacture n° 1048469311".into()),
+            title: Some("Détail de vos communications\nFacture n° 2071830455".into()),
             text: Some(
-                "Détail de vos communications\nFacture n° 1048469311\nDétail de vos appels depuis la ligne\nN° Date Heure Numéro appelé Destination Durée"
+                "Détail de vos communications\nFacture n° 2071830455\nDétail de vos appels depuis la ligne\nN° Date Heure Numéro appelé Destination Durée"
                     .into(),
             ),
             layout: PageLayout { cards: 2, ..PageLayout::default() },
