@@ -49,6 +49,14 @@ pub enum PageContent {
     PrintAndPictures,
 }
 
+impl PageContent {
+    /// Print of some kind (text, colour text, print with pictures), which may be cut into a
+    /// stencil; photographs never are.
+    fn is_print(self) -> bool {
+        matches!(self, PageContent::Text | PageContent::ColourText | PageContent::PrintAndPictures)
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct EncodeParams {
     /// Resolution and quality of JPEG-stored pages.
@@ -245,7 +253,7 @@ impl From<&Corrections> for Taken {
 /// reading the same words); with pictures among its print, or finer, it is kept whole as a
 /// picture (a 359-dpi photo of a thermal receipt cut as it was lost 2 points of its words).
 pub fn store_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, taken: Taken, params: &EncodeParams) -> EncodedPage {
-    let print = matches!(content, PageContent::Text | PageContent::ColourText | PageContent::PrintAndPictures);
+    let print = content.is_print();
     if print && taken.photographed && !taken.enlarged && raster.dpi < COARSE_STENCIL_DPI {
         return print_from_enlargement(raster, content, params, "photographed");
     }
@@ -261,7 +269,7 @@ pub fn store_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, take
 /// measured on the page (tint of its background, what the layers drawn back lose, where) and said
 /// in `choice`.
 pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, params: &EncodeParams) -> EncodedPage {
-    let print = matches!(content, PageContent::Text | PageContent::ColourText | PageContent::PrintAndPictures);
+    let print = content.is_print();
     if print && !raster.bilevel && (COARSEST_STENCIL_DPI..COARSE_DPI).contains(&raster.dpi) {
         return print_from_enlargement(raster, content, params, "scanned");
     }
