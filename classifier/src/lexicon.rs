@@ -55,6 +55,10 @@ pub struct Lexicon {
     pub types: Vec<TypeRule>,
     #[serde(default)]
     pub outside: Vec<OutsideRule>,
+    /// Words a document's own number follows ("Facture n° …", "N° de facture : …"): pages that
+    /// print the same number after one of them are pages of one document.
+    #[serde(default)]
+    pub references: Vec<String>,
 }
 
 #[derive(Debug, Error)]

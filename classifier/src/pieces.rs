@@ -128,6 +128,8 @@ struct PageView {
     licence: Option<LicenceLine>,
     /// The 2D-Docs printed on the page.
     twoddocs: Vec<TwoDDoc>,
+    /// The document's own numbers printed on the page (see [`references`]).
+    references: Vec<String>,
     /// Lines of the page's text that are a title phrase standing alone (a title the layout did
     /// not single out, such as one read by the whole-page pass).
     standalone_titles: Vec<String>,
@@ -199,10 +201,43 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
         licence: mrz::find_licence_line(raw),
         twoddocs: f.datamatrix.iter().filter_map(|t| twoddoc::parse(t).ok()).collect(),
         standalone_titles,
+        references: references(raw, &lex.references),
         unreadable: f.layout.unreadable,
         words,
         reading,
     }
+}
+
+/// How many words after its label a document's number may stand ("Facture du 29/01/2021 n°
+/// 1012…": six).
+const REFERENCE_REACH: usize = 6;
+/// Digits a document's number has at least: fewer is a date, an amount, a page.
+const REFERENCE_DIGITS: usize = 6;
+
+/// The document's own numbers a page prints: a word of [`REFERENCE_DIGITS`] digits or more
+/// standing right after "n°" within [`REFERENCE_REACH`] words after one of `labels` on one line,
+/// or right after a label that follows "n° de". A telephone number or an amount after the label
+/// is not taken: it does not follow "n°".
+fn references(raw: &str, labels: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    for line in raw.lines() {
+        let line = normalise(line);
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let numbered = |k: usize| matches!(words[k], "n" | "no" | "numero" | "number" | "nr");
+        for i in (0..words.len()).filter(|&i| labels.iter().any(|l| words[i].strip_suffix('n').unwrap_or(words[i]) == l)) {
+            // "N° de facture : 1048…": the label itself follows "n° de"; "Facturen° 1048…" (a
+            // text layer that lost the space) carries its "n°".
+            let label_numbered = (i >= 2 && words[i - 1] == "de" && numbered(i - 2)) || !labels.iter().any(|l| l == words[i]);
+            let number = (i + 1..words.len().min(i + 1 + REFERENCE_REACH))
+                .find(|&j| words[j].chars().filter(char::is_ascii_digit).count() >= REFERENCE_DIGITS && (numbered(j - 1) || (j == i + 1 && label_numbered)));
+            if let Some(j) = number {
+                found.push(words[j].to_string());
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
 }
 
 impl PageView {
@@ -243,6 +278,9 @@ fn segment(pages: &[PageView]) -> Vec<Vec<usize>> {
                     _ if last.marker.is_some_and(|(k, n)| k == n) => true,
                     // "2/3" after "1/3": the same document, whatever else the page shows.
                     Some((k, n)) if last.marker.is_some_and(|(lk, ln)| ln == n && lk + 1 == k) => false,
+                    // The document's own number, printed on a page of it already: the same
+                    // document under another heading (a bill's annex and detail pages).
+                    _ if p.references.iter().any(|r| prev.iter().any(|&q| pages[q].references.contains(r))) => false,
                     // The next page of the same booklet, under its own heading (a photo box on
                     // it is not a card).
                     _ if p.booklet.is_some() && p.booklet == first.booklet => false,
@@ -310,7 +348,16 @@ fn classify_piece(lex: &Lexicon, trust: &TrustList, household: &Household, pages
     let mut evidence = Vec::new();
     if pages.len() > 1 {
         let markers: Vec<String> = pages.iter().map(|p| p.marker.map(|(k, n)| format!("{k}/{n}")).unwrap_or_else(|| "-".into())).collect();
-        evidence.push(format!("segment: {} pages, page marks [{}]", pages.len(), markers.join(" ")));
+        // The document's own numbers printed on more than one of its pages: why pages under
+        // different headings were kept together.
+        let mut numbers: Vec<&String> = pages.iter().flat_map(|p| &p.references).collect();
+        numbers.sort();
+        let shared: Vec<String> = numbers
+            .chunk_by(|a, b| a == b)
+            .filter(|run| run.len() > 1)
+            .map(|run| format!(", the document's number {} on {} pages", run[0], run.len()))
+            .collect();
+        evidence.push(format!("segment: {} pages, page marks [{}]{}", pages.len(), markers.join(" "), shared.concat()));
     }
     let draft = |categorie: Option<&str>, type_code: Option<&str>, confidence: f32, evidence: Vec<String>, rejection: Option<ReasonCode>| PieceDraft {
         pages: indices.clone(),
@@ -804,6 +851,27 @@ mod tests {
         let cni = card("RÉPUBLIQUE FRANÇAISE CARTE NATIONALE D'IDENTITÉ Nom : PAYET Prénoms : SOPHIE Née le 02.05.1985");
         let letter = PageFeatures { text: Some("Madame, je vous prie de trouver ci-joint les pièces de mon dossier".into()), ..PageFeatures::default() };
         assert_eq!(run(&[cni, letter]).len(), 2);
+    }
+
+    #[test]
+    fn a_bill_s_pages_that_print_its_number_are_one_document_and_the_next_bill_is_another() {
+        let bill = |title: &str, text: &str| PageFeatures { title: Some(title.into()), text: Some(format!("{title}\n{text}")), ..PageFeatures::default() };
+        let first = bill("Facture du 14/09/2026", "Vos informations\nN° de Facture : 7300125584\nVotre référence client : 2-K4P\nMontant de cette facture");
+        let annex = bill("Annexe de votre facture\nFacture n° 7300125584", "Vos abonnements et options\nTotal de l'annexe");
+        let detail = bill("Détail de vos communications", "Facture du 14/09/2026 n° 7300125584\nDétail de vos appels depuis la ligne n° 04 00 00 00 00");
+        let next = bill("Facture du 14/10/2026", "Vos informations\nN° de Facture : 7300131017\nMontant de cette facture");
+        let drafts = run(&[first.clone(), annex, detail, next.clone()]);
+        let pages: Vec<usize> = drafts.iter().map(|d| d.pages.len()).collect();
+        assert_eq!(pages, [3, 1], "{:?}", drafts.iter().map(|d| (&d.pages, &d.evidence)).collect::<Vec<_>>());
+        assert!(drafts[0].evidence.iter().any(|e| e.contains("number 7300125584 on 3 pages")), "{:?}", drafts[0].evidence);
+        // Without its number, the annex's heading starts a document of its own, as before.
+        let unnumbered = bill("Annexe de votre facture", "Vos abonnements et options\nTotal de l'annexe");
+        assert_eq!(run(&[first, unnumbered, next]).len(), 3);
+        // A number that does not follow "n°" (a telephone, an amount) is no reference.
+        assert!(references("Votre facture 0612345678\nFacture du 14/09/2026 total 12345678", &["facture".into()]).is_empty());
+        assert_eq!(references("N° de facture : FA-2026-88412", &["facture".into()]), Vec::<String>::new(), "fewer than six digits in a word");
+        assert_eq!(references("Facture n° 2026088412", &["facture".into()]), ["2026088412"]);
+        assert_eq!(references("Facturen° 2026088412", &["facture".into()]), ["2026088412"], "a text layer that lost the space");
     }
 
     #[test]

@@ -351,13 +351,13 @@ fn main() {
             let kept: Vec<f64> = s.iter().filter_map(|x| x.kept).collect();
             let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
             println!(
-                "      {name:<13} {:6.1} KB median, {:6.1} max; {:6.0} ms median, {:6.0} max; known words {} % (worst page {:+.1} pt); confident words kept {} % (worst {})",
+                "      {name:<13} {:6.1} KB median, {:6.1} max; {:6.0} ms median, {:6.0} max; known words {} % (worst page {} pt); confident words kept {} % (worst {})",
                 median(kb.clone()),
                 quantile(&kb, 1.0),
                 median(ms.clone()),
                 quantile(&ms, 1.0),
                 pts(mean(&s.iter().filter_map(|x| x.known).collect::<Vec<_>>())),
-                -losses.iter().cloned().fold(f64::NAN, f64::max),
+                losses.iter().cloned().reduce(f64::max).map_or("-".to_string(), |l| format!("{:+.1}", -l)),
                 pts(mean(&kept)),
                 pts(kept.iter().cloned().reduce(f64::min)),
             );

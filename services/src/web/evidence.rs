@@ -21,9 +21,16 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
 pub fn en_clair(line: &str, plan: Option<&FilingPlan>) -> String {
     let l = line.trim();
     if let Some(rest) = l.strip_prefix("segment: ") {
+        // ", the document's number N on K pages", once per number the pages share.
+        let numbers: Vec<String> = rest
+            .split(", the document's number ")
+            .skip(1)
+            .filter_map(|n| n.split_once(" on ").map(|(number, on)| format!("le même n° {number} sur {} pages", on.trim_end_matches(" pages"))))
+            .collect();
+        let why = if numbers.is_empty() { String::new() } else { format!(" ({})", numbers.join(", ")) };
         return match rest.split(' ').next().unwrap_or("?") {
             "1" => "Découpage : une page seule.".into(),
-            pages => format!("Découpage : {pages} pages prises ensemble."),
+            pages => format!("Découpage : {pages} pages prises ensemble{why}."),
         };
     }
     match l {
@@ -152,6 +159,10 @@ mod tests {
         let cases = [
             ("segment: 2 pages, page marks [- -]", "Découpage : 2 pages prises ensemble."),
             ("segment: 1 pages, page marks [-]", "Découpage : une page seule."),
+            (
+                "segment: 3 pages, page marks [- - -], the document's number 7300125584 on 3 pages",
+                "Découpage : 3 pages prises ensemble (le même n° 7300125584 sur 3 pages).",
+            ),
             ("4 words read, none of a known document", "4 mots lus, d'aucun document connu."),
             ("nothing legible was read: an operator decides", "Rien de lisible n'a été lu : à l'opérateur de décider."),
             ("identity: 'JEAN MARTIN' is not in the household (proof: checked MRZ)", "Identité : « JEAN MARTIN » n'est pas du foyer (preuve : checked MRZ)."),
