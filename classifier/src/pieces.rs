@@ -164,13 +164,15 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
     let matches: Vec<Vec<String>> = scored.into_iter().map(|s| s.matched).chain(lex.outside.iter().map(|o| score_outside(o, &reading).matched)).collect();
     let titled: Vec<usize> = (0..matches.len()).filter(|&i| matches[i].iter().any(|m| m.starts_with("title:"))).collect();
     let mentioned: Vec<usize> = (0..titles.len()).filter(|&i| standalone(titles[i])).collect();
-    let standalone_titles: Vec<String> = raw
-        .lines()
-        .map(normalise)
+    // Each line of the text, normalised once for the title and reference rules.
+    let lines: Vec<String> = raw.lines().map(normalise).collect();
+    let standalone_titles: Vec<String> = lines
+        .iter()
         .filter(|l| {
             !form_field(l)
                 && titles.iter().any(|phrases| phrases.iter().any(|p| p.trim().len() >= 6 && titled_by(l, p) && wording_len(l) <= p.len() + STANDALONE_SLACK))
         })
+        .cloned()
         .collect();
     let titled_cards = titled.iter().any(|&i| lex.types.get(i).is_some_and(|t| t.card));
     let mrz = f.mrz.as_deref().and_then(mrz::find).or_else(|| raw.contains("<<").then(|| mrz::find(raw)).flatten());
@@ -201,7 +203,7 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
         licence: mrz::find_licence_line(raw),
         twoddocs: f.datamatrix.iter().filter_map(|t| twoddoc::parse(t).ok()).collect(),
         standalone_titles,
-        references: references(raw, &lex.references),
+        references: references(&lines, &lex.references),
         unreadable: f.layout.unreadable,
         words,
         reading,
@@ -214,20 +216,24 @@ const REFERENCE_REACH: usize = 6;
 /// Digits a document's number has at least: fewer is a date, an amount, a page.
 const REFERENCE_DIGITS: usize = 6;
 
-/// The document's own numbers a page prints: a word of [`REFERENCE_DIGITS`] digits or more
-/// standing right after "n°" within [`REFERENCE_REACH`] words after one of `labels` on one line,
-/// or right after a label that follows "n° de". A telephone number or an amount after the label
-/// is not taken: it does not follow "n°".
-fn references(raw: &str, labels: &[String]) -> Vec<String> {
+/// The document's own numbers a page prints (its lines normalised): a word of
+/// [`REFERENCE_DIGITS`] digits or more standing right after "n°" within [`REFERENCE_REACH`] words
+/// after one of `labels` on one line, or right after a label that follows "n° de". A telephone
+/// number or an amount after the label is not taken: it does not follow "n°".
+fn references(lines: &[String], labels: &[String]) -> Vec<String> {
     let mut found = Vec::new();
-    for line in raw.lines() {
-        let line = normalise(line);
+    for line in lines {
         let words: Vec<&str> = line.split_whitespace().collect();
         let numbered = |k: usize| matches!(words[k], "n" | "no" | "numero" | "number" | "nr");
-        for i in (0..words.len()).filter(|&i| labels.iter().any(|l| words[i].strip_suffix('n').unwrap_or(words[i]) == l)) {
-            // "N° de facture : 1048…": the label itself follows "n° de"; "Facturen° 1048…" (a
-            // text layer that lost the space) carries its "n°".
-            let label_numbered = (i >= 2 && words[i - 1] == "de" && numbered(i - 2)) || !labels.iter().any(|l| l == words[i]);
+        for (i, word) in words.iter().enumerate() {
+            // "Facturen° 1048…": a text layer that lost the space; the label carries its "n°".
+            let glued = match word.strip_suffix('n') {
+                Some(stem) if labels.iter().any(|l| l == stem) => true,
+                _ if labels.iter().any(|l| l == word) => false,
+                _ => continue,
+            };
+            // "N° de facture : 1048…": the label itself follows "n° de".
+            let label_numbered = glued || (i >= 2 && words[i - 1] == "de" && numbered(i - 2));
             let number = (i + 1..words.len().min(i + 1 + REFERENCE_REACH))
                 .find(|&j| words[j].chars().filter(char::is_ascii_digit).count() >= REFERENCE_DIGITS && (numbered(j - 1) || (j == i + 1 && label_numbered)));
             if let Some(j) = number {
@@ -868,10 +874,11 @@ mod tests {
         let unnumbered = bill("Annexe de votre facture", "Vos abonnements et options\nTotal de l'annexe");
         assert_eq!(run(&[first, unnumbered, next]).len(), 3);
         // A number that does not follow "n°" (a telephone, an amount) is no reference.
-        assert!(references("Votre facture 0612345678\nFacture du 14/09/2026 total 12345678", &["facture".into()]).is_empty());
-        assert_eq!(references("N° de facture : FA-2026-88412", &["facture".into()]), Vec::<String>::new(), "fewer than six digits in a word");
-        assert_eq!(references("Facture n° 2026088412", &["facture".into()]), ["2026088412"]);
-        assert_eq!(references("Facturen° 2026088412", &["facture".into()]), ["2026088412"], "a text layer that lost the space");
+        let references = |raw: &str| references(&raw.lines().map(normalise).collect::<Vec<_>>(), &["facture".into()]);
+        assert!(references("Votre facture 0612345678\nFacture du 14/09/2026 total 12345678").is_empty());
+        assert_eq!(references("N° de facture : FA-2026-88412"), Vec::<String>::new(), "fewer than six digits in a word");
+        assert_eq!(references("Facture n° 2026088412"), ["2026088412"]);
+        assert_eq!(references("Facturen° 2026088412"), ["2026088412"], "a text layer that lost the space");
     }
 
     #[test]
