@@ -763,6 +763,15 @@ async fn counters_mail_is_taken_only_when_its_domain_signs_it_and_forged_mail_is
     assert_eq!(verdicts[0], "authentic");
     assert!(verdicts[1].starts_with("forged: DMARC fails for bailleur-974.example") && verdicts[1].contains("198.51.100.9"), "{verdicts:?}");
     assert_eq!(verdicts[2], "unproven");
+    // What a mailing's page says of each, read from the same records.
+    let checks: Vec<serde_json::Value> =
+        sqlx::query_scalar("SELECT detail FROM audit_events WHERE action = 'mail_authentication'").fetch_all(run.pool()).await?;
+    let mut said: Vec<String> = checks.iter().filter_map(|d| scanbureau::web::portal::mail_origin(d).map(|(verdict, _)| verdict)).collect();
+    said.sort();
+    assert_eq!(said.len(), 3, "{said:?}");
+    assert!(said[0].starts_with("authentique : bailleur-974.example"), "{said:?}");
+    assert!(said[1].starts_with("falsifiée") && said[1].contains("198.51.100.9"), "{said:?}");
+    assert!(said[2].starts_with("non prouvée : rien ne prouve que bailleur-093.example"), "{said:?}");
     let taken: Vec<(String, Option<String>)> =
         sqlx::query_as("SELECT status, outcome FROM mailings WHERE outcome IS DISTINCT FROM 'rejected'").fetch_all(run.pool()).await?;
     assert_eq!(taken.len(), 1, "only the signed message is a mailing to process: {taken:?}");

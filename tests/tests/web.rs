@@ -806,6 +806,62 @@ async fn an_operator_retries_one_given_up_mailing_and_refuses_another_with_a_not
     drop_queues(&stack).await
 }
 
+/// An e-mail refused as forged is still a mailing of the record; its page tells an operator why
+/// in French, with the checks it rests on, and says nothing of it for a paper mailing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailing_s_page_says_how_its_e_mail_s_origin_was_checked() -> Result<()> {
+    use scanbureau::mail_auth::{AuthFacts, Authenticity, DomainPolicy, Outcome, judge};
+    let OperatorDesk { stack, server, pool, bureau, _stop } = operator_desk("weborigin", &["portal"]).await?;
+    let (mailed, paper) = (format!("m-mail-{}", stack.name), format!("m-paper-{}", stack.name));
+    record_mailing(&bureau, &paper, Utc::now(), true, None).await?;
+    let message = sample("mail-deposit.eml");
+    let key = keys::raw(&mailed, 0, "message.eml");
+    bureau.blobs.put_file(&key, &message, "message/rfc822").await?;
+    let m = NewMailing {
+        id: mailed.clone(),
+        channel: "mail",
+        source: "maildir:forged@bureau".into(),
+        received_at: Utc::now(),
+        due_at: bureau.due_at(Utc::now()),
+        numero_unique: None,
+        notify: None,
+        portal_user: None,
+        guichet: None,
+        files: vec![StoredFile { name: "message.eml".into(), key, bytes: std::fs::metadata(&message)?.len() }],
+    };
+    store::insert_mailing(&pool, &m, "test").await?;
+    let facts = AuthFacts {
+        from_domain: "bailleur-974.example".into(),
+        dmarc: Outcome::Fail,
+        policy: DomainPolicy::Reject,
+        dkim: vec![("bailleur-974.example".into(), Outcome::Fail)],
+        spf: Outcome::Fail,
+        spf_domain: "bailleur-974.example".into(),
+        client: Some("198.51.100.9".parse()?),
+        trusted_relay: false,
+    };
+    let Authenticity::Forged(proof) = judge(&facts) else { bail!("these checks prove a forgery") };
+    store::record_mail_authentication(&pool, &mailed, serde_json::to_value(&facts)?, &format!("forged: {proof}"), "test").await?;
+    // As the intake leaves a forged message: done, refused, nobody told.
+    sqlx::query("UPDATE mailings SET status = 'done', outcome = 'rejected', done_at = now() WHERE id = $1").bind(&mailed).execute(&pool).await?;
+
+    let mut op = Client::new(server.port);
+    assert_eq!(op.login(OPERATOR.0, OPERATOR.1).await?.status, 303);
+    let page = op.get(&format!("/mailings/{mailed}")).await?.text();
+    assert!(page.contains("Origine du courriel"), "{page}");
+    assert!(page.contains(&esc("falsifiée : aucune signature DKIM de bailleur-974.example")) && page.contains("198.51.100.9"), "{page}");
+    assert!(page.contains(&esc("SPF (bailleur-974.example) : échec")), "the checks are shown: {page}");
+    assert!(!page.contains("pas encore comptées"), "a refused message's pages are not awaited: {page}");
+    let page = op.get(&format!("/mailings/{paper}")).await?.text();
+    assert!(page.contains("Canal") && !page.contains("Origine du courriel"), "a paper mailing has no e-mail origin");
+
+    let shots = shots_dir(&stack)?;
+    let (ok, said) = run_browser("mailing.mjs", &server, &shots, &[("OPERATOR", sign_in(OPERATOR)), ("MAILING", mailed.clone())]).await?;
+    assert!(ok, "the browser shows the origin: {said}");
+    drop(server);
+    drop_queues(&stack).await
+}
+
 /// An alert the SMTP server did not take yet waits on it like a notice; one given up is counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_alerts_waiting_on_the_smtp_server_and_those_given_up() -> Result<()> {

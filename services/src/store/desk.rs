@@ -370,6 +370,14 @@ pub struct NoticeView {
     pub message: Vec<u8>,
 }
 
+/// How an e-mail mailing's origin was checked, as recorded (`mail_authentication`): the last
+/// verdict and its checks, None for other channels or mail read without the check.
+pub async fn mail_origin(pool: &PgPool, mailing: &str) -> Result<Option<Value>> {
+    Ok(sqlx::query_scalar!("SELECT detail FROM audit_events WHERE subject = $1 AND action = 'mail_authentication' ORDER BY at DESC, id DESC LIMIT 1", mailing)
+        .fetch_optional(pool)
+        .await?)
+}
+
 pub async fn notices(pool: &PgPool, mailing: &str) -> Result<Vec<NoticeView>> {
     Ok(sqlx::query_as!(NoticeView, "SELECT id, name, recipients, status, sent_at, last_error, message FROM notices WHERE mailing_id = $1 ORDER BY id", mailing)
         .fetch_all(pool)

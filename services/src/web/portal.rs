@@ -141,7 +141,9 @@ async fn mailing(State(b): State<Arc<Bureau>>, s: SignedIn<Everyone>, Path(id): 
         Ok(_) => return Err(s.error(StatusCode::NOT_FOUND, "Ce pli n'existe pas ou n'est pas l'un des vôtres.")),
         Err(e) => return Err(WebError::unavailable(e)),
     };
-    let (requests, pieces, notices) = tokio::try_join!(desk::requests(&b.pool, &id), desk::pieces(&b.pool, &id), desk::notices(&b.pool, &id))?;
+    let (requests, pieces, notices, origin) =
+        tokio::try_join!(desk::requests(&b.pool, &id), desk::pieces(&b.pool, &id), desk::notices(&b.pool, &id), desk::mail_origin(&b.pool, &id))?;
+    let origin = origin.as_ref().and_then(mail_origin);
     // Without a plan in the database, pieces show their codes; a database that fails is an error.
     let plan = match store::current_plan(&b.pool).await {
         Ok(p) => Some(p),
@@ -159,8 +161,12 @@ async fn mailing(State(b): State<Arc<Bureau>>, s: SignedIn<Everyone>, Path(id): 
             dt { "Canal" } dd { (channel_label(&m.channel)) }
             dt { "Reçu le" } dd { (when(&m.received_at, &b.site)) }
             dt { "Échéance" } dd { (when(&m.due_at, &b.site)) @if open { " (" (time_left(&m.due_at, &now)) ")" } }
-            dt { "Pages" } dd { @match m.pages { Some(p) => (p), None => "pas encore comptées" } }
+            dt { "Pages" } dd { @match m.pages { Some(p) => (p), None if !open => "aucune", None => "pas encore comptées" } }
             @if let Some(g) = &m.guichet { dt { "Guichet" } dd { (g) } }
+            @if let Some((verdict, checks)) = &origin {
+                dt { "Origine du courriel" }
+                dd.mail-origin { (verdict) br; span.muted { (checks) } }
+            }
         }
         @if open {
             p.muted { "Cette page se met à jour d'elle-même pendant le traitement." }
@@ -215,6 +221,51 @@ async fn mailing(State(b): State<Arc<Bureau>>, s: SignedIn<Everyone>, Path(id): 
         }
     };
     Ok(s.page(&format!("Pli {}", m.id), body))
+}
+
+/// An e-mail's origin as an operator reads it, from its recorded check (`mail_authentication`:
+/// the verdict and the DKIM, SPF and DMARC results): what was concluded, in French, and the
+/// results it rests on. None when the record is not one.
+pub fn mail_origin(detail: &serde_json::Value) -> Option<(String, String)> {
+    let verdict = detail["verdict"].as_str()?;
+    let checks = &detail["checks"];
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    let domain = text(&checks["from_domain"]);
+    let client = text(&checks["client"]);
+    let result = |v: &serde_json::Value| match v.as_str() {
+        Some("pass") => "réussi",
+        Some("fail") => "échec",
+        Some("temperror") => "DNS sans réponse",
+        Some("permerror") => "enregistrement invalide",
+        _ => "aucun",
+    };
+    let policy = match checks["policy"].as_str() {
+        Some("reject") => "rejeter",
+        Some("quarantine") => "mettre en quarantaine",
+        Some("none") => "seulement observer",
+        _ => "aucune politique publiée",
+    };
+    let said = if verdict == "authentic" && checks["trusted_relay"].as_bool() == Some(true) {
+        format!("authentique : remis par un relais de confiance ({client})")
+    } else if verdict == "authentic" {
+        format!("authentique : {domain} l'a signé ou envoyé (DMARC réussi)")
+    } else if verdict == "unproven" {
+        format!("non prouvée : rien ne prouve que {domain} l'a envoyé, ni le contraire")
+    } else if verdict.starts_with("forged") {
+        format!(
+            "falsifiée : aucune signature DKIM de {domain} ne se vérifie et SPF n'autorise pas le serveur {client} ; le domaine demande de {policy} un tel courriel. Le pli est refusé et l'adresse de l'expéditeur n'est pas prévenue."
+        )
+    } else {
+        format!("non vérifiée : le DNS n'a pas répondu pour {domain}")
+    };
+    let signatures: Vec<String> =
+        checks["dkim"].as_array().map(|a| a.iter().map(|s| format!("{} {}", text(&s[0]), result(&s[1]))).collect()).unwrap_or_default();
+    let dkim = if signatures.is_empty() { "aucune signature".to_string() } else { signatures.join(", ") };
+    let spf_domain = text(&checks["spf_domain"]);
+    let spf_for = if spf_domain.is_empty() { String::new() } else { format!(" ({spf_domain})") };
+    let sent_by = if client.is_empty() { "serveur d'envoi inconnu".to_string() } else { format!("serveur d'envoi {client}") };
+    let checks = format!("DKIM : {dkim} ; SPF{spf_for} : {} ; DMARC : {} (politique : {policy}) ; {sent_by}", result(&checks["spf"]), result(&checks["dmarc"]));
+    Some((said, checks))
 }
 
 /// A notice as sent: its subject, recipients and state, its text folded, and a button to send
@@ -524,5 +575,53 @@ async fn open_incident(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, fi
         Ok(Some(_)) => Ok(Redirect::to("/portal/incidents").into_response()),
         Ok(None) => Err(s.error(StatusCode::NOT_FOUND, "Ce pli n'existe pas ou n'est pas l'un des vôtres.")),
         Err(e) => Err(WebError::unavailable(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::mail_origin;
+    use crate::mail_auth::{AuthFacts, DomainPolicy, Outcome, judge};
+
+    /// The record as the intake writes it: the verdict's label and the checks.
+    fn recorded(facts: &AuthFacts, verdict: &str) -> serde_json::Value {
+        json!({"verdict": verdict, "checks": serde_json::to_value(facts).expect("facts serialise")})
+    }
+
+    fn facts(dkim: Outcome, spf: Outcome, dmarc: Outcome, trusted_relay: bool) -> AuthFacts {
+        AuthFacts {
+            from_domain: "bailleur-974.example".into(),
+            dmarc,
+            policy: DomainPolicy::Reject,
+            dkim: vec![("bailleur-974.example".into(), dkim)],
+            spf,
+            spf_domain: "bailleur-974.example".into(),
+            client: Some("198.51.100.9".parse().expect("an address")),
+            trusted_relay,
+        }
+    }
+
+    #[test]
+    fn an_e_mail_s_origin_reads_in_french_with_the_checks_it_rests_on() {
+        let signed = facts(Outcome::Pass, Outcome::Pass, Outcome::Pass, false);
+        let (said, checks) = mail_origin(&recorded(&signed, "authentic")).expect("shown");
+        assert!(said.starts_with("authentique : bailleur-974.example"), "{said}");
+        assert!(checks.contains("DKIM : bailleur-974.example réussi") && checks.contains("DMARC : réussi (politique : rejeter)"), "{checks}");
+
+        let forged = facts(Outcome::Fail, Outcome::Fail, Outcome::Fail, false);
+        let crate::mail_auth::Authenticity::Forged(proof) = judge(&forged) else { panic!("forged") };
+        let (said, checks) = mail_origin(&recorded(&forged, &format!("forged: {proof}"))).expect("shown");
+        assert!(said.starts_with("falsifiée") && said.contains("198.51.100.9") && said.contains("rejeter"), "{said}");
+        assert!(checks.contains("SPF (bailleur-974.example) : échec"), "{checks}");
+
+        let relayed = facts(Outcome::None, Outcome::None, Outcome::None, true);
+        assert!(mail_origin(&recorded(&relayed, "authentic")).expect("shown").0.contains("relais de confiance (198.51.100.9)"));
+        let unsigned = AuthFacts { dkim: Vec::new(), client: None, ..facts(Outcome::None, Outcome::None, Outcome::None, false) };
+        let (said, checks) = mail_origin(&recorded(&unsigned, "unproven")).expect("shown");
+        assert!(said.starts_with("non prouvée"), "{said}");
+        assert!(checks.contains("DKIM : aucune signature") && checks.contains("serveur d'envoi inconnu"), "{checks}");
+        assert!(mail_origin(&json!({"other": 1})).is_none(), "a record without a verdict is not shown");
     }
 }
