@@ -1236,9 +1236,55 @@ async fn an_administrator_creates_disables_and_resets_accounts_and_only_their_pe
     let list = admin.get("/admin/comptes").await?.text();
     let row = list.split(r#"data-account="logiciel@bailleur.example""#).nth(1).and_then(|r| r.split("</tr>").next()).context("the API user's row")?;
     assert!(row.contains(r#"data-state="api""#), "{row}");
+    assert!(row.contains(r#"/jeton""#) && row.contains("Nouveau jeton d"), "the row offers a new token: {row}");
     let software = sqlx::query_scalar::<_, i64>("SELECT id FROM portal_users WHERE email = 'logiciel@bailleur.example'").fetch_one(&pool).await?;
+
+    // Its token renewed in the browser: shown once, the old one stops at once.
+    let renewed = admin.post_form(&format!("/admin/comptes/{software}/jeton"), &[("csrf", &csrf)]).await?;
+    assert_eq!(renewed.status, 200);
+    let page = renewed.text();
+    let new_token =
+        page.split(r#"<code class="secret" data-token>"#).nth(1).and_then(|r| r.split('<').next()).context("the new token on the page")?.to_string();
+    assert!(new_token.len() == 64 && new_token != token, "a new token of 32 random bytes: {new_token}");
+    assert_eq!(api().await?.status, 401, "the old token opens nothing once renewed");
+    let new_bearer = format!("Bearer {new_token}");
+    let api = async || Client::new(server.port).request("GET", "/api/deposits/d-inconnu", &[("Authorization", new_bearer.as_str())], b"").await;
+    assert_eq!(api().await?.status, 404, "the new token is good");
+    let list = admin.get("/admin/comptes").await?.text();
+    assert!(!list.contains(&new_token), "the token is shown once, never in the list");
+    let mut operator_renews = Client::new(server.port);
+    assert_eq!(operator_renews.login(OPERATOR.0, OPERATOR.1).await?.status, 303);
+    let op_csrf = operator_renews.session_csrf("/account").await?;
+    assert_eq!(
+        operator_renews.post_form(&format!("/admin/comptes/{software}/jeton"), &[("csrf", &op_csrf)]).await?.status,
+        403,
+        "only an administrator renews a token"
+    );
+    assert_eq!(api().await?.status, 404, "the token is unchanged by a refused renewal");
+    let renewals: Vec<(String, serde_json::Value)> =
+        sqlx::query_as("SELECT actor, detail FROM audit_events WHERE subject = $1 AND action = 'api_token_renewed'")
+            .bind(format!("account:{software}"))
+            .fetch_all(&pool)
+            .await?;
+    assert_eq!(renewals.len(), 1, "{renewals:?}");
+    assert_eq!(renewals[0].0, format!("admin:{}", ADMIN.0));
+    assert!(!renewals[0].1.to_string().contains(&new_token), "the audit trail does not keep the token");
+
     assert_eq!(admin.post_form(&format!("/admin/comptes/{software}/desactiver"), &[("csrf", &csrf)]).await?.status, 303);
     assert_eq!(api().await?.status, 401, "a disabled account's token opens nothing");
+    assert_eq!(admin.post_form(&format!("/admin/comptes/{software}/jeton"), &[("csrf", &csrf)]).await?.status, 409, "a disabled account gets no new token");
+    // Enabled again, its software gets a new token through the button, in Chromium.
+    assert_eq!(admin.post_form(&format!("/admin/comptes/{software}/reactiver"), &[("csrf", &csrf)]).await?.status, 303);
+    assert_eq!(api().await?.status, 404, "enabled again, its token opens again");
+    let shots = shots_dir(&stack)?;
+    let (ok, said) = run_browser("accounts.mjs", &server, &shots, &[("ADMIN", sign_in(ADMIN)), ("SOFTWARE", "logiciel@bailleur.example".into())]).await?;
+    assert!(ok, "the browser renews the token: {said}");
+    assert_eq!(api().await?.status, 401, "the token renewed in the browser replaced the one before");
+    let renewed: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE subject = $1 AND action = 'api_token_renewed'")
+        .bind(format!("account:{software}"))
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(renewed, 2);
 
     // Every step is in the audit trail, under who did it.
     let trail: Vec<(String, String)> =
@@ -1256,5 +1302,6 @@ async fn an_administrator_creates_disables_and_resets_accounts_and_only_their_pe
     assert!(links.iter().all(|d| d.len() == 32), "links are kept as SHA-256 digests");
     let link_token = second_link.rsplit('=').next().unwrap_or_default();
     assert!(!link_token.is_empty() && !server.log_text().contains(link_token), "the link's token is never logged");
+    assert!(!server.log_text().contains(&new_token), "an API token is never logged");
     Ok(())
 }

@@ -423,6 +423,24 @@ pub async fn set_disabled(pool: &PgPool, account: i64, disabled: bool, actor: &s
     Ok(true)
 }
 
+/// Replaces the API token of a counter's software (an account that has one and is not
+/// disabled): the old one stops at once. The database keeps the new one's SHA-256 only. False
+/// when the account has no token or is disabled.
+pub async fn renew_api_token(pool: &PgPool, account: i64, token: &str, actor: &str) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let changed =
+        sqlx::query!("UPDATE portal_users SET token_sha256 = $2 WHERE id = $1 AND token_sha256 IS NOT NULL AND NOT disabled", account, token_digest(token))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    if changed == 0 {
+        return Ok(false);
+    }
+    audit(&mut tx, actor, &format!("account:{account}"), "api_token_renewed", json!({})).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 // ---------------------------------------------------------------- incidents
 
 /// The kinds of a fiche incident.

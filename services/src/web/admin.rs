@@ -2,7 +2,9 @@
 //! open it again, reset its password. Nobody but the account's person ever knows its password:
 //! a new account, and a reset, get a one-time link by e-mail through which the person chooses
 //! it (`/compte/mot-de-passe?jeton=…`; the token rides in the query, which the request log
-//! never records). Every step is audited. An administrator manages accounts only: the console,
+//! never records). A counter's software gets a new API token here, shown once to the
+//! administrator who asked (as `admin add-user` prints the first). Every step is audited. An
+//! administrator manages accounts only: the console,
 //! the dashboard and the pieces stay closed to that role.
 
 use std::sync::Arc;
@@ -30,6 +32,7 @@ pub fn routes() -> Router<Arc<Bureau>> {
         .route("/admin/comptes/{id}/lien", post(reset_account))
         .route("/admin/comptes/{id}/desactiver", post(disable_account))
         .route("/admin/comptes/{id}/reactiver", post(enable_account))
+        .route("/admin/comptes/{id}/jeton", post(renew_token))
         .route("/compte/mot-de-passe", get(choose_password_page).post(choose_password))
 }
 
@@ -109,6 +112,14 @@ fn accounts_page(b: &Bureau, s: &SignedIn<Admins>, rows: &[AccountSummary], mess
                                             @if a.has_password { "Réinitialiser le mot de passe" }
                                             @else if a.link_expires.is_some() { "Renvoyer le lien" }
                                             @else { "Envoyer un lien" }
+                                        }
+                                    }
+                                    @if a.api_token {
+                                        form.inline method="post" action={ "/admin/comptes/" (acc.id) "/jeton" } {
+                                            (s.csrf_field())
+                                            button type="submit" title="Un nouveau jeton est affiché une seule fois ; l'ancien cesse de servir aussitôt." {
+                                                "Nouveau jeton d'API"
+                                            }
                                         }
                                     }
                                     form.inline method="post" action={ "/admin/comptes/" (acc.id) "/desactiver" } {
@@ -267,6 +278,33 @@ async fn enable_account(State(b): State<Arc<Bureau>>, Path(id): Path<i64>, Check
     other_account(&b, &s, id).await?;
     people::set_disabled(&b.pool, id, false, &s.account.actor()).await?;
     back_to_list("reactive")
+}
+
+/// A new API token for a counter's software, shown once on the page that answers (the
+/// software's operator copies it there; the database keeps its digest only, and nothing else
+/// shows it again): the old token stops at once. The page is not kept by the browser.
+async fn renew_token(State(b): State<Arc<Bureau>>, Path(id): Path<i64>, CheckedForm { signed: s, .. }: CheckedForm<Admins>) -> Answer {
+    other_account(&b, &s, id).await?;
+    let token = accounts::random_token().map_err(WebError::unavailable)?;
+    if !people::renew_api_token(&b.pool, id, &token, &s.account.actor()).await? {
+        return Err(s.error(StatusCode::CONFLICT, "Ce compte n'a pas de jeton d'API, ou il est désactivé : réactivez-le d'abord."));
+    }
+    let email = people::account_by_id(&b.pool, id).await?.map(|(a, _)| a.email).unwrap_or_default();
+    let body = html! {
+        (alert("ok", "Nouveau jeton d'API créé : l'ancien ne sert plus."))
+        section.card.narrow {
+            p { "Le jeton du logiciel du guichet " strong { (email) } " est désormais :" }
+            p { code.secret data-token { (token) } }
+            p {
+                "Copiez-le maintenant dans le logiciel (en-tête " code { "Authorization: Bearer …" } ") : "
+                "il ne sera plus jamais affiché, le bureau n'en garde qu'une empreinte."
+            }
+            p { a href="/admin/comptes" { "Retour aux comptes" } }
+        }
+    };
+    let mut answer = s.page("Nouveau jeton d'API", body);
+    answer.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    Ok(answer)
 }
 
 // ---------------------------------------------------------------- the one-time link
