@@ -4,8 +4,8 @@
 //! it (`/compte/mot-de-passe?jeton=…`; the token rides in the query, which the request log
 //! never records). A counter's software gets a new API token here, shown once to the
 //! administrator who asked (as `admin add-user` prints the first). Every step is audited. An
-//! administrator manages accounts only: the console,
-//! the dashboard and the pieces stay closed to that role.
+//! administrator manages accounts only: the console, the dashboard and the pieces stay closed to
+//! that role.
 
 use std::sync::Arc;
 
