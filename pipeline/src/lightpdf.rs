@@ -614,12 +614,16 @@ fn resample_down(src: &[u8], w: u32, h: u32, ch: usize, scale: f32) -> (Vec<u8>,
             }
         }
         // Sums of at most 255 × 2^14: six bits off keeps them under 2^16, so the second
-        // weighting stays within 32 bits.
+        // weighting stays within 32 bits. A colour pixel's three channels are weighed in one
+        // pass over its taps rather than one pass each: the same sums, the same bytes.
         for taps in &cols {
-            for c in 0..ch {
-                let acc: u32 = taps.iter().map(|&(x, wt)| (sums[x * ch + c] >> 6) * wt).sum();
-                out.push(((acc + (1 << 21)) >> 22).min(255) as u8);
+            let mut acc = [0u32; 4];
+            for &(x, wt) in taps {
+                for (a, &s) in acc.iter_mut().zip(&sums[x * ch..(x + 1) * ch]) {
+                    *a += (s >> 6) * wt;
+                }
             }
+            out.extend(acc[..ch.min(4)].iter().map(|&a| ((a + (1 << 21)) >> 22).min(255) as u8));
         }
     }
     (out, nw, nh)
