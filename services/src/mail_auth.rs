@@ -28,12 +28,12 @@ use mail_auth::dmarc::Policy;
 use mail_auth::hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{AuthenticatedMessage, DkimResult, DmarcResult, MessageAuthenticator, SpfOutput, SpfResult};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::settings::MailAuthSection;
 
 /// What a check mechanism concluded, in DMARC's words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Pass,
@@ -44,7 +44,7 @@ pub enum Outcome {
 }
 
 /// What the author domain asks receivers to do with mail failing DMARC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DomainPolicy {
     /// No DMARC record, or one without a policy.
@@ -54,8 +54,9 @@ pub enum DomainPolicy {
     Reject,
 }
 
-/// The checks' results for one message: recorded with it (audit `mail_authentication`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The checks' results for one message: recorded with it (audit `mail_authentication`), and
+/// read back for its mailing's page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthFacts {
     /// The author domain (the `From:` address's).
     pub from_domain: String,

@@ -248,10 +248,10 @@ async fn create_account(State(b): State<Arc<Bureau>>, CheckedForm { signed: s, f
 
 /// An account an administrator may change: another one than their own (an administrator
 /// cannot lock themself out). Says whether it has a password.
-async fn other_account(b: &Bureau, s: &SignedIn<Admins>, id: i64) -> Result<bool, WebError> {
+async fn other_account(b: &Bureau, s: &SignedIn<Admins>, id: i64) -> Result<(Account, bool), WebError> {
     match people::account_by_id(&b.pool, id).await? {
         Some(_) if id == s.account.id => Err(s.error(StatusCode::CONFLICT, "Vous ne pouvez pas changer votre propre compte ici : passez par « Mon compte ».")),
-        Some((_, has_password)) => Ok(has_password),
+        Some(found) => Ok(found),
         None => Err(s.error(StatusCode::NOT_FOUND, "Ce compte n'existe pas.")),
     }
 }
@@ -259,7 +259,7 @@ async fn other_account(b: &Bureau, s: &SignedIn<Admins>, id: i64) -> Result<bool
 /// Resets the password of an account that has one; for one whose person has not chosen it
 /// yet, sends the invitation again (its e-mail then says nothing of a reset).
 async fn reset_account(State(b): State<Arc<Bureau>>, Path(id): Path<i64>, CheckedForm { signed: s, .. }: CheckedForm<Admins>) -> Answer {
-    let purpose = if other_account(&b, &s, id).await? { LinkPurpose::Reset } else { LinkPurpose::Invitation };
+    let purpose = if other_account(&b, &s, id).await?.1 { LinkPurpose::Reset } else { LinkPurpose::Invitation };
     match send_link(&b, id, purpose, &s.account.actor()).await? {
         Some(true) if purpose == LinkPurpose::Reset => back_to_list("lien"),
         Some(true) => back_to_list("invitation"),
@@ -284,16 +284,15 @@ async fn enable_account(State(b): State<Arc<Bureau>>, Path(id): Path<i64>, Check
 /// software's operator copies it there; the database keeps its digest only, and nothing else
 /// shows it again): the old token stops at once. The page is not kept by the browser.
 async fn renew_token(State(b): State<Arc<Bureau>>, Path(id): Path<i64>, CheckedForm { signed: s, .. }: CheckedForm<Admins>) -> Answer {
-    other_account(&b, &s, id).await?;
+    let (software, _) = other_account(&b, &s, id).await?;
     let token = accounts::random_token().map_err(WebError::unavailable)?;
     if !people::renew_api_token(&b.pool, id, &token, &s.account.actor()).await? {
         return Err(s.error(StatusCode::CONFLICT, "Ce compte n'a pas de jeton d'API, ou il est désactivé : réactivez-le d'abord."));
     }
-    let email = people::account_by_id(&b.pool, id).await?.map(|(a, _)| a.email).unwrap_or_default();
     let body = html! {
         (alert("ok", "Nouveau jeton d'API créé : l'ancien ne sert plus."))
         section.card.narrow {
-            p { "Le jeton du logiciel du guichet " strong { (email) } " est désormais :" }
+            p { "Le jeton du logiciel du guichet " strong { (software.email) } " est désormais :" }
             p { code.secret data-token { (token) } }
             p {
                 "Copiez-le maintenant dans le logiciel (en-tête " code { "Authorization: Bearer …" } ") : "

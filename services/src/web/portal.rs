@@ -24,6 +24,7 @@ use super::{Answer, Fields, Refused, Signed, WebError, field, pdf_answer, receiv
 use crate::accounts::Role;
 use crate::bureau::{Bureau, Intake};
 use crate::decisions;
+use crate::mail_auth::{AuthFacts, DomainPolicy, Outcome};
 use crate::store;
 use crate::store::desk;
 use crate::store::people::{self, INCIDENT_KINDS, incident_kind_label, incident_status_label};
@@ -224,47 +225,45 @@ async fn mailing(State(b): State<Arc<Bureau>>, s: SignedIn<Everyone>, Path(id): 
 }
 
 /// An e-mail's origin as an operator reads it, from its recorded check (`mail_authentication`:
-/// the verdict and the DKIM, SPF and DMARC results): what was concluded, in French, and the
-/// results it rests on. None when the record is not one.
+/// the verdict and the [`AuthFacts`] it rests on): what was concluded, in French, and the
+/// results. None when the record is not one.
 pub fn mail_origin(detail: &serde_json::Value) -> Option<(String, String)> {
     let verdict = detail["verdict"].as_str()?;
-    let checks = &detail["checks"];
-    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
-    let domain = text(&checks["from_domain"]);
-    let client = text(&checks["client"]);
-    let result = |v: &serde_json::Value| match v.as_str() {
-        Some("pass") => "réussi",
-        Some("fail") => "échec",
-        Some("temperror") => "DNS sans réponse",
-        Some("permerror") => "enregistrement invalide",
-        _ => "aucun",
+    let f: AuthFacts = serde_json::from_value(detail["checks"].clone()).ok()?;
+    let domain = &f.from_domain;
+    let client = f.client.map(|c| c.to_string());
+    let result = |o: Outcome| match o {
+        Outcome::Pass => "réussi",
+        Outcome::Fail => "échec",
+        Outcome::TempError => "DNS sans réponse",
+        Outcome::PermError => "enregistrement invalide",
+        Outcome::None => "aucun",
     };
-    let policy = match checks["policy"].as_str() {
-        Some("reject") => "rejeter",
-        Some("quarantine") => "mettre en quarantaine",
-        Some("none") => "seulement observer",
-        _ => "aucune politique publiée",
+    let policy = match f.policy {
+        DomainPolicy::Reject => "rejeter",
+        DomainPolicy::Quarantine => "mettre en quarantaine",
+        DomainPolicy::None => "seulement observer",
+        DomainPolicy::Absent => "aucune politique publiée",
     };
-    let said = if verdict == "authentic" && checks["trusted_relay"].as_bool() == Some(true) {
-        format!("authentique : remis par un relais de confiance ({client})")
+    let server = client.as_deref().unwrap_or("inconnu");
+    let said = if verdict == "authentic" && f.trusted_relay {
+        format!("authentique : remis par un relais de confiance ({server})")
     } else if verdict == "authentic" {
         format!("authentique : {domain} l'a signé ou envoyé (DMARC réussi)")
     } else if verdict == "unproven" {
         format!("non prouvée : rien ne prouve que {domain} l'a envoyé, ni le contraire")
     } else if verdict.starts_with("forged") {
         format!(
-            "falsifiée : aucune signature DKIM de {domain} ne se vérifie et SPF n'autorise pas le serveur {client} ; le domaine demande de {policy} un tel courriel. Le pli est refusé et l'adresse de l'expéditeur n'est pas prévenue."
+            "falsifiée : aucune signature DKIM de {domain} ne se vérifie et SPF n'autorise pas le serveur {server} ; le domaine demande de {policy} un tel courriel. Le pli est refusé et l'adresse de l'expéditeur n'est pas prévenue."
         )
     } else {
         format!("non vérifiée : le DNS n'a pas répondu pour {domain}")
     };
-    let signatures: Vec<String> =
-        checks["dkim"].as_array().map(|a| a.iter().map(|s| format!("{} {}", text(&s[0]), result(&s[1]))).collect()).unwrap_or_default();
+    let signatures: Vec<String> = f.dkim.iter().map(|(d, o)| format!("{d} {}", result(*o))).collect();
     let dkim = if signatures.is_empty() { "aucune signature".to_string() } else { signatures.join(", ") };
-    let spf_domain = text(&checks["spf_domain"]);
-    let spf_for = if spf_domain.is_empty() { String::new() } else { format!(" ({spf_domain})") };
-    let sent_by = if client.is_empty() { "serveur d'envoi inconnu".to_string() } else { format!("serveur d'envoi {client}") };
-    let checks = format!("DKIM : {dkim} ; SPF{spf_for} : {} ; DMARC : {} (politique : {policy}) ; {sent_by}", result(&checks["spf"]), result(&checks["dmarc"]));
+    let spf_for = if f.spf_domain.is_empty() { String::new() } else { format!(" ({})", f.spf_domain) };
+    let sent_by = client.map_or_else(|| "serveur d'envoi inconnu".to_string(), |c| format!("serveur d'envoi {c}"));
+    let checks = format!("DKIM : {dkim} ; SPF{spf_for} : {} ; DMARC : {} (politique : {policy}) ; {sent_by}", result(f.spf), result(f.dmarc));
     Some((said, checks))
 }
 
