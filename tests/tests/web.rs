@@ -1237,6 +1237,10 @@ async fn an_administrator_creates_disables_and_resets_accounts_and_only_their_pe
     let row = list.split(r#"data-account="logiciel@bailleur.example""#).nth(1).and_then(|r| r.split("</tr>").next()).context("the API user's row")?;
     assert!(row.contains(r#"data-state="api""#), "{row}");
     assert!(row.contains(r#"/jeton""#) && row.contains("Nouveau jeton d"), "the row offers a new token: {row}");
+    assert!(
+        row.contains("accès aux pages</button>") && !row.contains("Envoyer un lien"),
+        "a software's row says what a link would do to it, not that it awaits one: {row}"
+    );
     let software = sqlx::query_scalar::<_, i64>("SELECT id FROM portal_users WHERE email = 'logiciel@bailleur.example'").fetch_one(&pool).await?;
 
     // Its token renewed in the browser: shown once, the old one stops at once.

@@ -106,11 +106,16 @@ fn accounts_page(b: &Bureau, s: &SignedIn<Admins>, rows: &[AccountSummary], mess
                                         (s.csrf_field())
                                         button type="submit" title=(if a.has_password {
                                             "L'ancien mot de passe cesse de servir ; un lien pour en choisir un nouveau est envoyé."
+                                        } else if a.api_token {
+                                            "Un lien pour choisir un mot de passe est envoyé à cette adresse ; le jeton d'API continue de servir."
                                         } else {
                                             "Un lien pour choisir son mot de passe est envoyé ; le précédent cesse de servir."
                                         }) {
                                             @if a.has_password { "Réinitialiser le mot de passe" }
                                             @else if a.link_expires.is_some() { "Renvoyer le lien" }
+                                            // A counter's software signs in with its token: a link
+                                            // only opens the pages to whoever reads its mailbox.
+                                            @else if a.api_token { "Ouvrir l'accès aux pages" }
                                             @else { "Envoyer un lien" }
                                         }
                                     }
