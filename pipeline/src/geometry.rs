@@ -373,14 +373,14 @@ fn resample_with(raster: &PageRaster, w: u32, h: u32, map: &dyn Fn(f32, f32) -> 
                 }
                 image::Rgb(px)
             });
-            PageRaster { gray: luma_of(&img), rgb: Some(img), dpi: raster.dpi, bilevel: false, text_layer: None, wet_ink: raster.wet_ink }
+            PageRaster { gray: luma_of(&img), rgb: Some(img), dpi: raster.dpi, bilevel: false, text_layer: None, wet_ink: raster.wet_ink, sent: None }
         }
         None => {
             let img = GrayImage::from_fn(w, h, |x, y| {
                 let (sx, sy) = map(x as f32, y as f32);
                 image::Luma([sample_gray(&raster.gray, sx, sy)])
             });
-            PageRaster { gray: img, rgb: None, dpi: raster.dpi, bilevel: false, text_layer: None, wet_ink: raster.wet_ink }
+            PageRaster { gray: img, rgb: None, dpi: raster.dpi, bilevel: false, text_layer: None, wet_ink: raster.wet_ink, sent: None }
         }
     }
 }
@@ -417,7 +417,16 @@ pub fn rescale(raster: &PageRaster, scale: f32) -> PageRaster {
         None if shrink => image::imageops::resize(&raster.gray, w, h, image::imageops::FilterType::Triangle),
         None => GrayImage::from_raw(w, h, enlarge(raster.gray.as_raw(), 1, from, (w, h))).unwrap_or_else(|| GrayImage::new(w, h)),
     };
-    PageRaster { gray, rgb, dpi: raster.dpi * scale, bilevel: raster.bilevel && scale == 1.0, text_layer: None, wet_ink: raster.wet_ink }
+    // Enlarged or reduced, the page still shows the file's pixels.
+    PageRaster {
+        gray,
+        rgb,
+        dpi: raster.dpi * scale,
+        bilevel: raster.bilevel && scale == 1.0,
+        text_layer: None,
+        wet_ink: raster.wet_ink,
+        sent: raster.sent.clone(),
+    }
 }
 
 /// Fixed-point unit of the enlargement's weights.
@@ -529,6 +538,7 @@ pub fn flatten_light(raster: &mut PageRaster) -> bool {
         }
     }
     let gain = |x: u32, y: u32| gains[((y / 8) * gw + x / 8) as usize];
+    raster.sent = None;
     for (x, y, p) in raster.gray.enumerate_pixels_mut() {
         p.0[0] = (p.0[0] as f32 * gain(x, y)).min(255.0) as u8;
     }

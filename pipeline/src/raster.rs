@@ -57,12 +57,71 @@ pub struct PageRaster {
     /// Share of the page, as decoded, in blue or violet ink (a stamp or signature in wet ink),
     /// measured before a page with too little colour to keep is made grey.
     pub wet_ink: f32,
+    /// The JPEG file the page was decoded from, while its pixels are still the file's (an
+    /// enlargement aside): every correction that changes them drops it.
+    pub sent: Option<SentJpeg>,
+}
+
+/// A JPEG file as it was sent, which a light PDF can hold as it is (`/DCTDecode`) when that
+/// is lighter than encoding its pixels again: the same pixels, no second loss (see
+/// `lightpdf::store_page`). Only what every PDF reader draws as an image viewer does: 8-bit
+/// baseline or progressive, grey or YCbCr, shown the way up it is stored (no EXIF turn).
+#[derive(Debug, Clone)]
+pub struct SentJpeg {
+    pub data: Arc<Vec<u8>>,
+    pub width: u32,
+    pub height: u32,
+    pub colour: bool,
+}
+
+impl SentJpeg {
+    /// Reads the file's frame header; None when a PDF reader could draw it otherwise than an
+    /// image viewer does: arithmetic or lossless coding, 12 bits, CMYK, or three components
+    /// that may not be YCbCr (an Adobe marker, components named R, G, B).
+    pub fn of(data: &Arc<Vec<u8>>) -> Option<Self> {
+        let d = data.as_slice();
+        if d.get(..2) != Some(&[0xFF, 0xD8]) {
+            return None;
+        }
+        let mut at = 2;
+        let mut adobe = false;
+        let mut frame = None;
+        loop {
+            while d.get(at) == Some(&0xFF) && d.get(at + 1) == Some(&0xFF) {
+                at += 1;
+            }
+            let (&0xFF, &marker) = (d.get(at)?, d.get(at + 1)?) else { return None };
+            if marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
+                at += 2;
+                continue;
+            }
+            let len = usize::from(u16::from_be_bytes([*d.get(at + 2)?, *d.get(at + 3)?]));
+            let segment = d.get(at + 4..at + 2 + len)?;
+            match marker {
+                0xEE if segment.starts_with(b"Adobe") => adobe = true,
+                0xC0..=0xC2 => {
+                    let (&[precision, h0, h1, w0, w1, n], rest) = segment.split_first_chunk::<6>()?;
+                    let ids: Vec<u8> = rest.chunks_exact(3).take(usize::from(n)).map(|c| c[0]).collect();
+                    if precision != 8 || !(n == 1 || (n == 3 && ids != b"RGB")) {
+                        return None;
+                    }
+                    frame = Some((u32::from(u16::from_be_bytes([w0, w1])), u32::from(u16::from_be_bytes([h0, h1])), n == 3));
+                }
+                0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return None,
+                0xDA => break,
+                _ => {}
+            }
+            at += 2 + len;
+        }
+        let (width, height, colour) = frame?;
+        (width > 0 && height > 0 && !(colour && adobe)).then(|| Self { data: data.clone(), width, height, colour })
+    }
 }
 
 impl PageRaster {
     pub fn from_gray(gray: GrayImage, bilevel: bool) -> Self {
         let dpi = estimate_dpi(gray.width(), gray.height());
-        Self { gray, rgb: None, dpi, bilevel, text_layer: None, wet_ink: 0.0 }
+        Self { gray, rgb: None, dpi, bilevel, text_layer: None, wet_ink: 0.0, sent: None }
     }
 
     /// Keeps the colour only when the page really carries some (a grey page scanned in colour
@@ -72,7 +131,7 @@ impl PageRaster {
         let dpi = estimate_dpi(rgb.width(), rgb.height());
         let (colourful, wet_ink) = colour_of(&rgb);
         let rgb = colourful.then_some(rgb);
-        Self { gray, rgb, dpi, bilevel: false, text_layer: None, wet_ink }
+        Self { gray, rgb, dpi, bilevel: false, text_layer: None, wet_ink, sent: None }
     }
 
     pub fn width(&self) -> u32 {
@@ -84,6 +143,7 @@ impl PageRaster {
 
     /// Turns the page a quarter turn clockwise (a sideways sheet).
     pub fn rotate90(&mut self) {
+        self.sent = None;
         self.gray = image::imageops::rotate90(&self.gray);
         if let Some(rgb) = self.rgb.as_mut() {
             *rgb = image::imageops::rotate90(rgb);
@@ -92,6 +152,7 @@ impl PageRaster {
 
     /// Turns the page half a turn (an upside-down sheet).
     pub fn rotate180(&mut self) {
+        self.sent = None;
         image::imageops::rotate180_in_place(&mut self.gray);
         if let Some(rgb) = self.rgb.as_mut() {
             image::imageops::rotate180_in_place(rgb);
@@ -100,6 +161,7 @@ impl PageRaster {
 
     /// Mirrors the page left to right (a mirrored photo put right).
     pub fn flip_horizontal(&mut self) {
+        self.sent = None;
         image::imageops::flip_horizontal_in_place(&mut self.gray);
         if let Some(rgb) = self.rgb.as_mut() {
             image::imageops::flip_horizontal_in_place(rgb);
@@ -224,7 +286,7 @@ fn check_pixels(w: u64, h: u64, limits: &Limits) -> Result<(), PageError> {
 pub fn decode_page(blob: &PageBlob, limits: &Limits) -> Result<PageRaster, PageError> {
     match blob {
         PageBlob::Unreadable { reason, detail } => Err(PageError::new(*reason, detail.clone())),
-        PageBlob::ImageFile { data, format } => decode_image_file(data, *format, limits),
+        PageBlob::ImageFile { data, format } => decode_image_file(data, Some(data), *format, limits),
         PageBlob::Heif { data } => decode_heif(data, limits),
         PageBlob::TiffPage { data, index } => decode_tiff_page(data, *index, limits),
         PageBlob::PdfImage(img) => decode_pdf_image(img, limits),
@@ -284,7 +346,9 @@ fn jpeg_cut_short(data: &[u8]) -> bool {
     }
 }
 
-fn decode_image_file(data: &[u8], format: ImageFormat, limits: &Limits) -> Result<PageRaster, PageError> {
+/// Decodes an image file; `file` is the whole file when it came alone (a JPEG may then be kept as
+/// sent, see [`SentJpeg`]), None for an image cut out of a PDF.
+fn decode_image_file(data: &[u8], file: Option<&Arc<Vec<u8>>>, format: ImageFormat, limits: &Limits) -> Result<PageRaster, PageError> {
     if format == ImageFormat::Jpeg && jpeg_cut_short(data) {
         return Err(corrupt("JPEG file cut short (no end-of-image marker): part of the page is missing"));
     }
@@ -303,8 +367,13 @@ fn decode_image_file(data: &[u8], format: ImageFormat, limits: &Limits) -> Resul
     let mut decoder = reader.into_decoder().map_err(unreadable)?;
     let orientation = image::ImageDecoder::orientation(&mut decoder).unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(unreadable)?;
+    let upright = orientation == image::metadata::Orientation::NoTransforms;
     img.apply_orientation(orientation);
-    Ok(from_dynamic(img))
+    let mut raster = from_dynamic(img);
+    if let Some(file) = file.filter(|_| format == ImageFormat::Jpeg && upright) {
+        raster.sent = SentJpeg::of(file).filter(|s| (s.width, s.height) == raster.gray.dimensions());
+    }
+    Ok(raster)
 }
 
 /// Decodes a HEIC/HEIF/AVIF photo (its rotation and crop applied by libheif).
@@ -403,7 +472,7 @@ fn decode_pdf_image(img: &PdfPageImage, limits: &Limits) -> Result<PageRaster, P
     check_pixels(img.width as u64, img.height as u64, limits)?;
     let (w, h) = (img.width as usize, img.height as usize);
     let mut raster = match img.encoding {
-        PdfImageEncoding::Jpeg => decode_image_file(&img.data, ImageFormat::Jpeg, limits)?,
+        PdfImageEncoding::Jpeg => decode_image_file(&img.data, None, ImageFormat::Jpeg, limits)?,
         PdfImageEncoding::CcittG4 => {
             let g = crate::lightpdf::decode_g4(&img.data, img.width, img.height).ok_or_else(|| corrupt("damaged CCITT G4 image"))?;
             PageRaster::from_gray(g, true)
@@ -475,6 +544,56 @@ mod tests {
         let e = decode_page(&PageBlob::ImageFile { data: Arc::new(cut), format: ImageFormat::Jpeg }, &Limits::default()).expect_err("cut");
         assert_eq!(e.reason, ReasonCode::FichierCorrompu);
         assert!(e.detail.contains("cut short"), "{}", e.detail);
+    }
+
+    /// A JPEG file of `img` at `quality`, with `app` segments inserted after its start marker.
+    fn jpeg_file(img: DynamicImage, quality: u8, app: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let (w, h) = (img.width() as u16, img.height() as u16);
+        let enc = jpeg_encoder::Encoder::new(&mut out, quality);
+        match img {
+            DynamicImage::ImageLuma8(g) => enc.encode(g.as_raw(), w, h, jpeg_encoder::ColorType::Luma),
+            other => enc.encode(other.to_rgb8().as_raw(), w, h, jpeg_encoder::ColorType::Rgb),
+        }
+        .expect("jpeg");
+        out.splice(2..2, app.iter().copied());
+        out
+    }
+
+    #[test]
+    fn a_jpeg_file_is_kept_as_sent_only_when_a_pdf_reader_draws_it_as_it_is() {
+        let colour = DynamicImage::ImageRgb8(image::RgbImage::from_fn(300, 200, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])));
+        let grey = DynamicImage::ImageLuma8(GrayImage::from_fn(120, 80, |x, y| image::Luma([((x * y) % 256) as u8])));
+        let decode =
+            |bytes: Vec<u8>| decode_page(&PageBlob::ImageFile { data: Arc::new(bytes), format: ImageFormat::Jpeg }, &Limits::default()).expect("decodes");
+        let sent = decode(jpeg_file(colour.clone(), 60, &[])).sent.expect("a plain colour JPEG");
+        assert_eq!((sent.width, sent.height, sent.colour), (300, 200, true));
+        let sent = decode(jpeg_file(grey.clone(), 60, &[])).sent.expect("a plain grey JPEG");
+        assert_eq!((sent.width, sent.height, sent.colour), (120, 80, false));
+        // A phone's turn in EXIF (orientation 6): the file is drawn sideways by a PDF reader.
+        let exif: &[u8] = b"\xff\xe1\x00\x22Exif\x00\x00II*\x00\x08\x00\x00\x00\x01\x00\x12\x01\x03\x00\x01\x00\x00\x00\x06\x00\x00\x00\x00\x00\x00\x00";
+        let turned = decode(jpeg_file(colour.clone(), 60, exif));
+        assert_eq!(turned.gray.dimensions(), (200, 300), "the decoder applied the turn");
+        assert!(turned.sent.is_none(), "a turned file is not drawn as decoded");
+        // An Adobe marker may say its three components are RGB, which readers take differently.
+        let adobe: &[u8] = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00";
+        assert!(decode(jpeg_file(colour, 60, adobe)).sent.is_none());
+        assert!(decode(jpeg_file(grey, 60, adobe)).sent.is_some(), "one component is grey whatever the marker");
+        // Pixels changed by a correction are no longer the file's.
+        let mut page = decode(jpeg_file(DynamicImage::ImageLuma8(GrayImage::new(64, 64)), 60, &[]));
+        assert!(page.sent.is_some());
+        page.rotate180();
+        assert!(page.sent.is_none());
+        // Damaged headers say nothing rather than panic.
+        for bad in [
+            &b"\xff\xd8"[..],
+            b"\xff\xd8\xff\xc0\x00\x40\x08",
+            b"\xff\xd8\xff\xe0\xff\xff",
+            b"\xff\xd8\xff\xc0\x00\x08\x0c\x00\x10\x00\x10\x01\xff\xda",
+            b"PNG",
+        ] {
+            assert!(SentJpeg::of(&Arc::new(bad.to_vec())).is_none(), "{bad:?}");
+        }
     }
 
     #[test]
