@@ -39,6 +39,11 @@ pub struct TypeRule {
     /// read as body text, under "impôt sur les revenus" taken for the title).
     #[serde(default)]
     pub named: Vec<String>,
+    /// Phrases of a form of the document that proves less than the document itself, which an
+    /// operator verifies before it is filed (a single-use attestation drawn from an identity
+    /// card is not the card: it is checked online, for its recipient and its use-by date).
+    #[serde(default)]
+    pub checked: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,7 +98,7 @@ impl Lexicon {
             tracing::warn!(categorie = %c, r#type = %t, plan = %plan.version, "no rule recognises this type of the plan: its pieces will go to review");
         }
         for t in &mut lex.types {
-            for p in t.title.iter_mut().chain(t.text.iter_mut()).chain(t.not.iter_mut()).chain(t.named.iter_mut()) {
+            for p in t.title.iter_mut().chain(t.text.iter_mut()).chain(t.not.iter_mut()).chain(t.named.iter_mut()).chain(t.checked.iter_mut()) {
                 *p = phrase(p);
             }
         }

@@ -8,7 +8,7 @@ use scanbureau_pipeline::qualify::{Household, PageFeatures, PieceDraft};
 use scanbureau_pipeline::reason::ReasonCode;
 
 use crate::identity::{Attribution, addressed_to, attribute, attribute_mrz};
-use crate::lexicon::{Lexicon, Reading, Score, TITLE_IN_TITLE, normalise, score_outside, score_type};
+use crate::lexicon::{Lexicon, Reading, Score, TITLE_IN_TITLE, coverage, normalise, score_outside, score_type};
 use crate::mrz::{self, LicenceLine, Mrz, MrzDocument};
 use crate::twoddoc::{self, TrustList, TwoDDoc, Verdict};
 
@@ -492,6 +492,10 @@ fn classify_piece(lex: &Lexicon, trust: &TrustList, household: &Household, pages
         evidence.push(format!("for an operator: {why}"));
         conf = conf.min(0.5);
     }
+    if let Some(form) = rule.checked.iter().find(|p| coverage(&reading.text, p) > 0.0 || coverage(&reading.title, p) > 0.0) {
+        evidence.push(format!("a form an operator verifies: '{}' is read, which proves less than the document itself", form.trim()));
+        conf = conf.min(0.5);
+    }
     let mut categorie = rule.categories[0].as_str();
     let mut rejection = None;
     if rule.identity {
@@ -573,6 +577,25 @@ mod tests {
         assert_eq!(wording_len(&l), normalise("carte nationale d identite").len());
         assert!(!titled_by(&normalise("ie à l'acte de mariage n° 73 - le"), &normalise("acte de mariage")));
         assert!(titled_by(&normalise("EXTRAIT D'ACTE DE MARIAGE"), &normalise("acte de mariage")));
+    }
+
+    #[test]
+    fn a_single_use_identity_attestation_is_proposed_as_the_card_for_an_operator_to_verify() {
+        let who = "Nom PAYET\nPrénoms SOPHIE\nSexe F Nationalité FRA\nDate de naissance 02/05/1985";
+        let attestation = format!(
+            "RÉPUBLIQUE FRANÇAISE\nN° Z6KZAAT76UI2TXC\nDestiné à 072c immo Motif Location d'appartement\n{who}\nVérifier ce justificatif sur france-identite.gouv.fr/justificatif"
+        );
+        let d = &run(&[page("Justificatif d'identité à usage unique", &attestation)])[0];
+        assert_eq!(d.type_code.as_deref(), Some("CNI"), "{:?}", d.evidence);
+        assert!(d.rejection.is_none() && d.confidence < 0.8, "{} {:?}", d.confidence, d.evidence);
+        assert!(d.evidence.iter().any(|e| e.contains("a form an operator verifies: 'justificatif d identite a usage unique'")), "{:?}", d.evidence);
+        // Its title not read as one, the address it is verified at still says what it is.
+        let d = &run(&[page("RÉPUBLIQUE FRANÇAISE", &format!("Carte d'identité\n{attestation}"))])[0];
+        assert!(d.confidence < 0.8 && d.evidence.iter().any(|e| e.contains("operator verifies")), "{} {:?}", d.confidence, d.evidence);
+        // The card itself, the same person: filed.
+        let d = &run(&[card(&format!("RÉPUBLIQUE FRANÇAISE CARTE NATIONALE D'IDENTITÉ\n{who}"))])[0];
+        assert_eq!(d.type_code.as_deref(), Some("CNI"), "{:?}", d.evidence);
+        assert!(d.confidence >= 0.8 && !d.evidence.iter().any(|e| e.contains("operator verifies")), "{} {:?}", d.confidence, d.evidence);
     }
 
     #[test]

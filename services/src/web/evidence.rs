@@ -52,6 +52,9 @@ pub fn en_clair(line: &str, plan: Option<&FilingPlan>) -> String {
     if let Some(why) = l.strip_prefix("original ? ") {
         return original_fr(why);
     }
+    if let Some(form) = between(l, "a form an operator verifies: '", "' is read, which proves less than the document itself") {
+        return format!("À vérifier : « {form} » est lu, une forme du document qui prouve moins que le document lui-même.");
+    }
     if let Some(why) = l.strip_prefix("for an operator: ") {
         return format!("À vérifier : {why}.");
     }
@@ -172,6 +175,10 @@ mod tests {
             ),
             ("identity: DUPONT MARIE (Demandeur, name score 3)", "Identité : DUPONT MARIE."),
             ("addressed to DUPONT MARIE", "Adressé à DUPONT MARIE."),
+            (
+                "a form an operator verifies: 'justificatif d identite a usage unique' is read, which proves less than the document itself",
+                "À vérifier : « justificatif d identite a usage unique » est lu, une forme du document qui prouve moins que le document lui-même.",
+            ),
             ("would be refused (PIECE_ILLISIBLE) but held first", "Serait refusée (pièce illisible), mais gardée pour vérification."),
             ("outside the plan (facture): facture, edf [6.0 vs 1.0 for QUITTANCE_LOYER]", "Hors du plan de classement : ressemble à « facture »."),
             ("something new the classifier says", "something new the classifier says"),
