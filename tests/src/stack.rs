@@ -13,9 +13,20 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use scanbureau::settings::ServiceConfig;
 
-/// A free loopback port (the OS picks; a race with another process is possible but rare).
+/// A free loopback port (the OS picks) that this process has not handed out before. A port
+/// picked and let go is free again to the OS until its server binds it: tests running at once
+/// drew the same one (a portal's HTTP port and a test's own IMAP server). A race with another
+/// process is still possible but rare.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
+        let fresh = GIVEN.lock().map_or(true, |mut given| given.insert(port));
+        if port == 0 || fresh {
+            return port;
+        }
+    }
+    0
 }
 
 /// A free base port whose next four ports (and their gRPC twins at +10000) look free too.
