@@ -14,9 +14,9 @@ use anyhow::{Context, Result, bail};
 use scanbureau::settings::ServiceConfig;
 
 /// A free loopback port (the OS picks) that this process has not handed out before. A port
-/// picked and let go is free again to the OS until its server binds it: tests running at once
-/// drew the same one (a portal's HTTP port and a test's own IMAP server). A race with another
-/// process is still possible but rare.
+/// picked and let go is free again to the OS until its server binds it, so two tests running
+/// at once could draw the same one (suspected when a portal test and an IMAP test failed
+/// together). A race with another process is still possible but rare.
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
     for _ in 0..100 {
