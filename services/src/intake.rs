@@ -365,13 +365,7 @@ fn sanitize_id(s: &str) -> String {
 /// Records how the message's origin was checked, with the mailing it became.
 async fn record_checks(bureau: &Bureau, mailing: &str, checked: Option<&(AuthFacts, Authenticity)>) -> Result<()> {
     let Some((facts, verdict)) = checked else { return Ok(()) };
-    let label = match verdict {
-        Authenticity::Authentic => "authentic".to_string(),
-        Authenticity::Unproven => "unproven".to_string(),
-        Authenticity::Forged(proof) => format!("forged: {proof}"),
-        Authenticity::Unavailable(why) => format!("unavailable: {why}"),
-    };
-    store::record_mail_authentication(&bureau.pool, mailing, serde_json::to_value(facts)?, &label, &bureau.actor).await?;
+    store::record_mail_authentication(&bureau.pool, mailing, serde_json::to_value(facts)?, &verdict.label(), &bureau.actor).await?;
     Ok(())
 }
 

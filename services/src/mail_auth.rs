@@ -85,6 +85,30 @@ pub enum Authenticity {
     Unavailable(String),
 }
 
+impl Authenticity {
+    /// The verdict as it is recorded with its message (audit `mail_authentication`).
+    pub fn label(&self) -> String {
+        match self {
+            Authenticity::Authentic => "authentic".to_string(),
+            Authenticity::Unproven => "unproven".to_string(),
+            Authenticity::Forged(proof) => format!("forged: {proof}"),
+            Authenticity::Unavailable(why) => format!("unavailable: {why}"),
+        }
+    }
+
+    /// A recorded verdict read back; None for a label [`Self::label`] does not write.
+    pub fn from_label(label: &str) -> Option<Self> {
+        match label {
+            "authentic" => Some(Authenticity::Authentic),
+            "unproven" => Some(Authenticity::Unproven),
+            l => l
+                .strip_prefix("forged: ")
+                .map(|proof| Authenticity::Forged(proof.into()))
+                .or_else(|| l.strip_prefix("unavailable: ").map(|why| Authenticity::Unavailable(why.into()))),
+        }
+    }
+}
+
 /// Pure: the policy above.
 pub fn judge(f: &AuthFacts) -> Authenticity {
     if f.trusted_relay || f.dmarc == Outcome::Pass {
@@ -273,6 +297,20 @@ impl MailChecker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recorded_verdict_reads_back_as_it_was() {
+        let verdicts = [
+            Authenticity::Authentic,
+            Authenticity::Unproven,
+            Authenticity::Forged("DMARC fails for bailleur-974.example: 198.51.100.9".into()),
+            Authenticity::Unavailable("DNS timeout".into()),
+        ];
+        for v in verdicts {
+            assert_eq!(Authenticity::from_label(&v.label()), Some(v.clone()), "{}", v.label());
+        }
+        assert_eq!(Authenticity::from_label("forged"), None, "a label the intake does not write");
+    }
 
     fn facts(dmarc: Outcome, policy: DomainPolicy, dkim: &[(&str, Outcome)], spf: Outcome) -> AuthFacts {
         AuthFacts {

@@ -24,7 +24,7 @@ use super::{Answer, Fields, Refused, Signed, WebError, field, pdf_answer, receiv
 use crate::accounts::Role;
 use crate::bureau::{Bureau, Intake};
 use crate::decisions;
-use crate::mail_auth::{AuthFacts, DomainPolicy, Outcome};
+use crate::mail_auth::{AuthFacts, Authenticity, DomainPolicy, Outcome};
 use crate::store;
 use crate::store::desk;
 use crate::store::people::{self, INCIDENT_KINDS, incident_kind_label, incident_status_label};
@@ -228,7 +228,7 @@ async fn mailing(State(b): State<Arc<Bureau>>, s: SignedIn<Everyone>, Path(id): 
 /// the verdict and the [`AuthFacts`] it rests on): what was concluded, in French, and the
 /// results. None when the record is not one.
 pub fn mail_origin(detail: &serde_json::Value) -> Option<(String, String)> {
-    let verdict = detail["verdict"].as_str()?;
+    let verdict = Authenticity::from_label(detail["verdict"].as_str()?)?;
     let f: AuthFacts = serde_json::from_value(detail["checks"].clone()).ok()?;
     let domain = &f.from_domain;
     let client = f.client.map(|c| c.to_string());
@@ -246,18 +246,14 @@ pub fn mail_origin(detail: &serde_json::Value) -> Option<(String, String)> {
         DomainPolicy::Absent => "aucune politique publiée",
     };
     let server = client.as_deref().unwrap_or("inconnu");
-    let said = if verdict == "authentic" && f.trusted_relay {
-        format!("authentique : remis par un relais de confiance ({server})")
-    } else if verdict == "authentic" {
-        format!("authentique : {domain} l'a signé ou envoyé (DMARC réussi)")
-    } else if verdict == "unproven" {
-        format!("non prouvée : rien ne prouve que {domain} l'a envoyé, ni le contraire")
-    } else if verdict.starts_with("forged") {
-        format!(
+    let said = match verdict {
+        Authenticity::Authentic if f.trusted_relay => format!("authentique : remis par un relais de confiance ({server})"),
+        Authenticity::Authentic => format!("authentique : {domain} l'a signé ou envoyé (DMARC réussi)"),
+        Authenticity::Unproven => format!("non prouvée : rien ne prouve que {domain} l'a envoyé, ni le contraire"),
+        Authenticity::Forged(_) => format!(
             "falsifiée : aucune signature DKIM de {domain} ne se vérifie et SPF n'autorise pas le serveur {server} ; le domaine demande de {policy} un tel courriel. Le pli est refusé et l'adresse de l'expéditeur n'est pas prévenue."
-        )
-    } else {
-        format!("non vérifiée : le DNS n'a pas répondu pour {domain}")
+        ),
+        Authenticity::Unavailable(_) => format!("non vérifiée : le DNS n'a pas répondu pour {domain}"),
     };
     let signatures: Vec<String> = f.dkim.iter().map(|(d, o)| format!("{d} {}", result(*o))).collect();
     let dkim = if signatures.is_empty() { "aucune signature".to_string() } else { signatures.join(", ") };
