@@ -398,21 +398,14 @@ fn main() {
     if ocr {
         let losses: Vec<(f64, &str)> = rows.iter().filter_map(|r| Some((100.0 * (r.original_known? - ours(r)?.known?), r.kind.as_str()))).collect();
         let within = losses.iter().filter(|l| l.0 <= 1.0).count();
-        let worst = losses.iter().cloned().fold((f64::MIN, ""), |a, b| if b.0 > a.0 { b } else { a });
-        println!(
-            "target legibility within 1 point of the original (known words): {within} of {} generated pages; worst loss {:.1} pt ({})",
-            losses.len(),
-            worst.0,
-            worst.1
-        );
+        let worst = losses.iter().max_by(|a, b| a.0.total_cmp(&b.0)).map_or_else(|| "none".into(), |w| format!("{:.1} pt ({})", w.0, w.1));
+        println!("target legibility within 1 point of the original (known words): {within} of {} generated pages; worst loss {worst}", losses.len());
         let kept: Vec<(f64, &str)> = rows.iter().filter_map(|r| Some((100.0 * ours(r)?.kept?, r.kind.as_str()))).collect();
-        let worst = kept.iter().cloned().fold((f64::MAX, ""), |a, b| if b.0 < a.0 { b } else { a });
+        let worst = kept.iter().min_by(|a, b| a.0.total_cmp(&b.0)).map_or_else(|| "none".into(), |w| format!("{:.1} % ({})", w.0, w.1));
         println!(
-            "  confident words of the original read again: {} of {} pages keep ≥ 99 %; worst {:.1} % ({})",
+            "  confident words of the original read again: {} of {} pages keep ≥ 99 %; worst {worst}",
             kept.iter().filter(|k| k.0 >= 99.0).count(),
-            kept.len(),
-            worst.0,
-            worst.1
+            kept.len()
         );
     }
 }
