@@ -254,7 +254,11 @@ impl From<&Corrections> for Taken {
 /// picture (a 359-dpi photo of a thermal receipt cut as it was lost 2 points of its words).
 ///
 /// A page kept whole as a picture is stored as the JPEG file it came in when that file is the
-/// lighter of the two (see [`as_sent`]).
+/// lighter of the two (see [`as_sent`]). Tried and not adopted: an enlarged page stored at the
+/// pixels it came with, its enlargement shrunk back (26 real pages 18-80 % lighter at quality
+/// 55): shrinking blurs what the file held, and they lost up to 75 points of their confident
+/// words (a passport specimen 92 → 17 %), still up to 65 at quality 90 (a passport's data page
+/// 88 → 24 %; compression benchmark).
 pub fn store_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, taken: Taken, params: &EncodeParams) -> EncodedPage {
     let page = store_pixels(raster, bits, content, taken, params);
     as_sent(raster, page)
