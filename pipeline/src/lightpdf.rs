@@ -8,8 +8,8 @@
 //!   the print as a G4 stencil at scan resolution over a low-resolution JPEG background, painted
 //!   in its own colour;
 //! - print with pictures among it (an identity card copied on a sheet, a photograph in a letter):
-//!   mixed, with each picture as a JPEG inset at 250 dpi (quality 40) over the background and
-//!   the stencil empty there;
+//!   mixed, with each picture as a JPEG inset at up to 300 dpi (quality 40) over the background
+//!   and the stencil empty there;
 //! - print scanned at 120-180 dpi: any of the above, its print cut from the page enlarged to 300
 //!   dpi (a stencil at the scan's own resolution breaks strokes);
 //! - photographs, cards scanned alone, photos of documents, faint print and whatever the layers
@@ -62,12 +62,13 @@ pub struct EncodeParams {
     /// Resolution and quality of JPEG-stored pages.
     pub picture_dpi: f32,
     pub jpeg_quality: u8,
-    /// Resolution and quality of the pictures among a mixed page's print (identity cards copied
-    /// on a sheet), from scans of `inset_dpi` or finer. A card's print is smaller than a page's
-    /// and needs pixels more than a fine JPEG: at 250 dpi and quality 40 the generated grey ID
-    /// copies lost at most 3.4 points of their known words where 200 dpi at quality 55 lost 10.3,
-    /// for 4.7 KB more a page. Whole pages were measured the same way on the real documents: 4
-    /// to 26 % more bytes and no word kept more, so they stay at `picture_dpi`.
+    /// Greatest resolution and quality of the pictures among a mixed page's print (identity
+    /// cards copied on a sheet), from scans of [`FINE_INSET_SCAN_DPI`] or finer. A card's print
+    /// is smaller than a page's and needs pixels more than a fine JPEG: the generated grey ID
+    /// copies lost at most 10.3 points of their known words at 200 dpi and quality 55, 3.4 at
+    /// 250 dpi and quality 40 or 55, none at 300 dpi and quality 40 (55 KB a page; 75 KB at
+    /// quality 55, over the 60 KB target). Whole pages were measured the same way on the real
+    /// documents: 4 to 26 % more bytes and no word kept more, so they stay at `picture_dpi`.
     pub inset_dpi: f32,
     pub inset_quality: u8,
     /// Resolution and quality of a mixed page's background.
@@ -93,7 +94,7 @@ impl Default for EncodeParams {
         Self {
             picture_dpi: 200.0,
             jpeg_quality: 55,
-            inset_dpi: 250.0,
+            inset_dpi: 300.0,
             inset_quality: 40,
             background_dpi: 75.0,
             background_quality: 40,
@@ -106,12 +107,17 @@ impl Default for EncodeParams {
 }
 
 impl EncodeParams {
-    /// Resolution and quality of a mixed page's pictures: a scan coarser than `inset_dpi` keeps
-    /// the page pictures' storage.
+    /// Resolution and quality of a mixed page's pictures: a scan coarser than
+    /// [`FINE_INSET_SCAN_DPI`] keeps the page pictures' storage; a finer one, at most
+    /// `inset_dpi` (never more than the scan's own, see [`picture_layer`]).
     fn inset_storage(&self, scan_dpi: f32) -> (f32, u8) {
-        if scan_dpi >= self.inset_dpi { (self.inset_dpi, self.inset_quality) } else { (self.picture_dpi, self.jpeg_quality) }
+        if scan_dpi >= FINE_INSET_SCAN_DPI { (self.inset_dpi, self.inset_quality) } else { (self.picture_dpi, self.jpeg_quality) }
     }
 }
+
+/// Scans this fine or finer keep their pictures among print at the inset quality; coarser ones
+/// have few pixels to spare and keep them at the pictures' finer quantiser.
+pub const FINE_INSET_SCAN_DPI: f32 = 250.0;
 
 /// How the bytes of an encoded page are to be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1096,6 +1102,14 @@ mod tests {
     }
 
     #[test]
+    fn pictures_among_print_keep_up_to_300_dpi_from_fine_scans_and_a_finer_quantiser_from_coarse_ones() {
+        let p = EncodeParams::default();
+        assert_eq!(p.inset_storage(600.0), (300.0, 40), "a 600-dpi scan's card is brought to 300 dpi");
+        assert_eq!(p.inset_storage(270.0), (300.0, 40), "a 270-dpi scan's card keeps its pixels at quality 40");
+        assert_eq!(p.inset_storage(200.0), (p.picture_dpi, p.jpeg_quality), "a 200-dpi scan has no pixels to spare");
+    }
+
+    #[test]
     fn a_card_on_a_sheet_is_kept_as_a_picture_and_the_sheet_as_print() {
         for colour in [false, true] {
             let r = card_copy(colour);
@@ -1110,7 +1124,7 @@ mod tests {
             assert!(inside(600, 500) && inside(1609, 1139), "the whole card is in the inset: {:?}", inset.region);
             assert!(!inside(300, 2000) && inset.region.area() < 2480 * 3508 / 4, "the print is not: {:?}", inset.region);
             assert_eq!(inset.layer.colour, colour);
-            assert_eq!(inset.layer.width, (inset.region.w as f32 * 250.0 / 300.0) as u32, "at the inset resolution");
+            assert_eq!(inset.layer.width, inset.region.w, "at the scan's own 300 dpi");
             assert_eq!(first_quantiser(&inset.layer.data), Some(20), "at quality 40");
             // Lighter than the whole page as one JPEG, and drawn back as the scan.
             let whole = encode(&r, if colour { PageContent::Colour } else { PageContent::Photo });

@@ -18,7 +18,8 @@
 //! are there (`scripts/setup.sh --bench-tools` installs them; COMPRESSION_OTHERS=0 leaves them
 //! out). COMPRESSION_KEEP=folder keeps the PDFs and the pages as drawn, to look at them.
 //! COMPRESSION_LEGIBILITY=0 leaves the reading out: sizes, storage and encode times only, in a
-//! minute, for trying a change before measuring it whole.
+//! minute, for trying a change before measuring it whole. COMPRESSION_INSET_DPI and
+//! COMPRESSION_INSET_QUALITY store the pictures among a mixed page's print otherwise.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -201,7 +202,17 @@ fn main() {
     if let Ok(dir) = std::env::var("REAL_DOCS") {
         sources.extend(real(Path::new(&dir)));
     }
-    let params = EncodeParams::default();
+    // COMPRESSION_INSET_DPI and COMPRESSION_INSET_QUALITY try another storage of the pictures
+    // among a mixed page's print (identity cards copied on a sheet) without rebuilding.
+    let defaults = EncodeParams::default();
+    let params = EncodeParams {
+        inset_dpi: env_usize("COMPRESSION_INSET_DPI", defaults.inset_dpi as usize) as f32,
+        inset_quality: env_usize("COMPRESSION_INSET_QUALITY", defaults.inset_quality as usize).clamp(1, 100) as u8,
+        ..defaults
+    };
+    if (params.inset_dpi, params.inset_quality) != (defaults.inset_dpi, defaults.inset_quality) {
+        println!("   (pictures among print kept at {:.0} dpi, quality {})", params.inset_dpi, params.inset_quality);
+    }
     // First, alone on the machine: what the job stores, and the encoding's cost on one core.
     let mut stored: Vec<(PageRaster, PageContent, EncodedPage, f64)> = Vec::new();
     for s in &sources {
