@@ -63,7 +63,7 @@ pub struct EncodeParams {
     pub picture_dpi: f32,
     pub jpeg_quality: u8,
     /// Greatest resolution and quality of the pictures among a mixed page's print (identity
-    /// cards copied on a sheet), from scans of [`FINE_INSET_SCAN_DPI`] or finer. A card's print
+    /// cards copied on a sheet), from scans of `inset_scan_dpi` or finer. A card's print
     /// is smaller than a page's and needs pixels more than a fine JPEG: the generated grey ID
     /// copies lost at most 10.3 points of their known words at 200 dpi and quality 55, 3.4 at
     /// 250 dpi and quality 40 or 55, none at 300 dpi and quality 40 (55 KB a page; 75 KB at
@@ -71,6 +71,9 @@ pub struct EncodeParams {
     /// documents: 4 to 26 % more bytes and no word kept more, so they stay at `picture_dpi`.
     pub inset_dpi: f32,
     pub inset_quality: u8,
+    /// Scans this fine or finer keep their pictures among print at `inset_quality`; coarser
+    /// ones have few pixels to spare and keep them at the pictures' finer quantiser.
+    pub inset_scan_dpi: f32,
     /// Resolution and quality of a mixed page's background.
     pub background_dpi: f32,
     pub background_quality: u8,
@@ -96,6 +99,7 @@ impl Default for EncodeParams {
             jpeg_quality: 55,
             inset_dpi: 300.0,
             inset_quality: 40,
+            inset_scan_dpi: 250.0,
             background_dpi: 75.0,
             background_quality: 40,
             tint_share: 0.02,
@@ -107,17 +111,13 @@ impl Default for EncodeParams {
 }
 
 impl EncodeParams {
-    /// Resolution and quality of a mixed page's pictures: a scan coarser than
-    /// [`FINE_INSET_SCAN_DPI`] keeps the page pictures' storage; a finer one, at most
-    /// `inset_dpi` (never more than the scan's own, see [`picture_layer`]).
+    /// Resolution and quality of a mixed page's pictures: a scan coarser than `inset_scan_dpi`
+    /// keeps the page pictures' storage; a finer one, at most `inset_dpi` (never more than the
+    /// scan's own, see [`picture_layer`]).
     fn inset_storage(&self, scan_dpi: f32) -> (f32, u8) {
-        if scan_dpi >= FINE_INSET_SCAN_DPI { (self.inset_dpi, self.inset_quality) } else { (self.picture_dpi, self.jpeg_quality) }
+        if scan_dpi >= self.inset_scan_dpi { (self.inset_dpi, self.inset_quality) } else { (self.picture_dpi, self.jpeg_quality) }
     }
 }
-
-/// Scans this fine or finer keep their pictures among print at the inset quality; coarser ones
-/// have few pixels to spare and keep them at the pictures' finer quantiser.
-pub const FINE_INSET_SCAN_DPI: f32 = 250.0;
 
 /// How the bytes of an encoded page are to be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
