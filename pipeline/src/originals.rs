@@ -104,9 +104,6 @@ pub enum StampError {
     Unreadable(String),
 }
 
-/// The piece of an original, stamped "COPIE" on every page: what is filed is a copy the bureau
-/// made, dated and signed with its name. The stamp is drawn in vector over the page (no pixel of
-/// the scan changes, a few hundred bytes a page); the same piece and words give the same bytes.
 /// A dictionary given inline or by reference (empty when there is none).
 fn dictionary_of(doc: &lopdf::Document, o: Option<&lopdf::Object>) -> Result<lopdf::Dictionary, StampError> {
     match o {
@@ -123,6 +120,9 @@ pub fn stamp_room(pages: usize) -> usize {
     600 + 500 * pages
 }
 
+/// The piece of an original, stamped "COPIE" on every page: what is filed is a copy the bureau
+/// made, dated and signed with its name. The stamp is drawn in vector over the page (no pixel of
+/// the scan changes, a few hundred bytes a page); the same piece and words give the same bytes.
 pub fn stamp_copy(pdf: &[u8], bureau: &str, date: chrono::NaiveDate) -> Result<Vec<u8>, StampError> {
     use crate::slip_print::text_line;
     use lopdf::content::{Content, Operation};

@@ -11,8 +11,15 @@
 //!
 //! Prints recall (originals suspected) and precision (suspicions that are originals), by kind of
 //! document, and every miss with BENCH_VERBOSE=1.
+//!
+//! With REAL_DOCS=folder (the real-documents set, see `real_documents`): the wet-ink sign on its
+//! civil-status acts and livrets de famille, each a scan or photo of the document itself, never
+//! of a photocopy: what the job measures on each page as it would on a paper mailing, and whether
+//! it suspects the document. The size signs cannot be measured there: a published file does not
+//! say the size of the paper it shows (a livret's scans are letter-sized pages of the whole glass,
+//! an image's resolution is a guess).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -24,7 +31,10 @@ use scanbureau_fixtures::mailing::{Fault, MailingKind, MailingSpec, RequestSpec,
 use scanbureau_fixtures::people::{Person, guichet, person, registry_json};
 use scanbureau_fixtures::write::write_jpeg_folder;
 use scanbureau_pipeline::config::SiteConfig;
+use scanbureau_pipeline::input::split_file;
 use scanbureau_pipeline::mailing::Channel;
+use scanbureau_pipeline::originals::{WET_INK_MIN, paper_signs, suspicion};
+use scanbureau_pipeline::raster::{Limits, decode_page};
 use scanbureau_pipeline::registry::Registry;
 
 /// The documents whose originals get sent: cards, passports and civil-status acts.
@@ -138,4 +148,50 @@ fn main() {
     for (code, t) in &by_type {
         println!("   {code:<24} {:>9} {:>9} {:>13}", t.originals, t.found, t.false_alarms);
     }
+    if let Ok(dir) = std::env::var("REAL_DOCS") {
+        real_wet_ink(Path::new(&dir));
+    }
+}
+
+/// The wet-ink sign on the real set's acts and livrets (see the module's comment).
+fn real_wet_ink(dir: &Path) {
+    let Ok(truth) = std::fs::read_to_string(dir.join("truth.csv")) else {
+        println!("(no truth.csv in {}: the real set is left out)", dir.display());
+        return;
+    };
+    let limits = Limits::default();
+    let stamped = |t: &str| t.starts_with("ACTE_") || t == "LIVRET_FAMILLE";
+    let (mut documents, mut suspected, mut grey) = (0, 0, 0);
+    println!("== the wet-ink sign on the real set's acts and livrets (every one shows the document itself)");
+    for line in truth.lines().skip(1) {
+        let cols: Vec<&str> = line.split(',').collect();
+        let (Some(&file), Some(&type_code), Some(&kind)) = (cols.first(), cols.get(2), cols.get(3)) else { continue };
+        if !stamped(type_code) {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(dir.join("files").join(file)) else {
+            println!("   {file}: missing");
+            continue;
+        };
+        let rasters: Vec<_> = split_file(file, bytes, &limits).iter().filter_map(|p| decode_page(&p.blob, &limits).ok()).collect();
+        let in_colour = rasters.iter().any(|r| r.rgb.is_some());
+        let signs: Vec<_> = rasters.iter().map(paper_signs).collect();
+        let dpi = rasters.first().map_or(300.0, |r| r.dpi);
+        let why = suspicion(Some(type_code), &signs, dpi);
+        let most = signs.iter().map(|s| s.wet_ink).fold(0.0_f32, f32::max);
+        documents += 1;
+        grey += usize::from(!in_colour);
+        suspected += usize::from(why.is_some());
+        println!(
+            "   {file:<52} {kind:<6} {} page(s), {}, blue or violet ink on {:.2} % of its most inked page: {}",
+            rasters.len(),
+            if in_colour { "kept in colour" } else { "decoded grey" },
+            most * 100.0,
+            why.as_deref().unwrap_or("not suspected")
+        );
+    }
+    println!(
+        "suspected {suspected} of {documents} (threshold {:.1} % of a page); {grey} of them decoded grey (no colour, or colour on under 0.5 % of the page; their ink is measured before)",
+        WET_INK_MIN * 100.0
+    );
 }
