@@ -15,14 +15,15 @@
 //! every page as the share of the words read with confidence on the original that are read
 //! again. That share is judged only on pages whose reading holds still: the original's twin
 //! (its pixels at quality 91 rather than 92) must keep 99 % of those words; on the others the
-//! reader's own spread is printed beside it. The same original page, as a one-page PDF, goes through `ocrmypdf -O3
-//! --tesseract-timeout 0` (optimisation only) and `gs -dPDFSETTINGS=/ebook` when those commands
-//! are there (`scripts/setup.sh --bench-tools` installs them; COMPRESSION_OTHERS=0 leaves them
-//! out). COMPRESSION_KEEP=folder keeps the PDFs and the pages as drawn, to look at them.
-//! COMPRESSION_LEGIBILITY=0 leaves the reading out: sizes, storage and encode times only, in a
-//! minute, for trying a change before measuring it whole. COMPRESSION_INSET_DPI and
-//! COMPRESSION_INSET_QUALITY store the pictures among a mixed page's print otherwise;
-//! COMPRESSION_PICTURE_DPI and COMPRESSION_PICTURE_QUALITY the pages stored whole as JPEG.
+//! reader's own spread is printed beside it. The same original page, as a one-page PDF, goes
+//! through `ocrmypdf -O3 --tesseract-timeout 0` (optimisation only) and `gs
+//! -dPDFSETTINGS=/ebook` when those commands are there (`scripts/setup.sh --bench-tools`
+//! installs them; COMPRESSION_OTHERS=0 leaves them out). COMPRESSION_KEEP=folder keeps the
+//! PDFs and the pages as drawn, to look at them. COMPRESSION_LEGIBILITY=0 leaves the reading
+//! out: sizes, storage and encode times only, in a minute, for trying a change before measuring
+//! it whole. COMPRESSION_INSET_DPI and COMPRESSION_INSET_QUALITY store the pictures among a
+//! mixed page's print otherwise; COMPRESSION_PICTURE_DPI and COMPRESSION_PICTURE_QUALITY the
+//! pages stored whole as JPEG.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
