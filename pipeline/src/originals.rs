@@ -63,7 +63,7 @@ pub fn batch_dpi(pages: &[(u32, u32)]) -> Option<f32> {
 const A4_RATIO: f32 = 297.0 / 210.0;
 
 /// Civil-status documents: their originals carry an officer's stamp and signature in ink.
-fn stamped_by_nature(type_code: &str) -> bool {
+pub fn stamped_by_nature(type_code: &str) -> bool {
     type_code.starts_with("ACTE_") || type_code == "LIVRET_FAMILLE"
 }
 

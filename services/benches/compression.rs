@@ -399,7 +399,10 @@ fn main() {
                 let ours = r.tools[0].1.as_ref();
                 let kb = ours.map_or(String::from("-"), |s| format!("{:.1} KB", s.kb));
                 let kept = ours.and_then(|s| s.kept).map_or(String::from("-"), |k| format!("{:.1} %", 100.0 * k));
-                let kept = r.twin_kept.map_or(kept.clone(), |t| format!("{kept} (twin {:.1} %)", 100.0 * t));
+                let kept = match r.twin_kept {
+                    Some(t) => format!("{kept} (twin {:.1} %)", 100.0 * t),
+                    None => kept,
+                };
                 let ms = ours.map_or(String::from("-"), |s| format!("{:.0} ms", s.ms));
                 let known =
                     r.original_known.zip(ours.and_then(|s| s.known)).map_or(String::new(), |(o, k)| format!(", known words {:+.1} pt", 100.0 * (k - o)));

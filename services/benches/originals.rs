@@ -33,7 +33,7 @@ use scanbureau_fixtures::write::write_jpeg_folder;
 use scanbureau_pipeline::config::SiteConfig;
 use scanbureau_pipeline::input::split_file;
 use scanbureau_pipeline::mailing::Channel;
-use scanbureau_pipeline::originals::{WET_INK_MIN, paper_signs, suspicion};
+use scanbureau_pipeline::originals::{WET_INK_MIN, paper_signs, stamped_by_nature, suspicion};
 use scanbureau_pipeline::raster::{Limits, decode_page};
 use scanbureau_pipeline::registry::Registry;
 
@@ -41,7 +41,7 @@ use scanbureau_pipeline::registry::Registry;
 const ORIGINAL_PRONE: &[&str] = &["CNI", "PASSEPORT", "TITRE_SEJOUR", "ACTE_NAISSANCE", "ACTE_DECES", "ACTE_MARIAGE", "LIVRET_FAMILLE"];
 
 mod common;
-use common::{JobKit, env_usize};
+use common::{JobKit, env_usize, read_truth};
 
 /// One request's documents: two or three prone to be sent as originals, each an original, a
 /// colour copy or a black-and-white copy of an original, and one other document of the plan.
@@ -155,20 +155,15 @@ fn main() {
 
 /// The wet-ink sign on the real set's acts and livrets (see the module's comment).
 fn real_wet_ink(dir: &Path) {
-    let Ok(truth) = std::fs::read_to_string(dir.join("truth.csv")) else {
+    if !dir.join("truth.csv").is_file() {
         println!("(no truth.csv in {}: the real set is left out)", dir.display());
         return;
-    };
+    }
     let limits = Limits::default();
-    let stamped = |t: &str| t.starts_with("ACTE_") || t == "LIVRET_FAMILLE";
     let (mut documents, mut suspected, mut grey) = (0, 0, 0);
     println!("== the wet-ink sign on the real set's acts and livrets (every one shows the document itself)");
-    for line in truth.lines().skip(1) {
-        let cols: Vec<&str> = line.split(',').collect();
-        let (Some(&file), Some(&type_code), Some(&kind)) = (cols.first(), cols.get(2), cols.get(3)) else { continue };
-        if !stamped(type_code) {
-            continue;
-        }
+    for t in read_truth(dir).iter().filter(|t| stamped_by_nature(&t.type_code)) {
+        let (file, type_code, kind) = (t.file.as_str(), t.type_code.as_str(), t.kind.as_str());
         let Ok(bytes) = std::fs::read(dir.join("files").join(file)) else {
             println!("   {file}: missing");
             continue;

@@ -23,7 +23,7 @@
 //! confidence on the original file that it still reads on the stored page (both read at the same
 //! size, see `kept_words`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use scanbureau::process::{MailingJob, execute};
@@ -35,66 +35,9 @@ use scanbureau_pipeline::registry::Registry;
 use scanbureau_pipeline::report::{PieceStatus, Report};
 
 mod common;
-use common::{JobKit, kept_words};
+use common::{JobKit, Truth, kept_words, read_truth};
 
 const NUMERO: &str = "0930325091042G3533";
-
-/// One row of `truth.csv`.
-struct Truth {
-    file: String,
-    categorie: String,
-    type_code: String,
-    kind: String,
-    holder: Option<(String, String, Option<String>)>,
-    /// Review is the right outcome (a redacted identity document names nobody to check; a
-    /// signed 2D-Doc contradicts its print; a foreign text proves nothing either way).
-    review_expected: bool,
-}
-
-/// Splits a CSV line (quotes allowed, no line breaks inside fields).
-fn csv_fields(line: &str) -> Vec<String> {
-    let mut out = vec![String::new()];
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                chars.next();
-                if let Some(f) = out.last_mut() {
-                    f.push('"');
-                }
-            }
-            '"' => quoted = !quoted,
-            ',' if !quoted => out.push(String::new()),
-            c => {
-                if let Some(f) = out.last_mut() {
-                    f.push(c);
-                }
-            }
-        }
-    }
-    out
-}
-
-fn read_truth(dir: &Path) -> Vec<Truth> {
-    let text = std::fs::read_to_string(dir.join("truth.csv")).unwrap_or_else(|e| panic!("{}/truth.csv: {e}", dir.display()));
-    text.lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let f = csv_fields(l);
-            let field = |i: usize| f.get(i).cloned().unwrap_or_default();
-            let holder = field(4);
-            let holder = (!holder.is_empty()).then(|| {
-                let mut parts = holder.split('|').map(str::to_string);
-                let nom = parts.next().unwrap_or_default();
-                let prenoms = parts.next().unwrap_or_default();
-                (nom, prenoms, parts.next().filter(|d| !d.is_empty()))
-            });
-            Truth { file: field(0), categorie: field(1), type_code: field(2), kind: field(3), holder, review_expected: field(5) == "review" }
-        })
-        .collect()
-}
 
 /// A registry whose one request's applicant is the document's holder (or someone made up when
 /// the document names nobody legible).

@@ -176,3 +176,60 @@ pub fn kept_words(original: &Path, piece_pdf: &[u8], scratch: &Path) -> Option<f
     let after = ocr_words(&scratch.join("page.png"), 0.0)?;
     Some(multiset_hits(&before, &after) as f64 / before.len() as f64)
 }
+
+/// One row of the real-documents set's `truth.csv` (see `real_documents`).
+pub struct Truth {
+    pub file: String,
+    pub categorie: String,
+    pub type_code: String,
+    pub kind: String,
+    pub holder: Option<(String, String, Option<String>)>,
+    /// Review is the right outcome (a redacted identity document names nobody to check; a
+    /// signed 2D-Doc contradicts its print; a foreign text proves nothing either way).
+    pub review_expected: bool,
+}
+
+/// Splits a CSV line (quotes allowed, no line breaks inside fields).
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                if let Some(f) = out.last_mut() {
+                    f.push('"');
+                }
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(String::new()),
+            c => {
+                if let Some(f) = out.last_mut() {
+                    f.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn read_truth(dir: &Path) -> Vec<Truth> {
+    let text = std::fs::read_to_string(dir.join("truth.csv")).unwrap_or_else(|e| panic!("{}/truth.csv: {e}", dir.display()));
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f = csv_fields(l);
+            let field = |i: usize| f.get(i).cloned().unwrap_or_default();
+            let holder = field(4);
+            let holder = (!holder.is_empty()).then(|| {
+                let mut parts = holder.split('|').map(str::to_string);
+                let nom = parts.next().unwrap_or_default();
+                let prenoms = parts.next().unwrap_or_default();
+                (nom, prenoms, parts.next().filter(|d| !d.is_empty()))
+            });
+            Truth { file: field(0), categorie: field(1), type_code: field(2), kind: field(3), holder, review_expected: field(5) == "review" }
+        })
+        .collect()
+}
