@@ -192,16 +192,117 @@ pub fn find_outline(gray: &GrayImage) -> Option<Quad> {
     // A document: the quadrilateral covers the region well, and the region is not the picture's
     // own frame (a scan of a dark-bordered page touches every edge).
     let qa = quad_area(&quad);
-    if qa < area as f32 * 0.9 || qa > area as f32 * 1.12 {
-        return None;
-    }
     let touching =
         [tl.1.min(tr.1) <= 1.0, tr.0.max(br.0) >= (m.w - 2) as f32, bl.1.max(br.1) >= (m.h - 2) as f32, tl.0.min(bl.0) <= 1.0].iter().filter(|&&b| b).count();
-    if touching >= 3 {
+    let quad = if touching >= 3 {
+        return None;
+    } else if (area as f32 * 0.9..=area as f32 * 1.12).contains(&qa) {
+        quad
+    } else if touching > 0 {
+        clipped_outline(&label, m.w, m.h, area)?
+    } else {
+        return None;
+    };
+    let scale = |p: (f32, f32)| ((p.0 + 0.5) * f as f32, (p.1 + 0.5) * f as f32);
+    Some(quad.map(scale))
+}
+
+/// A side of a document as a line: `y = k·x + d` for the top and bottom, `x = k·y + d` for the
+/// left and right.
+#[derive(Debug, Clone, Copy)]
+struct Side {
+    k: f32,
+    d: f32,
+}
+
+/// The outline of a document the picture cuts off: each side fitted to the region's edge where
+/// it is seen, a side the picture's edge hides taken as that edge, the corners where the sides
+/// meet, in the picture or out of it. Only cells where the edge runs the side's way count: where
+/// the frame cuts a slanting side, a row's last cells are that slant, not the right side. A real
+/// phone photo of a book's page, cut by the frame at the right and the bottom, was left whole by
+/// the extreme corners (they covered 0.89 of its region), its dark cloth stored with it.
+fn clipped_outline(label: &[bool], w: usize, h: usize, area: usize) -> Option<Quad> {
+    let at = |x: usize, y: usize| label[y * w + x];
+    // Each column's first and last cells, each row's, where the region has any.
+    let columns: Vec<Option<(usize, usize)>> =
+        (0..w).map(|x| (0..h).find(|&y| at(x, y)).map(|top| (top, (0..h).rev().find(|&y| at(x, y)).unwrap_or(top)))).collect();
+    let rows: Vec<Option<(usize, usize)>> =
+        (0..h).map(|y| (0..w).find(|&x| at(x, y)).map(|left| (left, (0..w).rev().find(|&x| at(x, y)).unwrap_or(left)))).collect();
+    // The cells of one side: off the frame, and where the edge runs the side's way (the next
+    // line's cell at most one cell on).
+    let side_cells = |ends: &[Option<(usize, usize)>], last: bool, frame: usize| -> Vec<(f32, f32)> {
+        let end = |i: usize| ends.get(i).copied().flatten().map(|(a, b)| if last { b } else { a });
+        (0..ends.len())
+            .filter_map(|i| {
+                let e = end(i)?;
+                let steady = [i.checked_sub(1), Some(i + 1)].into_iter().flatten().filter_map(end).all(|n| n.abs_diff(e) <= 1);
+                (e != 0 && e != frame && steady).then_some((i as f32, e as f32))
+            })
+            .collect()
+    };
+    let extent = |ends: &[Option<(usize, usize)>]| ends.iter().filter(|e| e.is_some()).count();
+    // A side seen along less than a third of the region is the frame's; one seen is straight:
+    // most of its cells on its line (a round thing's edge is not).
+    let fit = |cells: Vec<(f32, f32)>, extent: usize, frame: f32| -> Option<Side> {
+        if cells.len() * 3 < extent {
+            return Some(Side { k: 0.0, d: frame });
+        }
+        let side = theil_sen(&cells);
+        let on_line = cells.iter().filter(|&&(i, e)| (e - side.k * i - side.d).abs() <= 2.0).count();
+        (on_line * 5 >= cells.len() * 3).then_some(side)
+    };
+    let top = fit(side_cells(&columns, false, h - 1), extent(&columns), 0.0)?;
+    let bottom = fit(side_cells(&columns, true, h - 1), extent(&columns), (h - 1) as f32)?;
+    let left = fit(side_cells(&rows, false, w - 1), extent(&rows), 0.0)?;
+    let right = fit(side_cells(&rows, true, w - 1), extent(&rows), (w - 1) as f32)?;
+    let quad = [meet(top, left)?, meet(top, right)?, meet(bottom, right)?, meet(bottom, left)?];
+    // Corners out of the picture, but near it: the page is unwarped to its outline's size, and
+    // sides nearly parallel to the frame meet far away (a page of hundreds of megapixels).
+    let (fw, fh) = (w as f32, h as f32);
+    if quad.iter().any(|&(x, y)| !(-fw / 2.0..=fw * 1.5).contains(&x) || !(-fh / 2.0..=fh * 1.5).contains(&y)) {
         return None;
     }
-    let scale = |p: (f32, f32)| ((p.0 + 0.5) * f as f32, (p.1 + 0.5) * f as f32);
-    Some([scale(tl), scale(tr), scale(br), scale(bl)])
+    // The outline holds the region, and the part of it in the picture is not much more.
+    let inside = |x: f32, y: f32| {
+        (0..4).all(|i| {
+            let (a, b) = (quad[i], quad[(i + 1) % 4]);
+            (b.0 - a.0) * (y - a.1) - (b.1 - a.1) * (x - a.0) >= 0.0
+        })
+    };
+    let (mut held, mut seen) = (0usize, 0usize);
+    for y in 0..h {
+        for x in 0..w {
+            if inside(x as f32, y as f32) {
+                seen += 1;
+                held += usize::from(at(x, y));
+            }
+        }
+    }
+    (held as f32 >= area as f32 * 0.9 && seen as f32 <= area as f32 * 1.12).then_some(quad)
+}
+
+/// A robust line through cells `(i, e)`: `e = k·i + d`, the slope the median of those between
+/// cells half the list apart, the offset the median of what is left (a notch or a bump of the
+/// edge does not pull it).
+fn theil_sen(cells: &[(f32, f32)]) -> Side {
+    let half = cells.len() / 2;
+    let mut slopes: Vec<f32> = (0..cells.len() - half).map(|j| (cells[j + half].1 - cells[j].1) / (cells[j + half].0 - cells[j].0).max(1.0)).collect();
+    slopes.sort_by(f32::total_cmp);
+    let k = slopes.get(slopes.len() / 2).copied().unwrap_or(0.0);
+    let mut offsets: Vec<f32> = cells.iter().map(|&(i, e)| e - k * i).collect();
+    offsets.sort_by(f32::total_cmp);
+    Side { k, d: offsets.get(offsets.len() / 2).copied().unwrap_or(0.0) }
+}
+
+/// Where a top or bottom side (`y = k·x + d`) meets a left or right one (`x = k·y + d`); None
+/// when they are nearly parallel.
+fn meet(across: Side, down: Side) -> Option<(f32, f32)> {
+    let det = 1.0 - across.k * down.k;
+    if det.abs() < 0.2 {
+        return None;
+    }
+    let x = (down.k * across.d + down.d) / det;
+    Some((x, across.k * x + across.d))
 }
 
 fn quad_area(q: &Quad) -> f32 {
@@ -1035,24 +1136,31 @@ mod tests {
         assert!((out.dpi - 300.0).abs() < 60.0, "{} {c:?}", out.dpi);
     }
 
+    /// A `w` × `h` photo of a white sheet, the quadrilateral `sheet`, on a dark table of about
+    /// `table`; lines of print on the sheet where `printed` says.
+    fn sheet_on_table(w: u32, h: u32, sheet: Quad, printed: impl Fn(u32, u32) -> bool, table: u8) -> GrayImage {
+        let inside = |x: f32, y: f32| {
+            (0..4).all(|i| {
+                let (a, b) = (sheet[i], sheet[(i + 1) % 4]);
+                (b.0 - a.0) * (y - a.1) - (b.1 - a.1) * (x - a.0) >= 0.0
+            })
+        };
+        GrayImage::from_fn(w, h, |x, y| {
+            let v = if inside(x as f32, y as f32) {
+                if (y / 20) % 2 == 0 && (x / 7) % 3 != 0 && printed(x, y) { 30 } else { 235 }
+            } else {
+                table + ((x + y) % 17) as u8
+            };
+            image::Luma([v])
+        })
+    }
+
     #[test]
     fn a_document_photographed_on_a_table_is_cut_out_and_unwarped() {
         // A white sheet (a trapezium) with text on a dark table.
         let (w, h) = (1600u32, 1200u32);
         let quad: Quad = [(300.0, 150.0), (1250.0, 200.0), (1300.0, 1100.0), (250.0, 1050.0)];
-        let inside = |x: f32, y: f32| {
-            (0..4).all(|i| {
-                let (a, b) = (quad[i], quad[(i + 1) % 4]);
-                (b.0 - a.0) * (y - a.1) - (b.1 - a.1) * (x - a.0) >= 0.0
-            })
-        };
-        let img = GrayImage::from_fn(w, h, |x, y| {
-            let (fx, fy) = (x as f32, y as f32);
-            let v =
-                if inside(fx, fy) { if (y / 20) % 2 == 0 && (x / 7) % 3 != 0 && x > 400 && x < 1150 { 30 } else { 235 } } else { 60 + ((x + y) % 17) as u8 };
-            image::Luma([v])
-        });
-        let raster = PageRaster::from_gray(img, false);
+        let raster = PageRaster::from_gray(sheet_on_table(w, h, quad, |x, _| x > 400 && x < 1150, 60), false);
         let found = find_outline(&raster.gray).expect("outline");
         for (got, want) in found.iter().zip(&quad) {
             assert!(dist(*got, *want) < 20.0, "{found:?} vs {quad:?}");
@@ -1063,6 +1171,34 @@ mod tests {
         assert!(flat.gray.get_pixel(5, 5).0[0] > 180 && flat.gray.get_pixel(flat.width() - 6, flat.height() - 6).0[0] > 180);
         // A plain scan has no outline to find.
         assert!(find_outline(&text_page(1240, 1754, 40, 24)).is_none());
+    }
+
+    #[test]
+    fn a_document_the_picture_cuts_off_is_cut_out_along_its_seen_sides() {
+        // A sheet photographed too close: its right side and its bottom-left corner are out of
+        // the picture, and its bottom side runs out of it on a slant. Its extreme corners cover
+        // too little of it for an outline; its sides, where seen, give one.
+        let (w, h) = (1600u32, 1200u32);
+        let sheet: Quad = [(300.0, 150.0), (1700.0, 100.0), (1700.0, 600.0), (250.0, 1550.0)];
+        let raster = PageRaster::from_gray(sheet_on_table(w, h, sheet, |x, y| x > 400 && y < 900, 50), false);
+        let found = find_outline(&raster.gray).expect("outline");
+        // Top-left as it is; top-right and bottom-right where the sides leave the picture;
+        // bottom-left out of it, where the left and bottom sides meet.
+        let want: Quad = [(300.0, 150.0), (1600.0, 104.0), (1600.0, 666.0), (250.0, 1550.0)];
+        for (got, want) in found.iter().zip(&want) {
+            assert!(dist(*got, *want) < 30.0, "{found:?} vs {want:?}");
+        }
+        let flat = unwarp(&raster, &found).expect("unwarped");
+        // No table left in the corners (the one out of the picture is paper).
+        for (x, y) in [(5, 5), (flat.width() - 6, 5), (flat.width() - 6, flat.height() - 6), (5, flat.height() - 6)] {
+            assert!(flat.gray.get_pixel(x, y).0[0] > 180, "({x}, {y}) of {}x{}", flat.width(), flat.height());
+        }
+        // A round bright thing cut by the frame has sides nowhere near straight: no document.
+        let disc = GrayImage::from_fn(w, h, |x, y| {
+            let (dx, dy) = (x as f32 - 800.0, y as f32 - 1000.0);
+            image::Luma([if dx * dx + dy * dy < 600.0 * 600.0 { 235 } else { 50 }])
+        });
+        assert!(find_outline(&disc).is_none());
     }
 
     #[test]

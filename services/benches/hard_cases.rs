@@ -1,9 +1,10 @@
 //! The job on the hard cases our clean scans do not have, each document deposited alone on the
 //! portal for a known request, as real people send them: phone photos (JPEG, WebP, HEIC, some
-//! sideways), sideways scans, born-digital PDFs (and one hiding words in white), cards and
-//! passports photographed alone (machine-readable zones), someone else's card (refused, on
-//! proof), documents that name other people by nature, tax notices with a signed 2D-Doc (and
-//! forged ones). Then the zero-touch share and speed of generated counter mailings.
+//! sideways, some taken too close, a corner out of the picture), sideways scans, born-digital
+//! PDFs (and one hiding words in white), cards and passports photographed alone
+//! (machine-readable zones), someone else's card (refused, on proof), documents that name other
+//! people by nature, tax notices with a signed 2D-Doc (and forged ones). Then the zero-touch
+//! share and speed of generated counter mailings.
 //!
 //!   cargo bench -p scanbureau --bench hard_cases
 //!
@@ -19,7 +20,7 @@ use rand::{Rng, SeedableRng};
 
 use scanbureau::process::{MailingJob, execute};
 use scanbureau_fixtures::catalogue::{self, Cast, PlanDoc, Split, Subject};
-use scanbureau_fixtures::hard::{Forgery, avis_with_2ddoc, born_digital, crop_mm, phone_photo, test_trust_list};
+use scanbureau_fixtures::hard::{Forgery, Framing, avis_with_2ddoc, born_digital, crop_mm, phone_photo, photograph, test_trust_list};
 use scanbureau_fixtures::mailing::{MailingKind, Scanning, generate, random_spec};
 use scanbureau_fixtures::page::{ScanDefects, scan};
 use scanbureau_fixtures::people::{Person, guichet, person, registry_json};
@@ -160,6 +161,11 @@ fn cases(n: usize) -> Vec<Case> {
             let want = if forgery == Forgery::None { Want::Filed("RFR", "AVIS_IMPOSITION") } else { Want::Review("AVIS_IMPOSITION") };
             out.push(Case { kind, file: ("avis.jpg".into(), jpeg_bytes(&page, 80)), want, person: who });
         }
+        // A sheet photographed too close: its bottom-right corner out of the picture.
+        let who = p();
+        let (doc, page) = any_document(&who, rng);
+        let photo = photograph(&page, 2400, 6.0, false, Framing::TooClose, rng);
+        out.push(Case { kind: "phone photo, too close", file: ("IMG_0002.jpg".into(), jpeg_bytes(&photo, 85)), want: want_of(&doc), person: who });
     }
     out
 }
