@@ -586,9 +586,15 @@ pub fn decode_g4(data: &[u8], width: u32, height: u32) -> Option<GrayImage> {
 /// Baseline JPEG of 8-bit grey or RGB samples, with Huffman tables fitted to the image (lossless:
 /// up to a fifth fewer bytes than the standard tables on real scans and photos) and no chroma
 /// subsampling. Tried instead: this encoder's progressive mode (5 to 25 % bigger than baseline),
-/// and 4:2:0 subsampling (identity copies 68 → 50 KB), which cost colour passports 5 to 7 points
-/// of OCR legibility (their print differs from its guilloches by hue more than by lightness) and
-/// another specimen 6 points (real-documents benchmark). No other quantisation table of this
+/// and 4:2:0 subsampling. Measured again with the reading's noise floor, 4:2:0 cost no word on
+/// any page whose reading holds still and looked the same side by side, for 9 to 31 % fewer
+/// bytes on the real pages stored in colour (passport pages 255 → 226 KB; whole-page JPEGs over
+/// 60 KB 37 → 31 of 47): the 5 to 7 points it had seemed to cost colour passports were the
+/// reader's noise. Not adopted all the same: with fitted tables this encoder writes each colour
+/// in a scan of its own, which the `image` crate's decoder (zune-jpeg 0.5.15, also under the
+/// PDF renderer) draws green at 4:2:0, and the job decodes its own JPEGs again (shrinking a
+/// piece to its size limit); in one scan, with the standard tables, the halving saves what the
+/// tables cost (whole-page JPEGs' median 109.8 → 108.5 KB). No other quantisation table of this
 /// encoder stores the 40 real pages kept as JPEG better: MS-SSIM, PSNR-HVS, ImageMagick's and
 /// Klein's took 9 % fewer bytes to 5 % more and kept 1.3 to 3.1 points fewer of the confident
 /// words, and quality 70 kept none more for 24 % more bytes (the compression benchmark). Its
