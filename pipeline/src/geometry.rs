@@ -263,16 +263,10 @@ fn clipped_outline(label: &[bool], w: usize, h: usize, area: usize) -> Option<Qu
         return None;
     }
     // The outline holds the region, and the part of it in the picture is not much more.
-    let inside = |x: f32, y: f32| {
-        (0..4).all(|i| {
-            let (a, b) = (quad[i], quad[(i + 1) % 4]);
-            (b.0 - a.0) * (y - a.1) - (b.1 - a.1) * (x - a.0) >= 0.0
-        })
-    };
     let (mut held, mut seen) = (0usize, 0usize);
     for y in 0..h {
         for x in 0..w {
-            if inside(x as f32, y as f32) {
+            if in_quad(&quad, (x as f32, y as f32)) {
                 seen += 1;
                 held += usize::from(at(x, y));
             }
@@ -303,6 +297,15 @@ fn meet(across: Side, down: Side) -> Option<(f32, f32)> {
     }
     let x = (down.k * across.d + down.d) / det;
     Some((x, across.k * x + across.d))
+}
+
+/// Whether `p` is inside the quadrilateral `q` (its corners clockwise in image coordinates, as
+/// an outline's are).
+fn in_quad(q: &Quad, (x, y): (f32, f32)) -> bool {
+    (0..4).all(|i| {
+        let (a, b) = (q[i], q[(i + 1) % 4]);
+        (b.0 - a.0) * (y - a.1) - (b.1 - a.1) * (x - a.0) >= 0.0
+    })
 }
 
 fn quad_area(q: &Quad) -> f32 {
@@ -1139,14 +1142,8 @@ mod tests {
     /// A `w` × `h` photo of a white sheet, the quadrilateral `sheet`, on a dark table of about
     /// `table`; lines of print on the sheet where `printed` says.
     fn sheet_on_table(w: u32, h: u32, sheet: Quad, printed: impl Fn(u32, u32) -> bool, table: u8) -> GrayImage {
-        let inside = |x: f32, y: f32| {
-            (0..4).all(|i| {
-                let (a, b) = (sheet[i], sheet[(i + 1) % 4]);
-                (b.0 - a.0) * (y - a.1) - (b.1 - a.1) * (x - a.0) >= 0.0
-            })
-        };
         GrayImage::from_fn(w, h, |x, y| {
-            let v = if inside(x as f32, y as f32) {
+            let v = if in_quad(&sheet, (x as f32, y as f32)) {
                 if (y / 20) % 2 == 0 && (x / 7) % 3 != 0 && printed(x, y) { 30 } else { 235 }
             } else {
                 table + ((x + y) % 17) as u8
