@@ -8,7 +8,7 @@
 # tests/real-documents/manifest.csv says where each file was published (GitHub repository,
 # commit, path); each is taken at that commit, so the set never changes under the benchmark.
 # tests/real-documents/truth.csv is copied beside them. With GIT_MIRRORS=dir, a bare clone at
-# dir/owner+name (or in a folder of it) is read instead of fetching from GitHub.
+# dir/owner+name (or in a folder of it, or a clone's .git there) is read instead of fetching from GitHub.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dest="${1:?usage: scripts/real-documents.sh DEST}"
@@ -19,7 +19,7 @@ cache="${XDG_CACHE_HOME:-$HOME/.cache}/scanbureau-real-documents"
 git_dir_of() {
   local repo="$1" m
   if [ -n "${GIT_MIRRORS:-}" ]; then
-    for m in "$GIT_MIRRORS/${repo/\//+}" "$GIT_MIRRORS/${repo/\//+}"/*; do
+    for m in "$GIT_MIRRORS/${repo/\//+}" "$GIT_MIRRORS/${repo/\//+}"/* "$GIT_MIRRORS/${repo/\//+}"/*/.git; do
       [ -d "$m" ] && git --git-dir="$m" rev-parse --git-dir >/dev/null 2>&1 && { echo "$m"; return; }
     done
   fi

@@ -1008,6 +1008,18 @@ mod tests {
     }
 
     #[test]
+    fn the_old_identity_card_s_verso_is_proposed_as_the_card_for_review_and_not_refused() {
+        // As read on a real phone photo of the specimen's verso: no title, no name, no zone.
+        let verso = "Adrese: 104 RUE DES FLEURS\n92100 BOULOGNE - BILLANCOURT\nCarte valable jusqu'au : 15 C9 2004\ndétvrée ie: 16 09 1994\npar: SOUS PRÉFECTURE DE BOULOGNE BILLANCOURT";
+        let d = &run(&[page("", verso)])[0];
+        assert_eq!(d.type_code.as_deref(), Some("CNI"), "{:?}", d.evidence);
+        assert!(d.rejection.is_none() && d.confidence < 0.8, "{} {:?}", d.confidence, d.evidence);
+        // A student card valid until a date is still a student card.
+        let d = &run(&[card("CARTE D'ÉTUDIANT Université de Lille Carte valable jusqu'au 31/08/2026 INE 123456789AB")])[0];
+        assert_eq!(d.type_code.as_deref(), Some("CARTE_ETUDIANT"), "{:?}", d.evidence);
+    }
+
+    #[test]
     fn a_weak_or_ambiguous_reading_gets_a_low_confidence() {
         // Only body words, no title: it may be a tax notice, but not surely.
         let d = &run(&[PageFeatures { text: Some("nombre de parts".into()), ..PageFeatures::default() }])[0];

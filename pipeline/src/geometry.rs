@@ -128,9 +128,113 @@ pub type Quad = [(f32, f32); 4];
 /// whose outline is close to a quadrilateral. None for a scan (the paper fills the image) or
 /// when no clean outline is seen.
 pub fn find_outline(gray: &GrayImage) -> Option<Quad> {
-    let long = gray.width().max(gray.height());
-    let f = (long / 400).max(1);
-    let m = reduce(gray, f);
+    let f = outline_cell(gray.width(), gray.height());
+    outline_of(&reduce(gray, f), f, false)
+}
+
+/// The side of the maps outlines are looked for on, in pixels: about 400 cells on the long side.
+fn outline_cell(w: u32, h: u32) -> u32 {
+    (w.max(h) / 400).max(1)
+}
+
+/// Finds the document in a colour photo whose table is as bright as the document: a blue card
+/// on light wood (a real phone photo of an identity card's verso in its sleeve: card and table
+/// both about 110 in grey) is told from the table by its colour only. The map is each cell's
+/// distance from the colour around the picture's edge, and the document the largest region far
+/// from it. None when that edge is the paper itself (a colour scan, where the cards copied on
+/// the sheet are far from the paper's colour but are not the document).
+pub fn find_outline_by_colour(rgb: &RgbImage) -> Option<Quad> {
+    let f = outline_cell(rgb.width(), rgb.height());
+    let (w, h) = (rgb.width() as usize / f as usize, rgb.height() as usize / f as usize);
+    if w < 40 || h < 40 {
+        return None;
+    }
+    // Most colour pages are scans: told from one pixel a cell before every pixel is summed.
+    let centre = |x: usize, y: usize| rgb.get_pixel((x * f as usize + f as usize / 2) as u32, (y * f as usize + f as usize / 2) as u32).0;
+    table_and_paper(&(0..w * h).map(|i| centre(i % w, i / w)).collect::<Vec<_>>(), w, h)?;
+    let cells = reduce_rgb(rgb, f);
+    let table = table_and_paper(&cells, w, h)?;
+    let far = |p: &[u8; 3]| ((0..3).map(|c| (p[c] as f32 - table[c]).powi(2)).sum::<f32>()).sqrt();
+    let m = Map { w, h, v: cells.iter().map(|p| far(p).min(255.0) as u8).collect() };
+    let quad = outline_of(&m, f, true)?;
+    // A document has paper brighter than the table somewhere (the card's white band): a dark
+    // thing on a light table (a passport's cover) cut out alone would read as nothing at all.
+    let luma = |p: &[u8; 3]| 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32;
+    let mut inside: Vec<f32> = (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .filter(|&(x, y)| in_quad(&quad, ((x as f32 + 0.5) * f as f32, (y as f32 + 0.5) * f as f32)))
+        .map(|(x, y)| luma(&cells[y * w + x]))
+        .collect();
+    inside.sort_by(f32::total_cmp);
+    let paper = inside.get(inside.len() * 9 / 10).copied()?;
+    // A sheet or a card, in a paper or card format's proportions (A4 1.41, ID-1 1.59, perspective
+    // allowed): on a card that fills the picture, the ring is the card itself and what is far
+    // from it only its white boxes (a redacted student card's were cut out as a 3:1 strip).
+    let side = |a: usize, b: usize| dist(quad[a], quad[b]);
+    let (across, down) = ((side(0, 1) + side(3, 2)) / 2.0, (side(0, 3) + side(1, 2)) / 2.0);
+    let proportions = across.max(down) / across.min(down).max(1.0);
+    (paper > luma(&table.map(|c| c as u8)) + PAPER_OVER_TABLE && SHEET_OR_CARD.contains(&proportions)).then_some(quad)
+}
+
+/// Long side over short side of what is taken for a sheet or a card when found by its colour.
+const SHEET_OR_CARD: std::ops::RangeInclusive<f32> = 1.25..=1.75;
+
+/// How much brighter than the table (in grey levels) a document's paper must be somewhere.
+const PAPER_OVER_TABLE: f32 = 15.0;
+
+/// The table's colour on a colour map `w` × `h`: the median, channel by channel, of its two
+/// outermost rings of cells. None when the brightest tenth of the cells (the paper) is of that
+/// colour: the picture is a scan of the paper, not a photo of it on something else.
+fn table_and_paper(cells: &[[u8; 3]], w: usize, h: usize) -> Option<[f32; 3]> {
+    let ring: Vec<[u8; 3]> =
+        (0..h).flat_map(|y| (0..w).map(move |x| (x, y))).filter(|&(x, y)| x < 2 || y < 2 || x + 2 >= w || y + 2 >= h).map(|(x, y)| cells[y * w + x]).collect();
+    let median = |c: usize| {
+        let mut v: Vec<u8> = ring.iter().map(|p| p[c]).collect();
+        v.sort_unstable();
+        v[v.len() / 2] as f32
+    };
+    let table = [median(0), median(1), median(2)];
+    let far = |p: &[u8; 3]| ((0..3).map(|c| (p[c] as f32 - table[c]).powi(2)).sum::<f32>()).sqrt();
+    let mut by_light: Vec<&[u8; 3]> = cells.iter().collect();
+    by_light.sort_by_key(|p| p.iter().map(|&c| c as u32).sum::<u32>());
+    let brightest = &by_light[by_light.len() * 9 / 10..];
+    let paper_far = brightest.iter().map(|p| far(p)).sum::<f32>() / brightest.len().max(1) as f32;
+    (paper_far >= PAPER_FROM_TABLE).then_some(table)
+}
+
+/// Colour distance (RGB, 0-441) under which the brightest part of a picture is the colour of its
+/// edge: the picture is the paper itself.
+const PAPER_FROM_TABLE: f32 = 40.0;
+
+/// A colour map of the page reduced by `f` (box means), row by row.
+fn reduce_rgb(rgb: &RgbImage, f: u32) -> Vec<[u8; 3]> {
+    let f = f.max(1) as usize;
+    let (w, h) = (rgb.width() as usize / f, rgb.height() as usize / f);
+    let raw = rgb.as_raw();
+    let rw = rgb.width() as usize * 3;
+    let n = (f * f) as u32;
+    let mut out = Vec::with_capacity(w * h);
+    let mut sums = vec![[0u32; 3]; w];
+    for y in 0..h {
+        sums.iter_mut().for_each(|s| *s = [0; 3]);
+        for yy in y * f..(y + 1) * f {
+            let row = &raw[yy * rw..yy * rw + w * f * 3];
+            for (s, cell) in sums.iter_mut().zip(row.chunks_exact(f * 3)) {
+                for px in cell.chunks_exact(3) {
+                    (0..3).for_each(|c| s[c] += px[c] as u32);
+                }
+            }
+        }
+        out.extend(sums.iter().map(|s| [(s[0] / n) as u8, (s[1] / n) as u8, (s[2] / n) as u8]));
+    }
+    out
+}
+
+/// The document on a map where it is the bright part (see [`find_outline`]), in page pixels
+/// (the map's cells are `f` pixels a side). On a map of colours, a region the frame cuts on two
+/// sides or more is as likely a band of the picture's own colours as a document (a small scan on
+/// a tinted ground gave a strip of it), and none is fitted by its sides.
+fn outline_of(m: &Map, f: u32, by_colour: bool) -> Option<Quad> {
     if m.w < 40 || m.h < 40 {
         return None;
     }
@@ -194,11 +298,11 @@ pub fn find_outline(gray: &GrayImage) -> Option<Quad> {
     let qa = quad_area(&quad);
     let touching =
         [tl.1.min(tr.1) <= 1.0, tr.0.max(br.0) >= (m.w - 2) as f32, bl.1.max(br.1) >= (m.h - 2) as f32, tl.0.min(bl.0) <= 1.0].iter().filter(|&&b| b).count();
-    let quad = if touching >= 3 {
+    let quad = if touching >= 3 || (by_colour && touching >= 2) {
         return None;
     } else if (area as f32 * 0.9..=area as f32 * 1.12).contains(&qa) {
         quad
-    } else if touching > 0 {
+    } else if touching > 0 && !by_colour {
         clipped_outline(&label, m.w, m.h, area)?
     } else {
         return None;
@@ -919,12 +1023,16 @@ fn straighten_pixels(mut raster: PageRaster) -> (PageRaster, Corrections) {
         // A bitonal scan comes from a document scanner: no perspective, no light to flatten.
         return level_and_scale(raster, c);
     }
-    if let Some(q) = find_outline(&raster.gray)
+    let found = match find_outline(&raster.gray) {
+        Some(q) => Some((q, "")),
+        None => raster.rgb.as_ref().and_then(find_outline_by_colour).map(|q| (q, " by its colour")),
+    };
+    if let Some((q, how)) = found
         && let Some(flat) = unwarp(&raster, &q)
     {
         c.outline = true;
         c.notes.push(format!(
-            "document found in the photo ({}×{} of {}×{} pixels), perspective undone",
+            "document found in the photo{how} ({}×{} of {}×{} pixels), perspective undone",
             flat.width(),
             flat.height(),
             raster.width(),
@@ -1168,6 +1276,64 @@ mod tests {
         assert!(flat.gray.get_pixel(5, 5).0[0] > 180 && flat.gray.get_pixel(flat.width() - 6, flat.height() - 6).0[0] > 180);
         // A plain scan has no outline to find.
         assert!(find_outline(&text_page(1240, 1754, 40, 24)).is_none());
+    }
+
+    #[test]
+    fn a_card_as_bright_as_its_table_is_found_by_its_colour_and_nothing_else_that_is_far_from_the_edge_s_colour() {
+        // A blue card with lines of print and a white band on light wood: in grey, the card's
+        // blue and the table are both about 146 (a real phone photo of an identity card's verso
+        // was like that).
+        let (w, h) = (1600u32, 1000u32);
+        let card: Quad = [(350.0, 220.0), (1250.0, 250.0), (1230.0, 820.0), (330.0, 790.0)];
+        let blue = [110u8, 160, 200];
+        let photo = RgbImage::from_fn(w, h, |x, y| {
+            let p = if in_quad(&card, (x as f32, y as f32)) {
+                if y > 700 {
+                    [225, 228, 232]
+                } else if (y / 24) % 3 == 0 && (x / 9) % 4 != 0 && (450..1100).contains(&x) {
+                    [30, 40, 60]
+                } else {
+                    blue
+                }
+            } else {
+                let grain = ((x / 3 + y / 40) % 13) as u8;
+                [175 - grain, 140 - grain, 100 - grain / 2]
+            };
+            image::Rgb(p)
+        });
+        let raster = PageRaster::from_rgb(photo);
+        assert!(find_outline(&raster.gray).is_none(), "the grey map sees no card on this table");
+        let found = find_outline_by_colour(raster.rgb.as_ref().expect("colour")).expect("outline by colour");
+        for (got, want) in found.iter().zip(&card) {
+            assert!(dist(*got, *want) < 20.0, "{found:?} vs {card:?}");
+        }
+        let (flat, c) = straighten(raster);
+        assert!(c.outline, "{:?}", c.notes);
+        assert!((flat.width() as f32 - 900.0).abs() < 40.0 && (flat.height() as f32 - 570.0).abs() < 40.0, "{}x{}", flat.width(), flat.height());
+        // A colour scan: the paper fills the picture, a card copied on it. The card is far
+        // from the paper's colour but is not the document: the page is left whole.
+        let scan = RgbImage::from_fn(w, h, |x, y| image::Rgb(if in_quad(&card, (x as f32, y as f32)) { blue } else { [244, 243, 240] }));
+        assert!(find_outline_by_colour(&scan).is_none());
+        // A closed passport's dark red cover on pale glass with a lamp's glare in a corner (a
+        // real photo): the cover is far from the glass's colour, but it has no paper brighter
+        // than the glass; cut out alone, it would read as nothing and be refused as illegible.
+        let passport: Quad = [(500.0, 300.0), (1000.0, 320.0), (990.0, 700.0), (490.0, 690.0)];
+        let cover = RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb(if in_quad(&passport, (x as f32, y as f32)) {
+                [120, 30, 40]
+            } else if x > 1300 && y < 350 {
+                [250, 250, 250]
+            } else {
+                [150, 175, 170]
+            })
+        });
+        assert!(find_outline_by_colour(&cover).is_none());
+        // A grey card filling the picture, its redaction boxes white: the band they make is far
+        // from the card's colour and brighter, but no sheet's or card's shape.
+        let redacted = RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb(if (150..1450).contains(&x) && (420..760).contains(&y) && x % 300 > 20 { [250, 250, 250] } else { [185, 186, 188] })
+        });
+        assert!(find_outline_by_colour(&redacted).is_none());
     }
 
     #[test]
