@@ -9,7 +9,7 @@
 
 use image::{GrayImage, RgbImage};
 
-use crate::raster::{PageRaster, is_colourful, luma_of};
+use crate::raster::{PageRaster, is_colourful, luma, luma_of};
 
 /// Resolution the reader and the encoder work best at; pages far from it are resampled.
 pub const WORKING_DPI: f32 = 300.0;
@@ -68,26 +68,31 @@ struct Map {
 }
 
 fn reduce(gray: &GrayImage, f: u32) -> Map {
+    let (w, h, v) = box_means(gray.as_raw(), gray.width() as usize, 1, f);
+    Map { w, h, v }
+}
+
+/// Box means of `f` × `f` cells of interleaved samples (`channels` per pixel, `width` pixels a
+/// row): the map's width, height and samples, row by row.
+fn box_means(raw: &[u8], width: usize, channels: usize, f: u32) -> (usize, usize, Vec<u8>) {
     let f = f.max(1) as usize;
-    let (w, h) = (gray.width() as usize / f, gray.height() as usize / f);
-    let mut sums = vec![0u32; w.max(1)];
-    let mut v = vec![0u8; w * h];
-    let raw = gray.as_raw();
-    let gw = gray.width() as usize;
+    let (w, h) = (width / f, raw.len() / (width * channels).max(1) / f);
     let n = (f * f) as u32;
+    let mut sums = vec![0u32; w * channels];
+    let mut v = Vec::with_capacity(w * h * channels);
     for y in 0..h {
         sums.iter_mut().for_each(|s| *s = 0);
         for yy in y * f..(y + 1) * f {
-            let row = &raw[yy * gw..yy * gw + w * f];
-            for (s, cell) in sums.iter_mut().zip(row.chunks_exact(f)) {
-                *s += cell.iter().map(|&p| p as u32).sum::<u32>();
+            let row = &raw[yy * width * channels..(yy * width + w * f) * channels];
+            for (s, cell) in sums.chunks_exact_mut(channels).zip(row.chunks_exact(f * channels)) {
+                for px in cell.chunks_exact(channels) {
+                    s.iter_mut().zip(px).for_each(|(s, &p)| *s += p as u32);
+                }
             }
         }
-        for (out, s) in v[y * w..(y + 1) * w].iter_mut().zip(&sums) {
-            *out = (s / n) as u8;
-        }
+        v.extend(sums.iter().map(|s| (s / n) as u8));
     }
-    Map { w, h, v }
+    (w, h, v)
 }
 
 /// The paper's brightness over the map: the 90th percentile of blocks of `b` cells, one value per
@@ -159,11 +164,11 @@ pub fn find_outline_by_colour(rgb: &RgbImage) -> Option<Quad> {
     let quad = outline_of(&m, f, true)?;
     // A document has paper brighter than the table somewhere (the card's white band): a dark
     // thing on a light table (a passport's cover) cut out alone would read as nothing at all.
-    let luma = |p: &[u8; 3]| 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32;
+    let bright = |p: &[u8; 3]| f32::from(luma(*p));
     let mut inside: Vec<f32> = (0..h)
         .flat_map(|y| (0..w).map(move |x| (x, y)))
         .filter(|&(x, y)| in_quad(&quad, ((x as f32 + 0.5) * f as f32, (y as f32 + 0.5) * f as f32)))
-        .map(|(x, y)| luma(&cells[y * w + x]))
+        .map(|(x, y)| bright(&cells[y * w + x]))
         .collect();
     inside.sort_by(f32::total_cmp);
     let paper = inside.get(inside.len() * 9 / 10).copied()?;
@@ -173,7 +178,7 @@ pub fn find_outline_by_colour(rgb: &RgbImage) -> Option<Quad> {
     let side = |a: usize, b: usize| dist(quad[a], quad[b]);
     let (across, down) = ((side(0, 1) + side(3, 2)) / 2.0, (side(0, 3) + side(1, 2)) / 2.0);
     let proportions = across.max(down) / across.min(down).max(1.0);
-    (paper > luma(&table.map(|c| c as u8)) + PAPER_OVER_TABLE && SHEET_OR_CARD.contains(&proportions)).then_some(quad)
+    (paper > bright(&table.map(|c| c as u8)) + PAPER_OVER_TABLE && SHEET_OR_CARD.contains(&proportions)).then_some(quad)
 }
 
 /// Long side over short side of what is taken for a sheet or a card when found by its colour.
@@ -208,26 +213,7 @@ const PAPER_FROM_TABLE: f32 = 40.0;
 
 /// A colour map of the page reduced by `f` (box means), row by row.
 fn reduce_rgb(rgb: &RgbImage, f: u32) -> Vec<[u8; 3]> {
-    let f = f.max(1) as usize;
-    let (w, h) = (rgb.width() as usize / f, rgb.height() as usize / f);
-    let raw = rgb.as_raw();
-    let rw = rgb.width() as usize * 3;
-    let n = (f * f) as u32;
-    let mut out = Vec::with_capacity(w * h);
-    let mut sums = vec![[0u32; 3]; w];
-    for y in 0..h {
-        sums.iter_mut().for_each(|s| *s = [0; 3]);
-        for yy in y * f..(y + 1) * f {
-            let row = &raw[yy * rw..yy * rw + w * f * 3];
-            for (s, cell) in sums.iter_mut().zip(row.chunks_exact(f * 3)) {
-                for px in cell.chunks_exact(3) {
-                    (0..3).for_each(|c| s[c] += px[c] as u32);
-                }
-            }
-        }
-        out.extend(sums.iter().map(|s| [(s[0] / n) as u8, (s[1] / n) as u8, (s[2] / n) as u8]));
-    }
-    out
+    box_means(rgb.as_raw(), rgb.width() as usize, 3, f).2.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect()
 }
 
 /// The document on a map where it is the bright part (see [`find_outline`]), in page pixels

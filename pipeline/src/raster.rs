@@ -169,9 +169,14 @@ impl PageRaster {
     }
 }
 
+/// One colour's brightness: Rec. 601 luma in integers.
+pub fn luma(p: [u8; 3]) -> u8 {
+    ((77 * p[0] as u32 + 150 * p[1] as u32 + 29 * p[2] as u32 + 128) >> 8) as u8
+}
+
 /// Rec. 601 luma in integers (the float conversion of `image` costs three times as much).
 pub fn luma_of(rgb: &RgbImage) -> GrayImage {
-    let raw: Vec<u8> = rgb.as_raw().chunks_exact(3).map(|p| ((77 * p[0] as u32 + 150 * p[1] as u32 + 29 * p[2] as u32 + 128) >> 8) as u8).collect();
+    let raw: Vec<u8> = rgb.as_raw().chunks_exact(3).map(|p| luma([p[0], p[1], p[2]])).collect();
     GrayImage::from_raw(rgb.width(), rgb.height(), raw).expect("same dimensions")
 }
 
