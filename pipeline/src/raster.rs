@@ -198,23 +198,30 @@ pub(crate) fn is_colourful(rgb: &RgbImage) -> bool {
     colour_of(rgb).0
 }
 
-/// Whether a page carries colour worth keeping (over 0.5 % of it), and its share of wet ink,
-/// on one pixel in 16.
+/// Whether a page carries colour worth keeping (over 0.5 % of it), on one pixel in 16, and its
+/// share of wet ink: blue or violet marks that a hand or a stamp made (see
+/// [`crate::originals::hand_or_stamp_cells`]), looked for on cells of 4 × 4 pixels, each marked
+/// when one of four of its pixels is (a ballpoint's stroke is finer than a cell at 150 dpi). The
+/// cells' size comes from the page taken as A4, as a scan's resolution does.
 fn colour_of(rgb: &RgbImage) -> (bool, f32) {
-    let (mut coloured, mut wet, mut seen) = (0u64, 0u64, 0u64);
-    for y in (0..rgb.height()).step_by(4) {
-        for x in (0..rgb.width()).step_by(4) {
-            let p = rgb.get_pixel(x, y).0;
-            let max = p.iter().max().copied().unwrap_or(0) as i32;
-            let min = p.iter().min().copied().unwrap_or(0) as i32;
-            seen += 1;
-            if max - min > 48 {
-                coloured += 1;
-                wet += u64::from(crate::originals::is_wet_ink(p));
-            }
+    let (w, h) = (rgb.width().div_ceil(4) as usize, rgb.height().div_ceil(4) as usize);
+    let mut wet = vec![false; w * h];
+    let mut coloured = 0u64;
+    let chroma = |p: [u8; 3]| i32::from(*p.iter().max().unwrap_or(&0)) - i32::from(*p.iter().min().unwrap_or(&0)) > 48;
+    for cy in 0..h {
+        for cx in 0..w {
+            let (x, y) = (cx as u32 * 4, cy as u32 * 4);
+            coloured += u64::from(chroma(rgb.get_pixel(x, y).0));
+            wet[cy * w + cx] = [(0, 0), (2, 0), (0, 2), (2, 2)].iter().any(|&(dx, dy)| {
+                let p = rgb.get_pixel((x + dx).min(rgb.width() - 1), (y + dy).min(rgb.height() - 1)).0;
+                crate::originals::is_wet_ink(p)
+            });
         }
     }
-    (seen > 0 && coloured * 1000 > seen * 5, wet as f32 / seen.max(1) as f32)
+    let seen = (w * h) as u64;
+    let mm = 4.0 * 297.0 / rgb.width().max(rgb.height()).max(1) as f32;
+    let marks = crate::originals::hand_or_stamp_cells(&wet, w, h, mm);
+    (seen > 0 && coloured * 1000 > seen * 5, marks as f32 / seen.max(1) as f32)
 }
 
 /// A still-encoded page.

@@ -17,7 +17,8 @@
 //! of a photocopy: what the job measures on each page as it would on a paper mailing, and whether
 //! it suspects the document. The size signs cannot be measured there: a published file does not
 //! say the size of the paper it shows (a livret's scans are letter-sized pages of the whole glass,
-//! an image's resolution is a guess).
+//! an image's resolution is a guess). Then the same sign on the set's other documents, whose blue
+//! is all printed: how often it would take print for a stamp.
 
 use std::path::{Path, PathBuf};
 
@@ -178,7 +179,7 @@ fn real_wet_ink(dir: &Path) {
         grey += usize::from(!in_colour);
         suspected += usize::from(why.is_some());
         println!(
-            "   {file:<52} {kind:<6} {} page(s), {}, blue or violet ink on {:.2} % of its most inked page: {}",
+            "   {file:<52} {kind:<6} {} page(s), {}, wet ink (a stamp or handwriting in blue or violet) on {:.2} % of its most inked page: {}",
             rasters.len(),
             if in_colour { "kept in colour" } else { "decoded grey" },
             most * 100.0,
@@ -189,4 +190,31 @@ fn real_wet_ink(dir: &Path) {
         "suspected {suspected} of {documents} (threshold {:.1} % of a page); {grey} of them decoded grey (no colour, or colour on under 0.5 % of the page; their ink is measured before)",
         WET_INK_MIN * 100.0
     );
+    printed_blue_as_wet_ink(dir, &limits);
+}
+
+/// The set holds no copy of an act, so the wet-ink sign's precision cannot be measured on real
+/// acts. What can be: how often the sign fires on the real set's other documents, whose blue is
+/// printed (logos, tinted boxes, born-digital letters, card guilloches), never wet ink. An act
+/// printed or copied with such blue would be suspected the same way.
+fn printed_blue_as_wet_ink(dir: &Path, limits: &Limits) {
+    let verbose = std::env::var("BENCH_VERBOSE").is_ok_and(|v| v == "1");
+    let (mut documents, mut in_colour, mut firing) = (0, 0, Vec::new());
+    for t in read_truth(dir).iter().filter(|t| !stamped_by_nature(&t.type_code)) {
+        let Ok(bytes) = std::fs::read(dir.join("files").join(&t.file)) else { continue };
+        let rasters: Vec<_> = split_file(&t.file, bytes, limits).iter().filter_map(|p| decode_page(&p.blob, limits).ok()).collect();
+        let most = rasters.iter().map(|r| paper_signs(r).wet_ink).fold(0.0_f32, f32::max);
+        documents += 1;
+        in_colour += usize::from(rasters.iter().any(|r| r.rgb.is_some()));
+        if most >= WET_INK_MIN {
+            firing.push((t.file.clone(), t.kind.clone(), most));
+        }
+    }
+    println!(
+        "== the same sign on the real set's other documents (their blue is printed): fires on {} of {documents} ({in_colour} kept in colour)",
+        firing.len()
+    );
+    for (file, kind, most) in firing.iter().filter(|_| verbose) {
+        println!("   {file:<52} {kind:<6} taken for wet ink on {:.2} % of its most inked page", most * 100.0);
+    }
 }
