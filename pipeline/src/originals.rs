@@ -70,17 +70,16 @@ pub(crate) fn hand_or_stamp_cells(mask: &[bool], w: usize, h: usize, mm: f32) ->
     // Per group: its box, its marks, its longest stroke, its longest straight runs.
     let boxes = components_boxes(&groups, w);
     let mut marks = vec![0usize; n];
-    for (i, &g) in groups.label.iter().enumerate() {
-        if g > 0 {
-            marks[g - 1] += usize::from(mask[i]);
+    for (i, &m) in mask.iter().enumerate() {
+        if let Some(g) = groups.of(i) {
+            marks[g] += usize::from(m);
         }
     }
     let stroke_boxes = components_boxes(&strokes, w);
     let mut longest_stroke = vec![0usize; n];
-    for (i, &s) in strokes.label.iter().enumerate() {
-        if s > 0 {
-            let b = stroke_boxes[s - 1];
-            let g = groups.label[i] - 1;
+    for i in 0..mask.len() {
+        if let (Some(s), Some(g)) = (strokes.of(i), groups.of(i)) {
+            let b = stroke_boxes[s];
             longest_stroke[g] = longest_stroke[g].max((b.2 - b.0 + 1).max(b.3 - b.1 + 1));
         }
     }
@@ -104,10 +103,10 @@ pub(crate) fn hand_or_stamp_cells(mask: &[bool], w: usize, h: usize, mm: f32) ->
 /// Each region's bounding box (first column, first row, last column, last row).
 fn components_boxes(c: &Components, w: usize) -> Vec<(usize, usize, usize, usize)> {
     let mut boxes = vec![(usize::MAX, usize::MAX, 0, 0); c.count];
-    for (i, &l) in c.label.iter().enumerate() {
-        if l > 0 {
+    for i in 0..c.label.len() {
+        if let Some(l) = c.of(i) {
             let (x, y) = (i % w, i / w);
-            let b = &mut boxes[l - 1];
+            let b = &mut boxes[l];
             *b = (b.0.min(x), b.1.min(y), b.2.max(x), b.3.max(y));
         }
     }
@@ -123,8 +122,7 @@ fn longest_runs(mask: &[bool], groups: &Components, lines: usize, along: usize, 
         for k in 0..along {
             let i = at(line, k);
             run = if mask[i] { run + 1 } else { 0 };
-            if run > 0 {
-                let g = groups.label[i] - 1;
+            if let (true, Some(g)) = (run > 0, groups.of(i)) {
                 longest[g] = longest[g].max(run);
             }
         }
@@ -161,22 +159,30 @@ fn spread(mask: &[bool], lines: usize, along: usize, reach: usize, at: impl Fn(u
     out
 }
 
-/// Connected regions of a mask (8-connected): each cell's region from 1, 0 off the mask.
+/// Connected regions of a mask (8-connected): each cell's region from 1, 0 off the mask (u32:
+/// a million cells at most, see `raster::colour_of`).
 struct Components {
-    label: Vec<usize>,
+    label: Vec<u32>,
     count: usize,
 }
 
+impl Components {
+    /// The region of cell `i`, from 0.
+    fn of(&self, i: usize) -> Option<usize> {
+        self.label[i].checked_sub(1).map(|l| l as usize)
+    }
+}
+
 fn components(mask: &[bool], w: usize, h: usize) -> Components {
-    let mut label = vec![0usize; w * h];
+    let mut label = vec![0u32; w * h];
     let mut count = 0;
-    let mut stack = Vec::new();
+    let mut stack: Vec<usize> = Vec::new();
     for start in 0..w * h {
         if !mask[start] || label[start] != 0 {
             continue;
         }
         count += 1;
-        label[start] = count;
+        label[start] = count as u32;
         stack.push(start);
         while let Some(i) = stack.pop() {
             let (x, y) = (i % w, i / w);
@@ -184,7 +190,7 @@ fn components(mask: &[bool], w: usize, h: usize) -> Components {
                 for nx in x.saturating_sub(1)..=(x + 1).min(w - 1) {
                     let j = ny * w + nx;
                     if mask[j] && label[j] == 0 {
-                        label[j] = count;
+                        label[j] = count as u32;
                         stack.push(j);
                     }
                 }
@@ -415,14 +421,18 @@ mod tests {
         const VIOLET: [u8; 3] = [95, 45, 175];
         const BLUE: [u8; 3] = [35, 60, 185];
         let ring = |cx: f32, cy: f32, r: f32, half: f32| move |x: f32, y: f32| ((x - cx).hypot(y - cy) - r).abs() <= half;
-        let stamped = a4(300.0, |page: &mut image::RgbImage, px: &dyn Fn(f32) -> f32| {
+        let stamp = |page: &mut image::RgbImage, px: &dyn Fn(f32) -> f32| {
             // An officer's round stamp, its two rings, and a signature beside it.
             fill(page, ring(px(56.0), px(240.0), px(16.0), px(0.5)), VIOLET);
             fill(page, ring(px(56.0), px(240.0), px(11.0), px(0.25)), VIOLET);
             let (x0, y0) = (px(110.0), px(236.0));
             fill(page, |x, y| (x0..x0 + px(45.0)).contains(&x) && (y - y0 - px(3.0) * ((x - x0) / px(7.0)).sin()).abs() <= px(0.3), BLUE);
-        });
+        };
+        let stamped = a4(300.0, stamp);
         assert!(stamped.wet_ink >= WET_INK_MIN, "{}", stamped.wet_ink);
+        // At 600 dpi, on coarser cells (see `raster::colour_of`), the same share.
+        let fine = a4(600.0, stamp);
+        assert!((fine.wet_ink / stamped.wet_ink - 1.0).abs() < 0.5, "{} {}", fine.wet_ink, stamped.wet_ink);
         assert!(suspicion(Some("ACTE_NAISSANCE"), &[paper_signs(&stamped)], 300.0).is_some());
         // Printed blue, as on real livrets, letters and security paper; each would pass as ink
         // but for one test: labels (thin glyphs side by side, none spanning its block), a frame

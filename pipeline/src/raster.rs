@@ -198,28 +198,33 @@ pub(crate) fn is_colourful(rgb: &RgbImage) -> bool {
     colour_of(rgb).0
 }
 
-/// Whether a page carries colour worth keeping (over 0.5 % of it), on one pixel in 16, and its
+/// Whether a page carries colour worth keeping (over 0.5 % of it), on one pixel a cell, and its
 /// share of wet ink: blue or violet marks that a hand or a stamp made (see
-/// [`crate::originals::hand_or_stamp_cells`]), looked for on cells of 4 × 4 pixels, each marked
-/// when one of four of its pixels is (a ballpoint's stroke is finer than a cell at 150 dpi). The
-/// cells' size comes from the page taken as A4, as a scan's resolution does.
+/// [`crate::originals::hand_or_stamp_cells`]), looked for on cells of 4 × 4 pixels (coarser
+/// above 4,000 pixels a side, at most 1,000 cells along it, which bounds the work on a
+/// 100-megapixel photo), each marked when one of four of its pixels is (a ballpoint's stroke is
+/// finer than a cell at 150 dpi). The cells' size comes from the page taken as A4, as a scan's
+/// resolution does.
 fn colour_of(rgb: &RgbImage) -> (bool, f32) {
-    let (w, h) = (rgb.width().div_ceil(4) as usize, rgb.height().div_ceil(4) as usize);
+    let long = rgb.width().max(rgb.height());
+    let step = long.div_ceil(1000).max(4).next_multiple_of(2);
+    let (w, h) = (rgb.width().div_ceil(step) as usize, rgb.height().div_ceil(step) as usize);
     let mut wet = vec![false; w * h];
     let mut coloured = 0u64;
     let chroma = |p: [u8; 3]| i32::from(*p.iter().max().unwrap_or(&0)) - i32::from(*p.iter().min().unwrap_or(&0)) > 48;
+    let half = step / 2;
     for cy in 0..h {
         for cx in 0..w {
-            let (x, y) = (cx as u32 * 4, cy as u32 * 4);
+            let (x, y) = (cx as u32 * step, cy as u32 * step);
             coloured += u64::from(chroma(rgb.get_pixel(x, y).0));
-            wet[cy * w + cx] = [(0, 0), (2, 0), (0, 2), (2, 2)].iter().any(|&(dx, dy)| {
+            wet[cy * w + cx] = [(0, 0), (half, 0), (0, half), (half, half)].iter().any(|&(dx, dy)| {
                 let p = rgb.get_pixel((x + dx).min(rgb.width() - 1), (y + dy).min(rgb.height() - 1)).0;
                 crate::originals::is_wet_ink(p)
             });
         }
     }
     let seen = (w * h) as u64;
-    let mm = 4.0 * 297.0 / rgb.width().max(rgb.height()).max(1) as f32;
+    let mm = step as f32 * 297.0 / long.max(1) as f32;
     let marks = crate::originals::hand_or_stamp_cells(&wet, w, h, mm);
     (seen > 0 && coloured * 1000 > seen * 5, marks as f32 / seen.max(1) as f32)
 }
