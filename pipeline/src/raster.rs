@@ -129,7 +129,7 @@ impl PageRaster {
     pub fn from_rgb(rgb: RgbImage) -> Self {
         let gray = luma_of(&rgb);
         let dpi = estimate_dpi(rgb.width(), rgb.height());
-        let (colourful, wet_ink) = colour_of(&rgb);
+        let (colourful, wet_ink) = colour_of(&rgb, true);
         let rgb = colourful.then_some(rgb);
         Self { gray, rgb, dpi, bilevel: false, text_layer: None, wet_ink, sent: None }
     }
@@ -195,7 +195,7 @@ pub fn estimate_dpi(w: u32, h: u32) -> f32 {
 
 /// A page whose chroma is visible somewhere beyond scanner noise.
 pub(crate) fn is_colourful(rgb: &RgbImage) -> bool {
-    colour_of(rgb).0
+    colour_of(rgb, false).0
 }
 
 /// Whether a page carries colour worth keeping (over 0.5 % of it), on one pixel a cell, and its
@@ -204,8 +204,8 @@ pub(crate) fn is_colourful(rgb: &RgbImage) -> bool {
 /// above 4,000 pixels a side, at most 1,000 cells along it, which bounds the work on a
 /// 100-megapixel photo), each marked when one of four of its pixels is (a ballpoint's stroke is
 /// finer than a cell at 150 dpi). The cells' size comes from the page taken as A4, as a scan's
-/// resolution does.
-fn colour_of(rgb: &RgbImage) -> (bool, f32) {
+/// resolution does. Without `ink`, the share is 0 and only the colour is measured.
+fn colour_of(rgb: &RgbImage, ink: bool) -> (bool, f32) {
     let long = rgb.width().max(rgb.height());
     let step = long.div_ceil(1000).max(4).next_multiple_of(2);
     let (w, h) = (rgb.width().div_ceil(step) as usize, rgb.height().div_ceil(step) as usize);
@@ -217,15 +217,16 @@ fn colour_of(rgb: &RgbImage) -> (bool, f32) {
         for cx in 0..w {
             let (x, y) = (cx as u32 * step, cy as u32 * step);
             coloured += u64::from(chroma(rgb.get_pixel(x, y).0));
-            wet[cy * w + cx] = [(0, 0), (half, 0), (0, half), (half, half)].iter().any(|&(dx, dy)| {
-                let p = rgb.get_pixel((x + dx).min(rgb.width() - 1), (y + dy).min(rgb.height() - 1)).0;
-                crate::originals::is_wet_ink(p)
-            });
+            wet[cy * w + cx] = ink
+                && [(0, 0), (half, 0), (0, half), (half, half)].iter().any(|&(dx, dy)| {
+                    let p = rgb.get_pixel((x + dx).min(rgb.width() - 1), (y + dy).min(rgb.height() - 1)).0;
+                    crate::originals::is_wet_ink(p)
+                });
         }
     }
     let seen = (w * h) as u64;
     let mm = step as f32 * 297.0 / long.max(1) as f32;
-    let marks = crate::originals::hand_or_stamp_cells(&wet, w, h, mm);
+    let marks = if ink { crate::originals::hand_or_stamp_cells(&wet, w, h, mm) } else { 0 };
     (seen > 0 && coloured * 1000 > seen * 5, marks as f32 / seen.max(1) as f32)
 }
 
