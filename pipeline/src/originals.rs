@@ -55,10 +55,11 @@ pub(crate) fn is_wet_ink([r, g, b]: [u8; 3]) -> bool {
 /// neither livret, while a real livret's violet stamp still counts (originals benchmark, real set).
 ///
 /// The marks are grouped by what lies within about a millimetre of each other. A group counts
-/// when its marks span the size of a stamp or a signature (5 to 110 mm, neither a line of print
-/// nor a guilloche across the page), drawn in one movement (its longest stroke spans at least 0.4 of it, where
-/// print is glyphs side by side) and not straight (no run along a row or a column over 0.6 of
-/// it, as a frame's, a rule's or any solid shape's: a logo, a tab, a booklet's cover).
+/// when its marks span the size of a stamp or a signature (5 to 110 mm: not printed letters far
+/// apart, nor a guilloche across the page), drawn in one movement (its longest stroke spans at
+/// least 0.4 of it, where print is glyphs side by side) and not straight (no run along a row or
+/// a column over 0.6 of it, as a frame's, a rule's or any solid shape's: a logo, a tab, a
+/// booklet's cover).
 pub(crate) fn hand_or_stamp_cells(mask: &[bool], w: usize, h: usize, mm: f32) -> usize {
     if w == 0 || h == 0 || mask.len() != w * h || mm <= 0.0 {
         return 0;
