@@ -159,8 +159,7 @@ pub fn find_outline_by_colour(rgb: &RgbImage) -> Option<Quad> {
     table_and_paper(&(0..w * h).map(|i| centre(i % w, i / w)).collect::<Vec<_>>(), w, h)?;
     let cells = reduce_rgb(rgb, f);
     let table = table_and_paper(&cells, w, h)?;
-    let far = |p: &[u8; 3]| ((0..3).map(|c| (p[c] as f32 - table[c]).powi(2)).sum::<f32>()).sqrt();
-    let m = Map { w, h, v: cells.iter().map(|p| far(p).min(255.0) as u8).collect() };
+    let m = Map { w, h, v: cells.iter().map(|p| colour_distance(p, &table).min(255.0) as u8).collect() };
     let quad = outline_of(&m, f, true)?;
     // A document has paper brighter than the table somewhere (the card's white band): a dark
     // thing on a light table (a passport's cover) cut out alone would read as nothing at all.
@@ -199,12 +198,16 @@ fn table_and_paper(cells: &[[u8; 3]], w: usize, h: usize) -> Option<[f32; 3]> {
         v[v.len() / 2] as f32
     };
     let table = [median(0), median(1), median(2)];
-    let far = |p: &[u8; 3]| ((0..3).map(|c| (p[c] as f32 - table[c]).powi(2)).sum::<f32>()).sqrt();
     let mut by_light: Vec<&[u8; 3]> = cells.iter().collect();
     by_light.sort_by_key(|p| p.iter().map(|&c| c as u32).sum::<u32>());
     let brightest = &by_light[by_light.len() * 9 / 10..];
-    let paper_far = brightest.iter().map(|p| far(p)).sum::<f32>() / brightest.len().max(1) as f32;
+    let paper_far = brightest.iter().map(|p| colour_distance(p, &table)).sum::<f32>() / brightest.len().max(1) as f32;
     (paper_far >= PAPER_FROM_TABLE).then_some(table)
+}
+
+/// Euclidean distance between a colour and the table's (RGB, 0-441).
+fn colour_distance(p: &[u8; 3], table: &[f32; 3]) -> f32 {
+    p.iter().zip(table).map(|(&c, t)| (f32::from(c) - t).powi(2)).sum::<f32>().sqrt()
 }
 
 /// Colour distance (RGB, 0-441) under which the brightest part of a picture is the colour of its

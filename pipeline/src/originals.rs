@@ -41,9 +41,9 @@ pub fn paper_signs(raster: &crate::raster::PageRaster) -> PaperSigns {
 /// as scanned, were missed when blue had to be 45 above green and 60 above the lesser of red
 /// and green (originals benchmark, real set). Its chroma must be what makes a page colourful
 /// (see `raster::colour_of`), which keeps grey-blue slate print out.
-pub(crate) fn is_wet_ink([r, g, b]: [u8; 3]) -> bool {
-    let (r, g, b) = (i32::from(r), i32::from(g), i32::from(b));
-    b >= g + 30 && r <= b + 10 && b - r.min(g) >= 40 && r.min(g).min(b) < 170 && r.max(g).max(b) - r.min(g).min(b) > 48
+pub(crate) fn is_wet_ink(p: [u8; 3]) -> bool {
+    let [r, g, b] = p.map(i32::from);
+    b >= g + 30 && r <= b + 10 && b - r.min(g) >= 40 && r.min(g).min(b) < 170 && crate::raster::chroma_visible(p)
 }
 
 /// Blue or violet marks on a grid of a page's samples (`mask`, `w` × `h` cells, `mm` the side

@@ -193,6 +193,12 @@ pub fn estimate_dpi(w: u32, h: u32) -> f32 {
     dpi.max(50.0)
 }
 
+/// A colour whose chroma (its strongest channel over its weakest) is beyond scanner noise.
+pub(crate) fn chroma_visible(p: [u8; 3]) -> bool {
+    let (max, min) = (p.iter().max().copied().unwrap_or(0), p.iter().min().copied().unwrap_or(0));
+    max - min > 48
+}
+
 /// A page whose chroma is visible somewhere beyond scanner noise.
 pub(crate) fn is_colourful(rgb: &RgbImage) -> bool {
     colour_of(rgb, false).0
@@ -209,24 +215,24 @@ fn colour_of(rgb: &RgbImage, ink: bool) -> (bool, f32) {
     let long = rgb.width().max(rgb.height());
     let step = long.div_ceil(1000).max(4).next_multiple_of(2);
     let (w, h) = (rgb.width().div_ceil(step) as usize, rgb.height().div_ceil(step) as usize);
-    let mut wet = vec![false; w * h];
+    let mut wet = if ink { vec![false; w * h] } else { Vec::new() };
     let mut coloured = 0u64;
-    let chroma = |p: [u8; 3]| i32::from(*p.iter().max().unwrap_or(&0)) - i32::from(*p.iter().min().unwrap_or(&0)) > 48;
     let half = step / 2;
     for cy in 0..h {
         for cx in 0..w {
             let (x, y) = (cx as u32 * step, cy as u32 * step);
-            coloured += u64::from(chroma(rgb.get_pixel(x, y).0));
-            wet[cy * w + cx] = ink
-                && [(0, 0), (half, 0), (0, half), (half, half)].iter().any(|&(dx, dy)| {
+            coloured += u64::from(chroma_visible(rgb.get_pixel(x, y).0));
+            if ink {
+                wet[cy * w + cx] = [(0, 0), (half, 0), (0, half), (half, half)].iter().any(|&(dx, dy)| {
                     let p = rgb.get_pixel((x + dx).min(rgb.width() - 1), (y + dy).min(rgb.height() - 1)).0;
                     crate::originals::is_wet_ink(p)
                 });
+            }
         }
     }
     let seen = (w * h) as u64;
     let mm = step as f32 * 297.0 / long.max(1) as f32;
-    let marks = if ink { crate::originals::hand_or_stamp_cells(&wet, w, h, mm) } else { 0 };
+    let marks = crate::originals::hand_or_stamp_cells(&wet, w, h, mm);
     (seen > 0 && coloured * 1000 > seen * 5, marks as f32 / seen.max(1) as f32)
 }
 

@@ -35,7 +35,7 @@ use scanbureau_pipeline::config::SiteConfig;
 use scanbureau_pipeline::input::split_file;
 use scanbureau_pipeline::mailing::Channel;
 use scanbureau_pipeline::originals::{WET_INK_MIN, paper_signs, stamped_by_nature, suspicion};
-use scanbureau_pipeline::raster::{Limits, decode_page};
+use scanbureau_pipeline::raster::{Limits, PageRaster, decode_page};
 use scanbureau_pipeline::registry::Registry;
 
 /// The documents whose originals get sent: cards, passports and civil-status acts.
@@ -165,11 +165,10 @@ fn real_wet_ink(dir: &Path) {
     println!("== the wet-ink sign on the real set's acts and livrets (every one shows the document itself)");
     for t in read_truth(dir).iter().filter(|t| stamped_by_nature(&t.type_code)) {
         let (file, type_code, kind) = (t.file.as_str(), t.type_code.as_str(), t.kind.as_str());
-        let Ok(bytes) = std::fs::read(dir.join("files").join(file)) else {
+        let Some(rasters) = real_pages(dir, file, &limits) else {
             println!("   {file}: missing");
             continue;
         };
-        let rasters: Vec<_> = split_file(file, bytes, &limits).iter().filter_map(|p| decode_page(&p.blob, &limits).ok()).collect();
         let in_colour = rasters.iter().any(|r| r.rgb.is_some());
         let signs: Vec<_> = rasters.iter().map(paper_signs).collect();
         let dpi = rasters.first().map_or(300.0, |r| r.dpi);
@@ -201,8 +200,7 @@ fn printed_blue_as_wet_ink(dir: &Path, limits: &Limits) {
     let verbose = std::env::var("BENCH_VERBOSE").is_ok_and(|v| v == "1");
     let (mut documents, mut in_colour, mut firing) = (0, 0, Vec::new());
     for t in read_truth(dir).iter().filter(|t| !stamped_by_nature(&t.type_code)) {
-        let Ok(bytes) = std::fs::read(dir.join("files").join(&t.file)) else { continue };
-        let rasters: Vec<_> = split_file(&t.file, bytes, limits).iter().filter_map(|p| decode_page(&p.blob, limits).ok()).collect();
+        let Some(rasters) = real_pages(dir, &t.file, limits) else { continue };
         let most = rasters.iter().map(|r| paper_signs(r).wet_ink).fold(0.0_f32, f32::max);
         documents += 1;
         in_colour += usize::from(rasters.iter().any(|r| r.rgb.is_some()));
@@ -217,4 +215,10 @@ fn printed_blue_as_wet_ink(dir: &Path, limits: &Limits) {
     for (file, kind, most) in firing.iter().filter(|_| verbose) {
         println!("   {file:<52} {kind:<6} taken for wet ink on {:.2} % of its most inked page", most * 100.0);
     }
+}
+
+/// A real document's pages as the job decodes them; None when its file is missing.
+fn real_pages(dir: &Path, file: &str, limits: &Limits) -> Option<Vec<PageRaster>> {
+    let bytes = std::fs::read(dir.join("files").join(file)).ok()?;
+    Some(split_file(file, bytes, limits).iter().filter_map(|p| decode_page(&p.blob, limits).ok()).collect())
 }
