@@ -20,6 +20,7 @@ pub mod grid;
 pub mod ids;
 pub mod input;
 pub mod job;
+pub mod jpeg_huffman;
 pub mod lightpdf;
 pub mod mailing;
 pub mod mixed;

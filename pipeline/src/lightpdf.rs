@@ -584,17 +584,20 @@ pub fn decode_g4(data: &[u8], width: u32, height: u32) -> Option<GrayImage> {
 }
 
 /// Baseline JPEG of 8-bit grey or RGB samples, with Huffman tables fitted to the image (lossless:
-/// up to a fifth fewer bytes than the standard tables on real scans and photos) and no chroma
-/// subsampling. Tried instead: this encoder's progressive mode (5 to 25 % bigger than baseline),
-/// and 4:2:0 subsampling. Measured again with the reading's noise floor, 4:2:0 cost no word on
-/// any page whose reading holds still and looked the same side by side, for 9 to 31 % fewer
-/// bytes on the real pages stored in colour (passport pages 255 → 226 KB; whole-page JPEGs over
-/// 60 KB 37 → 31 of 47): the 5 to 7 points it had seemed to cost colour passports were the
-/// reader's noise. Not adopted all the same: with fitted tables this encoder writes each colour
-/// in a scan of its own, which the `image` crate's decoder (zune-jpeg 0.5.15, also under the
-/// PDF renderer) draws green at 4:2:0, and the job decodes its own JPEGs again (shrinking a
-/// piece to its size limit); in one scan, with the standard tables, the halving saves what the
-/// tables cost (whole-page JPEGs' median 109.8 → 108.5 KB). No other quantisation table of this
+/// up to a fifth fewer bytes than the standard tables on real scans and photos). Colour is
+/// stored with its chroma halved both ways (4:2:0, each pair of pairs averaged), in one
+/// interleaved scan whose tables are fitted afterwards (see [`crate::jpeg_huffman`]): this
+/// encoder fits tables only when it writes each colour in a scan of its own, which the `image`
+/// crate's decoder (zune-jpeg 0.5.15, also under the PDF renderer, and the job decodes its own
+/// JPEGs again when it shrinks a piece to its size limit) draws green at 4:2:0. On the real
+/// set's pages stored in colour, 4:2:0 took 8 to 32 % fewer bytes (a passport photo 473 → 383
+/// KB, an avis d'impôt 204 → 170; whole-page JPEGs over 60 KB 39 → 33 of 49) and encoded
+/// faster (median 59 → 54 ms a page), and it cost no word on any page whose reading holds
+/// still (its twin keeps 99 % of the words; compression benchmark). Five card pages read unsteadily
+/// lost 4.5 to 10 points; drawn at three scales, the halving moved such cards' words no more
+/// than one step of quality at 4:4:4 does (−21 to +8 points, either way), and they look the
+/// same side by side. Tried instead: this encoder's progressive
+/// mode (5 to 25 % bigger than baseline). No other quantisation table of this
 /// encoder stores the 40 real pages kept as JPEG better: MS-SSIM, PSNR-HVS, ImageMagick's and
 /// Klein's took 9 % fewer bytes to 5 % more and kept 1.3 to 3.1 points fewer of the confident
 /// words, and quality 70 kept none more for 24 % more bytes (the compression benchmark). Its
@@ -606,13 +609,23 @@ fn jpeg_samples(samples: &[u8], width: u32, height: u32, colour: bool, quality: 
     let (Ok(w), Ok(h)) = (u16::try_from(width), u16::try_from(height)) else { return Vec::new() };
     let mut out = Vec::new();
     let mut enc = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
-    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_1_1);
-    enc.set_optimized_huffman_tables(true);
-    let kind = if colour { jpeg_encoder::ColorType::Rgb } else { jpeg_encoder::ColorType::Luma };
-    match enc.encode(samples, w, h, kind) {
-        Ok(()) => out,
-        Err(_) => Vec::new(),
+    let kind = if colour {
+        enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+        enc.set_chroma_subsampling_method(jpeg_encoder::ChromaSubsamplingMethod::Average);
+        jpeg_encoder::ColorType::Rgb
+    } else {
+        enc.set_optimized_huffman_tables(true);
+        jpeg_encoder::ColorType::Luma
+    };
+    if enc.encode(samples, w, h, kind).is_err() {
+        return Vec::new();
     }
+    if colour {
+        // One interleaved scan with the standard tables, then tables fitted to it (see
+        // `jpeg_huffman`); a file it cannot re-code is kept as written.
+        return crate::jpeg_huffman::fit_huffman_tables(&out).unwrap_or(out);
+    }
+    out
 }
 
 /// A decoded picture of any pixel format as JPEG (grey or RGB, as it has colour or not).
