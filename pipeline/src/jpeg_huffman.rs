@@ -1,12 +1,11 @@
 //! Huffman tables fitted to a baseline JPEG after it is written.
 //!
-//! A colour picture is stored with its chroma halved both ways (4:2:0): a quarter of the colour
-//! samples, which print and photographs do not miss. The encoder fits its Huffman tables to an
-//! image only when it writes each colour in a scan of its own, and the `image` crate's decoder
-//! (zune-jpeg 0.5.15, also under the PDF renderer) draws such a file with halved chroma in the
-//! wrong colours. So the picture is written in one interleaved scan with the standard tables of
-//! ITU-T T.81 Annex K.3, and [`fit_huffman_tables`] codes that scan again with tables fitted to
-//! its own symbols (Annex K.2): the same coefficients, the same pixels, fewer bytes.
+//! The encoder fits its Huffman tables to an image only when it writes each colour in a scan of
+//! its own, and the `image` crate's decoder (zune-jpeg 0.5.15, also under the PDF renderer)
+//! draws such a file in the wrong colours when its chroma is subsampled. So a colour picture is
+//! written in one interleaved scan with the standard tables of ITU-T T.81 Annex K.3, and
+//! [`fit_huffman_tables`] codes that scan again with tables fitted to its own symbols (Annex
+//! K.2): the same coefficients, the same pixels, fewer bytes.
 
 /// A Huffman table as a DHT segment gives it: how many codes of each length 1 to 16, then the
 /// symbols in the order of their codes.
@@ -141,8 +140,9 @@ fn extra_bits(slot: Slot, symbol: u8) -> u8 {
     if slot < 4 { symbol } else { symbol & 0x0F }
 }
 
-/// The optimal code lengths for symbol frequencies, at most 16 bits long, as T.81 Annex K.2 builds
-/// them: a reserved symbol of frequency one takes the all-ones code, which a table may not use.
+/// The table T.81 Annex K.2 fits to symbol frequencies: Huffman code lengths, cut to 16 bits at
+/// most (its Figure K.3); a reserved symbol of frequency one takes the all-ones code, which a
+/// table may not use.
 fn fitted_table(freq: &[u32; 256]) -> Table {
     let mut f = [0u64; 257];
     for (d, &s) in f.iter_mut().zip(freq.iter()) {
@@ -173,13 +173,14 @@ fn fitted_table(freq: &[u32; 256]) -> Table {
             }
         }
     }
-    let mut bits = [0u32; 33];
+    // A tree of 257 leaves is at most 256 deep.
+    let mut bits = [0u32; 258];
     for &s in size.iter().filter(|&&s| s > 0) {
-        bits[s.min(32)] += 1;
+        bits[s] += 1;
     }
     // Codes longer than 16 bits: a pair at the longest length moves up one, and a code at a
-    // shorter length makes room for it by growing into two (K.3).
-    for i in (17..=32).rev() {
+    // shorter length makes room for it by growing into two (Figure K.3).
+    for i in (17..bits.len()).rev() {
         while bits[i] > 0 {
             let mut j = i - 2;
             while bits[j] == 0 {
@@ -221,7 +222,9 @@ fn be16(data: &[u8], at: usize) -> Option<usize> {
 
 /// The JPEG coded again with Huffman tables fitted to its symbols: the same coefficients in the
 /// same order, so a decoder draws the same pixels. `None` (keep the file as it is) for anything
-/// but one baseline scan of 8-bit samples holding every component, without restart markers.
+/// but one sequential Huffman-coded scan (SOF0 or SOF1) of 8-bit samples holding every
+/// component, without restart markers, whose data ends with the padding of its last byte and
+/// the end-of-image marker.
 pub fn fit_huffman_tables(jpeg: &[u8]) -> Option<Vec<u8>> {
     if jpeg.get(..2)? != [0xFF, 0xD8] {
         return None;
@@ -313,7 +316,7 @@ pub fn fit_huffman_tables(jpeg: &[u8]) -> Option<Vec<u8>> {
     };
 
     let mut reader = BitReader { data: &jpeg[data_start..end], pos: 0, acc: 0, held: 0 };
-    // At least a bit a symbol: the data bounds how many there can be, whatever the header claims.
+    // Room for the symbols of a typical scan, about two a byte; not what the header claims.
     let mut coded: Vec<Coded> = Vec::with_capacity((end - data_start).saturating_mul(2));
     let mut freq = [[0u32; 256]; 8];
     let mut read = |slot: Slot, reader: &mut BitReader| -> Option<u8> {
@@ -346,6 +349,12 @@ pub fn fit_huffman_tables(jpeg: &[u8]) -> Option<Vec<u8>> {
                 }
             }
         }
+    }
+    // Every byte of the data read, and what is left of the last one is padding: otherwise the
+    // count of blocks was wrong, and coding again would drop data.
+    let left = (1u32 << reader.held) - 1;
+    if reader.pos != reader.data.len() || reader.acc & left != left {
+        return None;
     }
 
     let fitted: Vec<Option<Table>> = freq.iter().map(|f| f.iter().any(|&n| n > 0).then(|| fitted_table(f))).collect();
@@ -424,9 +433,8 @@ mod tests {
             let fitted = fit_huffman_tables(&standard).expect("one baseline scan is re-coded");
             assert!(fitted.len() < standard.len(), "{sampling:?}: {} bytes, {} with the standard tables", fitted.len(), standard.len());
             assert!(decoded(&fitted) == decoded(&standard), "{sampling:?}: the same pixels");
-            // Coded again, a fitted file gains nothing and stays the same picture.
-            let again = fit_huffman_tables(&fitted).expect("re-coded again");
-            assert!(again.len() <= fitted.len() + 16 && decoded(&again) == decoded(&standard));
+            // Coded again, a fitted file is the same file.
+            assert!(fit_huffman_tables(&fitted).expect("re-coded again") == fitted, "{sampling:?}");
         }
     }
 
@@ -470,23 +478,33 @@ mod tests {
         assert!(fit_huffman_tables(&restarts).is_none());
         assert!(fit_huffman_tables(b"\xFF\xD8\xFF").is_none());
         assert!(fit_huffman_tables(&[]).is_none());
-        // Every prefix of a valid file: never a panic.
+        // Every prefix of a valid file, and the file with any one byte changed: never a panic.
         for n in 0..standard.len() {
             let _ = fit_huffman_tables(&standard[..n]);
+            for flip in [0x01, 0x55, 0xFF] {
+                let mut bad = standard.clone();
+                bad[n] ^= flip;
+                let _ = fit_huffman_tables(&bad);
+            }
         }
+        // A scan with data after its last block: not coded again, which would drop the data.
+        let cut = standard.len() - 2;
+        let longer = [&standard[..cut], &[0x12, 0x34][..], &standard[cut..]].concat();
+        assert!(fit_huffman_tables(&longer).is_none());
     }
 
     #[test]
     fn fitted_lengths_make_a_prefix_code_no_longer_than_16_bits() {
-        // Frequencies as skewed as Fibonacci numbers would make codes of 30 bits unlimited.
+        // Frequencies as skewed as Fibonacci numbers from 1, 2: unlimited, 44 symbols would take
+        // codes of up to 44 bits, longer than 32.
         let mut freq = [0u32; 256];
-        let (mut a, mut b) = (1u32, 1u32);
-        for f in freq.iter_mut().take(40) {
+        let (mut a, mut b) = (1u32, 2u32);
+        for f in freq.iter_mut().take(44) {
             *f = a;
             (a, b) = (b, a.saturating_add(b));
         }
         let t = fitted_table(&freq);
-        assert_eq!(t.symbols.len(), 40, "every used symbol has a code");
+        assert_eq!(t.symbols.len(), 44, "every used symbol has a code");
         let kraft: f64 = t.counts.iter().enumerate().map(|(i, &n)| n as f64 / 2f64.powi(i as i32 + 1)).sum();
         assert!(kraft < 1.0, "the all-ones code stays free: {kraft}");
         assert!(Codes::of(&t).is_some());

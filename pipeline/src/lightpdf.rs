@@ -584,19 +584,17 @@ pub fn decode_g4(data: &[u8], width: u32, height: u32) -> Option<GrayImage> {
 }
 
 /// Baseline JPEG of 8-bit grey or RGB samples, with Huffman tables fitted to the image (lossless:
-/// up to a fifth fewer bytes than the standard tables on real scans and photos). Colour is
-/// stored with its chroma halved both ways (4:2:0, each pair of pairs averaged), in one
-/// interleaved scan whose tables are fitted afterwards (see [`crate::jpeg_huffman`]): this
-/// encoder fits tables only when it writes each colour in a scan of its own, which the `image`
-/// crate's decoder (zune-jpeg 0.5.15, also under the PDF renderer, and the job decodes its own
-/// JPEGs again when it shrinks a piece to its size limit) draws green at 4:2:0. On the real
-/// set's pages stored in colour, 4:2:0 took 8 to 32 % fewer bytes (a passport photo 473 → 383
-/// KB, an avis d'impôt 204 → 170; whole-page JPEGs over 60 KB 39 → 33 of 49) and encoded
-/// faster (median 59 → 54 ms a page), and it cost no word on any page whose reading holds
-/// still (its twin keeps 99 % of the words; compression benchmark). Five card pages read unsteadily
-/// lost 4.5 to 10 points; drawn at three scales, the halving moved such cards' words no more
-/// than one step of quality at 4:4:4 does (−21 to +8 points, either way), and they look the
-/// same side by side. Tried instead: this encoder's progressive
+/// up to a fifth fewer bytes than the standard tables on real scans and photos). Colour has its
+/// chroma halved both ways (4:2:0, a 2 × 2 box average), in one interleaved scan whose tables
+/// are fitted afterwards by [`crate::jpeg_huffman`]; where that cannot be done, the standard
+/// tables stay. (This encoder fits tables only when it writes a scan per colour, and the
+/// `image` crate's decoder, also under the PDF renderer, draws such a file green at 4:2:0; the
+/// job decodes its own JPEGs again when it shrinks a piece to its size limit.) On the real
+/// pages stored in colour, 4:2:0 took 8 to 32 % fewer bytes (a passport photo 473 → 383 KB,
+/// whole-page JPEGs over 60 KB 39 → 33 of 49) and encoded faster, and cost no word on any page
+/// whose reading holds still (its twin keeps 99 % of the words; compression benchmark). Cards
+/// read unsteadily moved by as much as one step of quality moves them at 4:4:4 (either way, up
+/// to 21 points), and look the same side by side. Tried instead: this encoder's progressive
 /// mode (5 to 25 % bigger than baseline). No other quantisation table of this
 /// encoder stores the 40 real pages kept as JPEG better: MS-SSIM, PSNR-HVS, ImageMagick's and
 /// Klein's took 9 % fewer bytes to 5 % more and kept 1.3 to 3.1 points fewer of the confident
