@@ -157,7 +157,8 @@ fn fitted_table(freq: &[u32; 256]) -> Table {
     let least =
         |live: &[usize], f: &[u64; 257], not: Option<usize>| live.iter().copied().filter(|&i| Some(i) != not).min_by_key(|&i| (f[i], std::cmp::Reverse(i)));
     while live.len() > 1 {
-        let (Some(v1), Some(v2)) = (least(&live, &f, None), least(&live, &f, least(&live, &f, None))) else { break };
+        let Some(v1) = least(&live, &f, None) else { break };
+        let Some(v2) = least(&live, &f, Some(v1)) else { break };
         f[v1] += f[v2];
         f[v2] = 0;
         live.retain(|&i| i != v2);
@@ -207,6 +208,45 @@ fn fitted_table(freq: &[u32; 256]) -> Table {
     Table { counts, symbols: order.into_iter().take(total).map(|i| i as u8).collect() }
 }
 
+/// One marker segment of a JPEG's headers: its marker, the segment from its 0xFF, its body
+/// after the length, and where it ends in the file.
+pub(crate) struct Segment<'a> {
+    pub marker: u8,
+    pub whole: &'a [u8],
+    pub body: &'a [u8],
+    pub end: usize,
+}
+
+/// A JPEG's marker segments from its start to its first scan header, which is the last of
+/// them; fill bytes and stand-alone markers skipped. None when the file is no JPEG, or ends or
+/// breaks before a scan. Also read for a file kept as sent (`raster::SentJpeg`).
+pub(crate) fn segments_to_scan(d: &[u8]) -> Option<Vec<Segment<'_>>> {
+    if d.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    let (mut at, mut out) = (2, Vec::new());
+    loop {
+        while d.get(at) == Some(&0xFF) && d.get(at + 1) == Some(&0xFF) {
+            at += 1;
+        }
+        let (&0xFF, &marker) = (d.get(at)?, d.get(at + 1)?) else { return None };
+        if marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
+            at += 2;
+            continue;
+        }
+        if marker == 0xD9 {
+            return None;
+        }
+        let end = at + 2 + be16(d, at + 2)?;
+        let whole = d.get(at..end)?;
+        out.push(Segment { marker, whole, body: whole.get(4..)?, end });
+        if marker == 0xDA {
+            return Some(out);
+        }
+        at = end;
+    }
+}
+
 /// What the headers before the scan say, as far as re-coding needs.
 struct Frame {
     width: usize,
@@ -226,24 +266,11 @@ fn be16(data: &[u8], at: usize) -> Option<usize> {
 /// component, without restart markers, whose data ends with the padding of its last byte and
 /// the end-of-image marker.
 pub fn fit_huffman_tables(jpeg: &[u8]) -> Option<Vec<u8>> {
-    if jpeg.get(..2)? != [0xFF, 0xD8] {
-        return None;
-    }
+    let segments = segments_to_scan(jpeg)?;
     let mut kept: Vec<u8> = vec![0xFF, 0xD8];
     let mut tables: [Option<Table>; 8] = Default::default();
     let mut frame: Option<Frame> = None;
-    let mut p = 2;
-    let (scan, data_start) = loop {
-        if *jpeg.get(p)? != 0xFF {
-            return None;
-        }
-        let marker = *jpeg.get(p + 1)?;
-        if marker == 0xFF {
-            p += 1;
-            continue;
-        }
-        let len = be16(jpeg, p + 2)?;
-        let body = jpeg.get(p + 4..p + 2 + len)?;
+    for Segment { marker, whole, body, .. } in &segments {
         match marker {
             0xC4 => {
                 let mut q = 0;
@@ -274,17 +301,17 @@ pub fn fit_huffman_tables(jpeg: &[u8]) -> Option<Vec<u8>> {
                     })
                     .collect::<Option<Vec<_>>>()?;
                 frame = Some(Frame { width, height, components });
-                kept.extend_from_slice(&jpeg[p..p + 2 + len]);
+                kept.extend_from_slice(whole);
             }
             // Other frame kinds: progressive, lossless, arithmetic coding.
             0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return None,
             0xDD if be16(body, 0)? != 0 => return None,
-            0xDA => break (body.to_vec(), p + 2 + len),
-            0xD9 => return None,
-            _ => kept.extend_from_slice(&jpeg[p..p + 2 + len]),
+            0xDA => {}
+            _ => kept.extend_from_slice(whole),
         }
-        p += 2 + len;
-    };
+    }
+    let sos = segments.last()?;
+    let (scan, data_start) = (sos.body, sos.end);
     let frame = frame?;
     // The scan's header: its components in order, with the tables each uses.
     let ns = *scan.first()? as usize;
@@ -382,7 +409,7 @@ pub fn fit_huffman_tables(jpeg: &[u8]) -> Option<Vec<u8>> {
     out.extend_from_slice(&dht);
     out.extend_from_slice(&[0xFF, 0xDA]);
     out.extend_from_slice(&u16::try_from(scan.len() + 2).ok()?.to_be_bytes());
-    out.extend_from_slice(&scan);
+    out.extend_from_slice(scan);
     out.extend_from_slice(&entropy);
     out.extend_from_slice(&[0xFF, 0xD9]);
     Some(out)

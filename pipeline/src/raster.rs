@@ -79,28 +79,13 @@ impl SentJpeg {
     /// image viewer does: arithmetic or lossless coding, 12 bits, CMYK, or three components
     /// that may not be YCbCr (an Adobe marker, components named R, G, B).
     pub fn of(data: &Arc<Vec<u8>>) -> Option<Self> {
-        let d = data.as_slice();
-        if d.get(..2) != Some(&[0xFF, 0xD8]) {
-            return None;
-        }
-        let mut at = 2;
         let mut adobe = false;
         let mut frame = None;
-        loop {
-            while d.get(at) == Some(&0xFF) && d.get(at + 1) == Some(&0xFF) {
-                at += 1;
-            }
-            let (&0xFF, &marker) = (d.get(at)?, d.get(at + 1)?) else { return None };
-            if marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
-                at += 2;
-                continue;
-            }
-            let len = usize::from(u16::from_be_bytes([*d.get(at + 2)?, *d.get(at + 3)?]));
-            let segment = d.get(at + 4..at + 2 + len)?;
-            match marker {
-                0xEE if segment.starts_with(b"Adobe") => adobe = true,
+        for s in crate::jpeg_huffman::segments_to_scan(data.as_slice())? {
+            match s.marker {
+                0xEE if s.body.starts_with(b"Adobe") => adobe = true,
                 0xC0..=0xC2 => {
-                    let (&[precision, h0, h1, w0, w1, n], rest) = segment.split_first_chunk::<6>()?;
+                    let (&[precision, h0, h1, w0, w1, n], rest) = s.body.split_first_chunk::<6>()?;
                     let ids: Vec<u8> = rest.chunks_exact(3).take(usize::from(n)).map(|c| c[0]).collect();
                     if precision != 8 || !(n == 1 || (n == 3 && ids != b"RGB")) {
                         return None;
@@ -108,10 +93,8 @@ impl SentJpeg {
                     frame = Some((u32::from(u16::from_be_bytes([w0, w1])), u32::from(u16::from_be_bytes([h0, h1])), n == 3));
                 }
                 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return None,
-                0xDA => break,
                 _ => {}
             }
-            at += 2 + len;
         }
         let (width, height, colour) = frame?;
         (width > 0 && height > 0 && !(colour && adobe)).then(|| Self { data: data.clone(), width, height, colour })
@@ -232,7 +215,7 @@ fn colour_of(rgb: &RgbImage, ink: bool) -> (bool, f32) {
     }
     let seen = (w * h) as u64;
     let mm = step as f32 * 297.0 / long.max(1) as f32;
-    let marks = crate::originals::hand_or_stamp_cells(&wet, w, h, mm);
+    let marks = if ink { crate::originals::hand_or_stamp_cells(&wet, w, h, mm) } else { 0 };
     (seen > 0 && coloured * 1000 > seen * 5, marks as f32 / seen.max(1) as f32)
 }
 
