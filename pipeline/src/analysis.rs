@@ -392,7 +392,7 @@ const PHOTO_TILES: usize = 12;
 /// legible, print and pictures when it also holds photographs; a picture (JPEG) when the print is
 /// too faint to binarise safely. Colour is kept either way.
 fn content_kind(raster: &PageRaster, stats: &TileStats) -> PageContent {
-    // CCITT G4 counts columns and rows in 16 bits.
+    // Print is stored up to 65,535 pixels a side (see `lightpdf::encode_page`).
     if raster.width() > u16::MAX as u32 || raster.height() > u16::MAX as u32 {
         return if raster.rgb.is_some() { PageContent::Colour } else { PageContent::Photo };
     }

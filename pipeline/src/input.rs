@@ -218,7 +218,10 @@ fn page_image(doc: &Document, page: lopdf::ObjectId, limits: &Limits) -> Result<
             // An image mask paints where samples are 0 by default: same sense as BlackIs1 = false.
             (PdfImageEncoding::CcittG4, img.content.to_vec(), black_is_1 ^ decode_inverted)
         }
-        (1, Some("JBIG2Decode")) => return Err((ReasonCode::FormatNonSupporte, "JBIG2 image".into())),
+        // One page's segments, as the job stores print, are read as they are; symbols shared
+        // between pages (`/JBIG2Globals` in the parameters) only by rendering.
+        (1, Some("JBIG2Decode")) if !dict.has(b"DecodeParms") => (PdfImageEncoding::Jbig2, img.content.to_vec(), decode_inverted),
+        (1, Some("JBIG2Decode")) => return Err((ReasonCode::FormatNonSupporte, "JBIG2 image with shared symbols".into())),
         (1, Some("JPXDecode")) => return Err((ReasonCode::FormatNonSupporte, "JPEG 2000 image".into())),
         (0, _) | (1, Some("FlateDecode")) => {
             let stream = doc.get_object(img.id).and_then(Object::as_stream).map_err(corrupt)?;
@@ -282,6 +285,35 @@ mod tests {
         assert_eq!(sniff("p", b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"), FileKind::Heif);
         // An MP4 video is an ISO file too, but not an image.
         assert_eq!(sniff("v", b"\0\0\0\x18ftypisom\0\0\0\0isomiso2"), FileKind::Unknown);
+    }
+
+    /// A piece the job stored, deposited again (an operator's download, a piece split or joined):
+    /// its JBIG2 print is read as stored, pixel for pixel, not drawn again by the renderer.
+    #[test]
+    fn a_stored_jbig2_page_is_read_back_as_its_pixels() {
+        use crate::binarize::Bitmap;
+        use crate::lightpdf::{EncodedPage, PageCodec, write_pdf};
+        let (width, height) = (1240, 1754);
+        let ink: Vec<u8> = (0..width * height).map(|i| u8::from((i % width) / 9 % 3 == 0 && (i / width) / 11 % 4 == 1)).collect();
+        let bits = Bitmap { width, height, ink };
+        let page = EncodedPage {
+            codec: PageCodec::Jbig2,
+            width,
+            height,
+            page_w_pt: 595.276,
+            page_h_pt: 841.89,
+            data: crate::jbig2::encode(&bits),
+            mixed: None,
+            choice: String::new(),
+        };
+        let pages = split_pdf("piece.pdf", &write_pdf(&[&page], "piece"), &Limits::default());
+        let PageBlob::PdfImage(img) = &pages[0].blob else { panic!("read by rendering: {:?}", pages[0].blob) };
+        assert_eq!(img.encoding, crate::raster::PdfImageEncoding::Jbig2);
+        let raster = crate::raster::decode_page(&pages[0].blob, &Limits::default()).expect("decodes");
+        assert_eq!((raster.width(), raster.height()), (width, height));
+        assert!(raster.bilevel);
+        let black: Vec<u8> = raster.gray.as_raw().iter().map(|&v| u8::from(v == 0)).collect();
+        assert!(black == bits.ink, "the pixels read back are not the pixels stored");
     }
 
     #[test]

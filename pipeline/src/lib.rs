@@ -19,6 +19,7 @@ pub mod geometry;
 pub mod grid;
 pub mod ids;
 pub mod input;
+pub mod jbig2;
 pub mod job;
 pub mod jpeg_huffman;
 pub mod lightpdf;

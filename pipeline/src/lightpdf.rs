@@ -1,12 +1,12 @@
 //! Light PDFs: each piece as small as legibility allows.
 //!
 //! One page, one choice, made by measuring the page:
-//! - text on plain paper: bitonal, CCITT Group 4 at the scan's resolution (lossless on the
-//!   binarised page; a lossy symbol-substituting coder such as JBIG2 "pattern matching" is never
-//!   used: it swaps digits);
+//! - text on plain paper: bitonal at the scan's resolution, in JBIG2 generic region coding (see
+//!   `jbig2`: lossless on the binarised page; a lossy symbol-substituting coder such as JBIG2
+//!   "pattern matching" is never used: it swaps digits);
 //! - text on tinted paper, grey boxes, colour forms, logos: mixed raster content (see `mixed`),
-//!   the print as a G4 stencil at scan resolution over a low-resolution JPEG background, painted
-//!   in its own colour;
+//!   the print as a JBIG2 stencil at scan resolution over a low-resolution JPEG background,
+//!   painted in its own colour;
 //! - print with pictures among it (an identity card copied on a sheet, a photograph in a letter):
 //!   mixed, with each picture as a JPEG inset at up to 300 dpi (quality 40) over the background
 //!   and the stencil empty there;
@@ -18,7 +18,8 @@
 //!
 //! The PDF is written by hand: a few objects per page, deterministic bytes (no dates), A4 media
 //! boxes for A4 scans. The stencil is drawn as `/ImageMask` (one colour) or as the `/Mask` of a
-//! small colour image (print of several colours), both PDF 1.3, which every viewer draws.
+//! small colour image (print of several colours), in `/JBIG2Decode`: PDF 1.4, which the file
+//! declares and poppler, pdfium (Chrome) and hayro draw.
 
 use std::fmt::Write as _;
 use std::io::Cursor;
@@ -27,6 +28,7 @@ use image::{DynamicImage, GrayImage, ImageFormat, RgbImage};
 
 use crate::binarize::{Bitmap, MIN_CONTRAST, binarize, tile_stats};
 use crate::geometry::{Corrections, rescale};
+use crate::jbig2;
 use crate::mixed::{InkColour, Layers, Plane, Region, card_regions, composite, ink_colour, merge_overlapping, picture_regions, picture_tiles, separate};
 use crate::raster::PageRaster;
 
@@ -78,13 +80,13 @@ pub struct EncodeParams {
     pub background_dpi: f32,
     pub background_quality: u8,
     /// A grey text page whose background is tinted on more than this share of its cells is
-    /// stored mixed (below, the tint is a speck or a shadow and G4 alone says it all).
+    /// stored mixed (below, the tint is a speck or a shadow and the bitonal print alone says it all).
     pub tint_share: f32,
     /// A page whose background drawn back differs from the scan on more than this share of its
     /// tiles holds pictures: JPEG (an identity photo on an A4 copy is some 2.5 %).
     pub picture_share: f32,
     /// Above this share, a grey page with something the mask cannot draw (a small picture, a
-    /// shaded logo) keeps it in a mixed page's background instead of losing it in G4 alone.
+    /// shaded logo) keeps it in a mixed page's background instead of losing it in bitonal print alone.
     pub speck_share: f32,
     /// A page whose pictures fill at most this share of it is stored mixed with its pictures as
     /// JPEG insets at the picture resolution (an identity card copied on A4, a photo in a
@@ -122,10 +124,13 @@ impl EncodeParams {
 /// How the bytes of an encoded page are to be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageCodec {
+    /// Bitonal in CCITT Group 4, as scanners write it (the samples and fixtures).
     CcittG4,
+    /// Bitonal in JBIG2 generic region coding, as the job stores print.
+    Jbig2,
     JpegGray,
     JpegRgb,
-    /// `data` is the G4 stencil of the print; `mixed` holds the other layers.
+    /// `data` is the JBIG2 stencil of the print; `mixed` holds the other layers.
     Mixed,
 }
 
@@ -197,12 +202,13 @@ impl EncodedPage {
     pub fn codec_name(&self) -> &'static str {
         match self.codec {
             PageCodec::CcittG4 => "bitonal G4",
+            PageCodec::Jbig2 => "bitonal JBIG2",
             PageCodec::JpegGray => "grey JPEG",
             PageCodec::JpegRgb => "colour JPEG",
             PageCodec::Mixed if self.mixed.as_ref().is_some_and(|m| !m.insets.is_empty()) => {
-                "mixed raster (G4 print over a JPEG background, pictures as JPEG insets)"
+                "mixed raster (JBIG2 print over a JPEG background, pictures as JPEG insets)"
             }
-            PageCodec::Mixed => "mixed raster (G4 print over a JPEG background)",
+            PageCodec::Mixed => "mixed raster (JBIG2 print over a JPEG background)",
         }
     }
 }
@@ -333,7 +339,7 @@ fn store_pixels(raster: &PageRaster, bits: &Bitmap, content: PageContent, taken:
     encode_page(raster, bits, content, params)
 }
 
-/// Encodes a page: G4 from the binarised bits for text on plain paper, mixed layers for text on
+/// Encodes a page: JBIG2 from the binarised bits for text on plain paper, mixed layers for text on
 /// tinted paper or in colour (with its pictures as JPEG insets), JPEG for pictures. The choice is
 /// measured on the page (tint of its background, what the layers drawn back lose, where) and said
 /// in `choice`.
@@ -343,8 +349,9 @@ pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, par
         return print_from_enlargement(raster, content, params, "scanned");
     }
     let (pw, ph) = page_size_pt(raster.width(), raster.height(), raster.dpi);
-    // CCITT G4 counts columns and rows in 16 bits.
-    let g4_fits = bits.width <= u16::MAX as u32 && bits.height <= u16::MAX as u32 && bits.width == raster.width() && bits.height == raster.height();
+    // Print is stored up to 65,535 pixels a side, as the analysis reads it: nothing larger is a
+    // scan of paper.
+    let print_fits = bits.width <= u16::MAX as u32 && bits.height <= u16::MAX as u32 && bits.width == raster.width() && bits.height == raster.height();
     let picture = |content: PageContent, why: String| {
         let mut p = encode_picture(raster, content, params, pw, ph);
         p.choice = why;
@@ -353,7 +360,7 @@ pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, par
     let pictures = content == PageContent::PrintAndPictures;
     let whole = whole_picture(raster, content);
     match content {
-        PageContent::Text | PageContent::ColourText | PageContent::PrintAndPictures if g4_fits => {
+        PageContent::Text | PageContent::ColourText | PageContent::PrintAndPictures if print_fits => {
             let colour = content != PageContent::Text && raster.rgb.is_some();
             let (pixels, channels): (&[u8], usize) = match (&raster.rgb, colour) {
                 (Some(rgb), true) => (rgb.as_raw(), 3),
@@ -372,12 +379,12 @@ pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, par
             // (a small picture is kept, blurred, in a mixed page's background).
             if !colour && !pictures && layers.tinted_share <= params.tint_share && lost <= params.speck_share {
                 return EncodedPage {
-                    codec: PageCodec::CcittG4,
+                    codec: PageCodec::Jbig2,
                     width: bits.width,
                     height: bits.height,
                     page_w_pt: pw,
                     page_h_pt: ph,
-                    data: encode_g4(bits),
+                    data: jbig2::encode(bits),
                     mixed: None,
                     choice: format!("text on plain paper (tint on {:.1} % of it)", 100.0 * layers.tinted_share),
                 };
@@ -399,7 +406,7 @@ pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, par
             // The stencil is empty where an inset is: the print there is the inset's, and a
             // photograph binarised would show as grain over it.
             let stencil = if regions.is_empty() {
-                encode_g4(bits)
+                jbig2::encode(bits)
             } else {
                 let mut cleared = bits.clone();
                 for r in &regions {
@@ -410,7 +417,7 @@ pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, par
                 }
                 // The print left decides its colour; the background under an inset is hidden.
                 layers.ink = ink_colour(pixels, channels, &cleared, bg_cell * 4);
-                encode_g4(&cleared)
+                jbig2::encode(&cleared)
             };
             let mut mixed = encode_layers(&layers, params.background_quality);
             let inset_storage = params.inset_storage(raster.dpi);
@@ -443,7 +450,7 @@ pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, par
                 choice: why,
             }
         }
-        PageContent::Text | PageContent::ColourText | PageContent::PrintAndPictures => picture(whole, "a page too large for G4".into()),
+        PageContent::Text | PageContent::ColourText | PageContent::PrintAndPictures => picture(whole, "a page too large for bitonal storage".into()),
         PageContent::Photo => picture(content, "photographs, a photo of a page, faint print or a small image enlarged".into()),
         PageContent::Colour => picture(content, "colour photographs, a photo of a page or a small image enlarged".into()),
     }
@@ -454,7 +461,7 @@ pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, par
 /// print cut there, then stored as any page of print. The stencil follows the strokes' edges
 /// between the scan's pixels instead of their staircase, and the background keeps its own
 /// resolution, so only the stencil pays for the enlargement (a 171-dpi pay slip: a 242 KB JPEG,
-/// now 48 KB of G4 keeping its words). Kept only when that stores as print alone (G4, or mixed
+/// 33 KB of JBIG2 keeping its words). Kept only when that stores as print alone (bitonal, or mixed
 /// without pictures); otherwise the page is stored as it came, as a picture: on the enlargement,
 /// a tax notice's 2D-Doc and logos as insets lost 4 points of its words, and a picture of the
 /// enlargement has more pixels than the scan (an 1895 extract: 132 KB to 193). Pictures the
@@ -472,7 +479,7 @@ fn print_from_enlargement(raster: &PageRaster, content: PageContent, params: &En
     let enlarged = rescale(raster, COARSE_STENCIL_DPI / raster.dpi);
     let bits = binarize(&enlarged.gray, &tile_stats(&enlarged.gray, enlarged.dpi), MIN_CONTRAST);
     let page = encode_page(&enlarged, &bits, content, params);
-    let print_only = page.codec == PageCodec::CcittG4 || page.mixed.as_ref().is_some_and(|m| m.insets.is_empty());
+    let print_only = page.codec == PageCodec::Jbig2 || page.mixed.as_ref().is_some_and(|m| m.insets.is_empty());
     if !print_only {
         return as_taken();
     }
@@ -716,7 +723,7 @@ fn resample_down(src: &[u8], w: u32, h: u32, ch: usize, scale: f32) -> (Vec<u8>,
 }
 
 /// Re-encodes a page's pictures smaller (to bring a piece under the size limit): a JPEG page, or
-/// a mixed page's background. G4 stencils and pages are kept.
+/// a mixed page's background. Bitonal stencils and pages are kept.
 pub fn shrink_page(page: &EncodedPage, scale: f32, quality: u8) -> EncodedPage {
     let shrink = |data: &[u8]| -> Option<(Vec<u8>, u32, u32)> {
         let img = image::load_from_memory_with_format(data, ImageFormat::Jpeg).ok()?;
@@ -724,7 +731,7 @@ pub fn shrink_page(page: &EncodedPage, scale: f32, quality: u8) -> EncodedPage {
         Some((jpeg(img.resize_exact(w, h, image::imageops::FilterType::Triangle), quality), w, h))
     };
     match page.codec {
-        PageCodec::CcittG4 => page.clone(),
+        PageCodec::CcittG4 | PageCodec::Jbig2 => page.clone(),
         PageCodec::Mixed => {
             let Some(m) = &page.mixed else { return page.clone() };
             let Some((data, width, height)) = shrink(&m.background.data) else { return page.clone() };
@@ -757,18 +764,25 @@ impl JpegLayer {
     }
 }
 
-fn g4_dict(w: u32, h: u32, len: usize, stencil: bool) -> String {
-    let kind = if stencil { "/ImageMask true" } else { "/ColorSpace /DeviceGray" };
+fn g4_dict(w: u32, h: u32, len: usize) -> String {
     format!(
-        "<< /Type /XObject /Subtype /Image /Width {w} /Height {h} {kind} /BitsPerComponent 1 /Filter /CCITTFaxDecode /DecodeParms << /K -1 /Columns {w} /Rows {h} /BlackIs1 false >> /Length {len} >>"
+        "<< /Type /XObject /Subtype /Image /Width {w} /Height {h} /ColorSpace /DeviceGray /BitsPerComponent 1 /Filter /CCITTFaxDecode /DecodeParms << /K -1 /Columns {w} /Rows {h} /BlackIs1 false >> /Length {len} >>"
     )
+}
+
+/// A JBIG2 image decodes to 0 where its pixels are black, as PDF's grey and its image masks read
+/// them (a mask paints where it is 0).
+fn jbig2_dict(w: u32, h: u32, len: usize, stencil: bool) -> String {
+    let kind = if stencil { "/ImageMask true" } else { "/ColorSpace /DeviceGray" };
+    format!("<< /Type /XObject /Subtype /Image /Width {w} /Height {h} {kind} /BitsPerComponent 1 /Filter /JBIG2Decode /Length {len} >>")
 }
 
 /// The image objects of a page, in the order they are written: (name in the content stream or
 /// "" for a mask referenced by the next image, dictionary, data).
 fn page_images(p: &EncodedPage) -> Vec<(String, String, &[u8])> {
     match (p.codec, &p.mixed) {
-        (PageCodec::CcittG4, _) | (PageCodec::Mixed, None) => vec![("Im0".into(), g4_dict(p.width, p.height, p.data.len(), false), &p.data)],
+        (PageCodec::CcittG4, _) => vec![("Im0".into(), g4_dict(p.width, p.height, p.data.len()), &p.data)],
+        (PageCodec::Jbig2, _) | (PageCodec::Mixed, None) => vec![("Im0".into(), jbig2_dict(p.width, p.height, p.data.len(), false), &p.data)],
         // A picture drawn larger than its pixels (a small file stored as sent) is smoothed, not
         // drawn in blocks: poppler does so at 4 times or more only when asked.
         (PageCodec::JpegGray | PageCodec::JpegRgb, _) => {
@@ -780,10 +794,10 @@ fn page_images(p: &EncodedPage) -> Vec<(String, String, &[u8])> {
                 images.push((format!("In{k}"), jpeg_dict(inset.layer.shape(), ""), inset.layer.data.as_slice()));
             }
             match &m.ink {
-                InkPaint::Solid(_) => images.push(("Mk".into(), g4_dict(p.width, p.height, p.data.len(), true), &p.data)),
+                InkPaint::Solid(_) => images.push(("Mk".into(), jbig2_dict(p.width, p.height, p.data.len(), true), &p.data)),
                 // The stencil first, then the ink picture that names it as its /Mask.
                 InkPaint::Picture(l) => {
-                    images.push((String::new(), g4_dict(p.width, p.height, p.data.len(), true), &p.data));
+                    images.push((String::new(), jbig2_dict(p.width, p.height, p.data.len(), true), &p.data));
                     images.push(("Fg".into(), jpeg_dict(l.shape(), " /Interpolate true /Mask {mask}"), l.data.as_slice()));
                 }
             }
@@ -910,10 +924,11 @@ fn pdf_string(s: &str) -> String {
 pub fn decode_encoded(page: &EncodedPage) -> Option<GrayImage> {
     let load = |data: &[u8]| image::load(Cursor::new(data), ImageFormat::Jpeg).ok();
     match (page.codec, &page.mixed) {
-        (PageCodec::CcittG4, _) | (PageCodec::Mixed, None) => decode_g4(&page.data, page.width, page.height),
+        (PageCodec::CcittG4, _) => decode_g4(&page.data, page.width, page.height),
+        (PageCodec::Jbig2, _) | (PageCodec::Mixed, None) => jbig2::decode(&page.data, page.width, page.height),
         (PageCodec::JpegGray | PageCodec::JpegRgb, _) => load(&page.data).map(|i| i.into_luma8()),
         (PageCodec::Mixed, Some(m)) => {
-            let stencil = decode_g4(&page.data, page.width, page.height)?;
+            let stencil = jbig2::decode(&page.data, page.width, page.height)?;
             let ink: Vec<u8> = stencil.as_raw().iter().map(|&v| (v == 0) as u8).collect();
             let mask = Bitmap { width: page.width, height: page.height, ink };
             let plane = |l: &JpegLayer| -> Option<Plane> {
@@ -1011,7 +1026,7 @@ mod tests {
     #[test]
     fn each_page_gets_the_storage_its_paper_asks_for() {
         let plain = encode(&form(None, false), PageContent::Text);
-        assert_eq!(plain.codec, PageCodec::CcittG4, "{}", plain.choice);
+        assert_eq!(plain.codec, PageCodec::Jbig2, "{}", plain.choice);
         let grey = encode(&form(Some([200, 200, 200]), false), PageContent::Text);
         assert_eq!(grey.codec, PageCodec::Mixed, "{}", grey.choice);
         let m = grey.mixed.as_ref().expect("layers");
@@ -1063,7 +1078,7 @@ mod tests {
         let photo = rescale(&fine, 2.0 / 3.0);
         let params = EncodeParams::default();
         let p = store_page(&photo, &bits_of(&photo), PageContent::Text, Taken { photographed: true, enlarged: false }, &params);
-        assert!(matches!(p.codec, PageCodec::CcittG4 | PageCodec::Mixed), "{:?}: {}", p.codec, p.choice);
+        assert!(matches!(p.codec, PageCodec::Jbig2 | PageCodec::Mixed), "{:?}: {}", p.codec, p.choice);
         assert!(p.width >= fine.width() - 2 && p.choice.starts_with("print photographed at 200 dpi"), "{}×{}: {}", p.width, p.height, p.choice);
         // Drawn back at the original's resolution, the print is where it was.
         let drawn = decode_encoded(&p).expect("decodes");

@@ -255,6 +255,8 @@ pub enum PdfImageEncoding {
     Jpeg,
     /// CCITT Group 4 (K < 0).
     CcittG4,
+    /// JBIG2, one page's segments without shared symbols.
+    Jbig2,
     /// Already decompressed samples.
     Raw { bits: u8, components: u8 },
 }
@@ -484,6 +486,10 @@ fn decode_pdf_image(img: &PdfPageImage, limits: &Limits) -> Result<PageRaster, P
             let g = crate::lightpdf::decode_g4(&img.data, img.width, img.height).ok_or_else(|| corrupt("damaged CCITT G4 image"))?;
             PageRaster::from_gray(g, true)
         }
+        PdfImageEncoding::Jbig2 => {
+            let g = crate::jbig2::decode(&img.data, img.width, img.height).ok_or_else(|| corrupt("damaged JBIG2 image"))?;
+            PageRaster::from_gray(g, true)
+        }
         PdfImageEncoding::Raw { bits: 8, components: 1 } => {
             let data = img.data.get(..w * h).ok_or_else(|| corrupt("truncated grey image"))?;
             PageRaster::from_gray(GrayImage::from_raw(img.width, img.height, data.to_vec()).ok_or_else(|| corrupt("grey image"))?, false)
@@ -538,6 +544,8 @@ mod tests {
         assert_eq!(e.reason, ReasonCode::FichierCorrompu);
         let bad_g4 = PdfPageImage { width: 100, height: 100, encoding: PdfImageEncoding::CcittG4, inverted: false, data: vec![0xff; 10], source: None };
         assert!(decode_page(&PageBlob::PdfImage(bad_g4), &Limits::default()).is_err());
+        let bad_jbig2 = PdfPageImage { width: 100, height: 100, encoding: PdfImageEncoding::Jbig2, inverted: false, data: vec![0xff; 10], source: None };
+        assert!(decode_page(&PageBlob::PdfImage(bad_jbig2), &Limits::default()).is_err());
     }
 
     #[test]

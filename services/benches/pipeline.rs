@@ -77,7 +77,7 @@ fn bench_slips(n: usize) {
         let t0 = Instant::now();
         let raster = raster_of(jpeg);
         let t1 = Instant::now();
-        // The bitonal page is made once per page for everything (blank, orientation, G4).
+        // The bitonal page is made once per page for everything (blank, orientation, storage).
         let st = tile_stats(&raster.gray, raster.dpi);
         let bits = binarize(&raster.gray, &st, MIN_CONTRAST);
         let t2 = Instant::now();
@@ -289,7 +289,7 @@ fn bench_light_pdf(n: usize, n_ocr: usize) {
         let enc = encode_page(&raster, &bits, content, &params);
         let t = ms(t0.elapsed());
         kinds[match enc.codec {
-            PageCodec::CcittG4 => 0,
+            PageCodec::CcittG4 | PageCodec::Jbig2 => 0,
             PageCodec::Mixed => 1,
             PageCodec::JpegGray => 2,
             PageCodec::JpegRgb => 3,
@@ -312,7 +312,7 @@ fn bench_light_pdf(n: usize, n_ocr: usize) {
         }
     }
     println!("  source scans: median {:.0} KB a page (JPEG q85)", median(src_kb));
-    println!("  stored as: {} bitonal G4, {} mixed, {} grey JPEG, {} colour JPEG", kinds[0], kinds[1], kinds[2], kinds[3]);
+    println!("  stored as: {} bitonal, {} mixed, {} grey JPEG, {} colour JPEG", kinds[0], kinds[1], kinds[2], kinds[3]);
     println!(
         "  text pages:     median {:.1} KB, p90 {:.1} KB; encode median {:.1} ms, p90 {:.1} ms",
         median(text_kb.clone()),

@@ -248,7 +248,7 @@ fn main() {
             } else if has(b"DCTDecode") {
                 "JPEG"
             } else {
-                "G4"
+                "bitonal"
             };
             println!("      stored as {codec}: keeps {:.1} % of the words read with confidence on the original", 100.0 * kept);
             legible.push((t.file.clone(), codec, kept));
@@ -294,7 +294,7 @@ fn main() {
         fallback.1 / fallback.0.max(1) as f64
     );
     if !legible.is_empty() {
-        for codec in ["JPEG", "mixed", "G4"] {
+        for codec in ["JPEG", "mixed", "bitonal"] {
             let l: Vec<&(String, &str, f64)> = legible.iter().filter(|l| l.1 == codec).collect();
             if l.is_empty() {
                 continue;

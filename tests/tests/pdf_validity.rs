@@ -130,7 +130,7 @@ fn card_copy() -> scanbureau_pipeline::raster::PageRaster {
     r
 }
 
-/// Mixed pages (a G4 stencil over a JPEG background, painted in one colour or through a colour
+/// Mixed pages (a JBIG2 stencil over a JPEG background, painted in one colour or through a colour
 /// picture, with a card kept as a JPEG inset) are drawn by poppler and pdfium as the job cut
 /// them.
 #[test]
