@@ -159,8 +159,8 @@ pub fn split_pdf(name: &str, bytes: &[u8], limits: &Limits) -> Vec<PageSource> {
                     img.source = Some((shared.clone(), i));
                     PageBlob::PdfImage(img)
                 }
-                // Born-digital page, or an image encoding read only by rendering (JBIG2, JPEG
-                // 2000, CCITT G3...): render the page.
+                // Born-digital page, or an image encoding read only by rendering (JPEG 2000,
+                // CCITT G3, JBIG2 with shared symbols...): render the page.
                 Err((ReasonCode::FormatNonSupporte, _)) => PageBlob::PdfRender { data: shared.clone(), page: i },
                 Err((reason, detail)) => PageBlob::Unreadable { reason, detail },
             };
@@ -218,10 +218,13 @@ fn page_image(doc: &Document, page: lopdf::ObjectId, limits: &Limits) -> Result<
             // An image mask paints where samples are 0 by default: same sense as BlackIs1 = false.
             (PdfImageEncoding::CcittG4, img.content.to_vec(), black_is_1 ^ decode_inverted)
         }
-        // One page's segments, as the job stores print, are read as they are; symbols shared
-        // between pages (`/JBIG2Globals` in the parameters) only by rendering.
-        (1, Some("JBIG2Decode")) if !dict.has(b"DecodeParms") => (PdfImageEncoding::Jbig2, img.content.to_vec(), decode_inverted),
-        (1, Some("JBIG2Decode")) => return Err((ReasonCode::FormatNonSupporte, "JBIG2 image with shared symbols".into())),
+        // One page's segments, as the job stores print, are read as they are when they read
+        // strictly at the image's size; symbols shared between pages (`/JBIG2Globals` in the
+        // parameters) and anything else are left to the renderer, as a viewer would draw them.
+        (1, Some("JBIG2Decode")) if !dict.has(b"DecodeParms") && crate::jbig2::decode(img.content, width, height).is_some() => {
+            (PdfImageEncoding::Jbig2, img.content.to_vec(), decode_inverted)
+        }
+        (1, Some("JBIG2Decode")) => return Err((ReasonCode::FormatNonSupporte, "JBIG2 image read by rendering".into())),
         (1, Some("JPXDecode")) => return Err((ReasonCode::FormatNonSupporte, "JPEG 2000 image".into())),
         (0, _) | (1, Some("FlateDecode")) => {
             let stream = doc.get_object(img.id).and_then(Object::as_stream).map_err(corrupt)?;
@@ -314,6 +317,10 @@ mod tests {
         assert!(raster.bilevel);
         let black: Vec<u8> = raster.gray.as_raw().iter().map(|&v| u8::from(v == 0)).collect();
         assert!(black == bits.ink, "the pixels read back are not the pixels stored");
+        // Cut short, it is not read as a white page: the renderer draws what a viewer would.
+        let cut = EncodedPage { data: page.data[..page.data.len() / 2].to_vec(), ..page };
+        let pages = split_pdf("cut.pdf", &write_pdf(&[&cut], "piece"), &Limits::default());
+        assert!(matches!(pages[0].blob, PageBlob::PdfRender { .. }), "{:?}", pages[0].blob);
     }
 
     #[test]
