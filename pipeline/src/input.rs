@@ -218,10 +218,11 @@ fn page_image(doc: &Document, page: lopdf::ObjectId, limits: &Limits) -> Result<
             // An image mask paints where samples are 0 by default: same sense as BlackIs1 = false.
             (PdfImageEncoding::CcittG4, img.content.to_vec(), black_is_1 ^ decode_inverted)
         }
-        // One page's segments, as the job stores print, are read as they are when they read
-        // strictly at the image's size; symbols shared between pages (`/JBIG2Globals` in the
-        // parameters) and anything else are left to the renderer, as a viewer would draw them.
-        (1, Some("JBIG2Decode")) if !dict.has(b"DecodeParms") && crate::jbig2::decode(img.content, width, height).is_some() => {
+        // One page's segments, as the job stores print, are read as they are when their segments
+        // read strictly at the image's size; symbols shared between pages (`/JBIG2Globals` in
+        // the parameters) and anything else are left to the renderer, as a viewer would draw
+        // them.
+        (1, Some("JBIG2Decode")) if !dict.has(b"DecodeParms") && crate::jbig2::reads_at(img.content, width, height) => {
             (PdfImageEncoding::Jbig2, img.content.to_vec(), decode_inverted)
         }
         (1, Some("JBIG2Decode")) => return Err((ReasonCode::FormatNonSupporte, "JBIG2 image read by rendering".into())),

@@ -283,6 +283,17 @@ pub fn encode(bits: &Bitmap) -> Vec<u8> {
     out
 }
 
+/// Whether a JBIG2 embedded stream's segments read strictly, whole, for a page of `width` ×
+/// `height`: the check [`decode`] makes before decoding, without decoding.
+pub fn reads_at(data: &[u8], width: u32, height: u32) -> bool {
+    page_at(data, width, height).is_some()
+}
+
+fn page_at(data: &[u8], width: u32, height: u32) -> Option<hayro_jbig2::Page<'_>> {
+    let page = hayro_jbig2::Page::new_embedded(data, None, &hayro_jbig2::DecodeSettings { strict: true }).ok()?;
+    ((page.width(), page.height()) == (width, height)).then_some(page)
+}
+
 /// Decodes a JBIG2 embedded stream (no globals) into a grey page, 0 for black, as a viewer
 /// draws it. None when the data is not of the size expected or breaks off: read strictly, as a
 /// lenient reader stops at a segment cut short and draws the page white.
@@ -300,11 +311,7 @@ pub fn decode(data: &[u8], width: u32, height: u32) -> Option<GrayImage> {
         }
         fn next_line(&mut self) {}
     }
-    let settings = hayro_jbig2::DecodeSettings { strict: true };
-    let page = hayro_jbig2::Page::new_embedded(data, None, &settings).ok()?;
-    if (page.width(), page.height()) != (width, height) {
-        return None;
-    }
+    let page = page_at(data, width, height)?;
     let mut rows = Rows { pixels: Vec::with_capacity(width as usize * height as usize) };
     page.decode(&mut rows).ok()?;
     rows.pixels.truncate(width as usize * height as usize);
