@@ -188,7 +188,6 @@ fn page_image(doc: &Document, page: lopdf::ObjectId, limits: &Limits) -> Result<
     let height = u32::try_from(img.height).map_err(|_| (ReasonCode::FichierCorrompu, "negative image height".to_string()))?;
     let dict = img.origin_dict;
     let filters = img.filters.clone().unwrap_or_default();
-    let image_mask = dict.get(b"ImageMask").and_then(Object::as_bool).unwrap_or(false);
     let decode_inverted = match dict.get(b"Decode").and_then(Object::as_array) {
         Ok(arr) => arr.first().and_then(|o| o.as_float().ok()).is_some_and(|f| f > 0.5),
         Err(_) => false,
@@ -234,9 +233,9 @@ fn page_image(doc: &Document, page: lopdf::ObjectId, limits: &Limits) -> Result<
             } else {
                 stream.decompressed_content_with_limit(limits.max_decompressed_bytes).map_err(corrupt)?
             };
-            // For an image mask, 0 paints black: invert so that 0 reads as black below.
-            let inverted = decode_inverted ^ image_mask;
-            (PdfImageEncoding::Raw { bits, components }, data, inverted)
+            // An image mask paints where its samples are 0 (by default), as DeviceGray's 0 is
+            // black: the same sense, as for CCITT and JBIG2 above.
+            (PdfImageEncoding::Raw { bits, components }, data, decode_inverted)
         }
         _ => return Err((ReasonCode::FormatNonSupporte, format!("PDF image filters {filters:?}"))),
     };
@@ -387,6 +386,70 @@ mod tests {
         let mut out = Vec::new();
         doc.save_to(&mut out).expect("saves");
         out
+    }
+
+    /// A one-page PDF showing one 1-bit 600×600 image, uncompressed, of a grid of small black
+    /// marks on white (about 11 % ink), as an image mask or a DeviceGray image, and with
+    /// `/Decode [1 0]` when `decode_inverted` (the samples then stored the other way round).
+    fn pdf_of_bitonal_image(image_mask: bool, decode_inverted: bool) -> Vec<u8> {
+        use lopdf::{Object, Stream, dictionary};
+        let side = 600usize;
+        let stride = side / 8;
+        let mut data = vec![0u8; stride * side];
+        for y in 0..side {
+            for x in 0..side {
+                let ink = (x / 6) % 3 == 0 && (y / 10) % 3 == 0;
+                // DeviceGray and an image mask both paint black where the sample is 0.
+                let sample = (!ink) ^ decode_inverted;
+                if sample {
+                    data[y * stride + x / 8] |= 0x80 >> (x % 8);
+                }
+            }
+        }
+        let mut d = dictionary! { "Type" => "XObject", "Subtype" => "Image", "Width" => side as i64, "Height" => side as i64 };
+        if image_mask {
+            d.set("ImageMask", true);
+        } else {
+            d.set("ColorSpace", "DeviceGray");
+            d.set("BitsPerComponent", 1);
+        }
+        if decode_inverted {
+            d.set("Decode", vec![Object::Integer(1), Object::Integer(0)]);
+        }
+        let mut doc = Document::with_version("1.5");
+        let id = doc.add_object(Stream::new(d, data));
+        let contents = doc.add_object(Stream::new(lopdf::Dictionary::new(), b"q 0 g 595 0 0 595 0 0 cm /Im0 Do Q\n".to_vec()));
+        let pages_id = doc.new_object_id();
+        let page = doc.add_object(dictionary! { "Type" => "Page", "Parent" => pages_id, "MediaBox" => vec![0.into(), 0.into(), 595.into(), 595.into()], "Contents" => contents, "Resources" => dictionary! { "XObject" => dictionary! { "Im0" => Object::Reference(id) } } });
+        doc.objects.insert(pages_id, Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1 }));
+        let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+        doc.trailer.set("Root", catalog);
+        let mut out = Vec::new();
+        doc.save_to(&mut out).expect("saves");
+        out
+    }
+
+    /// A bitonal image read as it is must read as the renderer (and a viewer) draws it: black
+    /// print on white paper, not its negative, whether it is an image mask or a grey image and
+    /// whichever way its `/Decode` stores the samples.
+    #[test]
+    fn a_bitonal_image_is_read_as_a_viewer_draws_it() {
+        let l = Limits::default();
+        let dark_share = |blob: &PageBlob| {
+            let raster = crate::raster::decode_page(blob, &l).expect("decodes");
+            let px = raster.gray.as_raw();
+            px.iter().filter(|&&v| v < 128).count() as f64 / px.len() as f64
+        };
+        for (image_mask, decode_inverted) in [(true, false), (true, true), (false, false), (false, true)] {
+            let pdf = pdf_of_bitonal_image(image_mask, decode_inverted);
+            let pages = split_pdf("scan.pdf", &pdf, &l);
+            assert!(matches!(pages[0].blob, PageBlob::PdfImage(_)), "not read as it is: {:?}", pages[0].blob);
+            let read = dark_share(&pages[0].blob);
+            let drawn = dark_share(&PageBlob::PdfRender { data: Arc::new(pdf), page: 0 });
+            let case = format!("image mask {image_mask}, Decode inverted {decode_inverted}: read {read:.3}, drawn {drawn:.3}");
+            assert!((0.08..0.16).contains(&read), "{case}");
+            assert!((0.05..0.20).contains(&drawn), "{case}");
+        }
     }
 
     #[test]
