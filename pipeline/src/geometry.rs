@@ -570,14 +570,23 @@ fn resample_with(raster: &PageRaster, w: u32, h: u32, map: &dyn Fn(f32, f32) -> 
                 }
                 image::Rgb(px)
             });
-            PageRaster { gray: luma_of(&img), rgb: Some(img), dpi: raster.dpi, bilevel: false, text_layer: None, wet_ink: raster.wet_ink, sent: None }
+            PageRaster {
+                gray: luma_of(&img),
+                rgb: Some(img),
+                dpi: raster.dpi,
+                bilevel: false,
+                text_layer: None,
+                wet_ink: raster.wet_ink,
+                sent: None,
+                vector: None,
+            }
         }
         None => {
             let img = GrayImage::from_fn(w, h, |x, y| {
                 let (sx, sy) = map(x as f32, y as f32);
                 image::Luma([sample_gray(&raster.gray, sx, sy)])
             });
-            PageRaster { gray: img, rgb: None, dpi: raster.dpi, bilevel: false, text_layer: None, wet_ink: raster.wet_ink, sent: None }
+            PageRaster { gray: img, rgb: None, dpi: raster.dpi, bilevel: false, text_layer: None, wet_ink: raster.wet_ink, sent: None, vector: None }
         }
     }
 }
@@ -623,6 +632,7 @@ pub fn rescale(raster: &PageRaster, scale: f32) -> PageRaster {
         text_layer: None,
         wet_ink: raster.wet_ink,
         sent: raster.sent.clone(),
+        vector: raster.vector.clone(),
     }
 }
 
@@ -735,7 +745,7 @@ pub fn flatten_light(raster: &mut PageRaster) -> bool {
         }
     }
     let gain = |x: u32, y: u32| gains[((y / 8) * gw + x / 8) as usize];
-    raster.sent = None;
+    raster.pixels_changed();
     for (x, y, p) in raster.gray.enumerate_pixels_mut() {
         p.0[0] = (p.0[0] as f32 * gain(x, y)).min(255.0) as u8;
     }

@@ -11,6 +11,7 @@ use lopdf::{Document, Object};
 
 use crate::raster::{Limits, PageBlob, PdfImageEncoding, PdfPageImage, tiff_page_count};
 use crate::reason::ReasonCode;
+use crate::vector_page::VectorPage;
 
 /// One page of the mailing before decoding, with where it came from (for the report's `source`).
 #[derive(Debug, Clone)]
@@ -123,6 +124,14 @@ fn split_tiff(name: &str, bytes: Vec<u8>, limits: &Limits) -> Vec<PageSource> {
     }
 }
 
+/// Greatest weight of a PDF page's drawing kept as it was sent: above any page's raster (a
+/// heavier drawing is never the lighter one), so it only bounds memory.
+const MAX_KEPT_PAGE_BYTES: usize = 512 << 10;
+/// Greatest weight of the drawings taken out of one file: each page's takes its own copy of
+/// what it shares with the others (fonts), held until the page is stored. Pages past it are
+/// stored as their rasters.
+const MAX_KEPT_FILE_BYTES: usize = 64 << 20;
+
 /// Takes each page's scanned image out of a PDF without rendering it; pages that are not one
 /// readable scanned image are rendered later.
 pub fn split_pdf(name: &str, bytes: &[u8], limits: &Limits) -> Vec<PageSource> {
@@ -149,6 +158,7 @@ pub fn split_pdf(name: &str, bytes: &[u8], limits: &Limits) -> Vec<PageSource> {
         return unreadable(name, ReasonCode::FichierTropVolumineux, format!("PDF of {} pages exceeds the limit of {}", pages.len(), limits.max_pages_per_file));
     }
     let shared = Arc::new(bytes.to_vec());
+    let mut kept_bytes = 0;
     pages
         .values()
         .enumerate()
@@ -161,7 +171,13 @@ pub fn split_pdf(name: &str, bytes: &[u8], limits: &Limits) -> Vec<PageSource> {
                 }
                 // Born-digital page, or an image encoding read only by rendering (JPEG 2000,
                 // CCITT G3, JBIG2 with shared symbols...): render the page.
-                Err((ReasonCode::FormatNonSupporte, _)) => PageBlob::PdfRender { data: shared.clone(), page: i },
+                // Its drawing is taken too, for the piece to show it as it is when lighter.
+                Err((ReasonCode::FormatNonSupporte, _)) => {
+                    let room = MAX_KEPT_PAGE_BYTES.min(MAX_KEPT_FILE_BYTES.saturating_sub(kept_bytes));
+                    let vector = VectorPage::take(&doc, id, room).map(Arc::new);
+                    kept_bytes += vector.as_ref().map_or(0, |v| v.bytes);
+                    PageBlob::PdfRender { data: shared.clone(), page: i, vector }
+                }
                 Err((reason, detail)) => PageBlob::Unreadable { reason, detail },
             };
             PageSource { source, blob }
@@ -308,6 +324,7 @@ mod tests {
             data: crate::jbig2::encode(&bits),
             mixed: None,
             choice: String::new(),
+            vector: None,
         };
         let pages = split_pdf("piece.pdf", &write_pdf(&[&page], "piece"), &Limits::default());
         let PageBlob::PdfImage(img) = &pages[0].blob else { panic!("read by rendering: {:?}", pages[0].blob) };
@@ -445,7 +462,7 @@ mod tests {
             let pages = split_pdf("scan.pdf", &pdf, &l);
             assert!(matches!(pages[0].blob, PageBlob::PdfImage(_)), "not read as it is: {:?}", pages[0].blob);
             let read = dark_share(&pages[0].blob);
-            let drawn = dark_share(&PageBlob::PdfRender { data: Arc::new(pdf), page: 0 });
+            let drawn = dark_share(&PageBlob::PdfRender { data: Arc::new(pdf), page: 0, vector: None });
             let case = format!("image mask {image_mask}, Decode inverted {decode_inverted}: read {read:.3}, drawn {drawn:.3}");
             assert!((0.08..0.16).contains(&read), "{case}");
             assert!((0.05..0.20).contains(&drawn), "{case}");

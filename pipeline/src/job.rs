@@ -655,7 +655,7 @@ mod tests {
     use crate::lightpdf::PageCodec;
 
     fn page(codec: PageCodec, data: Vec<u8>, w: u32, h: u32) -> EncodedPage {
-        EncodedPage { codec, width: w, height: h, page_w_pt: 595.276, page_h_pt: 841.89, data, mixed: None, choice: String::new() }
+        EncodedPage { codec, width: w, height: h, page_w_pt: 595.276, page_h_pt: 841.89, data, mixed: None, choice: String::new(), vector: None }
     }
 
     fn noise_jpeg(w: u32, h: u32, seed: u32) -> Vec<u8> {

@@ -40,6 +40,7 @@ pub mod report;
 pub mod slip;
 pub mod slip_print;
 pub mod text;
+pub mod vector_page;
 
 pub use ids::{Departement, NumeroGuichet, NumeroUnique, PageIndex};
 pub use reason::{AnomalyCode, ReasonCode};

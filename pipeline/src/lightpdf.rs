@@ -23,6 +23,7 @@
 
 use std::fmt::Write as _;
 use std::io::Cursor;
+use std::sync::Arc;
 
 use image::{DynamicImage, GrayImage, ImageFormat, RgbImage};
 
@@ -31,6 +32,7 @@ use crate::geometry::{Corrections, rescale};
 use crate::jbig2;
 use crate::mixed::{InkColour, Layers, Plane, Region, card_regions, composite, ink_colour, merge_overlapping, picture_regions, picture_tiles, separate};
 use crate::raster::PageRaster;
+use crate::vector_page::VectorPage;
 
 /// What a page holds, as the page analysis sees it; the encoder measures the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,11 +184,17 @@ pub struct EncodedPage {
     pub mixed: Option<Box<MixedLayers>>,
     /// Why the page is stored this way, in a few words (the report's page detail).
     pub choice: String,
+    /// A born-digital page shown as it was sent, its text, fonts and vectors, instead of the
+    /// raster above, which stays for a piece that must shrink (see [`shrink_page`]).
+    pub vector: Option<Arc<VectorPage>>,
 }
 
 impl EncodedPage {
-    /// Bytes of image data in all the page's layers.
+    /// Bytes of image data in all the page's layers, or of the drawing of a page kept as sent.
     pub fn bytes(&self) -> usize {
+        if let Some(v) = &self.vector {
+            return v.bytes;
+        }
         self.data.len()
             + self.mixed.as_ref().map_or(0, |m| {
                 m.background.data.len()
@@ -200,6 +208,9 @@ impl EncodedPage {
 
     /// The codec in the words of the report.
     pub fn codec_name(&self) -> &'static str {
+        if self.vector.is_some() {
+            return "the PDF page as sent (text and vectors)";
+        }
         match self.codec {
             PageCodec::CcittG4 => "bitonal G4",
             PageCodec::Jbig2 => "bitonal JBIG2",
@@ -273,7 +284,24 @@ impl From<&Corrections> for Taken {
 /// 88 → 24 %; compression benchmark).
 pub fn store_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, taken: Taken, params: &EncodeParams) -> EncodedPage {
     let page = store_pixels(raster, bits, content, taken, params);
-    as_sent(raster, page)
+    as_drawn(raster, as_sent(raster, page))
+}
+
+/// A page drawn from a PDF (born-digital, or a scan in layers) shown as it was sent when its
+/// drawing is lighter than its raster and the pixels are still its drawing (no turn,
+/// straightening or levelling changed them): its exact text, fonts and vectors, sharp at any
+/// zoom, a reader's to select and search. The raster stays beside it for a piece that must
+/// shrink.
+fn as_drawn(raster: &PageRaster, page: EncodedPage) -> EncodedPage {
+    let Some(v) = &raster.vector else { return page };
+    let kb = |b: usize| b as f32 / 1024.0;
+    if v.bytes >= page.bytes() {
+        let choice = format!("{}; lighter than the PDF page as sent ({:.1} KB)", page.choice, kb(v.bytes));
+        return EncodedPage { choice, ..page };
+    }
+    let (page_w_pt, page_h_pt) = v.size_pt();
+    let choice = format!("lighter than its raster ({}: {}; {:.1} KB)", page.codec_name(), page.choice, kb(page.bytes()));
+    EncodedPage { page_w_pt, page_h_pt, choice, vector: Some(v.clone()), ..page }
 }
 
 /// A page stored as a whole JPEG, replaced by the JPEG file it was sent as when the file is
@@ -387,6 +415,7 @@ pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, par
                     data: jbig2::encode(bits),
                     mixed: None,
                     choice: format!("text on plain paper (tint on {:.1} % of it)", 100.0 * layers.tinted_share),
+                    vector: None,
                 };
             }
             let mut regions = if pictures || lost > params.picture_share { picture_regions(&tiles, bits.width, bits.height, MOST_INSETS) } else { Vec::new() };
@@ -448,6 +477,7 @@ pub fn encode_page(raster: &PageRaster, bits: &Bitmap, content: PageContent, par
                 data: stencil,
                 mixed: Some(Box::new(mixed)),
                 choice: why,
+                vector: None,
             }
         }
         PageContent::Text | PageContent::ColourText | PageContent::PrintAndPictures => picture(whole, "a page too large for bitonal storage".into()),
@@ -518,7 +548,7 @@ fn encode_picture(raster: &PageRaster, content: PageContent, params: &EncodePara
     let page = Region { x: 0, y: 0, w: raster.width(), h: raster.height() };
     let l = picture_layer(raster, matches!(content, PageContent::Colour | PageContent::ColourText), page, (params.picture_dpi, params.jpeg_quality));
     let codec = if l.colour { PageCodec::JpegRgb } else { PageCodec::JpegGray };
-    EncodedPage { codec, width: l.width, height: l.height, page_w_pt: pw, page_h_pt: ph, data: l.data, mixed: None, choice: String::new() }
+    EncodedPage { codec, width: l.width, height: l.height, page_w_pt: pw, page_h_pt: ph, data: l.data, mixed: None, choice: String::new(), vector: None }
 }
 
 /// A region of the page as a JPEG at the picture resolution, in colour when asked and the page
@@ -725,6 +755,11 @@ fn resample_down(src: &[u8], w: u32, h: u32, ch: usize, scale: f32) -> (Vec<u8>,
 /// Re-encodes a page's pictures smaller (to bring a piece under the size limit): a JPEG page, or
 /// a mixed page's background. Bitonal stencils and pages are kept.
 pub fn shrink_page(page: &EncodedPage, scale: f32, quality: u8) -> EncodedPage {
+    // A page kept as sent gives way to its raster shrunk, when that is the lighter.
+    if let Some(v) = &page.vector {
+        let raster = shrink_page(&EncodedPage { vector: None, ..page.clone() }, scale, quality);
+        return if raster.bytes() < v.bytes { raster } else { page.clone() };
+    }
     let shrink = |data: &[u8]| -> Option<(Vec<u8>, u32, u32)> {
         let img = image::load_from_memory_with_format(data, ImageFormat::Jpeg).ok()?;
         let (w, h) = (((img.width() as f32 * scale) as u32).max(1), ((img.height() as f32 * scale) as u32).max(1));
@@ -848,14 +883,18 @@ fn page_content(p: &EncodedPage) -> String {
 pub fn write_pdf(pages: &[&EncodedPage], title: &str) -> Vec<u8> {
     let mut out: Vec<u8> = Vec::with_capacity(pages.iter().map(|p| p.bytes() + 1200).sum::<usize>() + 1024);
     let mut offsets: Vec<usize> = Vec::new();
-    out.extend_from_slice(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n");
+    // A page kept as sent may use what later versions brought (JPEG 2000, OpenType fonts).
+    let version: &[u8] = if pages.iter().any(|p| p.vector.is_some()) { b"%PDF-1.7\n" } else { b"%PDF-1.4\n" };
+    out.extend_from_slice(version);
+    out.extend_from_slice(b"%\xe2\xe3\xcf\xd3\n");
     // Objects: 1 catalog, 2 pages, 3 info, then per page: page, content, its images.
-    let images: Vec<_> = pages.iter().map(|p| page_images(p)).collect();
+    // A page kept as sent has, instead of images, its drawing and what that refers to.
+    let images: Vec<_> = pages.iter().map(|p| if p.vector.is_some() { Vec::new() } else { page_images(p) }).collect();
     let mut page_ids = Vec::with_capacity(pages.len());
     let mut next = 4;
-    for imgs in &images {
+    for (p, imgs) in pages.iter().zip(&images) {
         page_ids.push(next);
-        next += 2 + imgs.len();
+        next += 2 + imgs.len() + p.vector.as_ref().map_or(0, |v| v.objects.len());
     }
     let obj = |out: &mut Vec<u8>, offsets: &mut Vec<usize>, body: &[u8]| {
         offsets.push(out.len());
@@ -870,6 +909,21 @@ pub fn write_pdf(pages: &[&EncodedPage], title: &str) -> Vec<u8> {
     obj(&mut out, &mut offsets, format!("<< /Producer (scanbureau) /Title ({}) >>", pdf_string(title)).as_bytes());
     for ((p, imgs), &page_id) in pages.iter().zip(&images).zip(&page_ids) {
         let content_id = page_id + 1;
+        if let Some(v) = &p.vector {
+            let page = format!(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {:.2} {:.2}] /Resources << /XObject << /Pg {} 0 R >> >> /Contents {content_id} 0 R >>",
+                p.page_w_pt,
+                p.page_h_pt,
+                content_id + 1
+            );
+            obj(&mut out, &mut offsets, page.as_bytes());
+            let content = v.placement();
+            obj(&mut out, &mut offsets, format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()).as_bytes());
+            for body in v.bodies(content_id as u32 + 1) {
+                obj(&mut out, &mut offsets, &body);
+            }
+            continue;
+        }
         let xobjects: Vec<String> = imgs
             .iter()
             .enumerate()
@@ -922,6 +976,12 @@ fn pdf_string(s: &str) -> String {
 /// Decodes a piece page back to pixels in grey, as a viewer draws it (tests and benchmarks compare
 /// it with the scan).
 pub fn decode_encoded(page: &EncodedPage) -> Option<GrayImage> {
+    if page.vector.is_some() {
+        // Drawn as a viewer draws it, at the raster's resolution.
+        let blob = crate::raster::PageBlob::PdfRender { data: Arc::new(write_pdf(&[page], "")), page: 0, vector: None };
+        let drawn = crate::raster::decode_page(&blob, &crate::raster::Limits::default()).ok()?;
+        return Some(image::imageops::resize(&drawn.gray, page.width, page.height, image::imageops::FilterType::Triangle));
+    }
     let load = |data: &[u8]| image::load(Cursor::new(data), ImageFormat::Jpeg).ok();
     match (page.codec, &page.mixed) {
         (PageCodec::CcittG4, _) => decode_g4(&page.data, page.width, page.height),
@@ -969,6 +1029,7 @@ mod tests {
             data: encode_g4(&bits),
             mixed: None,
             choice: String::new(),
+            vector: None,
         };
         let back = decode_encoded(&page).expect("decodes");
         let again: Vec<u8> = back.as_raw().iter().map(|&v| (v == 0) as u8).collect();

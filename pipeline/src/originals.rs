@@ -498,6 +498,7 @@ mod tests {
             data: crate::lightpdf::encode_g4(&crate::binarize::Bitmap { width: 8, height: 8, ink: vec![0; 64] }),
             mixed: None,
             choice: String::new(),
+            vector: None,
         };
         let pages: Vec<EncodedPage> = (0..2).map(blank).collect();
         let pdf = write_pdf(&pages.iter().collect::<Vec<_>>(), "piece");

@@ -45,6 +45,9 @@ pub struct TextLayer {
     pub picture_cover: f32,
     /// Characters left out because they are hidden from whoever looks at the page.
     pub hidden_chars: usize,
+    /// Glyphs and pictures drawn over by a later opaque shape: out of sight, still in the file
+    /// (a redaction drawn as a box over the text).
+    pub covered: usize,
     /// The text is an OCR layer over a scan (invisible text on a picture).
     pub ocr_layer: bool,
     /// The lines' positions still match the page (false once the page was turned or unwarped).
@@ -52,6 +55,13 @@ pub struct TextLayer {
 }
 
 impl TextLayer {
+    /// A born-digital page that holds nothing out of sight (no hidden or covered text, no
+    /// covered picture, no scan under it): its file shows all it holds, and can be kept as it
+    /// was sent without keeping what its sender meant to hide.
+    pub fn shows_all_it_holds(&self) -> bool {
+        !self.ocr_layer && self.picture_cover < 0.5 && self.hidden_chars == 0 && self.covered == 0
+    }
+
     /// All the text, one line per line.
     pub fn text(&self) -> String {
         self.lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>().join("\n")
@@ -85,6 +95,8 @@ struct Char {
     bbox: Rect,
     size: f32,
     hidden: bool,
+    /// How many opaque shapes were filled before it (those after it may cover it).
+    drawn_at: usize,
 }
 
 struct Collector {
@@ -97,6 +109,26 @@ struct Collector {
     page: Rect,
     cover: f32,
     invisible: usize,
+    /// Opaque shapes filled, in order, within their clip.
+    fills: Vec<Rect>,
+    /// Each picture's box, and how many opaque shapes were filled before it.
+    pictures: Vec<(Rect, usize)>,
+}
+
+impl Collector {
+    /// Glyphs (their centre) and pictures (a hundredth of them or more) under an opaque shape
+    /// filled after them. (A picture over another is not counted: its transparency is not
+    /// known here, and producers lay transparent pictures over others.)
+    fn covered(&self) -> usize {
+        let later = |at: usize| self.fills.get(at..).unwrap_or_default();
+        let glyphs = self.chars.iter().filter(|c| !c.hidden && later(c.drawn_at).iter().any(|r| r.contains(c.bbox.center()))).count();
+        let pictures = self
+            .pictures
+            .iter()
+            .filter(|(p, at)| later(*at).iter().any(|r| r.intersect(*p).area().max(0.0) * 100.0 >= p.area().max(f64::MIN_POSITIVE)))
+            .count();
+        glyphs + pictures
+    }
 }
 
 impl Collector {
@@ -113,8 +145,9 @@ impl<'a> Device<'a> for Collector {
             let [r, g, b, a] = c.to_rgba().to_rgba8();
             if a > 128 {
                 let dark = u32::from(r) * 3 + u32::from(g) * 6 + u32::from(b) < 160 * 10;
-                let area = props.transform.transform_rect_bbox(hayro::hayro_interpret::kurbo::Shape::bounding_box(path));
-                self.grounds.push((area.intersect(self.clip()), dark));
+                let area = props.transform.transform_rect_bbox(hayro::hayro_interpret::kurbo::Shape::bounding_box(path)).intersect(self.clip());
+                self.grounds.push((area, dark));
+                self.fills.push(area);
             }
         }
     }
@@ -134,6 +167,7 @@ impl<'a> Device<'a> for Collector {
         let area = (r.width().max(0.0) * r.height().max(0.0)) / (self.page.width() * self.page.height()).max(1.0);
         self.cover = self.cover.max(area as f32);
         self.grounds.push((r.intersect(self.clip()), false));
+        self.pictures.push((r.intersect(self.clip()), self.fills.len()));
     }
 
     fn draw_glyph_run(&mut self, run: &hayro::hayro_interpret::font::GlyphRun<'_, 'a>, props: DrawProps<'a>, mode: &DrawMode) {
@@ -174,7 +208,7 @@ impl<'a> Device<'a> for Collector {
             // Only white print looks for its ground (a page may draw thousands of shapes).
             let on_light = || !self.grounds.iter().rev().find(|(r, _)| r.contains(bbox.center())).is_some_and(|(_, dark)| *dark);
             let hidden = invisible || transparent || tiny || outside || white && on_light();
-            self.chars.push(Char { text, bbox, size, hidden });
+            self.chars.push(Char { text, bbox, size, hidden, drawn_at: self.fills.len() });
         }
     }
 }
@@ -194,11 +228,21 @@ fn read_page_text(data: Arc<Vec<u8>>, index: usize) -> Option<TextLayer> {
     let cache = InterpreterCache::new();
     let settings = InterpreterSettings { render_content: RenderContent::PAGE, ..InterpreterSettings::default() };
     let mut ctx = Context::new(page.initial_transform(true).to_kurbo(), page_rect, &cache, pdf.xref(), settings);
-    let mut dev = Collector { chars: Vec::new(), grounds: Vec::new(), clips: Vec::new(), page: page_rect, cover: 0.0, invisible: 0 };
+    let mut dev = Collector {
+        chars: Vec::new(),
+        grounds: Vec::new(),
+        clips: Vec::new(),
+        page: page_rect,
+        cover: 0.0,
+        invisible: 0,
+        fills: Vec::new(),
+        pictures: Vec::new(),
+    };
     interpret_page(page, &mut ctx, &mut dev);
     if dev.chars.is_empty() {
         return None;
     }
+    let covered = dev.covered();
     // Invisible text over a picture covering the page is a scanner's OCR layer: the text of the
     // picture, to be read. Anywhere else, hidden text is hidden.
     let ocr_layer = dev.cover > 0.7 && dev.invisible * 2 > dev.chars.len();
@@ -214,7 +258,7 @@ fn read_page_text(data: Arc<Vec<u8>>, index: usize) -> Option<TextLayer> {
             keep
         })
         .collect();
-    Some(TextLayer { lines: group_lines(visible), page_w: w, page_h: h, picture_cover: dev.cover, hidden_chars, ocr_layer, positioned: true })
+    Some(TextLayer { lines: group_lines(visible), page_w: w, page_h: h, picture_cover: dev.cover, hidden_chars, covered, ocr_layer, positioned: true })
 }
 
 /// Groups glyphs into lines (glyphs whose vertical middles are within half a size of the

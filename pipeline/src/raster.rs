@@ -60,6 +60,9 @@ pub struct PageRaster {
     /// The JPEG file the page was decoded from, while its pixels are still the file's (an
     /// enlargement aside): every correction that changes them drops it.
     pub sent: Option<SentJpeg>,
+    /// The born-digital PDF page the pixels were drawn from, while they are still its drawing
+    /// (every correction that changes them drops it): a piece may show the page as it was sent.
+    pub vector: Option<Arc<crate::vector_page::VectorPage>>,
 }
 
 /// A JPEG file as it was sent, which a light PDF can hold as it is (`/DCTDecode`) when that
@@ -104,7 +107,7 @@ impl SentJpeg {
 impl PageRaster {
     pub fn from_gray(gray: GrayImage, bilevel: bool) -> Self {
         let dpi = estimate_dpi(gray.width(), gray.height());
-        Self { gray, rgb: None, dpi, bilevel, text_layer: None, wet_ink: 0.0, sent: None }
+        Self { gray, rgb: None, dpi, bilevel, text_layer: None, wet_ink: 0.0, sent: None, vector: None }
     }
 
     /// Keeps the colour only when the page really carries some (a grey page scanned in colour
@@ -114,7 +117,7 @@ impl PageRaster {
         let dpi = estimate_dpi(rgb.width(), rgb.height());
         let (colourful, wet_ink) = colour_of(&rgb, true);
         let rgb = colourful.then_some(rgb);
-        Self { gray, rgb, dpi, bilevel: false, text_layer: None, wet_ink, sent: None }
+        Self { gray, rgb, dpi, bilevel: false, text_layer: None, wet_ink, sent: None, vector: None }
     }
 
     pub fn width(&self) -> u32 {
@@ -124,9 +127,15 @@ impl PageRaster {
         self.gray.height()
     }
 
+    /// Forgets the file or PDF page the pixels came from: a correction changed them.
+    pub fn pixels_changed(&mut self) {
+        self.sent = None;
+        self.vector = None;
+    }
+
     /// Turns the page a quarter turn clockwise (a sideways sheet).
     pub fn rotate90(&mut self) {
-        self.sent = None;
+        self.pixels_changed();
         self.gray = image::imageops::rotate90(&self.gray);
         if let Some(rgb) = self.rgb.as_mut() {
             *rgb = image::imageops::rotate90(rgb);
@@ -135,7 +144,7 @@ impl PageRaster {
 
     /// Turns the page half a turn (an upside-down sheet).
     pub fn rotate180(&mut self) {
-        self.sent = None;
+        self.pixels_changed();
         image::imageops::rotate180_in_place(&mut self.gray);
         if let Some(rgb) = self.rgb.as_mut() {
             image::imageops::rotate180_in_place(rgb);
@@ -144,7 +153,7 @@ impl PageRaster {
 
     /// Mirrors the page left to right (a mirrored photo put right).
     pub fn flip_horizontal(&mut self) {
-        self.sent = None;
+        self.pixels_changed();
         image::imageops::flip_horizontal_in_place(&mut self.gray);
         if let Some(rgb) = self.rgb.as_mut() {
             image::imageops::flip_horizontal_in_place(rgb);
@@ -231,7 +240,8 @@ pub enum PageBlob {
     /// The one image of a scanned PDF page.
     PdfImage(PdfPageImage),
     /// A born-digital PDF page (text and vectors): rendered at [`RENDER_DPI`].
-    PdfRender { data: Arc<Vec<u8>>, page: usize },
+    /// `vector` is the page's drawing taken out of the PDF, when it can be kept as it is.
+    PdfRender { data: Arc<Vec<u8>>, page: usize, vector: Option<Arc<crate::vector_page::VectorPage>> },
     /// The file or page could not be read at all: the reason is known before decoding.
     Unreadable { reason: ReasonCode, detail: String },
 }
@@ -299,7 +309,13 @@ pub fn decode_page(blob: &PageBlob, limits: &Limits) -> Result<PageRaster, PageE
         PageBlob::Heif { data } => decode_heif(data, limits),
         PageBlob::TiffPage { data, index } => decode_tiff_page(data, *index, limits),
         PageBlob::PdfImage(img) => decode_pdf_image(img, limits),
-        PageBlob::PdfRender { data, page } => render_pdf_page(data, *page, limits),
+        PageBlob::PdfRender { data, page, vector } => {
+            let mut raster = render_pdf_page(data, *page, limits)?;
+            // Kept as sent only when the file shows all it holds: a box drawn over a scan or
+            // over text hides nothing from whoever opens the file, while the raster does.
+            raster.vector = vector.clone().filter(|_| raster.text_layer.as_ref().is_some_and(|t| t.shows_all_it_holds()));
+            Ok(raster)
+        }
     }
 }
 

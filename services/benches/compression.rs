@@ -331,6 +331,7 @@ fn main() {
                 },
                 mixed: None,
                 choice: String::new(),
+                vector: None,
             };
             let input = dir.join("original.pdf");
             std::fs::write(&input, write_pdf(&[&at_quality(92)], "original")).expect("write");

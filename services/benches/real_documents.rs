@@ -293,6 +293,15 @@ fn main() {
         pct(fallback.0, pages),
         fallback.1 / fallback.0.max(1) as f64
     );
+    let (kept, drawn) = pages_kept_as_sent(results.iter().flat_map(|(_, o)| &o.page_detail));
+    println!(
+        "PDF pages kept as sent (text and vectors) {} of {}: {:.1} KB, against {:.1} KB as their rasters; {} kept as rasters, lighter",
+        kept.len(),
+        kept.len() + drawn.len(),
+        kept.iter().map(|k| k.0).sum::<f64>(),
+        kept.iter().map(|k| k.1).sum::<f64>(),
+        drawn.len()
+    );
     if !legible.is_empty() {
         for codec in ["JPEG", "mixed", "bitonal"] {
             let l: Vec<&(String, &str, f64)> = legible.iter().filter(|l| l.1 == codec).collect();
@@ -318,4 +327,24 @@ fn main() {
             pct(k.iter().filter(|(_, o)| o.any_review).count(), k.len())
         );
     }
+}
+
+/// A page's KB as stored, and the KB of the other way it could have been stored.
+type KbPair = (f64, f64);
+
+/// From the report's page details, the PDF pages kept as sent, as (KB stored, KB of the raster
+/// they replace), and those stored as rasters lighter than the page sent, as (KB stored, KB of
+/// the page sent): the last two figures in KB each detail gives.
+fn pages_kept_as_sent<'a>(details: impl Iterator<Item = &'a String>) -> (Vec<KbPair>, Vec<KbPair>) {
+    let (mut kept, mut drawn) = (Vec::new(), Vec::new());
+    for d in details {
+        let kb: Vec<f64> = d.split(" KB").filter_map(|s| s.rsplit(['(', ' ']).next()?.parse().ok()).collect();
+        let last_two = || Some((*kb.last()?, *kb.get(kb.len().checked_sub(2)?)?));
+        if d.contains("stored as the PDF page as sent") {
+            kept.extend(last_two());
+        } else if d.contains("lighter than the PDF page as sent") {
+            drawn.extend(last_two());
+        }
+    }
+    (kept, drawn)
 }

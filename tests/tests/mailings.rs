@@ -303,9 +303,17 @@ fn born_digital_portal_pdf_is_rendered_and_its_fiche_read() {
     let types: Vec<Option<&str>> = report.requests[0].pieces.iter().map(|p| p.type_code.as_deref()).collect();
     assert_eq!(types, vec![Some("ATTESTATION_EMPLOYEUR"), Some("QUITTANCE_LOYER")]);
     assert!(report.batch.anomalies.is_empty(), "{:?}", report.batch.anomalies);
-    // Rendered text pages are stored bitonal: a few kilobytes.
+    // Their pages are kept as they were sent, text and fonts, lighter than any raster: a
+    // piece's reader selects and searches their exact text.
     for piece in &report.requests[0].pieces {
         assert!(piece.bytes.expect("filed") < 30_000, "{piece:?}");
+        let page = report.pages.iter().find(|p| p.index == piece.pages[0]).expect("its page");
+        let detail = page.detail.as_deref().unwrap_or("");
+        assert!(detail.starts_with("stored as the PDF page as sent"), "{detail}");
+        let bytes = fs::read(dir.path().join("out").join(piece.file.as_deref().expect("file"))).expect("piece");
+        let text = scanbureau_pipeline::pdftext::page_text(&std::sync::Arc::new(bytes), 0).expect("a text layer");
+        let title = if piece.type_code.as_deref() == Some("QUITTANCE_LOYER") { "QUITTANCE DE LOYER" } else { "ATTESTATION EMPLOYEUR" };
+        assert!(text.lines.iter().any(|l| l.text == title), "{text:?}");
     }
 }
 
