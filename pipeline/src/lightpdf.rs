@@ -301,7 +301,25 @@ fn as_drawn(raster: &PageRaster, page: EncodedPage) -> EncodedPage {
     }
     let (page_w_pt, page_h_pt) = v.size_pt();
     let choice = format!("lighter than its raster ({}: {}; {:.1} KB)", page.codec_name(), page.choice, kb(page.bytes()));
-    EncodedPage { page_w_pt, page_h_pt, choice, vector: Some(v.clone()), ..page }
+    let kept = EncodedPage { page_w_pt, page_h_pt, choice, vector: Some(v.clone()), ..page.clone() };
+    // Checked as written: it draws as the page was drawn, and still shows all it holds.
+    let blob = crate::raster::PageBlob::PdfRender { data: Arc::new(write_pdf(&[&kept], "")), page: 0, vector: None };
+    let checked = crate::raster::decode_page(&blob, &crate::raster::Limits::default()).is_ok_and(|drawn| {
+        let (w, h) = raster.gray.dimensions();
+        let gray =
+            if drawn.gray.dimensions() == (w, h) { drawn.gray } else { image::imageops::resize(&drawn.gray, w, h, image::imageops::FilterType::Triangle) };
+        drawn_alike(&gray, &raster.gray) && drawn.text_layer.is_some_and(|t| t.shows_all_it_holds())
+    });
+    if checked {
+        return kept;
+    }
+    EncodedPage { choice: format!("{}; the PDF page as sent, taken out of its file, did not draw or read as the page", page.choice), ..page }
+}
+
+/// Two drawings of a page at the same size, alike but for antialiasing: at most one pixel in
+/// a thousand more than a quarter of the scale apart.
+fn drawn_alike(a: &GrayImage, b: &GrayImage) -> bool {
+    a.dimensions() == b.dimensions() && a.as_raw().iter().zip(b.as_raw()).filter(|(x, y)| x.abs_diff(**y) > 64).count() * 1000 <= a.as_raw().len()
 }
 
 /// A page stored as a whole JPEG, replaced by the JPEG file it was sent as when the file is
@@ -758,7 +776,8 @@ pub fn shrink_page(page: &EncodedPage, scale: f32, quality: u8) -> EncodedPage {
     // A page kept as sent gives way to its raster shrunk, when that is the lighter.
     if let Some(v) = &page.vector {
         let raster = shrink_page(&EncodedPage { vector: None, ..page.clone() }, scale, quality);
-        return if raster.bytes() < v.bytes { raster } else { page.clone() };
+        // Kept, the raster beside it is the shrunk one: the next step shrinks it further.
+        return if raster.bytes() < v.bytes { raster } else { EncodedPage { vector: page.vector.clone(), ..raster } };
     }
     let shrink = |data: &[u8]| -> Option<(Vec<u8>, u32, u32)> {
         let img = image::load_from_memory_with_format(data, ImageFormat::Jpeg).ok()?;

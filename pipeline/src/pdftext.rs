@@ -45,9 +45,10 @@ pub struct TextLayer {
     pub picture_cover: f32,
     /// Characters left out because they are hidden from whoever looks at the page.
     pub hidden_chars: usize,
-    /// Glyphs and pictures drawn over by a later opaque shape: out of sight, still in the file
-    /// (a redaction drawn as a box over the text).
-    pub covered: usize,
+    /// Glyphs and pictures drawn over by a later opaque shape (or glyphs by a picture or a
+    /// thick stroke): out of sight, still in the file (a redaction drawn as a box over the
+    /// text). None when the page is too busy to tell.
+    pub covered: Option<usize>,
     /// The text is an OCR layer over a scan (invisible text on a picture).
     pub ocr_layer: bool,
     /// The lines' positions still match the page (false once the page was turned or unwarped).
@@ -59,7 +60,7 @@ impl TextLayer {
     /// covered picture, no scan under it): its file shows all it holds, and can be kept as it
     /// was sent without keeping what its sender meant to hide.
     pub fn shows_all_it_holds(&self) -> bool {
-        !self.ocr_layer && self.picture_cover < 0.5 && self.hidden_chars == 0 && self.covered == 0
+        !self.ocr_layer && self.picture_cover < 0.5 && self.hidden_chars == 0 && self.covered == Some(0)
     }
 
     /// All the text, one line per line.
@@ -95,8 +96,8 @@ struct Char {
     bbox: Rect,
     size: f32,
     hidden: bool,
-    /// How many opaque shapes were filled before it (those after it may cover it).
-    drawn_at: usize,
+    /// How many covering shapes and pictures were drawn before it (those after it may cover it).
+    drawn_at: (usize, usize),
 }
 
 struct Collector {
@@ -109,25 +110,41 @@ struct Collector {
     page: Rect,
     cover: f32,
     invisible: usize,
-    /// Opaque shapes filled, in order, within their clip.
+    /// Opaque shapes filled and thick strokes, in order, within their clip.
     fills: Vec<Rect>,
     /// Each picture's box, and how many opaque shapes were filled before it.
     pictures: Vec<(Rect, usize)>,
 }
 
+/// Width, in points, from which a stroke covers what it is drawn over (a marker's line).
+const THICK_STROKE_PT: f64 = 4.0;
+/// Comparisons of drawn boxes beyond which a page is too busy to tell what covers what.
+const MOST_COVER_CHECKS: usize = 20_000_000;
+
 impl Collector {
-    /// Glyphs (their centre) and pictures (a hundredth of them or more) under an opaque shape
-    /// filled after them. (A picture over another is not counted: its transparency is not
-    /// known here, and producers lay transparent pictures over others.)
-    fn covered(&self) -> usize {
-        let later = |at: usize| self.fills.get(at..).unwrap_or_default();
-        let glyphs = self.chars.iter().filter(|c| !c.hidden && later(c.drawn_at).iter().any(|r| r.contains(c.bbox.center()))).count();
-        let pictures = self
-            .pictures
-            .iter()
-            .filter(|(p, at)| later(*at).iter().any(|r| r.intersect(*p).area().max(0.0) * 100.0 >= p.area().max(f64::MIN_POSITIVE)))
-            .count();
-        glyphs + pictures
+    /// Glyphs (their centre) under an opaque shape, a thick stroke or a picture drawn after
+    /// them, and pictures (a hundredth of them or more) under a shape or stroke drawn after
+    /// them; None when the page is too busy to tell. (A picture over another is not counted:
+    /// its transparency is not known here, and producers lay transparent pictures over others.)
+    fn covered(&self) -> Option<usize> {
+        let mut budget = MOST_COVER_CHECKS;
+        let mut spend = |n: usize| {
+            budget = budget.checked_sub(n)?;
+            Some(())
+        };
+        let mut covered = 0;
+        for c in self.chars.iter().filter(|c| !c.hidden) {
+            let (fills, pictures) = (self.fills.get(c.drawn_at.0..).unwrap_or_default(), self.pictures.get(c.drawn_at.1..).unwrap_or_default());
+            spend(fills.len() + pictures.len())?;
+            let centre = c.bbox.center();
+            covered += usize::from(fills.iter().any(|r| r.contains(centre)) || pictures.iter().any(|(r, _)| r.contains(centre)));
+        }
+        for (p, at) in &self.pictures {
+            let later = self.fills.get(*at..).unwrap_or_default();
+            spend(later.len())?;
+            covered += usize::from(later.iter().any(|r| r.intersect(*p).area().max(0.0) * 100.0 >= p.area().max(f64::MIN_POSITIVE)));
+        }
+        Some(covered)
     }
 }
 
@@ -148,6 +165,15 @@ impl<'a> Device<'a> for Collector {
                 let area = props.transform.transform_rect_bbox(hayro::hayro_interpret::kurbo::Shape::bounding_box(path)).intersect(self.clip());
                 self.grounds.push((area, dark));
                 self.fills.push(area);
+            }
+        }
+        // A marker's thick stroke hides what it is drawn over; a table's rules do not.
+        if let (DrawMode::Stroke(stroke) | DrawMode::FillAndStroke(_, stroke), Paint::Color(c)) = (mode, &props.paint) {
+            let [a, b, c_, d, _, _] = props.transform.as_coeffs();
+            let width = f64::from(stroke.line_width) * (a * d - b * c_).abs().sqrt();
+            if c.to_rgba().to_rgba8()[3] > 128 && width >= THICK_STROKE_PT {
+                let area = props.transform.transform_rect_bbox(hayro::hayro_interpret::kurbo::Shape::bounding_box(path)).inflate(width / 2.0, width / 2.0);
+                self.fills.push(area.intersect(self.clip()));
             }
         }
     }
@@ -208,7 +234,7 @@ impl<'a> Device<'a> for Collector {
             // Only white print looks for its ground (a page may draw thousands of shapes).
             let on_light = || !self.grounds.iter().rev().find(|(r, _)| r.contains(bbox.center())).is_some_and(|(_, dark)| *dark);
             let hidden = invisible || transparent || tiny || outside || white && on_light();
-            self.chars.push(Char { text, bbox, size, hidden, drawn_at: self.fills.len() });
+            self.chars.push(Char { text, bbox, size, hidden, drawn_at: (self.fills.len(), self.pictures.len()) });
         }
     }
 }

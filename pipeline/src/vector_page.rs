@@ -9,7 +9,7 @@
 //! depends on them (a form's typed values, comments, layers a viewer may hide) is not kept:
 //! it is stored as its raster, which shows what the renderer drew.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use lopdf::{Dictionary, Document, Object, ObjectId, Stream};
 
@@ -73,9 +73,11 @@ impl VectorPage {
             content.extend(stream.decompressed_content_with_limit(most.saturating_sub(content.len())).ok()?);
             content.push(b'\n');
         }
-        let mut taker = Taker { local: HashMap::new(), queue: VecDeque::new(), bytes: 0, max_bytes };
+        let mut taker = Taker { doc, local: HashMap::new(), queue: VecDeque::new(), bytes: 0, max_bytes };
+        // Only the resources the content names: producers often give every page the same
+        // resources, which would bring the other pages' pictures along, out of sight.
         let resources = match inherited(doc, dict, b"Resources") {
-            Some(r) => taker.copy(r, 0)?,
+            Some(r) => taker.resources(r, &content, 0)?,
             None => Object::Dictionary(Dictionary::new()),
         };
         let mut form = Dictionary::new();
@@ -160,14 +162,15 @@ fn intersect(a: [f32; 4], b: [f32; 4]) -> Option<[f32; 4]> {
 }
 
 /// Copies objects out of a document, numbering each referred object in the order reached.
-struct Taker {
+struct Taker<'a> {
+    doc: &'a Document,
     local: HashMap<ObjectId, u32>,
     queue: VecDeque<ObjectId>,
     bytes: usize,
     max_bytes: usize,
 }
 
-impl Taker {
+impl Taker<'_> {
     fn copy(&mut self, o: &Object, depth: usize) -> Option<Object> {
         if depth > MAX_DEPTH {
             return None;
@@ -191,7 +194,24 @@ impl Taker {
                 if self.bytes > self.max_bytes {
                     return None;
                 }
-                let mut dict = self.copy_dict(&s.dict, depth)?;
+                refused(&s.dict)?;
+                // A form or a tiling pattern draws with resources of its own: only those its
+                // content names are taken, as for the page.
+                let draws = matches!(s.dict.get(b"Subtype").and_then(Object::as_name), Ok(b"Form"))
+                    || s.dict.get(b"PatternType").and_then(Object::as_i64).ok() == Some(1);
+                let mut dict = Dictionary::new();
+                for (k, v) in s.dict.iter() {
+                    match k.as_slice() {
+                        // What describes the object rather than draws it (an editor's own
+                        // copy of the document can hide there).
+                        b"Metadata" | b"PieceInfo" => {}
+                        b"Resources" if draws => {
+                            let content = s.decompressed_content_with_limit(self.max_bytes.saturating_mul(CONTENT_INFLATION)).ok()?;
+                            dict.set("Resources", self.resources(v, &content, depth + 1)?);
+                        }
+                        _ => dict.set(k.clone(), self.copy(v, depth + 1)?),
+                    }
+                }
                 // The length is the content's, written directly.
                 dict.set("Length", s.content.len() as i64);
                 Object::Stream(Stream { dict, ..s.clone() })
@@ -201,16 +221,67 @@ impl Taker {
     }
 
     fn copy_dict(&mut self, d: &Dictionary, depth: usize) -> Option<Dictionary> {
+        refused(d)?;
         let mut out = Dictionary::new();
         for (k, v) in d.iter() {
-            // Actions and back links to the page tree are not part of a drawing.
-            if matches!(k.as_slice(), b"Parent" | b"P" | b"AA" | b"A" | b"JS" | b"OpenAction") {
-                continue;
-            }
             out.set(k.clone(), self.copy(v, depth + 1)?);
         }
         Some(out)
     }
+
+    /// The resources `content` names, copied: the fonts, pictures, forms, graphics states,
+    /// patterns, shadings and marked-content properties it uses, and every colour space (an
+    /// inline picture names one too). None unless they are a dictionary.
+    fn resources(&mut self, res: &Object, content: &[u8], depth: usize) -> Option<Object> {
+        let res = self.doc.dereference(res).ok()?.1.as_dict().ok()?;
+        let used = used_names(content)?;
+        let mut out = Dictionary::new();
+        for (category, entries) in res.iter() {
+            match category.as_slice() {
+                b"ColorSpace" | b"ProcSet" => out.set(category.clone(), self.copy(entries, depth + 1)?),
+                b"Font" | b"XObject" | b"ExtGState" | b"Pattern" | b"Shading" | b"Properties" => {
+                    let map = self.doc.dereference(entries).ok()?.1.as_dict().ok()?;
+                    let mut kept = Dictionary::new();
+                    for (name, v) in map.iter() {
+                        if used.contains(&(category.as_slice(), name.clone())) {
+                            kept.set(name.clone(), self.copy(v, depth + 2)?);
+                        }
+                    }
+                    out.set(category.clone(), kept);
+                }
+                _ => {}
+            }
+        }
+        Some(Object::Dictionary(out))
+    }
+}
+
+/// None for what no drawing holds and must not come along: an annotation, an action, a
+/// script.
+fn refused(d: &Dictionary) -> Option<()> {
+    let kind = d.get(b"Type").and_then(Object::as_name).ok();
+    (!matches!(kind, Some(b"Annot" | b"Action")) && !d.has(b"JS") && !d.has(b"AA")).then_some(())
+}
+
+/// The resources a content stream names, by category; None when it does not parse.
+fn used_names(content: &[u8]) -> Option<HashSet<(&'static [u8], Vec<u8>)>> {
+    let mut used = HashSet::new();
+    for op in lopdf::content::Content::decode(content).ok()?.operations {
+        let name = |o: Option<&Object>| o.and_then(|o| o.as_name().ok()).map(<[u8]>::to_vec);
+        let (category, n): (&'static [u8], _) = match op.operator.as_str() {
+            "Do" => (b"XObject", name(op.operands.first())),
+            "Tf" => (b"Font", name(op.operands.first())),
+            "gs" => (b"ExtGState", name(op.operands.first())),
+            "sh" => (b"Shading", name(op.operands.first())),
+            "scn" | "SCN" => (b"Pattern", name(op.operands.last())),
+            "BDC" | "DP" => (b"Properties", name(op.operands.get(1))),
+            _ => continue,
+        };
+        if let Some(n) = n {
+            used.insert((category, n));
+        }
+    }
+    Some(used)
 }
 
 /// An object with each reference `n` moved to `n + by`.
@@ -354,11 +425,40 @@ mod tests {
         assert!(!v.objects.iter().any(|o| o.as_dict().or_else(|_| o.as_stream().map(|s| &s.dict)).is_ok_and(|d| d.has(b"Annots"))));
         let (doc, page) = born_digital(0, Dictionary::new(), dictionary! { "OCProperties" => dictionary! { "OCGs" => Vec::<Object>::new() } });
         assert!(VectorPage::take(&doc, page, 1 << 20).is_none(), "optional content");
-        // A resource that refers to the page tree would bring every page with it.
-        let (mut doc, page) = born_digital(0, Dictionary::new(), Dictionary::new());
+        // A resource the content names that refers to the page tree would bring every page
+        // with it.
+        let (mut doc, page) = drawn_over(0, Dictionary::new(), Dictionary::new(), "/Span /P0 BDC EMC");
         let tree = doc.get_dictionary(page).and_then(|p| p.get(b"Parent")).and_then(Object::as_reference).expect("parent");
-        doc.get_object_mut(page).and_then(Object::as_dict_mut).expect("page").set("Resources", dictionary! { "Properties" => dictionary! { "P0" => tree } });
+        let resources =
+            doc.get_object_mut(tree).and_then(Object::as_dict_mut).and_then(|t| t.get_mut(b"Resources")).and_then(Object::as_dict_mut).expect("resources");
+        resources.set("Properties", dictionary! { "P0" => tree });
         assert!(VectorPage::take(&doc, page, 1 << 20).is_none(), "a resource leading to the page tree");
+    }
+
+    /// The resources the page tree gives every page are taken only as far as this page's
+    /// content names them: another page's picture does not come along, out of sight. Names
+    /// are names: a font called /P or /A is taken as any other.
+    #[test]
+    fn only_the_resources_the_page_names_are_taken() {
+        let (mut doc, page) = drawn_over(0, Dictionary::new(), Dictionary::new(), "BT /P 14 Tf 80 300 Td (Loyer) Tj ET BT /A 14 Tf 80 280 Td (Charges) Tj ET");
+        let tree = doc.get_dictionary(page).and_then(|p| p.get(b"Parent")).and_then(Object::as_reference).expect("parent");
+        let secret = b"another page's picture, never drawn on this one".to_vec();
+        let other = doc.add_object(Stream::new(
+            dictionary! { "Type" => "XObject", "Subtype" => "Image", "Width" => 1, "Height" => 1, "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8 },
+            secret.clone(),
+        ));
+        let helvetica = doc.add_object(dictionary! { "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica" });
+        let resources =
+            doc.get_object_mut(tree).and_then(Object::as_dict_mut).and_then(|t| t.get_mut(b"Resources")).and_then(Object::as_dict_mut).expect("resources");
+        resources.set("XObject", dictionary! { "Im9" => other });
+        let fonts = resources.get_mut(b"Font").and_then(Object::as_dict_mut).expect("fonts");
+        fonts.set("P", helvetica);
+        fonts.set("A", helvetica);
+        let v = VectorPage::take(&doc, page, 1 << 20).expect("taken");
+        let piece = write_pdf(&[&kept(v, Vec::new())], "piece");
+        assert!(!piece.windows(secret.len()).any(|w| w == secret.as_slice()), "the other page's picture is in the piece");
+        let text = crate::pdftext::page_text(&Arc::new(piece), 0).expect("a text layer").text();
+        assert!(text.contains("Loyer") && text.contains("Charges") && text.contains("QUITTANCE"), "{text}");
     }
 
     /// A page is shown as sent only when its file shows all it holds: text blacked out by a box
@@ -376,6 +476,8 @@ mod tests {
         assert!(vector_of(&format!("{line} 0 g 60 405 330 50 re f")).is_none(), "a word under a black box");
         assert!(vector_of(&format!("{line} 1 g 60 405 330 50 re f")).is_none(), "a word under a white box");
         assert!(vector_of(&format!("{line} 1 1 1 rg BT /F1 12 Tf 80 200 Td (Revenus non declares) Tj ET")).is_none(), "white text");
+        assert!(vector_of(&format!("{line} 0 G 24 w 60 432 m 330 432 l S")).is_none(), "a word under a marker's stroke");
+        assert!(vector_of(&format!("{line} 0 G 0.5 w 60 410 m 330 410 l S 60 405 280 50 re S")).is_some(), "a rule and a frame hide nothing");
     }
 
     /// A piece that must shrink to fit its limit gives a page kept as sent up for its raster
