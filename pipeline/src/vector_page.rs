@@ -4,8 +4,9 @@
 //!
 //! The page is taken as a form XObject (object 1: its content streams joined, its visible box,
 //! its resources) followed by every object those refer to, numbered from 2 in the order they
-//! are reached. Only what draws the page is taken. Its annotations (links, a form's fields,
-//! comments), actions and everything else of the document are not, so a page whose look
+//! are reached. Only what draws the page is taken, and of its resources only those its content
+//! names. Its annotations (links, a form's fields, comments), actions, scripts and everything
+//! else of the document are not, so a page whose look
 //! depends on them (a form's typed values, comments, layers a viewer may hide) is not kept:
 //! it is stored as its raster, which shows what the renderer drew.
 
@@ -37,8 +38,8 @@ const CONTENT_INFLATION: usize = 16;
 
 impl VectorPage {
     /// Takes page `page` of `doc`, or None when it cannot be taken faithfully (see the module
-    /// comment) or weighs more than `max_bytes` (its content counted decompressed, its other
-    /// streams as stored).
+    /// comment) or weighs more than `max_bytes` written out (its content is read up to
+    /// [`CONTENT_INFLATION`] times that, decompressed).
     pub fn take(doc: &Document, page: ObjectId, max_bytes: usize) -> Option<Self> {
         let dict = doc.get_dictionary(page).ok()?;
         let catalog = doc.catalog().ok()?;

@@ -84,7 +84,8 @@ fn viewers() -> Vec<&'static str> {
     if pdfium { vec!["poppler", "pdfium"] } else { vec!["poppler"] }
 }
 
-/// A PDF's first page drawn by `viewer` ("poppler" or "pdfium") at 50 dpi, in grey.
+/// A PDF's first page drawn by `viewer` ("poppler" or "pdfium") at 50 dpi, in grey: its crop
+/// box, as a viewer shows it.
 fn draw_first_page(viewer: &str, pdf: &Path, tmp: &Path) -> image::GrayImage {
     if viewer == "pdfium" {
         // The bitmap's rows as they are (no imaging library needed), after "width height".
@@ -94,7 +95,12 @@ fn draw_first_page(viewer: &str, pdf: &Path, tmp: &Path) -> image::GrayImage {
         assert!(out.status.success(), "pdfium: {}", String::from_utf8_lossy(&out.stderr));
         return grey_raw(&raw);
     }
-    let out = Command::new("pdftoppm").args(["-r", "50", "-gray", "-png", "-singlefile"]).arg(pdf).arg(tmp.join("poppler")).output().expect("pdftoppm runs");
+    let out = Command::new("pdftoppm")
+        .args(["-r", "50", "-cropbox", "-gray", "-png", "-singlefile"])
+        .arg(pdf)
+        .arg(tmp.join("poppler"))
+        .output()
+        .expect("pdftoppm runs");
     assert!(out.status.success() && out.stderr.is_empty(), "pdftoppm: {}", String::from_utf8_lossy(&out.stderr));
     image::open(tmp.join("poppler.png")).expect("a PNG").into_luma8()
 }
