@@ -394,9 +394,16 @@ mod tests {
             xobjects.set(format!("Im{k}"), Object::Reference(id));
             ops.push_str(&format!("q 595 0 0 842 0 0 cm /Im{k} Do Q\n"));
         }
-        let contents = doc.add_object(Stream::new(lopdf::Dictionary::new(), ops.into_bytes()));
+        one_page(doc, ops.into_bytes(), dictionary! { "XObject" => xobjects }, 842)
+    }
+
+    /// `doc` saved with one page 595 points wide and `height` tall, drawing `content` with
+    /// `resources`.
+    fn one_page(mut doc: Document, content: Vec<u8>, resources: lopdf::Dictionary, height: i64) -> Vec<u8> {
+        use lopdf::{Stream, dictionary};
+        let contents = doc.add_object(Stream::new(lopdf::Dictionary::new(), content));
         let pages_id = doc.new_object_id();
-        let page = doc.add_object(dictionary! { "Type" => "Page", "Parent" => pages_id, "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()], "Contents" => contents, "Resources" => dictionary! { "XObject" => xobjects } });
+        let page = doc.add_object(dictionary! { "Type" => "Page", "Parent" => pages_id, "MediaBox" => vec![0.into(), 0.into(), 595.into(), height.into()], "Contents" => contents, "Resources" => resources });
         doc.objects.insert(pages_id, Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1 }));
         let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
         doc.trailer.set("Root", catalog);
@@ -435,15 +442,7 @@ mod tests {
         }
         let mut doc = Document::with_version("1.5");
         let id = doc.add_object(Stream::new(d, data));
-        let contents = doc.add_object(Stream::new(lopdf::Dictionary::new(), b"q 0 g 595 0 0 595 0 0 cm /Im0 Do Q\n".to_vec()));
-        let pages_id = doc.new_object_id();
-        let page = doc.add_object(dictionary! { "Type" => "Page", "Parent" => pages_id, "MediaBox" => vec![0.into(), 0.into(), 595.into(), 595.into()], "Contents" => contents, "Resources" => dictionary! { "XObject" => dictionary! { "Im0" => Object::Reference(id) } } });
-        doc.objects.insert(pages_id, Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1 }));
-        let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
-        doc.trailer.set("Root", catalog);
-        let mut out = Vec::new();
-        doc.save_to(&mut out).expect("saves");
-        out
+        one_page(doc, b"q 0 g 595 0 0 595 0 0 cm /Im0 Do Q\n".to_vec(), dictionary! { "XObject" => dictionary! { "Im0" => Object::Reference(id) } }, 595)
     }
 
     /// A bitonal image read as it is must read as the renderer (and a viewer) draws it: black
