@@ -44,6 +44,11 @@ pub struct TypeRule {
     /// card is not the card: it is checked online, for its recipient and its use-by date).
     #[serde(default)]
     pub checked: Vec<String>,
+    /// Headings only a later page of the document prints (a tax notice's "Détail des
+    /// revenus"): such a page under the document's own title goes on with it rather than
+    /// starting another one of the same kind.
+    #[serde(default)]
+    pub continued: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -98,7 +103,15 @@ impl Lexicon {
             tracing::warn!(categorie = %c, r#type = %t, plan = %plan.version, "no rule recognises this type of the plan: its pieces will go to review");
         }
         for t in &mut lex.types {
-            for p in t.title.iter_mut().chain(t.text.iter_mut()).chain(t.not.iter_mut()).chain(t.named.iter_mut()).chain(t.checked.iter_mut()) {
+            for p in t
+                .title
+                .iter_mut()
+                .chain(t.text.iter_mut())
+                .chain(t.not.iter_mut())
+                .chain(t.named.iter_mut())
+                .chain(t.checked.iter_mut())
+                .chain(t.continued.iter_mut())
+            {
                 *p = phrase(p);
             }
         }

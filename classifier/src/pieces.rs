@@ -130,6 +130,9 @@ struct PageView {
     twoddocs: Vec<TwoDDoc>,
     /// The document's own numbers printed on the page (see [`references`]).
     references: Vec<String>,
+    /// Types whose title and one of whose later pages' headings (`continued`) are in the
+    /// page's title lines, with that heading.
+    continues: Vec<(usize, String)>,
     /// Lines of the page's text that are a title phrase standing alone (a title the layout did
     /// not single out, such as one read by the whole-page pass).
     standalone_titles: Vec<String>,
@@ -175,6 +178,13 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
         .cloned()
         .collect();
     let titled_cards = titled.iter().any(|&i| lex.types.get(i).is_some_and(|t| t.card));
+    let continues: Vec<(usize, String)> = titled
+        .iter()
+        .filter_map(|&i| {
+            let heading = lex.types.get(i)?.continued.iter().find(|h| coverage(&reading.title, h) >= 1.0)?;
+            Some((i, heading.trim().to_string()))
+        })
+        .collect();
     let mrz = f.mrz.as_deref().and_then(mrz::find).or_else(|| raw.contains("<<").then(|| mrz::find(raw)).flatten());
     let holder = if f.layout.cards > 0 || mrz.is_some() {
         let attribution = attribute_with_zone(household, mrz.as_ref(), raw);
@@ -204,6 +214,7 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
         twoddocs: f.datamatrix.iter().filter_map(|t| twoddoc::parse(t).ok()).collect(),
         standalone_titles,
         references: references(&lines, &lex.references),
+        continues,
         unreadable: f.layout.unreadable,
         words,
         reading,
@@ -287,6 +298,9 @@ fn segment(pages: &[PageView]) -> Vec<Vec<usize>> {
                     // The document's own number, printed on a page of it already: the same
                     // document under another heading (a bill's annex and detail pages).
                     _ if p.references.iter().any(|r| prev.iter().any(|&q| pages[q].references.contains(r))) => false,
+                    // A later page's heading under the title of the document begun ("Détail
+                    // des revenus" under a tax notice's title): its next page, not another one.
+                    _ if p.continues.iter().any(|(t, _)| first.titled.contains(t) || first.mentioned.contains(t)) => false,
                     // The next page of the same booklet, under its own heading (a photo box on
                     // it is not a card).
                     _ if p.booklet.is_some() && p.booklet == first.booklet => false,
@@ -363,7 +377,14 @@ fn classify_piece(lex: &Lexicon, trust: &TrustList, household: &Household, pages
             .filter(|run| run.len() > 1)
             .map(|run| format!(", the document's number {} on {} pages", run[0], run.len()))
             .collect();
-        evidence.push(format!("segment: {} pages, page marks [{}]{}", pages.len(), markers.join(" "), shared.concat()));
+        // Later pages' headings under the document's title: why a titled page did not start
+        // another document.
+        let continued: Vec<String> = pages[1..]
+            .iter()
+            .zip(1..)
+            .filter_map(|(p, k)| p.continues.first().map(|(_, h)| format!(", page {} headed \"{h}\" under its title", k + 1)))
+            .collect();
+        evidence.push(format!("segment: {} pages, page marks [{}]{}{}", pages.len(), markers.join(" "), shared.concat(), continued.concat()));
     }
     let draft = |categorie: Option<&str>, type_code: Option<&str>, confidence: f32, evidence: Vec<String>, rejection: Option<ReasonCode>| PieceDraft {
         pages: indices.clone(),
@@ -922,6 +943,31 @@ mod tests {
             "Numéro fiscal Revenu fiscal de référence Nombre de parts Montant restant à payer",
         );
         assert_eq!(run(&[avis])[0].type_code.as_deref(), Some("AVIS_IMPOSITION"));
+    }
+
+    #[test]
+    fn a_tax_notice_s_detail_page_under_its_title_goes_on_with_it_and_the_next_notice_does_not() {
+        // The DGFiP specimen's two pages as they were read: its title in the body of the first,
+        // and again over "Détail des revenus" on the second.
+        let first = PageFeatures {
+            title: Some("RÉPUBLIQUE FRANÇAISE IMPÔT SUR LES REVENUS de l'année\nMONTANT DE VOTRE IMPÔT\nNuméro fiscal :".into()),
+            text: Some("DIRECTION GÉNÉRALE DES FINANCES PUBLIQUES\nx L AVIS DE SITUATION DÉCLARATIVE À L'IMPÔT SUR LE REVENU\nPour vos démarches, pas besoin d'original\nVos références Votre situation\nPour accéder à votre espace particulier\nCe document ne constitue pas un avis d'impôt".into()),
+            ..PageFeatures::default()
+        };
+        let detail = page(
+            "AVIS DE SITUATION DÉCLARATIVE À L'IMPÔT SUR LE REVENU\nDétail des revenus\nREDUCTIONS D'IMPOT !",
+            "Salaires Revenu brut global Revenu imposable",
+        );
+        let drafts = run(&[first.clone(), detail.clone(), first.clone()]);
+        let cut: Vec<usize> = drafts.iter().map(|d| d.pages.len()).collect();
+        assert_eq!(cut, [2, 1], "{:?}", drafts.iter().map(|d| (&d.pages, &d.evidence)).collect::<Vec<_>>());
+        assert_eq!(drafts[0].type_code.as_deref(), Some("AVIS_SITUATION_DECLARATIVE"));
+        assert!(drafts[0].evidence.iter().any(|e| e.contains("page 2 headed \"detail des revenus\" under its title")), "{:?}", drafts[0].evidence);
+        // Two notices one after the other stay two, and the heading alone after another kind
+        // of document (a pay slip) still starts a document.
+        assert_eq!(run(&[first.clone(), first]).len(), 2);
+        let slip = page("BULLETIN DE PAIE", "Salaire de base Net à payer Cotisations");
+        assert_eq!(run(&[slip, detail]).len(), 2);
     }
 
     #[test]
