@@ -57,6 +57,9 @@ pub struct OutsideRule {
     pub title: Vec<String>,
     #[serde(default)]
     pub text: Vec<String>,
+    /// As [`TypeRule::continued`]: a bill's "Détail de votre facture".
+    #[serde(default)]
+    pub continued: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -116,7 +119,7 @@ impl Lexicon {
             }
         }
         for o in &mut lex.outside {
-            for p in o.title.iter_mut().chain(o.text.iter_mut()) {
+            for p in o.title.iter_mut().chain(o.text.iter_mut()).chain(o.continued.iter_mut()) {
                 *p = phrase(p);
             }
         }

@@ -130,8 +130,8 @@ struct PageView {
     twoddocs: Vec<TwoDDoc>,
     /// The document's own numbers printed on the page (see [`references`]).
     references: Vec<String>,
-    /// Types whose title and one of whose later pages' headings (`continued`) are in the
-    /// page's title lines, with that heading.
+    /// Types (and outside documents, after the types) whose title and one of whose later
+    /// pages' headings (`continued`) are in the page's title lines, with that heading.
     continues: Vec<(usize, String)>,
     /// Lines of the page's text that are a title phrase standing alone (a title the layout did
     /// not single out, such as one read by the whole-page pass).
@@ -178,10 +178,12 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
         .cloned()
         .collect();
     let titled_cards = titled.iter().any(|&i| lex.types.get(i).is_some_and(|t| t.card));
+    // Types, then outside documents, as `titled` counts them.
+    let continued: Vec<&[String]> = lex.types.iter().map(|t| t.continued.as_slice()).chain(lex.outside.iter().map(|o| o.continued.as_slice())).collect();
     let continues: Vec<(usize, String)> = titled
         .iter()
         .filter_map(|&i| {
-            let heading = lex.types.get(i)?.continued.iter().find(|h| coverage(&reading.title, h) >= 1.0)?;
+            let heading = continued.get(i)?.iter().find(|h| coverage(&reading.title, h) >= 1.0)?;
             Some((i, heading.trim().to_string()))
         })
         .collect();
@@ -916,7 +918,12 @@ mod tests {
         assert!(drafts[0].evidence.iter().any(|e| e.contains("number 7300125584 on 3 pages")), "{:?}", drafts[0].evidence);
         // Without its number, the annex's heading starts a document of its own, as before.
         let unnumbered = bill("Annexe de votre facture", "Vos abonnements et options\nTotal de l'annexe");
-        assert_eq!(run(&[first, unnumbered, next]).len(), 3);
+        assert_eq!(run(&[first.clone(), unnumbered, next.clone()]).len(), 3);
+        // A bill's detail page under its own heading goes on with it, number read or not (the
+        // first page's number can be out of sight), and the next bill is another.
+        let detail_unnumbered = bill("KEOLIO\nDétail de votre facture du 14/09/2026", "Evolution de la consommation facturée en kWh");
+        let pages: Vec<usize> = run(&[first, detail_unnumbered, next]).iter().map(|d| d.pages.len()).collect();
+        assert_eq!(pages, [2, 1]);
         // A number that does not follow "n°" (a telephone, an amount) is no reference.
         let references = |raw: &str| references(&raw.lines().map(normalise).collect::<Vec<_>>(), &["facture".into()]);
         assert!(references("Votre facture 0612345678\nFacture du 14/09/2026 total 12345678").is_empty());
