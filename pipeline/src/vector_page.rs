@@ -60,7 +60,12 @@ impl VectorPage {
         if bbox[2] - bbox[0] < 1.0 || bbox[3] - bbox[1] < 1.0 {
             return None;
         }
-        let rotate = inherited(doc, dict, b"Rotate").and_then(|r| r.as_i64().ok()).unwrap_or(0);
+        // A turn written otherwise than as a whole number (`90.0`) is drawn one way by one
+        // viewer and another by the next: such a page stays a raster.
+        let rotate = match inherited(doc, dict, b"Rotate") {
+            Some(r) => r.as_i64().ok()?,
+            None => 0,
+        };
         if rotate % 90 != 0 {
             return None;
         }
@@ -426,6 +431,8 @@ mod tests {
         assert!(!v.objects.iter().any(|o| o.as_dict().or_else(|_| o.as_stream().map(|s| &s.dict)).is_ok_and(|d| d.has(b"Annots"))));
         let (doc, page) = born_digital(0, Dictionary::new(), dictionary! { "OCProperties" => dictionary! { "OCGs" => Vec::<Object>::new() } });
         assert!(VectorPage::take(&doc, page, 1 << 20).is_none(), "optional content");
+        let (doc, page) = born_digital(0, dictionary! { "Rotate" => 90.0 }, Dictionary::new());
+        assert!(VectorPage::take(&doc, page, 1 << 20).is_none(), "a turn written as a real number");
         // A resource the content names that refers to the page tree would bring every page
         // with it.
         let (mut doc, page) = drawn_over(0, Dictionary::new(), Dictionary::new(), "/Span /P0 BDC EMC");
