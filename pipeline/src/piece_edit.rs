@@ -55,13 +55,18 @@ pub fn split_after(pdf: &[u8], after: u32) -> Result<(Vec<u8>, Vec<u8>), EditErr
     Ok((save(head)?, save(tail)?))
 }
 
-/// Joins PDFs into one, their pages in the order given.
+/// Joins PDFs into one, their pages in the order given, under the latest version any of them
+/// declares (a page kept as it was sent is written as PDF 1.7).
 pub fn join(pdfs: &[&[u8]]) -> Result<Vec<u8>, EditError> {
     let mut out = Document::with_version("1.5");
     let mut next_id = 1;
     let mut kids: Vec<ObjectId> = Vec::new();
     for pdf in pdfs {
         let mut doc = load(pdf)?;
+        // "1.x" versions order as text.
+        if doc.version > out.version {
+            out.version = doc.version.clone();
+        }
         doc.renumber_objects_with(next_id);
         next_id = doc.max_id + 1;
         kids.extend(doc.get_pages().into_values());
@@ -143,6 +148,14 @@ mod tests {
         assert_eq!(payloads(&tail), expected[1..]);
         // Nothing is encoded again: the parts weigh about what the whole does.
         assert!(head.len() + tail.len() < joined.len() * 2, "{} + {} vs {}", head.len(), tail.len(), joined.len());
+        // A part written as PDF 1.7 keeps the whole at 1.7, and its parts after a cut too.
+        let mut newer = load(&b).expect("b");
+        newer.version = "1.7".into();
+        let newer = save(newer).expect("saved");
+        let joined = join(&[&a, &newer]).expect("joined");
+        assert!(joined.starts_with(b"%PDF-1.7"), "{:?}", String::from_utf8_lossy(&joined[..9]));
+        assert!(split_after(&joined, 1).expect("split").1.starts_with(b"%PDF-1.7"));
+        assert!(join(&[&a, &c]).expect("joined").starts_with(b"%PDF-1.5"));
     }
 
     #[test]
