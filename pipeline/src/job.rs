@@ -325,7 +325,7 @@ fn page_reports(records: &[PageRecord], fates: &[PageFate]) -> Vec<PageReport> {
                 PageFate::InRequest(_) => {
                     p.role = PageRole::Piece;
                     if let Some(e) = encoded_of(r) {
-                        p.detail = Some(format!("stored as {}: {}; {:.1} KB", e.codec_name(), e.choice, e.bytes() as f64 / 1024.0));
+                        p.detail = Some(e.describe());
                         p.stored_bytes = Some(e.bytes());
                     }
                 }

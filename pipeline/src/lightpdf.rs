@@ -222,6 +222,11 @@ impl EncodedPage {
             PageCodec::Mixed => "mixed raster (JBIG2 print over a JPEG background)",
         }
     }
+
+    /// How the page is stored, why, and its weight, as the report's page `detail` says it.
+    pub fn describe(&self) -> String {
+        format!("stored as {}: {}; {:.1} KB", self.codec_name(), self.choice, self.bytes() as f64 / 1024.0)
+    }
 }
 
 const A4_PT: (f32, f32) = (595.276, 841.89);

@@ -51,11 +51,12 @@ pub fn run(args: &InspectArgs) -> Result<()> {
                 } else {
                     "content"
                 };
-                println!(
-                    "  {kind}, {:?}, stored as {:?}",
-                    analysis.orientation,
-                    analysis.encoded.as_ref().map(|e| (e.codec, e.width, e.height, e.bytes(), &e.choice))
-                );
+                println!("  {kind}, {:?}", analysis.orientation);
+                if let Some(e) = &analysis.encoded {
+                    // A page kept as sent has no pixels of its own; its raster stays beside it.
+                    let size = if e.vector.is_some() { String::new() } else { format!(" ({}×{} px)", e.width, e.height) };
+                    println!("  {}{size}", e.describe());
+                }
                 for line in &features.reading {
                     println!("  {line}");
                 }

@@ -100,4 +100,6 @@ fn inspect_says_what_each_file_would_be_filed_as_and_why() {
     assert!(pieces.contains("RFR/AVIS_IMPOSITION, confidence"), "{pieces}");
     assert!(pieces.contains("AVIS_IMPOSITION ") && pieces.contains("next "), "the evidence: {pieces}");
     assert!(!text.contains("pieces of scan-0006.jpg"), "a blank page is no piece: {text}");
+    // How the notice's page would be stored, in the report's words, with its weight.
+    assert!(text.lines().any(|l| l.starts_with("  stored as ") && l.contains(" KB (")), "{text}");
 }
