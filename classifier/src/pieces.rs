@@ -131,8 +131,12 @@ struct PageView {
     /// The document's own numbers printed on the page (see [`references`]).
     references: Vec<String>,
     /// Types (and outside documents, after the types) whose title and one of whose later
-    /// pages' headings (`continued`) are in the page's title lines, with that heading.
+    /// pages' headings (`continued`) are in the page's title lines, with that heading; none
+    /// that a `not` phrase read on the page contradicts.
     continues: Vec<(usize, String)>,
+    /// Among `titled` and `mentioned`, those no `not` phrase read on the page contradicts: what
+    /// a document begun on this page may be continued as.
+    named_as: Vec<usize>,
     /// Lines of the page's text that are a title phrase standing alone (a title the layout did
     /// not single out, such as one read by the whole-page pass).
     standalone_titles: Vec<String>,
@@ -178,15 +182,20 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
         .cloned()
         .collect();
     let titled_cards = titled.iter().any(|&i| lex.types.get(i).is_some_and(|t| t.card));
-    // Types, then outside documents, as `titled` counts them.
+    // A later page's heading is looked for in the title lines alone (a card's whole text
+    // counts as its title above, and a bill's first page may say "le détail de votre facture"
+    // in a sentence), with the document's title, and where no `not` phrase says otherwise.
+    let contradicted = |i: usize| matches[i].iter().any(|m| m.starts_with("against:"));
+    let title_lines = normalise(f.title.as_deref().unwrap_or(""));
     let continued: Vec<&[String]> = lex.types.iter().map(|t| t.continued.as_slice()).chain(lex.outside.iter().map(|o| o.continued.as_slice())).collect();
-    let continues: Vec<(usize, String)> = titled
-        .iter()
-        .filter_map(|&i| {
-            let heading = continued.get(i)?.iter().find(|h| coverage(&reading.title, h) >= 1.0)?;
+    let continues: Vec<(usize, String)> = (0..matches.len())
+        .filter(|&i| !contradicted(i) && titles[i].iter().any(|t| coverage(&title_lines, t) >= 1.0))
+        .filter_map(|i| {
+            let heading = continued[i].iter().find(|h| coverage(&title_lines, h) >= 1.0)?;
             Some((i, heading.trim().to_string()))
         })
         .collect();
+    let named_as: Vec<usize> = titled.iter().chain(&mentioned).copied().filter(|&i| !contradicted(i)).collect();
     let mrz = f.mrz.as_deref().and_then(mrz::find).or_else(|| raw.contains("<<").then(|| mrz::find(raw)).flatten());
     let holder = if f.layout.cards > 0 || mrz.is_some() {
         let attribution = attribute_with_zone(household, mrz.as_ref(), raw);
@@ -217,6 +226,7 @@ fn view_of(index: PageIndex, f: &PageFeatures, lex: &Lexicon, household: &Househ
         standalone_titles,
         references: references(&lines, &lex.references),
         continues,
+        named_as,
         unreadable: f.layout.unreadable,
         words,
         reading,
@@ -282,6 +292,22 @@ fn attribute_with_zone(household: &Household, zone: Option<&Mrz>, text: &str) ->
     }
 }
 
+/// The heading under which `p` goes on with the document whose pages are `earlier` (see the
+/// lexicon's `continued`): a later page's heading under the title of the document begun, with
+/// nothing on the page saying it is another one (numbers of its own that the document's pages
+/// do not print, or another holder's name).
+fn continued_heading<'a>(earlier: &[&PageView], p: &'a PageView) -> Option<&'a str> {
+    let first = earlier.first()?;
+    let numbers: Vec<&String> = earlier.iter().flat_map(|q| &q.references).collect();
+    if !p.references.is_empty() && !numbers.is_empty() && !p.references.iter().any(|r| numbers.contains(&r)) {
+        return None;
+    }
+    if p.holder.as_ref().is_some_and(|h| earlier.iter().filter_map(|q| q.holder.as_ref()).any(|q| q != h)) {
+        return None;
+    }
+    p.continues.iter().find(|(t, _)| first.named_as.contains(t)).map(|(_, h)| h.as_str())
+}
+
 /// Cuts the pages into documents.
 fn segment(pages: &[PageView]) -> Vec<Vec<usize>> {
     let mut pieces: Vec<Vec<usize>> = Vec::new();
@@ -302,7 +328,7 @@ fn segment(pages: &[PageView]) -> Vec<Vec<usize>> {
                     _ if p.references.iter().any(|r| prev.iter().any(|&q| pages[q].references.contains(r))) => false,
                     // A later page's heading under the title of the document begun ("Détail
                     // des revenus" under a tax notice's title): its next page, not another one.
-                    _ if p.continues.iter().any(|(t, _)| first.titled.contains(t) || first.mentioned.contains(t)) => false,
+                    _ if continued_heading(&prev.iter().map(|&q| &pages[q]).collect::<Vec<_>>(), p).is_some() => false,
                     // The next page of the same booklet, under its own heading (a photo box on
                     // it is not a card).
                     _ if p.booklet.is_some() && p.booklet == first.booklet => false,
@@ -381,10 +407,8 @@ fn classify_piece(lex: &Lexicon, trust: &TrustList, household: &Household, pages
             .collect();
         // Later pages' headings under the document's title: why a titled page did not start
         // another document.
-        let continued: Vec<String> = pages[1..]
-            .iter()
-            .zip(1..)
-            .filter_map(|(p, k)| p.continues.first().map(|(_, h)| format!(", page {} headed \"{h}\" under its title", k + 1)))
+        let continued: Vec<String> = (1..pages.len())
+            .filter_map(|k| continued_heading(&pages[..k], pages[k]).map(|h| format!(", page {} headed \"{h}\" under its title", k + 1)))
             .collect();
         evidence.push(format!("segment: {} pages, page marks [{}]{}{}", pages.len(), markers.join(" "), shared.concat(), continued.concat()));
     }
@@ -922,8 +946,18 @@ mod tests {
         // A bill's detail page under its own heading goes on with it, number read or not (the
         // first page's number can be out of sight), and the next bill is another.
         let detail_unnumbered = bill("KEOLIO\nDétail de votre facture du 14/09/2026", "Evolution de la consommation facturée en kWh");
-        let pages: Vec<usize> = run(&[first, detail_unnumbered, next]).iter().map(|d| d.pages.len()).collect();
+        let pages: Vec<usize> = run(&[first.clone(), detail_unnumbered, next.clone()]).iter().map(|d| d.pages.len()).collect();
         assert_eq!(pages, [2, 1]);
+        // A detail page printing another bill's number is that bill's, and a next bill whose
+        // first page says "le détail de votre facture" in a sentence, in a box taken for a
+        // card (whose whole text counts as its title), is another bill.
+        let other_detail = bill("Détail de votre facture du 14/10/2026 n° 7300131017", "Evolution de la consommation facturée en kWh");
+        assert_eq!(run(&[first.clone(), other_detail]).len(), 2);
+        let boxed_next = PageFeatures {
+            layout: PageLayout { cards: 1, ..PageLayout::default() },
+            ..bill("Facture du 14/10/2026", "Retrouvez le détail de votre facture au verso\nMontant de cette facture")
+        };
+        assert_eq!(run(&[first, boxed_next]).len(), 2);
         // A number that does not follow "n°" (a telephone, an amount) is no reference.
         let references = |raw: &str| references(&raw.lines().map(normalise).collect::<Vec<_>>(), &["facture".into()]);
         assert!(references("Votre facture 0612345678\nFacture du 14/09/2026 total 12345678").is_empty());
@@ -970,11 +1004,16 @@ mod tests {
         assert_eq!(cut, [2, 1], "{:?}", drafts.iter().map(|d| (&d.pages, &d.evidence)).collect::<Vec<_>>());
         assert_eq!(drafts[0].type_code.as_deref(), Some("AVIS_SITUATION_DECLARATIVE"));
         assert!(drafts[0].evidence.iter().any(|e| e.contains("page 2 headed \"detail des revenus\" under its title")), "{:?}", drafts[0].evidence);
-        // Two notices one after the other stay two, and the heading alone after another kind
-        // of document (a pay slip) still starts a document.
-        assert_eq!(run(&[first.clone(), first]).len(), 2);
+        // Two notices of two pages one after the other stay two.
+        let pages = |drafts: Vec<PieceDraft>| drafts.iter().map(|d| d.pages.len()).collect::<Vec<_>>();
+        assert_eq!(pages(run(&[first.clone(), detail.clone(), first.clone(), detail.clone()])), [2, 2]);
+        // The heading after another kind of document (a pay slip) still starts a document, and
+        // an avis d'impôt's detail page does not go on with an avis de situation déclarative
+        // (its `not` says the latter is no avis d'impôt).
         let slip = page("BULLETIN DE PAIE", "Salaire de base Net à payer Cotisations");
         assert_eq!(run(&[slip, detail]).len(), 2);
+        let avis_detail = page("AVIS D'IMPÔT 2025\nIMPÔT SUR LES REVENUS\nDétail des revenus", "Salaires Revenu brut global");
+        assert_eq!(run(&[first, avis_detail]).len(), 2);
     }
 
     #[test]
