@@ -966,16 +966,20 @@ mod tests {
         assert_eq!(references("Facturen° 2026088412"), ["2026088412"], "a text layer that lost the space");
     }
 
-    #[test]
-    fn an_avis_de_situation_declarative_valant_avis_d_impot_is_not_an_avis_d_impot() {
-        // The specimen's first page as it was read: its heading in the body text, "valant avis
-        // d'impôt" and "impôt sur les revenus" in the title lines.
-        let first = PageFeatures {
+    /// The DGFiP specimen's first page of an avis de situation déclarative as it was read: its
+    /// heading in the body text, "valant avis d'impôt" and "impôt sur les revenus" in the title
+    /// lines.
+    fn situation_declarative_first_page() -> PageFeatures {
+        PageFeatures {
             title: Some("RÉPUBLIQUE FRANÇAISE IMPÔT SUR LES REVENUS de l'année\nVALANT AVIS D'IMPÔT\nMONTANT DE VOTRE IMPÔT\nNuméro fiscal :".into()),
             text: Some("DIRECTION GÉNÉRALE DES FINANCES PUBLIQUES\nx L AVIS DE SITUATION DÉCLARATIVE À L'IMPÔT SUR LE REVENU\nPour vos démarches, pas besoin d'original\nVos références Votre situation\nPour accéder à votre espace particulier\nNuméro fiscal : Revenu fiscal de référence :\nCe document ne constitue pas un avis d'impôt".into()),
             ..PageFeatures::default()
-        };
-        let d = &run(&[first])[0];
+        }
+    }
+
+    #[test]
+    fn an_avis_de_situation_declarative_valant_avis_d_impot_is_not_an_avis_d_impot() {
+        let d = &run(&[situation_declarative_first_page()])[0];
         assert_eq!(d.type_code.as_deref(), Some("AVIS_SITUATION_DECLARATIVE"), "{:?}", d.evidence);
         assert!(d.confidence >= 0.8, "{} {:?}", d.confidence, d.evidence);
         // An avis d'impôt that names no situation déclarative stays one.
@@ -990,11 +994,7 @@ mod tests {
     fn a_tax_notice_s_detail_page_under_its_title_goes_on_with_it_and_the_next_notice_does_not() {
         // The DGFiP specimen's two pages as they were read: its title in the body of the first,
         // and again over "Détail des revenus" on the second.
-        let first = PageFeatures {
-            title: Some("RÉPUBLIQUE FRANÇAISE IMPÔT SUR LES REVENUS de l'année\nMONTANT DE VOTRE IMPÔT\nNuméro fiscal :".into()),
-            text: Some("DIRECTION GÉNÉRALE DES FINANCES PUBLIQUES\nx L AVIS DE SITUATION DÉCLARATIVE À L'IMPÔT SUR LE REVENU\nPour vos démarches, pas besoin d'original\nVos références Votre situation\nPour accéder à votre espace particulier\nCe document ne constitue pas un avis d'impôt".into()),
-            ..PageFeatures::default()
-        };
+        let first = situation_declarative_first_page();
         let detail = page(
             "AVIS DE SITUATION DÉCLARATIVE À L'IMPÔT SUR LE REVENU\nDétail des revenus\nREDUCTIONS D'IMPOT !",
             "Salaires Revenu brut global Revenu imposable",
