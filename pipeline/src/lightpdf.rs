@@ -308,17 +308,21 @@ fn as_drawn(raster: &PageRaster, page: EncodedPage) -> EncodedPage {
     let choice = format!("lighter than its raster ({}: {}; {:.1} KB)", page.codec_name(), page.choice, kb(page.bytes()));
     let kept = EncodedPage { page_w_pt, page_h_pt, choice, vector: Some(v.clone()), ..page.clone() };
     // Checked as written: it draws as the page was drawn, and still shows all it holds.
-    let blob = crate::raster::PageBlob::PdfRender { data: Arc::new(write_pdf(&[&kept], "")), page: 0, vector: None };
-    let checked = crate::raster::decode_page(&blob, &crate::raster::Limits::default()).is_ok_and(|drawn| {
-        let (w, h) = raster.gray.dimensions();
-        let gray =
-            if drawn.gray.dimensions() == (w, h) { drawn.gray } else { image::imageops::resize(&drawn.gray, w, h, image::imageops::FilterType::Triangle) };
-        drawn_alike(&gray, &raster.gray) && drawn.text_layer.is_some_and(|t| t.shows_all_it_holds())
-    });
+    let (w, h) = raster.gray.dimensions();
+    let checked = drawn_as_written(&kept, w, h).is_some_and(|(gray, text)| drawn_alike(&gray, &raster.gray) && text.is_some_and(|t| t.shows_all_it_holds()));
     if checked {
         return kept;
     }
     EncodedPage { choice: format!("{}; the PDF page as sent, taken out of its file, did not draw or read as the page", page.choice), ..page }
+}
+
+/// A page kept as sent, written in a PDF of its own and drawn again by the renderer as a viewer
+/// draws it, at `w` × `h` pixels, with the text layer read from it.
+fn drawn_as_written(page: &EncodedPage, w: u32, h: u32) -> Option<(GrayImage, Option<crate::pdftext::TextLayer>)> {
+    let blob = crate::raster::PageBlob::PdfRender { data: Arc::new(write_pdf(&[page], "")), page: 0, vector: None };
+    let drawn = crate::raster::decode_page(&blob, &crate::raster::Limits::default()).ok()?;
+    let gray = if drawn.gray.dimensions() == (w, h) { drawn.gray } else { image::imageops::resize(&drawn.gray, w, h, image::imageops::FilterType::Triangle) };
+    Some((gray, drawn.text_layer))
 }
 
 /// Two drawings of a page at the same size, alike but for antialiasing: at most one pixel in
@@ -1005,9 +1009,7 @@ fn pdf_string(s: &str) -> String {
 pub fn decode_encoded(page: &EncodedPage) -> Option<GrayImage> {
     if page.vector.is_some() {
         // Drawn as a viewer draws it, at the raster's resolution.
-        let blob = crate::raster::PageBlob::PdfRender { data: Arc::new(write_pdf(&[page], "")), page: 0, vector: None };
-        let drawn = crate::raster::decode_page(&blob, &crate::raster::Limits::default()).ok()?;
-        return Some(image::imageops::resize(&drawn.gray, page.width, page.height, image::imageops::FilterType::Triangle));
+        return drawn_as_written(page, page.width, page.height).map(|(gray, _)| gray);
     }
     let load = |data: &[u8]| image::load(Cursor::new(data), ImageFormat::Jpeg).ok();
     match (page.codec, &page.mixed) {

@@ -73,15 +73,15 @@ print("ok", len(sys.argv) - 1)
     }
 }
 
-/// The viewers to draw with: poppler, and pdfium when it is installed; none without poppler
-/// (a failure on CI, where the set-up script installs both).
-fn viewers() -> Vec<&'static str> {
+/// The viewers to draw with, poppler and pdfium when it is installed, and a folder for their
+/// drawings; None without poppler (a failure on CI, where the set-up script installs both).
+fn viewers() -> Option<(Vec<&'static str>, tempfile::TempDir)> {
     if Command::new("pdftoppm").arg("-v").output().is_err() {
         tool_missing("poppler-utils");
-        return Vec::new();
+        return None;
     }
     let pdfium = Command::new("python3").arg("-c").arg("import pypdfium2").output().is_ok_and(|o| o.status.success()) || !tool_missing("pypdfium2");
-    if pdfium { vec!["poppler", "pdfium"] } else { vec!["poppler"] }
+    Some((if pdfium { vec!["poppler", "pdfium"] } else { vec!["poppler"] }, tempfile::tempdir().expect("tmp")))
 }
 
 /// A PDF's first page drawn by `viewer` ("poppler" or "pdfium") at 50 dpi, in grey: its crop
@@ -113,11 +113,7 @@ fn a_born_digital_page_kept_as_sent_draws_the_same_in_poppler_and_pdfium() {
     use scanbureau_pipeline::input::split_pdf;
     use scanbureau_pipeline::lightpdf::{EncodedPage, PageCodec, write_pdf};
     use scanbureau_pipeline::raster::{Limits, PageBlob};
-    let viewers = viewers();
-    if viewers.is_empty() {
-        return;
-    }
-    let tmp = tempfile::tempdir().expect("tmp");
+    let Some((viewers, tmp)) = viewers() else { return };
     for rotate in [0, 90] {
         let mut doc = Document::with_version("1.5");
         let font = doc.add_object(dictionary! { "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica", "Encoding" => "WinAnsiEncoding" });
@@ -226,11 +222,7 @@ fn card_copy() -> scanbureau_pipeline::raster::PageRaster {
 fn mixed_and_bitonal_pages_draw_the_same_in_poppler_and_pdfium() {
     use scanbureau_pipeline::binarize::{MIN_CONTRAST, binarize, tile_stats};
     use scanbureau_pipeline::lightpdf::{EncodeParams, PageCodec, PageContent, decode_encoded, encode_page, write_pdf};
-    let viewers = viewers();
-    if viewers.is_empty() {
-        return;
-    }
-    let tmp = tempfile::tempdir().expect("tmp");
+    let Some((viewers, tmp)) = viewers() else { return };
     for (colour, card, plain) in [(false, false, false), (true, false, false), (false, true, false), (false, false, true)] {
         let page = if card { card_copy() } else { form_page(colour, plain) };
         let bits = binarize(&page.gray, &tile_stats(&page.gray, page.dpi), MIN_CONTRAST);
